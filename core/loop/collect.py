@@ -1,0 +1,87 @@
+"""collect: outcomes reported by a channel since its cursor, stored once each.
+
+A response is keyed by (channel, provider event id): a duplicate delivery
+changes nothing. A score outside the channel's scale is kept with the raw
+payload and an error, and reconcile sends it to review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.compliance import normalise_score
+from core.errors import InputError
+from core.loop.common import StepResult, connector_state, finish_run, log, resumable, start_run
+from core.records import Outcome
+from core.runtime import Runtime
+from core.store.models import Response
+from core.timeutil import to_utc
+
+
+def store_outcomes(session: Session, channel: str, outcomes: Sequence[Outcome], now: datetime,
+                   result: StepResult) -> list[Response]:
+    """Insert the outcomes not stored yet; returns the new responses (caller commits)."""
+    result.counts["seen"] += len(outcomes)
+    ids = {o.provider_event_id for o in outcomes}
+    known = set(session.scalars(select(Response.provider_event_id).where(
+        Response.channel == channel, Response.provider_event_id.in_(ids))))
+    added: list[Response] = []
+    for out in outcomes:
+        if out.provider_event_id in known:
+            result.counts["duplicates"] += 1
+            continue
+        known.add(out.provider_event_id)
+        raw = dict(out.raw)
+        score = None
+        if out.score is not None:
+            try:
+                score = normalise_score(out.score, out.scale[0], out.scale[1])
+            except InputError as exc:
+                raw["_qloop_error"] = str(exc)
+        resp = Response(
+            channel=channel, provider_event_id=out.provider_event_id, kind=out.kind,
+            occurred_at=to_utc(out.occurred_at), received_at=now,
+            correlation_token=out.correlation_token, provider_ref=out.provider_ref,
+            contact_phone=out.contact.phone if out.contact else None,
+            contact_email=out.contact.email if out.contact else None,
+            reached=out.reached, confirmed=out.confirmed, score_raw=out.score,
+            scale_min=out.scale[0], scale_max=out.scale[1], score=score, comment=out.comment,
+            agent=out.agent, raw=raw, matched=False)
+        session.add(resp)
+        added.append(resp)
+        result.counts["created"] += 1
+    return added
+
+
+def collect(rt: Runtime, channel: str) -> StepResult:
+    """Collect outcomes from ``channel``; commit each batch with its cursor."""
+    result = StepResult(f"collect {channel}")
+    conn = rt.channel(channel)
+    state_name = f"channel:{channel}"
+    run_id, _ = start_run(rt, state_name, "collect")
+
+    def load_cursor() -> str | None:
+        with rt.db.session() as s:
+            return connector_state(s, state_name).cursor
+
+    def on_retry(exc: Exception, n: int) -> None:
+        result.counts["retries"] += 1
+        log.warning("collect %s: %s; resuming from the last cursor (restart %d)", channel, exc, n)
+
+    error: str | None = None
+    try:
+        for batch in resumable(conn.collect, load_cursor, on_retry):
+            with rt.db.session() as s:
+                store_outcomes(s, channel, batch.outcomes, rt.now(), result)
+                connector_state(s, state_name).cursor = batch.cursor
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        result.errors.append(error)
+        raise
+    finally:
+        finish_run(rt, run_id, state_name, result, error)
+    return result

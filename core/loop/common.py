@@ -1,0 +1,112 @@
+"""Small pieces the loop steps share: step counts, sync-run bookkeeping, restarts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+from core.errors import RetriableError
+from core.runtime import Runtime
+from core.store.models import AuditLog, SourceState, SyncRun
+
+log = logging.getLogger("qloop.loop")
+T = TypeVar("T")
+
+MAX_RESTARTS = 5
+"""How many times a pull or collect resumes from its last committed cursor after a retriable error."""
+MAX_RESTART_WAIT_S = 30.0
+
+
+@dataclass
+class StepResult:
+    """Counts of what a step did, by name (``created``, ``sent``, ``matched``…)."""
+
+    step: str
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: StepResult) -> None:
+        self.counts.update(other.counts)
+        self.errors.extend(other.errors)
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()) if v)
+        return f"{self.step}: {parts or 'nothing to do'}"
+
+
+def connector_state(session: Session, name: str) -> SourceState:
+    state = session.get(SourceState, name)
+    if state is None:
+        state = SourceState(name=name)
+        session.add(state)
+    return state
+
+
+def start_run(rt: Runtime, connector: str, kind: str) -> tuple[int, str | None]:
+    """Record the start of a sync run; returns its id and the cursor to resume from."""
+    with rt.db.session() as s:
+        state = connector_state(s, connector)
+        state.last_run_at = rt.now()
+        run = SyncRun(connector=connector, kind=kind, started_at=rt.now(), status="running",
+                      cursor_before=state.cursor)
+        s.add(run)
+        s.flush()
+        return run.id, state.cursor
+
+
+def finish_run(rt: Runtime, run_id: int, connector: str, result: StepResult,
+               error: str | None) -> None:
+    with rt.db.session() as s:
+        run = s.get(SyncRun, run_id)
+        state = connector_state(s, connector)
+        if run is not None:
+            run.finished_at = rt.now()
+            run.status = "failed" if error else "ok"
+            run.cursor_after = state.cursor
+            run.seen = result.counts["seen"]
+            run.created = result.counts["created"]
+            run.updated = result.counts["updated"]
+            run.unchanged = result.counts["unchanged"]
+            run.errors = len(result.errors)
+            run.error = error
+        state.last_error = error
+        if not error:
+            state.last_ok_at = rt.now()
+
+
+def resumable(
+    open_stream: Callable[[str | None], Iterator[T]],
+    load_cursor: Callable[[], str | None],
+    on_retry: Callable[[RetriableError, int], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[T]:
+    """Iterate a connector stream, resuming from the last committed cursor on retriable errors.
+
+    A generator that raised cannot continue, so after a :class:`RetriableError`
+    the stream is reopened from the cursor the caller committed last.
+    """
+    restarts = 0
+    while True:
+        try:
+            yield from open_stream(load_cursor())
+            return
+        except RetriableError as exc:
+            restarts += 1
+            on_retry(exc, restarts)
+            if restarts > MAX_RESTARTS:
+                raise
+            wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2 ** (restarts - 1)
+            sleep(min(max(wait, 0.0), MAX_RESTART_WAIT_S))
+
+
+def audit(session: Session, rt: Runtime, action: str, entity: str, entity_id: object,
+          actor: str = "qloop", **detail: object) -> None:
+    session.add(AuditLog(at=rt.now(), actor=actor, action=action, entity=entity,
+                         entity_id=str(entity_id) if entity_id is not None else None,
+                         detail=dict(detail)))

@@ -1,0 +1,62 @@
+"""Load what the compliance engine needs for a batch of incidents, in few queries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.compliance import Attempt, IncidentFacts, SurveyAnswer
+from core.records import Category, StatusChange
+from core.store.models import Incident, Match, Response, StatusEvent
+
+
+def load_history(session: Session, ids: Sequence[int]) -> dict[int, list[StatusChange]]:
+    history: dict[int, list[StatusChange]] = defaultdict(list)
+    rows = session.execute(
+        select(StatusEvent.incident_id, StatusEvent.at, StatusEvent.category, StatusEvent.status)
+        .where(StatusEvent.incident_id.in_(ids))
+        .order_by(StatusEvent.incident_id, StatusEvent.seq)
+    )
+    for inc_id, at, category, status in rows:
+        history[inc_id].append(StatusChange(at=at, category=Category(category), status=status))
+    return history
+
+
+def load_answers(
+    session: Session, ids: Sequence[int]
+) -> tuple[dict[int, list[Attempt]], dict[int, list[SurveyAnswer]]]:
+    attempts: dict[int, list[Attempt]] = defaultdict(list)
+    answers: dict[int, list[SurveyAnswer]] = defaultdict(list)
+    rows = session.execute(
+        select(Match.incident_id, Response)
+        .join(Response, Response.id == Match.response_id)
+        .where(Match.incident_id.in_(ids), Match.status == "matched")
+        .order_by(Response.occurred_at, Response.id)
+    )
+    for inc_id, resp in rows:
+        if resp.kind == "callback_attempt":
+            attempts[inc_id].append(Attempt(at=resp.occurred_at, reached=bool(resp.reached),
+                                            confirmed=resp.confirmed, score=resp.score,
+                                            ref=f"response:{resp.id}"))
+        else:
+            answers[inc_id].append(SurveyAnswer(at=resp.occurred_at, score=resp.score,
+                                                ref=f"response:{resp.id}"))
+    return attempts, answers
+
+
+def load_facts(session: Session, incidents: Sequence[Incident],
+               with_answers: bool = True) -> dict[int, IncidentFacts]:
+    """IncidentFacts per incident id (history, and matched attempts and answers)."""
+    ids = [i.id for i in incidents]
+    history = load_history(session, ids)
+    attempts, answers = load_answers(session, ids) if with_answers else ({}, {})
+    return {
+        inc.id: IncidentFacts(priority=inc.priority, created_at=inc.created_at,
+                              history=history.get(inc.id, []),
+                              attempts=attempts.get(inc.id, []),
+                              survey_answers=answers.get(inc.id, []))
+        for inc in incidents
+    }

@@ -1,0 +1,157 @@
+"""pull: incidents changed since the cursor, upserted idempotently with their history.
+
+An incident is keyed by (source, external id). A record identical to the
+stored one (same fingerprint) or older than it changes nothing; a changed
+one bumps the incident's ``revision`` so plan and evaluate look at it again.
+When the source reports a full history it replaces the stored one; when it
+reports none, qloop keeps the history it observes (a new entry each time
+the category changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from core.loop.common import StepResult, connector_state, finish_run, log, resumable, start_run
+from core.privacy import email_key, phone_key
+from core.records import IncidentRecord, StatusChange
+from core.runtime import Runtime
+from core.store.models import Incident, StatusEvent
+from core.timeutil import to_utc
+
+
+def fingerprint(rec: IncidentRecord) -> str:
+    """A digest of everything qloop reads from a record (not its raw payload)."""
+    doc = {
+        "key": rec.key, "title": rec.title, "priority": rec.priority, "status": rec.status,
+        "category": str(rec.category), "created": rec.created_at.isoformat(),
+        "service": rec.service, "customer": rec.customer,
+        "contact": [rec.contact.name, rec.contact.phone, rec.contact.email],
+        "first_response": _iso(rec.first_response_at), "resolved": _iso(rec.resolved_at),
+        "closed": _iso(rec.closed_at), "sla": rec.source_sla,
+        "history": [[h.at.isoformat(), str(h.category), h.status] for h in rec.history],
+    }
+    blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _fields(rec: IncidentRecord) -> dict[str, Any]:
+    return {
+        "key": rec.key, "title": rec.title, "service": rec.service, "customer": rec.customer,
+        "contact_name": rec.contact.name, "contact_phone": rec.contact.phone,
+        "contact_email": rec.contact.email, "phone_key": phone_key(rec.contact.phone),
+        "email_key": email_key(rec.contact.email), "priority": rec.priority,
+        "status": rec.status, "category": str(rec.category),
+        "created_at": to_utc(rec.created_at), "updated_at": to_utc(rec.updated_at),
+        "first_response_at": rec.first_response_at and to_utc(rec.first_response_at),
+        "resolved_at": rec.resolved_at and to_utc(rec.resolved_at),
+        "closed_at": rec.closed_at and to_utc(rec.closed_at),
+        "source_sla": dict(rec.source_sla), "raw": dict(rec.raw),
+    }
+
+
+def _event_rows(incident_id: int, history: Sequence[StatusChange]) -> list[dict[str, Any]]:
+    return [
+        {"incident_id": incident_id, "seq": i, "at": to_utc(h.at), "status": h.status,
+         "category": str(h.category), "observed": False}
+        for i, h in enumerate(history)
+    ]
+
+
+def upsert_records(session: Session, source: str, records: Sequence[IncidentRecord],
+                   now: Any, result: StepResult) -> None:
+    """Insert or update one batch of records (the caller commits)."""
+    latest: dict[str, IncidentRecord] = {}
+    for rec in records:  # one batch may hold the same incident twice: keep the newest
+        prev = latest.get(rec.external_id)
+        if prev is None or rec.updated_at >= prev.updated_at:
+            latest[rec.external_id] = rec
+    result.counts["seen"] += len(records)
+    existing = {
+        inc.external_id: inc
+        for inc in session.scalars(
+            select(Incident).where(Incident.source == source,
+                                   Incident.external_id.in_(list(latest)))
+        )
+    }
+    new_incidents: list[tuple[Incident, IncidentRecord]] = []
+    events: list[dict[str, Any]] = []
+    replaced: list[int] = []
+    for ext_id, rec in latest.items():
+        digest = fingerprint(rec)
+        inc = existing.get(ext_id)
+        if inc is None:
+            inc = Incident(source=source, external_id=ext_id, fingerprint=digest,
+                           ingested_at=now, changed_at=now, revision=1, planned_revision=0,
+                           evaluated_revision=0, **_fields(rec))
+            session.add(inc)
+            new_incidents.append((inc, rec))
+            result.counts["created"] += 1
+            continue
+        if inc.fingerprint == digest or to_utc(rec.updated_at) < inc.updated_at:
+            result.counts["unchanged"] += 1
+            continue
+        old_category = inc.category
+        for name, value in _fields(rec).items():
+            setattr(inc, name, value)
+        inc.fingerprint = digest
+        inc.changed_at = now
+        inc.revision += 1
+        result.counts["updated"] += 1
+        if rec.history:
+            replaced.append(inc.id)
+            events.extend(_event_rows(inc.id, rec.history))
+        elif str(rec.category) != old_category:
+            last = session.scalar(select(StatusEvent.seq).where(StatusEvent.incident_id == inc.id)
+                                  .order_by(StatusEvent.seq.desc()).limit(1))
+            events.append({"incident_id": inc.id, "seq": (last or 0) + 1,
+                           "at": to_utc(rec.updated_at), "status": rec.status,
+                           "category": str(rec.category), "observed": True})
+    session.flush()
+    for inc, rec in new_incidents:
+        history = rec.history or (StatusChange(rec.created_at, rec.category, rec.status),)
+        events.extend(_event_rows(inc.id, history))
+    if replaced:
+        session.execute(delete(StatusEvent).where(StatusEvent.incident_id.in_(replaced)))
+    if events:
+        session.execute(insert(StatusEvent), events)
+
+
+def pull(rt: Runtime, source: str) -> StepResult:
+    """Pull incidents changed since the source's cursor; commit each batch with its cursor."""
+    result = StepResult(f"pull {source}")
+    conn = rt.source(source)
+    run_id, _ = start_run(rt, source, "pull")
+
+    def load_cursor() -> str | None:
+        with rt.db.session() as s:
+            return connector_state(s, source).cursor
+
+    def on_retry(exc: Exception, n: int) -> None:
+        result.counts["retries"] += 1
+        log.warning("pull %s: %s; resuming from the last cursor (restart %d)", source, exc, n)
+
+    error: str | None = None
+    try:
+        for batch in resumable(conn.pull, load_cursor, on_retry):
+            with rt.db.session() as s:
+                upsert_records(s, source, batch.records, rt.now(), result)
+                connector_state(s, source).cursor = batch.cursor
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        result.errors.append(error)
+        log.error("pull %s failed: %s", source, error)
+        raise
+    finally:
+        finish_run(rt, run_id, source, result, error)
+    return result

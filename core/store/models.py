@@ -1,0 +1,307 @@
+"""Canonical records (SPEC §6) as typed SQLAlchemy 2.x models.
+
+Every instant is an aware UTC :class:`UTCDateTime`. Uniqueness constraints
+carry the idempotency promises: one incident per (source, external id),
+one callback task per resolution, one survey invitation per incident, one
+response per (channel, provider event), one nonconformity per dedup key,
+one outbox item per idempotency key.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.store.types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class SourceState(Base):
+    """The pull cursor and last outcome per source (or ``channel:<name>`` for channels)."""
+
+    __tablename__ = "connector_state"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    last_run_at: Mapped[datetime | None]
+    last_ok_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class SyncRun(Base):
+    """One pull of a source or collect of a channel: cursors, counts, errors."""
+
+    __tablename__ = "sync_run"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20))
+    cursor_before: Mapped[str | None] = mapped_column(Text)
+    cursor_after: Mapped[str | None] = mapped_column(Text)
+    seen: Mapped[int] = mapped_column(default=0)
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Incident(Base):
+    """An incident as last pulled, with qloop's bookkeeping revisions.
+
+    ``revision`` grows on every change that can alter a verdict (new data
+    from the source, a matched answer); ``planned_revision`` and
+    ``evaluated_revision`` say how far the plan and evaluate steps got.
+    """
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_incident_source_external"),
+        Index("ix_incident_plan", "planned_revision", "revision"),
+        Index("ix_incident_eval", "evaluated_revision", "revision"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(Text)
+    service: Mapped[str | None] = mapped_column(String(200))
+    customer: Mapped[str | None] = mapped_column(String(200))
+    contact_name: Mapped[str | None] = mapped_column(String(200))
+    contact_phone: Mapped[str | None] = mapped_column(String(100))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    phone_key: Mapped[str | None] = mapped_column(String(100), index=True)
+    email_key: Mapped[str | None] = mapped_column(String(320), index=True)
+    priority: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    first_response_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    source_sla: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    ingested_at: Mapped[datetime]
+    changed_at: Mapped[datetime]
+    revision: Mapped[int] = mapped_column(default=1)
+    planned_revision: Mapped[int] = mapped_column(default=0)
+    evaluated_revision: Mapped[int] = mapped_column(default=0)
+    evaluate_after: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class StatusEvent(Base):
+    """One entry of an incident's status history, in order."""
+
+    __tablename__ = "status_event"
+    __table_args__ = (UniqueConstraint("incident_id", "seq", name="uq_status_event_seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(20))
+    observed: Mapped[bool] = mapped_column(default=False)
+
+
+class CallbackTask(Base):
+    """The phone callback owed for one resolution of an incident (R1)."""
+
+    __tablename__ = "callback_task"
+    __table_args__ = (UniqueConstraint("incident_id", "resolution_at", name="uq_callback_resolution"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
+    resolution_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    channel: Mapped[str | None] = mapped_column(String(200))
+    correlation_token: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(20))
+    provider_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime]
+
+
+class SampleRun(Base):
+    """The survey sample drawn for one policy and month (R3), with its report."""
+
+    __tablename__ = "sample_run"
+    __table_args__ = (UniqueConstraint("policy", "month", name="uq_sample_policy_month"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy: Mapped[str] = mapped_column(String(200))
+    month: Mapped[str] = mapped_column(String(7))
+    seed: Mapped[str] = mapped_column(String(200))
+    rate: Mapped[float] = mapped_column(Float)
+    population: Mapped[int]
+    picked: Mapped[int]
+    strata: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+
+
+class SurveyInvitation(Base):
+    """A survey invitation for a sampled incident, or the record that it could not be sent."""
+
+    __tablename__ = "survey_invitation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), unique=True
+    )
+    sample_run_id: Mapped[int | None] = mapped_column(ForeignKey("sample_run.id"))
+    stratum: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(200))
+    correlation_token: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(20))
+    provider_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime]
+
+
+class Response(Base):
+    """One answer received from a channel: a callback attempt or a survey answer."""
+
+    __tablename__ = "response"
+    __table_args__ = (UniqueConstraint("channel", "provider_event_id", name="uq_response_event"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(200))
+    provider_event_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    correlation_token: Mapped[str | None] = mapped_column(String(64), index=True)
+    provider_ref: Mapped[str | None] = mapped_column(String(200))
+    contact_phone: Mapped[str | None] = mapped_column(String(100))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    reached: Mapped[bool | None] = mapped_column(Boolean)
+    confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    score_raw: Mapped[float | None] = mapped_column(Float)
+    scale_min: Mapped[float] = mapped_column(Float, default=1.0)
+    scale_max: Mapped[float] = mapped_column(Float, default=5.0)
+    score: Mapped[float | None] = mapped_column(Float)
+    comment: Mapped[str | None] = mapped_column(Text)
+    agent: Mapped[str | None] = mapped_column(String(200))
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    matched: Mapped[bool] = mapped_column(default=False, index=True)
+
+
+class Match(Base):
+    """How a response was tied to an incident, or why it waits for review."""
+
+    __tablename__ = "match"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    response_id: Mapped[int] = mapped_column(
+        ForeignKey("response.id", ondelete="CASCADE"), unique=True
+    )
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id"), index=True)
+    method: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    candidates: Mapped[list[Any]] = mapped_column(default=list)
+    decided_at: Mapped[datetime]
+    decided_by: Mapped[str] = mapped_column(String(200), default="qloop")
+
+
+class ComplianceRecord(Base):
+    """The facts and verdicts of one incident under one policy version (SPEC §10)."""
+
+    __tablename__ = "compliance_record"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "policy", "policy_version", name="uq_compliance_version"),
+        Index("ix_compliance_month", "policy", "month"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    policy: Mapped[str] = mapped_column(String(200))
+    policy_version: Mapped[str] = mapped_column(String(40))
+    evaluated_at: Mapped[datetime]
+    month: Mapped[str | None] = mapped_column(String(7))
+    cancelled: Mapped[bool] = mapped_column(default=False)
+    first_response_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    reopen_count: Mapped[int] = mapped_column(default=0)
+    response_s: Mapped[int | None]
+    response_target_s: Mapped[int | None]
+    response_met: Mapped[bool | None] = mapped_column(Boolean)
+    resolution_s: Mapped[int | None]
+    resolution_target_s: Mapped[int | None]
+    resolution_met: Mapped[bool | None] = mapped_column(Boolean)
+    callback_verdict: Mapped[str | None] = mapped_column(String(20))
+    callback_due: Mapped[datetime | None]
+    confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    callback_score: Mapped[float | None] = mapped_column(Float)
+    survey_score: Mapped[float | None] = mapped_column(Float)
+    source_response_met: Mapped[bool | None] = mapped_column(Boolean)
+    source_resolution_met: Mapped[bool | None] = mapped_column(Boolean)
+    sla_disagreement: Mapped[str | None] = mapped_column(String(100))
+    resolutions: Mapped[list[Any]] = mapped_column(default=list)
+    findings: Mapped[list[Any]] = mapped_column(default=list)
+    raised: Mapped[bool] = mapped_column(default=False, index=True)
+
+
+class Nonconformity(Base):
+    """A nonconformity (R5) and the rectification ticket that tracks it (R6)."""
+
+    __tablename__ = "nonconformity"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(400), unique=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    resolution_key: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(10))
+    raised_at: Mapped[datetime]
+    deadline: Mapped[datetime]
+    detail: Mapped[str] = mapped_column(Text)
+    evidence_ref: Mapped[str | None] = mapped_column(String(200))
+    policy: Mapped[str] = mapped_column(String(200))
+    policy_version: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    ticket_target: Mapped[str] = mapped_column(String(200))
+    ticket_ref: Mapped[str | None] = mapped_column(String(200))
+    ticket_url: Mapped[str | None] = mapped_column(Text)
+    ticket_status: Mapped[str | None] = mapped_column(String(100))
+    closed_at: Mapped[datetime | None]
+    overdue: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OutboxItem(Base):
+    """An intent to send, committed before it is sent (SPEC §3 push).
+
+    States: ``pending`` → ``sending`` (claimed) → ``sent``; ``dead`` after the
+    last retry or a fatal error (replayable).
+    """
+
+    __tablename__ = "outbox_item"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(String(200))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider_ref: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class AuditLog(Base):
+    """Who did what to which record, for audits (R8)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    entity: Mapped[str] = mapped_column(String(100))
+    entity_id: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
