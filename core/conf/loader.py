@@ -224,6 +224,20 @@ def config_error(file: str, problems: Sequence[Problem]) -> ConfigError:
     return ConfigError(f"{file}: {count} problem{'' if count == 1 else 's'}", problems=ordered)
 
 
+def format_problems(err: ConfigError) -> str:
+    """One line per problem, ``file:line: key.path: message``, for the CLI.
+
+    Args:
+        err: A :class:`ConfigError`, e.g. from :func:`core.conf.load_config`.
+
+    Returns:
+        The lines joined by newlines (the error's message when it has no problems).
+    """
+    if not err.problems:
+        return err.message
+    return "\n".join(str(p) for p in err.problems)
+
+
 @dataclass
 class Interpolated:
     """The result of :func:`interpolate`."""

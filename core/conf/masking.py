@@ -10,7 +10,7 @@ password part of a URL (``postgresql://u:pw@h/db``). Masked values become
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 MASK = "***"
@@ -35,6 +35,41 @@ def is_secret_name(name: object) -> bool:
         Whether values under that name must be masked.
     """
     return isinstance(name, str) and SECRET_NAME.search(name) is not None
+
+
+def is_secret_path(path: Sequence[str | int], secret_paths: Collection[tuple[Any, ...]] = ()
+                   ) -> bool:
+    """True when ``path`` is, or is under, a secret key or one of ``secret_paths``."""
+    path = tuple(path)
+    return any(path[:n] in secret_paths or (n > 0 and is_secret_name(path[n - 1]))
+               for n in range(len(path) + 1))
+
+
+def secret_paths_of(data: Any, env_sources: Mapping[tuple[Any, ...], Iterable[str]] = {}
+                    ) -> set[tuple[str | int, ...]]:
+    """The paths of ``data`` holding secrets: under secret keys, or from secret env variables.
+
+    Args:
+        data: JSON-like data.
+        env_sources: The environment variables each path's value came from.
+
+    Returns:
+        The secret paths (the topmost one of a secret subtree).
+    """
+    found = {tuple(p) for p, names in env_sources.items() if any(map(is_secret_name, names))}
+
+    def walk(value: Any, path: tuple[str | int, ...]) -> None:
+        if path and is_secret_name(path[-1]):
+            found.add(path)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, (*path, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*path, i))
+
+    walk(data, ())
+    return found
 
 
 def mask_url(text: str) -> str:

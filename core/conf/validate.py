@@ -5,10 +5,9 @@ Three passes, all run so that one report lists every problem:
 1. the JSON Schema of the whole file (``config/qloop.schema.json``);
 2. each source's and channel's type-specific options against the schema its
    connector type registered in :mod:`core.registry`;
-3. cross-references and values JSON Schema cannot check (see :mod:`core.conf.checks`
-   style helpers below): calendars, policies, channels and sources that are
-   referenced must exist; durations, cron strings, time zones, holiday
-   countries and working hours must parse.
+3. cross-references and values JSON Schema cannot check: calendars, policies,
+   channels and sources that are referenced must exist; durations, cron
+   strings, time zones, holiday countries and working hours must parse.
 """
 
 from __future__ import annotations
@@ -17,20 +16,39 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from functools import cache
+from datetime import date
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 import jsonschema
+from croniter import croniter
 from jsonschema.exceptions import SchemaError, ValidationError
 
 import config
 from core import registry
-from core.conf.checks import reference_problems
 from core.conf.loader import LineIndex, PathKey, config_error, interpolate, read_yaml
-from core.conf.masking import is_secret_name, mask_text, secret_values
-from core.conf.model import CHANNEL_COMMON, SOURCE_COMMON, AppConfig, build
-from core.errors import ConfigError, Problem
+from core.conf.masking import (
+    is_secret_name,
+    is_secret_path,
+    mask_text,
+    secret_paths_of,
+    secret_values,
+)
+from core.conf.model import (
+    CHANNEL_COMMON,
+    DAYS,
+    SOURCE_COMMON,
+    AppConfig,
+    build,
+    duration,
+    parse_days,
+    parse_spans,
+    survey_channel_names,
+)
+from core.errors import InputError, Problem
 
 _KINDS: tuple[tuple[str, registry.Kind, frozenset[str]], ...] = (
     ("sources", "source", SOURCE_COMMON),
@@ -90,53 +108,25 @@ def _error_problems(err: ValidationError, index: LineIndex, prefix: PathKey,
     return [index.problem(path, message)]
 
 
-def _secret_checker(secret_paths: frozenset[PathKey]) -> Callable[[PathKey], bool]:
-    def is_secret(path: PathKey) -> bool:
-        return any(path[:n] in secret_paths or (n and is_secret_name(path[n - 1]))
-                   for n in range(len(path) + 1))
-    return is_secret
-
-
-def schema_problems(data: Any, index: LineIndex,
-                    secret_paths: frozenset[PathKey] = frozenset()) -> list[Problem]:
-    """Check ``data`` against the top-level JSON Schema (not the connector types).
-
-    Args:
-        data: Interpolated config data.
-        index: Its line index.
-        secret_paths: Paths whose values must not be quoted.
-
-    Returns:
-        Every problem found (empty when valid).
-    """
+def _schema_problems(data: Any, index: LineIndex, secret_paths: frozenset[PathKey]
+                     ) -> list[Problem]:
+    """Problems against the top-level JSON Schema."""
     if data is None:
         return [index.problem((), "the file is empty: expected a mapping of settings")]
     validator = jsonschema.Draft202012Validator(top_schema())
-    is_secret = _secret_checker(secret_paths)
+    is_secret = partial(is_secret_path, secret_paths=secret_paths)
     out: list[Problem] = []
     for err in validator.iter_errors(data):
         out.extend(_error_problems(err, index, (), is_secret))
     return out
 
 
-def connector_problems(data: Any, index: LineIndex,
-                       secret_paths: frozenset[PathKey] = frozenset()) -> list[Problem]:
-    """Check every source's and channel's type and type-specific options.
-
-    The options are the connector's block minus its common keys, checked against
-    ``core.registry.schemas(kind)[type]``; paths keep the block's prefix.
-
-    Args:
-        data: Interpolated config data.
-        index: Its line index.
-        secret_paths: Paths whose values must not be quoted.
-
-    Returns:
-        Every problem found (empty when valid).
-    """
+def _connector_problems(data: Any, index: LineIndex, secret_paths: frozenset[PathKey]
+                        ) -> list[Problem]:
+    """Unknown connector types, and options (block minus common keys) against their schema."""
     if not isinstance(data, dict):
         return []
-    is_secret = _secret_checker(secret_paths)
+    is_secret = partial(is_secret_path, secret_paths=secret_paths)
     out: list[Problem] = []
     for section, kind, common in _KINDS:
         blocks = data.get(section)
@@ -176,36 +166,199 @@ def validate(data: Any, index: LineIndex, *, secret_paths: frozenset[PathKey] = 
     Args:
         data: Interpolated config data.
         index: Its line index.
-        secret_paths: Paths whose values must not be quoted.
+        secret_paths: Paths whose values must not be quoted in messages.
         connector_types: Also check connector types and their options against
-            :mod:`core.registry` (False: only the top-level schema and references).
+            :mod:`core.registry` (False: only the top-level schema and the
+            cross-reference/value checks).
 
     Returns:
-        Every problem found, unsorted and unscrubbed (see :func:`load_config`).
+        Every problem found, unsorted; messages are not yet scrubbed of secret
+        values (:func:`load_config` does that).
     """
-    problems = schema_problems(data, index, secret_paths)
+    problems = _schema_problems(data, index, secret_paths)
     if connector_types:
-        problems += connector_problems(data, index, secret_paths)
-    problems += reference_problems(data, index)
+        problems += _connector_problems(data, index, secret_paths)
+    if isinstance(data, dict):
+        problems += _Refs(data, index).run()
     return list(dict.fromkeys(problems))
 
 
-def _secret_paths(data: Any, env_sources: Mapping[PathKey, tuple[str, ...]]) -> set[PathKey]:
-    found = {p for p, names in env_sources.items() if any(is_secret_name(n) for n in names)}
+_CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
-    def walk(value: Any, path: PathKey) -> None:
-        if path and is_secret_name(path[-1]):
-            found.add(path)
+
+def _d(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class _Refs:
+    """Cross-reference and value checks; each appends to ``problems``."""
+
+    def __init__(self, data: dict[str, Any], index: LineIndex) -> None:
+        self.data, self.index, self.problems = data, index, list[Problem]()
+
+    def add(self, path: PathKey, message: str) -> None:
+        self.problems.append(self.index.problem(path, message))
+
+    def zone(self, path: PathKey, value: Any) -> None:
+        if not isinstance(value, str) or not value:
             return
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, (*path, k))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(v, (*path, i))
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.add(path, f"{value!r} is not a time zone (use an IANA name, e.g. Asia/Shanghai)")
 
-    walk(data, ())
-    return found
+    def cron(self, path: PathKey, value: Any) -> None:
+        if not isinstance(value, str):
+            return
+        text = value.strip()
+        ok = text in _CRON_ALIASES or (len(text.split()) == 5 and croniter.is_valid(text))
+        if not ok:
+            self.add(path, f"{_describe(value)} is not a valid cron expression "
+                           "(5 fields: minute hour day month weekday, e.g. '*/5 * * * *')")
+
+    def duration(self, path: PathKey, value: Any, *, bd: bool = True,
+                 what: str = "") -> Any:
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            return None
+        try:
+            parsed = duration(value, business_days=bd)
+        except InputError as exc:
+            if not bd and "business days" in exc.message:
+                self.add(path, f"{what or 'this'} is elapsed time: business days (bd) are "
+                               "not allowed here, e.g. 24h")
+            else:
+                self.add(path, exc.message)
+            return None
+        if parsed.total_seconds() <= 0:
+            self.add(path, "must be more than zero")
+            return None
+        return parsed
+
+    def date(self, path: PathKey, value: Any) -> None:
+        try:
+            date.fromisoformat(str(value))
+        except ValueError:
+            self.add(path, f"{_describe(value)} is not a valid date (YYYY-MM-DD)")
+
+    def exists(self, path: PathKey, value: Any, section: str, what: str) -> None:
+        names = _d(self.data.get(section))
+        if isinstance(value, str) and value not in names:
+            known = ", ".join(sorted(names)) or "none defined"
+            self.add(path, f"{what} {value!r} is not defined in {section} ({known})")
+
+    def run(self) -> list[Problem]:
+        data = self.data
+        self.zone(("timezone",), data.get("timezone"))
+        self.url(("database_url",), data.get("database_url"), {"sqlite", "postgresql"})
+        self.url(("redis_url",), data.get("redis_url"), {"redis", "rediss", "unix"})
+        for name, cal in _d(data.get("calendars")).items():
+            self.calendar(("calendars", name), _d(cal))
+        for name, src in _d(data.get("sources")).items():
+            src = _d(src)
+            self.exists(("sources", name, "policy"), src.get("policy", "default"), "policies",
+                        "policy")
+            self.cron(("sources", name, "schedule"), src.get("schedule"))
+        for name, ch in _d(data.get("channels")).items():
+            self.cron(("channels", name, "schedule"), _d(ch).get("schedule"))
+        for name, pol in _d(data.get("policies")).items():
+            self.policy(("policies", name), _d(pol))
+        self.duration(("matching", "window"), _d(data.get("matching")).get("window"), bd=False,
+                      what="matching.window")
+        outbox = _d(data.get("outbox"))
+        first = self.duration(("outbox", "backoff_initial"), outbox.get("backoff_initial"),
+                              bd=False, what="outbox.backoff_initial")
+        most = self.duration(("outbox", "backoff_max"), outbox.get("backoff_max"), bd=False,
+                             what="outbox.backoff_max")
+        if first and most and first.seconds > most.seconds:
+            self.add(("outbox", "backoff_max"), "must not be less than backoff_initial")
+        for name, expr in _d(data.get("schedules")).items():
+            self.cron(("schedules", name), expr)
+        return self.problems
+
+    def url(self, path: PathKey, value: Any, schemes: set[str]) -> None:
+        if not isinstance(value, str) or not value:
+            return
+        m = re.match(r"([A-Za-z][A-Za-z0-9.-]*)(?:\+[A-Za-z0-9_]+)?://", value)
+        if not m or m.group(1).lower() not in schemes:
+            allowed = ", ".join(f"{s}://" for s in sorted(schemes))
+            self.add(path, f"unsupported URL scheme (use {allowed})")
+
+    def calendar(self, path: PathKey, cal: dict[str, Any]) -> None:
+        self.zone((*path, "timezone"), cal.get("timezone"))
+        seen: dict[int, str] = {}
+        for key, spans in _d(cal.get("hours")).items():
+            where = (*path, "hours", key)
+            try:
+                if isinstance(spans, str | list | type(None)):
+                    parse_spans(spans)
+                for day in parse_days(key):
+                    if day in seen:
+                        self.add(where, f"{DAYS[day]} is already given by {seen[day]!r}")
+                    seen.setdefault(day, key)
+            except ValueError as exc:
+                self.add(where, str(exc))
+        adjusted = cal.get("adjusted_day_hours")
+        if isinstance(adjusted, str | list):
+            try:
+                parse_spans(adjusted)
+            except ValueError as exc:
+                self.add((*path, "adjusted_day_hours"), str(exc))
+        hol = _d(cal.get("holidays"))
+        country, subdiv = hol.get("country"), hol.get("subdiv")
+        supported = _countries()
+        if isinstance(country, str) and country not in supported:
+            hint = f" (did you mean {country.upper()!r}?)" if country.upper() in supported else ""
+            self.add((*path, "holidays", "country"), f"holiday country {country!r} is not "
+                     f"supported by the holidays package{hint}; use an ISO code such as CN")
+        elif isinstance(subdiv, str):
+            if not isinstance(country, str):
+                self.add((*path, "holidays", "subdiv"), "subdiv needs a country")
+            elif subdiv not in supported[country]:
+                valid = ", ".join(supported[country]) or "none"
+                self.add((*path, "holidays", "subdiv"),
+                         f"{country} has no subdivision {subdiv!r} (valid: {valid})")
+        for i, day in enumerate(hol.get("dates") or []):
+            self.date((*path, "holidays", "dates", i), day)
+        for i, day in enumerate(cal.get("extra_workdays") or []):
+            self.date((*path, "extra_workdays", i), day)
+
+    def policy(self, path: PathKey, pol: dict[str, Any]) -> None:
+        self.exists((*path, "calendar"), pol.get("calendar"), "calendars", "calendar")
+        for target in ("response", "resolution"):
+            for prio, value in _d(pol.get(target)).items():
+                self.duration((*path, target, prio), value)
+        cb = _d(pol.get("callback"))
+        self.exists((*path, "callback", "channel"), cb.get("channel"), "channels", "channel")
+        self.duration((*path, "callback", "within"), cb.get("within"), bd=False,
+                      what="callback.within")
+        survey = _d(pol.get("survey"))
+        if "channel" in survey and "channels" in survey:
+            self.add((*path, "survey", "channel"), "give either channel or channels, not both")
+        elif "channels" in survey:
+            for i, ch in enumerate(survey_channel_names(survey)):
+                self.exists((*path, "survey", "channels", i), ch, "channels", "channel")
+        else:
+            self.exists((*path, "survey", "channel"), survey.get("channel"), "channels",
+                        "channel")
+        sat = _d(pol.get("satisfaction"))
+        low, major = sat.get("low_below", 4), sat.get("major_at_most", 2)
+        nums = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, major))
+        if nums and major >= low:
+            self.add((*path, "satisfaction"),
+                     f"major_at_most ({major}) must be below low_below ({low})")
+        nc = _d(pol.get("nonconformity"))
+        push_to = nc.get("push_to")
+        if isinstance(push_to, str) and push_to != "source":
+            self.exists((*path, "nonconformity", "push_to"), push_to, "sources", "source")
+        where = (*path, "nonconformity", "rectify_within")
+        rectify = self.duration(where, nc.get("rectify_within"))
+        if rectify is not None and (rectify.seconds or not rectify.business_days):
+            self.add(where, "must be whole business days, e.g. 10bd")
+
+
+@cache
+def _countries() -> dict[str, list[str]]:
+    return holidays.list_supported_countries()
 
 
 def load_config(path: Path | str, env: Mapping[str, str] | None = None, *,
@@ -233,7 +386,7 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None, *,
     interp = interpolate(data, index, os.environ if env is None else env)
     problems += interp.problems
     data = interp.data
-    secret_paths = frozenset(_secret_paths(data, interp.env_sources))
+    secret_paths = frozenset(secret_paths_of(data, interp.env_sources))
     problems += validate(data, index, secret_paths=secret_paths,
                          connector_types=connector_types)
     if problems:
@@ -244,16 +397,3 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None, *,
         raise config_error(file, scrubbed)
     return build(data, Path(path), secret_paths)
 
-
-def format_problems(err: ConfigError) -> str:
-    """One line per problem, ``file:line: key.path: message``, for the CLI.
-
-    Args:
-        err: The error raised by :func:`load_config`.
-
-    Returns:
-        The lines joined by newlines (the error's message when it has no problems).
-    """
-    if not err.problems:
-        return err.message
-    return "\n".join(str(p) for p in err.problems)

@@ -1,0 +1,1 @@
+"""Interfaces: the ``qloop`` command line (and, later, the HTTP API)."""

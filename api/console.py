@@ -1,0 +1,113 @@
+"""What the CLI prints: loop progress, outbox and review listings, exports."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from core.errors import InputError
+from core.export import COLUMNS, export_rows, period_indicators, write_export
+from core.loop import run_once
+from core.loop.common import StepResult
+from core.loop.dispatch import replay_dead
+from core.loop.reconcile import resolve_review
+from core.runtime import Runtime
+from core.store.models import Incident, Match, OutboxItem, Response
+from core.timeutil import parse_month
+
+
+def _progress(name: str, result: StepResult, elapsed: float) -> None:
+    print(f"  {str(result):<70} {elapsed:6.2f}s", flush=True)
+    for err in result.errors:
+        print(f"    ! {err}", file=sys.stderr)
+
+
+def print_job(name: str, results: list[StepResult]) -> None:
+    print(f"[{name}] " + "; ".join(str(r) for r in results), flush=True)
+
+
+def run_cycles(rt: Runtime, cycles: int = 1, quiet: bool = False) -> int:
+    """Run the loop ``cycles`` times; exit status 1 if any step reported an error."""
+    failed = False
+    for n in range(1, cycles + 1):
+        if not quiet:
+            print(f"loop {n}/{cycles}", flush=True)
+        summary = run_once(rt, progress=None if quiet else _progress)
+        failed = failed or bool(summary.errors)
+    return 1 if failed else 0
+
+
+def export(rt: Runtime, period: str, fmt: str, out: Path, *, unmask: bool = False,
+           policy: str | None = None) -> list[Path]:
+    """Write the export of ``period`` for each policy (or one); returns the files."""
+    parse_month(period)
+    names = [policy] if policy else sorted(rt.policies)
+    if policy and policy not in rt.policies:
+        msg = f"unknown policy {policy!r}; known: {', '.join(sorted(rt.policies))}"
+        raise InputError(msg)
+    tz = ZoneInfo(rt.config.timezone)
+    written: list[Path] = []
+    with rt.db.session() as s:
+        for name in names:
+            pol = rt.policy(name)
+            indicators = period_indicators(s, policy=name, version=pol.version, month=period,
+                                           now=rt.now())
+            rows = export_rows(s, policy=name, version=pol.version, month=period, tz=tz,
+                               unmask=unmask)
+            base = f"qloop-{period}-{name}"
+            written += write_export(out, base, fmt, COLUMNS, rows, indicators.as_dict())
+    return written
+
+
+def outbox(rt: Runtime, action: str, ids: Iterable[int], state: str | None) -> int:
+    if action == "replay":
+        count = replay_dead(rt, list(ids) or None)
+        print(f"{count} dead item(s) put back in the outbox")
+        return 0
+    with rt.db.session() as s:
+        counts = dict(s.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state))
+                      .tuples())
+        print("outbox: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        query = select(OutboxItem).order_by(OutboxItem.id)
+        query = query.where(OutboxItem.state == state) if state else query.where(
+            OutboxItem.state.in_(("pending", "sending", "dead")))
+        for item in s.scalars(query.limit(200)):
+            print(f"{item.id:>6} {item.state:<8} {item.kind:<8} {item.target:<16} "
+                  f"tries={item.attempts} {item.idempotency_key}"
+                  + (f"\n         last error: {item.last_error}" if item.last_error else ""))
+    return 0
+
+
+def review(rt: Runtime, action: str, item_id: int | None, incident_id: int | None,
+           note: str | None) -> int:
+    if action == "list":
+        with rt.db.session() as s:
+            rows = s.execute(select(Match, Response).join(Response, Response.id == Match.response_id)
+                             .where(Match.status == "review").order_by(Match.id))
+            n = 0
+            for match, resp in rows:
+                n += 1
+                cands = ", ".join(str(c) for c in match.candidates) or "-"
+                print(f"{match.id:>6} {resp.kind:<16} {resp.channel:<14} "
+                      f"{resp.occurred_at.isoformat()} {match.reason} (candidates: {cands})")
+            print(f"{n} item(s) waiting for review")
+        return 0
+    if item_id is None:
+        msg = f"review {action} needs the review item id"
+        raise InputError(msg)
+    if action == "match":
+        if incident_id is None:
+            msg = "review match needs --incident ID"
+            raise InputError(msg)
+        with rt.db.session() as s:
+            if s.get(Incident, incident_id) is None:
+                msg = f"incident {incident_id} does not exist"
+                raise InputError(msg)
+    resolve_review(rt, item_id, incident_id if action == "match" else None, actor="cli",
+                   note=note)
+    print(f"review item {item_id}: {'matched to incident ' + str(incident_id) if action == 'match' else 'dismissed'}")
+    return 0

@@ -1,0 +1,123 @@
+"""``qloop demo``: a fresh sandbox month through the whole loop, with a readable summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+import config
+from api import console
+from core.compliance import MonthlyIndicators, Ratio
+from core.conf import AppConfig, load_config
+from core.export import period_indicators
+from core.loop import run_once
+from core.runtime import Runtime, open_runtime
+from core.store.models import Match, Nonconformity, OutboxItem, SampleRun, SurveyInvitation
+
+MAX_CYCLES = 5
+
+
+def demo_config(workdir: Path, incidents: int | None) -> AppConfig:
+    env = {**os.environ, "QLOOP_DATABASE_URL": f"sqlite:///{workdir / 'qloop.db'}"}
+    cfg = load_config(config.path("sandbox.yaml"), env=env)
+    sources = cfg.sources
+    if incidents is not None:
+        sources = {n: dataclasses.replace(s, options={**s.options, "incidents": incidents})
+                   for n, s in cfg.sources.items()}
+    return dataclasses.replace(cfg, state_dir=workdir / "state", sources=sources)
+
+
+def _pct(r: Ratio) -> str:
+    rate = r.rate
+    return f"{r.numerator}/{r.denominator}" + (f" = {rate:.1%}" if rate is not None else "")
+
+
+def print_indicators(ind: MonthlyIndicators) -> None:
+    print(f"\nIndicators for {ind.month} (by resolution month, policy calendar zone)")
+    lines = [
+        ("resolved incidents", str(ind.resolved)),
+        ("callback coverage", _pct(ind.callback_coverage)),
+        ("callback on time", _pct(ind.callback_on_time)),
+        ("confirmed resolution", _pct(ind.confirmed_resolution)),
+        ("CSAT, callback (4–5)", _pct(ind.csat["callback"])
+         + f"   mean {ind.mean_score['callback'] or '-'}"),
+        ("CSAT, survey (4–5)", _pct(ind.csat["survey"])
+         + f"   mean {ind.mean_score['survey'] or '-'}"),
+        ("response compliance", _pct(ind.response)),
+        ("resolution compliance", _pct(ind.resolution)),
+    ]
+    lines += [(f"  resolution {p}", _pct(r)) for p, r in ind.resolution_by_priority.items()]
+    for label, value in lines:
+        print(f"  {label:<26} {value}")
+    print(f"\nNonconformities of the month's incidents: {ind.nonconformities_total} "
+          f"({ind.nonconformities_closed} closed, "
+          f"{ind.nonconformities_open_past_deadline} open past deadline)")
+    for rule, sev in sorted(ind.nonconformities.items()):
+        print(f"  {rule:<22} major {sev.get('major', 0):>4}   minor {sev.get('minor', 0):>4}")
+
+
+def _counts(rt: Runtime) -> dict[str, Any]:
+    with rt.db.session() as s:
+        return {
+            "outbox": dict(s.execute(select(OutboxItem.state, func.count())
+                                     .group_by(OutboxItem.state)).tuples()),
+            "review": s.scalar(select(func.count()).where(Match.status == "review")),
+            "not_surveyable": s.scalar(select(func.count()).where(
+                SurveyInvitation.state == "not_surveyable")),
+            "samples": list(s.execute(select(SampleRun.month, SampleRun.population,
+                                             SampleRun.picked)).tuples()),
+            "tickets": dict(s.execute(select(Nonconformity.state, func.count())
+                                      .group_by(Nonconformity.state)).tuples()),
+        }
+
+
+def run_demo(workdir: Path, incidents: int | None = None) -> int:
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    cfg = demo_config(workdir, incidents)
+    source = next(iter(cfg.sources.values()))
+    month = str(source.options["month"])
+    print(f"qloop demo: sandbox month {month}, {source.options.get('incidents', 400)} incidents, "
+          f"working folder {workdir}/")
+    rt = open_runtime(cfg)
+    try:
+        started = time.perf_counter()
+        for cycle in range(1, MAX_CYCLES + 1):
+            print(f"\nloop {cycle}", flush=True)
+            summary = run_once(rt, progress=console._progress)
+            quiet = (summary.sent() == 0 and summary.total("created") == 0
+                     and summary.total("evaluated") == 0)
+            if quiet:
+                print("  (nothing new: the loop has converged)")
+                break
+        elapsed = time.perf_counter() - started
+        with rt.db.session() as s:
+            pol = next(iter(rt.policies.values()))
+            ind = period_indicators(s, policy=pol.name, version=pol.version, month=month,
+                                    now=rt.now())
+        print_indicators(ind)
+        counts = _counts(rt)
+        print(f"\nSurvey samples: " + ", ".join(
+            f"{m}: {picked} of {pop}" for m, pop, picked in counts["samples"])
+            + f"; not surveyable: {counts['not_surveyable']}")
+        print(f"Tickets in the sandbox ITSM: {counts['tickets']}")
+        print(f"Outbox: {counts['outbox']}; review queue: {counts['review']} answer(s) "
+              f"(see `qloop review list`)")
+        out = workdir / "exports"
+        files = [p for fmt in ("csv", "xlsx", "jsonl")
+                 for p in console.export(rt, month, fmt, out)]
+        print("\nExports (contact details masked):")
+        for path in files:
+            print(f"  {path}")
+        print(f"\nDone in {elapsed:.1f}s. Run it yourself: QLOOP_DATABASE_URL=sqlite:///"
+              f"{workdir / 'qloop.db'} qloop run -c {config.path('sandbox.yaml')}")
+    finally:
+        rt.close()
+    return 0

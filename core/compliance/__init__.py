@@ -1,0 +1,50 @@
+"""The compliance engine: SPEC §10 applied to one incident, a month, a sample.
+
+Each submodule's docstring lists the decisions it takes where the SPEC
+leaves a point open.
+"""
+
+from core.compliance.callback import (
+    Attempt,
+    CallbackVerdict,
+    ResolutionOutcome,
+    SurveyAnswer,
+)
+from core.compliance.evaluate import Evaluation, IncidentFacts, evaluate
+from core.compliance.indicators import (
+    MonthlyIndicators,
+    NonconformityState,
+    Ratio,
+    monthly_indicators,
+)
+from core.compliance.policy import Policy
+from core.compliance.rules import RULES, Finding
+from core.compliance.sampling import (
+    SampleResult,
+    StratumReport,
+    round_half_up,
+    stratified_sample,
+)
+from core.compliance.scores import normalise_score
+
+__all__ = [
+    "RULES",
+    "Attempt",
+    "CallbackVerdict",
+    "Evaluation",
+    "Finding",
+    "IncidentFacts",
+    "MonthlyIndicators",
+    "NonconformityState",
+    "Policy",
+    "Ratio",
+    "ResolutionOutcome",
+    "SampleResult",
+    "StratumReport",
+    "SurveyAnswer",
+    "evaluate",
+    "monthly_indicators",
+    "normalise_score",
+    "round_half_up",
+    "stratified_sample",
+]

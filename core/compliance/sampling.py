@@ -1,0 +1,119 @@
+"""Stratified survey sampling (SPEC §10, "Survey sampling"; R3).
+
+Decisions beyond the SPEC, applied exactly:
+
+- Per stratum, k = round half up of ``rate × size`` computed exactly on the
+  decimal ``rate`` prints as (``Decimal(str(rate))``), so 0.3 × 5 = 1.5 → 2;
+  at least 1 when the stratum is not empty and ``rate > 0``; rate 0 picks none.
+- Members are ordered by ``sha256(f"{seed}:{id}")`` (hex digest, ties by id)
+  and the first k are picked, so the result depends only on the set of
+  (id, stratum) pairs, the rate and the seed.
+- An id listed twice in the same stratum counts once; in two strata it is an
+  ``InputError``. ``rate`` must be within [0, 1].
+- Strata are reported sorted; coverage over no strata is 1.0 (nothing to cover).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from core.errors import InputError
+
+
+def round_half_up(x: float) -> int:
+    """Round to the nearest integer, ties away from zero, exactly on the decimal ``x`` prints as.
+
+    Args:
+        x: A finite number.
+
+    Returns:
+        The rounded integer (``round_half_up(1.5) == 2``, ``round_half_up(2.5) == 3``).
+
+    Raises:
+        InputError: ``x`` is not finite.
+    """
+    if not math.isfinite(x):
+        msg = f"not a finite number: {x!r}"
+        raise InputError(msg)
+    return int(Decimal(str(x)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True)
+class StratumReport:
+    """How many members of one stratum were picked."""
+
+    stratum: tuple[str, ...]
+    size: int
+    picked: int
+
+    @property
+    def achieved_rate(self) -> float:
+        """picked / size (0.0 for an empty stratum)."""
+        return self.picked / self.size if self.size else 0.0
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """The picked ids and the report per stratum."""
+
+    picked: frozenset[str]
+    strata: tuple[StratumReport, ...]
+
+    @property
+    def coverage(self) -> float:
+        """Share of non-empty strata with at least one member picked (1.0 with no strata)."""
+        nonempty = [s for s in self.strata if s.size]
+        if not nonempty:
+            return 1.0
+        return sum(1 for s in nonempty if s.picked) / len(nonempty)
+
+
+def _order_key(seed: str, member: str) -> tuple[str, str]:
+    return hashlib.sha256(f"{seed}:{member}".encode()).hexdigest(), member
+
+
+def stratified_sample(
+    population: Iterable[tuple[str, tuple[str, ...]]], rate: float, seed: str
+) -> SampleResult:
+    """Pick a reproducible stratified sample.
+
+    Args:
+        population: (id, stratum) pairs, e.g. ``("INC-1", ("acme", "email"))``.
+        rate: Share to pick in each stratum, 0..1.
+        seed: Seed making the choice reproducible.
+
+    Returns:
+        The picked ids and the per-stratum report.
+
+    Raises:
+        InputError: ``rate`` is outside [0, 1], or an id is in two strata.
+    """
+    if not (math.isfinite(rate) and 0 <= rate <= 1):
+        msg = f"sampling rate must be within [0, 1], got {rate!r}"
+        raise InputError(msg)
+    exact_rate = Decimal(str(rate))
+    stratum_of: dict[str, tuple[str, ...]] = {}
+    members: dict[tuple[str, ...], set[str]] = {}
+    for member, stratum in population:
+        stratum = tuple(stratum)
+        seen = stratum_of.setdefault(member, stratum)
+        if seen != stratum:
+            msg = f"{member!r} is in two strata: {seen!r} and {stratum!r}"
+            raise InputError(msg)
+        members.setdefault(stratum, set()).add(member)
+    picked: set[str] = set()
+    reports = []
+    for stratum in sorted(members):
+        ids = members[stratum]
+        k = int((exact_rate * len(ids)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        if rate > 0:
+            k = max(1, k)
+        k = min(k, len(ids))
+        chosen = sorted(ids, key=lambda m: _order_key(seed, m))[:k]
+        picked.update(chosen)
+        reports.append(StratumReport(stratum=stratum, size=len(ids), picked=k))
+    return SampleResult(picked=frozenset(picked), strata=tuple(reports))

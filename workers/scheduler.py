@@ -1,0 +1,106 @@
+"""The embedded scheduler: runs the loop's jobs in-process on their cron schedules.
+
+Schedules: one ``sync`` job per source (its ``schedule``), one ``collect``
+job per channel (its ``schedule``), and the ``dispatch``, ``evaluate`` and
+``track`` jobs from the config's ``schedules``. Cron strings are read in UTC.
+A job is never run twice at once (one thread); a job that overruns its next
+fire time runs once, not once per missed tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from croniter import croniter
+
+from core.errors import QloopError
+from core.loop.common import StepResult
+from core.runtime import Runtime
+from workers import jobs
+
+log = logging.getLogger("qloop.scheduler")
+
+
+@dataclass
+class ScheduledJob:
+    name: str
+    cron: str
+    run: Callable[[], list[StepResult]]
+    next_at: datetime
+
+    def advance(self, now: datetime) -> None:
+        it = croniter(self.cron, now)
+        self.next_at = it.get_next(datetime)
+
+
+def build_jobs(rt: Runtime, now: datetime) -> list[ScheduledJob]:
+    """The schedule of every job, from the config."""
+    specs: list[tuple[str, str, Callable[[], list[StepResult]]]] = []
+    for name in rt.source_names():
+        specs.append((f"sync:{name}", rt.config.sources[name].schedule,
+                      lambda n=name: jobs.sync_source(rt, n)))  # type: ignore[misc]
+    for name in rt.channel_names():
+        specs.append((f"collect:{name}", rt.config.channels[name].schedule,
+                      lambda n=name: jobs.collect_channel(rt, n)))  # type: ignore[misc]
+    sched = rt.config.schedules
+    specs.append(("dispatch", sched["dispatch"], lambda: jobs.dispatch(rt)))
+    specs.append(("evaluate", sched["evaluate"], lambda: jobs.evaluate_all(rt)))
+    specs.append(("track", sched["track"], lambda: jobs.track_tickets(rt)))
+    out = []
+    for name, cron, fn in specs:
+        job = ScheduledJob(name, cron, fn, now)
+        job.advance(now)
+        out.append(job)
+    return out
+
+
+class Scheduler:
+    """Runs due jobs until stopped (SIGINT/SIGTERM or :meth:`stop`)."""
+
+    def __init__(self, rt: Runtime, sleep: Callable[[float], None] | None = None,
+                 on_run: Callable[[str, list[StepResult]], None] | None = None) -> None:
+        self.rt = rt
+        self.jobs = build_jobs(rt, rt.now())
+        self._stop = threading.Event()
+        self._sleep = sleep or (lambda s: self._stop.wait(s))
+        self.on_run = on_run
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run_due(self) -> list[str]:
+        """Run every job whose time has come; returns their names."""
+        ran = []
+        for job in sorted(self.jobs, key=lambda j: j.next_at):
+            now = self.rt.now()
+            if job.next_at > now or self._stop.is_set():
+                continue
+            try:
+                results = job.run()
+            except QloopError as exc:
+                log.error("job %s failed: %s", job.name, exc)
+                results = []
+            job.advance(self.rt.now())
+            ran.append(job.name)
+            if self.on_run:
+                self.on_run(job.name, results)
+        return ran
+
+    def serve(self, max_ticks: int | None = None) -> None:
+        """Loop: run due jobs, sleep until the next one (at most 1 s at a time)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self.stop)
+            signal.signal(signal.SIGTERM, self.stop)
+        ticks = 0
+        while not self._stop.is_set():
+            self.run_due()
+            ticks += 1
+            if max_ticks is not None and ticks >= max_ticks:
+                break
+            nxt = min(j.next_at for j in self.jobs)
+            self._sleep(max(0.0, min(1.0, (nxt - self.rt.now()).total_seconds())))
