@@ -113,7 +113,7 @@ class _Builder:
         try:
             value = self.loader.construct_object(node, deep=True)
         except ValueError:
-            if node.tag == _TIMESTAMP_TAG:  # e.g. 2026-02-30: left as text, checked where dates belong
+            if node.tag == _TIMESTAMP_TAG:  # e.g. 2026-02-30: kept as text, checked as a date
                 return node.value
             self.problems.append(self.index.problem(path, "invalid value"))
             return node.value

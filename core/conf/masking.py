@@ -45,7 +45,7 @@ def is_secret_path(path: Sequence[str | int], secret_paths: Collection[tuple[Any
                for n in range(len(path) + 1))
 
 
-def secret_paths_of(data: Any, env_sources: Mapping[tuple[Any, ...], Iterable[str]] = {}
+def secret_paths_of(data: Any, env_sources: Mapping[tuple[Any, ...], Iterable[str]] | None = None
                     ) -> set[tuple[str | int, ...]]:
     """The paths of ``data`` holding secrets: under secret keys, or from secret env variables.
 
@@ -56,7 +56,8 @@ def secret_paths_of(data: Any, env_sources: Mapping[tuple[Any, ...], Iterable[st
     Returns:
         The secret paths (the topmost one of a secret subtree).
     """
-    found = {tuple(p) for p, names in env_sources.items() if any(map(is_secret_name, names))}
+    found = {tuple(p) for p, names in (env_sources or {}).items()
+             if any(map(is_secret_name, names))}
 
     def walk(value: Any, path: tuple[str | int, ...]) -> None:
         if path and is_secret_name(path[-1]):

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +182,8 @@ def parse_spans(value: str | list[str] | None) -> Spans:
             raise ValueError(msg)
         spans.append(span)
     spans.sort()
-    for (_, prev_end), (start, _) in zip(spans, spans[1:], strict=False):
-        if start < prev_end:
+    for (_, prev_end), (next_start, _) in pairwise(spans):
+        if next_start < prev_end:
             msg = "working spans overlap"
             raise ValueError(msg)
     return tuple(spans)

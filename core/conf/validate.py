@@ -140,8 +140,8 @@ def _connector_problems(data: Any, index: LineIndex, secret_paths: frozenset[Pat
             type_name = block["type"]
             if type_name not in schemas:
                 valid = ", ".join(registry.names(kind)) or "(none registered)"
-                out.append(index.problem((*prefix, "type"),
-                                         f"unknown {kind} type {type_name!r}; valid types: {valid}"))
+                msg = f"unknown {kind} type {type_name!r}; valid types: {valid}"
+                out.append(index.problem((*prefix, "type"), msg))
                 continue
             schema = schemas[type_name]
             options = {k: v for k, v in block.items() if k not in common}

@@ -1,0 +1,78 @@
+"""qloop's configuration: load, validate and mask the YAML file.
+
+Typical use::
+
+    from core.conf import ConfigError, format_problems, load_config
+
+    try:
+        cfg = load_config("qloop.yaml")
+    except ConfigError as err:
+        print(format_problems(err))
+"""
+
+from core.conf.loader import (
+    Interpolated,
+    LineIndex,
+    PathKey,
+    config_error,
+    dotted,
+    format_problems,
+    interpolate,
+    load_yaml,
+    read_yaml,
+)
+from core.conf.masking import (
+    MASK,
+    is_secret_name,
+    is_secret_path,
+    mask,
+    mask_text,
+    mask_url,
+    secret_paths_of,
+    secret_values,
+)
+from core.conf.model import (
+    AppConfig,
+    CalendarConfig,
+    ChannelConfig,
+    PolicyConfig,
+    SampleConfig,
+    SourceConfig,
+    parse_hours,
+    parse_spans,
+)
+from core.conf.validate import load_config, top_schema, validate
+from core.errors import ConfigError, Problem
+
+__all__ = [
+    "MASK",
+    "AppConfig",
+    "CalendarConfig",
+    "ChannelConfig",
+    "ConfigError",
+    "Interpolated",
+    "LineIndex",
+    "PathKey",
+    "PolicyConfig",
+    "Problem",
+    "SampleConfig",
+    "SourceConfig",
+    "config_error",
+    "dotted",
+    "format_problems",
+    "interpolate",
+    "is_secret_name",
+    "is_secret_path",
+    "load_config",
+    "load_yaml",
+    "mask",
+    "mask_text",
+    "mask_url",
+    "parse_hours",
+    "parse_spans",
+    "read_yaml",
+    "secret_paths_of",
+    "secret_values",
+    "top_schema",
+    "validate",
+]
