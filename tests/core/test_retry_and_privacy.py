@@ -1,0 +1,77 @@
+"""The retry factory honours Retry-After and retries only what is retriable; masking."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import FatalError, RetriableError
+from core.privacy import email_key, mask_email, mask_name, mask_phone, phone_key
+from core.retry import call_with_retry, make_retrying, outbox_delay
+
+
+def test_retry_waits_what_the_remote_asked_then_succeeds() -> None:
+    calls: list[int] = []
+    waits: list[float] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RetriableError("429 Too Many Requests", retry_after=2.0)
+        return "ok"
+
+    assert call_with_retry(flaky, make_retrying(sleep=waits.append)) == "ok"
+    assert waits == [2.0, 2.0]
+
+
+def test_retry_gives_up_after_the_last_attempt() -> None:
+    calls: list[int] = []
+
+    def down() -> None:
+        calls.append(1)
+        raise RetriableError("503")
+
+    with pytest.raises(RetriableError):
+        call_with_retry(down, make_retrying(attempts=3, sleep=lambda _: None))
+    assert len(calls) == 3
+
+
+def test_fatal_errors_and_long_retry_after_are_not_retried_in_call() -> None:
+    for exc in (FatalError("401 Unauthorized"), RetriableError("later", retry_after=3600)):
+        calls: list[int] = []
+
+        def fail(exc: Exception = exc) -> None:
+            calls.append(1)
+            raise exc
+
+        with pytest.raises(type(exc)):
+            call_with_retry(fail, make_retrying(sleep=lambda _: None))
+        assert len(calls) == 1
+
+
+def test_outbox_delay_is_exponential_capped_and_honours_retry_after() -> None:
+    assert [outbox_delay(n, 30, 3600, None) for n in (1, 2, 3)] == [30, 60, 120]
+    assert outbox_delay(10, 30, 3600, None) == 3600
+    assert outbox_delay(1, 30, 3600, 600) == 600
+
+
+@pytest.mark.parametrize(
+    ("phone", "masked"),
+    [("+86 138 1234 5678", "+86 138 **** 5678"), ("13812345678", "138****5678"),
+     ("1234", "****"), (None, None)],
+)
+def test_mask_phone_keeps_prefix_and_last_four(phone: str | None, masked: str | None) -> None:
+    assert mask_phone(phone) == masked
+
+
+def test_mask_email_and_name() -> None:
+    assert mask_email("zhang.wei@example.com") == "z***@example.com"
+    assert mask_email("李娜@example.cn") == "李***@example.cn"
+    assert mask_name("张伟") == "张*"
+    assert mask_name("Anna Smith") == "A*** S***"
+
+
+def test_contact_keys_compare_numbers_written_differently() -> None:
+    assert phone_key("+86 138-1234-5678") == phone_key("13812345678") == "13812345678"
+    assert phone_key("0086 13812345678") == "13812345678"
+    assert email_key(" Zhang.Wei@Example.com ") == "zhang.wei@example.com"
+    assert email_key("not-an-address") is None
