@@ -4,8 +4,9 @@ The nonconformity's dedup key names the incident, the rule and the
 resolution, so re-evaluating never raises it twice. The ticket is rendered
 from the target source's mapping template and goes to the source the
 incident came from (``push_to: source``) or a configured one. A finding that
-disappears on recomputation withdraws its nonconformity if no ticket was
-created yet; a ticketed one stays and is tracked.
+disappears on recomputation (a late answer matched by QA, a corrected
+history) withdraws its nonconformity: an unsent ticket is cancelled; a
+ticket already in the ITSM stays there, and the audit log says so.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _withdraw(s: Session, rt: Runtime, inc: Incident, keep: set[str], policy: st
               result: StepResult) -> None:
     for nc in s.scalars(select(Nonconformity).where(
             Nonconformity.incident_id == inc.id, Nonconformity.policy == policy,
-            Nonconformity.state.in_(("open", "dead")))):
+            Nonconformity.state.in_(("open", "dead", "ticketed")))):
         if nc.dedup_key in keep:
             continue
         nc.state, nc.updated_at = "withdrawn", rt.now()
@@ -71,7 +72,8 @@ def _withdraw(s: Session, rt: Runtime, inc: Incident, keep: set[str], policy: st
                                            OutboxItem.entity_id == nc.id,
                                            OutboxItem.state.in_(("pending", "dead")))
                   .values(state="cancelled"))
-        audit(s, rt, "nonconformity.withdraw", "nonconformity", nc.id, key=nc.dedup_key)
+        audit(s, rt, "nonconformity.withdraw", "nonconformity", nc.id, key=nc.dedup_key,
+              ticket_left_in_itsm=nc.ticket_ref)
         result.counts["withdrawn"] += 1
 
 

@@ -1,0 +1,120 @@
+"""Benchmark: N sandbox incidents through the whole loop on SQLite.
+
+    python bench/loop.py 10000 100000 [--save-baseline]
+
+For each N: a fresh SQLite database, the demo's sandbox config with N
+incidents, the loop run until it converges; per step its time, incidents
+per second and peak RSS; the last line for the whole loop is
+``incidents_per_s=… peak_rss_mb=…`` followed by the ratio to the baseline
+recorded in bench/baseline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import connectors  # noqa: E402,F401
+from api.demo import demo_config  # noqa: E402
+from core.loop import run_once  # noqa: E402
+from core.loop.common import StepResult  # noqa: E402
+from core.runtime import open_runtime  # noqa: E402
+
+BASELINE = Path(__file__).with_name("baseline.json")
+PAGE = 4096
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE / 2**20
+
+
+class PeakSampler(threading.Thread):
+    """Samples RSS every 10 ms and keeps the peak per named phase."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.phase = "start"
+        self.peaks: dict[str, float] = defaultdict(float)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.01):
+            self.peaks[self.phase] = max(self.peaks[self.phase], rss_mb())
+
+
+def bench(n: int) -> tuple[float, float, list[tuple[str, float, float]]]:
+    with tempfile.TemporaryDirectory(prefix="qloop-bench-") as tmp:
+        cfg = demo_config(Path(tmp), n)
+        rt = open_runtime(cfg)
+        sampler = PeakSampler()
+        sampler.start()
+        times: dict[str, float] = defaultdict(float)
+        order: list[str] = []
+
+        def progress(name: str, result: StepResult, elapsed: float) -> None:
+            key = name.split(" ")[0] if name.startswith(("pull", "collect")) else name
+            if key not in times:
+                order.append(key)
+            times[key] += elapsed
+            sampler.peaks[key] = max(sampler.peaks[key], sampler.peaks.pop("running", 0.0))
+            sampler.phase = "running"
+
+        # the sandbox ITSM generating its data is the remote's cost, not qloop's
+        for name in rt.source_names():
+            warm = getattr(rt.source(name), "warm", None)
+            if warm:
+                warm()
+        sampler.phase = "running"
+        started = time.perf_counter()
+        for _ in range(4):
+            summary = run_once(rt, progress=progress)
+            if summary.sent() == 0 and summary.total("created") == 0 \
+                    and summary.total("evaluated") == 0:
+                break
+        total = time.perf_counter() - started
+        sampler.stop.set()
+        sampler.join()
+        rt.close()
+        steps = [(k, times[k], sampler.peaks.get(k, 0.0)) for k in order]
+        return total, max(sampler.peaks.values()), steps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("sizes", nargs="*", type=int, default=[10_000])
+    parser.add_argument("--save-baseline", action="store_true")
+    args = parser.parse_args()
+    baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
+    for n in args.sizes:
+        total, peak, steps = bench(n)
+        print(f"\n{n} incidents")
+        print(f"  {'step':<14} {'seconds':>8} {'incidents/s':>12} {'peak MB':>8}")
+        for name, secs, step_peak in steps:
+            rate = n / secs if secs else float("inf")
+            print(f"  {name:<14} {secs:8.2f} {rate:12.0f} {step_peak:8.0f}")
+        ips = n / total
+        base = baseline.get(str(n))
+        if base:
+            print(f"  ratio to baseline: speed {ips / base['incidents_per_s']:.2f}, "
+                  f"memory {peak / base['peak_rss_mb']:.2f}")
+        else:
+            print("  ratio to baseline: n/a (record one with --save-baseline)")
+        if args.save_baseline:
+            baseline[str(n)] = {"incidents_per_s": round(ips, 1), "peak_rss_mb": round(peak, 1)}
+            BASELINE.write_text(json.dumps(baseline, indent=2) + "\n")
+        print(f"incidents_per_s={ips:.0f} peak_rss_mb={peak:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
