@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 from sqlalchemy import func, select
 
 from api import console
@@ -37,7 +37,7 @@ from tests.utils.fixture_connectors import (
     incident,
     register_fixture_types,
 )
-from tests.utils.loop import Deployment
+from tests.utils.loop import Deployment, fixture_config
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -90,30 +90,10 @@ def _world() -> None:
 
 
 @pytest.fixture
-def deployment(database_url: str, tmp_path: Path) -> Deployment:
+def deployment(database_url: str, tmp_path: Path) -> Iterator[Deployment]:
     register_fixture_types()
     _world()
-    doc = {
-        "database_url": database_url, "timezone": "Asia/Shanghai",
-        "state_dir": str(tmp_path / "state"),
-        "calendars": {"cn": {"timezone": "Asia/Shanghai",
-                             "hours": {"mon-fri": "09:00-12:00,13:00-18:00"},
-                             "holidays": {"country": "CN"}}},
-        "sources": {"itsm": {"type": "fixture"}},
-        "channels": {"phone": {"type": "fixture", "role": "callback"},
-                     "survey": {"type": "fixture", "role": "survey", "contact": "phone"}},
-        "policies": {"default": {
-            "calendar": "cn",
-            "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
-            "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
-            "callback": {"channel": "phone", "within": "24h"},
-            "survey": {"channels": ["survey"],
-                       "sample": {"rate": 1.0, "stratify_by": ["customer"], "seed": "x"}},
-            "nonconformity": {"push_to": "source", "rectify_within": "10bd"}}},
-    }
-    path = tmp_path / "qloop.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    dep = Deployment(path)
+    dep = Deployment(fixture_config(database_url, tmp_path))
     yield dep
     dep.close()
 

@@ -68,6 +68,33 @@ def sandbox_config(database_url: str, tmp_path: Path, *, incidents: int = 60, se
     return path
 
 
+def fixture_config(database_url: str, tmp_path: Path,
+                   extra: dict[str, Any] | None = None) -> Path:
+    """A config on the scripted ``fixture`` connectors (tests/utils/fixture_connectors.py)."""
+    doc: dict[str, Any] = {
+        "database_url": database_url, "timezone": "Asia/Shanghai",
+        "state_dir": str(tmp_path / "state"),
+        "calendars": {"cn": {"timezone": "Asia/Shanghai",
+                             "hours": {"mon-fri": "09:00-12:00,13:00-18:00"},
+                             "holidays": {"country": "CN"}}},
+        "sources": {"itsm": {"type": "fixture"}},
+        "channels": {"phone": {"type": "fixture", "role": "callback"},
+                     "survey": {"type": "fixture", "role": "survey", "contact": "phone"}},
+        "policies": {"default": {
+            "calendar": "cn",
+            "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
+            "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
+            "callback": {"channel": "phone", "within": "24h"},
+            "survey": {"channels": ["survey"],
+                       "sample": {"rate": 1.0, "stratify_by": ["customer"], "seed": "x"}},
+            "nonconformity": {"push_to": "source", "rectify_within": "10bd"}}},
+    }
+    doc.update(extra or {})
+    path = tmp_path / "qloop.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
 @dataclass
 class Deployment:
     path: Path

@@ -1,0 +1,77 @@
+"""The qloop command as a user runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from api.cli import main
+from core.store.models import OutboxItem
+from tests.utils.loop import sandbox_config
+
+
+def test_validate_points_at_the_broken_line(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    good = sandbox_config(f"sqlite:///{tmp_path / 'q.db'}", tmp_path)
+    lines = good.read_text().splitlines()
+    idx = next(i for i, line in enumerate(lines) if line.strip().startswith("P3: 4h"))
+    lines[idx] = lines[idx].replace("4h", "four hours")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("\n".join(lines) + "\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"bad.yaml:{idx + 1}:" in err
+    assert "policies.default.response.P3" in err
+
+
+def test_validate_show_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QLOOP_TEST_DB_PASSWORD", "s3cr3t-pw")
+    path = sandbox_config("postgresql://qloop:${QLOOP_TEST_DB_PASSWORD}@db/qloop", tmp_path)
+    assert main(["validate", str(path), "--show"]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out
+    assert "s3cr3t-pw" not in out
+
+
+def test_run_twice_sends_nothing_new_then_exports(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "q.db"
+    path = sandbox_config(f"sqlite:///{db}", tmp_path, incidents=40)
+    assert main(["run", "-c", str(path), "--cycles", "2", "-q"]) == 0
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(OutboxItem)).scalar()
+    assert main(["run", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "sent_" not in out
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(OutboxItem)).scalar() == before
+    engine.dispose()
+    assert main(["export", "-c", str(path), "--period", "2026-10", "--format", "csv",
+                 "--out", str(tmp_path / "exp")]) == 0
+    assert (tmp_path / "exp" / "qloop-2026-10-default.csv").stat().st_size > 0
+    assert main(["export", "-c", str(path), "--period", "2026-13"]) == 1
+
+
+def test_outbox_and_review_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sandbox_config(f"sqlite:///{tmp_path / 'q.db'}", tmp_path, incidents=20)
+    assert main(["run", "-c", str(path), "-q"]) == 0
+    assert main(["outbox", "list", "-c", str(path)]) == 0
+    assert "outbox: " in capsys.readouterr().out
+    assert main(["review", "list", "-c", str(path)]) == 0
+    assert "waiting for review" in capsys.readouterr().out
+    assert main(["review", "match", "999", "-c", str(path), "--incident", "1"]) == 1
+
+
+def test_demo_runs_a_month_and_writes_exports(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--dir", str(workdir), "--incidents", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "callback coverage" in out and "Nonconformities" in out
+    for name in ("qloop-2026-10-default.csv", "qloop-2026-10-default.xlsx",
+                 "qloop-2026-10-default.jsonl"):
+        assert (workdir / "exports" / name).exists()
