@@ -29,8 +29,10 @@ def _load(args: argparse.Namespace) -> AppConfig:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.file))
-    print(f"{args.file}: valid — {len(cfg.sources)} source(s), {len(cfg.channels)} channel(s), "
-          f"{len(cfg.policies)} polic{'y' if len(cfg.policies) == 1 else 'ies'}")
+    print(
+        f"{args.file}: valid — {len(cfg.sources)} source(s), {len(cfg.channels)} channel(s), "
+        f"{len(cfg.policies)} polic{'y' if len(cfg.policies) == 1 else 'ies'}"
+    )
     if args.show:
         import yaml
 
@@ -51,8 +53,11 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     if cfg.redis_url:
-        print("redis_url is set: the RQ scheduler is not part of this release; "
-              "running the embedded scheduler instead", file=sys.stderr)
+        print(
+            "redis_url is set: the RQ scheduler is not part of this release; "
+            "running the embedded scheduler instead",
+            file=sys.stderr,
+        )
     rt = open_runtime(cfg)
     try:
         sched = Scheduler(rt, on_run=console.print_job)
@@ -68,8 +73,9 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     rt = open_runtime(_load(args))
     try:
-        for path in console.export(rt, args.period, args.format, Path(args.out),
-                                   unmask=args.unmask, policy=args.policy):
+        for path in console.export(
+            rt, args.period, args.format, Path(args.out), unmask=args.unmask, policy=args.policy
+        ):
             print(path)
     finally:
         rt.close()
@@ -104,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("-c", "--config", help=f"config file (default $QLOOP_CONFIG or "
-                                               f"./{DEFAULT_CONFIG})")
+        p.add_argument(
+            "-c", "--config", help=f"config file (default $QLOOP_CONFIG or ./{DEFAULT_CONFIG})"
+        )
         return p
 
     p = sub.add_parser("validate", help="check a config file; list every problem")

@@ -20,8 +20,16 @@ from core.store.models import Incident, Match, OutboxItem, Response
 from core.timeutil import parse_month
 
 
+def live_progress(step: str, done: int) -> None:
+    """Overwrite one terminal line with a long step's count (only on a terminal)."""
+    if sys.stdout.isatty():
+        print(f"\r  {step}: {done}…\x1b[K", end="", flush=True)
+
+
 def _progress(name: str, result: StepResult, elapsed: float) -> None:
-    print(f"  {str(result):<70} {elapsed:6.2f}s", flush=True)
+    if sys.stdout.isatty():
+        print("\r\x1b[K", end="")
+    print(f"  {result!s:<70} {elapsed:6.2f}s", flush=True)
     for err in result.errors:
         print(f"    ! {err}", file=sys.stderr)
 
@@ -33,6 +41,8 @@ def print_job(name: str, results: list[StepResult]) -> None:
 def run_cycles(rt: Runtime, cycles: int = 1, quiet: bool = False) -> int:
     """Run the loop ``cycles`` times; exit status 1 if any step reported an error."""
     failed = False
+    if not quiet:
+        rt.on_progress = live_progress
     for n in range(1, cycles + 1):
         if not quiet:
             print(f"loop {n}/{cycles}", flush=True)
@@ -41,8 +51,15 @@ def run_cycles(rt: Runtime, cycles: int = 1, quiet: bool = False) -> int:
     return 1 if failed else 0
 
 
-def export(rt: Runtime, period: str, fmt: str, out: Path, *, unmask: bool = False,
-           policy: str | None = None) -> list[Path]:
+def export(
+    rt: Runtime,
+    period: str,
+    fmt: str,
+    out: Path,
+    *,
+    unmask: bool = False,
+    policy: str | None = None,
+) -> list[Path]:
     """Write the export of ``period`` for each policy (or one); returns the files."""
     parse_month(period)
     names = [policy] if policy else sorted(rt.policies)
@@ -54,10 +71,12 @@ def export(rt: Runtime, period: str, fmt: str, out: Path, *, unmask: bool = Fals
     with rt.db.session() as s:
         for name in names:
             pol = rt.policy(name)
-            indicators = period_indicators(s, policy=name, version=pol.version, month=period,
-                                           now=rt.now())
-            rows = export_rows(s, policy=name, version=pol.version, month=period, tz=tz,
-                               unmask=unmask)
+            indicators = period_indicators(
+                s, policy=name, version=pol.version, month=period, now=rt.now()
+            )
+            rows = export_rows(
+                s, policy=name, version=pol.version, month=period, tz=tz, unmask=unmask
+            )
             base = f"qloop-{period}-{name}"
             written += write_export(out, base, fmt, COLUMNS, rows, indicators.as_dict())
     return written
@@ -69,31 +88,44 @@ def outbox(rt: Runtime, action: str, ids: Iterable[int], state: str | None) -> i
         print(f"{count} dead item(s) put back in the outbox")
         return 0
     with rt.db.session() as s:
-        counts = dict(s.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state))
-                      .tuples())
+        counts = dict(
+            s.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state)).all()
+        )
         print("outbox: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
         query = select(OutboxItem).order_by(OutboxItem.id)
-        query = query.where(OutboxItem.state == state) if state else query.where(
-            OutboxItem.state.in_(("pending", "sending", "dead")))
+        query = (
+            query.where(OutboxItem.state == state)
+            if state
+            else query.where(OutboxItem.state.in_(("pending", "sending", "dead")))
+        )
         for item in s.scalars(query.limit(200)):
-            print(f"{item.id:>6} {item.state:<8} {item.kind:<8} {item.target:<16} "
-                  f"tries={item.attempts} {item.idempotency_key}"
-                  + (f"\n         last error: {item.last_error}" if item.last_error else ""))
+            print(
+                f"{item.id:>6} {item.state:<8} {item.kind:<8} {item.target:<16} "
+                f"tries={item.attempts} {item.idempotency_key}"
+                + (f"\n         last error: {item.last_error}" if item.last_error else "")
+            )
     return 0
 
 
-def review(rt: Runtime, action: str, item_id: int | None, incident_id: int | None,
-           note: str | None) -> int:
+def review(
+    rt: Runtime, action: str, item_id: int | None, incident_id: int | None, note: str | None
+) -> int:
     if action == "list":
         with rt.db.session() as s:
-            rows = s.execute(select(Match, Response).join(Response, Response.id == Match.response_id)
-                             .where(Match.status == "review").order_by(Match.id))
+            rows = s.execute(
+                select(Match, Response)
+                .join(Response, Response.id == Match.response_id)
+                .where(Match.status == "review")
+                .order_by(Match.id)
+            )
             n = 0
             for match, resp in rows:
                 n += 1
                 cands = ", ".join(str(c) for c in match.candidates) or "-"
-                print(f"{match.id:>6} {resp.kind:<16} {resp.channel:<14} "
-                      f"{resp.occurred_at.isoformat()} {match.reason} (candidates: {cands})")
+                print(
+                    f"{match.id:>6} {resp.kind:<16} {resp.channel:<14} "
+                    f"{resp.occurred_at.isoformat()} {match.reason} (candidates: {cands})"
+                )
             print(f"{n} item(s) waiting for review")
         return 0
     if item_id is None:
@@ -107,7 +139,7 @@ def review(rt: Runtime, action: str, item_id: int | None, incident_id: int | Non
             if s.get(Incident, incident_id) is None:
                 msg = f"incident {incident_id} does not exist"
                 raise InputError(msg)
-    resolve_review(rt, item_id, incident_id if action == "match" else None, actor="cli",
-                   note=note)
-    print(f"review item {item_id}: {'matched to incident ' + str(incident_id) if action == 'match' else 'dismissed'}")
+    resolve_review(rt, item_id, incident_id if action == "match" else None, actor="cli", note=note)
+    outcome = f"matched to incident {incident_id}" if action == "match" else "dismissed"
+    print(f"review item {item_id}: {outcome}")
     return 0

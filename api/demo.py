@@ -28,8 +28,10 @@ def demo_config(workdir: Path, incidents: int | None) -> AppConfig:
     cfg = load_config(config.path("sandbox.yaml"), env=env)
     sources = cfg.sources
     if incidents is not None:
-        sources = {n: dataclasses.replace(s, options={**s.options, "incidents": incidents})
-                   for n, s in cfg.sources.items()}
+        sources = {
+            n: dataclasses.replace(s, options={**s.options, "incidents": incidents})
+            for n, s in cfg.sources.items()
+        }
     return dataclasses.replace(cfg, state_dir=workdir / "state", sources=sources)
 
 
@@ -45,19 +47,25 @@ def print_indicators(ind: MonthlyIndicators) -> None:
         ("callback coverage", _pct(ind.callback_coverage)),
         ("callback on time", _pct(ind.callback_on_time)),
         ("confirmed resolution", _pct(ind.confirmed_resolution)),
-        ("CSAT, callback (4–5)", _pct(ind.csat["callback"])
-         + f"   mean {ind.mean_score['callback'] or '-'}"),
-        ("CSAT, survey (4–5)", _pct(ind.csat["survey"])
-         + f"   mean {ind.mean_score['survey'] or '-'}"),
+        (
+            "CSAT, callback (4–5)",
+            _pct(ind.csat["callback"]) + f"   mean {ind.mean_score['callback'] or '-'}",
+        ),
+        (
+            "CSAT, survey (4–5)",
+            _pct(ind.csat["survey"]) + f"   mean {ind.mean_score['survey'] or '-'}",
+        ),
         ("response compliance", _pct(ind.response)),
         ("resolution compliance", _pct(ind.resolution)),
     ]
     lines += [(f"  resolution {p}", _pct(r)) for p, r in ind.resolution_by_priority.items()]
     for label, value in lines:
         print(f"  {label:<26} {value}")
-    print(f"\nNonconformities of the month's incidents: {ind.nonconformities_total} "
-          f"({ind.nonconformities_closed} closed, "
-          f"{ind.nonconformities_open_past_deadline} open past deadline)")
+    print(
+        f"\nNonconformities of the month's incidents: {ind.nonconformities_total} "
+        f"({ind.nonconformities_closed} closed, "
+        f"{ind.nonconformities_open_past_deadline} open past deadline)"
+    )
     for rule, sev in sorted(ind.nonconformities.items()):
         print(f"  {rule:<22} major {sev.get('major', 0):>4}   minor {sev.get('minor', 0):>4}")
 
@@ -65,15 +73,21 @@ def print_indicators(ind: MonthlyIndicators) -> None:
 def _counts(rt: Runtime) -> dict[str, Any]:
     with rt.db.session() as s:
         return {
-            "outbox": dict(s.execute(select(OutboxItem.state, func.count())
-                                     .group_by(OutboxItem.state)).tuples()),
+            "outbox": dict(
+                s.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state)).all()
+            ),
             "review": s.scalar(select(func.count()).where(Match.status == "review")),
-            "not_surveyable": s.scalar(select(func.count()).where(
-                SurveyInvitation.state == "not_surveyable")),
-            "samples": list(s.execute(select(SampleRun.month, SampleRun.population,
-                                             SampleRun.picked)).tuples()),
-            "tickets": dict(s.execute(select(Nonconformity.state, func.count())
-                                      .group_by(Nonconformity.state)).tuples()),
+            "not_surveyable": s.scalar(
+                select(func.count()).where(SurveyInvitation.state == "not_surveyable")
+            ),
+            "samples": list(
+                s.execute(select(SampleRun.month, SampleRun.population, SampleRun.picked)).all()
+            ),
+            "tickets": dict(
+                s.execute(
+                    select(Nonconformity.state, func.count()).group_by(Nonconformity.state)
+                ).all()
+            ),
         }
 
 
@@ -84,40 +98,55 @@ def run_demo(workdir: Path, incidents: int | None = None) -> int:
     cfg = demo_config(workdir, incidents)
     source = next(iter(cfg.sources.values()))
     month = str(source.options["month"])
-    print(f"qloop demo: sandbox month {month}, {source.options.get('incidents', 400)} incidents, "
-          f"working folder {workdir}/")
+    print(
+        f"qloop demo: sandbox month {month}, {source.options.get('incidents', 400)} incidents, "
+        f"working folder {workdir}/"
+    )
     rt = open_runtime(cfg)
+    rt.on_progress = console.live_progress
     try:
         started = time.perf_counter()
         for cycle in range(1, MAX_CYCLES + 1):
             print(f"\nloop {cycle}", flush=True)
             summary = run_once(rt, progress=console._progress)
-            quiet = (summary.sent() == 0 and summary.total("created") == 0
-                     and summary.total("evaluated") == 0)
+            quiet = (
+                summary.sent() == 0
+                and summary.total("created") == 0
+                and summary.total("evaluated") == 0
+            )
             if quiet:
                 print("  (nothing new: the loop has converged)")
                 break
         elapsed = time.perf_counter() - started
         with rt.db.session() as s:
             pol = next(iter(rt.policies.values()))
-            ind = period_indicators(s, policy=pol.name, version=pol.version, month=month,
-                                    now=rt.now())
+            ind = period_indicators(
+                s, policy=pol.name, version=pol.version, month=month, now=rt.now()
+            )
         print_indicators(ind)
         counts = _counts(rt)
-        print(f"\nSurvey samples: " + ", ".join(
-            f"{m}: {picked} of {pop}" for m, pop, picked in counts["samples"])
-            + f"; not surveyable: {counts['not_surveyable']}")
+        print(
+            "\nSurvey samples: "
+            + ", ".join(f"{m}: {picked} of {pop}" for m, pop, picked in counts["samples"])
+            + f"; not surveyable: {counts['not_surveyable']}"
+        )
         print(f"Tickets in the sandbox ITSM: {counts['tickets']}")
-        print(f"Outbox: {counts['outbox']}; review queue: {counts['review']} answer(s) "
-              f"(see `qloop review list`)")
+        print(
+            f"Outbox: {counts['outbox']}; review queue: {counts['review']} answer(s) "
+            f"(see `qloop review list`)"
+        )
         out = workdir / "exports"
-        files = [p for fmt in ("csv", "xlsx", "jsonl")
-                 for p in console.export(rt, month, fmt, out)]
+        files = [p for fmt in ("csv", "xlsx", "jsonl") for p in console.export(rt, month, fmt, out)]
         print("\nExports (contact details masked):")
         for path in files:
             print(f"  {path}")
-        print(f"\nDone in {elapsed:.1f}s. Run it yourself: QLOOP_DATABASE_URL=sqlite:///"
-              f"{workdir / 'qloop.db'} qloop run -c {config.path('sandbox.yaml')}")
+        home = workdir.resolve()
+        print(
+            f"\nDone in {elapsed:.1f}s. Go on with this month yourself:\n"
+            f"  export QLOOP_DATABASE_URL=sqlite:///{home / 'qloop.db'} "
+            f"QLOOP_STATE_DIR={home / 'state'}\n"
+            f"  .venv/bin/qloop review list -c {config.path('sandbox.yaml')}"
+        )
     finally:
         rt.close()
     return 0

@@ -23,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import connectors  # noqa: E402,F401
-from api.demo import demo_config  # noqa: E402
-from core.loop import run_once  # noqa: E402
-from core.loop.common import StepResult  # noqa: E402
-from core.runtime import open_runtime  # noqa: E402
+import connectors  # noqa: F401
+from api.demo import demo_config
+from core.loop import run_once
+from core.loop.common import StepResult
+from core.runtime import open_runtime
 
 BASELINE = Path(__file__).with_name("baseline.json")
 PAGE = 4096
@@ -78,8 +78,11 @@ def bench(n: int) -> tuple[float, float, list[tuple[str, float, float]]]:
         started = time.perf_counter()
         for _ in range(4):
             summary = run_once(rt, progress=progress)
-            if summary.sent() == 0 and summary.total("created") == 0 \
-                    and summary.total("evaluated") == 0:
+            if (
+                summary.sent() == 0
+                and summary.total("created") == 0
+                and summary.total("evaluated") == 0
+            ):
                 break
         total = time.perf_counter() - started
         sampler.stop.set()
@@ -105,8 +108,10 @@ def main() -> int:
         ips = n / total
         base = baseline.get(str(n))
         if base:
-            print(f"  ratio to baseline: speed {ips / base['incidents_per_s']:.2f}, "
-                  f"memory {peak / base['peak_rss_mb']:.2f}")
+            print(
+                f"  ratio to baseline: speed {ips / base['incidents_per_s']:.2f}, "
+                f"memory {peak / base['peak_rss_mb']:.2f}"
+            )
         else:
             print("  ratio to baseline: n/a (record one with --save-baseline)")
         if args.save_baseline:

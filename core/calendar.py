@@ -1,34 +1,25 @@
 """Business calendars: working hours, public holidays, adjusted working days.
 
-Implements the "business time" of SPEC §10. A calendar has a time zone,
-working spans per weekday (seconds since local midnight, wall clock), public
-holidays (the ``holidays`` package for a country/subdivision plus listed
-dates) and adjusted working days (the package's ``weekend_workdays`` plus
-listed dates).
-
-Decisions beyond the SPEC, applied exactly:
+Implements the "business time" of SPEC §10. Decisions beyond the SPEC:
 
 - A date is a working day if it is an adjusted working day (even when it is
-  also a holiday), or a weekday with hours that is not a holiday. An
-  adjusted working day whose weekday has no hours works ``adjusted_day_hours``,
-  by default the spans of the *standard working day* (the first weekday
-  Mon..Sun that has hours).
+  also a holiday), or a weekday with hours that is not a holiday. An adjusted
+  working day whose weekday has no hours works ``adjusted_day_hours``, by
+  default the *standard working day* (the first weekday Mon..Sun with hours).
 - Package data is read per year, lazily. The adjusted working days of year
   ``Y`` are the package's ``weekend_workdays`` dated in ``Y`` when loading
-  ``Y`` or ``Y + 1`` (the package files a year-end swap under the next
-  year); dates of other years the package reports are ignored.
-- Wall times become instants DST-safely: local date + seconds as a naive wall
-  time, zone attached with ``fold=0``, converted to UTC. Each date's spans
-  are then clipped to the date's own stretch of time ``[midnight, next
-  midnight)`` (both converted the same way), merged where they overlap or
-  touch, and spans of zero or negative length are dropped. The working time
-  is the union of these spans, so nothing is ever counted twice.
+  ``Y`` or ``Y + 1`` (a year-end swap is filed under the next year); dates
+  of other years that the package reports are ignored.
+- Wall times become instants DST-safely: date + seconds as a naive wall time,
+  zone attached with ``fold=0``, converted to UTC. Each date's spans are
+  clipped to the date's own stretch ``[midnight, next midnight)`` (converted
+  the same way), merged where they overlap or touch, and dropped when empty:
+  working time is the union of spans and is never counted twice.
 - :meth:`BusinessCalendar.nth_working_day_end` counts working days that keep
   at least one span after conversion.
 
-Business time is answered from a cumulative table of every span of the
-covered years (extended lazily, a year at a time), so one query is two
-binary searches whatever the length of the interval.
+Business time comes from a cumulative table of every span of the covered
+years (extended lazily), so one query is two binary searches.
 """
 
 from __future__ import annotations
@@ -38,6 +29,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -86,6 +78,21 @@ def _check_spans(label: str, spans: Sequence[Any]) -> tuple[Span, ...]:
         prev_end = end
         out.append((start, end))
     return tuple(out)
+
+
+def _check_hours(name: str, hours: Mapping[int, Sequence[Any]]) -> dict[int, tuple[Span, ...]]:
+    out: dict[int, tuple[Span, ...]] = {}
+    for weekday, spans in hours.items():
+        if not isinstance(weekday, int) or isinstance(weekday, bool) or not 0 <= weekday <= 6:
+            msg = f"calendar {name}: weekday must be 0 (Mon) .. 6 (Sun), got {weekday!r}"
+            raise ConfigError(msg)
+        checked = _check_spans(f"calendar {name} weekday {weekday}", spans)
+        if checked:
+            out[weekday] = checked
+    if not out:
+        msg = f"calendar {name}: no weekday has working hours"
+        raise ConfigError(msg)
+    return out
 
 
 @dataclass(frozen=True)
@@ -141,17 +148,7 @@ class BusinessCalendar:
         except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
             msg = f"calendar {name}: unknown time zone {timezone!r}"
             raise ConfigError(msg) from exc
-        self._hours: dict[int, tuple[Span, ...]] = {}
-        for weekday, spans in hours.items():
-            if not isinstance(weekday, int) or isinstance(weekday, bool) or not 0 <= weekday <= 6:
-                msg = f"calendar {name}: weekday must be 0 (Mon) .. 6 (Sun), got {weekday!r}"
-                raise ConfigError(msg)
-            checked = _check_spans(f"calendar {name} weekday {weekday}", spans)
-            if checked:
-                self._hours[weekday] = checked
-        if not self._hours:
-            msg = f"calendar {name}: no weekday has working hours"
-            raise ConfigError(msg)
+        self._hours = _check_hours(name, hours)
         standard = self._hours[min(self._hours)]
         self.standard_day_seconds: int = sum(end - start for start, end in standard)
         if adjusted_day_hours is None:
@@ -167,10 +164,11 @@ class BusinessCalendar:
         self._subdiv = subdiv
         self._listed_holidays = frozenset(holidays)
         self._extra_workdays = frozenset(extra_workdays)
-        self._packages: dict[int, Any] = {}
+        self._packages: dict[int | None, Any] = {}
         self._years: dict[int, tuple[frozenset[date], frozenset[date]]] = {}
         self._days: dict[date, tuple[Span, ...]] = {}
-        self._year_spans: dict[int, tuple[list[int], list[int]]] = {}
+        self._year_spans: dict[int, list[Span]] = {}
+        self._nth: dict[tuple[date, int], datetime] = {}
         self._table = _EMPTY
         self._lock = threading.Lock()
         if country is not None:
@@ -187,19 +185,18 @@ class BusinessCalendar:
     # -- days ----------------------------------------------------------------
 
     def _package(self, year: int | None) -> Any:
-        cached = self._packages.get(year) if year is not None else None
-        if cached is not None:
-            return cached
+        """The package's holidays of ``year`` (None: of no year, to check the country)."""
+        if year in self._packages:
+            return self._packages[year]
         try:
             obj = holidays_pkg.country_holidays(
-                self._country or "", subdiv=self._subdiv, years=year if year is not None else ()
+                self._country or "", subdiv=self._subdiv, years=() if year is None else year
             )
         except (NotImplementedError, KeyError, ValueError) as exc:
             where = f"{self._country}" + (f"/{self._subdiv}" if self._subdiv else "")
             msg = f"calendar {self.name}: holidays unknown for country/subdivision {where}: {exc}"
             raise ConfigError(msg) from exc
-        if year is not None:
-            self._packages[year] = obj
+        self._packages[year] = obj
         return obj
 
     def _year(self, year: int) -> tuple[frozenset[date], frozenset[date]]:
@@ -256,11 +253,9 @@ class BusinessCalendar:
                 (max(lo, self._wall_epoch(d, s)), min(hi, self._wall_epoch(d, e))) for s, e in wall
             )
             for start, end in converted:
-                if end <= start:
-                    continue
                 if merged and start <= merged[-1][1]:
                     merged[-1][1] = max(merged[-1][1], end)
-                else:
+                elif end > start:
                     merged.append([start, end])
         result = tuple((s, e) for s, e in merged)
         self._days[d] = result
@@ -308,6 +303,9 @@ class BusinessCalendar:
         if n < 1:
             msg = f"n must be at least 1, got {n}"
             raise InputError(msg)
+        cached = self._nth.get((after, n))
+        if cached is not None:
+            return cached
         d, found = after, 0
         for _ in range(_MAX_SEARCH_DAYS + n):
             d += _ONE_DAY
@@ -315,26 +313,21 @@ class BusinessCalendar:
             if spans:
                 found += 1
                 if found == n:
-                    return _instant(spans[-1][1])
+                    result = _instant(spans[-1][1])
+                    self._nth[(after, n)] = result
+                    return result
         msg = f"calendar {self.name}: no {n}th working day after {after.isoformat()}"
         raise ConfigError(msg)
 
     # -- business time -------------------------------------------------------
 
-    def _spans_of_year(self, year: int) -> tuple[list[int], list[int]]:
+    def _spans_of_year(self, year: int) -> list[Span]:
         cached = self._year_spans.get(year)
-        if cached is not None:
-            return cached
-        starts: list[int] = []
-        ends: list[int] = []
-        d = date(year, 1, 1)
-        while d.year == year:
-            for s, e in self._day(d):
-                starts.append(s)
-                ends.append(e)
-            d += _ONE_DAY
-        self._year_spans[year] = (starts, ends)
-        return starts, ends
+        if cached is None:
+            first, ndays = date(year, 1, 1), (date(year + 1, 1, 1) - date(year, 1, 1)).days
+            cached = [sp for k in range(ndays) for sp in self._day(first + timedelta(days=k))]
+            self._year_spans[year] = cached
+        return cached
 
     def _extend(self, a: int, b: int) -> _Table:
         """Make the table cover the epoch seconds [a, b] (one year of margin each side)."""
@@ -347,17 +340,9 @@ class BusinessCalendar:
             if table.first_year <= table.last_year:
                 first = min(first, table.first_year)
                 last = max(last, table.last_year)
-            starts: list[int] = []
-            ends: list[int] = []
-            for year in range(first, last + 1):
-                ys, ye = self._spans_of_year(year)
-                starts.extend(ys)
-                ends.extend(ye)
-            cum = [0] * len(starts)
-            total = 0
-            for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
-                cum[i] = total
-                total += e - s
+            spans = [sp for year in range(first, last + 1) for sp in self._spans_of_year(year)]
+            starts, ends = [s for s, _ in spans], [e for _, e in spans]
+            cum = [0, *accumulate(e - s for s, e in zip(starts, ends, strict=True))][:-1]
             table = _Table(
                 first_year=first,
                 last_year=last,

@@ -7,15 +7,17 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-SECRET_NAME = re.compile(r"token|password|passwd|secret|api_?key|private_key|credential|auth",
-                         re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"token|password|passwd|secret|api_?key|private_key|credential|auth", re.IGNORECASE
+)
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
-    """Values of environment variables whose names look secret (long enough to be worth scrubbing)."""
+    """Values of environment variables whose names look secret (6+ characters)."""
     env = os.environ if env is None else env
-    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 6},
-                  key=len, reverse=True)
+    return sorted(
+        {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 6}, key=len, reverse=True
+    )
 
 
 class ScrubSecrets(logging.Filter):

@@ -71,9 +71,11 @@ FieldMapping = dict[str, Any]
 """A mapping document as loaded from ``mappings/<type>.yaml``."""
 
 _REQUIRED = ("external_id", "title", "status", "priority", "created_at")
-_REOPEN_FROM = (Category.RESOLVED, Category.CLOSED)
-_REOPEN_TO = (Category.NEW, Category.IN_PROGRESS, Category.WAITING)
-_MISSING = object()
+_REOPEN_FROM, _REOPEN_TO = (
+    (Category.RESOLVED, Category.CLOSED),
+    (Category.NEW, Category.IN_PROGRESS, Category.WAITING),
+)
+_MISSING, _FORMATTER = object(), string.Formatter()
 
 
 def merge_mapping(
@@ -104,14 +106,11 @@ def get_path(raw: Any, path: str) -> Any:
     """The value at dotted ``path`` in ``raw``, or None when any step is missing."""
     current = raw
     for part in _parts(path):
-        if isinstance(current, AbcMapping):
+        if type(current) is dict or isinstance(current, AbcMapping):
             current = current.get(part)
-        elif isinstance(current, list) and part.lstrip("-").isdigit():
-            index = int(part)
-            current = current[index] if -len(current) <= index < len(current) else None
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
         else:
-            return None
-        if current is None:
             return None
     return current
 
@@ -182,10 +181,15 @@ def _instant(ctx: _Ctx, value: Any, field: str, path: str, tz: tzinfo | None) ->
             seconds = value / 1000 if value > 100_000_000_000 else value
             return datetime.fromtimestamp(int(seconds), UTC)
         if isinstance(value, str):
-            return parse_instant(value, tz)
+            return _parse_text(value, tz)
     except (InputError, OverflowError, OSError, ValueError) as exc:
         ctx.fail(f"bad instant {value!r} ({exc})", field, path)
     ctx.fail(f"bad instant {value!r}", field, path)
+
+
+@lru_cache(maxsize=16384)
+def _parse_text(text: str, tz: tzinfo | None) -> datetime:
+    return parse_instant(text, tz)
 
 
 def _timezone(mapping: AbcMapping[str, Any], default_tz: tzinfo | None) -> tzinfo | None:
@@ -345,9 +349,6 @@ def map_incident(
 
 def _opt_str(value: Any) -> str | None:
     return None if value in (None, "") else (str(value).strip() or None)
-
-
-_FORMATTER = string.Formatter()
 
 
 def _render(node: Any, values: AbcMapping[str, Any], where: str) -> Any:

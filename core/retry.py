@@ -28,8 +28,12 @@ DEFAULT_MAX_WAIT = 30.0
 class WaitRetryAfter:
     """Wait what the remote asked (``retry_after``), else exponential backoff with jitter."""
 
-    def __init__(self, initial: float = DEFAULT_INITIAL_WAIT, maximum: float = DEFAULT_MAX_WAIT,
-                 jitter: bool = True) -> None:
+    def __init__(
+        self,
+        initial: float = DEFAULT_INITIAL_WAIT,
+        maximum: float = DEFAULT_MAX_WAIT,
+        jitter: bool = True,
+    ) -> None:
         self.initial = initial
         self.maximum = maximum
         self.jitter = jitter

@@ -9,10 +9,11 @@ connectors``) before a connector is first used.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import mappings
 from core import registry
@@ -22,10 +23,12 @@ from core.conf import AppConfig, CalendarConfig, PolicyConfig
 from core.connector import Channel, ConnectorContext, Source
 from core.errors import ConfigError
 from core.mapping import merge_mapping
+from core.retry import call_with_retry, make_retrying
 from core.store import Database, open_database
 from core.timeutil import utcnow
 
 log = logging.getLogger("qloop")
+T = TypeVar("T")
 
 
 def build_calendar(cfg: CalendarConfig) -> BusinessCalendar:
@@ -64,6 +67,10 @@ class Runtime:
     config: AppConfig
     db: Database
     clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = time.sleep
+    """How retries wait; tests pass one that advances their fake clock."""
+    on_progress: Callable[[str, int], None] | None = None
+    """Called by long steps with their name and how many items they have done."""
     calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     _sources: dict[str, Source] = field(default_factory=dict)
@@ -79,6 +86,15 @@ class Runtime:
     def now(self) -> datetime:
         return self.clock()
 
+    def report(self, step: str, done: int) -> None:
+        """Tell the progress display how far a long step is."""
+        if self.on_progress is not None:
+            self.on_progress(step, done)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Call a connector under the retry policy (Retry-After honoured), waiting by ``sleep``."""
+        return call_with_retry(fn, make_retrying(sleep=self.sleep))
+
     def policy(self, name: str) -> Policy:
         try:
             return self.policies[name]
@@ -89,7 +105,9 @@ class Runtime:
     def policy_for_source(self, source: str) -> Policy:
         return self.policy(self.config.sources[source].policy)
 
-    def _mapping(self, kind: registry.Kind, type_name: str, override: dict[str, Any]) -> dict[str, Any]:
+    def _mapping(
+        self, kind: registry.Kind, type_name: str, override: dict[str, Any]
+    ) -> dict[str, Any]:
         ctype = registry.get(kind, type_name)
         base = mappings.load(ctype.mapping) if ctype.mapping else {}
         return merge_mapping(base, override or {})
@@ -146,6 +164,10 @@ class Runtime:
         self.db.dispose()
 
 
-def open_runtime(config: AppConfig, clock: Callable[[], datetime] = utcnow) -> Runtime:
+def open_runtime(
+    config: AppConfig,
+    clock: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Runtime:
     """Open the store (migrating it) and build the runtime for ``config``."""
-    return Runtime(config=config, db=open_database(config.database_url), clock=clock)
+    return Runtime(config=config, db=open_database(config.database_url), clock=clock, sleep=sleep)

@@ -110,6 +110,17 @@ def parse_duration(text: str | int, *, allow_business_days: bool = True) -> Dura
     return Duration(seconds=seconds, business_days=bdays)
 
 
+def format_seconds(seconds: float) -> str:
+    """``604800`` → ``7d``; ``5400`` → ``1h30m``: durations as the config writes them."""
+    rest = int(seconds)
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
 def parse_month(text: str) -> tuple[int, int]:
     """``2026-10`` → (2026, 10)."""
     m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())

@@ -42,11 +42,21 @@ def build_jobs(rt: Runtime, now: datetime) -> list[ScheduledJob]:
     """The schedule of every job, from the config."""
     specs: list[tuple[str, str, Callable[[], list[StepResult]]]] = []
     for name in rt.source_names():
-        specs.append((f"sync:{name}", rt.config.sources[name].schedule,
-                      lambda n=name: jobs.sync_source(rt, n)))  # type: ignore[misc]
+        specs.append(
+            (
+                f"sync:{name}",
+                rt.config.sources[name].schedule,
+                lambda n=name: jobs.sync_source(rt, n),
+            )
+        )  # type: ignore[misc]
     for name in rt.channel_names():
-        specs.append((f"collect:{name}", rt.config.channels[name].schedule,
-                      lambda n=name: jobs.collect_channel(rt, n)))  # type: ignore[misc]
+        specs.append(
+            (
+                f"collect:{name}",
+                rt.config.channels[name].schedule,
+                lambda n=name: jobs.collect_channel(rt, n),
+            )
+        )  # type: ignore[misc]
     sched = rt.config.schedules
     specs.append(("dispatch", sched["dispatch"], lambda: jobs.dispatch(rt)))
     specs.append(("evaluate", sched["evaluate"], lambda: jobs.evaluate_all(rt)))
@@ -62,8 +72,12 @@ def build_jobs(rt: Runtime, now: datetime) -> list[ScheduledJob]:
 class Scheduler:
     """Runs due jobs until stopped (SIGINT/SIGTERM or :meth:`stop`)."""
 
-    def __init__(self, rt: Runtime, sleep: Callable[[float], None] | None = None,
-                 on_run: Callable[[str, list[StepResult]], None] | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        sleep: Callable[[float], None] | None = None,
+        on_run: Callable[[str, list[StepResult]], None] | None = None,
+    ) -> None:
         self.rt = rt
         self.jobs = build_jobs(rt, rt.now())
         self._stop = threading.Event()

@@ -40,6 +40,17 @@ from core.compliance.rules import Finding, MeasuredFacts, derive_findings
 from core.records import StatusChange
 from core.timeutil import month_of, to_utc
 
+__all__ = [
+    "Attempt",
+    "CallbackVerdict",
+    "Evaluation",
+    "Finding",
+    "IncidentFacts",
+    "ResolutionOutcome",
+    "SurveyAnswer",
+    "evaluate",
+]
+
 
 @dataclass(frozen=True)
 class IncidentFacts:
@@ -112,9 +123,7 @@ def evaluate(facts: IncidentFacts, policy: Policy, now: datetime) -> Evaluation:
         cal.business_seconds(created, first_response) if first_response is not None else None
     )
     response_target = policy.response_target_s(facts.priority)
-    resolution_s = (
-        active_seconds(timeline, cal, resolved_at) if resolved_at is not None else None
-    )
+    resolution_s = active_seconds(timeline, cal, resolved_at) if resolved_at is not None else None
     resolution_target = policy.resolution_target_s(facts.priority)
     response_met = _met(response_s, response_target)
     resolution_met = _met(resolution_s, resolution_target)

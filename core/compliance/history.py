@@ -76,7 +76,7 @@ class Timeline:
         return self.last_category == Category.CANCELLED
 
 
-def _category(value: object) -> Category:
+def _category(value: str) -> Category:
     try:
         return Category(value)
     except ValueError as exc:

@@ -34,9 +34,7 @@ from core.timeutil import parse_month
 
 CSAT_OK_AT_LEAST = 4.0
 CHANNELS = ("callback", "survey")
-_COVERED = frozenset(
-    {CallbackVerdict.ON_TIME, CallbackVerdict.LATE, CallbackVerdict.UNREACHED_OK}
-)
+_COVERED = frozenset({CallbackVerdict.ON_TIME, CallbackVerdict.LATE, CallbackVerdict.UNREACHED_OK})
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,13 @@ def _low_satisfaction(
     candidates: list[tuple[float, datetime, int, str, str]] = []
     if outcome.callback_score is not None and outcome.first_reached_at is not None:
         candidates.append(
-            (outcome.callback_score, outcome.first_reached_at, 0, "callback", outcome.callback_ref or "")
+            (
+                outcome.callback_score,
+                outcome.first_reached_at,
+                0,
+                "callback",
+                outcome.callback_ref or "",
+            )
         )
     if outcome.final and survey is not None and survey.score is not None:
         candidates.append((survey.score, survey.at, 1, "survey", survey.ref))
@@ -129,12 +135,16 @@ def _resolution_findings(
         late_by = int((reached - outcome.due).total_seconds())
         detail = f"first reached at {reached.isoformat()}, {late_by} s after due {due}"
         found.append(
-            _finding(policy, "callback_late", outcome.at, MINOR, reached, detail, outcome.callback_ref)
+            _finding(
+                policy, "callback_late", outcome.at, MINOR, reached, detail, outcome.callback_ref
+            )
         )
     if outcome.confirmed is False and reached is not None:
         detail = "the customer did not confirm the resolution"
         found.append(
-            _finding(policy, "not_confirmed", outcome.at, MAJOR, reached, detail, outcome.callback_ref)
+            _finding(
+                policy, "not_confirmed", outcome.at, MAJOR, reached, detail, outcome.callback_ref
+            )
         )
     low = _low_satisfaction(policy, outcome, survey)
     if low is not None:

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 from core.errors import InputError
 
+
 def exact(value: float) -> Fraction:
     """The decimal a finite number prints as, as an exact fraction.
 

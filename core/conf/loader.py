@@ -34,6 +34,10 @@ PathKey = tuple[str | int, ...]
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_PLAIN_NUMBER = re.compile(
+    r"[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
 _MAX_NODES = 200_000
 _REF = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|(\{))")
 
@@ -129,11 +133,10 @@ class _Builder:
         for merge in merges:
             sources = merge.value if isinstance(merge, SequenceNode) else [merge]
             for src in reversed(sources):  # earlier merged mappings win
-                if not isinstance(src, MappingNode):
+                if not isinstance(src, MappingNode) or id(src) in self.stack:
                     self.problems.append(self.index.problem(path, "'<<' must merge mappings"))
                     continue
-                merged = self._mapping(src, path)
-                out.update(merged)
+                out.update(self.build(src, path))
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
@@ -165,6 +168,19 @@ def _jsonish(value: Any) -> Any:
     return value
 
 
+def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """A YAML syntax error at its line, without quoting the text (it may hold a secret)."""
+    problem, context = exc.problem or "cannot parse", exc.context
+    mark, ctx = exc.problem_mark, exc.context_mark
+    if ctx is not None and (mark is None or "end of stream" in problem):
+        mark, ctx = ctx, None  # an unclosed quote or bracket: point at where it starts
+    msg = f"YAML syntax error: {problem}"
+    if context:
+        where = f" at line {ctx.line + 1}" if ctx is not None else ""
+        msg += f" ({context}{where})"
+    return Problem(file, mark.line + 1 if mark is not None else None, "", msg)
+
+
 def read_yaml(path: Path | str) -> tuple[Any, LineIndex, list[Problem]]:
     """Parse ``path``; return data, line index and the problems found (not raised)."""
     file = str(path)
@@ -183,11 +199,7 @@ def read_yaml(path: Path | str) -> tuple[Any, LineIndex, list[Problem]]:
         builder = _Builder(loader, index)
         data = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        parts = [p for p in (exc.context, exc.problem) if p]
-        msg = "YAML syntax error: " + ("; ".join(parts) or "cannot parse")
-        return None, index, [Problem(file, line, "", msg)]
+        return None, index, [_syntax_problem(file, exc)]
     except yaml.YAMLError as exc:
         return None, index, [Problem(file, None, "", f"YAML error: {type(exc).__name__}")]
     except _TooLarge as exc:
@@ -248,6 +260,8 @@ class Interpolated:
     problems: list[Problem]
     env_values: dict[str, str] = field(default_factory=dict)
     """The values substituted, by variable name (to scrub secrets from messages)."""
+    failed: set[PathKey] = field(default_factory=set)
+    """Paths where a reference could not be substituted (already reported)."""
 
 
 def interpolate(data: Any, index: LineIndex, env: Mapping[str, str]) -> Interpolated:
@@ -268,8 +282,9 @@ def interpolate(data: Any, index: LineIndex, env: Mapping[str, str]) -> Interpol
     return result
 
 
-def _walk(value: Any, path: PathKey, index: LineIndex, env: Mapping[str, str],
-          out: Interpolated) -> Any:
+def _walk(
+    value: Any, path: PathKey, index: LineIndex, env: Mapping[str, str], out: Interpolated
+) -> Any:
     if isinstance(value, dict):
         return {k: _walk(v, (*path, k), index, env, out) for k, v in value.items()}
     if isinstance(value, list):
@@ -282,8 +297,10 @@ def _walk(value: Any, path: PathKey, index: LineIndex, env: Mapping[str, str],
         if m.group(1):
             return "$"
         if m.group(4):
-            out.problems.append(index.problem(
-                path, "malformed variable reference: use ${NAME} or ${NAME:-default}"))
+            out.problems.append(
+                index.problem(path, "malformed variable reference: use ${NAME} or ${NAME:-default}")
+            )
+            out.failed.add(path)
             return m.group(0)
         name, default = m.group(2), m.group(3)
         used.append(name)
@@ -293,8 +310,10 @@ def _walk(value: Any, path: PathKey, index: LineIndex, env: Mapping[str, str],
             return current
         if default is not None:
             return default
-        out.problems.append(index.problem(
-            path, f"environment variable {name} is not set (and has no default)"))
+        out.problems.append(
+            index.problem(path, f"environment variable {name} is not set (and has no default)")
+        )
+        out.failed.add(path)
         return ""
 
     text = _REF.sub(sub, value)
@@ -302,16 +321,20 @@ def _walk(value: Any, path: PathKey, index: LineIndex, env: Mapping[str, str],
         out.env_sources[path] = tuple(dict.fromkeys(used))
     whole = _REF.fullmatch(value)
     if whole and whole.group(2) and path in index.plain:
-        return _retype(text)
+        return retype(text)
     return text
 
 
-def _retype(text: str) -> Any:
-    """Type ``text`` as YAML types a plain scalar (int, float, bool, null, str)."""
+def retype(text: str) -> Any:
+    """Type ``text`` as YAML types a plain scalar (int, float, bool, null, str).
+
+    Unlike a literal in the file, an environment value is not retyped into a
+    base-8/base-16 or sexagesimal number (``0042`` stays the string ``"0042"``).
+    """
     loader = yaml.SafeLoader("")
     try:
         tag = loader.resolve(ScalarNode, text, (True, False))
-        if tag == _STR_TAG:
+        if tag == _STR_TAG or (tag in _NUMBER_TAGS and not _PLAIN_NUMBER.fullmatch(text)):
             return text
         return _jsonish(loader.construct_object(ScalarNode(tag, text), deep=True))
     except (yaml.YAMLError, ValueError, TypeError):

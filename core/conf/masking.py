@@ -37,16 +37,20 @@ def is_secret_name(name: object) -> bool:
     return isinstance(name, str) and SECRET_NAME.search(name) is not None
 
 
-def is_secret_path(path: Sequence[str | int], secret_paths: Collection[tuple[Any, ...]] = ()
-                   ) -> bool:
+def is_secret_path(
+    path: Sequence[str | int], secret_paths: Collection[tuple[Any, ...]] = ()
+) -> bool:
     """True when ``path`` is, or is under, a secret key or one of ``secret_paths``."""
     path = tuple(path)
-    return any(path[:n] in secret_paths or (n > 0 and is_secret_name(path[n - 1]))
-               for n in range(len(path) + 1))
+    return any(
+        path[:n] in secret_paths or (n > 0 and is_secret_name(path[n - 1]))
+        for n in range(len(path) + 1)
+    )
 
 
-def secret_paths_of(data: Any, env_sources: Mapping[tuple[Any, ...], Iterable[str]] | None = None
-                    ) -> set[tuple[str | int, ...]]:
+def secret_paths_of(
+    data: Any, env_sources: Mapping[tuple[Any, ...], Iterable[str]] | None = None
+) -> set[tuple[str | int, ...]]:
     """The paths of ``data`` holding secrets: under secret keys, or from secret env variables.
 
     Args:
@@ -56,8 +60,9 @@ def secret_paths_of(data: Any, env_sources: Mapping[tuple[Any, ...], Iterable[st
     Returns:
         The secret paths (the topmost one of a secret subtree).
     """
-    found = {tuple(p) for p, names in (env_sources or {}).items()
-             if any(map(is_secret_name, names))}
+    found = {
+        tuple(p) for p, names in (env_sources or {}).items() if any(map(is_secret_name, names))
+    }
 
     def walk(value: Any, path: tuple[str | int, ...]) -> None:
         if path and is_secret_name(path[-1]):
@@ -136,8 +141,13 @@ def secret_values(data: Any, secret_paths: Iterable[Sequence[str | int]] = ()) -
     return found
 
 
-def _collect(value: Any, path: tuple[str | int, ...], paths: Collection[tuple[Any, ...]],
-             secret: bool, found: set[str]) -> None:
+def _collect(
+    value: Any,
+    path: tuple[str | int, ...],
+    paths: Collection[tuple[Any, ...]],
+    secret: bool,
+    found: set[str],
+) -> None:
     secret = secret or path in paths or bool(path and is_secret_name(path[-1]))
     if isinstance(value, dict):
         for k, v in value.items():

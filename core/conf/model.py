@@ -182,11 +182,15 @@ def parse_spans(value: str | list[str] | None) -> Spans:
             raise ValueError(msg)
         spans.append(span)
     spans.sort()
-    for (_, prev_end), (next_start, _) in pairwise(spans):
-        if next_start < prev_end:
-            msg = "working spans overlap"
+    for first, second in pairwise(spans):
+        if second[0] < first[1]:
+            msg = f"working spans {_span_text(first)} and {_span_text(second)} overlap"
             raise ValueError(msg)
     return tuple(spans)
+
+
+def _span_text(span: tuple[int, int]) -> str:
+    return "-".join(f"{s // 3600:02d}:{s % 3600 // 60:02d}" for s in span)
 
 
 def parse_days(text: str) -> list[int]:
@@ -238,7 +242,8 @@ def _calendar(name: str, raw: Mapping[str, Any]) -> CalendarConfig:
         subdiv=hol.get("subdiv"),
         holidays=tuple(sorted({date.fromisoformat(d) for d in hol.get("dates") or []})),
         extra_workdays=tuple(
-            sorted({date.fromisoformat(d) for d in raw.get("extra_workdays") or []})),
+            sorted({date.fromisoformat(d) for d in raw.get("extra_workdays") or []})
+        ),
         adjusted_day_hours=parse_spans(adjusted) if adjusted is not None else None,
     )
 
@@ -252,8 +257,10 @@ def survey_channel_names(survey: Mapping[str, Any]) -> list[str]:
 
 
 def _policy(name: str, raw: Mapping[str, Any], calendar: CalendarConfig) -> PolicyConfig:
-    targets = {k: {p: duration(v) for p, v in (raw.get(k) or DEFAULT_TARGETS[k]).items()}
-               for k in ("response", "resolution")}
+    targets = {
+        k: {p: duration(v) for p, v in (raw.get(k) or DEFAULT_TARGETS[k]).items()}
+        for k in ("response", "resolution")
+    }
     cb = raw.get("callback") or {}
     survey = raw.get("survey")
     sample = None
@@ -291,8 +298,7 @@ def _version(fields: Mapping[str, Any], calendar: CalendarConfig) -> str:
         if isinstance(value, Duration):
             return str(value)
         if isinstance(value, SampleConfig):
-            return {"rate": value.rate, "stratify_by": list(value.stratify_by),
-                    "seed": value.seed}
+            return {"rate": value.rate, "stratify_by": list(value.stratify_by), "seed": value.seed}
         if isinstance(value, frozenset):
             return sorted(value)
         if isinstance(value, dict):
@@ -309,8 +315,9 @@ def _version(fields: Mapping[str, Any], calendar: CalendarConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def build(data: Mapping[str, Any], path: Path,
-          secret_paths: frozenset[tuple[str | int, ...]]) -> AppConfig:
+def build(
+    data: Mapping[str, Any], path: Path, secret_paths: frozenset[tuple[str | int, ...]]
+) -> AppConfig:
     """Build the :class:`AppConfig` of validated, interpolated ``data`` read from ``path``.
 
     Args:
@@ -326,23 +333,30 @@ def build(data: Mapping[str, Any], path: Path,
     calendars = {n: _calendar(n, c) for n, c in (data.get("calendars") or {}).items()}
     sources = {
         n: SourceConfig(
-            name=n, type=s["type"], policy=s.get("policy", "default"),
+            name=n,
+            type=s["type"],
+            policy=s.get("policy", "default"),
             schedule=s.get("schedule", DEFAULT_SOURCE_SCHEDULE),
-            enabled=bool(s.get("enabled", True)), mapping=dict(s.get("mapping") or {}),
+            enabled=bool(s.get("enabled", True)),
+            mapping=dict(s.get("mapping") or {}),
             options={k: v for k, v in s.items() if k not in SOURCE_COMMON},
         )
         for n, s in (data.get("sources") or {}).items()
     }
     channels = {
         n: ChannelConfig(
-            name=n, type=c["type"], schedule=c.get("schedule", DEFAULT_CHANNEL_SCHEDULE),
-            enabled=bool(c.get("enabled", True)), mapping=dict(c.get("mapping") or {}),
+            name=n,
+            type=c["type"],
+            schedule=c.get("schedule", DEFAULT_CHANNEL_SCHEDULE),
+            enabled=bool(c.get("enabled", True)),
+            mapping=dict(c.get("mapping") or {}),
             options={k: v for k, v in c.items() if k not in CHANNEL_COMMON},
         )
         for n, c in (data.get("channels") or {}).items()
     }
-    policies = {n: _policy(n, p, calendars[p["calendar"]])
-                for n, p in (data.get("policies") or {}).items()}
+    policies = {
+        n: _policy(n, p, calendars[p["calendar"]]) for n, p in (data.get("policies") or {}).items()
+    }
     matching = data.get("matching") or {}
     outbox = data.get("outbox") or {}
     state_dir = Path(os.path.expanduser(str(data.get("state_dir") or ".qloop")))
@@ -360,7 +374,8 @@ def build(data: Mapping[str, Any], path: Path,
         matching_window_s=duration(matching.get("window", "7d"), business_days=False).seconds,
         outbox_max_attempts=int(outbox.get("max_attempts", 8)),
         outbox_backoff_initial_s=duration(
-            outbox.get("backoff_initial", "30s"), business_days=False).seconds,
+            outbox.get("backoff_initial", "30s"), business_days=False
+        ).seconds,
         outbox_backoff_max_s=duration(outbox.get("backoff_max", "1h"), business_days=False).seconds,
         schedules={**DEFAULT_SCHEDULES, **(data.get("schedules") or {})},
         data=dict(data),

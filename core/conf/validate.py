@@ -1,13 +1,9 @@
-"""Validate a qloop config file and build it: every problem, with its file, line and key.
+"""Validate a qloop config file and build it, reporting every problem with file, line and key.
 
-Three passes, all run so that one report lists every problem:
-
-1. the JSON Schema of the whole file (``config/qloop.schema.json``);
-2. each source's and channel's type-specific options against the schema its
-   connector type registered in :mod:`core.registry`;
-3. cross-references and values JSON Schema cannot check: calendars, policies,
-   channels and sources that are referenced must exist; durations, cron
-   strings, time zones, holiday countries and working hours must parse.
+Three passes, all run: the JSON Schema of the whole file (``config/qloop.schema.json``);
+each connector's type-specific options against the schema its type registered in
+:mod:`core.registry`; then cross-references (calendars, policies, channels, sources)
+and values JSON Schema cannot check (durations, cron, time zones, holidays, hours).
 """
 
 from __future__ import annotations
@@ -29,7 +25,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 
 import config
 from core import registry
-from core.conf.loader import LineIndex, PathKey, config_error, interpolate, read_yaml
+from core.conf.loader import LineIndex, PathKey, config_error, dotted, interpolate, read_yaml
 from core.conf.masking import (
     is_secret_name,
     is_secret_path,
@@ -54,6 +50,7 @@ _KINDS: tuple[tuple[str, registry.Kind, frozenset[str]], ...] = (
     ("sources", "source", SOURCE_COMMON),
     ("channels", "channel", CHANNEL_COMMON),
 )
+_MIN_SCRUB = 4
 _NAME_RULE = "use letters, digits, '-' and '_' (at most 63, not starting with '-' or '_')"
 
 
@@ -75,13 +72,13 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _article(word: str) -> str:
-    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
-
-
-def _error_problems(err: ValidationError, index: LineIndex, prefix: PathKey,
-                    is_secret: Callable[[PathKey], bool],
-                    extra_known: frozenset[str] = frozenset()) -> list[Problem]:
+def _error_problems(
+    err: ValidationError,
+    index: LineIndex,
+    prefix: PathKey,
+    is_secret: Callable[[PathKey], bool],
+    extra_known: frozenset[str] = frozenset(),
+) -> list[Problem]:
     """Readable problems for one JSON Schema error, never quoting a secret."""
     path: PathKey = (*prefix, *err.absolute_path)
     schema = err.schema if isinstance(err.schema, dict) else {}
@@ -89,40 +86,37 @@ def _error_problems(err: ValidationError, index: LineIndex, prefix: PathKey,
         props, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
         known = sorted(set(props) | extra_known)
         hint = f" (known keys: {', '.join(known)})" if known else ""
-        return [index.problem((*path, k), f"unknown key {k!r}{hint}") for k in err.instance
-                if k not in props and not any(re.search(p, str(k)) for p in patterns)]
+        return [
+            index.problem((*path, k), f"unknown key {k!r}{hint}")
+            for k in err.instance
+            if k not in props and not any(re.search(p, str(k)) for p in patterns)
+        ]
     if "propertyNames" in err.schema_path:
-        return [index.problem((*path, err.instance),
-                              f"name {_describe(err.instance)} is not allowed: {_NAME_RULE}")]
+        return [
+            index.problem(
+                (*path, err.instance),
+                f"name {_describe(err.instance)} is not allowed: {_NAME_RULE}",
+            )
+        ]
     secret = is_secret(path)
     if err.validator == "type":
-        wanted = err.validator_value if isinstance(err.validator_value, list) else [
-            err.validator_value]
-        words = " or ".join(_article(str(w)) for w in wanted)
+        wanted = (
+            err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        )
+        words = " or ".join(("an " if str(w)[0] in "aeiou" else "a ") + str(w) for w in wanted)
         got = "a secret value of another type" if secret else _describe(err.instance)
         return [index.problem(path, f"expected {words}, got {got}")]
     message = err.message
     if secret or isinstance(err.instance, dict | list):
-        message = message.replace(repr(err.instance), "the value (hidden)" if secret else
-                                  _describe(err.instance))
+        message = message.replace(
+            repr(err.instance), "the value (hidden)" if secret else _describe(err.instance)
+        )
     return [index.problem(path, message)]
 
 
-def _schema_problems(data: Any, index: LineIndex, secret_paths: frozenset[PathKey]
-                     ) -> list[Problem]:
-    """Problems against the top-level JSON Schema."""
-    if data is None:
-        return [index.problem((), "the file is empty: expected a mapping of settings")]
-    validator = jsonschema.Draft202012Validator(top_schema())
-    is_secret = partial(is_secret_path, secret_paths=secret_paths)
-    out: list[Problem] = []
-    for err in validator.iter_errors(data):
-        out.extend(_error_problems(err, index, (), is_secret))
-    return out
-
-
-def _connector_problems(data: Any, index: LineIndex, secret_paths: frozenset[PathKey]
-                        ) -> list[Problem]:
+def _connector_problems(
+    data: Any, index: LineIndex, secret_paths: frozenset[PathKey]
+) -> list[Problem]:
     """Unknown connector types, and options (block minus common keys) against their schema."""
     if not isinstance(data, dict):
         return []
@@ -147,20 +141,25 @@ def _connector_problems(data: Any, index: LineIndex, secret_paths: frozenset[Pat
             options = {k: v for k, v in block.items() if k not in common}
             try:
                 cls = jsonschema.validators.validator_for(
-                    schema, default=jsonschema.Draft202012Validator)
+                    schema, default=jsonschema.Draft202012Validator
+                )
                 cls.check_schema(schema)
             except SchemaError as exc:
-                out.append(index.problem((*prefix, "type"), (
-                    f"connector type {type_name!r} has an invalid options schema "
-                    f"(a bug in the connector): {exc.message}")))
+                msg = f"type {type_name!r} has an invalid options schema (a bug): {exc.message}"
+                out.append(index.problem((*prefix, "type"), msg))
                 continue
             for err in cls(schema).iter_errors(options):
                 out.extend(_error_problems(err, index, prefix, is_secret, common))
     return out
 
 
-def validate(data: Any, index: LineIndex, *, secret_paths: frozenset[PathKey] = frozenset(),
-             connector_types: bool = True) -> list[Problem]:
+def validate(
+    data: Any,
+    index: LineIndex,
+    *,
+    secret_paths: frozenset[PathKey] = frozenset(),
+    connector_types: bool = True,
+) -> list[Problem]:
     """Every problem of interpolated config ``data``: schema, connector options, references.
 
     Args:
@@ -175,7 +174,14 @@ def validate(data: Any, index: LineIndex, *, secret_paths: frozenset[PathKey] = 
         Every problem found, unsorted; messages are not yet scrubbed of secret
         values (:func:`load_config` does that).
     """
-    problems = _schema_problems(data, index, secret_paths)
+    if data is None:
+        return [index.problem((), "the file is empty: expected a mapping of settings")]
+    is_secret = partial(is_secret_path, secret_paths=secret_paths)
+    problems = [
+        p
+        for err in jsonschema.Draft202012Validator(top_schema()).iter_errors(data)
+        for p in _error_problems(err, index, (), is_secret)
+    ]
     if connector_types:
         problems += _connector_problems(data, index, secret_paths)
     if isinstance(data, dict):
@@ -213,19 +219,24 @@ class _Refs:
         text = value.strip()
         ok = text in _CRON_ALIASES or (len(text.split()) == 5 and croniter.is_valid(text))
         if not ok:
-            self.add(path, f"{_describe(value)} is not a valid cron expression "
-                           "(5 fields: minute hour day month weekday, e.g. '*/5 * * * *')")
+            self.add(
+                path,
+                f"{_describe(value)} is not a valid cron expression "
+                "(5 fields: minute hour day month weekday, e.g. '*/5 * * * *')",
+            )
 
-    def duration(self, path: PathKey, value: Any, *, bd: bool = True,
-                 what: str = "") -> Any:
+    def duration(self, path: PathKey, value: Any, *, bd: bool = True, what: str = "") -> Any:
         if not isinstance(value, str | int) or isinstance(value, bool):
             return None
         try:
             parsed = duration(value, business_days=bd)
         except InputError as exc:
             if not bd and "business days" in exc.message:
-                self.add(path, f"{what or 'this'} is elapsed time: business days (bd) are "
-                               "not allowed here, e.g. 24h")
+                self.add(
+                    path,
+                    f"{what or 'this'} is elapsed time: business days (bd) are "
+                    "not allowed here, e.g. 24h",
+                )
             else:
                 self.add(path, exc.message)
             return None
@@ -255,20 +266,33 @@ class _Refs:
             self.calendar(("calendars", name), _d(cal))
         for name, src in _d(data.get("sources")).items():
             src = _d(src)
-            self.exists(("sources", name, "policy"), src.get("policy", "default"), "policies",
-                        "policy")
+            self.exists(
+                ("sources", name, "policy"), src.get("policy", "default"), "policies", "policy"
+            )
             self.cron(("sources", name, "schedule"), src.get("schedule"))
         for name, ch in _d(data.get("channels")).items():
             self.cron(("channels", name, "schedule"), _d(ch).get("schedule"))
         for name, pol in _d(data.get("policies")).items():
             self.policy(("policies", name), _d(pol))
-        self.duration(("matching", "window"), _d(data.get("matching")).get("window"), bd=False,
-                      what="matching.window")
+        self.duration(
+            ("matching", "window"),
+            _d(data.get("matching")).get("window"),
+            bd=False,
+            what="matching.window",
+        )
         outbox = _d(data.get("outbox"))
-        first = self.duration(("outbox", "backoff_initial"), outbox.get("backoff_initial"),
-                              bd=False, what="outbox.backoff_initial")
-        most = self.duration(("outbox", "backoff_max"), outbox.get("backoff_max"), bd=False,
-                             what="outbox.backoff_max")
+        first = self.duration(
+            ("outbox", "backoff_initial"),
+            outbox.get("backoff_initial"),
+            bd=False,
+            what="outbox.backoff_initial",
+        )
+        most = self.duration(
+            ("outbox", "backoff_max"),
+            outbox.get("backoff_max"),
+            bd=False,
+            what="outbox.backoff_max",
+        )
         if first and most and first.seconds > most.seconds:
             self.add(("outbox", "backoff_max"), "must not be less than backoff_initial")
         for name, expr in _d(data.get("schedules")).items():
@@ -286,17 +310,24 @@ class _Refs:
     def calendar(self, path: PathKey, cal: dict[str, Any]) -> None:
         self.zone((*path, "timezone"), cal.get("timezone"))
         seen: dict[int, str] = {}
+        worked = False
         for key, spans in _d(cal.get("hours")).items():
             where = (*path, "hours", key)
             try:
                 if isinstance(spans, str | list | type(None)):
-                    parse_spans(spans)
+                    worked = bool(parse_spans(spans)) or worked
+            except ValueError as exc:
+                worked = True  # reported: no second problem
+                self.add(where, str(exc))
+            try:
                 for day in parse_days(key):
                     if day in seen:
                         self.add(where, f"{DAYS[day]} is already given by {seen[day]!r}")
                     seen.setdefault(day, key)
             except ValueError as exc:
                 self.add(where, str(exc))
+        if isinstance(cal.get("hours"), dict) and not worked:
+            self.add((*path, "hours"), "no working hours on any day")
         adjusted = cal.get("adjusted_day_hours")
         if isinstance(adjusted, str | list):
             try:
@@ -308,15 +339,20 @@ class _Refs:
         supported = _countries()
         if isinstance(country, str) and country not in supported:
             hint = f" (did you mean {country.upper()!r}?)" if country.upper() in supported else ""
-            self.add((*path, "holidays", "country"), f"holiday country {country!r} is not "
-                     f"supported by the holidays package{hint}; use an ISO code such as CN")
+            self.add(
+                (*path, "holidays", "country"),
+                f"holiday country {country!r} is not "
+                f"supported by the holidays package{hint}; use an ISO code such as CN",
+            )
         elif isinstance(subdiv, str):
             if not isinstance(country, str):
                 self.add((*path, "holidays", "subdiv"), "subdiv needs a country")
             elif subdiv not in supported[country]:
                 valid = ", ".join(supported[country]) or "none"
-                self.add((*path, "holidays", "subdiv"),
-                         f"{country} has no subdivision {subdiv!r} (valid: {valid})")
+                self.add(
+                    (*path, "holidays", "subdiv"),
+                    f"{country} has no subdivision {subdiv!r} (valid: {valid})",
+                )
         for i, day in enumerate(hol.get("dates") or []):
             self.date((*path, "holidays", "dates", i), day)
         for i, day in enumerate(cal.get("extra_workdays") or []):
@@ -329,23 +365,26 @@ class _Refs:
                 self.duration((*path, target, prio), value)
         cb = _d(pol.get("callback"))
         self.exists((*path, "callback", "channel"), cb.get("channel"), "channels", "channel")
-        self.duration((*path, "callback", "within"), cb.get("within"), bd=False,
-                      what="callback.within")
+        self.duration(
+            (*path, "callback", "within"), cb.get("within"), bd=False, what="callback.within"
+        )
         survey = _d(pol.get("survey"))
         if "channel" in survey and "channels" in survey:
             self.add((*path, "survey", "channel"), "give either channel or channels, not both")
         elif "channels" in survey:
             for i, ch in enumerate(survey_channel_names(survey)):
                 self.exists((*path, "survey", "channels", i), ch, "channels", "channel")
-        else:
-            self.exists((*path, "survey", "channel"), survey.get("channel"), "channels",
-                        "channel")
+        elif "survey" in pol:
+            self.exists((*path, "survey", "channel"), survey.get("channel"), "channels", "channel")
+            if not survey.get("channel"):
+                self.add((*path, "survey"), "a survey needs channel or channels")
         sat = _d(pol.get("satisfaction"))
         low, major = sat.get("low_below", 4), sat.get("major_at_most", 2)
         nums = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, major))
         if nums and major >= low:
-            self.add((*path, "satisfaction"),
-                     f"major_at_most ({major}) must be below low_below ({low})")
+            self.add(
+                (*path, "satisfaction"), f"major_at_most ({major}) must be below low_below ({low})"
+            )
         nc = _d(pol.get("nonconformity"))
         push_to = nc.get("push_to")
         if isinstance(push_to, str) and push_to != "source":
@@ -361,8 +400,9 @@ def _countries() -> dict[str, list[str]]:
     return holidays.list_supported_countries()
 
 
-def load_config(path: Path | str, env: Mapping[str, str] | None = None, *,
-                connector_types: bool = True) -> AppConfig:
+def load_config(
+    path: Path | str, env: Mapping[str, str] | None = None, *, connector_types: bool = True
+) -> AppConfig:
     """Read, interpolate, validate and build a qloop config file.
 
     Args:
@@ -387,13 +427,21 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None, *,
     problems += interp.problems
     data = interp.data
     secret_paths = frozenset(secret_paths_of(data, interp.env_sources))
-    problems += validate(data, index, secret_paths=secret_paths,
-                         connector_types=connector_types)
+    failed = {dotted(p) for p in interp.failed}  # reported already: no second problem there
+    problems += [
+        p
+        for p in validate(data, index, secret_paths=secret_paths, connector_types=connector_types)
+        if p.path not in failed
+    ]
     if problems:
         secrets = secret_values(data, secret_paths)
         secrets |= {v for n, v in interp.env_values.items() if is_secret_name(n)}
-        scrubbed = [Problem(p.file, p.line, p.path, mask_text(p.message, secrets))
-                    for p in dict.fromkeys(problems)]
+        # Messages never quote values at secret paths; scrubbing is a second net.
+        # Very short "secrets" (1, abc) would mangle every message: skip them.
+        secrets = {v for v in secrets if len(v) >= _MIN_SCRUB}
+        scrubbed = [
+            Problem(p.file, p.line, p.path, mask_text(p.message, secrets))
+            for p in dict.fromkeys(problems)
+        ]
         raise config_error(file, scrubbed)
     return build(data, Path(path), secret_paths)
-

@@ -30,15 +30,44 @@ from core.store.models import (
 )
 
 COLUMNS: tuple[str, ...] = (
-    "source", "incident_key", "external_id", "title", "service", "customer",
-    "contact_name", "contact_phone", "contact_email", "priority", "status",
-    "created_at", "first_response_at", "resolved_at", "reopen_count",
-    "response_s", "response_target_s", "response_met",
-    "resolution_s", "resolution_target_s", "resolution_met",
-    "source_response_met", "source_resolution_met", "sla_disagreement",
-    "callback_due", "callback_verdict", "callback_attempts", "callback_first_reached_at",
-    "confirmed", "callback_score", "survey_state", "survey_channel", "survey_score",
-    "nonconformities", "nonconformities_open", "policy", "policy_version", "evaluated_at",
+    "source",
+    "incident_key",
+    "external_id",
+    "title",
+    "service",
+    "customer",
+    "contact_name",
+    "contact_phone",
+    "contact_email",
+    "priority",
+    "status",
+    "created_at",
+    "first_response_at",
+    "resolved_at",
+    "reopen_count",
+    "response_s",
+    "response_target_s",
+    "response_met",
+    "resolution_s",
+    "resolution_target_s",
+    "resolution_met",
+    "source_response_met",
+    "source_resolution_met",
+    "sla_disagreement",
+    "callback_due",
+    "callback_verdict",
+    "callback_attempts",
+    "callback_first_reached_at",
+    "confirmed",
+    "callback_score",
+    "survey_state",
+    "survey_channel",
+    "survey_score",
+    "nonconformities",
+    "nonconformities_open",
+    "policy",
+    "policy_version",
+    "evaluated_at",
 )
 
 
@@ -51,43 +80,64 @@ def _final(rec: ComplianceRecord) -> dict[str, Any]:
     return finals[-1] if finals else {}
 
 
-def export_rows(session: Session, *, policy: str, version: str, month: str, tz: tzinfo,
-                unmask: bool = False) -> Iterator[dict[str, Any]]:
+def export_rows(
+    session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
+) -> Iterator[dict[str, Any]]:
     """One dict per incident of ``month`` under the policy version, in COLUMNS order."""
     query = (
         select(ComplianceRecord, Incident, SurveyInvitation.state, SurveyInvitation.channel)
         .join(Incident, Incident.id == ComplianceRecord.incident_id)
         .outerjoin(SurveyInvitation, SurveyInvitation.incident_id == Incident.id)
-        .where(ComplianceRecord.policy == policy, ComplianceRecord.policy_version == version,
-               ComplianceRecord.month == month, ComplianceRecord.cancelled.is_(False))
+        .where(
+            ComplianceRecord.policy == policy,
+            ComplianceRecord.policy_version == version,
+            ComplianceRecord.month == month,
+            ComplianceRecord.cancelled.is_(False),
+        )
         .order_by(ComplianceRecord.resolved_at, Incident.id)
         .execution_options(yield_per=1000)
     )
     ncs: dict[int, list[tuple[str, str, str]]] = {}
     for inc_id, rule, severity, state in session.execute(
-        select(Nonconformity.incident_id, Nonconformity.rule, Nonconformity.severity,
-               Nonconformity.state)
+        select(
+            Nonconformity.incident_id,
+            Nonconformity.rule,
+            Nonconformity.severity,
+            Nonconformity.state,
+        )
         .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
-        .where(ComplianceRecord.policy == policy, ComplianceRecord.policy_version == version,
-               ComplianceRecord.month == month, Nonconformity.policy == policy,
-               Nonconformity.state != "withdrawn")
+        .where(
+            ComplianceRecord.policy == policy,
+            ComplianceRecord.policy_version == version,
+            ComplianceRecord.month == month,
+            Nonconformity.policy == policy,
+            Nonconformity.state != "withdrawn",
+        )
     ):
         ncs.setdefault(inc_id, []).append((rule, severity, state))
     for rec, inc, survey_state, survey_channel in session.execute(query):
         final = _final(rec)
         mine = ncs.get(inc.id, [])
         yield {
-            "source": inc.source, "incident_key": inc.key, "external_id": inc.external_id,
-            "title": inc.title, "service": inc.service, "customer": inc.customer,
+            "source": inc.source,
+            "incident_key": inc.key,
+            "external_id": inc.external_id,
+            "title": inc.title,
+            "service": inc.service,
+            "customer": inc.customer,
             "contact_name": inc.contact_name if unmask else mask_name(inc.contact_name),
             "contact_phone": inc.contact_phone if unmask else mask_phone(inc.contact_phone),
             "contact_email": inc.contact_email if unmask else mask_email(inc.contact_email),
-            "priority": inc.priority, "status": inc.status,
+            "priority": inc.priority,
+            "status": inc.status,
             "created_at": _local(inc.created_at, tz),
             "first_response_at": _local(rec.first_response_at, tz),
-            "resolved_at": _local(rec.resolved_at, tz), "reopen_count": rec.reopen_count,
-            "response_s": rec.response_s, "response_target_s": rec.response_target_s,
-            "response_met": rec.response_met, "resolution_s": rec.resolution_s,
+            "resolved_at": _local(rec.resolved_at, tz),
+            "reopen_count": rec.reopen_count,
+            "response_s": rec.response_s,
+            "response_target_s": rec.response_target_s,
+            "response_met": rec.response_met,
+            "resolution_s": rec.resolution_s,
             "resolution_target_s": rec.resolution_target_s,
             "resolution_met": rec.resolution_met,
             "source_response_met": rec.source_response_met,
@@ -97,14 +147,19 @@ def export_rows(session: Session, *, policy: str, version: str, month: str, tz: 
             "callback_verdict": rec.callback_verdict,
             "callback_attempts": final.get("attempts"),
             "callback_first_reached_at": _local(
-                datetime.fromisoformat(final["first_reached_at"]), tz)
-            if final.get("first_reached_at") else None,
-            "confirmed": rec.confirmed, "callback_score": rec.callback_score,
-            "survey_state": survey_state, "survey_channel": survey_channel,
+                datetime.fromisoformat(final["first_reached_at"]), tz
+            )
+            if final.get("first_reached_at")
+            else None,
+            "confirmed": rec.confirmed,
+            "callback_score": rec.callback_score,
+            "survey_state": survey_state,
+            "survey_channel": survey_channel,
             "survey_score": rec.survey_score,
             "nonconformities": "; ".join(f"{r}:{s}" for r, s, _ in sorted(mine)),
             "nonconformities_open": sum(1 for *_, st in mine if st != "closed"),
-            "policy": rec.policy, "policy_version": rec.policy_version,
+            "policy": rec.policy,
+            "policy_version": rec.policy_version,
             "evaluated_at": _local(rec.evaluated_at, tz),
         }
 
@@ -112,39 +167,62 @@ def export_rows(session: Session, *, policy: str, version: str, month: str, tz: 
 def _as_evaluation(rec: ComplianceRecord) -> Evaluation:
     """Enough of an Evaluation, rebuilt from its stored record, for the indicators."""
     return Evaluation(
-        policy_name=rec.policy, policy_version=rec.policy_version,
-        evaluated_at=rec.evaluated_at, cancelled=rec.cancelled,
-        first_response_at=rec.first_response_at, resolved_at=rec.resolved_at,
-        month=rec.month, reopen_count=rec.reopen_count, response_s=rec.response_s,
-        response_target_s=rec.response_target_s, response_met=rec.response_met,
-        resolution_s=rec.resolution_s, resolution_target_s=rec.resolution_target_s,
-        resolution_met=rec.resolution_met, resolutions=(),
+        policy_name=rec.policy,
+        policy_version=rec.policy_version,
+        evaluated_at=rec.evaluated_at,
+        cancelled=rec.cancelled,
+        first_response_at=rec.first_response_at,
+        resolved_at=rec.resolved_at,
+        month=rec.month,
+        reopen_count=rec.reopen_count,
+        response_s=rec.response_s,
+        response_target_s=rec.response_target_s,
+        response_met=rec.response_met,
+        resolution_s=rec.resolution_s,
+        resolution_target_s=rec.resolution_target_s,
+        resolution_met=rec.resolution_met,
+        resolutions=(),
         callback_verdict=CallbackVerdict(rec.callback_verdict) if rec.callback_verdict else None,
-        callback_due=rec.callback_due, confirmed=rec.confirmed,
-        callback_score=rec.callback_score, survey_score=rec.survey_score, findings=(),
+        callback_due=rec.callback_due,
+        confirmed=rec.confirmed,
+        callback_score=rec.callback_score,
+        survey_score=rec.survey_score,
+        findings=(),
         next_check_at=None,
     )
 
 
-def period_indicators(session: Session, *, policy: str, version: str, month: str,
-                      now: datetime) -> MonthlyIndicators:
+def period_indicators(
+    session: Session, *, policy: str, version: str, month: str, now: datetime
+) -> MonthlyIndicators:
     """The month's indicators (R4) from the stored compliance records."""
     rows = [
         (priority, _as_evaluation(rec))
         for rec, priority in session.execute(
             select(ComplianceRecord, Incident.priority)
             .join(Incident, Incident.id == ComplianceRecord.incident_id)
-            .where(ComplianceRecord.policy == policy, ComplianceRecord.policy_version == version,
-                   ComplianceRecord.month == month))
+            .where(
+                ComplianceRecord.policy == policy,
+                ComplianceRecord.policy_version == version,
+                ComplianceRecord.month == month,
+            )
+        )
     ]
     states = [
-        NonconformityState(rule=nc.rule, severity=nc.severity, closed=nc.state == "closed",
-                           deadline=nc.deadline)
+        NonconformityState(
+            rule=nc.rule, severity=nc.severity, closed=nc.state == "closed", deadline=nc.deadline
+        )
         for nc in session.scalars(
             select(Nonconformity)
             .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
-            .where(ComplianceRecord.policy == policy, ComplianceRecord.policy_version == version,
-                   ComplianceRecord.month == month, ComplianceRecord.cancelled.is_(False),
-                   Nonconformity.policy == policy, Nonconformity.state != "withdrawn"))
+            .where(
+                ComplianceRecord.policy == policy,
+                ComplianceRecord.policy_version == version,
+                ComplianceRecord.month == month,
+                ComplianceRecord.cancelled.is_(False),
+                Nonconformity.policy == policy,
+                Nonconformity.state != "withdrawn",
+            )
+        )
     ]
     return monthly_indicators(month, rows, states, now)

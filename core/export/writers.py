@@ -43,8 +43,14 @@ def _csv(path: Path, columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -
     return count
 
 
-def write_export(out_dir: Path, basename: str, fmt: str, columns: tuple[str, ...],
-                 rows: Iterable[dict[str, Any]], indicators: dict[str, Any]) -> list[Path]:
+def write_export(
+    out_dir: Path,
+    basename: str,
+    fmt: str,
+    columns: tuple[str, ...],
+    rows: Iterable[dict[str, Any]],
+    indicators: dict[str, Any],
+) -> list[Path]:
     """Write the rows and the indicators; returns the files written."""
     if fmt not in FORMATS:
         msg = f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}"
@@ -61,8 +67,9 @@ def write_export(out_dir: Path, basename: str, fmt: str, columns: tuple[str, ...
         with main.open("w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        side.write_text(json.dumps(indicators, ensure_ascii=False, indent=2) + "\n",
-                        encoding="utf-8")
+        side.write_text(
+            json.dumps(indicators, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
         return [main, side]
     path = out_dir / f"{basename}.xlsx"
     book = xlsxwriter.Workbook(str(path), {"constant_memory": True})

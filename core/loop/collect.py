@@ -22,13 +22,19 @@ from core.store.models import Response
 from core.timeutil import to_utc
 
 
-def store_outcomes(session: Session, channel: str, outcomes: Sequence[Outcome], now: datetime,
-                   result: StepResult) -> list[Response]:
+def store_outcomes(
+    session: Session, channel: str, outcomes: Sequence[Outcome], now: datetime, result: StepResult
+) -> list[Response]:
     """Insert the outcomes not stored yet; returns the new responses (caller commits)."""
     result.counts["seen"] += len(outcomes)
     ids = {o.provider_event_id for o in outcomes}
-    known = set(session.scalars(select(Response.provider_event_id).where(
-        Response.channel == channel, Response.provider_event_id.in_(ids))))
+    known = set(
+        session.scalars(
+            select(Response.provider_event_id).where(
+                Response.channel == channel, Response.provider_event_id.in_(ids)
+            )
+        )
+    )
     added: list[Response] = []
     for out in outcomes:
         if out.provider_event_id in known:
@@ -43,14 +49,26 @@ def store_outcomes(session: Session, channel: str, outcomes: Sequence[Outcome], 
             except InputError as exc:
                 raw["_qloop_error"] = str(exc)
         resp = Response(
-            channel=channel, provider_event_id=out.provider_event_id, kind=out.kind,
-            occurred_at=to_utc(out.occurred_at), received_at=now,
-            correlation_token=out.correlation_token, provider_ref=out.provider_ref,
+            channel=channel,
+            provider_event_id=out.provider_event_id,
+            kind=out.kind,
+            occurred_at=to_utc(out.occurred_at),
+            received_at=now,
+            correlation_token=out.correlation_token,
+            provider_ref=out.provider_ref,
             contact_phone=out.contact.phone if out.contact else None,
             contact_email=out.contact.email if out.contact else None,
-            reached=out.reached, confirmed=out.confirmed, score_raw=out.score,
-            scale_min=out.scale[0], scale_max=out.scale[1], score=score, comment=out.comment,
-            agent=out.agent, raw=raw, matched=False)
+            reached=out.reached,
+            confirmed=out.confirmed,
+            score_raw=out.score,
+            scale_min=out.scale[0],
+            scale_max=out.scale[1],
+            score=score,
+            comment=out.comment,
+            agent=out.agent,
+            raw=raw,
+            matched=False,
+        )
         session.add(resp)
         added.append(resp)
         result.counts["created"] += 1
@@ -74,7 +92,7 @@ def collect(rt: Runtime, channel: str) -> StepResult:
 
     error: str | None = None
     try:
-        for batch in resumable(conn.collect, load_cursor, on_retry):
+        for batch in resumable(conn.collect, load_cursor, on_retry, rt.sleep):
             with rt.db.session() as s:
                 store_outcomes(s, channel, batch.outcomes, rt.now(), result)
                 connector_state(s, state_name).cursor = batch.cursor

@@ -19,7 +19,7 @@ log = logging.getLogger("qloop.loop")
 T = TypeVar("T")
 
 MAX_RESTARTS = 5
-"""How many times a pull or collect resumes from its last committed cursor after a retriable error."""
+"""Times a pull or collect resumes from its last committed cursor after retriable errors."""
 MAX_RESTART_WAIT_S = 30.0
 
 
@@ -53,15 +53,21 @@ def start_run(rt: Runtime, connector: str, kind: str) -> tuple[int, str | None]:
     with rt.db.session() as s:
         state = connector_state(s, connector)
         state.last_run_at = rt.now()
-        run = SyncRun(connector=connector, kind=kind, started_at=rt.now(), status="running",
-                      cursor_before=state.cursor)
+        run = SyncRun(
+            connector=connector,
+            kind=kind,
+            started_at=rt.now(),
+            status="running",
+            cursor_before=state.cursor,
+        )
         s.add(run)
         s.flush()
         return run.id, state.cursor
 
 
-def finish_run(rt: Runtime, run_id: int, connector: str, result: StepResult,
-               error: str | None) -> None:
+def finish_run(
+    rt: Runtime, run_id: int, connector: str, result: StepResult, error: str | None
+) -> None:
     with rt.db.session() as s:
         run = s.get(SyncRun, run_id)
         state = connector_state(s, connector)
@@ -105,8 +111,22 @@ def resumable(
             sleep(min(max(wait, 0.0), MAX_RESTART_WAIT_S))
 
 
-def audit(session: Session, rt: Runtime, action: str, entity: str, entity_id: object,
-          actor: str = "qloop", **detail: object) -> None:
-    session.add(AuditLog(at=rt.now(), actor=actor, action=action, entity=entity,
-                         entity_id=str(entity_id) if entity_id is not None else None,
-                         detail=dict(detail)))
+def audit(
+    session: Session,
+    rt: Runtime,
+    action: str,
+    entity: str,
+    entity_id: object,
+    actor: str = "qloop",
+    **detail: object,
+) -> None:
+    session.add(
+        AuditLog(
+            at=rt.now(),
+            actor=actor,
+            action=action,
+            entity=entity,
+            entity_id=str(entity_id) if entity_id is not None else None,
+            detail=dict(detail),
+        )
+    )

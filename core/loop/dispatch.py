@@ -25,7 +25,7 @@ from core.errors import QloopError, RetriableError
 from core.loop.common import StepResult, audit, log
 from core.loop.outbox import message_from_payload
 from core.records import SendResult, TicketRef, TicketRequest
-from core.retry import call_with_retry, outbox_delay
+from core.retry import outbox_delay
 from core.runtime import Runtime
 from core.store.models import CallbackTask, Nonconformity, OutboxItem, SurveyInvitation
 from core.timeutil import parse_instant
@@ -39,24 +39,29 @@ _ENTITY = {"callback": CallbackTask, "survey": SurveyInvitation, "ticket": Nonco
 
 def ticket_from_payload(payload: dict[str, Any]) -> TicketRequest:
     return TicketRequest(
-        dedup_key=payload["dedup_key"], title=payload["title"],
+        dedup_key=payload["dedup_key"],
+        title=payload["title"],
         description=payload["description"],
         incident_external_id=payload["incident_external_id"],
-        incident_key=payload["incident_key"], rule=payload["rule"],
-        severity=payload["severity"], raised_at=parse_instant(payload["raised_at"]),
-        deadline=parse_instant(payload["deadline"]), labels=tuple(payload.get("labels", ())),
+        incident_key=payload["incident_key"],
+        rule=payload["rule"],
+        severity=payload["severity"],
+        raised_at=parse_instant(payload["raised_at"]),
+        deadline=parse_instant(payload["deadline"]),
+        labels=tuple(payload.get("labels", ())),
     )
 
 
 def _send(rt: Runtime, item: OutboxItem) -> str:
     """Send one item; returns the provider's reference."""
     if item.kind == "ticket":
-        ref: TicketRef = call_with_retry(
-            lambda: rt.source(item.target).create_ticket(ticket_from_payload(item.payload)))
+        ref: TicketRef = rt.call(
+            lambda: rt.source(item.target).create_ticket(ticket_from_payload(item.payload))
+        )
         item.payload = {**item.payload, "ticket_url": ref.url}
         return ref.ref
     message = message_from_payload(item.payload)
-    sent: SendResult = call_with_retry(lambda: rt.channel(item.target).send(message))
+    sent: SendResult = rt.call(lambda: rt.channel(item.target).send(message))
     return sent.provider_ref
 
 
@@ -64,7 +69,7 @@ def _lookup(rt: Runtime, item: OutboxItem) -> str | None:
     """Ask the provider whether it holds the item; raises NotImplementedError if it can't say."""
     if item.kind == "ticket":
         raise NotImplementedError  # create_ticket searches its dedup key itself
-    found = call_with_retry(lambda: rt.channel(item.target).lookup(item.idempotency_key))
+    found = rt.call(lambda: rt.channel(item.target).lookup(item.idempotency_key))
     return found.provider_ref if found else None
 
 
@@ -82,41 +87,57 @@ def _mark_sent(s: Session, item: OutboxItem, ref: str, now: datetime) -> None:
         entity.provider_ref = ref
 
 
-def _mark_failed(rt: Runtime, s: Session, item: OutboxItem, exc: Exception,
-                 now: datetime) -> str:
+def _mark_failed(rt: Runtime, s: Session, item: OutboxItem, exc: Exception, now: datetime) -> str:
     item.attempts += 1
     item.last_error = f"{type(exc).__name__}: {exc}"[:2000]
     retriable = isinstance(exc, RetriableError) or not isinstance(exc, QloopError)
     if retriable and item.attempts < rt.config.outbox_max_attempts:
-        delay = outbox_delay(item.attempts, rt.config.outbox_backoff_initial_s,
-                             rt.config.outbox_backoff_max_s, getattr(exc, "retry_after", None))
+        delay = outbox_delay(
+            item.attempts,
+            rt.config.outbox_backoff_initial_s,
+            rt.config.outbox_backoff_max_s,
+            getattr(exc, "retry_after", None),
+        )
         item.state, item.next_attempt_at = "pending", now + timedelta(seconds=delay)
         return "retry_later"
     item.state = "dead"
     entity = s.get(_ENTITY[item.kind], item.entity_id)
     if entity is not None and entity.state in ("planned", "open"):
         entity.state = "dead"
-    audit(s, rt, "outbox.dead", "outbox_item", item.id, key=item.idempotency_key,
-          error=item.last_error)
-    log.error("outbox item %s (%s) dead-lettered: %s", item.id, item.idempotency_key,
-              item.last_error)
+    audit(
+        s,
+        rt,
+        "outbox.dead",
+        "outbox_item",
+        item.id,
+        key=item.idempotency_key,
+        error=item.last_error,
+    )
+    log.error(
+        "outbox item %s (%s) dead-lettered: %s", item.id, item.idempotency_key, item.last_error
+    )
     return "dead"
 
 
 def _claim(rt: Runtime, kinds: Iterable[str] | None) -> list[int]:
     now = rt.now()
     with rt.db.session() as s:
-        query = (select(OutboxItem.id).where(OutboxItem.state == "pending",
-                                            OutboxItem.next_attempt_at <= now)
-                 .order_by(OutboxItem.id).limit(BATCH))
+        query = (
+            select(OutboxItem.id)
+            .where(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now)
+            .order_by(OutboxItem.id)
+            .limit(BATCH)
+        )
         if kinds:
             query = query.where(OutboxItem.kind.in_(list(kinds)))
         ids = list(s.scalars(query))
         if ids:
             # the state guard makes a racing dispatcher's claim a no-op
-            s.execute(update(OutboxItem).where(OutboxItem.id.in_(ids),
-                                               OutboxItem.state == "pending")
-                      .values(state="sending", claimed_at=now))
+            s.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(ids), OutboxItem.state == "pending")
+                .values(state="sending", claimed_at=now)
+            )
         return ids
 
 
@@ -125,16 +146,27 @@ def recover_in_doubt(rt: Runtime, result: StepResult) -> None:
     now = rt.now()
     stale = now - timedelta(seconds=CLAIM_LEASE_S)
     with rt.db.session() as s:
-        items = list(s.scalars(select(OutboxItem).where(OutboxItem.state == "sending",
-                                                        OutboxItem.claimed_at <= stale)))
+        items = list(
+            s.scalars(
+                select(OutboxItem).where(
+                    OutboxItem.state == "sending", OutboxItem.claimed_at <= stale
+                )
+            )
+        )
         for item in items:
             result.counts["in_doubt"] += 1
             try:
                 ref = _lookup(rt, item)
             except NotImplementedError:
                 ref = None
-                audit(s, rt, "outbox.in_doubt_resend", "outbox_item", item.id,
-                      key=item.idempotency_key)
+                audit(
+                    s,
+                    rt,
+                    "outbox.in_doubt_resend",
+                    "outbox_item",
+                    item.id,
+                    key=item.idempotency_key,
+                )
             except Exception as exc:
                 _mark_failed(rt, s, item, exc, now)
                 continue
@@ -156,8 +188,9 @@ def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
             break
         seen.update(ids)
         with rt.db.session() as s:
-            for item in s.scalars(select(OutboxItem).where(OutboxItem.id.in_(ids),
-                                                            OutboxItem.state == "sending")):
+            for item in s.scalars(
+                select(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.state == "sending")
+            ):
                 now = rt.now()
                 try:
                     ref = _send(rt, item)
@@ -166,6 +199,7 @@ def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
                     continue
                 _mark_sent(s, item, ref, now)
                 result.counts[f"sent_{item.kind}"] += 1
+        rt.report("push", len(seen))
     return result
 
 

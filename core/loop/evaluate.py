@@ -26,10 +26,16 @@ BATCH = 1000
 
 
 def finding_to_json(f: Finding) -> dict[str, Any]:
-    return {"key": f.key, "rule": f.rule, "severity": f.severity,
-            "resolution_at": f.resolution_at.isoformat() if f.resolution_at else None,
-            "raised_at": f.raised_at.isoformat(), "deadline": f.deadline.isoformat(),
-            "detail": f.detail, "ref": f.ref}
+    return {
+        "key": f.key,
+        "rule": f.rule,
+        "severity": f.severity,
+        "resolution_at": f.resolution_at.isoformat() if f.resolution_at else None,
+        "raised_at": f.raised_at.isoformat(),
+        "deadline": f.deadline.isoformat(),
+        "detail": f.detail,
+        "ref": f.ref,
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -52,20 +58,29 @@ def disagreement(inc: Incident, ev: Evaluation) -> str | None:
     return ",".join(names) or None
 
 
-def store_evaluation(s: Session, inc: Incident, ev: Evaluation,
-                     existing: ComplianceRecord | None) -> bool:
+def store_evaluation(
+    s: Session, inc: Incident, ev: Evaluation, existing: ComplianceRecord | None
+) -> bool:
     """Upsert the compliance record; returns True when its findings changed."""
     findings = [finding_to_json(f) for f in ev.findings]
     values: dict[str, Any] = {
-        "evaluated_at": ev.evaluated_at, "month": ev.month, "cancelled": ev.cancelled,
-        "first_response_at": ev.first_response_at, "resolved_at": ev.resolved_at,
-        "reopen_count": ev.reopen_count, "response_s": ev.response_s,
-        "response_target_s": ev.response_target_s, "response_met": ev.response_met,
-        "resolution_s": ev.resolution_s, "resolution_target_s": ev.resolution_target_s,
+        "evaluated_at": ev.evaluated_at,
+        "month": ev.month,
+        "cancelled": ev.cancelled,
+        "first_response_at": ev.first_response_at,
+        "resolved_at": ev.resolved_at,
+        "reopen_count": ev.reopen_count,
+        "response_s": ev.response_s,
+        "response_target_s": ev.response_target_s,
+        "response_met": ev.response_met,
+        "resolution_s": ev.resolution_s,
+        "resolution_target_s": ev.resolution_target_s,
         "resolution_met": ev.resolution_met,
         "callback_verdict": str(ev.callback_verdict) if ev.callback_verdict else None,
-        "callback_due": ev.callback_due, "confirmed": ev.confirmed,
-        "callback_score": ev.callback_score, "survey_score": ev.survey_score,
+        "callback_due": ev.callback_due,
+        "confirmed": ev.confirmed,
+        "callback_score": ev.callback_score,
+        "survey_score": ev.survey_score,
         "source_response_met": _flag(inc, "response_met"),
         "source_resolution_met": _flag(inc, "resolution_met"),
         "sla_disagreement": disagreement(inc, ev),
@@ -73,8 +88,15 @@ def store_evaluation(s: Session, inc: Incident, ev: Evaluation,
         "findings": findings,
     }
     if existing is None:
-        s.add(ComplianceRecord(incident_id=inc.id, policy=ev.policy_name,
-                               policy_version=ev.policy_version, raised=not findings, **values))
+        s.add(
+            ComplianceRecord(
+                incident_id=inc.id,
+                policy=ev.policy_name,
+                policy_version=ev.policy_version,
+                raised=not findings,
+                **values,
+            )
+        )
         return bool(findings)
     changed = existing.findings != findings
     for key, value in values.items():
@@ -103,8 +125,12 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
             if incident_ids is not None:
                 query = query.where(Incident.id.in_(incident_ids))
             else:
-                query = query.where(or_(Incident.evaluated_revision < Incident.revision,
-                                        Incident.evaluate_after <= now))
+                query = query.where(
+                    or_(
+                        Incident.evaluated_revision < Incident.revision,
+                        Incident.evaluate_after <= now,
+                    )
+                )
             batch = list(s.scalars(query))
             if not batch:
                 break
@@ -112,8 +138,11 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
             facts = load_facts(s, batch)
             records = {
                 (r.incident_id, r.policy, r.policy_version): r
-                for r in s.scalars(select(ComplianceRecord).where(
-                    ComplianceRecord.incident_id.in_([i.id for i in batch])))
+                for r in s.scalars(
+                    select(ComplianceRecord).where(
+                        ComplianceRecord.incident_id.in_([i.id for i in batch])
+                    )
+                )
             }
             for inc in batch:
                 policy = rt.policy_for_source(inc.source)
@@ -124,4 +153,5 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
                 inc.evaluated_revision = inc.revision
                 inc.evaluate_after = ev.next_check_at
                 result.counts["evaluated"] += 1
+        rt.report("evaluate", result.counts["evaluated"])
     return result

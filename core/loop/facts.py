@@ -38,25 +38,36 @@ def load_answers(
     )
     for inc_id, resp in rows:
         if resp.kind == "callback_attempt":
-            attempts[inc_id].append(Attempt(at=resp.occurred_at, reached=bool(resp.reached),
-                                            confirmed=resp.confirmed, score=resp.score,
-                                            ref=f"response:{resp.id}"))
+            attempts[inc_id].append(
+                Attempt(
+                    at=resp.occurred_at,
+                    reached=bool(resp.reached),
+                    confirmed=resp.confirmed,
+                    score=resp.score,
+                    ref=f"response:{resp.id}",
+                )
+            )
         else:
-            answers[inc_id].append(SurveyAnswer(at=resp.occurred_at, score=resp.score,
-                                                ref=f"response:{resp.id}"))
+            answers[inc_id].append(
+                SurveyAnswer(at=resp.occurred_at, score=resp.score, ref=f"response:{resp.id}")
+            )
     return attempts, answers
 
 
-def load_facts(session: Session, incidents: Sequence[Incident],
-               with_answers: bool = True) -> dict[int, IncidentFacts]:
+def load_facts(
+    session: Session, incidents: Sequence[Incident], with_answers: bool = True
+) -> dict[int, IncidentFacts]:
     """IncidentFacts per incident id (history, and matched attempts and answers)."""
     ids = [i.id for i in incidents]
     history = load_history(session, ids)
     attempts, answers = load_answers(session, ids) if with_answers else ({}, {})
     return {
-        inc.id: IncidentFacts(priority=inc.priority, created_at=inc.created_at,
-                              history=history.get(inc.id, []),
-                              attempts=attempts.get(inc.id, []),
-                              survey_answers=answers.get(inc.id, []))
+        inc.id: IncidentFacts(
+            priority=inc.priority,
+            created_at=inc.created_at,
+            history=history.get(inc.id, []),
+            attempts=attempts.get(inc.id, []),
+            survey_answers=answers.get(inc.id, []),
+        )
         for inc in incidents
     }

@@ -29,12 +29,19 @@ from core.timeutil import to_utc
 def fingerprint(rec: IncidentRecord) -> str:
     """A digest of everything qloop reads from a record (not its raw payload)."""
     doc = {
-        "key": rec.key, "title": rec.title, "priority": rec.priority, "status": rec.status,
-        "category": str(rec.category), "created": rec.created_at.isoformat(),
-        "service": rec.service, "customer": rec.customer,
+        "key": rec.key,
+        "title": rec.title,
+        "priority": rec.priority,
+        "status": rec.status,
+        "category": str(rec.category),
+        "created": rec.created_at.isoformat(),
+        "service": rec.service,
+        "customer": rec.customer,
         "contact": [rec.contact.name, rec.contact.phone, rec.contact.email],
-        "first_response": _iso(rec.first_response_at), "resolved": _iso(rec.resolved_at),
-        "closed": _iso(rec.closed_at), "sla": rec.source_sla,
+        "first_response": _iso(rec.first_response_at),
+        "resolved": _iso(rec.resolved_at),
+        "closed": _iso(rec.closed_at),
+        "sla": rec.source_sla,
         "history": [[h.at.isoformat(), str(h.category), h.status] for h in rec.history],
     }
     blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
@@ -47,29 +54,45 @@ def _iso(value: Any) -> str | None:
 
 def _fields(rec: IncidentRecord) -> dict[str, Any]:
     return {
-        "key": rec.key, "title": rec.title, "service": rec.service, "customer": rec.customer,
-        "contact_name": rec.contact.name, "contact_phone": rec.contact.phone,
-        "contact_email": rec.contact.email, "phone_key": phone_key(rec.contact.phone),
-        "email_key": email_key(rec.contact.email), "priority": rec.priority,
-        "status": rec.status, "category": str(rec.category),
-        "created_at": to_utc(rec.created_at), "updated_at": to_utc(rec.updated_at),
+        "key": rec.key,
+        "title": rec.title,
+        "service": rec.service,
+        "customer": rec.customer,
+        "contact_name": rec.contact.name,
+        "contact_phone": rec.contact.phone,
+        "contact_email": rec.contact.email,
+        "phone_key": phone_key(rec.contact.phone),
+        "email_key": email_key(rec.contact.email),
+        "priority": rec.priority,
+        "status": rec.status,
+        "category": str(rec.category),
+        "created_at": to_utc(rec.created_at),
+        "updated_at": to_utc(rec.updated_at),
         "first_response_at": rec.first_response_at and to_utc(rec.first_response_at),
         "resolved_at": rec.resolved_at and to_utc(rec.resolved_at),
         "closed_at": rec.closed_at and to_utc(rec.closed_at),
-        "source_sla": dict(rec.source_sla), "raw": dict(rec.raw),
+        "source_sla": dict(rec.source_sla),
+        "raw": dict(rec.raw),
     }
 
 
 def _event_rows(incident_id: int, history: Sequence[StatusChange]) -> list[dict[str, Any]]:
     return [
-        {"incident_id": incident_id, "seq": i, "at": to_utc(h.at), "status": h.status,
-         "category": str(h.category), "observed": False}
+        {
+            "incident_id": incident_id,
+            "seq": i,
+            "at": to_utc(h.at),
+            "status": h.status,
+            "category": str(h.category),
+            "observed": False,
+        }
         for i, h in enumerate(history)
     ]
 
 
-def upsert_records(session: Session, source: str, records: Sequence[IncidentRecord],
-                   now: Any, result: StepResult) -> None:
+def upsert_records(
+    session: Session, source: str, records: Sequence[IncidentRecord], now: Any, result: StepResult
+) -> None:
     """Insert or update one batch of records (the caller commits)."""
     latest: dict[str, IncidentRecord] = {}
     for rec in records:  # one batch may hold the same incident twice: keep the newest
@@ -80,8 +103,9 @@ def upsert_records(session: Session, source: str, records: Sequence[IncidentReco
     existing = {
         inc.external_id: inc
         for inc in session.scalars(
-            select(Incident).where(Incident.source == source,
-                                   Incident.external_id.in_(list(latest)))
+            select(Incident).where(
+                Incident.source == source, Incident.external_id.in_(list(latest))
+            )
         )
     }
     new_incidents: list[tuple[Incident, IncidentRecord]] = []
@@ -91,9 +115,17 @@ def upsert_records(session: Session, source: str, records: Sequence[IncidentReco
         digest = fingerprint(rec)
         inc = existing.get(ext_id)
         if inc is None:
-            inc = Incident(source=source, external_id=ext_id, fingerprint=digest,
-                           ingested_at=now, changed_at=now, revision=1, planned_revision=0,
-                           evaluated_revision=0, **_fields(rec))
+            inc = Incident(
+                source=source,
+                external_id=ext_id,
+                fingerprint=digest,
+                ingested_at=now,
+                changed_at=now,
+                revision=1,
+                planned_revision=0,
+                evaluated_revision=0,
+                **_fields(rec),
+            )
             session.add(inc)
             new_incidents.append((inc, rec))
             result.counts["created"] += 1
@@ -112,11 +144,22 @@ def upsert_records(session: Session, source: str, records: Sequence[IncidentReco
             replaced.append(inc.id)
             events.extend(_event_rows(inc.id, rec.history))
         elif str(rec.category) != old_category:
-            last = session.scalar(select(StatusEvent.seq).where(StatusEvent.incident_id == inc.id)
-                                  .order_by(StatusEvent.seq.desc()).limit(1))
-            events.append({"incident_id": inc.id, "seq": (last or 0) + 1,
-                           "at": to_utc(rec.updated_at), "status": rec.status,
-                           "category": str(rec.category), "observed": True})
+            last = session.scalar(
+                select(StatusEvent.seq)
+                .where(StatusEvent.incident_id == inc.id)
+                .order_by(StatusEvent.seq.desc())
+                .limit(1)
+            )
+            events.append(
+                {
+                    "incident_id": inc.id,
+                    "seq": (last or 0) + 1,
+                    "at": to_utc(rec.updated_at),
+                    "status": rec.status,
+                    "category": str(rec.category),
+                    "observed": True,
+                }
+            )
     session.flush()
     for inc, rec in new_incidents:
         history = rec.history or (StatusChange(rec.created_at, rec.category, rec.status),)
@@ -143,10 +186,11 @@ def pull(rt: Runtime, source: str) -> StepResult:
 
     error: str | None = None
     try:
-        for batch in resumable(conn.pull, load_cursor, on_retry):
+        for batch in resumable(conn.pull, load_cursor, on_retry, rt.sleep):
             with rt.db.session() as s:
                 upsert_records(s, source, batch.records, rt.now(), result)
                 connector_state(s, source).cursor = batch.cursor
+            rt.report(f"pull {source}", result.counts["seen"])
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         result.errors.append(error)

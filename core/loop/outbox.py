@@ -19,39 +19,76 @@ def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
-def enqueue(session: Session, *, key: str, kind: str, target: str, entity_id: int,
-            payload: dict[str, Any], now: datetime) -> OutboxItem:
-    item = OutboxItem(idempotency_key=key, kind=kind, target=target, entity_id=entity_id,
-                      payload=payload, state="pending", attempts=0, next_attempt_at=now,
-                      created_at=now)
+def enqueue(
+    session: Session,
+    *,
+    key: str,
+    kind: str,
+    target: str,
+    entity_id: int,
+    payload: dict[str, Any],
+    now: datetime,
+) -> OutboxItem:
+    item = OutboxItem(
+        idempotency_key=key,
+        kind=kind,
+        target=target,
+        entity_id=entity_id,
+        payload=payload,
+        state="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
     session.add(item)
     return item
 
 
-def message_payload(inc: Incident, *, kind: str, key: str, token: str, resolved_at: datetime,
-                    due_at: datetime | None) -> dict[str, Any]:
+def message_payload(
+    inc: Incident,
+    *,
+    kind: str,
+    key: str,
+    token: str,
+    resolved_at: datetime,
+    due_at: datetime | None,
+) -> dict[str, Any]:
     return {
-        "kind": kind, "idempotency_key": key, "correlation_token": token,
-        "source": inc.source, "incident_external_id": inc.external_id,
-        "incident_key": inc.key, "title": inc.title, "priority": inc.priority,
-        "contact": {"name": inc.contact_name, "phone": inc.contact_phone,
-                    "email": inc.contact_email},
+        "kind": kind,
+        "idempotency_key": key,
+        "correlation_token": token,
+        "source": inc.source,
+        "incident_external_id": inc.external_id,
+        "incident_key": inc.key,
+        "title": inc.title,
+        "priority": inc.priority,
+        "contact": {
+            "name": inc.contact_name,
+            "phone": inc.contact_phone,
+            "email": inc.contact_email,
+        },
         "resolved_at": resolved_at.isoformat(),
         "due_at": due_at.isoformat() if due_at else None,
-        "service": inc.service, "customer": inc.customer,
+        "service": inc.service,
+        "customer": inc.customer,
     }
 
 
 def message_from_payload(payload: dict[str, Any]) -> OutboundMessage:
     return OutboundMessage(
-        kind=payload["kind"], idempotency_key=payload["idempotency_key"],
-        correlation_token=payload["correlation_token"], source=payload["source"],
+        kind=payload["kind"],
+        idempotency_key=payload["idempotency_key"],
+        correlation_token=payload["correlation_token"],
+        source=payload["source"],
         incident_external_id=payload["incident_external_id"],
-        incident_key=payload["incident_key"], title=payload["title"],
-        priority=payload["priority"], contact=Contact(**payload["contact"]),
+        incident_key=payload["incident_key"],
+        title=payload["title"],
+        priority=payload["priority"],
+        contact=Contact(**payload["contact"]),
         resolved_at=datetime.fromisoformat(payload["resolved_at"]),
         due_at=datetime.fromisoformat(payload["due_at"]) if payload.get("due_at") else None,
-        service=payload.get("service"), customer=payload.get("customer"),
+        service=payload.get("service"),
+        customer=payload.get("customer"),
     )
 
 

@@ -33,10 +33,15 @@ def callback_key(inc: Incident, resolution_at_iso: str) -> str:
 def _supersede(session: Session, task: CallbackTask, result: StepResult) -> None:
     if task.state in ("planned", "no_contact"):
         task.state = "superseded"
-        session.execute(update(OutboxItem)
-                        .where(OutboxItem.kind == "callback", OutboxItem.entity_id == task.id,
-                               OutboxItem.state == "pending")
-                        .values(state="cancelled"))
+        session.execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.kind == "callback",
+                OutboxItem.entity_id == task.id,
+                OutboxItem.state == "pending",
+            )
+            .values(state="cancelled")
+        )
         result.counts["superseded"] += 1
 
 
@@ -47,17 +52,22 @@ def plan(rt: Runtime) -> StepResult:
     last_id = 0
     while True:
         with rt.db.session() as s:
-            batch = list(s.scalars(
-                select(Incident).where(Incident.planned_revision < Incident.revision,
-                                       Incident.id > last_id)
-                .order_by(Incident.id).limit(BATCH)))
+            batch = list(
+                s.scalars(
+                    select(Incident)
+                    .where(Incident.planned_revision < Incident.revision, Incident.id > last_id)
+                    .order_by(Incident.id)
+                    .limit(BATCH)
+                )
+            )
             if not batch:
                 break
             last_id = batch[-1].id
             facts = load_facts(s, batch, with_answers=False)
             tasks: dict[int, list[CallbackTask]] = {}
-            for task in s.scalars(select(CallbackTask).where(
-                    CallbackTask.incident_id.in_([i.id for i in batch]))):
+            for task in s.scalars(
+                select(CallbackTask).where(CallbackTask.incident_id.in_([i.id for i in batch]))
+            ):
                 tasks.setdefault(task.incident_id, []).append(task)
             for inc in batch:
                 _plan_incident(rt, s, inc, facts[inc.id], tasks.get(inc.id, []), now, result)
@@ -65,8 +75,15 @@ def plan(rt: Runtime) -> StepResult:
     return result
 
 
-def _plan_incident(rt: Runtime, s: Session, inc: Incident, facts: object,
-                   tasks: list[CallbackTask], now: object, result: StepResult) -> None:
+def _plan_incident(
+    rt: Runtime,
+    s: Session,
+    inc: Incident,
+    facts: object,
+    tasks: list[CallbackTask],
+    now: object,
+    result: StepResult,
+) -> None:
     policy = rt.policy_for_source(inc.source)
     pcfg = rt.config.policies[policy.name]
     ev = evaluate_incident(facts, policy, now)  # type: ignore[arg-type]
@@ -84,16 +101,30 @@ def _plan_incident(rt: Runtime, s: Session, inc: Incident, facts: object,
     due = standing.at + timedelta(seconds=policy.callback_within_s)
     token = new_token()
     reachable = channel.can_reach(incident_contact(inc))
-    task = CallbackTask(incident_id=inc.id, resolution_at=standing.at, due_at=due,
-                        channel=channel_name, correlation_token=token,
-                        state="planned" if reachable else "no_contact", created_at=now)
+    task = CallbackTask(
+        incident_id=inc.id,
+        resolution_at=standing.at,
+        due_at=due,
+        channel=channel_name,
+        correlation_token=token,
+        state="planned" if reachable else "no_contact",
+        created_at=now,
+    )
     s.add(task)
     s.flush()
     if not reachable:
         result.counts["no_contact"] += 1
         return
     key = callback_key(inc, standing.at.isoformat())
-    enqueue(s, key=key, kind="callback", target=channel_name, entity_id=task.id,
-            payload=message_payload(inc, kind="callback", key=key, token=token,
-                                    resolved_at=standing.at, due_at=due), now=now)
+    enqueue(
+        s,
+        key=key,
+        kind="callback",
+        target=channel_name,
+        entity_id=task.id,
+        payload=message_payload(
+            inc, kind="callback", key=key, token=token, resolved_at=standing.at, due_at=due
+        ),
+        now=now,
+    )
     result.counts["callbacks"] += 1

@@ -26,6 +26,7 @@ from core.store.models import (
     StatusEvent,
     SurveyInvitation,
 )
+from core.timeutil import format_seconds
 
 BATCH = 1000
 
@@ -34,16 +35,22 @@ def _by_token(s: Session, resp: Response) -> int | None:
     if not resp.correlation_token:
         return None
     model = CallbackTask if resp.kind == "callback_attempt" else SurveyInvitation
-    return s.scalar(select(model.incident_id).where(
-        model.correlation_token == resp.correlation_token))
+    return s.scalar(
+        select(model.incident_id).where(model.correlation_token == resp.correlation_token)
+    )
 
 
 def _by_provider_ref(s: Session, resp: Response) -> int | None:
     if not resp.provider_ref:
         return None
     model = CallbackTask if resp.kind == "callback_attempt" else SurveyInvitation
-    ids = set(s.scalars(select(model.incident_id).where(
-        model.provider_ref == resp.provider_ref, model.channel == resp.channel)))
+    ids = set(
+        s.scalars(
+            select(model.incident_id).where(
+                model.provider_ref == resp.provider_ref, model.channel == resp.channel
+            )
+        )
+    )
     return ids.pop() if len(ids) == 1 else None
 
 
@@ -56,20 +63,41 @@ def _by_contact(s: Session, resp: Response, window: timedelta) -> list[int]:
     if not keys:
         return []
     earliest = resp.occurred_at - window
-    return sorted(set(s.scalars(
-        select(StatusEvent.incident_id)
-        .join(Incident, Incident.id == StatusEvent.incident_id)
-        .where(or_(*keys), StatusEvent.category.in_(("resolved", "closed")),
-               StatusEvent.at >= earliest, StatusEvent.at <= resp.occurred_at))))
+    return sorted(
+        set(
+            s.scalars(
+                select(StatusEvent.incident_id)
+                .join(Incident, Incident.id == StatusEvent.incident_id)
+                .where(
+                    or_(*keys),
+                    StatusEvent.category.in_(("resolved", "closed")),
+                    StatusEvent.at >= earliest,
+                    StatusEvent.at <= resp.occurred_at,
+                )
+            )
+        )
+    )
 
 
-def match_response(s: Session, resp: Response, window: timedelta,
-                   now: datetime) -> Match:
+def match_response(s: Session, resp: Response, window: timedelta, now: datetime) -> Match:
     """Decide the match of one response (not committed)."""
-    def decided(incident_id: int | None, method: str | None, status: str, reason: str | None,
-                candidates: list[int] | None = None) -> Match:
-        return Match(response_id=resp.id, incident_id=incident_id, method=method, status=status,
-                     reason=reason, candidates=candidates or [], decided_at=now)
+
+    def decided(
+        incident_id: int | None,
+        method: str | None,
+        status: str,
+        reason: str | None,
+        candidates: list[int] | None = None,
+    ) -> Match:
+        return Match(
+            response_id=resp.id,
+            incident_id=incident_id,
+            method=method,
+            status=status,
+            reason=reason,
+            candidates=candidates or [],
+            decided_at=now,
+        )
 
     error = resp.raw.get("_qloop_error") if isinstance(resp.raw, dict) else None
     if (inc := _by_token(s, resp)) is not None:
@@ -81,9 +109,14 @@ def match_response(s: Session, resp: Response, window: timedelta,
         if len(candidates) == 1:
             found = decided(candidates[0], "contact", "matched", None)
         elif candidates:
-            return decided(None, None, "review",
-                           f"ambiguous: {len(candidates)} incidents match the contact "
-                           f"within {window}", candidates)
+            return decided(
+                None,
+                None,
+                "review",
+                f"ambiguous: {len(candidates)} incidents match the contact "
+                f"within {format_seconds(window.total_seconds())}",
+                candidates,
+            )
         else:
             reason = "unmatched: no token, provider reference or contact match"
             return decided(None, None, "review", reason)
@@ -100,8 +133,14 @@ def reconcile(rt: Runtime) -> StepResult:
     window = timedelta(seconds=rt.config.matching_window_s)
     while True:
         with rt.db.session() as s:
-            batch = list(s.scalars(select(Response).where(Response.matched.is_(False))
-                                   .order_by(Response.id).limit(BATCH)))
+            batch = list(
+                s.scalars(
+                    select(Response)
+                    .where(Response.matched.is_(False))
+                    .order_by(Response.id)
+                    .limit(BATCH)
+                )
+            )
             if not batch:
                 break
             touched: set[int] = set()
@@ -115,13 +154,17 @@ def reconcile(rt: Runtime) -> StepResult:
                 else:
                     result.counts["review"] += 1
             if touched:
-                s.execute(update(Incident).where(Incident.id.in_(touched))
-                          .values(revision=Incident.revision + 1))
+                s.execute(
+                    update(Incident)
+                    .where(Incident.id.in_(touched))
+                    .values(revision=Incident.revision + 1)
+                )
     return result
 
 
-def resolve_review(rt: Runtime, match_id: int, incident_id: int | None, actor: str,
-                   note: str | None = None) -> Match:
+def resolve_review(
+    rt: Runtime, match_id: int, incident_id: int | None, actor: str, note: str | None = None
+) -> Match:
     """Settle a review item: tie it to ``incident_id``, or dismiss it when None."""
     with rt.db.session() as s:
         match = s.get(Match, match_id)
@@ -137,8 +180,19 @@ def resolve_review(rt: Runtime, match_id: int, incident_id: int | None, actor: s
         match.reason = note or match.reason
         match.decided_at, match.decided_by = rt.now(), actor
         if incident_id is not None:
-            s.execute(update(Incident).where(Incident.id == incident_id)
-                      .values(revision=Incident.revision + 1))
-        audit(s, rt, "review.resolve", "match", match_id, actor=actor, incident_id=incident_id,
-              note=note)
+            s.execute(
+                update(Incident)
+                .where(Incident.id == incident_id)
+                .values(revision=Incident.revision + 1)
+            )
+        audit(
+            s,
+            rt,
+            "review.resolve",
+            "match",
+            match_id,
+            actor=actor,
+            incident_id=incident_id,
+            note=note,
+        )
         return match

@@ -39,8 +39,9 @@ class RunSummary:
         return sum(step.counts[name] for step, _ in self.steps)
 
     def sent(self) -> int:
-        return sum(v for step, _ in self.steps for k, v in step.counts.items()
-                   if k.startswith("sent_"))
+        return sum(
+            v for step, _ in self.steps for k, v in step.counts.items() if k.startswith("sent_")
+        )
 
 
 def _guard(name: str, fn: Callable[[], StepResult]) -> StepResult:

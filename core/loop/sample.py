@@ -42,11 +42,17 @@ def sample_surveys(rt: Runtime) -> StepResult:
         sources = [s for s, cfg in rt.config.sources.items() if cfg.policy == name]
         with rt.db.session() as s:
             done = set(s.scalars(select(SampleRun.month).where(SampleRun.policy == name)))
-            months = set(s.scalars(
-                select(ComplianceRecord.month).distinct()
-                .where(ComplianceRecord.policy == name,
-                       ComplianceRecord.policy_version == policy.version,
-                       ComplianceRecord.month.is_not(None))))
+            months = set(
+                s.scalars(
+                    select(ComplianceRecord.month)
+                    .distinct()
+                    .where(
+                        ComplianceRecord.policy == name,
+                        ComplianceRecord.policy_version == policy.version,
+                        ComplianceRecord.month.is_not(None),
+                    )
+                )
+            )
         for month in sorted(m for m in months if m and m not in done):
             if month_bounds(month, policy.calendar.tz)[1] > now:
                 continue  # the month is still running
@@ -54,35 +60,62 @@ def sample_surveys(rt: Runtime) -> StepResult:
     return result
 
 
-def _sample_month(rt: Runtime, policy_name: str, month: str, sources: list[str],
-                  result: StepResult) -> None:
+def _sample_month(
+    rt: Runtime, policy_name: str, month: str, sources: list[str], result: StepResult
+) -> None:
     pcfg = rt.config.policies[policy_name]
     policy = rt.policy(policy_name)
     assert pcfg.sample is not None
     now = rt.now()
     with rt.db.session() as s:
-        rows = list(s.execute(
-            select(Incident, ComplianceRecord.resolved_at)
-            .join(ComplianceRecord, ComplianceRecord.incident_id == Incident.id)
-            .where(ComplianceRecord.policy == policy_name,
-                   ComplianceRecord.policy_version == policy.version,
-                   ComplianceRecord.month == month,
-                   ComplianceRecord.cancelled.is_(False),
-                   Incident.source.in_(sources))))
+        rows = list(
+            s.execute(
+                select(Incident, ComplianceRecord.resolved_at)
+                .join(ComplianceRecord, ComplianceRecord.incident_id == Incident.id)
+                .where(
+                    ComplianceRecord.policy == policy_name,
+                    ComplianceRecord.policy_version == policy.version,
+                    ComplianceRecord.month == month,
+                    ComplianceRecord.cancelled.is_(False),
+                    Incident.source.in_(sources),
+                )
+            )
+        )
         keys = pcfg.sample.stratify_by
         by_id = {str(inc.id): inc for inc, _ in rows}
         resolved_at = {str(inc.id): at for inc, at in rows}
-        drawn = stratified_sample(((i, _stratum(inc, keys)) for i, inc in by_id.items()),
-                                  pcfg.sample.rate, pcfg.sample.seed)
-        run = SampleRun(policy=policy_name, month=month, seed=pcfg.sample.seed,
-                        rate=pcfg.sample.rate, population=len(by_id), picked=len(drawn.picked),
-                        strata=[{"stratum": list(r.stratum), "size": r.size, "picked": r.picked,
-                                 "achieved_rate": r.achieved_rate} for r in drawn.strata],
-                        created_at=now)
+        drawn = stratified_sample(
+            ((i, _stratum(inc, keys)) for i, inc in by_id.items()),
+            pcfg.sample.rate,
+            pcfg.sample.seed,
+        )
+        run = SampleRun(
+            policy=policy_name,
+            month=month,
+            seed=pcfg.sample.seed,
+            rate=pcfg.sample.rate,
+            population=len(by_id),
+            picked=len(drawn.picked),
+            strata=[
+                {
+                    "stratum": list(r.stratum),
+                    "size": r.size,
+                    "picked": r.picked,
+                    "achieved_rate": r.achieved_rate,
+                }
+                for r in drawn.strata
+            ],
+            created_at=now,
+        )
         s.add(run)
         s.flush()
-        invited = set(s.scalars(select(SurveyInvitation.incident_id).where(
-            SurveyInvitation.incident_id.in_([int(i) for i in drawn.picked]))))
+        invited = set(
+            s.scalars(
+                select(SurveyInvitation.incident_id).where(
+                    SurveyInvitation.incident_id.in_([int(i) for i in drawn.picked])
+                )
+            )
+        )
         for inc_id in sorted(drawn.picked, key=int):
             inc = by_id[inc_id]
             if inc.id in invited:
@@ -91,24 +124,43 @@ def _sample_month(rt: Runtime, policy_name: str, month: str, sources: list[str],
         result.counts["sampled_months"] += 1
 
 
-def _invite(rt: Runtime, s: Session, inc: Incident, resolved_at: datetime, run: SampleRun,
-            stratum: tuple[str, ...], result: StepResult) -> None:
+def _invite(
+    rt: Runtime,
+    s: Session,
+    inc: Incident,
+    resolved_at: datetime,
+    run: SampleRun,
+    stratum: tuple[str, ...],
+    result: StepResult,
+) -> None:
     pcfg = rt.config.policies[run.policy]
     contact = incident_contact(inc)
-    channel_name = next((c for c in pcfg.survey_channels if rt.channel(c).can_reach(contact)),
-                        None)
+    channel_name = next((c for c in pcfg.survey_channels if rt.channel(c).can_reach(contact)), None)
     token = new_token()
-    inv = SurveyInvitation(incident_id=inc.id, sample_run_id=run.id, stratum=" × ".join(stratum),
-                           channel=channel_name, correlation_token=token,
-                           state="planned" if channel_name else "not_surveyable",
-                           created_at=rt.now())
+    inv = SurveyInvitation(
+        incident_id=inc.id,
+        sample_run_id=run.id,
+        stratum=" × ".join(stratum),
+        channel=channel_name,
+        correlation_token=token,
+        state="planned" if channel_name else "not_surveyable",
+        created_at=rt.now(),
+    )
     s.add(inv)
     s.flush()
     if channel_name is None:
         result.counts["not_surveyable"] += 1
         return
     key = survey_key(inc)
-    enqueue(s, key=key, kind="survey", target=channel_name, entity_id=inv.id,
-            payload=message_payload(inc, kind="survey", key=key, token=token,
-                                    resolved_at=resolved_at, due_at=None), now=rt.now())
+    enqueue(
+        s,
+        key=key,
+        kind="survey",
+        target=channel_name,
+        entity_id=inv.id,
+        payload=message_payload(
+            inc, kind="survey", key=key, token=token, resolved_at=resolved_at, due_at=None
+        ),
+        now=rt.now(),
+    )
     result.counts["invitations"] += 1

@@ -90,6 +90,4 @@ def open_database(url: str, *, migrate_schema: bool = True) -> Database:
     engine = make_engine(url)
     if migrate_schema:
         migrate(engine)
-    return Database(
-        url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False)
-    )
+    return Database(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))

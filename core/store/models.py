@@ -12,14 +12,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.store.types import UTCDateTime
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map = {  # noqa: RUF012  (SQLAlchemy reads it as a class attribute)
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
 
 
 class SourceState(Base):
@@ -116,9 +130,13 @@ class CallbackTask(Base):
     """The phone callback owed for one resolution of an incident (R1)."""
 
     __tablename__ = "callback_task"
-    __table_args__ = (UniqueConstraint("incident_id", "resolution_at", name="uq_callback_resolution"),)
+    __table_args__ = (
+        UniqueConstraint("incident_id", "resolution_at", name="uq_callback_resolution"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
     resolution_at: Mapped[datetime]
     due_at: Mapped[datetime]
     channel: Mapped[str | None] = mapped_column(String(200))
@@ -248,7 +266,9 @@ class Nonconformity(Base):
     __tablename__ = "nonconformity"
     id: Mapped[int] = mapped_column(primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(400), unique=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
     rule: Mapped[str] = mapped_column(String(40))
     resolution_key: Mapped[str] = mapped_column(String(40))
     severity: Mapped[str] = mapped_column(String(10))

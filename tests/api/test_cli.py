@@ -12,8 +12,9 @@ from core.store.models import OutboxItem
 from tests.utils.loop import sandbox_config
 
 
-def test_validate_points_at_the_broken_line(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_points_at_the_broken_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = sandbox_config(f"sqlite:///{tmp_path / 'q.db'}", tmp_path)
     lines = good.read_text().splitlines()
     idx = next(i for i, line in enumerate(lines) if line.strip().startswith("P3: 4h"))
@@ -26,8 +27,9 @@ def test_validate_points_at_the_broken_line(tmp_path: Path,
     assert "policies.default.response.P3" in err
 
 
-def test_validate_show_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_show_masks_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("QLOOP_TEST_DB_PASSWORD", "s3cr3t-pw")
     path = sandbox_config("postgresql://qloop:${QLOOP_TEST_DB_PASSWORD}@db/qloop", tmp_path)
     assert main(["validate", str(path), "--show"]) == 0
@@ -36,8 +38,9 @@ def test_validate_show_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "s3cr3t-pw" not in out
 
 
-def test_run_twice_sends_nothing_new_then_exports(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_twice_sends_nothing_new_then_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "q.db"
     path = sandbox_config(f"sqlite:///{db}", tmp_path, incidents=40)
     assert main(["run", "-c", str(path), "--cycles", "2", "-q"]) == 0
@@ -50,8 +53,22 @@ def test_run_twice_sends_nothing_new_then_exports(tmp_path: Path,
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(OutboxItem)).scalar() == before
     engine.dispose()
-    assert main(["export", "-c", str(path), "--period", "2026-10", "--format", "csv",
-                 "--out", str(tmp_path / "exp")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "-c",
+                str(path),
+                "--period",
+                "2026-10",
+                "--format",
+                "csv",
+                "--out",
+                str(tmp_path / "exp"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "exp" / "qloop-2026-10-default.csv").stat().st_size > 0
     assert main(["export", "-c", str(path), "--period", "2026-13"]) == 1
 
@@ -66,12 +83,16 @@ def test_outbox_and_review_commands(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["review", "match", "999", "-c", str(path), "--incident", "1"]) == 1
 
 
-def test_demo_runs_a_month_and_writes_exports(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_a_month_and_writes_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     workdir = tmp_path / "demo"
     assert main(["demo", "--dir", str(workdir), "--incidents", "60"]) == 0
     out = capsys.readouterr().out
     assert "callback coverage" in out and "Nonconformities" in out
-    for name in ("qloop-2026-10-default.csv", "qloop-2026-10-default.xlsx",
-                 "qloop-2026-10-default.jsonl"):
+    for name in (
+        "qloop-2026-10-default.csv",
+        "qloop-2026-10-default.xlsx",
+        "qloop-2026-10-default.jsonl",
+    ):
         assert (workdir / "exports" / name).exists()

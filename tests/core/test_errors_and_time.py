@@ -31,10 +31,13 @@ def test_errors_share_one_root_and_pickle_with_their_data() -> None:
 
 
 def test_config_error_lists_every_problem_with_its_place() -> None:
-    err = ConfigError("bad.yaml: 2 problems", problems=[
-        Problem("bad.yaml", 3, "sources.a.type", "unknown type"),
-        Problem("bad.yaml", None, "", "empty file"),
-    ])
+    err = ConfigError(
+        "bad.yaml: 2 problems",
+        problems=[
+            Problem("bad.yaml", 3, "sources.a.type", "unknown type"),
+            Problem("bad.yaml", None, "", "empty file"),
+        ],
+    )
     text = str(pickle.loads(pickle.dumps(err)))
     assert "bad.yaml:3: sources.a.type: unknown type" in text
     assert "bad.yaml: empty file" in text

@@ -37,15 +37,15 @@ def test_retry_gives_up_after_the_last_attempt() -> None:
 
 def test_fatal_errors_and_long_retry_after_are_not_retried_in_call() -> None:
     for exc in (FatalError("401 Unauthorized"), RetriableError("later", retry_after=3600)):
-        calls: list[int] = []
+        calls: list[Exception] = []
 
-        def fail(exc: Exception = exc) -> None:
-            calls.append(1)
+        def fail(exc: Exception = exc, calls: list[Exception] = calls) -> None:
+            calls.append(exc)
             raise exc
 
         with pytest.raises(type(exc)):
             call_with_retry(fail, make_retrying(sleep=lambda _: None))
-        assert len(calls) == 1
+        assert calls == [exc]
 
 
 def test_outbox_delay_is_exponential_capped_and_honours_retry_after() -> None:
@@ -56,8 +56,12 @@ def test_outbox_delay_is_exponential_capped_and_honours_retry_after() -> None:
 
 @pytest.mark.parametrize(
     ("phone", "masked"),
-    [("+86 138 1234 5678", "+86 138 **** 5678"), ("13812345678", "138****5678"),
-     ("1234", "****"), (None, None)],
+    [
+        ("+86 138 1234 5678", "+86 138 **** 5678"),
+        ("13812345678", "138****5678"),
+        ("1234", "****"),
+        (None, None),
+    ],
 )
 def test_mask_phone_keeps_prefix_and_last_four(phone: str | None, masked: str | None) -> None:
     assert mask_phone(phone) == masked

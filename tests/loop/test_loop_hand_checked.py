@@ -42,7 +42,7 @@ from tests.utils.loop import Deployment, fixture_config
 SH = ZoneInfo("Asia/Shanghai")
 
 
-def L(month: int, day: int, hour: int, minute: int = 0) -> datetime:  # noqa: N802
+def L(month: int, day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, month, day, hour, minute, tzinfo=SH)
 
 
@@ -50,40 +50,80 @@ def _world() -> None:
     WORLD.reset()
     WORLD.incidents = [
         # A: P3, answered 30 min after creation, resolved the same day; called back next morning
-        incident("ITSD-1", "P3", L(10, 15, 10), [(L(10, 15, 10), C.NEW),
-                 (L(10, 15, 10, 30), C.IN_PROGRESS), (L(10, 15, 16), C.RESOLVED)]),
+        incident(
+            "ITSD-1",
+            "P3",
+            L(10, 15, 10),
+            [
+                (L(10, 15, 10), C.NEW),
+                (L(10, 15, 10, 30), C.IN_PROGRESS),
+                (L(10, 15, 16), C.RESOLVED),
+            ],
+        ),
         # B: P2 opened the evening before National Day, answered after it: response breach
-        incident("ITSD-2", "P2", L(9, 30, 17), [(L(9, 30, 17), C.NEW),
-                 (L(10, 8, 9, 30), C.IN_PROGRESS), (L(10, 8, 11), C.RESOLVED)],
-                 sla={"response_met": True, "resolution_met": True}),
+        incident(
+            "ITSD-2",
+            "P2",
+            L(9, 30, 17),
+            [(L(9, 30, 17), C.NEW), (L(10, 8, 9, 30), C.IN_PROGRESS), (L(10, 8, 11), C.RESOLVED)],
+            sla={"response_met": True, "resolution_met": True},
+        ),
         # C: P4 with a wait for the customer and a reopen
-        incident("ITSD-3", "P4", L(10, 19, 9), [(L(10, 19, 9), C.NEW),
-                 (L(10, 19, 10), C.IN_PROGRESS), (L(10, 19, 11), C.WAITING),
-                 (L(10, 20, 9), C.IN_PROGRESS), (L(10, 20, 10), C.RESOLVED),
-                 (L(10, 21, 9), C.IN_PROGRESS), (L(10, 21, 12), C.RESOLVED)]),
+        incident(
+            "ITSD-3",
+            "P4",
+            L(10, 19, 9),
+            [
+                (L(10, 19, 9), C.NEW),
+                (L(10, 19, 10), C.IN_PROGRESS),
+                (L(10, 19, 11), C.WAITING),
+                (L(10, 20, 9), C.IN_PROGRESS),
+                (L(10, 20, 10), C.RESOLVED),
+                (L(10, 21, 9), C.IN_PROGRESS),
+                (L(10, 21, 12), C.RESOLVED),
+            ],
+        ),
         # D: cancelled: excluded from everything
-        incident("ITSD-4", "P3", L(10, 12, 9), [(L(10, 12, 9), C.NEW),
-                 (L(10, 12, 10), C.CANCELLED)]),
+        incident(
+            "ITSD-4", "P3", L(10, 12, 9), [(L(10, 12, 9), C.NEW), (L(10, 12, 10), C.CANCELLED)]
+        ),
         # E: P1 still being worked on
-        incident("ITSD-5", "P1", L(10, 30, 9), [(L(10, 30, 9), C.NEW),
-                 (L(10, 30, 9, 10), C.IN_PROGRESS)]),
+        incident(
+            "ITSD-5", "P1", L(10, 30, 9), [(L(10, 30, 9), C.NEW), (L(10, 30, 9, 10), C.IN_PROGRESS)]
+        ),
         # F: its callback comes back without a token: matched by the caller's number
-        incident("ITSD-6", "P3", L(10, 27, 9), [(L(10, 27, 9), C.NEW),
-                 (L(10, 27, 9, 5), C.IN_PROGRESS), (L(10, 27, 10), C.RESOLVED)],
-                 phone="13911112222"),
+        incident(
+            "ITSD-6",
+            "P3",
+            L(10, 27, 9),
+            [(L(10, 27, 9), C.NEW), (L(10, 27, 9, 5), C.IN_PROGRESS), (L(10, 27, 10), C.RESOLVED)],
+            phone="13911112222",
+        ),
         # G and H: same phone, same day: an answer without token is ambiguous
-        incident("ITSD-7", "P3", L(10, 28, 9), [(L(10, 28, 9), C.NEW),
-                 (L(10, 28, 9, 5), C.IN_PROGRESS), (L(10, 28, 10), C.RESOLVED)],
-                 phone="13700000000"),
-        incident("ITSD-8", "P3", L(10, 28, 9), [(L(10, 28, 9), C.NEW),
-                 (L(10, 28, 9, 5), C.IN_PROGRESS), (L(10, 28, 10), C.RESOLVED)],
-                 phone="13700000000"),
+        incident(
+            "ITSD-7",
+            "P3",
+            L(10, 28, 9),
+            [(L(10, 28, 9), C.NEW), (L(10, 28, 9, 5), C.IN_PROGRESS), (L(10, 28, 10), C.RESOLVED)],
+            phone="13700000000",
+        ),
+        incident(
+            "ITSD-8",
+            "P3",
+            L(10, 28, 9),
+            [(L(10, 28, 9), C.NEW), (L(10, 28, 9, 5), C.IN_PROGRESS), (L(10, 28, 10), C.RESOLVED)],
+            phone="13700000000",
+        ),
     ]
     WORLD.answers = {
         "ITSD-1": [attempt(L(10, 16, 9), True, True, 5), answer(L(10, 18, 10), 5)],
-        "ITSD-3": [attempt(L(10, 20, 15), True, False, 2),
-                   attempt(L(10, 21, 13), False), attempt(L(10, 21, 14), False),
-                   attempt(L(10, 21, 15), False), answer(L(10, 23, 10), 3)],
+        "ITSD-3": [
+            attempt(L(10, 20, 15), True, False, 2),
+            attempt(L(10, 21, 13), False),
+            attempt(L(10, 21, 14), False),
+            attempt(L(10, 21, 15), False),
+            answer(L(10, 23, 10), 3),
+        ],
         "ITSD-6": [attempt(L(10, 27, 15), True, True, 4, token=False, phone="+86 139 1111 2222")],
         "ITSD-7": [attempt(L(10, 28, 15), True, True, 5, token=False, phone="13700000000")],
     }
@@ -115,7 +155,11 @@ def test_loop_verdicts_match_hand_computation(deployment: Deployment, tmp_path: 
     a, b, c = rows["ITSD-1"], rows["ITSD-2"], rows["ITSD-3"]
     # A: 10:00→10:30 = 1,800 s; 10:00–12:00 + 13:00–16:00 = 18,000 s of 3 × 8 h
     assert (a["response_s"], a["response_met"]) == (1800, True)
-    assert (a["resolution_s"], a["resolution_target_s"], a["resolution_met"]) == (18000, 86400, True)
+    assert (a["resolution_s"], a["resolution_target_s"], a["resolution_met"]) == (
+        18000,
+        86400,
+        True,
+    )
     assert a["callback_verdict"] == "on_time" and a["confirmed"] is True
     assert (a["callback_score"], a["survey_score"]) == (5.0, 5.0)
     assert a["nonconformities"] == ""
@@ -130,15 +174,18 @@ def test_loop_verdicts_match_hand_computation(deployment: Deployment, tmp_path: 
     assert c["reopen_count"] == 1
     assert c["callback_verdict"] == "unreached_ok"
     assert c["survey_score"] == 3.0
-    assert c["nonconformities"] == ("low_satisfaction:major; low_satisfaction:minor; "
-                                    "not_confirmed:major")
+    assert c["nonconformities"] == (
+        "low_satisfaction:major; low_satisfaction:minor; not_confirmed:major"
+    )
     assert rows["ITSD-6"]["callback_verdict"] == "on_time"  # matched by contact
     assert rows["ITSD-7"]["callback_verdict"] == "missed"  # its answer waits for review
     assert rows["ITSD-8"]["callback_verdict"] == "missed"
 
     with rt.db.session() as s:
-        nc = {(n.rule, n.resolution_key): n for n in s.scalars(
-            select(Nonconformity).join(Incident).where(Incident.key == "ITSD-2"))}
+        nc = {
+            (n.rule, n.resolution_key): n
+            for n in s.scalars(select(Nonconformity).join(Incident).where(Incident.key == "ITSD-2"))
+        }
         breach = nc[("response_breach", "response")]
         assert breach.raised_at == L(10, 8, 9, 30)
         # 10 working days strictly after 10-08: 9, 10 (adjusted Saturday), 12…16, 19, 20, 21
@@ -146,8 +193,15 @@ def test_loop_verdicts_match_hand_computation(deployment: Deployment, tmp_path: 
         missed = next(n for (rule, _), n in nc.items() if rule == "callback_missed")
         assert missed.raised_at == L(10, 9, 11)  # due = resolution + 86,400 s
         assert missed.deadline == L(10, 22, 18)
-        assert s.scalar(select(func.count()).select_from(CallbackTask).join(Incident)
-                        .where(Incident.key.in_(["ITSD-4", "ITSD-5"]))) == 0
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(CallbackTask)
+                .join(Incident)
+                .where(Incident.key.in_(["ITSD-4", "ITSD-5"]))
+            )
+            == 0
+        )
 
 
 def test_second_run_sends_nothing_and_tickets_exist_once(deployment: Deployment) -> None:
@@ -157,8 +211,9 @@ def test_second_run_sends_nothing_and_tickets_exist_once(deployment: Deployment)
     sent, creates = dict(WORLD.sent), WORLD.create_calls
     with rt.db.session() as s:
         ncs = s.scalar(select(func.count()).select_from(Nonconformity))
-        states = dict(s.execute(select(OutboxItem.state, func.count())
-                                .group_by(OutboxItem.state)).tuples())
+        states = dict(
+            s.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state)).all()
+        )
     assert ncs == 7 and len(WORLD.tickets) == 7
     assert states == {"sent": len(WORLD.sent) + 7}
     again = run_once(deployment.open())  # a new process on the same database
@@ -167,8 +222,9 @@ def test_second_run_sends_nothing_and_tickets_exist_once(deployment: Deployment)
     assert len({t.dedup_key for t in WORLD.tickets.values()}) == len(WORLD.tickets) == 7
 
 
-def test_ambiguous_answer_waits_for_review_then_counts(deployment: Deployment,
-                                                       tmp_path: Path) -> None:
+def test_ambiguous_answer_waits_for_review_then_counts(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     rt = deployment.open()
     run_once(rt)
     with rt.db.session() as s:
@@ -182,8 +238,11 @@ def test_ambiguous_answer_waits_for_review_then_counts(deployment: Deployment,
     rows = _rows(tmp_path, rt)
     assert rows["ITSD-7"]["callback_verdict"] == "on_time"
     with rt.db.session() as s:
-        missed = s.scalar(select(Nonconformity).join(Incident).where(
-            Incident.key == "ITSD-7", Nonconformity.rule == "callback_missed"))
+        missed = s.scalar(
+            select(Nonconformity)
+            .join(Incident)
+            .where(Incident.key == "ITSD-7", Nonconformity.rule == "callback_missed")
+        )
         assert missed is not None and missed.state == "withdrawn"
 
 
@@ -206,8 +265,9 @@ def test_indicators_of_the_month(deployment: Deployment, tmp_path: Path) -> None
     assert invited == 6  # rate 1.0: every resolved, not cancelled incident
 
 
-def test_csv_export_opens_in_excel_with_chinese_text_masked(deployment: Deployment,
-                                                            tmp_path: Path) -> None:
+def test_csv_export_opens_in_excel_with_chinese_text_masked(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     rt = deployment.open()
     run_once(rt)
     files = console.export(rt, "2026-10", "csv", tmp_path / "csv")
@@ -221,8 +281,7 @@ def test_csv_export_opens_in_excel_with_chinese_text_masked(deployment: Deployme
     assert "13800000000" in unmasked[0].read_text(encoding="utf-8-sig")
 
 
-def test_xlsx_export_has_incidents_and_indicators(deployment: Deployment,
-                                                  tmp_path: Path) -> None:
+def test_xlsx_export_has_incidents_and_indicators(deployment: Deployment, tmp_path: Path) -> None:
     openpyxl = pytest.importorskip("openpyxl")
     rt = deployment.open()
     run_once(rt)

@@ -43,11 +43,16 @@ def test_sandbox_month_runs_to_a_fixed_point(deployment: Deployment) -> None:
     assert incidents > 0
     # every incident with a standing resolution has exactly one live callback task
     with rt.db.session() as s:
-        standing = s.scalar(select(func.count()).select_from(ComplianceRecord).where(
-            ComplianceRecord.resolved_at.is_not(None), ComplianceRecord.cancelled.is_(False)))
-        live = s.execute(select(CallbackTask.incident_id, func.count())
-                         .where(CallbackTask.state != "superseded")
-                         .group_by(CallbackTask.incident_id)).all()
+        standing = s.scalar(
+            select(func.count())
+            .select_from(ComplianceRecord)
+            .where(ComplianceRecord.resolved_at.is_not(None), ComplianceRecord.cancelled.is_(False))
+        )
+        live = s.execute(
+            select(CallbackTask.incident_id, func.count())
+            .where(CallbackTask.state != "superseded")
+            .group_by(CallbackTask.incident_id)
+        ).all()
     assert standing and len(live) == standing
     assert all(n == 1 for _, n in live)
     # every answer is matched or waits in the review queue
@@ -56,14 +61,25 @@ def test_sandbox_month_runs_to_a_fixed_point(deployment: Deployment) -> None:
     # nothing is left to send; every nonconformity reached the ITSM
     assert _count(rt, OutboxItem, OutboxItem.state.in_(("pending", "sending", "dead"))) == 0
     assert _count(rt, Nonconformity) > 0
-    assert _count(rt, Nonconformity, Nonconformity.ticket_ref.is_(None),
-                  Nonconformity.state != "withdrawn") == 0
+    assert (
+        _count(
+            rt,
+            Nonconformity,
+            Nonconformity.ticket_ref.is_(None),
+            Nonconformity.state != "withdrawn",
+        )
+        == 0
+    )
     assert _count(rt, SurveyInvitation) > 0
 
-    before = {m.__name__: _count(rt, m) for m in
-              (Incident, CallbackTask, SurveyInvitation, Response, Nonconformity, OutboxItem)}
+    before = {
+        m.__name__: _count(rt, m)
+        for m in (Incident, CallbackTask, SurveyInvitation, Response, Nonconformity, OutboxItem)
+    }
     again = run_once(deployment.open())  # another process, same database and sandbox
     assert again.errors == [] and again.sent() == 0
-    after = {m.__name__: _count(rt, m) for m in
-             (Incident, CallbackTask, SurveyInvitation, Response, Nonconformity, OutboxItem)}
+    after = {
+        m.__name__: _count(rt, m)
+        for m in (Incident, CallbackTask, SurveyInvitation, Response, Nonconformity, OutboxItem)
+    }
     assert after == before

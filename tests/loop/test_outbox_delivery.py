@@ -25,8 +25,16 @@ SH = ZoneInfo("Asia/Shanghai")
 
 def _resolved(key: str, day: int) -> object:
     start = datetime(2026, 10, day, 9, tzinfo=SH)
-    return incident(key, "P3", start, [(start, C.NEW), (start.replace(hour=10), C.IN_PROGRESS),
-                                       (start.replace(hour=11), C.RESOLVED)])
+    return incident(
+        key,
+        "P3",
+        start,
+        [
+            (start, C.NEW),
+            (start.replace(hour=10), C.IN_PROGRESS),
+            (start.replace(hour=11), C.RESOLVED),
+        ],
+    )
 
 
 @pytest.fixture
@@ -34,16 +42,22 @@ def deployment(database_url: str, tmp_path: Path) -> Iterator[Deployment]:
     register_fixture_types()
     WORLD.reset()
     WORLD.incidents = [_resolved(f"ITSD-{i}", 10 + i) for i in range(1, 4)]  # type: ignore[misc]
-    dep = Deployment(fixture_config(database_url, tmp_path, {
-        "outbox": {"max_attempts": 3, "backoff_initial": "30s", "backoff_max": "10m"}}))
+    dep = Deployment(
+        fixture_config(
+            database_url,
+            tmp_path,
+            {"outbox": {"max_attempts": 3, "backoff_initial": "30s", "backoff_max": "10m"}},
+        )
+    )
     yield dep
     dep.close()
 
 
 def _states(dep_rt: object) -> dict[str, int]:
     with dep_rt.db.session() as s:  # type: ignore[attr-defined]
-        return dict(s.execute(select(OutboxItem.state, func.count())
-                              .group_by(OutboxItem.state)).tuples())
+        return dict(
+            s.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state)).all()
+        )
 
 
 def test_retriable_failures_back_off_then_dead_letter_then_replay(deployment: Deployment) -> None:
@@ -85,8 +99,9 @@ def test_retry_after_longer_than_backoff_is_honoured(deployment: Deployment) -> 
     WORLD.send_errors = [RetriableError("429 Too Many Requests", retry_after=600)]
     push(rt)
     with rt.db.session() as s:
-        waits = sorted((i.next_attempt_at - rt.now()).total_seconds()
-                       for i in s.scalars(select(OutboxItem)))
+        waits = sorted(
+            (i.next_attempt_at - rt.now()).total_seconds() for i in s.scalars(select(OutboxItem))
+        )
     assert waits[-1] == 600  # the throttled item waits what the provider asked
     assert _states(rt) == {"sent": 2, "pending": 1}
 
@@ -101,7 +116,8 @@ def test_fatal_error_dead_letters_at_once(deployment: Deployment) -> None:
 
 
 def test_crash_between_send_and_record_is_settled_by_asking_the_provider(
-        deployment: Deployment) -> None:
+    deployment: Deployment,
+) -> None:
     rt = deployment.open()
     pull(rt, "itsm")
     plan(rt)

@@ -27,9 +27,19 @@ def test_migrations_match_the_models(database_url: str) -> None:
 def _incident(**kw: object) -> Incident:
     now = datetime(2026, 10, 1, tzinfo=UTC)
     values: dict[str, object] = dict(
-        source="s", external_id="1", key="K-1", title="t", priority="P3", status="Open",
-        category="new", created_at=now, updated_at=now, fingerprint="x", ingested_at=now,
-        changed_at=now)
+        source="s",
+        external_id="1",
+        key="K-1",
+        title="t",
+        priority="P3",
+        status="Open",
+        category="new",
+        created_at=now,
+        updated_at=now,
+        fingerprint="x",
+        ingested_at=now,
+        changed_at=now,
+    )
     values.update(kw)
     return Incident(**values)
 
@@ -66,10 +76,28 @@ def test_uniqueness_carries_idempotency(database_url: str) -> None:
         with pytest.raises(IntegrityError), db.session() as s:
             s.add(_incident(title="again"))
         with db.session() as s:
-            s.add(OutboxItem(idempotency_key="k", kind="callback", target="t", entity_id=1,
-                             state="pending", next_attempt_at=now, created_at=now))
+            s.add(
+                OutboxItem(
+                    idempotency_key="k",
+                    kind="callback",
+                    target="t",
+                    entity_id=1,
+                    state="pending",
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
         with pytest.raises(IntegrityError), db.session() as s:
-            s.add(OutboxItem(idempotency_key="k", kind="callback", target="t", entity_id=2,
-                             state="pending", next_attempt_at=now, created_at=now))
+            s.add(
+                OutboxItem(
+                    idempotency_key="k",
+                    kind="callback",
+                    target="t",
+                    entity_id=2,
+                    state="pending",
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
     finally:
         db.dispose()

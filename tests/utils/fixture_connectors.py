@@ -112,8 +112,11 @@ class FixtureChannel:
 
     def collect(self, cursor: str | None) -> Iterator[CollectedBatch]:
         start = int(cursor or 0)
-        mine = [o for o in WORLD.outcomes
-                if (o.kind == "callback_attempt") == ("callback" in self.kinds)]
+        mine = [
+            o
+            for o in WORLD.outcomes
+            if (o.kind == "callback_attempt") == ("callback" in self.kinds)
+        ]
         if len(mine) > start:
             yield CollectedBatch(mine[start:], str(len(mine)))
 
@@ -121,8 +124,13 @@ class FixtureChannel:
         pass
 
 
-OPTIONS = {"type": "object", "properties": {"role": {"enum": ["callback", "survey"]},
-                                            "contact": {"enum": ["phone", "email"]}}}
+OPTIONS = {
+    "type": "object",
+    "properties": {
+        "role": {"enum": ["callback", "survey"]},
+        "contact": {"enum": ["phone", "email"]},
+    },
+}
 
 
 def register_fixture_types() -> None:
@@ -130,28 +138,65 @@ def register_fixture_types() -> None:
     registry.register("channel", "fixture", FixtureChannel, OPTIONS)
 
 
-def incident(key: str, priority: str, created: datetime,
-             history: list[tuple[datetime, Category]], *, phone: str | None = "13800000000",
-             email: str | None = None, customer: str = "ACME", service: str = "Email",
-             sla: dict[str, bool] | None = None) -> IncidentRecord:
+def incident(
+    key: str,
+    priority: str,
+    created: datetime,
+    history: list[tuple[datetime, Category]],
+    *,
+    phone: str | None = "13800000000",
+    email: str | None = None,
+    customer: str = "ACME",
+    service: str = "Email",
+    sla: dict[str, bool] | None = None,
+) -> IncidentRecord:
     hist = [StatusChange(at, cat, str(cat)) for at, cat in history]
     last = hist[-1] if hist else StatusChange(created, Category.NEW, "new")
     return IncidentRecord(
-        external_id=key.split("-")[-1], key=key, title=f"Incident {key} 打印机无法连接",
-        priority=priority, status=last.status, category=last.category, created_at=created,
-        updated_at=last.at, history=hist, service=service, customer=customer,
-        contact=Contact(name="张伟", phone=phone, email=email), source_sla=sla or {})
+        external_id=key.split("-")[-1],
+        key=key,
+        title=f"Incident {key} 打印机无法连接",
+        priority=priority,
+        status=last.status,
+        category=last.category,
+        created_at=created,
+        updated_at=last.at,
+        history=hist,
+        service=service,
+        customer=customer,
+        contact=Contact(name="张伟", phone=phone, email=email),
+        source_sla=sla or {},
+    )
 
 
-def attempt(at: datetime, reached: bool, confirmed: bool | None = None,
-            score: float | None = None, *, token: bool = True,
-            phone: str | None = None) -> Outcome:
-    return Outcome(provider_event_id=f"cb-{at.isoformat()}-{reached}", kind="callback_attempt",
-                   occurred_at=at, correlation_token="*" if token else None,
-                   contact=Contact(phone=phone) if phone else None, reached=reached,
-                   confirmed=confirmed, score=score, scale=(1, 5))
+def attempt(
+    at: datetime,
+    reached: bool,
+    confirmed: bool | None = None,
+    score: float | None = None,
+    *,
+    token: bool = True,
+    phone: str | None = None,
+) -> Outcome:
+    return Outcome(
+        provider_event_id=f"cb-{at.isoformat()}-{reached}",
+        kind="callback_attempt",
+        occurred_at=at,
+        correlation_token="*" if token else None,
+        contact=Contact(phone=phone) if phone else None,
+        reached=reached,
+        confirmed=confirmed,
+        score=score,
+        scale=(1, 5),
+    )
 
 
 def answer(at: datetime, score: float, scale: tuple[float, float] = (1, 5)) -> Outcome:
-    return Outcome(provider_event_id=f"sv-{at.isoformat()}", kind="survey_answer",
-                   occurred_at=at, correlation_token="*", score=score, scale=scale)
+    return Outcome(
+        provider_event_id=f"sv-{at.isoformat()}",
+        kind="survey_answer",
+        occurred_at=at,
+        correlation_token="*",
+        score=score,
+        scale=scale,
+    )

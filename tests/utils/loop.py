@@ -19,6 +19,7 @@ AFTER_MONTH = datetime(2026, 11, 20, tzinfo=UTC)
 @dataclass
 class FakeClock:
     now: datetime = AFTER_MONTH
+    slept: list[float] = field(default_factory=list)
 
     def __call__(self) -> datetime:
         return self.now
@@ -26,40 +27,72 @@ class FakeClock:
     def advance(self, **kwargs: float) -> None:
         self.now = self.now + timedelta(**kwargs)
 
+    def sleep(self, seconds: float) -> None:
+        """Retries wait on the fake clock: tests never sleep for real."""
+        self.slept.append(seconds)
+        self.advance(seconds=int(seconds))
 
-def sandbox_config(database_url: str, tmp_path: Path, *, incidents: int = 60, seed: str = "t",
-                   failure_rate: float = 0.0, extra: dict[str, Any] | None = None) -> Path:
+
+def sandbox_config(
+    database_url: str,
+    tmp_path: Path,
+    *,
+    incidents: int = 60,
+    seed: str = "t",
+    failure_rate: float = 0.0,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a sandbox config for ``database_url`` into ``tmp_path``; returns its path."""
     doc: dict[str, Any] = {
         "database_url": database_url,
         "timezone": "Asia/Shanghai",
         "state_dir": str(tmp_path / "state"),
-        "calendars": {"cn-office": {
-            "timezone": "Asia/Shanghai",
-            "hours": {"mon-fri": "09:00-12:00,13:00-18:00"},
-            "holidays": {"country": "CN"},
-        }},
-        "sources": {"itsm": {"type": "sandbox", "seed": seed, "month": "2026-10",
-                             "incidents": incidents, "failure_rate": failure_rate,
-                             "page_size": 25}},
-        "channels": {
-            "phone": {"type": "sandbox", "role": "callback", "seed": seed,
-                      "failure_rate": failure_rate},
-            "survey-mail": {"type": "sandbox", "role": "survey", "contact": "email",
-                            "ascii_email_only": True, "seed": seed},
-            "survey-phone": {"type": "sandbox", "role": "survey", "contact": "phone",
-                             "seed": seed},
+        "calendars": {
+            "cn-office": {
+                "timezone": "Asia/Shanghai",
+                "hours": {"mon-fri": "09:00-12:00,13:00-18:00"},
+                "holidays": {"country": "CN"},
+            }
         },
-        "policies": {"default": {
-            "calendar": "cn-office",
-            "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
-            "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
-            "callback": {"channel": "phone", "within": "24h"},
-            "survey": {"channels": ["survey-mail", "survey-phone"],
-                       "sample": {"rate": 0.3, "stratify_by": ["customer", "service"],
-                                  "seed": "s"}},
-            "nonconformity": {"push_to": "source", "rectify_within": "10bd"},
-        }},
+        "sources": {
+            "itsm": {
+                "type": "sandbox",
+                "seed": seed,
+                "month": "2026-10",
+                "incidents": incidents,
+                "failure_rate": failure_rate,
+                "page_size": 25,
+            }
+        },
+        "channels": {
+            "phone": {
+                "type": "sandbox",
+                "role": "callback",
+                "seed": seed,
+                "failure_rate": failure_rate,
+            },
+            "survey-mail": {
+                "type": "sandbox",
+                "role": "survey",
+                "contact": "email",
+                "ascii_email_only": True,
+                "seed": seed,
+            },
+            "survey-phone": {"type": "sandbox", "role": "survey", "contact": "phone", "seed": seed},
+        },
+        "policies": {
+            "default": {
+                "calendar": "cn-office",
+                "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
+                "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
+                "callback": {"channel": "phone", "within": "24h"},
+                "survey": {
+                    "channels": ["survey-mail", "survey-phone"],
+                    "sample": {"rate": 0.3, "stratify_by": ["customer", "service"], "seed": "s"},
+                },
+                "nonconformity": {"push_to": "source", "rectify_within": "10bd"},
+            }
+        },
     }
     for key, value in (extra or {}).items():
         doc[key] = value
@@ -68,26 +101,37 @@ def sandbox_config(database_url: str, tmp_path: Path, *, incidents: int = 60, se
     return path
 
 
-def fixture_config(database_url: str, tmp_path: Path,
-                   extra: dict[str, Any] | None = None) -> Path:
+def fixture_config(database_url: str, tmp_path: Path, extra: dict[str, Any] | None = None) -> Path:
     """A config on the scripted ``fixture`` connectors (tests/utils/fixture_connectors.py)."""
     doc: dict[str, Any] = {
-        "database_url": database_url, "timezone": "Asia/Shanghai",
+        "database_url": database_url,
+        "timezone": "Asia/Shanghai",
         "state_dir": str(tmp_path / "state"),
-        "calendars": {"cn": {"timezone": "Asia/Shanghai",
-                             "hours": {"mon-fri": "09:00-12:00,13:00-18:00"},
-                             "holidays": {"country": "CN"}}},
+        "calendars": {
+            "cn": {
+                "timezone": "Asia/Shanghai",
+                "hours": {"mon-fri": "09:00-12:00,13:00-18:00"},
+                "holidays": {"country": "CN"},
+            }
+        },
         "sources": {"itsm": {"type": "fixture"}},
-        "channels": {"phone": {"type": "fixture", "role": "callback"},
-                     "survey": {"type": "fixture", "role": "survey", "contact": "phone"}},
-        "policies": {"default": {
-            "calendar": "cn",
-            "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
-            "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
-            "callback": {"channel": "phone", "within": "24h"},
-            "survey": {"channels": ["survey"],
-                       "sample": {"rate": 1.0, "stratify_by": ["customer"], "seed": "x"}},
-            "nonconformity": {"push_to": "source", "rectify_within": "10bd"}}},
+        "channels": {
+            "phone": {"type": "fixture", "role": "callback"},
+            "survey": {"type": "fixture", "role": "survey", "contact": "phone"},
+        },
+        "policies": {
+            "default": {
+                "calendar": "cn",
+                "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
+                "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
+                "callback": {"channel": "phone", "within": "24h"},
+                "survey": {
+                    "channels": ["survey"],
+                    "sample": {"rate": 1.0, "stratify_by": ["customer"], "seed": "x"},
+                },
+                "nonconformity": {"push_to": "source", "rectify_within": "10bd"},
+            }
+        },
     }
     doc.update(extra or {})
     path = tmp_path / "qloop.yaml"
@@ -103,7 +147,7 @@ class Deployment:
 
     def open(self) -> Runtime:
         """A new runtime on the same database and state (as a second process would have)."""
-        rt = open_runtime(load_config(self.path), clock=self.clock)
+        rt = open_runtime(load_config(self.path), clock=self.clock, sleep=self.clock.sleep)
         self.runtimes.append(rt)
         return rt
 

@@ -14,10 +14,21 @@ from workers.scheduler import Scheduler
 def test_jobs_fire_on_their_schedules(tmp_path: Path) -> None:
     register_fixture_types()
     WORLD.reset()
-    path = fixture_config(f"sqlite:///{tmp_path / 'q.db'}", tmp_path, {
-        "schedules": {"dispatch": "* * * * *", "collect": "*/5 * * * *",
-                      "evaluate": "*/2 * * * *", "track": "0 * * * *"}})
-    text = path.read_text().replace("type: fixture\n", "type: fixture\n    schedule: '*/5 * * * *'\n", 1)
+    path = fixture_config(
+        f"sqlite:///{tmp_path / 'q.db'}",
+        tmp_path,
+        {
+            "schedules": {
+                "dispatch": "* * * * *",
+                "collect": "*/5 * * * *",
+                "evaluate": "*/2 * * * *",
+                "track": "0 * * * *",
+            }
+        },
+    )
+    text = path.read_text().replace(
+        "type: fixture\n", "type: fixture\n    schedule: '*/5 * * * *'\n", 1
+    )
     path.write_text(text)
     dep = Deployment(path)
     dep.clock.now = datetime(2026, 11, 20, 9, 59, 30, tzinfo=UTC)
@@ -45,9 +56,20 @@ def test_jobs_fire_on_their_schedules(tmp_path: Path) -> None:
 def test_an_overrunning_job_runs_once_not_once_per_missed_tick(tmp_path: Path) -> None:
     register_fixture_types()
     WORLD.reset()
-    dep = Deployment(fixture_config(f"sqlite:///{tmp_path / 'q.db'}", tmp_path, {
-        "schedules": {"dispatch": "* * * * *", "collect": "* * * * *",
-                      "evaluate": "* * * * *", "track": "* * * * *"}}))
+    dep = Deployment(
+        fixture_config(
+            f"sqlite:///{tmp_path / 'q.db'}",
+            tmp_path,
+            {
+                "schedules": {
+                    "dispatch": "* * * * *",
+                    "collect": "* * * * *",
+                    "evaluate": "* * * * *",
+                    "track": "* * * * *",
+                }
+            },
+        )
+    )
     dep.clock.now = datetime(2026, 11, 20, 10, 0, 30, tzinfo=UTC)
     rt = dep.open()
     sched = Scheduler(rt)

@@ -178,7 +178,9 @@ def test_currently_reopened_has_no_resolution() -> None:
 
 def test_closed_without_resolved_counts() -> None:
     ev = evaluate(
-        facts("P4", sh(2026, 10, 12, 9), (sh(2026, 10, 12, 10), IP), (sh(2026, 10, 13, 10), CLOSED)),
+        facts(
+            "P4", sh(2026, 10, 12, 9), (sh(2026, 10, 12, 10), IP), (sh(2026, 10, 13, 10), CLOSED)
+        ),
         POLICY,
         LATER,
     )

@@ -6,6 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.conf import (
     ConfigError,
@@ -26,7 +28,9 @@ def write(tmp_path: Path, text: str, name: str = "qloop.yaml") -> Path:
 
 
 def test_lines_of_keys_and_items(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         # comment
         a: 1
         b:
@@ -35,7 +39,8 @@ def test_lines_of_keys_and_items(tmp_path):
             -
               d: 2
           e: {f: 3}
-        """)
+        """,
+    )
     data, index = load_yaml(path)
     assert data == {"a": 1, "b": {"c": ["x", {"d": 2}], "e": {"f": 3}}}
     assert index.line(("a",)) == 2
@@ -57,23 +62,29 @@ def test_dotted_paths():
 
 
 def test_dates_are_iso_strings_and_keys_are_text(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         extra_workdays: [2026-02-14]
         on: yes
         1: one
-        """)
+        """,
+    )
     data, _ = load_yaml(path)
     assert data == {"extra_workdays": ["2026-02-14"], "on": True, "1": "one"}
 
 
 def test_duplicate_keys_name_both_lines(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         a: 1
         b:
           c: 1
           d: 2
           c: 3
-        """)
+        """,
+    )
     with pytest.raises(ConfigError) as info:
         load_yaml(path)
     (problem,) = info.value.problems
@@ -97,21 +108,27 @@ def test_syntax_error_reports_the_broken_line(tmp_path):
 
 
 def test_unclosed_quote_points_at_its_start(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         a: 1
         b: "never closed
         c: 2
         d: 3
-        """)
+        """,
+    )
     with pytest.raises(ConfigError) as info:
         load_yaml(path)
     assert info.value.problems[0].line == 2
 
 
 def test_syntax_error_does_not_quote_the_text(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         api_token: hunter2-very-secret: x
-        """)
+        """,
+    )
     with pytest.raises(ConfigError) as info:
         load_yaml(path)
     assert "hunter2" not in str(info.value)
@@ -124,7 +141,9 @@ def test_missing_file(tmp_path):
 
 
 def test_merge_keys_and_anchors(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         x-base: &base
           type: sandbox
           seed: s
@@ -132,7 +151,8 @@ def test_merge_keys_and_anchors(tmp_path):
           one:
             <<: *base
             seed: own
-        """)
+        """,
+    )
     data, index = load_yaml(path)
     assert data["sources"]["one"] == {"type": "sandbox", "seed": "own"}
     assert index.line(("sources", "one", "seed")) == 7
@@ -140,10 +160,13 @@ def test_merge_keys_and_anchors(tmp_path):
 
 
 def test_recursive_alias_is_a_problem(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         a: &loop
           b: *loop
-        """)
+        """,
+    )
     with pytest.raises(ConfigError, match="recursive"):
         load_yaml(path)
 
@@ -155,14 +178,18 @@ def interp(tmp_path: Path, text: str, env: dict[str, str]):
 
 
 def test_interpolation_forms(tmp_path):
-    result = interp(tmp_path, """
+    result = interp(
+        tmp_path,
+        """
         plain: ${HOST}
         default: ${MISSING:-fallback}
         empty_var_uses_default: ${EMPTY:-fallback}
         inside: "postgresql://${HOST}:${PORT:-5432}/db"
         dollars: "cost $$5, $$${HOST}"
         lone: "$HOME stays"
-        """, {"HOST": "db.local", "EMPTY": ""})
+        """,
+        {"HOST": "db.local", "EMPTY": ""},
+    )
     assert result.problems == []
     assert result.data == {
         "plain": "db.local",
@@ -177,7 +204,9 @@ def test_interpolation_forms(tmp_path):
 
 
 def test_whole_plain_reference_is_retyped(tmp_path):
-    result = interp(tmp_path, """
+    result = interp(
+        tmp_path,
+        """
         port: ${PORT:-5432}
         port_env: ${PORT2}
         ratio: ${RATIO:-0.25}
@@ -187,7 +216,9 @@ def test_whole_plain_reference_is_retyped(tmp_path):
         quoted_empty: "${NOTHING:-}"
         pin: ${PIN}
         mixed: ${PORT:-5432}x
-        """, {"PORT2": "6379", "PIN": "0042"})
+        """,
+        {"PORT2": "6379", "PIN": "0042"},
+    )
     assert result.problems == []
     data = result.data
     assert data["port"] == 5432 and isinstance(data["port"], int)
@@ -202,13 +233,17 @@ def test_whole_plain_reference_is_retyped(tmp_path):
 
 
 def test_missing_variable_is_a_problem_at_its_line_and_key(tmp_path):
-    result = interp(tmp_path, """
+    result = interp(
+        tmp_path,
+        """
         sources:
           jira:
             auth:
               api_token: ${JIRA_TOKEN}
               other: ${OTHER:-}
-        """, {})
+        """,
+        {},
+    )
     (problem,) = result.problems
     assert problem.line == 4
     assert problem.path == "sources.jira.auth.api_token"
@@ -216,10 +251,14 @@ def test_missing_variable_is_a_problem_at_its_line_and_key(tmp_path):
 
 
 def test_malformed_reference(tmp_path):
-    result = interp(tmp_path, """
+    result = interp(
+        tmp_path,
+        """
         a: ok
         b: "${not closed"
-        """, {})
+        """,
+        {},
+    )
     (problem,) = result.problems
     assert problem.line == 2 and "malformed" in problem.message
 
@@ -231,10 +270,13 @@ def test_interpolation_leaves_input_untouched(tmp_path):
 
 
 def test_load_config_reports_missing_env_without_default(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         database_url: ${QLOOP_TEST_DB_URL}
         redis_url: ${QLOOP_TEST_REDIS:-}
-        """)
+        """,
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     (problem,) = info.value.problems
@@ -243,10 +285,13 @@ def test_load_config_reports_missing_env_without_default(tmp_path):
 
 
 def test_load_config_uses_defaults_and_env(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         database_url: ${QLOOP_TEST_DB_URL:-sqlite:///qloop.db}
         redis_url: ${QLOOP_TEST_REDIS:-}
-        """)
+        """,
+    )
     cfg = load_config(path, env={})
     assert cfg.database_url == "sqlite:///qloop.db"
     assert cfg.redis_url is None
@@ -265,3 +310,12 @@ def test_line_index_problem_helper():
     problem = index.problem(("a", "b"), "bad")
     assert (problem.file, problem.line, problem.path) == ("f.yaml", 3, "a.b")
     assert str(problem) == "f.yaml:3: a.b: bad"
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
+def test_escaped_dollars_round_trip(text):
+    index = LineIndex("f.yaml")
+    result = interpolate({"k": text.replace("$", "$$")}, index, {"X": "y"})
+    assert result.problems == []
+    assert result.data == {"k": text}
+    assert result.env_sources == {}

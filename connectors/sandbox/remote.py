@@ -1,0 +1,316 @@
+"""The sandbox's fake remote systems: their persistent state and how they fail.
+
+Each sandbox connector keeps what "the remote system" holds in its own
+SQLite file, ``<state_dir>/sandbox-<kind>-<name>.sqlite3`` (WAL mode), so a
+second process (a worker, a re-run) sees what the first one stored: the
+ITSM's incidents and the tickets created in it, the channel's accepted
+messages and the outcomes it will report, each with increasing sequence
+numbers for cursors. Writes run in ``BEGIN IMMEDIATE`` transactions, so
+unique keys (ticket dedup keys, message idempotency keys) hold across
+processes.
+
+Failures are deterministic: every remote call is counted in the file, and
+call *n* fails when a hash of (seed, n) says so — never two calls in a
+row, so a retry always gets through.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from core.errors import ConfigError, Problem, RetriableError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY, dataset TEXT NOT NULL, ext_id TEXT NOT NULL, raw TEXT NOT NULL,
+    UNIQUE (dataset, ext_id));
+CREATE TABLE IF NOT EXISTS events (
+    incident INTEGER NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (incident, ts)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS tickets (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL, created_at TEXT NOT NULL, reads INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL, closed_at TEXT);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT NOT NULL UNIQUE,
+    provider_ref TEXT UNIQUE, kind TEXT NOT NULL, payload TEXT NOT NULL,
+    accepted_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, message INTEGER NOT NULL,
+    event_id TEXT NOT NULL UNIQUE, occurred_ts INTEGER NOT NULL, payload TEXT NOT NULL,
+    release_seq INTEGER UNIQUE);
+CREATE INDEX IF NOT EXISTS outcomes_pending ON outcomes (occurred_ts, id)
+    WHERE release_seq IS NULL;
+"""
+
+OutcomePlan = list[tuple[str, int, dict[str, Any]]]
+"""Outcomes to store with a message: (event id, occurred at epoch seconds, payload)."""
+
+
+def unit(*parts: object) -> float:
+    """A deterministic number in [0, 1) from ``parts`` (stable across processes)."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def resolve_options(
+    schema: Mapping[str, Any], options: Mapping[str, Any], where: str
+) -> dict[str, Any]:
+    """Validate ``options`` against a JSON Schema and fill in the schema's defaults.
+
+    Raises:
+        ConfigError: listing every problem, each at ``<where>.<key>``.
+    """
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(dict(options)), key=lambda e: list(map(str, e.path)))
+    if errors:
+        problems = [
+            Problem("config", None, ".".join([where, *map(str, e.path)]), e.message) for e in errors
+        ]
+        msg = f"invalid options for {where}"
+        raise ConfigError(msg, problems)
+    resolved = dict(options)
+    for key, prop in schema.get("properties", {}).items():
+        if key not in resolved and "default" in prop:
+            resolved[key] = copy.deepcopy(prop["default"])
+    return resolved
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A simulated failure; ``after_write`` when the remote did the work but the answer was lost."""
+
+    error: RetriableError
+    after_write: bool
+
+
+class RemoteState:
+    """One fake remote system's persistent state, in a SQLite file shared by processes."""
+
+    def __init__(self, state_dir: Path, kind: str, name: str) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        self.path = state_dir / f"sandbox-{kind}-{safe}.sqlite3"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, timeout=60, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection (the file stays)."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE: one writer at a time across processes)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one query outside any write transaction and return its rows."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- failures -------------------------------------------------------------
+
+    def roll(self, seed: str, rate: float, what: str, retry_after: float) -> Failure | None:
+        """Count one remote call and decide whether it fails (at ``rate`` overall).
+
+        A call right after a failed one always succeeds; to still fail
+        ``rate`` of all calls, a call after a success fails with
+        probability ``rate / (1 - rate)`` (so rates above 0.5 behave as 0.5).
+        """
+        if rate <= 0:
+            return None
+        with self.write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'calls'").fetchone()
+            calls, last_failed = json.loads(row[0]) if row else (0, False)
+            calls += 1
+            p = 1.0 if rate >= 0.5 else rate / (1 - rate)
+            fails = not last_failed and unit(seed, "call", calls) < p
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('calls', ?)",
+                (json.dumps([calls, fails]),),
+            )
+        if not fails:
+            return None
+        kind = unit(seed, "failure", calls)
+        if kind < 0.4:
+            error = RetriableError(f"{what}: 503 Service Unavailable", retry_after=0.0)
+        elif kind < 0.75:
+            error = RetriableError(f"{what}: 429 Too Many Requests", retry_after=retry_after)
+        else:
+            error = RetriableError(f"{what}: 504 Gateway Timeout", retry_after=None)
+        return Failure(error, after_write=kind >= 0.75)
+
+    # -- ITSM -----------------------------------------------------------------
+
+    def dataset_range(self, dataset: str) -> tuple[int, int] | None:
+        """Row ids ``(first, last)`` of a stored dataset, None when not stored yet."""
+        rows = self.read("SELECT value FROM meta WHERE key = ?", (f"dataset:{dataset}",))
+        if not rows:
+            return None
+        first, last = json.loads(rows[0][0])
+        return int(first), int(last)
+
+    def store_dataset(self, dataset: str, records: list[dict[str, Any]]) -> None:
+        """Store generated incidents once (a concurrent second store is a no-op)."""
+        with self.write() as db:
+            if db.execute("SELECT 1 FROM meta WHERE key = ?", (f"dataset:{dataset}",)).fetchone():
+                return
+            start = db.execute("SELECT COALESCE(MAX(id), 0) FROM incidents").fetchone()[0] + 1
+            rows: list[tuple[int, str, str, str]] = []
+            events: list[tuple[int, int]] = []
+            for n, raw in enumerate(records, start):
+                rows.append((n, dataset, raw["id"], json.dumps(raw, ensure_ascii=False)))
+                events.extend(
+                    (n, int(datetime.fromisoformat(e["at"]).timestamp())) for e in raw["changelog"]
+                )
+            db.executemany("INSERT INTO incidents VALUES (?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?)", events)
+            span = json.dumps([start, start + len(rows) - 1])
+            db.execute("INSERT INTO meta VALUES (?, ?)", (f"dataset:{dataset}", span))
+
+    def changed(self, span: tuple[int, int], since: int | None, now: int) -> list[tuple[int, int]]:
+        """``(row id, updated as of now)`` of the incidents with a history entry in [since, now].
+
+        Ordered by (updated, row id); row ids follow the incidents' ids.
+        """
+        low = -(2**62) if since is None else since
+        return [
+            (int(i), int(ts))
+            for i, ts in self.read(
+                "SELECT incident, MAX(ts) AS updated FROM events "
+                "WHERE ts <= ? AND incident BETWEEN ? AND ? AND incident IN "
+                "(SELECT incident FROM events WHERE ts >= ? AND ts <= ?) "
+                "GROUP BY incident ORDER BY updated, incident",
+                (now, span[0], span[1], low, now),
+            )
+        ]
+
+    def incidents(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Raw incidents by row id."""
+        marks = ",".join("?" * len(ids))
+        rows = self.read(f"SELECT id, raw FROM incidents WHERE id IN ({marks})", tuple(ids))
+        return {int(i): json.loads(raw) for i, raw in rows}
+
+    def create_ticket(self, dedup_key: str, payload: dict[str, Any], now: str) -> int:
+        """Store a ticket unless its dedup key exists; its sequence number either way."""
+        with self.write() as db:
+            row = db.execute("SELECT seq FROM tickets WHERE dedup_key = ?", (dedup_key,)).fetchone()
+            if row:
+                return int(row[0])
+            cur = db.execute(
+                "INSERT INTO tickets (dedup_key, payload, created_at, status) "
+                "VALUES (?, ?, ?, 'Open')",
+                (dedup_key, json.dumps(payload, ensure_ascii=False), now),
+            )
+        return int(cur.lastrowid or 0)
+
+    def advance_ticket(
+        self, seq: int, step: Callable[[int, str, str | None], tuple[str, str | None]]
+    ) -> tuple[str, str | None] | None:
+        """Count one read of ticket ``seq`` and let ``step(reads, status, closed_at)`` move it."""
+        with self.write() as db:
+            row = db.execute(
+                "SELECT reads, status, closed_at FROM tickets WHERE seq = ?", (seq,)
+            ).fetchone()
+            if row is None:
+                return None
+            reads = row[0] + 1
+            status, closed_at = step(reads, row[1], row[2])
+            db.execute(
+                "UPDATE tickets SET reads = ?, status = ?, closed_at = ? WHERE seq = ?",
+                (reads, status, closed_at, seq),
+            )
+        return status, closed_at
+
+    # -- channel ----------------------------------------------------------------
+
+    def store_message(
+        self,
+        idempotency_key: str,
+        kind: str,
+        payload: dict[str, Any],
+        accepted_at: str,
+        make_ref: Callable[[int], str],
+        plan: Callable[[int, str], OutcomePlan],
+    ) -> str:
+        """Store a message and its future outcomes once; its provider ref either way."""
+        with self.write() as db:
+            row = db.execute(
+                "SELECT provider_ref FROM messages WHERE idempotency_key = ?", (idempotency_key,)
+            ).fetchone()
+            if row:
+                return str(row[0])
+            cur = db.execute(
+                "INSERT INTO messages (idempotency_key, kind, payload, accepted_at) "
+                "VALUES (?, ?, ?, ?)",
+                (idempotency_key, kind, json.dumps(payload, ensure_ascii=False), accepted_at),
+            )
+            seq = int(cur.lastrowid or 0)
+            ref = make_ref(seq)
+            db.execute("UPDATE messages SET provider_ref = ? WHERE seq = ?", (ref, seq))
+            db.executemany(
+                "INSERT INTO outcomes (message, event_id, occurred_ts, payload) "
+                "VALUES (?, ?, ?, ?)",
+                [(seq, ev, ts, json.dumps(p, ensure_ascii=False)) for ev, ts, p in plan(seq, ref)],
+            )
+        return ref
+
+    def lookup_message(self, idempotency_key: str) -> str | None:
+        """The provider ref of the message stored under ``idempotency_key``, if any."""
+        rows = self.read(
+            "SELECT provider_ref FROM messages WHERE idempotency_key = ?", (idempotency_key,)
+        )
+        return str(rows[0][0]) if rows else None
+
+    def release_due(self, now: int) -> None:
+        """Give every outcome due by ``now`` its release number, in (instant, id) order."""
+        with self.write() as db:
+            due = db.execute(
+                "SELECT id FROM outcomes WHERE release_seq IS NULL AND occurred_ts <= ? "
+                "ORDER BY occurred_ts, id",
+                (now,),
+            ).fetchall()
+            if not due:
+                return
+            top = db.execute("SELECT COALESCE(MAX(release_seq), 0) FROM outcomes").fetchone()[0]
+            db.executemany(
+                "UPDATE outcomes SET release_seq = ? WHERE id = ?",
+                [(top + i, oid) for i, (oid,) in enumerate(due, 1)],
+            )
+
+    def released_after(self, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``limit`` released outcomes after release number ``seq``, in release order."""
+        rows = self.read(
+            "SELECT release_seq, payload FROM outcomes WHERE release_seq > ? "
+            "ORDER BY release_seq LIMIT ?",
+            (seq, limit),
+        )
+        return [(int(s), json.loads(p)) for s, p in rows]

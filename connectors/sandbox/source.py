@@ -1,0 +1,214 @@
+"""The sandbox ITSM: a source that serves generated incidents as a real tool would.
+
+It shows its incidents "as of" the connector's clock (only what has
+happened by then), pages by ``updated`` with an overlap window, fails now
+and then with 429/503/504 when ``failure_rate`` > 0, takes nonconformity
+tickets (idempotent by dedup key) and works them like a real team. Its
+state lives in ``<state_dir>/sandbox-source-<name>.sqlite3``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import mappings
+from connectors.sandbox.generator import generate_incidents, view_as_of
+from connectors.sandbox.remote import RemoteState, resolve_options, unit
+from core.connector import ConnectorContext
+from core.errors import ConfigError, FatalError, InputError, StateError
+from core.mapping import map_incident
+from core.records import Category, PulledBatch, TicketRef, TicketRequest, TicketStatus
+from core.timeutil import iso, parse_duration, parse_instant, to_utc
+
+SOURCE_OPTIONS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "sandbox source options",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["month"],
+    "properties": {
+        "seed": {"type": "string", "default": "qloop", "description": "generator seed"},
+        "month": {
+            "type": "string",
+            "pattern": r"^\d{4}-(0[1-9]|1[0-2])$",
+            "description": "month (YYYY-MM) whose incidents are generated",
+        },
+        "incidents": {"type": "integer", "minimum": 1, "default": 400},
+        "failure_rate": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+        "retry_after": {"type": "number", "minimum": 0, "default": 1.0},
+        "page_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+        "overlap": {"type": "string", "default": "5m", "description": "e.g. 5m, 30s, 1h"},
+        "timezone": {"type": "string", "default": "Asia/Shanghai"},
+    },
+}
+
+WHAT = "sandbox ITSM"
+TICKET_CATEGORIES = {
+    "Open": Category.NEW,
+    "In Progress": Category.IN_PROGRESS,
+    "Resolved": Category.RESOLVED,
+    "Closed": Category.CLOSED,
+    "Won't Do": Category.CANCELLED,
+}
+_DONE = (Category.RESOLVED, Category.CLOSED, Category.CANCELLED)
+
+
+def ticket_plan(seed: str, ref: str) -> list[tuple[int, str]]:
+    """How ticket ``ref`` moves: ``(reads needed, status)`` steps, deterministic.
+
+    About 25% stay open for good (some never leave Open), ~5% end as
+    Won't Do, the others go In Progress → Resolved (→ Closed for ~60%)
+    within a few reads.
+    """
+    u = unit(seed, "ticket", ref)
+    first = 1 + int(unit(seed, "first", ref) * 2)
+    second = first + 1 + int(unit(seed, "second", ref) * 3)
+    if u < 0.10:
+        return [(0, "Open")]
+    if u < 0.25:
+        return [(0, "Open"), (first, "In Progress")]
+    if u < 0.30:
+        return [(0, "Open"), (first, "Won't Do")]
+    steps = [(0, "Open"), (first, "In Progress"), (second, "Resolved")]
+    if unit(seed, "close", ref) < 0.6:
+        steps.append((second + 1 + int(unit(seed, "third", ref) * 2), "Closed"))
+    return steps
+
+
+class SandboxSource:
+    """A generated ITSM behaving like a remote one (see module docstring).
+
+    Args:
+        name: the source's name in the configuration.
+        options: see :data:`SOURCE_OPTIONS_SCHEMA`.
+        ctx: state directory, mapping (the sandbox default when empty) and clock.
+    """
+
+    def __init__(self, name: str, options: Mapping[str, Any], ctx: ConnectorContext) -> None:
+        opts = resolve_options(SOURCE_OPTIONS_SCHEMA, options, f"sources.{name}")
+        try:
+            self._overlap = parse_duration(opts["overlap"], allow_business_days=False).seconds
+        except InputError as exc:
+            msg = f"sources.{name}.overlap: {exc}"
+            raise ConfigError(msg) from exc
+        try:
+            ZoneInfo(opts["timezone"])
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            msg = f"sources.{name}.timezone: unknown time zone {opts['timezone']!r}"
+            raise ConfigError(msg) from exc
+        self.name = name
+        self._opts = opts
+        self._ctx = ctx
+        self._mapping = dict(ctx.mapping) if ctx.mapping else mappings.load("sandbox")
+        self._dataset = f"{opts['seed']}|{opts['month']}|{opts['incidents']}|{opts['timezone']}"
+        self._state = RemoteState(ctx.state_dir, "source", name)
+
+    def _now(self) -> datetime:
+        return to_utc(self._ctx.clock())
+
+    def _call(self) -> None:
+        failure = self._state.roll(
+            self._opts["seed"], self._opts["failure_rate"], WHAT, self._opts["retry_after"]
+        )
+        if failure is not None:
+            raise failure.error
+
+    def _dataset_span(self) -> tuple[int, int]:
+        span = self._state.dataset_range(self._dataset)
+        if span is None:
+            o = self._opts
+            raws = generate_incidents(o["seed"], o["month"], o["incidents"], o["timezone"])
+            self._state.store_dataset(self._dataset, raws)
+            span = self._state.dataset_range(self._dataset)
+        if span is None:
+            msg = f"{WHAT}: dataset {self._dataset!r} was not stored"
+            raise StateError(msg)
+        return span
+
+    def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
+        """Yield the incidents updated since ``cursor`` − overlap, as of the clock.
+
+        Ordered by (updated, id), ``page_size`` per batch; each batch's
+        cursor is the greatest ``updated`` returned so far (ISO, UTC). Each
+        page is one remote call that may fail with :class:`RetriableError`.
+        """
+        now = self._now()
+        previous = None if cursor is None else parse_instant(cursor)
+        since = None if previous is None else previous - timedelta(seconds=self._overlap)
+        self._call()
+        span = self._dataset_span()
+        low = None if since is None else int(since.timestamp())
+        order = self._state.changed(span, low, int(now.timestamp()))
+        size = self._opts["page_size"]
+        high = previous
+        for start in range(0, len(order), size):
+            if start:
+                self._call()
+            page = order[start : start + size]
+            raws = self._state.incidents([row for row, _ in page])
+            records = []
+            for row, _ in page:
+                view = view_as_of(raws[row], now)
+                if view is not None:
+                    records.append(map_incident(view, self._mapping))
+            last = datetime.fromtimestamp(page[-1][1], UTC)
+            high = last if high is None else max(high, last)
+            yield PulledBatch(records=records, cursor=iso(high))
+
+    def create_ticket(self, ticket: TicketRequest) -> TicketRef:
+        """Create a ticket, or return the one already holding ``ticket.dedup_key``."""
+        failure = self._state.roll(
+            self._opts["seed"], self._opts["failure_rate"], WHAT, self._opts["retry_after"]
+        )
+        if failure is not None and not failure.after_write:
+            raise failure.error
+        payload = {
+            "title": ticket.title,
+            "description": ticket.description,
+            "labels": list(ticket.labels),
+            "incident": {"id": ticket.incident_external_id, "key": ticket.incident_key},
+            "rule": ticket.rule,
+            "severity": ticket.severity,
+            "raised_at": iso(ticket.raised_at),
+            "deadline": iso(ticket.deadline),
+        }
+        seq = self._state.create_ticket(ticket.dedup_key, payload, iso(self._now()) or "")
+        if failure is not None:
+            raise failure.error
+        return TicketRef(ref=f"SBX-QA-{seq}", url=f"sandbox://itsm/{self.name}/SBX-QA-{seq}")
+
+    def ticket_status(self, ref: str) -> TicketStatus:
+        """Read a ticket; each read moves it along its deterministic plan.
+
+        Raises:
+            FatalError: no such ticket (404).
+        """
+        self._call()
+        prefix, _, number = ref.rpartition("-")
+        seq = int(number) if prefix == "SBX-QA" and number.isdigit() else None
+        now = iso(self._now())
+        plan = ticket_plan(self._opts["seed"], ref)
+
+        def step(reads: int, status: str, closed_at: str | None) -> tuple[str, str | None]:
+            new = [s for need, s in plan if need <= reads][-1]
+            done = TICKET_CATEGORIES[new] in _DONE
+            return new, closed_at or (now if done else None)
+
+        result = None if seq is None else self._state.advance_ticket(seq, step)
+        if result is None:
+            msg = f"{WHAT}: 404 ticket {ref!r} not found"
+            raise FatalError(msg, ref=ref)
+        status, closed_at = result
+        return TicketStatus(
+            ref=ref,
+            status=status,
+            category=TICKET_CATEGORIES[status],
+            closed_at=None if closed_at is None else parse_instant(closed_at),
+        )
+
+    def close(self) -> None:
+        """Close the state file."""
+        self._state.close()
