@@ -12,6 +12,7 @@ recorded in bench/baseline.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -55,6 +56,18 @@ class PeakSampler(threading.Thread):
 def bench(n: int) -> tuple[float, float, list[tuple[str, float, float]]]:
     with tempfile.TemporaryDirectory(prefix="qloop-bench-") as tmp:
         cfg = demo_config(Path(tmp), n)
+        # measure qloop, not the sandbox's injected failures and their retry waits
+        cfg = dataclasses.replace(
+            cfg,
+            sources={
+                k: dataclasses.replace(v, options={**v.options, "failure_rate": 0})
+                for k, v in cfg.sources.items()
+            },
+            channels={
+                k: dataclasses.replace(v, options={**v.options, "failure_rate": 0})
+                for k, v in cfg.channels.items()
+            },
+        )
         rt = open_runtime(cfg)
         sampler = PeakSampler()
         sampler.start()

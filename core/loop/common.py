@@ -19,7 +19,7 @@ log = logging.getLogger("qloop.loop")
 T = TypeVar("T")
 
 MAX_RESTARTS = 5
-"""Times a pull or collect resumes from its last committed cursor after retriable errors."""
+"""Retriable failures in a row, with no batch between them, before a pull or collect gives up."""
 MAX_RESTART_WAIT_S = 30.0
 
 
@@ -95,12 +95,15 @@ def resumable(
     """Iterate a connector stream, resuming from the last committed cursor on retriable errors.
 
     A generator that raised cannot continue, so after a :class:`RetriableError`
-    the stream is reopened from the cursor the caller committed last.
+    the stream is reopened from the cursor the caller committed last. It gives
+    up after :data:`MAX_RESTARTS` failures in a row with no batch in between.
     """
     restarts = 0
     while True:
         try:
-            yield from open_stream(load_cursor())
+            for item in open_stream(load_cursor()):
+                restarts = 0  # progress: only failures in a row count
+                yield item
             return
         except RetriableError as exc:
             restarts += 1
