@@ -12,7 +12,8 @@ retrying and :class:`core.errors.FatalError` for the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from core.records import (
     Contact,
     MessageKind,
     OutboundMessage,
+    Outcome,
     PulledBatch,
     SendResult,
     TicketRef,
@@ -38,12 +40,15 @@ class ConnectorContext:
 
     ``mapping`` is the connector type's default mapping from ``mappings/``
     merged with the deployment's overrides; ``state_dir`` is where a
-    connector may keep local files; ``clock`` returns aware UTC now.
+    connector may keep local files; ``clock`` returns aware UTC now;
+    ``sleep`` is how the connector waits (retries, rate budgets), so tests
+    can run on a fake clock.
     """
 
     state_dir: Path
     mapping: Mapping[str, Any] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = time.sleep
 
 
 @runtime_checkable
@@ -102,4 +107,33 @@ class Channel(Protocol):
 
     def close(self) -> None:
         """Release sessions and connections."""
+        ...
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """A connector that can check its credentials and permissions (``qloop sources test``)."""
+
+    def probe(self) -> list[str]:
+        """Lines describing what the connector can see (account, projects, counts).
+
+        Raise :class:`core.errors.FatalError` (or RetriableError) with a clear
+        message naming what is wrong: URL, credentials, permission, TLS.
+        """
+        ...
+
+
+@runtime_checkable
+class WebhookReceiver(Protocol):
+    """A channel that also receives outcomes pushed to qloop's own endpoint."""
+
+    def receive(self, headers: Mapping[str, str], body: bytes, url: str) -> Sequence[Outcome]:
+        """Verify one delivery and turn it into outcomes.
+
+        ``headers`` are matched case-insensitively; ``url`` is the full URL the
+        provider posted to (some signatures cover it). Raise
+        :class:`core.errors.InputError` for a forged, stale or malformed
+        delivery (nothing is stored then). Must not store anything itself:
+        the caller stores the outcomes and commits before answering 2xx.
+        """
         ...

@@ -121,7 +121,9 @@ class Runtime:
 
     def _context(self, mapping: dict[str, Any]) -> ConnectorContext:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        return ConnectorContext(state_dir=self.config.state_dir, mapping=mapping, clock=self.clock)
+        return ConnectorContext(
+            state_dir=self.config.state_dir, mapping=mapping, clock=self.clock, sleep=self.sleep
+        )
 
     def source(self, name: str) -> Source:
         """The live source connector ``name`` (built on first use)."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.compliance import normalise_score
@@ -102,4 +103,29 @@ def collect(rt: Runtime, channel: str) -> StepResult:
         raise
     finally:
         finish_run(rt, run_id, state_name, result, error)
+    return result
+
+
+def accept_outcomes(rt: Runtime, channel: str, outcomes: Sequence[Outcome]) -> StepResult:
+    """Store outcomes pushed to qloop (webhooks) in one transaction, committed on return.
+
+    A delivery seen before changes nothing (``counts["duplicates"]``). The
+    caller answers the provider with 2xx only after this returns. Matching
+    to incidents is reconcile's job, run right after or on its schedule.
+    """
+    result = StepResult(f"receive {channel}")
+    if channel not in rt.config.channels:
+        msg = f"unknown channel {channel!r}"
+        raise InputError(msg, field="channel")
+    for attempt in (1, 2):
+        result = StepResult(f"receive {channel}")
+        try:
+            with rt.db.session() as s:
+                store_outcomes(s, channel, outcomes, rt.now(), result)
+        except IntegrityError:
+            # the same delivery committed concurrently: the second pass sees it
+            if attempt == 2:
+                raise
+            continue
+        break
     return result
