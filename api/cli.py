@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +18,8 @@ from core.logs import configure
 from core.runtime import open_runtime
 
 DEFAULT_CONFIG = "qloop.yaml"
+COMMAND_MODULES = ("api.cli_sources", "api.cli_jobs", "api.cli_serve")
+"""Modules adding subcommands: each has ``add_commands(sub, with_config)``."""
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -154,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=".demo", help="working folder (recreated)")
     p.add_argument("--incidents", type=int, default=None, help="sandbox incidents (default 400)")
     p.set_defaults(func=cmd_demo)
+
+    for module in COMMAND_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).add_commands(sub, with_config)
     return parser
 
 
