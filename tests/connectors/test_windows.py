@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ def test_windows_are_disjoint_and_cover_the_range(seconds: int, parts: int) -> N
     end = T0 + timedelta(seconds=seconds)
     windows = split_range(T0, end, parts)
     assert windows[0][0] == T0 and windows[-1][1] == end
-    for (_, hi), (lo, _) in zip(windows, windows[1:], strict=False):
+    for (_, hi), (lo, _) in itertools.pairwise(windows):
         assert hi == lo
     assert all(lo < hi for lo, hi in windows)
 
