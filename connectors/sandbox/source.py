@@ -128,6 +128,17 @@ class SandboxSource:
             raise StateError(msg)
         return span
 
+    def probe(self) -> list[str]:
+        """What ``qloop sources test`` shows: the generated dataset and how much is visible now."""
+        self._call()
+        lo, hi = self._dataset_span()
+        o = self._opts
+        return [
+            f"sandbox ITSM, seed {o['seed']!r}, month {o['month']}, zone {o['timezone']}",
+            f"{hi - lo + 1 if hi >= lo else 0} generated incidents; "
+            f"failure rate {o['failure_rate']:.0%} (retriable, Retry-After {o['retry_after']} s)",
+        ]
+
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
         """Yield the incidents updated since ``cursor`` − overlap, as of the clock.
 
