@@ -18,6 +18,7 @@ needs and none should re-implement:
 from __future__ import annotations
 
 import email.utils
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from core.errors import FatalError, RetriableError
 from core.retry import DEFAULT_ATTEMPTS, call_with_retry, make_retrying
 
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 MessageOf = Callable[[httpx.Response], str | None]
 """Extracts the server's own error message from a failed response (None: none found)."""
 
@@ -88,6 +90,21 @@ class HostBudget:
             self._next = slot + 1.0 / self.rate
         if slot > now:
             sleep(slot - now)
+
+
+class _NotRetried(Exception):
+    """Carries a retriable error out of the retry loop untouched (non-idempotent request)."""
+
+    def __init__(self, error: RetriableError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _tls(verify: bool | str) -> bool | ssl.SSLContext:
+    """httpx's ``verify``: a bool, or a context trusting the CA bundle at a path."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def _default_message(response: httpx.Response) -> str | None:
@@ -150,7 +167,7 @@ class HttpService:
             headers=dict(headers or {}),
             auth=auth,
             timeout=timeout,
-            verify=verify,
+            verify=_tls(verify),
             transport=transport,
             follow_redirects=False,
         )
@@ -173,7 +190,7 @@ class HttpService:
                 msg = f"{where}: TLS error talking to {self.host}: {text}"
                 raise FatalError(msg, connector=self.name) from None
             msg = f"{where}: cannot connect to {self.host}: {text or type(exc).__name__}"
-            raise RetriableError(msg, connector=self.name) from None
+            raise RetriableError(msg, connector=self.name, unsent=True) from None
         except httpx.TimeoutException as exc:
             msg = f"{where}: timed out ({type(exc).__name__})"
             raise RetriableError(msg, connector=self.name) from None
@@ -192,16 +209,44 @@ class HttpService:
             )
         raise FatalError(msg, connector=self.name, status=response.status_code)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A request retried on :class:`RetriableError` (``Retry-After`` honoured)."""
+    def request(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """A request retried on :class:`RetriableError` (``Retry-After`` honoured).
+
+        Only idempotent requests are retried whatever the failure (by
+        default GET, PUT, DELETE…; pass ``idempotent=True`` for a POST that
+        only reads, such as a search or a JSON-RPC read). A POST or
+        PATCH is retried only when the server cannot have acted on it (429,
+        or no connection); after a 5xx or a timeout the error goes up, and
+        the connector must look for the result (search by dedup key) before
+        trying again — a blind retry could create a second ticket.
+        """
         retrying = make_retrying(attempts=self.attempts, sleep=self.sleep)
-        return call_with_retry(lambda: self.send_once(method, path, **kwargs), retrying)
+        if idempotent is None:
+            idempotent = method.upper() in IDEMPOTENT_METHODS
+        if idempotent:
+            return call_with_retry(lambda: self.send_once(method, path, **kwargs), retrying)
+
+        def once_unless_refused() -> httpx.Response:
+            try:
+                return self.send_once(method, path, **kwargs)
+            except RetriableError as exc:
+                if getattr(exc, "status", None) == 429 or getattr(exc, "unsent", False):
+                    raise
+                raise _NotRetried(exc) from exc
+
+        try:
+            return call_with_retry(once_unless_refused, retrying)
+        except _NotRetried as wrapped:
+            raise wrapped.error from None
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.json_of(self.request("GET", path, **kwargs), "GET", path)
 
-    def post_json(self, path: str, body: Any, **kwargs: Any) -> Any:
-        return self.json_of(self.request("POST", path, json=body, **kwargs), "POST", path)
+    def post_json(self, path: str, body: Any, *, idempotent: bool = False, **kwargs: Any) -> Any:
+        response = self.request("POST", path, json=body, idempotent=idempotent, **kwargs)
+        return self.json_of(response, "POST", path)
 
     def json_of(self, response: httpx.Response, method: str, path: str) -> Any:
         """The response's JSON, or a :class:`RetriableError` naming where it was not JSON."""

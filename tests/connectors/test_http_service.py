@@ -109,3 +109,37 @@ def test_host_budget_spaces_requests_and_is_shared_per_host() -> None:
     unlimited: list[float] = []
     HostBudget(0).acquire(unlimited.append)
     assert unlimited == []
+
+
+@respx.mock
+def test_a_post_is_not_retried_after_the_server_may_have_acted() -> None:
+    route = respx.post(f"{BASE}/ticket").mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "2"}),
+            httpx.Response(502, text="bad gateway"),
+            httpx.Response(201, json={"id": 1}),
+        ]
+    )
+    waits: list[float] = []
+    with pytest.raises(RetriableError, match="HTTP 502"):
+        service(waits).post_json("/ticket", {"name": "x"})
+    # the 429 was retried (nothing was done), the 502 was not (the ticket may exist)
+    assert route.call_count == 2 and waits == [2.0]
+
+
+@respx.mock
+def test_a_post_that_could_not_connect_is_retried() -> None:
+    route = respx.post(f"{BASE}/ticket").mock(
+        side_effect=[httpx.ConnectError("refused"), httpx.Response(201, json={"id": 7})]
+    )
+    assert service([]).post_json("/ticket", {"name": "x"}) == {"id": 7}
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_a_read_only_post_may_be_marked_idempotent() -> None:
+    route = respx.post(f"{BASE}/search").mock(
+        side_effect=[httpx.Response(503), httpx.Response(200, json={"issues": []})]
+    )
+    assert service([]).post_json("/search", {"jql": "x"}, idempotent=True) == {"issues": []}
+    assert route.call_count == 2

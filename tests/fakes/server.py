@@ -17,6 +17,7 @@ def serve(app: Any, *, timeout: float = 10.0) -> Iterator[str]:
     """Run ``app`` on a free loopback port; yields its base URL (``http://127.0.0.1:N``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
