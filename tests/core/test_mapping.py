@@ -230,8 +230,8 @@ def test_render_ticket_errors():
 
 
 def test_mappings_load_unknown_lists_available():
-    with pytest.raises(ConfigError, match=r"unknown mapping 'jira_sm'.*sandbox"):
-        mappings.load("jira_sm")
+    with pytest.raises(ConfigError, match=r"unknown mapping 'no_such_itsm'.*sandbox"):
+        mappings.load("no_such_itsm")
     with pytest.raises(ConfigError):
         mappings.load("../pyproject")
     assert "sandbox" in mappings.available()

@@ -1,0 +1,253 @@
+"""Pulling tickets: the cursor, the incremental stream and the concurrent backfill.
+
+The cursor is this connector's own JSON string::
+
+    {"v": 1, "w": "2026-10-25T00:59:12+00:00", "seen": {"4821": [1792889952, "9f…"]}}
+
+``w`` is the watermark, the greatest ``date_mod`` read (UTC, first reading
+of GLPI's naive value); ``seen`` holds each ticket read with a ``date_mod``
+inside the overlap window ``[w − overlap, w]``: its ``date_mod`` (epoch
+seconds) and a digest of its raw record.
+
+The next pull asks for ``date_mod ≥ w − overlap`` (converted to the
+server's naive time so that it also holds across the end of DST, when
+naive time goes back an hour) and then
+
+* skips a row whose (id, ``date_mod``) is in ``seen`` — already delivered;
+* re-reads a row in ``seen`` at the watermark second itself: GLPI's
+  ``date_mod`` has one-second granularity, so a ticket read at second ``w``
+  may have changed again within that second; it is delivered again only
+  when its digest differs;
+* delivers every other row, which covers rows committed late with a
+  ``date_mod`` already passed (the overlap window's purpose).
+
+So nothing is skipped and nothing is delivered twice. A first sync with
+``backfill_from`` cuts ``[backfill_from, newest date_mod]`` into disjoint
+windows pulled concurrently (:func:`connectors.windows.pull_windows`); a
+window keeps the rows whose ``date_mod`` falls in it, so each ticket comes
+exactly once. Its intermediate cursors are the safe cursors of the windows
+(a resume may re-read, never skip); the last one carries the ``seen`` set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.glpi.convert import ServerClock, shift_naive
+from connectors.glpi.search import DATE_MOD, scan, search_page
+from connectors.glpi.session import GlpiSession
+from connectors.glpi.tickets import TicketReader, as_int, digest
+from connectors.windows import prefetch, pull_windows
+from core.errors import InputError, StateError
+from core.mapping import map_incident
+from core.records import IncidentRecord, PulledBatch
+from core.timeutil import iso, parse_instant
+
+MAX_SEEN = 20_000
+"""Entries kept in a cursor's ``seen`` set; beyond it the oldest go (a re-read is harmless)."""
+
+
+@dataclass
+class Cursor:
+    """Watermark plus the tickets read inside the overlap window (see the module docstring)."""
+
+    watermark: datetime | None = None
+    seen: dict[int, tuple[int, str]] = field(default_factory=dict)
+
+    def encode(self) -> str | None:
+        if self.watermark is None:
+            return None
+        seen = {str(k): [e, d] for k, (e, d) in sorted(self.seen.items(), key=lambda i: i[1][0])}
+        return json.dumps({"v": 1, "w": iso(self.watermark), "seen": seen}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | None, where: str) -> Cursor:
+        """Read a cursor; a bare ISO instant (an older or hand-set cursor) is a watermark."""
+        if not text:
+            return cls()
+        if not text.lstrip().startswith("{"):
+            try:
+                return cls(parse_instant(text.strip()))
+            except InputError as exc:
+                msg = f"{where}: stored cursor is not this connector's: {exc}"
+                raise StateError(msg) from None
+        try:
+            doc = json.loads(text)
+            watermark = parse_instant(str(doc["w"])) if doc.get("w") else None
+            seen = {int(k): (int(v[0]), str(v[1])) for k, v in (doc.get("seen") or {}).items()}
+        except (ValueError, KeyError, TypeError, IndexError, InputError) as exc:
+            msg = f"{where}: stored cursor is unreadable ({type(exc).__name__}: {exc})"
+            raise StateError(msg) from None
+        return cls(watermark, seen)
+
+    def add(self, ticket_id: int, epoch: int, dig: str) -> None:
+        self.seen[ticket_id] = (epoch, dig)
+        instant = datetime.fromtimestamp(epoch, UTC)
+        if self.watermark is None or instant > self.watermark:
+            self.watermark = instant
+
+    def prune(self, overlap_s: int) -> None:
+        if self.watermark is None:
+            return
+        floor = int(self.watermark.timestamp()) - overlap_s
+        kept = [(k, v) for k, v in self.seen.items() if v[0] >= floor]
+        kept.sort(key=lambda item: item[1][0])
+        self.seen = dict(kept[-MAX_SEEN:])
+
+
+Read = tuple[int, int, str, IncidentRecord | None]
+"""(ticket id, date_mod epoch, digest, record to deliver or None when unchanged)."""
+
+
+class Puller:
+    """Turns search rows into mapped records, incrementally or as a backfill."""
+
+    def __init__(
+        self,
+        name: str,
+        session: GlpiSession,
+        clock: ServerClock,
+        mapping: Mapping[str, Any],
+        page_size: int,
+        overlap_s: int,
+        detail_workers: int = 4,
+    ) -> None:
+        self.name = name
+        self.session = session
+        self.clock = clock
+        self.mapping = mapping
+        self.page_size = page_size
+        self.overlap_s = overlap_s
+        self.reader = TicketReader(session, clock)
+        self._pool = ThreadPoolExecutor(max(detail_workers, 1), thread_name_prefix=f"glpi-{name}")
+
+    def close(self) -> None:
+        """Stop the detail-reading threads."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def read_all(self, jobs: list[Callable[[], Read]]) -> list[Read]:
+        """Run one page's ticket reads concurrently (each reads 3–5 sub-items), in order."""
+        if len(jobs) <= 1:
+            return [job() for job in jobs]
+        return list(self._pool.map(lambda job: job(), jobs))
+
+    def _map(self, raw: Mapping[str, Any]) -> IncidentRecord:
+        try:
+            return map_incident(raw, self.mapping)
+        except InputError as exc:
+            msg = f"{self.name}: {exc}"
+            raise InputError(msg, **exc.attrs) from exc
+
+    def _epoch(self, row: Mapping[str, Any]) -> int:
+        instant = self.clock.parse(row.get("date_mod"))
+        if instant is None:
+            msg = f"{self.name}: ticket {row.get('id')} has no date_mod"
+            raise InputError(msg, record=str(row.get("id")), field="date_mod")
+        return int(instant.timestamp())
+
+    def read(self, row: Mapping[str, Any], previous: tuple[int, str] | None = None) -> Read:
+        """Build and map one row; None as record when it equals ``previous`` (digest)."""
+        raw = self.reader.build(row)
+        dig = digest(raw)
+        ticket_id = int(raw["id"])
+        epoch = self._epoch(row)
+        if previous is not None and previous == (epoch, dig):
+            return ticket_id, epoch, dig, None
+        return ticket_id, epoch, dig, self._map(raw)
+
+    # -- incremental ------------------------------------------------------------
+
+    def incremental(self, start: Cursor) -> Iterator[PulledBatch]:
+        """Tickets changed since the cursor's watermark − overlap, a batch per page."""
+        since = None
+        if start.watermark is not None:
+            since = start.watermark - timedelta(seconds=self.overlap_s)
+        lower = None if since is None else self.clock.lower_bound(since)
+        hot = None if start.watermark is None else int(start.watermark.timestamp())
+        known = dict(start.seen)
+        self.reader.forget_users()
+
+        def pages() -> Iterator[list[Read]]:
+            for rows in scan(self.session, lower, None, self.page_size):
+                out: list[Callable[[], Read]] = []
+                for row in rows:
+                    ticket_id = as_int(row.get("id"))
+                    late = self.clock.parse_late(row.get("date_mod"))
+                    if since is not None and (late is None or late < since):
+                        continue  # below the window (the criterion's one-second margin)
+                    epoch = self._epoch(row)
+                    previous = known.get(ticket_id or -1)
+                    if previous is not None and previous[0] == epoch:
+                        if epoch != hot:
+                            continue  # delivered before, and settled
+                        out.append(lambda row=row, previous=previous: self.read(row, previous))
+                        continue
+                    out.append(lambda row=row: self.read(row))
+                yield self.read_all(out)
+
+        state = Cursor(start.watermark, dict(start.seen))
+        for page in prefetch(pages(), depth=1):
+            before = state.encode()
+            records = []
+            for ticket_id, epoch, dig, record in page:
+                state.add(ticket_id, epoch, dig)
+                if record is not None:
+                    records.append(record)
+            state.prune(self.overlap_s)
+            after = state.encode()
+            if records or after != before:
+                yield PulledBatch(records=records, cursor=after)
+
+    # -- backfill ---------------------------------------------------------------
+
+    def newest(self) -> datetime | None:
+        """The greatest ``date_mod`` visible (one-row search sorted descending)."""
+        page = search_page(self.session, [], 0, 1, sort=DATE_MOD, order="DESC")
+        if not page.rows:
+            return None
+        return self.clock.parse(page.rows[0].get("date_mod"))
+
+    def backfill(self, start: datetime, parts: int, workers: int) -> Iterator[PulledBatch]:
+        """Every ticket modified since ``start``, as concurrent disjoint windows."""
+        self.reader.forget_users()
+        newest = self.newest()
+        if newest is None:
+            return
+        end = newest + timedelta(seconds=1)
+        if end <= start:
+            yield from self.incremental(Cursor(start + timedelta(seconds=self.overlap_s)))
+            return
+
+        def fetch(lo: datetime, hi: datetime) -> Iterator[list[Read]]:
+            lower = self.clock.lower_bound(lo)
+            upper = shift_naive(self.clock.upper_bound(hi), 1)
+            for rows in scan(self.session, lower, upper, self.page_size):
+                out: list[Callable[[], Read]] = [
+                    lambda row=row: self.read(row)
+                    for row in rows
+                    if lo <= datetime.fromtimestamp(self._epoch(row), UTC) < hi
+                ]
+                if out:
+                    yield self.read_all(out)
+
+        tail = Cursor()
+        floor = int(newest.timestamp()) - self.overlap_s
+        for page, safe in pull_windows(fetch, start, end, parts=parts, workers=workers):
+            records = []
+            for ticket_id, epoch, dig, record in page:
+                if epoch >= floor:
+                    tail.add(ticket_id, epoch, dig)
+                if record is not None:
+                    records.append(record)
+            if safe >= end:
+                tail.watermark = max(tail.watermark or newest, newest)
+                tail.prune(self.overlap_s)
+                cursor = tail.encode()
+            else:
+                cursor = Cursor(safe).encode()
+            yield PulledBatch(records=records, cursor=cursor)

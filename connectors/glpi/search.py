@@ -1,0 +1,193 @@
+"""``/search/Ticket`` by modification date, paged with ``range``.
+
+GLPI answers a search page with ``206 Partial Content`` while rows remain
+and ``200`` when the page holds the last one; ``Content-Range: a-b/total``
+says where it is and ``Accept-Range: Ticket <max>`` how large a page may be.
+A start past the total is ``400 ERROR_RANGE_EXCEED_TOTAL``: the end of data,
+not an error. Rows are keyed by search-option ids (``"19"`` is ``date_mod``);
+:data:`FIELDS` renames them.
+
+:func:`scan` pages keyset-style over ``date_mod`` (field 19, ascending):
+each page re-anchors its criteria at the last ``date_mod`` read and skips,
+by range offset, the rows already read at that second (less a margin, so a
+row that moved away mid-scan cannot make another one skipped). Offsets thus
+stay small whatever the size of the data, and a row modified during the
+scan comes again later with its new ``date_mod``. Comparisons are on
+GLPI's naive server-local strings, as GLPI itself does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.glpi.convert import shift_naive
+from connectors.glpi.session import GlpiSession, error_code
+from core.errors import FatalError, RetriableError
+
+FIELDS: dict[str, str] = {
+    "1": "name",
+    "2": "id",
+    "3": "priority",
+    "7": "category",
+    "10": "urgency",
+    "12": "status",
+    "14": "type",
+    "15": "date",
+    "16": "closedate",
+    "17": "solvedate",
+    "18": "time_to_resolve",
+    "19": "date_mod",
+    "21": "content",
+    "80": "entity",
+    "82": "ttr_exceeded",
+    "150": "takeintoaccount_delay_stat",
+    "153": "waiting_duration",
+    "154": "solve_delay_stat",
+    "155": "time_to_own",
+    "159": "tto_exceeded",
+}
+"""Ticket search options read by the connector (``forcedisplay``), by GLPI id."""
+DATE_MOD = "19"
+NAME = "1"
+MARGIN = 10
+"""Rows re-read at the anchor second on each page (deduplicated)."""
+_RANGE = re.compile(r"^\s*(\d+)-(-?\d+)/(\d+)\s*$")
+
+Criterion = tuple[str, str, str]
+"""(field id, searchtype, value), joined with AND."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of search rows (renamed with :data:`FIELDS`) and whether it is the last."""
+
+    rows: list[dict[str, Any]]
+    total: int | None
+    last: bool
+    max_range: int | None = None
+
+
+def parse_content_range(value: str | None) -> tuple[int, int, int] | None:
+    """``Content-Range: 0-199/1234`` as (start, end, total); None when absent or odd."""
+    if not value:
+        return None
+    match = _RANGE.match(value)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def parse_accept_range(value: str | None) -> int | None:
+    """``Accept-Range: Ticket 990`` as 990."""
+    if not value:
+        return None
+    tail = value.strip().rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def search_params(
+    criteria: list[Criterion], start: int, size: int, sort: str = DATE_MOD, order: str = "ASC"
+) -> list[tuple[str, str]]:
+    """Query parameters of a ``/search/Ticket`` call (criteria ANDed, every field displayed)."""
+    params: list[tuple[str, str]] = []
+    for i, (field, searchtype, value) in enumerate(criteria):
+        if i:
+            params.append((f"criteria[{i}][link]", "AND"))
+        params += [
+            (f"criteria[{i}][field]", field),
+            (f"criteria[{i}][searchtype]", searchtype),
+            (f"criteria[{i}][value]", value),
+        ]
+    params += [(f"forcedisplay[{i}]", f) for i, f in enumerate(FIELDS)]
+    params += [("sort", sort), ("order", order), ("range", f"{start}-{start + size - 1}")]
+    return params
+
+
+def rename(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A search row keyed by field names instead of search-option ids."""
+    return {FIELDS.get(str(k), str(k)): v for k, v in row.items()}
+
+
+def search_page(
+    session: GlpiSession,
+    criteria: list[Criterion],
+    start: int,
+    size: int,
+    sort: str = DATE_MOD,
+    order: str = "ASC",
+) -> Page:
+    """One page of ``/search/Ticket`` (rows renamed); a range past the total is the end."""
+    params = search_params(criteria, start, size, sort, order)
+    try:
+        response = session.request("GET", "/search/Ticket", params=params)
+    except FatalError as exc:
+        if error_code(exc) == "ERROR_RANGE_EXCEED_TOTAL":
+            return Page([], None, True)
+        raise
+    data = session.http.json_of(response, "GET", "/search/Ticket")
+    if not isinstance(data, dict):
+        msg = f"{session.name}: GET /search/Ticket: unexpected reply {str(data)[:120]!r}"
+        raise RetriableError(msg, connector=session.name)
+    rows = [rename(r) for r in data.get("data") or [] if isinstance(r, Mapping)]
+    total = data.get("totalcount")
+    span = parse_content_range(response.headers.get("Content-Range"))
+    if span is not None:
+        total = span[2]
+    total = int(total) if total is not None else None
+    last = not rows if response.status_code == 206 else True  # 206: more remain
+    if total is not None and start + len(rows) >= total:
+        last = True
+    max_range = parse_accept_range(response.headers.get("Accept-Range"))
+    return Page(rows, total, last, max_range)
+
+
+def scan(
+    session: GlpiSession,
+    lower: str | None,
+    upper: str | None,
+    page_size: int,
+    extra: list[Criterion] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Rows with naive ``lower <= date_mod < upper``, oldest first, one list per page.
+
+    Args:
+        session: The open session.
+        lower: Naive lower bound (inclusive), None for no bound.
+        upper: Naive upper bound (exclusive), None for no bound.
+        page_size: Rows per request (shrunk to the server's ``Accept-Range``).
+        extra: More criteria ANDed to the date ones.
+
+    A row is yielded once per (id, date_mod) in a scan; a row modified while
+    the scan runs is yielded again with its new ``date_mod``.
+    """
+    size = max(page_size, 1)
+    anchor = lower
+    at_anchor = 0
+    recent: set[tuple[Any, Any]] = set()
+    while True:
+        criteria = list(extra or [])
+        if anchor is not None:
+            criteria.append((DATE_MOD, "morethan", shift_naive(anchor, -1)))
+        if upper is not None:
+            criteria.append((DATE_MOD, "lessthan", upper))
+        margin = min(MARGIN, size // 2)
+        start = max(0, at_anchor - margin)
+        page = search_page(session, criteria, start, size)
+        if page.max_range is not None and page.max_range < size:
+            size = max(page.max_range, 1)
+        fresh = [r for r in page.rows if (r.get("id"), r.get("date_mod")) not in recent]
+        if fresh:
+            yield fresh
+        if not page.rows or page.last:
+            return
+        last = str(page.rows[-1].get("date_mod"))
+        if last == anchor:
+            at_anchor = start + len(page.rows)
+        else:
+            anchor = last
+            at_anchor = sum(1 for r in page.rows if str(r.get("date_mod")) == last)
+            recent = set()
+        recent |= {(r.get("id"), r.get("date_mod")) for r in page.rows if r.get("date_mod") == last}

@@ -1,0 +1,129 @@
+"""The ``glpi`` source: GLPI's legacy REST API (``apirest.php``, GLPI 9.5–11).
+
+Pull, write-back and probe on one session (:mod:`connectors.glpi.session`);
+how tickets are found and mapped is in :mod:`connectors.glpi.pull` and
+:mod:`connectors.glpi.tickets`, nonconformity tickets in
+:mod:`connectors.glpi.writeback`.
+
+GLPI 11 keeps ``apirest.php`` (this connector's API) beside its new
+High-Level API (``/api.php/v2``, OAuth2 tokens, RSQL filters, no ``input``
+wrapper on writes). The differences that matter here: GLPI 11 returns text
+raw rather than HTML-encoded (decoding handles both), and the HL API's
+Ticket schema has no ``solvedate``, ``closedate`` or ``time_to_*``, so SLA
+work stays on ``apirest.php``. 11.0.7 broke some ``apirest.php`` sessions
+(glpi #24211): pin a fixed release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+import mappings
+from connectors.glpi.convert import ServerClock, decode_text
+from connectors.glpi.options import GlpiOptions, resolve
+from connectors.glpi.pull import Cursor, Puller
+from connectors.glpi.search import search_page
+from connectors.glpi.session import GlpiSession, with_hint
+from connectors.glpi.writeback import TicketWriter
+from core.connector import ConnectorContext
+from core.errors import ConnectorError, FatalError
+from core.records import PulledBatch, TicketRef, TicketRequest, TicketStatus
+
+
+class GlpiSource:
+    """A GLPI server as a qloop source (implements ``Source`` and ``Probe``).
+
+    Args:
+        name: The source's name in the configuration.
+        options: See :data:`connectors.glpi.options.OPTIONS_SCHEMA`.
+        ctx: Mapping (the ``glpi`` default when empty), clock and sleep.
+        transport: An ``httpx`` transport (tests).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        ctx: ConnectorContext,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.opts: GlpiOptions = resolve(name, options)
+        self.mapping = dict(ctx.mapping) if ctx.mapping else mappings.load("glpi")
+        self.clock = ServerClock(self.opts.server_tz)
+        self.session = GlpiSession(name, self.opts, ctx.sleep, transport)
+        self.puller = Puller(
+            name,
+            self.session,
+            self.clock,
+            self.mapping,
+            self.opts.page_size,
+            self.opts.overlap_s,
+            self.opts.detail_workers,
+        )
+        self.writer = TicketWriter(self.session, self.clock, self.mapping, self.opts.ticket)
+
+    def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
+        """Tickets changed since ``cursor`` (see :mod:`connectors.glpi.pull`).
+
+        Without a cursor and with ``backfill_from``, a concurrent backfill of
+        everything modified since then; without either, every visible ticket.
+        """
+        start = Cursor.decode(cursor, f"source {self.name}")
+        if start.watermark is None and self.opts.backfill_from is not None:
+            return self.puller.backfill(
+                self.opts.backfill_from, self.opts.backfill_parts, self.opts.backfill_workers
+            )
+        return self.puller.incremental(start)
+
+    def create_ticket(self, ticket: TicketRequest) -> TicketRef:
+        """Create a nonconformity ticket, or return the one already holding its dedup key."""
+        return self.writer.create(ticket)
+
+    def ticket_status(self, ref: str) -> TicketStatus:
+        """Status of a ticket qloop created (done at Solved or Closed)."""
+        return self.writer.status(ref)
+
+    def probe(self) -> list[str]:
+        """Session, profile, entities and visible tickets, or a FatalError saying what is wrong."""
+        url = self.opts.base_url
+        try:
+            self.session.token()
+        except ConnectorError as exc:
+            status = getattr(exc, "status", None)
+            if status == 404:
+                msg = f"{self.name}: {url} is not a GLPI REST API (404); check base_url"
+                raise FatalError(msg, connector=self.name) from None
+            if isinstance(exc, FatalError):
+                msg = f"{self.name}: cannot open a session: {with_hint(exc)}"
+                raise FatalError(msg, connector=self.name) from None
+            raise
+        try:
+            session = self.session.get("/getFullSession") or {}
+            profiles = self.session.get("/getMyProfiles") or {}
+            entities = self.session.get("/getActiveEntities") or {}
+            count = search_page(self.session, [], 0, 1).total
+        except FatalError as exc:
+            msg = f"{self.name}: {with_hint(exc)}"
+            raise FatalError(msg, connector=self.name) from None
+        info = session.get("session", {}) if isinstance(session, Mapping) else {}
+        profile = info.get("glpiactiveprofile", {}) if isinstance(info, Mapping) else {}
+        active = entities.get("active_entity", {}) if isinstance(entities, Mapping) else {}
+        mine = profiles.get("myprofiles", []) if isinstance(profiles, Mapping) else []
+        who = decode_text(info.get("glpiname")) or "?"
+        return [
+            f"GLPI at {url} (server time zone {self.opts.server_tz.key})",
+            f"logged in as {who}, profile {decode_text(profile.get('name')) or '?'} "
+            f"({len(mine)} profiles available)",
+            f"active entity {active.get('id', '?')}"
+            f"{' and its children' if active.get('active_entity_recursive') else ''}",
+            f"{count if count is not None else 'unknown number of'} tickets visible",
+        ]
+
+    def close(self) -> None:
+        """Stop the reading threads, kill the session and close the HTTP client."""
+        self.puller.close()
+        self.session.close()

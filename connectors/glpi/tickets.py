@@ -1,0 +1,264 @@
+"""One GLPI ticket as the raw record qloop maps: search row + actors + solution + status log.
+
+For each ticket found by the search, :class:`TicketReader` reads
+
+* ``/Ticket/{id}/Ticket_User``: the requester (``type`` 1; an anonymous one
+  has ``users_id`` 0 and an ``alternative_email``);
+* ``/User/{id}`` (phone, phone2, mobile, names) and ``/User/{id}/UserEmail``
+  (the default address first), cached per reader;
+* ``/Ticket/{id}/ITILSolution``: the last solution not refused;
+* ``/Ticket/{id}/Log``: status changes are ``id_search_option`` 12, old and
+  new values are status ids.
+
+and builds the dict described in ``mappings/glpi.yaml``: GLPI's values
+(text HTML-decoded), plus ``utc`` holding every instant converted from the
+server's zone to aware UTC (ISO 8601) and the status history built from the
+log (entered status per change, the initial status at ``date``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from connectors.glpi.convert import ServerClock, decode_text, html_to_text
+from connectors.glpi.session import GlpiSession, error_code
+from core.errors import FatalError
+from core.timeutil import iso
+
+STATUS_FIELD = "12"
+REQUESTER = 1
+STATUS_NAMES = {
+    1: "New",
+    2: "Processing (assigned)",
+    3: "Processing (planned)",
+    4: "Pending",
+    5: "Solved",
+    6: "Closed",
+}
+SOLUTION_REFUSED = 4
+_DATES = ("date", "date_mod", "solvedate", "closedate", "time_to_own", "time_to_resolve")
+_TEXT = ("name", "category", "entity")
+
+
+def as_int(value: Any) -> int | None:
+    """GLPI ids and enums arrive as ints or numeric strings; None when neither."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def _flag(value: Any) -> bool | None:
+    number = as_int(value)
+    return None if number is None else bool(number)
+
+
+def digest(raw: Mapping[str, Any]) -> str:
+    """A short stable digest of a raw record (to tell a same-second change from a re-read)."""
+    blob = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class TicketReader:
+    """Builds raw ticket records; safe to share between backfill threads."""
+
+    def __init__(self, session: GlpiSession, clock: ServerClock) -> None:
+        self.session = session
+        self.clock = clock
+        self._users: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def forget_users(self) -> None:
+        """Drop cached users (each pull reads contact details afresh)."""
+        with self._lock:
+            self._users.clear()
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        try:
+            data = self.session.get(path, params={"range": "0-999", "get_hateoas": "false"})
+        except FatalError as exc:
+            if error_code(exc) in ("ERROR_ITEM_NOT_FOUND", "ERROR_RANGE_EXCEED_TOTAL"):
+                return []
+            raise
+        return [d for d in data or [] if isinstance(d, Mapping)] if isinstance(data, list) else []
+
+    def user(self, user_id: int) -> dict[str, Any]:
+        """A requester's name, phones and e-mail (cached)."""
+        with self._lock:
+            cached = self._users.get(user_id)
+        if cached is not None:
+            return cached
+        try:
+            data = self.session.get(f"/User/{user_id}", params={"get_hateoas": "false"})
+        except FatalError as exc:
+            if error_code(exc) not in ("ERROR_ITEM_NOT_FOUND", "ERROR_RIGHT_MISSING"):
+                raise
+            data = {}
+        data = data if isinstance(data, Mapping) else {}
+        emails = self._list(f"/User/{user_id}/UserEmail") if data else []
+        emails.sort(key=lambda e: (-(as_int(e.get("is_default")) or 0), as_int(e.get("id")) or 0))
+        first, last = decode_text(data.get("firstname")), decode_text(data.get("realname"))
+        display = " ".join(p for p in (first, last) if p) or decode_text(data.get("name"))
+        user = {
+            "id": user_id,
+            "login": decode_text(data.get("name")),
+            "firstname": first,
+            "realname": last,
+            "display": display,
+            "phone": decode_text(data.get("phone")) or None,
+            "phone2": decode_text(data.get("phone2")) or None,
+            "mobile": decode_text(data.get("mobile")) or None,
+            "email": decode_text(emails[0].get("email")) if emails else None,
+        }
+        with self._lock:
+            self._users[user_id] = user
+        return user
+
+    def requester(self, ticket_id: int) -> dict[str, Any] | None:
+        """The first requester of a ticket (a user, or an anonymous e-mail)."""
+        actors = [a for a in self._list(f"/Ticket/{ticket_id}/Ticket_User")]
+        actors = [a for a in actors if as_int(a.get("type")) == REQUESTER]
+        actors.sort(key=lambda a: as_int(a.get("id")) or 0)
+        for actor in actors:
+            user_id = as_int(actor.get("users_id")) or 0
+            if user_id > 0:
+                return self.user(user_id)
+            alt = decode_text(actor.get("alternative_email"))
+            if alt:
+                return {"id": 0, "display": alt, "email": alt, "phone": None, "mobile": None}
+        return None
+
+    def solution(self, ticket_id: int) -> dict[str, Any] | None:
+        """The last solution that was not refused."""
+        rows = [
+            s
+            for s in self._list(f"/Ticket/{ticket_id}/ITILSolution")
+            if as_int(s.get("status")) != SOLUTION_REFUSED
+        ]
+        if not rows:
+            return None
+        rows.sort(key=lambda s: as_int(s.get("id")) or 0)
+        last = rows[-1]
+        return {
+            "id": as_int(last.get("id")),
+            "status": as_int(last.get("status")),
+            "content": html_to_text(last.get("content")),
+            "date": iso(self.clock.parse(last.get("date_creation") or last.get("date_mod"))),
+        }
+
+    def status_log(self, ticket_id: int) -> list[dict[str, Any]]:
+        """Status changes from the ticket's log, oldest first (log ids are monotonic)."""
+        changes = [
+            e for e in self._list(f"/Ticket/{ticket_id}/Log")
+            if str(e.get("id_search_option")) == STATUS_FIELD
+        ]  # fmt: skip
+        changes.sort(key=lambda e: as_int(e.get("id")) or 0)
+        return [
+            {
+                "id": as_int(e.get("id")),
+                "date_mod": e.get("date_mod"),
+                "old": as_int(e.get("old_value")),
+                "new": as_int(e.get("new_value")),
+            }
+            for e in changes
+        ]
+
+    def history(
+        self,
+        created: datetime,
+        status: int | None,
+        log: list[dict[str, Any]],
+        row: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:
+        """``[{at, status}]`` in UTC: the initial status at ``date``, then each logged change.
+
+        Log instants are converted so they never go back (the repeated hour
+        at the end of DST is read as its second occurrence when needed).
+        Without a status log (purged, imported tickets) the history is
+        rebuilt from ``solvedate``/``closedate`` as far as they tell.
+        """
+        if not log:
+            out = [{"at": iso(created), "status": 1 if status not in (None, 1) else status}]
+            solved = self.clock.parse(row.get("solvedate"), not_before=created)
+            closed = self.clock.parse(row.get("closedate"), not_before=created)
+            if status in (5, 6) and solved is not None:
+                out.append({"at": iso(solved), "status": 5})
+            if status == 6 and closed is not None:
+                out.append({"at": iso(closed), "status": 6})
+            if len(out) == 1:
+                out = [{"at": iso(created), "status": status}]
+            return out
+        first = log[0]["old"] if log[0]["old"] is not None else 1
+        out = [{"at": iso(created), "status": first}]
+        previous = created
+        for entry in log:
+            at = self.clock.parse(entry["date_mod"], not_before=previous) or previous
+            at = max(at, previous)
+            out.append({"at": iso(at), "status": entry["new"]})
+            previous = at
+        return out
+
+    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The raw record of one search row (see the module docstring)."""
+        ticket_id = as_int(row.get("id"))
+        if ticket_id is None:
+            msg = f"{self.session.name}: a search row has no ticket id: {dict(row)!r}"[:300]
+            raise FatalError(msg, connector=self.session.name)
+        status = as_int(row.get("status"))
+        raw: dict[str, Any] = {
+            "id": ticket_id,
+            "status": status,
+            "status_name": STATUS_NAMES.get(status or 0),
+            "priority": as_int(row.get("priority")),
+            "urgency": as_int(row.get("urgency")),
+            "type": as_int(row.get("type")),
+            "content": html_to_text(row.get("content")),
+            "takeintoaccount_delay_stat": as_int(row.get("takeintoaccount_delay_stat")),
+            "solve_delay_stat": as_int(row.get("solve_delay_stat")),
+            "waiting_duration": as_int(row.get("waiting_duration")),
+            "tto_exceeded": _flag(row.get("tto_exceeded")),
+            "ttr_exceeded": _flag(row.get("ttr_exceeded")),
+        }
+        for name in _TEXT:
+            raw[name] = decode_text(row.get(name))
+        for name in _DATES:
+            raw[name] = row.get(name) or None
+        created = self.clock.parse(row.get("date"))
+        log = self.status_log(ticket_id)
+        utc: dict[str, Any] = {
+            n: iso(self.clock.parse(row.get(n), not_before=created)) for n in _DATES
+        }
+        history = self.history(created, status, log, row) if created is not None else []
+        if history:
+            last_change = datetime.fromisoformat(history[-1]["at"])
+            updated = self.clock.parse(row.get("date_mod"), not_before=last_change)
+            utc["date_mod"] = iso(updated)
+        utc["history"] = history
+        raw["utc"] = utc
+        raw["log"] = log
+        raw["requester"] = self.requester(ticket_id)
+        raw["solution"] = self.solution(ticket_id)
+        raw["sla"] = self.sla(raw)
+        return raw
+
+    @staticmethod
+    def sla(raw: Mapping[str, Any]) -> dict[str, Any]:
+        """GLPI's own TTO/TTR verdicts: met unless GLPI flags the deadline exceeded.
+
+        None when the ticket has no such deadline. GLPI moves ``time_to_resolve``
+        by the time spent Pending, so its verdict already leaves waiting out.
+        """
+        utc = raw["utc"]
+        tto = None if not utc.get("time_to_own") else raw.get("tto_exceeded")
+        ttr = None if not utc.get("time_to_resolve") else raw.get("ttr_exceeded")
+        return {
+            "response_met": None if tto is None else not tto,
+            "resolution_met": None if ttr is None else not ttr,
+        }

@@ -1,0 +1,191 @@
+"""Nonconformity tickets in GLPI: created once per dedup key, then followed to closure.
+
+The dedup key is the title's suffix, ``… [qloop:itsm:4821:callback_missed@…]``:
+before creating, a search on the title (field 1, ``contains``) looks for it,
+so a create retried after a lost answer finds the first ticket instead of
+making a second one. The new ticket is linked to the incident
+(``Ticket_Ticket``, link 1 "linked to") when the incident is a ticket of the
+same GLPI; a link that GLPI refuses is logged, not fatal.
+
+Ticket fields (``type``, ``urgency``, ``itilcategories_id``, ``entities_id``)
+come from the source's ``ticket`` options, else from the mapping's
+``ticket`` section. The status is read with ``GET /Ticket/{id}``: 5 Solved
+and 6 Closed are done, with ``solvedate``/``closedate`` as the closing time.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.glpi.convert import ServerClock, decode_text
+from connectors.glpi.search import NAME, search_page
+from connectors.glpi.session import GlpiSession, error_code
+from connectors.glpi.tickets import STATUS_NAMES, as_int
+from core.errors import ConnectorError, FatalError, InputError, RetriableError
+from core.records import Category, TicketRef, TicketRequest, TicketStatus
+
+log = logging.getLogger("qloop.connectors.glpi")
+TITLE_MAX = 250
+LINKED_TO = 1
+_FIELDS = {"type": "type", "urgency": "urgency", "category": "itilcategories_id",
+           "entity": "entities_id"}  # fmt: skip
+_DEFAULTS = {"type": 1, "urgency": 3}
+
+
+def marker(dedup_key: str) -> str:
+    """The title suffix that carries a dedup key."""
+    return f"[{dedup_key}]"
+
+
+def ticket_title(title: str, dedup_key: str) -> str:
+    """``title`` shortened as needed so the marker always fits GLPI's 255 characters."""
+    tag = marker(dedup_key)
+    room = TITLE_MAX - len(tag) - 1
+    if room < 8:
+        msg = f"dedup key too long for a GLPI title ({len(dedup_key)} characters)"
+        raise InputError(msg, field="dedup_key")
+    text = " ".join(title.split())
+    if len(text) > room:
+        text = text[: room - 1].rstrip() + "…"
+    return f"{text} {tag}"
+
+
+def ticket_content(ticket: TicketRequest) -> str:
+    """The description as GLPI HTML (escaped paragraphs), with the key and labels."""
+    paragraphs = [p.strip() for p in ticket.description.split("\n\n") if p.strip()]
+    body = "".join(
+        "<p>" + "<br>".join(html.escape(line) for line in p.splitlines()) + "</p>"
+        for p in paragraphs
+    )
+    meta = [f"qloop key: {ticket.dedup_key}", f"incident: {ticket.incident_key}"]
+    if ticket.labels:
+        meta.append("labels: " + ", ".join(ticket.labels))
+    return body + "<p>" + "<br>".join(html.escape(m) for m in meta) + "</p>"
+
+
+class TicketWriter:
+    """Creates and reads nonconformity tickets through one session."""
+
+    def __init__(
+        self,
+        session: GlpiSession,
+        clock: ServerClock,
+        mapping: Mapping[str, Any],
+        ticket_options: Mapping[str, int],
+    ) -> None:
+        self.session = session
+        self.clock = clock
+        self.status_map = mapping.get("status_map") or {}
+        fields: dict[str, int] = dict(_DEFAULTS)
+        template = mapping.get("ticket") or {}
+        for source in (template, ticket_options):
+            for key, glpi_field in _FIELDS.items():
+                value = as_int(source.get(key))
+                if value is not None:
+                    fields[glpi_field] = value
+        self.fields = fields
+
+    def find(self, dedup_key: str) -> int | None:
+        """The id of the ticket whose title carries ``dedup_key``, if one exists."""
+        tag = marker(dedup_key)
+        page = search_page(self.session, [(NAME, "contains", dedup_key)], 0, 50, sort="2")
+        for row in page.rows:
+            name = decode_text(row.get("name")) or ""
+            if name.endswith(tag) and as_int(row.get("id")) is not None:
+                return as_int(row.get("id"))
+        return None
+
+    def create(self, ticket: TicketRequest) -> TicketRef:
+        """Create the ticket unless it exists; link it to its incident."""
+        existing = self.find(ticket.dedup_key)
+        if existing is None:
+            body = {
+                "input": {
+                    "name": ticket_title(ticket.title, ticket.dedup_key),
+                    "content": ticket_content(ticket),
+                    **self.fields,
+                }
+            }
+            try:  # not retried in-call: a lost answer may hide a created ticket
+                reply = self.session.post("/Ticket", body, once=True)
+            except RetriableError:
+                existing = self.find(ticket.dedup_key)
+                if existing is None:
+                    raise
+                reply = {"id": existing}
+            new_id = as_int(reply.get("id")) if isinstance(reply, Mapping) else None
+            if not new_id:
+                msg = f"{self.session.name}: POST /Ticket: no ticket id in the reply ({reply!r})"
+                raise FatalError(msg[:300], connector=self.session.name)
+            existing = new_id
+        self._link(existing, ticket.incident_external_id)
+        return TicketRef(ref=str(existing), url=self.url(existing))
+
+    def url(self, ticket_id: int) -> str:
+        """The ticket's page in GLPI's web interface."""
+        root = self.session.opts.base_url.rsplit("/apirest.php", 1)[0]
+        return f"{root}/front/ticket.form.php?id={ticket_id}"
+
+    def _link(self, ticket_id: int, incident: str) -> None:
+        incident_id = as_int(incident)
+        if incident_id is None or incident_id <= 0 or incident_id == ticket_id:
+            return
+        try:
+            links = self.session.get(f"/Ticket/{ticket_id}/Ticket_Ticket")
+            for link in links if isinstance(links, list) else []:
+                ends = {as_int(link.get("tickets_id_1")), as_int(link.get("tickets_id_2"))}
+                if incident_id in ends:
+                    return
+            body = {"input": {"tickets_id_1": ticket_id, "tickets_id_2": incident_id,
+                              "link": LINKED_TO}}  # fmt: skip
+            self.session.post("/Ticket_Ticket", body)
+        except FatalError as exc:
+            log.warning(
+                "%s: ticket %s not linked to incident %s: %s",
+                self.session.name, ticket_id, incident_id, exc,
+            )  # fmt: skip
+
+    def status(self, ref: str) -> TicketStatus:
+        """The ticket's status; done at 5 Solved or 6 Closed.
+
+        Raises:
+            FatalError: no such ticket (or not visible to the API user).
+        """
+        ticket_id = as_int(ref)
+        if ticket_id is None:
+            msg = f"{self.session.name}: {ref!r} is not a GLPI ticket id"
+            raise FatalError(msg, ref=ref)
+        try:
+            data = self.session.get(f"/Ticket/{ticket_id}", params={"get_hateoas": "false"})
+        except ConnectorError as exc:
+            if error_code(exc) == "ERROR_ITEM_NOT_FOUND":
+                msg = f"{self.session.name}: ticket {ticket_id} not found"
+                raise FatalError(msg, ref=ref) from exc
+            raise
+        status = as_int(data.get("status")) if isinstance(data, Mapping) else None
+        if status is None:
+            msg = f"{self.session.name}: GET /Ticket/{ticket_id}: no status in the reply"
+            raise FatalError(msg, ref=ref)
+        category = self._category(status)
+        closed_at = None
+        if status == 6:
+            closed_at = self.clock.parse(data.get("closedate")) or self.clock.parse(
+                data.get("solvedate")
+            )
+        elif status == 5:
+            closed_at = self.clock.parse(data.get("solvedate"))
+        return TicketStatus(
+            ref=str(ticket_id),
+            status=STATUS_NAMES.get(status, str(status)),
+            category=category,
+            closed_at=closed_at,
+        )
+
+    def _category(self, status: int) -> Category:
+        for key, value in self.status_map.items():
+            if as_int(key) == status:
+                return Category(str(value))
+        return {5: Category.RESOLVED, 6: Category.CLOSED}.get(status, Category.IN_PROGRESS)
