@@ -34,10 +34,8 @@ from urllib.parse import urlsplit
 
 from connectors.http import HttpService
 from core.errors import FatalError, RetriableError
-from core.retry import call_with_retry, make_retrying
 
 OK_STATUS = "OK"
-_NOT_PROCESSED = frozenset({429})
 """HTTP statuses after which a non-idempotent call certainly did nothing."""
 
 
@@ -104,28 +102,16 @@ class RpcClient:
 
     def _post(self, method: str, params: list[Any], idempotent: bool) -> Any:
         body = {"method": method, "params": params, "id": next(self._ids)}
-        if idempotent:
-            response = self.http.request("POST", self.path, json=body)
-        else:
-            retrying = make_retrying(attempts=self.http.attempts, sleep=self.http.sleep)
-
-            def once() -> Any:
-                try:
-                    return self.http.send_once("POST", self.path, json=body)
-                except RetriableError as exc:
-                    if getattr(exc, "status", None) in _NOT_PROCESSED:
-                        raise
-                    raise _ReplyLost(exc) from None
-
-            try:
-                response = call_with_retry(once, retrying)
-            except _ReplyLost as lost:
-                # the server may have acted: the caller must look before trying again
-                exc = lost.error
-                msg = f"{exc.message} (during {method}; not retried in-call)"
-                raise RetriableError(
-                    msg, retry_after=exc.retry_after, connector=self.http.name
-                ) from None
+        try:
+            # a write is retried in-call only when LimeSurvey cannot have acted (HttpService)
+            response = self.http.request("POST", self.path, json=body, idempotent=idempotent)
+        except RetriableError as exc:
+            if idempotent:
+                raise
+            msg = f"{exc.message} (during {method}; not retried in-call)"
+            raise RetriableError(
+                msg, retry_after=exc.retry_after, connector=self.http.name
+            ) from None
         reply = self.http.json_of(response, "POST", self.path)
         if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):
             msg = f"{self.where}: {method}: the reply is not a JSON-RPC response"
@@ -212,11 +198,3 @@ class RpcClient:
         """Release the session key and close the HTTP client."""
         self.release()
         self.http.close()
-
-
-class _ReplyLost(Exception):
-    """Carries a transport failure of a non-idempotent call out of the retry loop."""
-
-    def __init__(self, error: RetriableError) -> None:
-        super().__init__(error.message)
-        self.error = error

@@ -1,0 +1,192 @@
+"""The Jira Cloud / JSM REST calls the source makes, on one :class:`HttpService`.
+
+One method per endpoint, returning plain JSON. Paging loops that need no
+state of the caller live here too (changelog, SLA, participants); the issue
+search is paged by :mod:`connectors.jira_sm.search`.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from connectors.http import HttpService
+from connectors.jira_sm.options import JiraOptions
+from core.errors import ConnectorError, FatalError
+
+SEARCH = "/rest/api/3/search/jql"
+CHANGELOG_PAGE = 100
+SD_PAGE = 50
+
+
+def jira_message(response: httpx.Response) -> str | None:
+    """Jira's own error text: ``errorMessages`` and ``errors`` (field → message), joined."""
+    try:
+        data = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:300] or None
+    if not isinstance(data, dict):
+        return str(data)[:300] or None
+    parts = [str(m) for m in data.get("errorMessages") or []]
+    errors = data.get("errors")
+    if isinstance(errors, dict):
+        parts += [f"{field}: {text}" for field, text in errors.items()]
+    for key in ("message", "errorMessage", "error"):
+        if not parts and isinstance(data.get(key), str):
+            parts.append(data[key])
+    return "; ".join(parts)[:500] or None
+
+
+def auth_headers(opts: JiraOptions) -> dict[str, str]:
+    """``Authorization`` for Basic (email + API token) or Bearer (OAuth, scoped token)."""
+    if opts.bearer_token:
+        return {"Authorization": f"Bearer {opts.bearer_token}"}
+    pair = f"{opts.email}:{opts.api_token}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
+def issue_path(key: str, tail: str = "") -> str:
+    return f"/rest/api/3/issue/{quote(key, safe='')}{tail}"
+
+
+class JiraClient:
+    """Thin typed wrapper of the Jira endpoints (errors come from :class:`HttpService`).
+
+    Args:
+        name: The source's configured name (named in errors).
+        opts: Validated options (URL, auth, rate, timeout, TLS).
+        sleep: How retries and the host budget wait.
+        transport: An ``httpx`` transport (tests).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        opts: JiraOptions,
+        sleep: Callable[[float], None],
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.http = HttpService(
+            name,
+            opts.api_url,
+            headers={**auth_headers(opts), "Accept": "application/json"},
+            timeout=opts.timeout,
+            verify=opts.verify_tls,
+            rate=opts.rate,
+            sleep=sleep,
+            message_of=jira_message,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _dict(self, value: Any, what: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            msg = f"{self.name}: {what}: expected a JSON object, got {type(value).__name__}"
+            raise FatalError(msg, connector=self.name)
+        return value
+
+    # -- account and search -------------------------------------------------
+
+    def myself(self) -> dict[str, Any]:
+        return self._dict(self.http.get_json("/rest/api/3/myself"), "GET /myself")
+
+    def search_page(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One page of ``POST /rest/api/3/search/jql`` (``body``: jql, fields, nextPageToken…)."""
+        return self._dict(self.http.post_json(SEARCH, body, idempotent=True), f"POST {SEARCH}")
+
+    def approximate_count(self, jql: str) -> int:
+        data = self.http.post_json(
+            "/rest/api/3/search/approximate-count", {"jql": jql}, idempotent=True
+        )
+        return int(self._dict(data, "approximate-count").get("count") or 0)
+
+    def permissions(self, project: str, keys: list[str]) -> dict[str, bool]:
+        data = self.http.get_json(
+            "/rest/api/3/mypermissions",
+            params={"projectKey": project, "permissions": ",".join(keys)},
+        )
+        perms = self._dict(data, "mypermissions").get("permissions") or {}
+        return {k: bool((perms.get(k) or {}).get("havePermission")) for k in keys}
+
+    # -- per issue ------------------------------------------------------------
+
+    def changelog(self, key: str) -> Iterator[dict[str, Any]]:
+        """Every history of issue ``key``, oldest first, paging ``startAt``/``maxResults``."""
+        start = 0
+        while True:
+            data = self._dict(
+                self.http.get_json(
+                    issue_path(key, "/changelog"),
+                    params={"startAt": start, "maxResults": CHANGELOG_PAGE},
+                ),
+                f"changelog of {key}",
+            )
+            values = data.get("values") or []
+            yield from values
+            start += len(values)
+            total = data.get("total")
+            if not values or data.get("isLast") is True:
+                return
+            if isinstance(total, int) and start >= total:
+                return
+
+    def _servicedesk_pages(self, path: str, what: str) -> Iterator[dict[str, Any]]:
+        start = 0
+        while True:
+            data = self._dict(
+                self.http.get_json(path, params={"start": start, "limit": SD_PAGE}), what
+            )
+            values = data.get("values") or []
+            yield from values
+            start += len(values)
+            if not values or data.get("isLastPage", True):
+                return
+
+    def sla(self, key: str) -> list[dict[str, Any]]:
+        """The JSM SLA metrics of request ``key`` (empty when it is not a JSM request)."""
+        path = f"/rest/servicedeskapi/request/{quote(key, safe='')}/sla"
+        try:
+            return list(self._servicedesk_pages(path, f"SLA of {key}"))
+        except ConnectorError as exc:
+            if getattr(exc, "status", None) == 404:
+                return []  # an issue that is not a service request has no SLA
+            raise
+
+    def participants(self, key: str) -> list[dict[str, Any]]:
+        path = f"/rest/servicedeskapi/request/{quote(key, safe='')}/participant"
+        try:
+            return list(self._servicedesk_pages(path, f"participants of {key}"))
+        except ConnectorError as exc:
+            if getattr(exc, "status", None) == 404:
+                return []
+            raise
+
+    def issue(self, key: str, fields: list[str]) -> dict[str, Any]:
+        data = self.http.get_json(issue_path(key), params={"fields": ",".join(fields)})
+        return self._dict(data, f"issue {key}")
+
+    def issue_property(self, key: str, prop: str) -> Any:
+        """The value of entity property ``prop`` of issue ``key`` (None: not set)."""
+        try:
+            data = self.http.get_json(issue_path(key, f"/properties/{quote(prop, safe='')}"))
+        except ConnectorError as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+        return self._dict(data, f"property {prop} of {key}").get("value")
+
+    def create_issue(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /rest/api/3/issue`` sent once: a lost reply must not become a second issue.
+
+        The caller retries the whole create after searching for the ticket.
+        """
+        response = self.http.send_once("POST", "/rest/api/3/issue", json=body)
+        return self._dict(self.http.json_of(response, "POST", "/rest/api/3/issue"), "POST /issue")

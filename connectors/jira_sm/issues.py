@@ -1,0 +1,221 @@
+"""One Jira issue → the raw dict the mapping reads → an :class:`IncidentRecord`.
+
+The raw dict keeps what the search returned plus what needs more calls::
+
+    {"id": "10482", "key": "SUP-1287", "fields": {...the requested fields...},
+     "history": [{"at": "2026-03-03T09:20:11.000+0100", "status": "In Progress",
+                  "from": "Waiting for support"}, ...],          # every status change
+     "contact": {"name": ..., "email": ..., "phone": ...},
+     "sla": {"time_to_resolution": {"name", "met", "breached", "goal_ms",
+                                    "elapsed_ms", "cycles": [...], "ongoing": {...}}}}
+
+The status history comes from ``expand=changelog``; when Jira truncated it
+(``total`` > number of histories) the whole changelog is read from
+``/issue/{key}/changelog``. SLA cycles come from the JSM request endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connectors.jira_sm.client import JiraClient
+from core.errors import InputError
+from core.mapping import map_incident
+from core.records import IncidentRecord
+
+ALWAYS = ("created", "updated", "status")
+"""Fields read whatever the mapping says (the cursor and history need them)."""
+
+
+def mapped_fields(mapping: Mapping[str, Any], contact: str) -> list[str]:
+    """The Jira field ids the mapping reads (``fields.<id>...`` paths), plus what pulls need."""
+    found: list[str] = list(ALWAYS)
+
+    def walk(spec: Any) -> None:
+        if isinstance(spec, str):
+            parts = spec.split(".")
+            if len(parts) > 1 and parts[0] == "fields" and parts[1] not in found:
+                found.append(parts[1])
+        elif isinstance(spec, list):
+            for item in spec:
+                walk(item)
+        elif isinstance(spec, Mapping) and "const" not in spec:
+            for item in spec.values():
+                walk(item)
+
+    walk(mapping.get("record") or {})
+    walk(mapping.get("source_sla") or {})
+    for extra in ("reporter", contact if contact.startswith("customfield_") else None):
+        if extra and extra not in found:
+            found.append(extra)
+    return found
+
+
+def parse_updated(issue: Mapping[str, Any]) -> datetime:
+    """``fields.updated`` of a search result (``2026-03-03T15:05:41.300+0100``).
+
+    Raises:
+        InputError: it is missing or not an instant (names the issue).
+    """
+    text = (issue.get("fields") or {}).get("updated")
+    try:
+        value = datetime.fromisoformat(str(text))
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value.tzinfo is None:
+        key = issue.get("key") or issue.get("id")
+        msg = f"record {key}: updated at 'fields.updated': bad instant {text!r}"
+        raise InputError(msg, record=str(issue.get("id")), field="updated_at")
+    return value
+
+
+def status_history(histories: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The status changes of a changelog, oldest first."""
+    out = []
+    for h in histories:
+        for item in h.get("items") or []:
+            if item.get("fieldId") == "status" or item.get("field") == "status":
+                out.append(
+                    {
+                        "at": h.get("created"),
+                        "status": item.get("toString"),
+                        "from": item.get("fromString"),
+                    }
+                )
+    out.sort(key=lambda e: str(e["at"]))
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.casefold()).strip("_") or "sla"
+
+
+def _ms(node: Any) -> int | None:
+    if isinstance(node, Mapping):
+        for key in ("epochMillis", "millis"):
+            if isinstance(node.get(key), int):
+                return int(node[key])
+    return None
+
+
+def sla_summary(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per SLA name: met/breached, goal and elapsed of each cycle (stable between reads).
+
+    An ongoing cycle has ``met`` None (not decided yet) unless already
+    breached; its elapsed time is left out because it changes with every read.
+    """
+    out: dict[str, Any] = {}
+    for metric in metrics:
+        name = str(metric.get("name") or metric.get("id") or "sla")
+        cycles = [
+            {
+                "start": _ms(c.get("startTime")),
+                "stop": _ms(c.get("stopTime")),
+                "breached": bool(c.get("breached")),
+                "goal_ms": _ms(c.get("goalDuration")),
+                "elapsed_ms": _ms(c.get("elapsedTime")),
+            }
+            for c in metric.get("completedCycles") or []
+        ]
+        ongoing_raw = metric.get("ongoingCycle")
+        ongoing = None
+        if isinstance(ongoing_raw, Mapping):
+            ongoing = {
+                "start": _ms(ongoing_raw.get("startTime")),
+                "breach_at": _ms(ongoing_raw.get("breachTime")),
+                "breached": bool(ongoing_raw.get("breached")),
+                "paused": bool(ongoing_raw.get("paused")),
+                "goal_ms": _ms(ongoing_raw.get("goalDuration")),
+            }
+        if ongoing is not None:
+            met = False if ongoing["breached"] else None
+        else:
+            met = (not cycles[-1]["breached"]) if cycles else None
+        last = ongoing or (cycles[-1] if cycles else {})
+        out[_slug(name)] = {
+            "name": name,
+            "met": met,
+            "breached": any(c["breached"] for c in cycles) or bool(ongoing and ongoing["breached"]),
+            "goal_ms": last.get("goal_ms"),
+            "elapsed_ms": cycles[-1]["elapsed_ms"] if cycles and ongoing is None else None,
+            "cycles": cycles,
+            "ongoing": ongoing,
+        }
+    return out
+
+
+@dataclass(frozen=True)
+class IssueReader:
+    """Builds raw dicts (with the extra calls they need) and maps them to records."""
+
+    client: JiraClient
+    mapping: Mapping[str, Any]
+    contact: str = "reporter"
+    sla: bool = True
+    workers: int = 4
+
+    def raw(self, issue: Mapping[str, Any]) -> dict[str, Any]:
+        """The raw dict of one search result (module docstring)."""
+        key = str(issue.get("key"))
+        fields = dict(issue.get("fields") or {})
+        changelog = issue.get("changelog") or {}
+        histories = list(changelog.get("histories") or [])
+        total = changelog.get("total")
+        if not changelog or (isinstance(total, int) and total > len(histories)):
+            histories = list(self.client.changelog(key))
+        reporter = fields.get("reporter") or {}
+        contact = {
+            "name": reporter.get("displayName"),
+            "email": reporter.get("emailAddress"),
+            "phone": None,
+        }
+        if self.contact == "participants":
+            for person in self.client.participants(key):
+                if person.get("emailAddress"):
+                    contact = {
+                        "name": person.get("displayName"),
+                        "email": person.get("emailAddress"),
+                        "phone": None,
+                    }
+                    break
+        elif self.contact.startswith("customfield_"):
+            phone = fields.get(self.contact)
+            if isinstance(phone, Mapping):
+                phone = phone.get("value") or phone.get("phone")
+            contact["phone"] = phone
+        raw: dict[str, Any] = {
+            "id": str(issue.get("id")),
+            "key": key,
+            "fields": fields,
+            "history": status_history(histories),
+            "contact": contact,
+        }
+        if self.sla:
+            raw["sla"] = sla_summary(self.client.sla(key))
+        return raw
+
+    def record(self, issue: Mapping[str, Any]) -> IncidentRecord:
+        return map_incident(self.raw(issue), self.mapping)
+
+    def records(self, issues: list[Mapping[str, Any]]) -> list[IncidentRecord | InputError]:
+        """Records of a page, in page order; a record that fails mapping is its InputError.
+
+        The per-issue calls run on up to ``workers`` threads; connector errors
+        are raised (the page is then read again on the next attempt).
+        """
+
+        def one(issue: Mapping[str, Any]) -> IncidentRecord | InputError:
+            try:
+                return self.record(issue)
+            except InputError as exc:
+                return exc
+
+        if self.workers <= 1 or len(issues) <= 1:
+            return [one(i) for i in issues]
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jira") as pool:
+            return list(pool.map(one, issues))

@@ -1,0 +1,132 @@
+"""Incremental pull by ``updated``: one prefetched stream, or a backfill in parallel windows.
+
+Every query is ``(jql) AND updated >= since [AND updated < until] ORDER BY
+updated ASC, key ASC``. A stream starts at the cursor's watermark minus the
+overlap and skips the ``(key, updated)`` pairs the cursor says were
+delivered; each page is yielded with the cursor after it, which never goes
+past a record not yet yielded (the order is ascending, and a record that
+fails mapping stops the batch right before it).
+
+A first sync with ``backfill_from`` splits ``[backfill_from, now)`` into
+disjoint windows pulled concurrently (:func:`connectors.windows.pull_windows`);
+each page then carries the windows' *safe* cursor.
+
+A record that fails mapping (:class:`InputError`) is not dropped: the
+records before it are yielded with a cursor that stops before it, then
+the error is raised, so the sync run fails naming the record and the next
+run reads it again (as ``core.loop.ingest.pull`` expects of sources).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from connectors.jira_sm.client import JiraClient
+from connectors.jira_sm.cursor import Watermark, to_ms
+from connectors.jira_sm.issues import IssueReader, parse_updated
+from connectors.jira_sm.options import JiraOptions
+from connectors.jira_sm.search import DateFormat, search_pages, window_jql
+from connectors.windows import prefetch, pull_windows
+from core.errors import FatalError, InputError
+from core.records import IncidentRecord, PulledBatch
+
+Item = tuple[str, int, IncidentRecord | InputError]
+"""One issue of a page: key, ``updated`` in epoch ms, its record or why it failed."""
+
+
+@dataclass(frozen=True)
+class Puller:
+    """Pulls one source's incidents (see module docstring)."""
+
+    name: str
+    client: JiraClient
+    reader: IssueReader
+    opts: JiraOptions
+    clock: Callable[[], datetime]
+    fields: list[str]
+    expand: str | None = "changelog"
+
+    def date_format(self) -> DateFormat:
+        """Epoch ms literals, or the profile zone read from ``/myself``."""
+        if self.opts.timezone_mode == "epoch":
+            return DateFormat()
+        zone = self.client.myself().get("timeZone")
+        try:
+            return DateFormat(ZoneInfo(str(zone)))
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = (
+                f"{self.name}: GET /rest/api/3/myself gave time zone {zone!r}, which is not an "
+                "IANA zone; set timezone_mode: epoch"
+            )
+            raise FatalError(msg, connector=self.name) from None
+
+    def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
+        mark = Watermark.decode(cursor, self.opts.overlap_s, f"sources.{self.name}")
+        fmt = self.date_format()
+        if mark.updated_ms is None and self.opts.backfill_from is not None:
+            yield from self._backfill(fmt)
+        else:
+            yield from self._stream(mark, fmt)
+
+    def _items(self, issues: list[dict[str, Any]], skip: Watermark | None) -> list[Item]:
+        keyed: list[tuple[str, int, dict[str, Any], InputError | None]] = []
+        for issue in issues:
+            key = str(issue.get("key"))
+            try:
+                ms = to_ms(parse_updated(issue))
+            except InputError as exc:
+                keyed.append((key, 0, issue, exc))
+                continue
+            if skip is None or not skip.is_seen(key, ms):
+                keyed.append((key, ms, issue, None))
+        mapped = iter(self.reader.records([i for _, _, i, err in keyed if err is None]))
+        return [(k, ms, err if err is not None else next(mapped)) for k, ms, _, err in keyed]
+
+    def _pages(self, jql: str, skip: Watermark | None) -> Iterator[list[Item]]:
+        for issues in search_pages(self.client, jql, self.fields, self.opts.page_size, self.expand):
+            yield self._items(issues, skip)
+
+    def _stream(self, mark: Watermark, fmt: DateFormat) -> Iterator[PulledBatch]:
+        jql = window_jql(self.opts.jql, fmt, mark.since(), None)
+        start = Watermark(mark.updated_ms, dict(mark.seen), mark.overlap_ms)
+        for page in prefetch(self._pages(jql, start), depth=1):
+            records: list[IncidentRecord] = []
+            for key, ms, result in page:
+                if isinstance(result, InputError):
+                    if records:
+                        yield PulledBatch(records, mark.encode())
+                    raise result
+                if mark.is_seen(key, ms):  # the same version twice in one run
+                    continue
+                records.append(result)
+                mark.add(key, ms)
+            yield PulledBatch(records, mark.encode())
+
+    def _backfill(self, fmt: DateFormat) -> Iterator[PulledBatch]:
+        assert self.opts.backfill_from is not None
+        start = fmt.floor(self.opts.backfill_from)
+        end = fmt.floor(self.clock())
+
+        def fetch(lo: datetime, hi: datetime) -> Iterator[list[Item]]:
+            return self._pages(window_jql(self.opts.jql, fmt, lo, hi), None)
+
+        for page, safe in pull_windows(
+            fetch,
+            start,
+            max(end, start),
+            parts=self.opts.backfill_parts,
+            workers=self.opts.backfill_workers,
+        ):
+            cursor = Watermark.at(fmt.floor(safe), self.opts.overlap_s).encode()
+            records: list[IncidentRecord] = []
+            for _, _, result in page:
+                if isinstance(result, InputError):
+                    if records:
+                        yield PulledBatch(records, cursor)
+                    raise result
+                records.append(result)
+            yield PulledBatch(records, cursor)
