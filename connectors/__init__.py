@@ -3,4 +3,4 @@
 Add a new connector type by appending its module to the import below.
 """
 
-from connectors import glpi, jira_sm, limesurvey, sandbox, webhook  # noqa: F401  (register on import)
+from connectors import glpi, jira_sm, limesurvey, sandbox, twilio, webhook  # noqa: F401  (register on import)
