@@ -1,4 +1,11 @@
+# qloop: one image for every role — `serve` (HTTP API), `worker` (RQ), `scheduler` (cron leader).
 FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    QLOOP_CONFIG=/etc/qloop/qloop.yaml
+
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY core core
@@ -7,6 +14,14 @@ COPY api api
 COPY workers workers
 COPY config config
 COPY mappings mappings
-RUN pip install --no-cache-dir .
-USER nobody
+RUN pip install . \
+ && useradd --system --uid 10001 --home-dir /var/lib/qloop --shell /usr/sbin/nologin qloop \
+ && mkdir -p /var/lib/qloop /etc/qloop \
+ && chown qloop:qloop /var/lib/qloop
+
+USER qloop
+VOLUME ["/var/lib/qloop"]
+EXPOSE 8000
+# Exec form: qloop is PID 1 and gets SIGTERM itself (RQ warm shutdown, scheduler resigns).
 ENTRYPOINT ["qloop"]
+CMD ["--help"]

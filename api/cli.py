@@ -53,15 +53,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from workers.scheduler import Scheduler
-
+    """Run the jobs on their schedules: RQ cron leader with ``redis_url``, else in-process."""
     cfg = _load(args)
     if cfg.redis_url:
+        from workers.cron import CronLeader
+        from workers.queue import connect
+
+        leader = CronLeader(connect(cfg.redis_url), str(_config_path(args)), cfg)
         print(
-            "redis_url is set: the RQ scheduler is not part of this release; "
-            "running the embedded scheduler instead",
-            file=sys.stderr,
+            f"qloop scheduler (RQ cron, UTC): {len(leader.jobs)} jobs; "
+            "one leader at a time, others stand by; Ctrl-C to stop"
         )
+        for job in leader.jobs:
+            print(f"  {job.name:<28} {job.cron or '':<16} queue {job.queue_name}")
+        leader.serve(max_ticks=args.max_ticks)
+        return 0
+
+    from workers.scheduler import Scheduler
+
     rt = open_runtime(cfg)
     try:
         sched = Scheduler(rt, on_run=console.print_job)

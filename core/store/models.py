@@ -325,3 +325,18 @@ class AuditLog(Base):
     entity: Mapped[str] = mapped_column(String(100))
     entity_id: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class JobLease(Base):
+    """Who runs a job now (``workers/guard.py``): one row per job key, held until ``expires_at``.
+
+    A worker takes the row atomically before a step (insert, or take over a
+    row whose lease has expired), renews it while the step runs and deletes
+    it at the end; a worker killed mid-step leaves the row to expire.
+    """
+
+    __tablename__ = "job_lease"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
