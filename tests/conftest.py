@@ -1,19 +1,24 @@
-"""Shared fixtures: a database URL per backend (SQLite always, PostgreSQL when configured).
+"""Shared fixtures: a database URL per backend (SQLite always, PostgreSQL when configured), Redis.
 
 ``QLOOP_TEST_POSTGRES_URL`` enables the PostgreSQL runs; each test gets its
-own schema, dropped afterwards. ``QLOOP_REQUIRE_SERVICES=1`` (set by
-``.ci/run``) makes a missing PostgreSQL a failure instead of a skip.
+own schema, dropped afterwards. ``redis_url`` gives a Redis database and a
+queue prefix of the test's own. ``QLOOP_REQUIRE_SERVICES=1`` (set by
+``.ci/run``) makes a missing PostgreSQL or Redis a failure instead of a skip.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -63,3 +68,44 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'qloop.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+REDIS_URL = os.environ.get("QLOOP_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def _with_db(url: str) -> str:
+    """``url`` itself when it names a database number, else a random one of 1–15."""
+    parts = urlsplit(url)
+    if parts.path.strip("/").isdigit():
+        return url
+    return urlunsplit(parts._replace(path=f"/{random.randint(1, 15)}"))
+
+
+@pytest.fixture
+def redis_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Redis URL and a fresh ``QLOOP_QUEUE_PREFIX``; the test's keys are removed after."""
+    url = _with_db(REDIS_URL)
+    conn = Redis.from_url(url)
+    try:
+        conn.ping()
+    except RedisError as exc:
+        conn.close()
+        what = f"Redis at {url} ({type(exc).__name__})"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{what} is required (QLOOP_REQUIRE_SERVICES=1) but not available")
+        pytest.skip(f"{what} not available")
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    monkeypatch.setenv("QLOOP_QUEUE_PREFIX", prefix)
+    before = set(conn.scan_iter(count=1000))
+    try:
+        yield url
+    finally:
+        made = [k for k in conn.scan_iter(count=1000) if k not in before]
+        if made:
+            conn.delete(*made)
+        for key in before:  # shared sets (rq:queues, rq:workers…) may list our queues
+            if conn.type(key) == b"set":
+                ours = [m for m in conn.smembers(key) if prefix.encode() in m]
+                if ours:
+                    conn.srem(key, *ours)
+        conn.close()

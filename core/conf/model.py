@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from itertools import pairwise
 from pathlib import Path
@@ -112,6 +112,27 @@ class PolicyConfig:
     version: str
 
 
+API_ROLES = ("admin", "operator", "qa-read", "channel")
+"""Roles of API tokens (see api/auth.py for what each may do)."""
+
+
+@dataclass(frozen=True)
+class ApiTokenConfig:
+    """One bearer token of the HTTP API; ``channels`` only for the ``channel`` role."""
+
+    name: str
+    token: str = field(repr=False)
+    role: str
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """The HTTP API's settings: its bearer tokens."""
+
+    tokens: tuple[ApiTokenConfig, ...] = ()
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """The whole validated configuration."""
@@ -133,6 +154,7 @@ class AppConfig:
     schedules: dict[str, str]
     data: dict[str, Any]
     secret_paths: frozenset[tuple[str | int, ...]]
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def masked(self) -> dict[str, Any]:
         """The interpolated configuration with every secret replaced by ``***``."""
@@ -315,6 +337,20 @@ def _version(fields: Mapping[str, Any], calendar: CalendarConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
+def _api(raw: Mapping[str, Any]) -> ApiConfig:
+    return ApiConfig(
+        tokens=tuple(
+            ApiTokenConfig(
+                name=t["name"],
+                token=t["token"],
+                role=t["role"],
+                channels=tuple(t.get("channels") or ()),
+            )
+            for t in raw.get("tokens") or ()
+        )
+    )
+
+
 def build(
     data: Mapping[str, Any], path: Path, secret_paths: frozenset[tuple[str | int, ...]]
 ) -> AppConfig:
@@ -380,4 +416,5 @@ def build(
         schedules={**DEFAULT_SCHEDULES, **(data.get("schedules") or {})},
         data=dict(data),
         secret_paths=secret_paths,
+        api=_api(data.get("api") or {}),
     )

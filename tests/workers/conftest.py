@@ -13,65 +13,21 @@ from __future__ import annotations
 import importlib
 import itertools
 import os
-import random
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from core.conf import load_config
 from core.runtime import Runtime, open_runtime
 from core.store.models import Incident, OutboxItem, StatusEvent
-from tests.conftest import REQUIRE_SERVICES, ROOT
+from tests.conftest import ROOT
 from tests.utils.loop import FakeClock
 from workers import jobs
-
-REDIS_URL = os.environ.get("QLOOP_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-
-
-def _with_db(url: str) -> str:
-    """``url`` itself when it names a database number, else a random one of 1–15."""
-    parts = urlsplit(url)
-    if parts.path.strip("/").isdigit():
-        return url
-    return urlunsplit(parts._replace(path=f"/{random.randint(1, 15)}"))
-
-
-@pytest.fixture
-def redis_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A Redis URL and a fresh ``QLOOP_QUEUE_PREFIX``; the test's keys are removed after."""
-    url = _with_db(REDIS_URL)
-    conn = Redis.from_url(url)
-    try:
-        conn.ping()
-    except RedisError as exc:
-        conn.close()
-        what = f"Redis at {url} ({type(exc).__name__})"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{what} is required (QLOOP_REQUIRE_SERVICES=1) but not available")
-        pytest.skip(f"{what} not available")
-    prefix = f"t{uuid.uuid4().hex[:8]}-"
-    monkeypatch.setenv("QLOOP_QUEUE_PREFIX", prefix)
-    before = set(conn.scan_iter(count=1000))
-    try:
-        yield url
-    finally:
-        made = [k for k in conn.scan_iter(count=1000) if k not in before]
-        if made:
-            conn.delete(*made)
-        for key in before:  # shared sets (rq:queues, rq:workers…) may list our queues
-            if conn.type(key) == b"set":
-                ours = [m for m in conn.smembers(key) if prefix.encode() in m]
-                if ours:
-                    conn.srem(key, *ours)
-        conn.close()
 
 
 @pytest.fixture

@@ -1,0 +1,134 @@
+"""The HTTP API (SPEC §8): ``create_app(config)`` builds the FastAPI application.
+
+Typical use (``qloop serve`` does this)::
+
+    app = create_app("qloop.yaml")
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+
+The app opens one runtime (store, policies, connectors) for the process and
+closes it on shutdown. Every error is a problem detail (:mod:`api.problems`);
+every route but health, readiness, metrics and webhooks needs a bearer
+token (:mod:`api.auth`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+import connectors  # noqa: F401  registers the built-in connector types
+from api import problems
+from api.auth import TokenStore
+from api.routes import (
+    exports,
+    health,
+    incidents,
+    metrics,
+    nonconformities,
+    review,
+    sources,
+    webhooks,
+)
+from api.routes.sync_runner import SyncRunner
+from core.conf import AppConfig, load_config
+from core.runtime import Runtime, open_runtime
+from core.timeutil import utcnow
+
+TITLE = "qloop"
+DESCRIPTION = (
+    "Closes the service-quality loop between ITSM tools and phone/survey services: "
+    "sync status, incidents, callbacks, answers, review queue, nonconformities, "
+    "compliance exports and monthly reports. Errors are RFC 9457 problem details."
+)
+ROUTERS = (health, metrics, sources, webhooks, incidents, review, nonconformities, exports)
+SHUTDOWN_WAIT_S = 30.0
+"""How long shutdown waits for embedded syncs still running."""
+
+
+def create_app(
+    config: str | Path | AppConfig,
+    *,
+    runtime: Runtime | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FastAPI:
+    """Build the API for a config file (or a loaded config).
+
+    Args:
+        config: The YAML file's path, or its :class:`AppConfig`.
+        runtime: A runtime to serve (tests share theirs); the app then leaves
+            closing it to the caller. Default: one opened here, closed on shutdown.
+        clock: Aware-UTC "now" of the runtime opened here.
+        sleep: How the runtime opened here waits between retries.
+
+    Returns:
+        The FastAPI application.
+
+    Raises:
+        ConfigError: The configuration (or its ``api`` section) is invalid.
+    """
+    cfg = config if isinstance(config, AppConfig) else load_config(Path(config))
+    tokens = TokenStore(cfg.api.tokens, channels=cfg.channels)
+    owned = runtime is None
+    rt = runtime if runtime is not None else open_runtime(cfg, clock=clock, sleep=sleep)
+    syncs = SyncRunner(rt)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        syncs.wait_all(SHUTDOWN_WAIT_S)
+        if owned:
+            rt.close()
+
+    app = FastAPI(title=TITLE, description=DESCRIPTION, version=_version(), lifespan=lifespan)
+    app.state.rt = rt
+    app.state.tokens = tokens
+    app.state.syncs = syncs
+    app.state.metrics = metrics.build_registry(rt)
+    problems.install(app)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qloop")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document: error responses as problem details, bearer scheme declared."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for model in (problems.Problem, problems.FieldProblem):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        body.pop("$defs", None)
+        schemas[model.__name__] = body
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for url, path in schema.get("paths", {}).items():
+        for op in path.values():
+            if url.startswith("/webhooks/"):
+                op["security"] = [{}, *op.get("security", [])]  # signed, token optional
+            for status, response in op.get("responses", {}).items():
+                if status.isdigit() and int(status) >= 400 and status != "503":
+                    response["content"] = problems.problem_schema_ref()
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,48 @@
+"""``qloop serve``: the HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Build the app for the config file and serve it until interrupted."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.cli import DEFAULT_CONFIG
+
+    path = Path(args.config or os.environ.get("QLOOP_CONFIG") or DEFAULT_CONFIG)
+    app = create_app(path)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=str(args.log_level).lower(),
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        server_header=False,
+    )
+    return 0
+
+
+def add_commands(
+    sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+) -> None:
+    """Add ``qloop serve`` to the CLI's subcommands."""
+    p = with_config(sub.add_parser("serve", help="serve the HTTP API (uvicorn)"))
+    p.add_argument("--host", default=os.environ.get("QLOOP_HOST", DEFAULT_HOST))
+    p.add_argument("--port", type=int, default=int(os.environ.get("QLOOP_PORT", DEFAULT_PORT)))
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        help="proxies trusted for X-Forwarded-* (webhook signatures cover the public URL)",
+    )
+    p.set_defaults(func=cmd_serve)

@@ -1,0 +1,155 @@
+"""Sources and channels: sync status, last cursor, last run and error; trigger a sync."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth import Permission, Principal, require
+from api.problems import ApiError
+from api.routes.common import (
+    READ_PROBLEMS,
+    Reader,
+    RuntimeDep,
+    SessionDep,
+    problems,
+    record_audit,
+)
+from api.routes.schemas import (
+    ChannelOut,
+    SourceOut,
+    SyncRunOut,
+    SyncStatus,
+    SyncTriggered,
+)
+from api.routes.sync_runner import SyncRunner, enqueue_sync
+from core import registry
+from core.store.models import SourceState, SyncRun
+
+router = APIRouter(tags=["sources"], responses=READ_PROBLEMS)
+
+Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
+
+
+def _state(s: Session, name: str) -> tuple[SourceState | None, SyncRun | None]:
+    state = s.get(SourceState, name)
+    run = s.scalars(
+        select(SyncRun).where(SyncRun.connector == name).order_by(SyncRun.id.desc()).limit(1)
+    ).first()
+    return state, run
+
+
+def _common(state: SourceState | None, run: SyncRun | None) -> dict[str, object]:
+    return {
+        "cursor": state.cursor if state else None,
+        "last_run_at": state.last_run_at if state else None,
+        "last_ok_at": state.last_ok_at if state else None,
+        "last_error": state.last_error if state else None,
+        "last_run": SyncRunOut.model_validate(run) if run else None,
+    }
+
+
+@router.get("/sources", response_model=list[SourceOut])
+def list_sources(rt: RuntimeDep, s: SessionDep, _: Reader) -> list[SourceOut]:
+    """Every configured source with its sync status."""
+    out = []
+    for name, cfg in sorted(rt.config.sources.items()):
+        state, run = _state(s, name)
+        out.append(
+            SourceOut(
+                name=name,
+                type=cfg.type,
+                enabled=cfg.enabled,
+                schedule=cfg.schedule,
+                policy=cfg.policy,
+                **_common(state, run),  # type: ignore[arg-type]
+            )
+        )
+    return out
+
+
+def _receives_webhooks(type_name: str) -> bool:
+    try:
+        factory = registry.get("channel", type_name).factory
+    except Exception:  # an unregistered type cannot receive anything
+        return False
+    return callable(getattr(factory, "receive", None))
+
+
+@router.get("/channels", response_model=list[ChannelOut])
+def list_channels(rt: RuntimeDep, s: SessionDep, _: Reader) -> list[ChannelOut]:
+    """Every configured channel with its collect status."""
+    out = []
+    for name, cfg in sorted(rt.config.channels.items()):
+        state, run = _state(s, f"channel:{name}")
+        out.append(
+            ChannelOut(
+                name=name,
+                type=cfg.type,
+                enabled=cfg.enabled,
+                schedule=cfg.schedule,
+                receives_webhooks=_receives_webhooks(cfg.type),
+                **_common(state, run),  # type: ignore[arg-type]
+            )
+        )
+    return out
+
+
+@router.post(
+    "/sources/{name}/sync",
+    status_code=202,
+    response_model=SyncTriggered,
+    responses=problems(404, 409, 502),
+)
+def trigger_sync(
+    name: Name,
+    rt: RuntimeDep,
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Permission.SYNC))],
+) -> SyncTriggered:
+    """Start a sync of one source now (queued with Redis, else in this process)."""
+    cfg = rt.config.sources.get(name)
+    if cfg is None:
+        raise ApiError(404, f"unknown source {name!r}")
+    if not cfg.enabled:
+        raise ApiError(409, f"source {name!r} is disabled (enabled: false)", slug="disabled")
+    mode: Literal["queued", "embedded"]
+    with rt.db.session() as s:
+        if rt.config.redis_url:
+            (run_id, running), mode = enqueue_sync(rt, name), "queued"
+        else:
+            runner: SyncRunner = request.app.state.syncs
+            job, running = runner.start(name)
+            run_id, mode = job.run_id, "embedded"
+        record_audit(s, rt, principal, "sync.trigger", "source", name, mode=mode, run_id=run_id)
+    return SyncTriggered(run_id=run_id, source=name, mode=mode, already_running=running)
+
+
+@router.get(
+    "/sources/{name}/sync/{run_id}",
+    response_model=SyncStatus,
+    responses=problems(404),
+)
+def sync_status(
+    name: Name,
+    run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+    request: Request,
+    _: Reader,
+) -> SyncStatus:
+    """How a sync triggered in embedded mode is going (queued syncs: see /sources)."""
+    runner: SyncRunner = request.app.state.syncs
+    job = runner.get(run_id)
+    if job is None or job.source != name:
+        raise ApiError(404, f"no sync run {run_id} of source {name!r} in this process")
+    return SyncStatus(
+        run_id=job.run_id,
+        source=job.source,
+        status=job.status,  # type: ignore[arg-type]
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        results=job.results,
+        error=job.error,
+    )

@@ -1,0 +1,192 @@
+"""Outcomes pushed to qloop: provider webhooks (signed) and the outcomes API (bearer).
+
+A webhook delivery is verified by the channel's own :meth:`receive` (its
+signature) before anything is stored; the outcomes are then stored and
+committed, and only then does the provider get its 2xx. A delivery seen
+before changes nothing. No bearer token is needed for a webhook (providers
+sign instead); when one is sent it must be valid and allowed for the channel.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import AwareDatetime, BaseModel, Field
+
+from api.auth import Permission, Principal, optional_principal, require
+from api.problems import ApiError
+from api.routes.common import RuntimeDep, problems, record_audit
+from api.routes.schemas import Accepted
+from core.connector import WebhookReceiver
+from core.errors import InputError
+from core.loop.collect import accept_outcomes
+from core.records import Contact, Outcome
+from core.runtime import Runtime
+
+router = APIRouter(tags=["outcomes"])
+
+MAX_BODY = 1_000_000
+"""Largest webhook delivery accepted, in bytes."""
+AUTH_STATUSES = frozenset({400, 401, 403, 413, 422})
+
+Channel = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
+
+
+def _input_status(exc: InputError) -> int:
+    """400 for a malformed delivery, 401 when its signature or freshness is refused.
+
+    A receiver says which by ``InputError(..., status=401)``, or by naming a
+    signature header/field in ``field``.
+    """
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status in AUTH_STATUSES:
+        return status
+    field = str(getattr(exc, "field", "") or "").lower()
+    return 401 if "signature" in field or "timestamp" in field else 400
+
+
+def _check_channel(rt: Runtime, channel: str, principal: Principal | None) -> None:
+    if channel not in rt.config.channels:
+        raise ApiError(404, f"unknown channel {channel!r}")
+    if principal is not None and not principal.may_post_to(channel):
+        raise ApiError(403, f"{principal.name!r} may not post outcomes for channel {channel!r}")
+
+
+def _store(
+    rt: Runtime, channel: str, outcomes: list[Outcome], principal: Principal | None, via: str
+) -> Accepted:
+    result = accept_outcomes(rt, channel, outcomes)  # committed on return
+    accepted = Accepted(
+        channel=channel,
+        received=len(outcomes),
+        created=result.counts["created"],
+        duplicates=result.counts["duplicates"],
+    )
+    with rt.db.session() as s:
+        record_audit(
+            s,
+            rt,
+            principal,
+            f"{via}.accept",
+            "channel",
+            channel,
+            received=accepted.received,
+            created=accepted.created,
+            duplicates=accepted.duplicates,
+            anonymous=f"webhook:{channel}",
+        )
+    return accepted
+
+
+def _receive(
+    rt: Runtime,
+    channel: str,
+    headers: dict[str, str],
+    body: bytes,
+    url: str,
+    principal: Principal | None,
+) -> Accepted:
+    _check_channel(rt, channel, principal)
+    conn = rt.channel(channel)
+    if not isinstance(conn, WebhookReceiver):
+        raise ApiError(404, f"channel {channel!r} does not receive webhooks")
+    try:
+        outcomes = list(conn.receive(headers, body, url))
+    except InputError as exc:
+        status = _input_status(exc)
+        slug = "signature" if status == 401 else "bad-delivery"
+        raise ApiError(status, f"channel {channel!r}: {exc.message}", slug=slug) from None
+    return _store(rt, channel, outcomes, principal, "webhook")
+
+
+@router.post(
+    "/webhooks/{channel}",
+    response_model=Accepted,
+    responses=problems(400, 401, 403, 404, 413, 422),
+)
+async def receive_webhook(
+    channel: Channel,
+    request: Request,
+    rt: RuntimeDep,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Accepted:
+    """A provider's delivery: verified by its signature, stored, committed, then 200."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise ApiError(413, f"webhook body larger than {MAX_BODY} bytes", slug="too-large")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ApiError(413, f"webhook body larger than {MAX_BODY} bytes", slug="too-large")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return await run_in_threadpool(
+        _receive, rt, channel, headers, body, str(request.url), principal
+    )
+
+
+class ContactIn(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=100)
+    email: str | None = Field(None, max_length=320)
+
+
+class OutcomeIn(BaseModel):
+    """One answer reported through the API (a phone system's callback result…)."""
+
+    provider_event_id: str = Field(min_length=1, max_length=200)
+    kind: Literal["callback_attempt", "survey_answer"]
+    occurred_at: AwareDatetime
+    correlation_token: str | None = Field(None, max_length=64)
+    provider_ref: str | None = Field(None, max_length=200)
+    contact: ContactIn | None = None
+    reached: bool | None = None
+    confirmed: bool | None = None
+    score: float | None = Field(None, allow_inf_nan=False)
+    scale: tuple[float, float] = (1.0, 5.0)
+    comment: str | None = Field(None, max_length=4000)
+    agent: str | None = Field(None, max_length=200)
+
+    def record(self) -> Outcome:
+        raw: dict[str, Any] = self.model_dump(mode="json")
+        occurred: datetime = self.occurred_at
+        return Outcome(
+            provider_event_id=self.provider_event_id,
+            kind=self.kind,
+            occurred_at=occurred,
+            correlation_token=self.correlation_token,
+            provider_ref=self.provider_ref,
+            contact=Contact(**self.contact.model_dump()) if self.contact else None,
+            reached=self.reached,
+            confirmed=self.confirmed,
+            score=self.score,
+            scale=self.scale,
+            comment=self.comment,
+            agent=self.agent,
+            raw=raw,
+        )
+
+
+class OutcomesIn(BaseModel):
+    outcomes: list[OutcomeIn] = Field(min_length=1, max_length=500)
+
+
+def _post(rt: Runtime, channel: str, body: OutcomesIn, principal: Principal) -> Accepted:
+    _check_channel(rt, channel, principal)
+    return _store(rt, channel, [o.record() for o in body.outcomes], principal, "outcomes")
+
+
+@router.post(
+    "/channels/{channel}/outcomes",
+    response_model=Accepted,
+    responses=problems(400, 401, 403, 404, 422),
+)
+def post_outcomes(
+    channel: Channel,
+    body: OutcomesIn,
+    rt: RuntimeDep,
+    principal: Annotated[Principal, Depends(require(Permission.POST_OUTCOMES))],
+) -> Accepted:
+    """Report answers for a channel (call-centre systems without webhooks); idempotent."""
+    return _post(rt, channel, body, principal)
