@@ -459,11 +459,23 @@ PRODUCTION_ENV = {
     "JIRA_TOKEN": "jira-token-value",
     "GLPI_APP_TOKEN": "glpi-app-value",
     "GLPI_USER_TOKEN": "glpi-user-value",
-    "TWILIO_ACCOUNT_SID": "AC0000",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
     "TWILIO_AUTH_TOKEN": "twilio-token-value",
     "LIMESURVEY_PASSWORD": "lime-pw-value",
-    "IVR_WEBHOOK_SECRET": "ivr-secret-value",
+    "IVR_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 }
+
+
+def test_production_example_passes_every_connector_schema(monkeypatch):
+    monkeypatch.setattr(registry, "_TYPES", dict(registry._TYPES))
+    for name in ("glpi", "jira_sm", "limesurvey", "twilio", "webhook"):
+        # (re)register the real types: an earlier test may have imported them into a
+        # registry it then threw away
+        module = importlib.import_module(f"connectors.{name}")
+        importlib.reload(module)
+    cfg = load_config(config.path("example-production.yaml"), env=PRODUCTION_ENV)
+    assert {s.type for s in cfg.sources.values()} == {"jira_sm", "glpi"}
+    assert {c.type for c in cfg.channels.values()} == {"twilio_taskrouter", "limesurvey", "webhook"}
 
 
 @pytest.mark.parametrize("name", ["example-embedded.yaml", "example-production.yaml"])
