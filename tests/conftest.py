@@ -100,7 +100,8 @@ def redis_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     try:
         yield url
     finally:
-        made = [k for k in conn.scan_iter(count=1000) if k not in before]
+        # only keys naming our prefix: another test run may share this database right now
+        made = [k for k in conn.scan_iter(count=1000) if k not in before and prefix.encode() in k]
         if made:
             conn.delete(*made)
         for key in before:  # shared sets (rq:queues, rq:workers…) may list our queues

@@ -7,10 +7,13 @@ does no harm.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import connectors  # noqa: F401  registers the built-in connector types
 from core.conf import load_config
+from core.errors import StateError
 from core.loop import (
     collect,
     evaluate,
@@ -24,6 +27,7 @@ from core.loop import (
 )
 from core.loop.common import StepResult
 from core.runtime import Runtime, open_runtime
+from workers import guard
 
 _RUNTIMES: dict[str, Runtime] = {}
 
@@ -36,9 +40,33 @@ def runtime_for(config_path: str) -> Runtime:
     return _RUNTIMES[key]
 
 
+SHARED_WAIT_S = 600.0
+"""How long a job waits for another worker's run of a shared step to end."""
+
+
+def shared_step(rt: Runtime, name: str, step: Callable[[], StepResult]) -> StepResult:
+    """Run a step that works on every source's or channel's rows (plan, reconcile) alone.
+
+    Jobs of different sources or channels run at the same time on different
+    workers, but two plans (or two reconciles) at once would both act on the
+    same new rows; the second waits for the first under a database lease
+    (:mod:`workers.guard`), then runs and picks up whatever is left.
+    """
+    owner = guard.default_owner()
+    deadline = time.monotonic() + SHARED_WAIT_S
+    while True:
+        with guard.lease(rt.db, f"shared:{name}", owner) as held_by:
+            if held_by is None:
+                return step()
+        if time.monotonic() > deadline:
+            msg = f"{name}: still held by {held_by.owner} after {SHARED_WAIT_S:.0f} s"
+            raise StateError(msg)
+        time.sleep(0.2)
+
+
 def sync_source(rt: Runtime, source: str) -> list[StepResult]:
     """Pull one source and plan what its changes call for."""
-    return [pull(rt, source), plan(rt)]
+    return [pull(rt, source), shared_step(rt, "plan", lambda: plan(rt))]
 
 
 def dispatch(rt: Runtime) -> list[StepResult]:
@@ -48,7 +76,7 @@ def dispatch(rt: Runtime) -> list[StepResult]:
 
 def collect_channel(rt: Runtime, channel: str) -> list[StepResult]:
     """Collect one channel's outcomes and match them to incidents."""
-    return [collect(rt, channel), reconcile(rt)]
+    return [collect(rt, channel), shared_step(rt, "reconcile", lambda: reconcile(rt))]
 
 
 def evaluate_all(rt: Runtime) -> list[StepResult]:

@@ -236,7 +236,8 @@ class SandboxChannel:
     # -- what the customers do ---------------------------------------------------
 
     def _plan(self, message: OutboundMessage, address: str, seq: int, ref: str) -> OutcomePlan:
-        rng = random.Random(f"{self._opts['seed']}|{self._role}|{message.correlation_token}")
+        # seeded by the idempotency key, stable across runs and processes (tokens are random)
+        rng = random.Random(f"{self._opts['seed']}|{self._role}|{message.idempotency_key}")
         base = to_utc(message.resolved_at)
         contact = {"name": message.contact.name, self._contact: address}
         events = self._callback(rng, base) if self._role == "callback" else self._survey(rng, base)
