@@ -18,6 +18,7 @@ needs and none should re-implement:
 from __future__ import annotations
 
 import email.utils
+import socket
 import ssl
 import threading
 import time
@@ -30,6 +31,25 @@ import httpx
 
 from core.errors import FatalError, RetriableError
 from core.retry import DEFAULT_ATTEMPTS, call_with_retry, make_retrying
+
+
+def http_options_schema(default_rate: float = 0) -> dict[str, Any]:
+    """JSON Schema properties every HTTP connector accepts: rate budget, timeout, TLS."""
+    return {
+        "rate": {
+            "type": "number",
+            "minimum": 0,
+            "default": default_rate,
+            "description": "requests per second to the host, shared by every client (0: no limit)",
+        },
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+        "verify_tls": {
+            "type": ["boolean", "string"],
+            "default": True,
+            "description": "verify the server's certificate (or a CA bundle path)",
+        },
+    }
+
 
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -162,12 +182,16 @@ class HttpService:
         self.attempts = attempts
         self.message_of = message_of
         self.budget = HostBudget.for_host(self.host, rate)
+        if transport is None:
+            # small requests must not wait for the peer's delayed ACK (Nagle: ~40 ms each)
+            transport = httpx.HTTPTransport(
+                verify=_tls(verify), socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            )
         self.client = httpx.Client(
             base_url=self.base_url,
             headers=dict(headers or {}),
             auth=auth,
             timeout=timeout,
-            verify=_tls(verify),
             transport=transport,
             follow_redirects=False,
         )

@@ -23,6 +23,16 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+BACKFILL_OPTIONS_SCHEMA: dict[str, object] = {
+    "backfill_from": {
+        "type": "string",
+        "description": "first sync only: ISO 8601 instant to pull from (none: everything)",
+    },
+    "backfill_parts": {"type": "integer", "minimum": 1, "maximum": 256, "default": 8},
+    "backfill_workers": {"type": "integer", "minimum": 1, "maximum": 32, "default": 4},
+}
+"""Options of a source that backfills in concurrent windows (:func:`pull_windows`)."""
 _DONE = object()
 
 

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 
+from connectors.http import http_options_schema
+from connectors.windows import BACKFILL_OPTIONS_SCHEMA
 from core.errors import ConfigError, InputError, Problem
 from core.timeutil import parse_duration, parse_instant
 
@@ -48,12 +50,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "minimum": 0,
             "description": "restrict to this entity (and its children)",
         },
-        "backfill_from": {
-            "type": "string",
-            "description": "first sync only: pull tickets modified since this ISO instant",
-        },
-        "backfill_parts": {"type": "integer", "minimum": 1, "maximum": 256, "default": 8},
-        "backfill_workers": {"type": "integer", "minimum": 1, "maximum": 32, "default": 4},
+        **BACKFILL_OPTIONS_SCHEMA,
         "detail_workers": {
             "type": "integer",
             "minimum": 1,
@@ -61,9 +58,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "default": 4,
             "description": "tickets whose sub-items are read at the same time",
         },
-        "rate": {"type": "number", "minimum": 0, "default": 0, "description": "requests/s"},
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
-        "verify_tls": {"type": ["boolean", "string"], "default": True},
+        **http_options_schema(),
         "ticket": {
             "type": "object",
             "additionalProperties": False,

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import jsonschema
 
+from connectors.http import http_options_schema
+from connectors.windows import BACKFILL_OPTIONS_SCHEMA
 from core.errors import ConfigError, InputError, Problem
 from core.timeutil import parse_duration, parse_instant
 
@@ -80,12 +82,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "default": "epoch",
             "description": "JQL date literals as epoch ms, or in the account's profile zone",
         },
-        "backfill_from": {
-            "type": "string",
-            "description": "ISO 8601 instant where the first sync starts (none: everything)",
-        },
-        "backfill_parts": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
-        "backfill_workers": {"type": "integer", "minimum": 1, "maximum": 16, "default": 4},
+        **BACKFILL_OPTIONS_SCHEMA,
         "fetch_workers": {
             "type": "integer",
             "minimum": 1,
@@ -93,14 +90,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "default": 4,
             "description": "concurrent per-issue calls (changelog, SLA, participants) per page",
         },
-        "rate": {
-            "type": "number",
-            "minimum": 0,
-            "default": 10,
-            "description": "requests per second to the host (0: no limit)",
-        },
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
-        "verify_tls": {"type": "boolean", "default": True},
+        **http_options_schema(default_rate=10),
         "ticket": {
             "type": "object",
             "additionalProperties": False,
@@ -154,7 +144,7 @@ class JiraOptions:
     fetch_workers: int = 4
     rate: float = 10.0
     timeout: float = 30.0
-    verify_tls: bool = True
+    verify_tls: bool | str = True
     ticket: TicketOptions | None = None
     contact: str = "reporter"
     sla: bool = True
@@ -225,7 +215,7 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> JiraOptions:
         fetch_workers=int(opts["fetch_workers"]),
         rate=float(opts["rate"]),
         timeout=float(opts["timeout"]),
-        verify_tls=bool(opts["verify_tls"]),
+        verify_tls=opts["verify_tls"],
         ticket=ticket,
         contact=str(opts["contact"]),
         sla=bool(opts["sla"]),

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,13 +88,6 @@ class LimeSurveyChannel:
         self.answers = AnswerMapping.from_mapping(ctx.mapping, self.where)
         self._ctx = ctx
         parts = urlsplit(self.opts.url)
-        if transport is None:
-            # JSON-RPC is chatty: without TCP_NODELAY each small POST body waits for
-            # the server's delayed ACK (~40 ms a call)
-            transport = httpx.HTTPTransport(
-                verify=self.opts.verify_tls,
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            )
         http = HttpService(
             self.where,
             f"{parts.scheme}://{parts.netloc}",

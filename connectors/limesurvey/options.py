@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 
+from connectors.http import http_options_schema
 from core.errors import ConfigError, Problem
 
 _ATTRIBUTE = {"type": "string", "pattern": "^attribute_[1-9][0-9]*$"}
@@ -53,14 +54,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "default": "UTC",
             "description": "IANA zone of the LimeSurvey server: its dates are naive local times",
         },
-        "rate": {
-            "type": "number",
-            "minimum": 0,
-            "default": 0,
-            "description": "requests/s (0: no limit)",
-        },
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
-        "verify_tls": {"type": "boolean", "default": True},
+        **http_options_schema(),
     },
 }
 
@@ -83,7 +77,7 @@ class LimeSurveyOptions:
     server_timezone: tzinfo = UTC
     rate: float = 0.0
     timeout: float = 30.0
-    verify_tls: bool = True
+    verify_tls: bool | str = True
 
     def __repr__(self) -> str:
         return (
@@ -162,5 +156,5 @@ def parse_options(
         server_timezone=zone,
         rate=float(opts["rate"]),
         timeout=float(opts["timeout"]),
-        verify_tls=bool(opts["verify_tls"]),
+        verify_tls=opts["verify_tls"],
     )
