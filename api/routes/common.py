@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
@@ -34,11 +34,15 @@ def read_session(rt: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Sessi
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[Session, Depends(read_session)]
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
+MAX_ID = 2**31 - 1
+"""Row ids are 32-bit integers in the store (PostgreSQL ``integer``)."""
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdFilter = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 Cursor = Annotated[
     str | None,
     Query(
-        pattern=r"^[0-9]{1,18}$",
+        pattern=r"^[0-9]{1,10}$",
         description="The next_cursor of the previous page (omit for the first page).",
     ),
 ]
@@ -50,6 +54,8 @@ def page(
 ) -> tuple[list[Any], str | None]:
     """One page of ``query`` by ascending id; returns the rows and the next cursor."""
     if cursor is not None:
+        if int(cursor) >= MAX_ID:
+            return [], None
         query = query.where(id_column > int(cursor))
     rows = list(session.scalars(query.order_by(id_column).limit(limit + 1)))
     more = len(rows) > limit

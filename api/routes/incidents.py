@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
@@ -13,6 +13,8 @@ from api.problems import ApiError
 from api.routes.common import (
     READ_PROBLEMS,
     Cursor,
+    Id,
+    IdFilter,
     Limit,
     Month,
     Reader,
@@ -48,7 +50,6 @@ from core.store.models import (
 
 router = APIRouter(tags=["incidents"], responses=READ_PROBLEMS)
 
-Id = Annotated[int, Path(ge=1, le=2**62)]
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 CATEGORIES = tuple(c.value for c in Category)
 _DERIVED = ("contact", "match")
@@ -162,7 +163,7 @@ def list_callbacks(
     _: Reader,
     state: Text = None,
     channel: Text = None,
-    incident_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    incident_id: IdFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[CallbackOut]:
@@ -187,7 +188,7 @@ def list_responses(
     matched: Annotated[
         bool | None, Query(description="true: tied to an incident; false: in review/dismissed")
     ] = None,
-    incident_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    incident_id: IdFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ResponseOut]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from api.auth import Permission, Principal, require
@@ -12,6 +12,7 @@ from api.problems import ApiError
 from api.routes.common import (
     READ_PROBLEMS,
     Cursor,
+    Id,
     Limit,
     Reader,
     RuntimeDep,
@@ -33,7 +34,6 @@ from core.store.models import Incident, Match, Response
 
 router = APIRouter(tags=["review"], responses=READ_PROBLEMS)
 
-Id = Annotated[int, Path(ge=1, le=2**62)]
 Reviewer = Annotated[Principal, Depends(require(Permission.REVIEW))]
 
 

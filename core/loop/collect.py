@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.compliance import normalise_score
 from core.errors import InputError
+from core.loop._bulk import chunks, insert_rows
 from core.loop.common import StepResult, connector_state, finish_run, log, resumable, start_run
 from core.records import Outcome
 from core.runtime import Runtime
@@ -23,20 +25,21 @@ from core.store.models import Response
 from core.timeutil import to_utc
 
 
-def store_outcomes(
+def _new_rows(
     session: Session, channel: str, outcomes: Sequence[Outcome], now: datetime, result: StepResult
-) -> list[Response]:
-    """Insert the outcomes not stored yet; returns the new responses (caller commits)."""
+) -> list[dict[str, Any]]:
+    """The response rows of the outcomes not stored yet, counted in ``result``."""
     result.counts["seen"] += len(outcomes)
-    ids = {o.provider_event_id for o in outcomes}
-    known = set(
-        session.scalars(
-            select(Response.provider_event_id).where(
-                Response.channel == channel, Response.provider_event_id.in_(ids)
+    known: set[str] = set()
+    for chunk in chunks(sorted({o.provider_event_id for o in outcomes})):
+        known.update(
+            session.scalars(
+                select(Response.provider_event_id).where(
+                    Response.channel == channel, Response.provider_event_id.in_(chunk)
+                )
             )
         )
-    )
-    added: list[Response] = []
+    rows: list[dict[str, Any]] = []
     for out in outcomes:
         if out.provider_event_id in known:
             result.counts["duplicates"] += 1
@@ -49,31 +52,47 @@ def store_outcomes(
                 score = normalise_score(out.score, out.scale[0], out.scale[1])
             except InputError as exc:
                 raw["_qloop_error"] = str(exc)
-        resp = Response(
-            channel=channel,
-            provider_event_id=out.provider_event_id,
-            kind=out.kind,
-            occurred_at=to_utc(out.occurred_at),
-            received_at=now,
-            correlation_token=out.correlation_token,
-            provider_ref=out.provider_ref,
-            contact_phone=out.contact.phone if out.contact else None,
-            contact_email=out.contact.email if out.contact else None,
-            reached=out.reached,
-            confirmed=out.confirmed,
-            score_raw=out.score,
-            scale_min=out.scale[0],
-            scale_max=out.scale[1],
-            score=score,
-            comment=out.comment,
-            agent=out.agent,
-            raw=raw,
-            matched=False,
+        rows.append(
+            {
+                "channel": channel,
+                "provider_event_id": out.provider_event_id,
+                "kind": out.kind,
+                "occurred_at": to_utc(out.occurred_at),
+                "received_at": now,
+                "correlation_token": out.correlation_token,
+                "provider_ref": out.provider_ref,
+                "contact_phone": out.contact.phone if out.contact else None,
+                "contact_email": out.contact.email if out.contact else None,
+                "reached": out.reached,
+                "confirmed": out.confirmed,
+                "score_raw": out.score,
+                "scale_min": out.scale[0],
+                "scale_max": out.scale[1],
+                "score": score,
+                "comment": out.comment,
+                "agent": out.agent,
+                "raw": raw,
+                "matched": False,
+            }
         )
-        session.add(resp)
-        added.append(resp)
         result.counts["created"] += 1
+    return rows
+
+
+def store_outcomes(
+    session: Session, channel: str, outcomes: Sequence[Outcome], now: datetime, result: StepResult
+) -> list[Response]:
+    """Insert the outcomes not stored yet; returns the new responses (caller commits)."""
+    added = [Response(**row) for row in _new_rows(session, channel, outcomes, now, result)]
+    session.add_all(added)
     return added
+
+
+def _insert_outcomes(
+    session: Session, channel: str, outcomes: Sequence[Outcome], now: datetime, result: StepResult
+) -> None:
+    """Like :func:`store_outcomes` with one multi-row insert (nothing returned)."""
+    insert_rows(session, Response, _new_rows(session, channel, outcomes, now, result))
 
 
 def collect(rt: Runtime, channel: str) -> StepResult:
@@ -95,7 +114,7 @@ def collect(rt: Runtime, channel: str) -> StepResult:
     try:
         for batch in resumable(conn.collect, load_cursor, on_retry, rt.sleep):
             with rt.db.session() as s:
-                store_outcomes(s, channel, batch.outcomes, rt.now(), result)
+                _insert_outcomes(s, channel, batch.outcomes, rt.now(), result)
                 connector_state(s, state_name).cursor = batch.cursor
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"

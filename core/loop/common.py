@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -114,6 +114,25 @@ def resumable(
             sleep(min(max(wait, 0.0), MAX_RESTART_WAIT_S))
 
 
+def audit_row(
+    rt: Runtime,
+    action: str,
+    entity: str,
+    entity_id: object,
+    actor: str = "qloop",
+    **detail: object,
+) -> dict[str, Any]:
+    """The columns of an audit entry, for a bulk insert (what :func:`audit` adds)."""
+    return {
+        "at": rt.now(),
+        "actor": actor,
+        "action": action,
+        "entity": entity,
+        "entity_id": str(entity_id) if entity_id is not None else None,
+        "detail": dict(detail),
+    }
+
+
 def audit(
     session: Session,
     rt: Runtime,
@@ -123,13 +142,4 @@ def audit(
     actor: str = "qloop",
     **detail: object,
 ) -> None:
-    session.add(
-        AuditLog(
-            at=rt.now(),
-            actor=actor,
-            action=action,
-            entity=entity,
-            entity_id=str(entity_id) if entity_id is not None else None,
-            detail=dict(detail),
-        )
-    )
+    session.add(AuditLog(**audit_row(rt, action, entity, entity_id, actor, **detail)))

@@ -22,12 +22,19 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.errors import QloopError, RetriableError
-from core.loop.common import StepResult, audit, log
+from core.loop._bulk import chunks, insert_rows, update_by_id
+from core.loop.common import StepResult, audit, audit_row, log
 from core.loop.outbox import message_from_payload
 from core.records import SendResult, TicketRef, TicketRequest
 from core.retry import outbox_delay
 from core.runtime import Runtime
-from core.store.models import CallbackTask, Nonconformity, OutboxItem, SurveyInvitation
+from core.store.models import (
+    AuditLog,
+    CallbackTask,
+    Nonconformity,
+    OutboxItem,
+    SurveyInvitation,
+)
 from core.timeutil import parse_instant
 
 BATCH = 200
@@ -73,50 +80,114 @@ def _lookup(rt: Runtime, item: OutboxItem) -> str | None:
     return found.provider_ref if found else None
 
 
-def _mark_sent(s: Session, item: OutboxItem, ref: str, now: datetime) -> None:
-    item.state, item.provider_ref, item.sent_at, item.last_error = "sent", ref, now, None
-    entity = s.get(_ENTITY[item.kind], item.entity_id)
-    if entity is None:
-        return
-    if isinstance(entity, Nonconformity):
-        entity.state = "ticketed" if entity.state in ("open", "dead") else entity.state
-        entity.ticket_ref, entity.ticket_url = ref, item.payload.get("ticket_url")
-        entity.updated_at = now
-    else:
-        entity.state = "sent" if entity.state in ("planned", "dead") else entity.state
-        entity.provider_ref = ref
+class _Outcomes:
+    """The outcomes of a batch of claimed items, recorded with a few set-based statements.
 
+    ``sent``, ``failed`` and ``requeue`` decide each item's new state in
+    memory; :meth:`write` then reads the state of the items' tasks,
+    invitations and nonconformities, applies the outcomes to them in order,
+    and stores everything in the caller's transaction, which commits it all
+    together (as one ORM flush did). The items' ORM objects are only read.
+    """
 
-def _mark_failed(rt: Runtime, s: Session, item: OutboxItem, exc: Exception, now: datetime) -> str:
-    item.attempts += 1
-    item.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-    retriable = isinstance(exc, RetriableError) or not isinstance(exc, QloopError)
-    if retriable and item.attempts < rt.config.outbox_max_attempts:
-        delay = outbox_delay(
-            item.attempts,
-            rt.config.outbox_backoff_initial_s,
-            rt.config.outbox_backoff_max_s,
-            getattr(exc, "retry_after", None),
+    def __init__(self, rt: Runtime, s: Session, items: list[OutboxItem]) -> None:
+        self.rt, self.s, self.items = rt, s, items
+        self.item_rows: dict[int, dict[str, Any]] = {}
+        self.effects: list[tuple[OutboxItem, str | None, datetime | None]] = []
+        """(item, provider ref, when) sent, or (item, None, None) dead-lettered, in order."""
+        self.audits: list[dict[str, Any]] = []
+
+    def _item(self, item: OutboxItem) -> dict[str, Any]:
+        """The columns of ``item`` this batch changes (only those are written)."""
+        return self.item_rows.setdefault(item.id, {"id": item.id})
+
+    def sent(self, item: OutboxItem, ref: str, now: datetime) -> None:
+        """Record that the provider holds ``item`` under ``ref``."""
+        row = self._item(item)
+        row.update(state="sent", provider_ref=ref, sent_at=now, last_error=None)
+        if item.kind == "ticket":
+            row["payload"] = item.payload  # _send added the ticket's URL
+        self.effects.append((item, ref, now))
+
+    def failed(self, item: OutboxItem, exc: Exception, now: datetime) -> str:
+        """Record a failed attempt: again later after a backoff, or dead; returns which."""
+        rt, row = self.rt, self._item(item)
+        row["attempts"] = row.get("attempts", item.attempts) + 1
+        row["last_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        retriable = isinstance(exc, RetriableError) or not isinstance(exc, QloopError)
+        if retriable and row["attempts"] < rt.config.outbox_max_attempts:
+            delay = outbox_delay(
+                row["attempts"],
+                rt.config.outbox_backoff_initial_s,
+                rt.config.outbox_backoff_max_s,
+                getattr(exc, "retry_after", None),
+            )
+            row.update(state="pending", next_attempt_at=now + timedelta(seconds=delay))
+            return "retry_later"
+        row["state"] = "dead"
+        self.effects.append((item, None, None))
+        self.audit("outbox.dead", item, key=item.idempotency_key, error=row["last_error"])
+        log.error(
+            "outbox item %s (%s) dead-lettered: %s",
+            item.id,
+            item.idempotency_key,
+            row["last_error"],
         )
-        item.state, item.next_attempt_at = "pending", now + timedelta(seconds=delay)
-        return "retry_later"
-    item.state = "dead"
-    entity = s.get(_ENTITY[item.kind], item.entity_id)
-    if entity is not None and entity.state in ("planned", "open"):
-        entity.state = "dead"
-    audit(
-        s,
-        rt,
-        "outbox.dead",
-        "outbox_item",
-        item.id,
-        key=item.idempotency_key,
-        error=item.last_error,
-    )
-    log.error(
-        "outbox item %s (%s) dead-lettered: %s", item.id, item.idempotency_key, item.last_error
-    )
-    return "dead"
+        return "dead"
+
+    def requeue(self, item: OutboxItem, now: datetime) -> None:
+        """Make ``item`` due again now."""
+        self._item(item).update(state="pending", next_attempt_at=now)
+
+    def audit(self, action: str, item: OutboxItem, **detail: object) -> None:
+        self.audits.append(audit_row(self.rt, action, "outbox_item", item.id, **detail))
+
+    def _entity_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """The effects on tasks, invitations and nonconformities, as column updates per kind."""
+        wanted: dict[str, set[int]] = {}
+        for item, _, _ in self.effects:
+            wanted.setdefault(item.kind, set()).add(item.entity_id)
+        state: dict[tuple[str, int], str] = {}
+        for kind, ids in wanted.items():
+            model = _ENTITY[kind]
+            for chunk in chunks(sorted(ids)):
+                for entity_id, current in self.s.execute(
+                    select(model.id, model.state).where(model.id.in_(chunk))
+                ):
+                    state[(kind, entity_id)] = current
+        rows: dict[tuple[str, int], dict[str, Any]] = {}
+        for item, ref, now in self.effects:
+            key = (item.kind, item.entity_id)
+            current = state.get(key)
+            if current is None:
+                continue  # the entity is gone: only the item is recorded
+            row = rows.setdefault(key, {"id": item.entity_id})
+            if ref is None:  # dead-lettered
+                if current in ("planned", "open"):
+                    row["state"] = state[key] = "dead"
+            elif item.kind == "ticket":
+                if current in ("open", "dead"):
+                    row["state"] = state[key] = "ticketed"
+                row.update(
+                    ticket_ref=ref, ticket_url=item.payload.get("ticket_url"), updated_at=now
+                )
+            else:
+                if current in ("planned", "dead"):
+                    row["state"] = state[key] = "sent"
+                row["provider_ref"] = ref
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for (kind, _), row in rows.items():
+            by_kind.setdefault(kind, []).append(row)
+        return by_kind
+
+    def write(self) -> None:
+        """Store every outcome (the caller's transaction commits them)."""
+        for item in self.items:
+            self.s.expunge(item)  # the rows below are their new state: no ORM flush of them
+        update_by_id(self.s, OutboxItem, list(self.item_rows.values()))
+        for kind, rows in self._entity_rows().items():
+            update_by_id(self.s, _ENTITY[kind], rows)
+        insert_rows(self.s, AuditLog, self.audits)
 
 
 def _claim(rt: Runtime, kinds: Iterable[str] | None) -> list[int]:
@@ -153,28 +224,23 @@ def recover_in_doubt(rt: Runtime, result: StepResult) -> None:
                 )
             )
         )
+        outcomes = _Outcomes(rt, s, items)
         for item in items:
             result.counts["in_doubt"] += 1
             try:
                 ref = _lookup(rt, item)
             except NotImplementedError:
                 ref = None
-                audit(
-                    s,
-                    rt,
-                    "outbox.in_doubt_resend",
-                    "outbox_item",
-                    item.id,
-                    key=item.idempotency_key,
-                )
+                outcomes.audit("outbox.in_doubt_resend", item, key=item.idempotency_key)
             except Exception as exc:
-                _mark_failed(rt, s, item, exc, now)
+                outcomes.failed(item, exc, now)
                 continue
             if ref is not None:
-                _mark_sent(s, item, ref, now)
-                audit(s, rt, "outbox.in_doubt_found", "outbox_item", item.id, ref=ref)
+                outcomes.sent(item, ref, now)
+                outcomes.audit("outbox.in_doubt_found", item, ref=ref)
             else:
-                item.state, item.next_attempt_at = "pending", now
+                outcomes.requeue(item, now)
+        outcomes.write()
 
 
 def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
@@ -188,17 +254,22 @@ def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
             break
         seen.update(ids)
         with rt.db.session() as s:
-            for item in s.scalars(
-                select(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.state == "sending")
-            ):
+            items = list(
+                s.scalars(
+                    select(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.state == "sending")
+                )
+            )
+            outcomes = _Outcomes(rt, s, items)
+            for item in items:
                 now = rt.now()
                 try:
                     ref = _send(rt, item)
                 except Exception as exc:
-                    result.counts[_mark_failed(rt, s, item, exc, now)] += 1
+                    result.counts[outcomes.failed(item, exc, now)] += 1
                     continue
-                _mark_sent(s, item, ref, now)
+                outcomes.sent(item, ref, now)
                 result.counts[f"sent_{item.kind}"] += 1
+            outcomes.write()
         rt.report("push", len(seen))
     return result
 

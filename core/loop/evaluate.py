@@ -9,14 +9,17 @@ named.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from core.compliance import Evaluation, Finding
 from core.compliance import evaluate as evaluate_incident
+from core.loop._bulk import chunks, insert_rows, update_by_id
 from core.loop.common import StepResult
 from core.loop.facts import load_facts
 from core.runtime import Runtime
@@ -58,12 +61,34 @@ def disagreement(inc: Incident, ev: Evaluation) -> str | None:
     return ",".join(names) or None
 
 
-def store_evaluation(
-    s: Session, inc: Incident, ev: Evaluation, existing: ComplianceRecord | None
-) -> bool:
-    """Upsert the compliance record; returns True when its findings changed."""
-    findings = [finding_to_json(f) for f in ev.findings]
-    values: dict[str, Any] = {
+def _resolution_json(outcome: Any) -> dict[str, Any]:
+    """``_jsonable(asdict(outcome))`` for a flat dataclass, without asdict's deep copies."""
+    names = _FIELDS.get(type(outcome))
+    if names is None:
+        names = _FIELDS[type(outcome)] = tuple(f.name for f in fields(outcome))
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(outcome, name)
+        kind = type(value)
+        if value is None or kind in _PLAIN:
+            out[name] = value
+        elif kind is datetime:
+            out[name] = value.isoformat()
+        elif is_dataclass(value) or isinstance(value, dict | list | tuple):
+            return _jsonable(asdict(outcome))  # nested: the general path
+        else:
+            out[name] = _jsonable(value)
+    return out
+
+
+_PLAIN = frozenset({bool, int, float, str})
+"""Types :func:`_jsonable` returns unchanged."""
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def evaluation_values(inc: Incident, ev: Evaluation) -> dict[str, Any]:
+    """The columns of ``inc``'s compliance record for evaluation ``ev`` (not its keys)."""
+    return {
         "evaluated_at": ev.evaluated_at,
         "month": ev.month,
         "cancelled": ev.cancelled,
@@ -84,9 +109,17 @@ def store_evaluation(
         "source_response_met": _flag(inc, "response_met"),
         "source_resolution_met": _flag(inc, "resolution_met"),
         "sla_disagreement": disagreement(inc, ev),
-        "resolutions": [_jsonable(asdict(r)) for r in ev.resolutions],
-        "findings": findings,
+        "resolutions": [_resolution_json(r) for r in ev.resolutions],
+        "findings": [finding_to_json(f) for f in ev.findings],
     }
+
+
+def store_evaluation(
+    s: Session, inc: Incident, ev: Evaluation, existing: ComplianceRecord | None
+) -> bool:
+    """Upsert the compliance record; returns True when its findings changed."""
+    values = evaluation_values(inc, ev)
+    findings = values["findings"]
     if existing is None:
         s.add(
             ComplianceRecord(
@@ -111,6 +144,33 @@ def _flag(inc: Incident, name: str) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+@dataclass
+class _Stored:
+    """What evaluate reads of a stored compliance record."""
+
+    id: int
+    findings: Any
+    raised: bool
+
+
+def _stored_records(s: Session, ids: list[int]) -> dict[tuple[int, str, str], _Stored]:
+    records: dict[tuple[int, str, str], _Stored] = {}
+    for chunk in chunks(ids):
+        rows = s.execute(
+            select(
+                ComplianceRecord.id,
+                ComplianceRecord.incident_id,
+                ComplianceRecord.policy,
+                ComplianceRecord.policy_version,
+                ComplianceRecord.findings,
+                ComplianceRecord.raised,
+            ).where(ComplianceRecord.incident_id.in_(chunk))
+        )
+        for rec_id, inc_id, policy, version, findings, raised in rows:
+            records[(inc_id, policy, version)] = _Stored(rec_id, findings, raised)
+    return records
+
+
 def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
     """Evaluate incidents whose facts changed or whose pending verdict fell due.
 
@@ -119,11 +179,31 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
     result = StepResult("evaluate")
     now = rt.now()
     last_id = 0
+    wanted = sorted(set(incident_ids)) if incident_ids is not None else None
     while True:
         with rt.db.session() as s:
-            query = select(Incident).where(Incident.id > last_id).order_by(Incident.id).limit(BATCH)
-            if incident_ids is not None:
-                query = query.where(Incident.id.in_(incident_ids))
+            query = (
+                select(Incident)
+                .options(
+                    load_only(
+                        Incident.id,
+                        Incident.source,
+                        Incident.priority,
+                        Incident.created_at,
+                        Incident.source_sla,
+                        Incident.revision,
+                    )
+                )
+                .where(Incident.id > last_id)
+                .order_by(Incident.id)
+                .limit(BATCH)
+            )
+            if wanted is not None:
+                # the next BATCH ids asked for: a bounded IN list however many were asked
+                ahead = wanted[bisect_right(wanted, last_id) :][:BATCH]
+                if not ahead:
+                    break
+                query = query.where(Incident.id.in_(ahead))
             else:
                 query = query.where(
                     or_(
@@ -132,26 +212,50 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
                     )
                 )
             batch = list(s.scalars(query))
+            if not batch and wanted is not None:
+                last_id = ahead[-1]  # none of these exist (any more): on to the next ids
+                continue
             if not batch:
                 break
             last_id = batch[-1].id
             facts = load_facts(s, batch)
-            records = {
-                (r.incident_id, r.policy, r.policy_version): r
-                for r in s.scalars(
-                    select(ComplianceRecord).where(
-                        ComplianceRecord.incident_id.in_([i.id for i in batch])
-                    )
-                )
-            }
+            records = _stored_records(s, [i.id for i in batch])
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            incidents: list[dict[str, Any]] = []
             for inc in batch:
                 policy = rt.policy_for_source(inc.source)
                 ev = evaluate_incident(facts[inc.id], policy, now)
-                key = (inc.id, policy.name, policy.version)
-                if store_evaluation(s, inc, ev, records.get(key)):
+                values = evaluation_values(inc, ev)
+                findings = values["findings"]
+                stored = records.get((inc.id, policy.name, policy.version))
+                if stored is None:
+                    changed = bool(findings)
+                    inserts.append(
+                        {
+                            "incident_id": inc.id,
+                            "policy": ev.policy_name,
+                            "policy_version": ev.policy_version,
+                            "raised": not findings,
+                            **values,
+                        }
+                    )
+                else:
+                    changed = stored.findings != findings
+                    raised = False if changed else stored.raised
+                    updates.append({"id": stored.id, **values, "raised": raised})
+                if changed:
                     result.counts["findings_changed"] += 1
-                inc.evaluated_revision = inc.revision
-                inc.evaluate_after = ev.next_check_at
+                incidents.append(
+                    {
+                        "id": inc.id,
+                        "evaluated_revision": inc.revision,
+                        "evaluate_after": ev.next_check_at,
+                    }
+                )
                 result.counts["evaluated"] += 1
+            insert_rows(s, ComplianceRecord, inserts)
+            update_by_id(s, ComplianceRecord, updates)
+            update_by_id(s, Incident, incidents)
         rt.report("evaluate", result.counts["evaluated"])
     return result

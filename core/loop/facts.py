@@ -9,19 +9,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.compliance import Attempt, IncidentFacts, SurveyAnswer
+from core.loop._bulk import chunks
 from core.records import Category, StatusChange
 from core.store.models import Incident, Match, Response, StatusEvent
 
 
 def load_history(session: Session, ids: Sequence[int]) -> dict[int, list[StatusChange]]:
     history: dict[int, list[StatusChange]] = defaultdict(list)
-    rows = session.execute(
-        select(StatusEvent.incident_id, StatusEvent.at, StatusEvent.category, StatusEvent.status)
-        .where(StatusEvent.incident_id.in_(ids))
-        .order_by(StatusEvent.incident_id, StatusEvent.seq)
-    )
-    for inc_id, at, category, status in rows:
-        history[inc_id].append(StatusChange(at=at, category=Category(category), status=status))
+    categories = {c.value: c for c in Category}
+    for chunk in chunks(ids):
+        rows = session.execute(
+            select(
+                StatusEvent.incident_id, StatusEvent.at, StatusEvent.category, StatusEvent.status
+            )
+            .where(StatusEvent.incident_id.in_(chunk))
+            .order_by(StatusEvent.incident_id, StatusEvent.seq)
+        )
+        for inc_id, at, category, status in rows:
+            cat = categories.get(category) or Category(category)
+            history[inc_id].append(StatusChange(at=at, category=cat, status=status))
     return history
 
 
@@ -30,27 +36,36 @@ def load_answers(
 ) -> tuple[dict[int, list[Attempt]], dict[int, list[SurveyAnswer]]]:
     attempts: dict[int, list[Attempt]] = defaultdict(list)
     answers: dict[int, list[SurveyAnswer]] = defaultdict(list)
-    rows = session.execute(
-        select(Match.incident_id, Response)
-        .join(Response, Response.id == Match.response_id)
-        .where(Match.incident_id.in_(ids), Match.status == "matched")
-        .order_by(Response.occurred_at, Response.id)
-    )
-    for inc_id, resp in rows:
-        if resp.kind == "callback_attempt":
-            attempts[inc_id].append(
-                Attempt(
-                    at=resp.occurred_at,
-                    reached=bool(resp.reached),
-                    confirmed=resp.confirmed,
-                    score=resp.score,
-                    ref=f"response:{resp.id}",
+    for chunk in chunks(ids):
+        rows = session.execute(
+            select(
+                Match.incident_id,
+                Response.id,
+                Response.kind,
+                Response.occurred_at,
+                Response.reached,
+                Response.confirmed,
+                Response.score,
+            )
+            .join(Response, Response.id == Match.response_id)
+            .where(Match.incident_id.in_(chunk), Match.status == "matched")
+            .order_by(Response.occurred_at, Response.id)
+        )
+        for inc_id, resp_id, kind, occurred_at, reached, confirmed, score in rows:
+            if kind == "callback_attempt":
+                attempts[inc_id].append(
+                    Attempt(
+                        at=occurred_at,
+                        reached=bool(reached),
+                        confirmed=confirmed,
+                        score=score,
+                        ref=f"response:{resp_id}",
+                    )
                 )
-            )
-        else:
-            answers[inc_id].append(
-                SurveyAnswer(at=resp.occurred_at, score=resp.score, ref=f"response:{resp.id}")
-            )
+            else:
+                answers[inc_id].append(
+                    SurveyAnswer(at=occurred_at, score=score, ref=f"response:{resp_id}")
+                )
     return attempts, answers
 
 

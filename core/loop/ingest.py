@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from core.loop._bulk import chunks, insert_returning_ids, insert_rows, update_by_id
 from core.loop.common import StepResult, connector_state, finish_run, log, resumable, start_run
 from core.privacy import email_key, phone_key
 from core.records import IncidentRecord, StatusChange
@@ -44,8 +46,18 @@ def fingerprint(rec: IncidentRecord) -> str:
         "sla": rec.source_sla,
         "history": [[h.at.isoformat(), str(h.category), h.status] for h in rec.history],
     }
-    blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(_ENCODER.encode(doc).encode()).hexdigest()
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+"""What ``json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)`` builds per call."""
+
+
+def _utc(value: datetime) -> datetime:
+    """:func:`to_utc`, skipping the conversion for a value that is already whole-second UTC."""
+    if value.tzinfo is UTC and not value.microsecond:
+        return value
+    return to_utc(value)
 
 
 def _iso(value: Any) -> str | None:
@@ -66,11 +78,11 @@ def _fields(rec: IncidentRecord) -> dict[str, Any]:
         "priority": rec.priority,
         "status": rec.status,
         "category": str(rec.category),
-        "created_at": to_utc(rec.created_at),
-        "updated_at": to_utc(rec.updated_at),
-        "first_response_at": rec.first_response_at and to_utc(rec.first_response_at),
-        "resolved_at": rec.resolved_at and to_utc(rec.resolved_at),
-        "closed_at": rec.closed_at and to_utc(rec.closed_at),
+        "created_at": _utc(rec.created_at),
+        "updated_at": _utc(rec.updated_at),
+        "first_response_at": rec.first_response_at and _utc(rec.first_response_at),
+        "resolved_at": rec.resolved_at and _utc(rec.resolved_at),
+        "closed_at": rec.closed_at and _utc(rec.closed_at),
         "source_sla": dict(rec.source_sla),
         "raw": dict(rec.raw),
     }
@@ -81,7 +93,7 @@ def _event_rows(incident_id: int, history: Sequence[StatusChange]) -> list[dict[
         {
             "incident_id": incident_id,
             "seq": i,
-            "at": to_utc(h.at),
+            "at": _utc(h.at),
             "status": h.status,
             "category": str(h.category),
             "observed": False,
@@ -93,81 +105,113 @@ def _event_rows(incident_id: int, history: Sequence[StatusChange]) -> list[dict[
 def upsert_records(
     session: Session, source: str, records: Sequence[IncidentRecord], now: Any, result: StepResult
 ) -> None:
-    """Insert or update one batch of records (the caller commits)."""
+    """Insert or update one batch of records (the caller commits).
+
+    Set-based: one ``IN`` query reads what is stored, new incidents go in
+    with one multi-row insert, changed ones with one executemany update, and
+    their history entries with one insert.
+    """
     latest: dict[str, IncidentRecord] = {}
     for rec in records:  # one batch may hold the same incident twice: keep the newest
         prev = latest.get(rec.external_id)
         if prev is None or rec.updated_at >= prev.updated_at:
             latest[rec.external_id] = rec
     result.counts["seen"] += len(records)
-    existing = {
-        inc.external_id: inc
-        for inc in session.scalars(
-            select(Incident).where(
-                Incident.source == source, Incident.external_id.in_(list(latest))
-            )
-        )
-    }
-    new_incidents: list[tuple[Incident, IncidentRecord]] = []
+    if not latest:
+        return
+    existing: dict[str, Any] = {}
+    for chunk in chunks(latest):
+        for row in session.execute(
+            select(
+                Incident.id,
+                Incident.external_id,
+                Incident.fingerprint,
+                Incident.updated_at,
+                Incident.category,
+                Incident.revision,
+            ).where(Incident.source == source, Incident.external_id.in_(chunk))
+        ):
+            existing[row.external_id] = row
+    new_rows: list[dict[str, Any]] = []
+    new_history: dict[str, Sequence[StatusChange]] = {}
+    updates: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     replaced: list[int] = []
+    observed: list[tuple[int, IncidentRecord]] = []
     for ext_id, rec in latest.items():
         digest = fingerprint(rec)
         inc = existing.get(ext_id)
         if inc is None:
-            inc = Incident(
-                source=source,
-                external_id=ext_id,
-                fingerprint=digest,
-                ingested_at=now,
-                changed_at=now,
-                revision=1,
-                planned_revision=0,
-                evaluated_revision=0,
-                **_fields(rec),
+            new_rows.append(
+                {
+                    "source": source,
+                    "external_id": ext_id,
+                    "fingerprint": digest,
+                    "ingested_at": now,
+                    "changed_at": now,
+                    "revision": 1,
+                    "planned_revision": 0,
+                    "evaluated_revision": 0,
+                    **_fields(rec),
+                }
             )
-            session.add(inc)
-            new_incidents.append((inc, rec))
+            new_history[ext_id] = rec.history or (
+                StatusChange(rec.created_at, rec.category, rec.status),
+            )
             result.counts["created"] += 1
             continue
         if inc.fingerprint == digest or to_utc(rec.updated_at) < inc.updated_at:
             result.counts["unchanged"] += 1
             continue
-        old_category = inc.category
-        for name, value in _fields(rec).items():
-            setattr(inc, name, value)
-        inc.fingerprint = digest
-        inc.changed_at = now
-        inc.revision += 1
+        updates.append(
+            {
+                "id": inc.id,
+                **_fields(rec),
+                "fingerprint": digest,
+                "changed_at": now,
+                "revision": inc.revision + 1,
+            }
+        )
         result.counts["updated"] += 1
         if rec.history:
             replaced.append(inc.id)
             events.extend(_event_rows(inc.id, rec.history))
-        elif str(rec.category) != old_category:
-            last = session.scalar(
-                select(StatusEvent.seq)
-                .where(StatusEvent.incident_id == inc.id)
-                .order_by(StatusEvent.seq.desc())
-                .limit(1)
-            )
+        elif str(rec.category) != inc.category:
+            observed.append((inc.id, rec))
+    if observed:
+        last_seq = _last_seqs(session, [inc_id for inc_id, _ in observed])
+        for inc_id, rec in observed:
             events.append(
                 {
-                    "incident_id": inc.id,
-                    "seq": (last or 0) + 1,
-                    "at": to_utc(rec.updated_at),
+                    "incident_id": inc_id,
+                    "seq": (last_seq.get(inc_id) or 0) + 1,
+                    "at": _utc(rec.updated_at),
                     "status": rec.status,
                     "category": str(rec.category),
                     "observed": True,
                 }
             )
-    session.flush()
-    for inc, rec in new_incidents:
-        history = rec.history or (StatusChange(rec.created_at, rec.category, rec.status),)
-        events.extend(_event_rows(inc.id, history))
-    if replaced:
-        session.execute(delete(StatusEvent).where(StatusEvent.incident_id.in_(replaced)))
-    if events:
-        session.execute(insert(StatusEvent), events)
+    update_by_id(session, Incident, updates)
+    ids = insert_returning_ids(session, Incident, new_rows, "external_id")
+    for ext_id, history in new_history.items():
+        events.extend(_event_rows(ids[ext_id], history))
+    for chunk in chunks(replaced):
+        session.execute(delete(StatusEvent).where(StatusEvent.incident_id.in_(chunk)))
+    insert_rows(session, StatusEvent, events)
+
+
+def _last_seqs(session: Session, incident_ids: Sequence[int]) -> dict[int, int]:
+    """The greatest history ``seq`` stored per incident."""
+    last: dict[int, int] = {}
+    for chunk in chunks(incident_ids):
+        last.update(
+            session.execute(
+                select(StatusEvent.incident_id, func.max(StatusEvent.seq))
+                .where(StatusEvent.incident_id.in_(chunk))
+                .group_by(StatusEvent.incident_id)
+            ).all()
+        )
+    return last
 
 
 def pull(rt: Runtime, source: str) -> StepResult:

@@ -19,6 +19,26 @@ def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
+def outbox_row(
+    *, key: str, kind: str, target: str, payload: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The column values of a new ``pending`` outbox item, for a bulk insert (add ``entity_id``)."""
+    return {
+        "idempotency_key": key,
+        "kind": kind,
+        "target": target,
+        "payload": payload,
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "claimed_at": None,
+        "last_error": None,
+        "provider_ref": None,
+        "created_at": now,
+        "sent_at": None,
+    }
+
+
 def enqueue(
     session: Session,
     *,

@@ -11,15 +11,18 @@ skipped).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
-from core.compliance import evaluate as evaluate_incident
+from core.compliance.history import Timeline, build_timeline
+from core.loop._bulk import chunks, insert_returning_ids, insert_rows, update_by_id
 from core.loop.common import StepResult
-from core.loop.facts import load_facts
-from core.loop.outbox import enqueue, incident_contact, message_payload, new_token
+from core.loop.facts import load_history
+from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
 from core.runtime import Runtime
 from core.store.models import CallbackTask, Incident, OutboxItem
 
@@ -30,19 +33,29 @@ def callback_key(inc: Incident, resolution_at_iso: str) -> str:
     return f"callback:{inc.source}:{inc.external_id}:{resolution_at_iso}"
 
 
-def _supersede(session: Session, task: CallbackTask, result: StepResult) -> None:
-    if task.state in ("planned", "no_contact"):
-        task.state = "superseded"
+def _cancel_outbox(session: Session, task_ids: list[int]) -> None:
+    """Cancel the pending callback outbox items of superseded tasks."""
+    for chunk in chunks(task_ids):
         session.execute(
             update(OutboxItem)
             .where(
                 OutboxItem.kind == "callback",
-                OutboxItem.entity_id == task.id,
+                OutboxItem.entity_id.in_(chunk),
                 OutboxItem.state == "pending",
             )
             .values(state="cancelled")
         )
-        result.counts["superseded"] += 1
+
+
+@dataclass
+class _Pending:
+    """What one batch writes at its end: new tasks, their outbox items, superseded tasks."""
+
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(task's correlation token, outbox row without its entity id)."""
+    superseded: list[int] = field(default_factory=list)
+    planned: list[dict[str, Any]] = field(default_factory=list)
 
 
 def plan(rt: Runtime) -> StepResult:
@@ -55,6 +68,23 @@ def plan(rt: Runtime) -> StepResult:
             batch = list(
                 s.scalars(
                     select(Incident)
+                    .options(
+                        load_only(
+                            Incident.id,
+                            Incident.source,
+                            Incident.external_id,
+                            Incident.key,
+                            Incident.title,
+                            Incident.priority,
+                            Incident.service,
+                            Incident.customer,
+                            Incident.contact_name,
+                            Incident.contact_phone,
+                            Incident.contact_email,
+                            Incident.created_at,
+                            Incident.revision,
+                        )
+                    )
                     .where(Incident.planned_revision < Incident.revision, Incident.id > last_id)
                     .order_by(Incident.id)
                     .limit(BATCH)
@@ -63,37 +93,56 @@ def plan(rt: Runtime) -> StepResult:
             if not batch:
                 break
             last_id = batch[-1].id
-            facts = load_facts(s, batch, with_answers=False)
+            history = load_history(s, [i.id for i in batch])
             tasks: dict[int, list[CallbackTask]] = {}
-            for task in s.scalars(
-                select(CallbackTask).where(CallbackTask.incident_id.in_([i.id for i in batch]))
-            ):
-                tasks.setdefault(task.incident_id, []).append(task)
+            for chunk in chunks([i.id for i in batch]):
+                for task in s.scalars(
+                    select(CallbackTask).where(CallbackTask.incident_id.in_(chunk))
+                ):
+                    tasks.setdefault(task.incident_id, []).append(task)
+            pending = _Pending()
             for inc in batch:
-                _plan_incident(rt, s, inc, facts[inc.id], tasks.get(inc.id, []), now, result)
-                inc.planned_revision = inc.revision
+                timeline = build_timeline(inc.created_at, history.get(inc.id, []))
+                _plan_one(rt, inc, timeline, tasks.get(inc.id, []), now, result, pending)
+                pending.planned.append({"id": inc.id, "planned_revision": inc.revision})
+            _write(s, pending)
     return result
 
 
-def _plan_incident(
+def _write(s: Session, pending: _Pending) -> None:
+    """Store one batch's plan: superseded tasks' items cancelled, new tasks and items inserted."""
+    _cancel_outbox(s, pending.superseded)
+    ids = insert_returning_ids(s, CallbackTask, pending.tasks, "correlation_token")
+    insert_rows(s, OutboxItem, [{**row, "entity_id": ids[token]} for token, row in pending.items])
+    update_by_id(s, Incident, pending.planned)
+
+
+def _plan_one(
     rt: Runtime,
-    s: Session,
     inc: Incident,
-    facts: object,
+    timeline: Timeline,
     tasks: list[CallbackTask],
-    now: object,
+    now: datetime,
     result: StepResult,
+    pending: _Pending,
 ) -> None:
+    """Decide one incident's plan; the rows to write go to ``pending``.
+
+    The standing resolution is read from the status timeline alone (what
+    the full evaluation would report as its resolutions).
+    """
     policy = rt.policy_for_source(inc.source)
     pcfg = rt.config.policies[policy.name]
-    ev = evaluate_incident(facts, policy, now)  # type: ignore[arg-type]
     by_resolution = {t.resolution_at: t for t in tasks}
     standing = None
-    if not ev.cancelled:
-        standing = next((r for r in ev.resolutions if r.window_end is None), None)
+    if not timeline.cancelled:
+        standing = next((r for r in timeline.resolutions if r.window_end is None), None)
     for task in tasks:
-        if standing is None or task.resolution_at != standing.at:
-            _supersede(s, task, result)
+        stale = standing is None or task.resolution_at != standing.at
+        if stale and task.state in ("planned", "no_contact"):
+            task.state = "superseded"
+            pending.superseded.append(task.id)
+            result.counts["superseded"] += 1
     if standing is None or standing.at in by_resolution or not pcfg.callback_channel:
         return
     channel_name = pcfg.callback_channel
@@ -101,30 +150,26 @@ def _plan_incident(
     due = standing.at + timedelta(seconds=policy.callback_within_s)
     token = new_token()
     reachable = channel.can_reach(incident_contact(inc))
-    task = CallbackTask(
-        incident_id=inc.id,
-        resolution_at=standing.at,
-        due_at=due,
-        channel=channel_name,
-        correlation_token=token,
-        state="planned" if reachable else "no_contact",
-        created_at=now,
+    pending.tasks.append(
+        {
+            "incident_id": inc.id,
+            "resolution_at": standing.at,
+            "due_at": due,
+            "channel": channel_name,
+            "correlation_token": token,
+            "state": "planned" if reachable else "no_contact",
+            "provider_ref": None,
+            "created_at": now,
+        }
     )
-    s.add(task)
-    s.flush()
     if not reachable:
         result.counts["no_contact"] += 1
         return
     key = callback_key(inc, standing.at.isoformat())
-    enqueue(
-        s,
-        key=key,
-        kind="callback",
-        target=channel_name,
-        entity_id=task.id,
-        payload=message_payload(
-            inc, kind="callback", key=key, token=token, resolved_at=standing.at, due_at=due
-        ),
-        now=now,
+    payload = message_payload(
+        inc, kind="callback", key=key, token=token, resolved_at=standing.at, due_at=due
+    )
+    pending.items.append(
+        (token, outbox_row(key=key, kind="callback", target=channel_name, payload=payload, now=now))
     )
     result.counts["callbacks"] += 1

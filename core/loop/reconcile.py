@@ -9,12 +9,14 @@ with the reason and the candidates: never guessed, never dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import StateError
+from core.loop._bulk import chunks, insert_rows
 from core.loop.common import StepResult, audit
 from core.privacy import email_key, phone_key
 from core.runtime import Runtime
@@ -79,37 +81,79 @@ def _by_contact(s: Session, resp: Response, window: timedelta) -> list[int]:
     )
 
 
-def match_response(s: Session, resp: Response, window: timedelta, now: datetime) -> Match:
-    """Decide the match of one response (not committed)."""
+Decision = tuple[int | None, str | None, str, str | None, list[int]]
+"""(incident id, method, status, reason, candidates) of one response's match."""
 
-    def decided(
-        incident_id: int | None,
-        method: str | None,
-        status: str,
-        reason: str | None,
-        candidates: list[int] | None = None,
-    ) -> Match:
-        return Match(
-            response_id=resp.id,
-            incident_id=incident_id,
-            method=method,
-            status=status,
-            reason=reason,
-            candidates=candidates or [],
-            decided_at=now,
-        )
 
+class _Prefetched:
+    """Token and provider-reference owners of a batch of responses, read with ``IN`` queries."""
+
+    def __init__(self, s: Session, batch: Sequence[Response]) -> None:
+        self.tokens: dict[tuple[bool, str], int] = {}
+        self.refs: dict[tuple[bool, str, str], set[int]] = {}
+        for is_callback in (True, False):
+            model = CallbackTask if is_callback else SurveyInvitation
+            mine = [r for r in batch if (r.kind == "callback_attempt") == is_callback]
+            tokens = {r.correlation_token for r in mine if r.correlation_token}
+            for chunk in chunks(sorted(tokens)):
+                rows = s.execute(
+                    select(model.correlation_token, model.incident_id).where(
+                        model.correlation_token.in_(chunk)
+                    )
+                )
+                for token, inc_id in rows:
+                    self.tokens.setdefault((is_callback, token), inc_id)
+            refs = {r.provider_ref for r in mine if r.provider_ref}
+            for chunk in chunks(sorted(refs)):
+                rows = s.execute(
+                    select(model.provider_ref, model.channel, model.incident_id).where(
+                        model.provider_ref.in_(chunk)
+                    )
+                )
+                for ref, channel, inc_id in rows:
+                    self.refs.setdefault((is_callback, ref, channel), set()).add(inc_id)
+
+    def by_token(self, resp: Response) -> int | None:
+        if not resp.correlation_token:
+            return None
+        return self.tokens.get((resp.kind == "callback_attempt", resp.correlation_token))
+
+    def by_provider_ref(self, resp: Response) -> int | None:
+        if not resp.provider_ref:
+            return None
+        ids = self.refs.get((resp.kind == "callback_attempt", resp.provider_ref, resp.channel))
+        return next(iter(ids)) if ids and len(ids) == 1 else None
+
+
+class _Queried:
+    """Token and provider-reference owners of one response, one query each."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def by_token(self, resp: Response) -> int | None:
+        return _by_token(self.s, resp)
+
+    def by_provider_ref(self, resp: Response) -> int | None:
+        return _by_provider_ref(self.s, resp)
+
+
+def _decide(
+    s: Session, resp: Response, window: timedelta, known: _Prefetched | _Queried
+) -> Decision:
+    """Token, else provider reference, else contact and window; else review."""
     error = resp.raw.get("_qloop_error") if isinstance(resp.raw, dict) else None
-    if (inc := _by_token(s, resp)) is not None:
-        found: Match = decided(inc, "token", "matched", None)
-    elif (inc := _by_provider_ref(s, resp)) is not None:
-        found = decided(inc, "provider_ref", "matched", None)
+    found: Decision
+    if (inc := known.by_token(resp)) is not None:
+        found = (inc, "token", "matched", None, [])
+    elif (inc := known.by_provider_ref(resp)) is not None:
+        found = (inc, "provider_ref", "matched", None, [])
     else:
         candidates = _by_contact(s, resp, window)
         if len(candidates) == 1:
-            found = decided(candidates[0], "contact", "matched", None)
+            found = (candidates[0], "contact", "matched", None, [])
         elif candidates:
-            return decided(
+            return (
                 None,
                 None,
                 "review",
@@ -119,12 +163,25 @@ def match_response(s: Session, resp: Response, window: timedelta, now: datetime)
             )
         else:
             reason = "unmatched: no token, provider reference or contact match"
-            return decided(None, None, "review", reason)
+            return (None, None, "review", reason, [])
     if error:
-        found.status, found.reason = "review", f"invalid answer: {error}"
-        found.candidates = [found.incident_id] if found.incident_id else []
-        found.incident_id = None
+        inc_id = found[0]
+        return (None, found[1], "review", f"invalid answer: {error}", [inc_id] if inc_id else [])
     return found
+
+
+def match_response(s: Session, resp: Response, window: timedelta, now: datetime) -> Match:
+    """Decide the match of one response (not committed)."""
+    incident_id, method, status, reason, candidates = _decide(s, resp, window, _Queried(s))
+    return Match(
+        response_id=resp.id,
+        incident_id=incident_id,
+        method=method,
+        status=status,
+        reason=reason,
+        candidates=candidates,
+        decided_at=now,
+    )
 
 
 def reconcile(rt: Runtime) -> StepResult:
@@ -143,20 +200,35 @@ def reconcile(rt: Runtime) -> StepResult:
             )
             if not batch:
                 break
+            known = _Prefetched(s, batch)
             touched: set[int] = set()
+            matches: list[dict[str, object]] = []
             for resp in batch:
-                match = match_response(s, resp, window, rt.now())
-                s.add(match)
-                resp.matched = True
-                if match.status == "matched" and match.incident_id is not None:
-                    touched.add(match.incident_id)
-                    result.counts[f"matched_{match.method}"] += 1
+                incident_id, method, status, reason, candidates = _decide(s, resp, window, known)
+                matches.append(
+                    {
+                        "response_id": resp.id,
+                        "incident_id": incident_id,
+                        "method": method,
+                        "status": status,
+                        "reason": reason,
+                        "candidates": candidates,
+                        "decided_at": rt.now(),
+                        "decided_by": "qloop",
+                    }
+                )
+                if status == "matched" and incident_id is not None:
+                    touched.add(incident_id)
+                    result.counts[f"matched_{method}"] += 1
                 else:
                     result.counts["review"] += 1
-            if touched:
+            insert_rows(s, Match, matches)
+            for chunk in chunks([r.id for r in batch]):
+                s.execute(update(Response).where(Response.id.in_(chunk)).values(matched=True))
+            for chunk in chunks(sorted(touched)):
                 s.execute(
                     update(Incident)
-                    .where(Incident.id.in_(touched))
+                    .where(Incident.id.in_(chunk))
                     .values(revision=Incident.revision + 1)
                 )
     return result

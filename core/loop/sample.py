@@ -11,15 +11,17 @@ by none is recorded as ``not_surveyable``, never silently skipped.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import defer
 
 from core.compliance import stratified_sample
+from core.loop._bulk import chunks, insert_returning_ids, insert_rows
 from core.loop.common import StepResult
-from core.loop.outbox import enqueue, incident_contact, message_payload, new_token
+from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
 from core.runtime import Runtime
-from core.store.models import ComplianceRecord, Incident, SampleRun, SurveyInvitation
+from core.store.models import ComplianceRecord, Incident, OutboxItem, SampleRun, SurveyInvitation
 from core.timeutil import month_bounds
 
 
@@ -72,6 +74,7 @@ def _sample_month(
             s.execute(
                 select(Incident, ComplianceRecord.resolved_at)
                 .join(ComplianceRecord, ComplianceRecord.incident_id == Incident.id)
+                .options(defer(Incident.raw))
                 .where(
                     ComplianceRecord.policy == policy_name,
                     ComplianceRecord.policy_version == policy.version,
@@ -109,58 +112,62 @@ def _sample_month(
         )
         s.add(run)
         s.flush()
-        invited = set(
-            s.scalars(
-                select(SurveyInvitation.incident_id).where(
-                    SurveyInvitation.incident_id.in_([int(i) for i in drawn.picked])
+        picked = sorted(int(i) for i in drawn.picked)
+        invited: set[int] = set()
+        for chunk in chunks(picked):
+            invited.update(
+                s.scalars(
+                    select(SurveyInvitation.incident_id).where(
+                        SurveyInvitation.incident_id.in_(chunk)
+                    )
                 )
             )
-        )
-        for inc_id in sorted(drawn.picked, key=int):
-            inc = by_id[inc_id]
+        invitations: list[dict[str, Any]] = []
+        items: list[tuple[str, dict[str, Any]]] = []
+        for inc_id in picked:
+            inc = by_id[str(inc_id)]
             if inc.id in invited:
                 continue
-            _invite(rt, s, inc, resolved_at[inc_id], run, _stratum(inc, keys), result)
+            stratum = _stratum(inc, keys)
+            row, item = _invitation(rt, inc, resolved_at[str(inc_id)], run, stratum, result)
+            invitations.append(row)
+            if item is not None:
+                items.append((row["correlation_token"], item))
+        ids = insert_returning_ids(s, SurveyInvitation, invitations, "correlation_token")
+        insert_rows(s, OutboxItem, [{**item, "entity_id": ids[token]} for token, item in items])
         result.counts["sampled_months"] += 1
 
 
-def _invite(
+def _invitation(
     rt: Runtime,
-    s: Session,
     inc: Incident,
     resolved_at: datetime,
     run: SampleRun,
     stratum: tuple[str, ...],
     result: StepResult,
-) -> None:
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The invitation row of a picked incident, and its outbox row (None: not surveyable)."""
     pcfg = rt.config.policies[run.policy]
     contact = incident_contact(inc)
     channel_name = next((c for c in pcfg.survey_channels if rt.channel(c).can_reach(contact)), None)
     token = new_token()
-    inv = SurveyInvitation(
-        incident_id=inc.id,
-        sample_run_id=run.id,
-        stratum=" × ".join(stratum),
-        channel=channel_name,
-        correlation_token=token,
-        state="planned" if channel_name else "not_surveyable",
-        created_at=rt.now(),
-    )
-    s.add(inv)
-    s.flush()
+    now = rt.now()
+    row = {
+        "incident_id": inc.id,
+        "sample_run_id": run.id,
+        "stratum": " × ".join(stratum),
+        "channel": channel_name,
+        "correlation_token": token,
+        "state": "planned" if channel_name else "not_surveyable",
+        "provider_ref": None,
+        "created_at": now,
+    }
     if channel_name is None:
         result.counts["not_surveyable"] += 1
-        return
+        return row, None
     key = survey_key(inc)
-    enqueue(
-        s,
-        key=key,
-        kind="survey",
-        target=channel_name,
-        entity_id=inv.id,
-        payload=message_payload(
-            inc, kind="survey", key=key, token=token, resolved_at=resolved_at, due_at=None
-        ),
-        now=rt.now(),
+    payload = message_payload(
+        inc, kind="survey", key=key, token=token, resolved_at=resolved_at, due_at=None
     )
     result.counts["invitations"] += 1
+    return row, outbox_row(key=key, kind="survey", target=channel_name, payload=payload, now=now)

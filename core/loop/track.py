@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, update
 
 from core.errors import QloopError
-from core.loop.common import StepResult, audit, log
+from core.loop._bulk import insert_rows, update_by_id
+from core.loop.common import StepResult, audit_row, log
 from core.runtime import Runtime
-from core.store.models import Nonconformity
+from core.store.models import AuditLog, Nonconformity
 
 BATCH = 200
 
@@ -30,6 +33,8 @@ def track(rt: Runtime) -> StepResult:
             if not batch:
                 break
             last_id = batch[-1].id
+            rows: list[dict[str, Any]] = []
+            audits: list[dict[str, Any]] = []
             for nc in batch:
                 assert nc.ticket_ref is not None
                 ref = nc.ticket_ref
@@ -43,23 +48,32 @@ def track(rt: Runtime) -> StepResult:
                     result.errors.append(f"{nc.ticket_ref}: {exc}")
                     log.warning("track %s failed: %s", nc.ticket_ref, exc)
                     continue
-                nc.ticket_status = status.status
+                row = {
+                    "id": nc.id,
+                    "ticket_status": status.status,
+                    "state": nc.state,
+                    "closed_at": nc.closed_at,
+                    "overdue": nc.overdue,
+                    "updated_at": now,
+                }
                 if status.is_done:
-                    nc.state, nc.closed_at = "closed", status.closed_at or now
-                    nc.overdue = False
-                    audit(
-                        s,
-                        rt,
-                        "nonconformity.closed",
-                        "nonconformity",
-                        nc.id,
-                        ticket=nc.ticket_ref,
-                        status=status.status,
+                    row.update(state="closed", closed_at=status.closed_at or now, overdue=False)
+                    audits.append(
+                        audit_row(
+                            rt,
+                            "nonconformity.closed",
+                            "nonconformity",
+                            nc.id,
+                            ticket=nc.ticket_ref,
+                            status=status.status,
+                        )
                     )
                     result.counts["closed"] += 1
                 else:
                     result.counts["open"] += 1
-                nc.updated_at = now
+                rows.append(row)
+            update_by_id(s, Nonconformity, rows)
+            insert_rows(s, AuditLog, audits)
         rt.report("track", result.counts["closed"] + result.counts["open"])
     with rt.db.session() as s:
         flagged = s.execute(

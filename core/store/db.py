@@ -6,6 +6,7 @@ the app always runs on the schema its code expects.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -76,11 +77,38 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock file beside a SQLite database file (no-op for other databases)."""
+    db = engine.url.database
+    if engine.dialect.name != "sqlite" or db in (None, "", ":memory:"):
+        yield
+        return
+    with Path(f"{db}.migrate-lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+MIGRATION_LOCK = 0x716C6F6F70
+"""PostgreSQL advisory lock key held while migrating ("qloop")."""
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision`` (Alembic)."""
+    """Upgrade the schema to ``revision`` (Alembic).
+
+    Every process migrates on start; on PostgreSQL they take turns under a
+    transaction-scoped advisory lock, so workers starting together do not
+    both create the same tables (the second finds the schema at head). SQLite
+    uses a lock file beside the database.
+    """
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with _sqlite_file_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -101,3 +101,31 @@ def test_uniqueness_carries_idempotency(database_url: str) -> None:
             )
     finally:
         db.dispose()
+
+
+def test_processes_starting_together_migrate_once(database_url: str) -> None:
+    """Workers that start at the same moment all find the schema at head, none fails."""
+    import threading
+
+    from sqlalchemy import text
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            open_database(database_url).dispose()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    db = open_database(database_url)
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    db.dispose()
