@@ -75,8 +75,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     try:
         sched = Scheduler(rt, on_run=console.print_job)
         print(f"qloop scheduler: {len(sched.jobs)} jobs; Ctrl-C to stop")
-        for job in sorted(sched.jobs, key=lambda j: j.next_at):
-            print(f"  {job.name:<28} {job.cron:<16} next {job.next_at.isoformat()}")
+        for scheduled in sorted(sched.jobs, key=lambda j: j.next_at):
+            print(
+                f"  {scheduled.name:<28} {scheduled.cron:<16} next {scheduled.next_at.isoformat()}"
+            )
         sched.serve(max_ticks=args.max_ticks)
     finally:
         rt.close()

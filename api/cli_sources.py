@@ -98,4 +98,4 @@ def add_commands(
         )
         p.add_argument("action", choices=("list", "test"))
         p.add_argument("name", nargs="?", help=f"the {kind} to test")
-        p.set_defaults(func=_command(kind))  # type: ignore[arg-type]
+        p.set_defaults(func=_command(kind))
