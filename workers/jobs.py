@@ -40,6 +40,27 @@ def runtime_for(config_path: str) -> Runtime:
     return _RUNTIMES[key]
 
 
+def use_runtime(config_path: str | Path, rt: Runtime) -> None:
+    """Make ``rt`` the process's runtime for ``config_path`` (tests and embedding hosts).
+
+    The runtime is closed by :func:`forget_runtime` or :func:`close_runtimes`.
+    """
+    _RUNTIMES[str(Path(config_path).resolve())] = rt
+
+
+def forget_runtime(config_path: str | Path) -> None:
+    """Close and drop the process's runtime for ``config_path``, if any."""
+    rt = _RUNTIMES.pop(str(Path(config_path).resolve()), None)
+    if rt is not None:
+        rt.close()
+
+
+def close_runtimes() -> None:
+    """Close every runtime this process opened (worker shutdown)."""
+    for key in list(_RUNTIMES):
+        forget_runtime(key)
+
+
 SHARED_WAIT_S = 600.0
 """How long a job waits for another worker's run of a shared step to end."""
 

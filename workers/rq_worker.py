@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from redis import Redis
 from rq import SimpleWorker, Worker
 
-from workers import queue
+from workers import jobs, queue
 
 log = logging.getLogger("qloop.worker")
 
@@ -53,4 +53,8 @@ def run_worker(
     worker = build_worker(conn, kinds)
     names = ", ".join(q.name for q in worker.queues)
     log.warning("worker %s on %s%s", worker.name, names, " (burst)" if burst else "")
-    return bool(worker.work(burst=burst, with_scheduler=True, logging_level=logging_level))
+    try:
+        return bool(worker.work(burst=burst, with_scheduler=True, logging_level=logging_level))
+    finally:
+        jobs.close_runtimes()  # release database connections and connector sessions
+        conn.close()

@@ -56,17 +56,14 @@ def seeded_runtime() -> Iterator[Callable[[Path, FakeClock], Runtime]]:
     seeded: list[str] = []
 
     def seed(path: Path, clock: FakeClock) -> Runtime:
-        key = str(path.resolve())
         rt = open_runtime(load_config(path), clock=clock, sleep=clock.sleep)
-        jobs._RUNTIMES[key] = rt  # the cache runtime_for reads; no public hook exists
-        seeded.append(key)
+        jobs.use_runtime(path, rt)
+        seeded.append(str(path))
         return rt
 
     yield seed
     for key in seeded:
-        rt = jobs._RUNTIMES.pop(key, None)
-        if rt is not None:
-            rt.close()
+        jobs.forget_runtime(key)
 
 
 WORKER_SCRIPT = """
@@ -89,9 +86,7 @@ def slow_pull(self, cursor):
 SandboxSource.pull = slow_pull
 path = Path({config!r})
 clock = FakeClock()
-jobs._RUNTIMES[str(path.resolve())] = open_runtime(
-    load_config(path), clock=clock, sleep=clock.sleep
-)
+jobs.use_runtime(path, open_runtime(load_config(path), clock=clock, sleep=clock.sleep))
 conn = queue.connect({redis_url!r})
 worker = rq_worker.build_worker(conn, {kinds!r}, simple=True, name={name!r})
 worker.work(burst=True, logging_level="WARNING")
