@@ -1,6 +1,7 @@
 """Ingest benchmark: qloop's pull from the local fake Jira and GLPI, beside a bare loop.
 
-For each fake ITSM it runs a first sync of N incidents through the real
+Each fake ITSM runs in a child process (its memory and CPU are not counted).
+For each it runs a first sync of N incidents through the real
 ``pull`` step (connector + mapping + store, SQLite) and, against the same
 server, a *bare loop*: plain httpx that replays the requests qloop made
 (the same search query, the same per-ticket calls) and inserts the same
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import re
 import sqlite3
 import sys
@@ -106,6 +108,58 @@ class Recorder:
         self.first[route] = (scope["query_string"].decode(), b"".join(chunks))
 
 
+class ChildServer:
+    """A fake ITSM served from a child process, so its memory and CPU are not measured.
+
+    The parent talks to it over a pipe: request counts (reset on read), the
+    first request per route (for the bare loop to replay), the page latency.
+    """
+
+    def __init__(self, kind: str, n: int, start: datetime) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve_child, args=(kind, n, start, child), daemon=True)
+        self.proc.start()
+        self.url: str = self.conn.recv()
+
+    def ask(self, command: str, arg: object = None) -> Any:
+        self.conn.send((command, arg))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(("stop", None))
+        self.proc.join(10)
+
+
+def _serve_child(kind: str, n: int, start: datetime, conn: Any) -> None:
+    fake: Any
+    if kind == "jira":
+        fake = FakeJira(issues=n, profile_zone="Asia/Shanghai", start=start)
+        rec = Recorder(fake.app)
+    else:
+        fake = FakeGlpi()
+        fake.generate(n, start=start)
+        rec = Recorder(fake.app())
+    with serve(rec) as url:
+        fake.server_url = url
+        conn.send(url)
+        while True:
+            command, arg = conn.recv()
+            if command == "stop":
+                return
+            if command == "counts":
+                conn.send(sum(rec.counts.values()))
+                rec.counts.clear()
+            elif command == "first":
+                conn.send(rec.first)
+            elif command == "latency_ms":
+                if kind == "jira":
+                    fake.latency_ms = arg
+                else:
+                    fake.latency = arg / 1000
+                conn.send(None)
+
+
 def store(path: Path) -> sqlite3.Connection:
     """A qloop-shaped SQLite store (migrated like qloop's), for the bare loop's inserts."""
     url = f"sqlite:///{path}"
@@ -160,9 +214,9 @@ def run_qloop(tmp: Path, name: str, source: dict[str, Any]) -> tuple[int, float,
 # -- Jira ----------------------------------------------------------------------------------
 
 
-def jira_bare(url: str, rec: Recorder, db: Path) -> tuple[int, float, float]:
+def jira_bare(url: str, first: dict[str, Any], db: Path) -> tuple[int, float, float]:
     """Page the fake Jira with the search qloop sent; fetch changelogs where truncated; insert."""
-    _, raw_body = rec.first["POST /rest/api/3/search/jql"]
+    _, raw_body = first["POST /rest/api/3/search/jql"]
     body = json.loads(raw_body)
     body.pop("nextPageToken", None)
     conn = store(db)
@@ -218,37 +272,38 @@ def jira_bare(url: str, rec: Recorder, db: Path) -> tuple[int, float, float]:
 def bench_jira(n: int, tmp: Path, latency_ms: float) -> dict[str, Any]:
     # issues created over the 20 days from ``start``, updated up to a few days later
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
-    fake = FakeJira(issues=n, profile_zone="Asia/Shanghai", start=start)
-    rec = Recorder(fake.app)
+    server = ChildServer("jira", n, start)
     out: dict[str, Any] = {}
-    with serve(rec) as url:
-        fake.server_url = url
-        opts = {"type": "jira_sm", **source_options(url, page_size=100)}
+    try:
+        opts = {"type": "jira_sm", **source_options(server.url, page_size=100)}
         out["qloop"] = run_qloop(tmp, "jira", opts)
-        out["qloop_requests"] = sum(rec.counts.values())
-        rec.counts.clear()
-        out["bare"] = jira_bare(url, rec, tmp / "jira-bare.db")
-        out["bare_requests"] = sum(rec.counts.values())
+        out["qloop_requests"] = server.ask("counts")
+        out["bare"] = jira_bare(server.url, server.ask("first"), tmp / "jira-bare.db")
+        out["bare_requests"] = server.ask("counts")
         if latency_ms:
-            fake.latency_ms = latency_ms
-            out["single"] = run_qloop(tmp / "s", "jira", opts) if _mk(tmp / "s") else None
+            server.ask("latency_ms", latency_ms)
+            (tmp / "s").mkdir()
+            out["single"] = run_qloop(tmp / "s", "jira", opts)
             backfill = {
                 **opts,
                 "backfill_from": (start - timedelta(days=1)).isoformat(),
                 "backfill_parts": 8,
                 "backfill_workers": 8,
             }
-            out["partitioned"] = run_qloop(tmp / "p", "jira", backfill) if _mk(tmp / "p") else None
+            (tmp / "p").mkdir()
+            out["partitioned"] = run_qloop(tmp / "p", "jira", backfill)
             out["ceiling"] = 100 / (latency_ms / 1000)
+    finally:
+        server.close()
     return out
 
 
 # -- GLPI ----------------------------------------------------------------------------------
 
 
-def glpi_bare(url: str, rec: Recorder, db: Path) -> tuple[int, float, float]:
+def glpi_bare(url: str, first: dict[str, Any], db: Path) -> tuple[int, float, float]:
     """Range-page the fake GLPI's ticket search qloop sent; read each ticket's parts; insert."""
-    query, _ = rec.first["GET /apirest.php/search/Ticket"]
+    query, _ = first["GET /apirest.php/search/Ticket"]
     base = [(k, v) for k, v in httpx.QueryParams(query).multi_items() if k != "range"]
     conn = store(db)
     headers = {"App-Token": APP_TOKEN, "Authorization": f"user_token {USER_TOKEN}"}
@@ -300,26 +355,20 @@ def glpi_bare(url: str, rec: Recorder, db: Path) -> tuple[int, float, float]:
 
 
 def bench_glpi(n: int, tmp: Path) -> dict[str, Any]:
-    fake = FakeGlpi()
-    fake.generate(n, start=fake.now - timedelta(days=30))
-    rec = Recorder(fake.app())
+    server = ChildServer("glpi", n, FakeGlpi().now - timedelta(days=30))
     out: dict[str, Any] = {}
-    with serve(rec) as url:
+    try:
         opts = {
-            "type": "glpi", "base_url": f"{url}/apirest.php", "app_token": APP_TOKEN,
+            "type": "glpi", "base_url": f"{server.url}/apirest.php", "app_token": APP_TOKEN,
             "user_token": USER_TOKEN, "server_timezone": "Europe/Paris", "page_size": 200,
         }  # fmt: skip
         out["qloop"] = run_qloop(tmp, "glpi", opts)
-        out["qloop_requests"] = sum(rec.counts.values())
-        rec.counts.clear()
-        out["bare"] = glpi_bare(url, rec, tmp / "glpi-bare.db")
-        out["bare_requests"] = sum(rec.counts.values())
+        out["qloop_requests"] = server.ask("counts")
+        out["bare"] = glpi_bare(server.url, server.ask("first"), tmp / "glpi-bare.db")
+        out["bare_requests"] = server.ask("counts")
+    finally:
+        server.close()
     return out
-
-
-def _mk(path: Path) -> bool:
-    path.mkdir(parents=True, exist_ok=True)
-    return True
 
 
 def line(label: str, figures: tuple[int, float, float] | None, extra: str = "") -> None:
