@@ -3,27 +3,35 @@
 ``qloop sources test NAME`` builds the connector from the config and asks it
 what it can see (account, filter, counts, write permission). Each failure
 is one clear line: wrong URL, bad credentials, missing permission, TLS.
+``qloop sources rejects [NAME]`` lists the records a source sent that could
+not be mapped; ``qloop sources resync NAME`` makes the next pull read the
+source again (after a mapping fix), unless a sync of it is running.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from core.connector import Probe
-from core.errors import ConnectorError, QloopError
+from core.errors import ConnectorError, QloopError, StateError
+from core.loop import rejects
+from core.loop.common import collect_state_name
 from core.runtime import Runtime, open_runtime
 from core.store.models import SourceState
+from workers import guard
+from workers.queue import job_key
 
 Kind = Literal["source", "channel"]
 
 
 def _state_name(kind: Kind, name: str) -> str:
-    return name if kind == "source" else f"channel:{name}"
+    return name if kind == "source" else collect_state_name(name)
 
 
 def list_status(rt: Runtime, kind: Kind) -> int:
@@ -31,6 +39,7 @@ def list_status(rt: Runtime, kind: Kind) -> int:
     configured = rt.config.sources if kind == "source" else rt.config.channels
     with rt.db.session() as s:
         states = {st.name: st for st in s.scalars(select(SourceState))}
+        rejected = rejects.open_counts(s) if kind == "source" else {}
     zone = ZoneInfo(rt.config.timezone)
     for name, cfg in configured.items():
         st = states.get(_state_name(kind, name))
@@ -44,6 +53,50 @@ def list_status(rt: Runtime, kind: Kind) -> int:
         print(f"  last run {last_run}; last success {last_ok}")
         if st.last_error:
             print(f"  last error: {st.last_error}")
+        if rejected.get(name):
+            print(f"  {rejected[name]} rejected record(s): qloop sources rejects {name}")
+    return 0
+
+
+def list_rejects(rt: Runtime, name: str | None, show_all: bool) -> int:
+    """Print the records sources sent that could not be mapped (open ones, or ``show_all``)."""
+    if name is not None:
+        rt.source(name)  # an unknown name is an error listing the valid ones
+    zone = ZoneInfo(rt.config.timezone)
+    with rt.db.session() as s:
+        rows = rejects.listing(s, name, resolved=show_all)
+    if not rows:
+        print("no rejected records" if show_all else "no open rejected records")
+        return 0
+
+    def at(t: datetime) -> str:
+        return f"{t.astimezone(zone):%Y-%m-%d %H:%M:%S}"
+
+    for row in rows:
+        state = f"resolved {at(row.resolved_at)}" if row.resolved_at else "open"
+        updated = at(row.source_updated_at) if row.source_updated_at else "-"
+        print(
+            f"{row.source} {row.key} [{state}] field {row.field or '-'}; "
+            f"updated in source {updated}; seen {row.times}x, last {at(row.last_seen_at)}"
+        )
+        print(f"  {row.error}")
+    open_rows = sum(1 for r in rows if r.resolved_at is None)
+    if open_rows:
+        print(
+            f"{open_rows} open: fix the mapping, then `qloop sources resync NAME`; or fix the "
+            "record in the source (its next version is pulled and resolves it)"
+        )
+    return 0
+
+
+def resync_source(rt: Runtime, name: str) -> int:
+    """Clear the source's cursor under its sync lease; 1 when a sync of it is running."""
+    with guard.lease(rt.db, job_key("sync", name), guard.default_owner("resync")) as held_by:
+        if held_by is not None:
+            msg = f"a sync of {name} is running ({held_by.owner}); try again when it ends"
+            raise StateError(msg)
+        before = rejects.resync(rt, name, "cli")
+    print(f"{name}: cursor cleared (was {before or 'empty'}); the next sync reads the source again")
     return 0
 
 
@@ -77,9 +130,13 @@ def _command(kind: Kind) -> Callable[[argparse.Namespace], int]:
         try:
             if args.action == "list":
                 return list_status(rt, kind)
+            if args.action == "rejects":
+                return list_rejects(rt, args.name, args.all)
             if not args.name:
-                msg = f"qloop {kind}s test needs the {kind}'s name"
+                msg = f"qloop {kind}s {args.action} needs the {kind}'s name"
                 raise QloopError(msg)
+            if args.action == "resync":
+                return resync_source(rt, args.name)
             return test_connector(rt, kind, args.name)
         finally:
             rt.close()
@@ -96,6 +153,9 @@ def add_commands(
         p = with_config(
             sub.add_parser(f"{kind}s", help=f"{kind}s' sync status; check a {kind}'s access")
         )
-        p.add_argument("action", choices=("list", "test"))
-        p.add_argument("name", nargs="?", help=f"the {kind} to test")
+        actions = ("list", "test", "rejects", "resync") if kind == "source" else ("list", "test")
+        p.add_argument("action", choices=actions)
+        p.add_argument("name", nargs="?", help=f"the {kind} to test (or list, resync)")
+        if kind == "source":
+            p.add_argument("--all", action="store_true", help="rejects: resolved ones too")
         p.set_defaults(func=_command(kind))

@@ -79,15 +79,37 @@ class IncidentRecord:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """A source record that could not be mapped: which one, why, and its update time.
+
+    ``key`` is the record's key or id as the source shows it; ``field`` the
+    mapped field at fault when known.
+    """
+
+    key: str
+    error: str
+    field: str | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, key: str, exc: Exception, updated_at: datetime | None = None) -> Rejected:
+        """From the :class:`~core.errors.InputError` raised while mapping record ``key``."""
+        found = getattr(exc, "field", None)
+        return cls(key, str(exc), str(found) if found is not None else None, updated_at)
+
+
+@dataclass(frozen=True)
 class PulledBatch:
     """A batch of records from a source and the cursor to resume after it.
 
-    The core commits the records and the cursor together, so a crash
-    between batches re-reads at most one batch.
+    The core commits the records, the rejected ones and the cursor together,
+    so a crash between batches re-reads at most one batch. A record that
+    cannot be mapped goes in ``rejected`` and the source goes on past it.
     """
 
     records: Sequence[IncidentRecord]
     cursor: str | None
+    rejected: Sequence[Rejected] = ()
 
 
 MessageKind = Literal["callback", "survey"]

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from core.loop import rejects
 from core.runtime import Runtime
 from core.store.models import Match, OutboxItem, SourceState, SyncRun
 from core.store.models import Response as ResponseRow
@@ -77,6 +78,11 @@ class StoreCollector(Collector):
             "qloop_responses", "Answers received, by channel and kind", labels=["channel", "kind"]
         )
         review = GaugeMetricFamily("qloop_review_queue_size", "Answers waiting for review")
+        rejected = GaugeMetricFamily(
+            "qloop_rejected_records",
+            "Source records that could not be mapped and are not resolved, by source",
+            labels=["source"],
+        )
         with self.rt.db.sessions() as s:
             for connector, kind, status, n, errs in s.execute(
                 select(
@@ -107,7 +113,10 @@ class StoreCollector(Collector):
             review.add_metric(
                 [], s.scalar(select(func.count()).where(Match.status == "review")) or 0
             )
-        yield from (runs, _merged(errors), last_error, last_ok, outbox, responses, review)
+            open_rejects = dict.fromkeys(self.rt.config.sources, 0) | rejects.open_counts(s)
+            for source, n in sorted(open_rejects.items()):
+                rejected.add_metric([source], n)
+        yield from (runs, _merged(errors), last_error, last_ok, outbox, responses, review, rejected)
 
     def _queues(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily(

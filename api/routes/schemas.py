@@ -204,6 +204,24 @@ class ConnectorOut(BaseModel):
 
 class SourceOut(ConnectorOut):
     policy: str
+    rejected_open: int = Field(
+        0, description="Records of this source that could not be mapped and are not resolved."
+    )
+
+
+class RejectedOut(Out):
+    """A source record that could not be mapped (``qloop sources rejects``)."""
+
+    id: int
+    source: str
+    key: str
+    field: str | None
+    error: str
+    source_updated_at: datetime | None
+    first_seen_at: datetime
+    last_seen_at: datetime
+    times: int
+    resolved_at: datetime | None
 
 
 class ChannelOut(ConnectorOut):

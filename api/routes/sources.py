@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -12,14 +12,19 @@ from api.auth import Permission, Principal, require
 from api.problems import ApiError
 from api.routes.common import (
     READ_PROBLEMS,
+    Cursor,
+    Limit,
     Reader,
     RuntimeDep,
     SessionDep,
+    page,
     problems,
     record_audit,
 )
 from api.routes.schemas import (
     ChannelOut,
+    Page,
+    RejectedOut,
     SourceOut,
     SyncRunOut,
     SyncStatus,
@@ -27,7 +32,9 @@ from api.routes.schemas import (
 )
 from api.routes.sync_runner import SyncRunner, enqueue_sync
 from core import registry
-from core.store.models import SourceState, SyncRun
+from core.loop import rejects
+from core.loop.common import collect_state_name
+from core.store.models import RejectedRecord, SourceState, SyncRun
 
 router = APIRouter(tags=["sources"], responses=READ_PROBLEMS)
 
@@ -56,6 +63,7 @@ def _common(state: SourceState | None, run: SyncRun | None) -> dict[str, object]
 def list_sources(rt: RuntimeDep, s: SessionDep, _: Reader) -> list[SourceOut]:
     """Every configured source with its sync status."""
     out = []
+    rejected = rejects.open_counts(s)
     for name, cfg in sorted(rt.config.sources.items()):
         state, run = _state(s, name)
         out.append(
@@ -65,10 +73,35 @@ def list_sources(rt: RuntimeDep, s: SessionDep, _: Reader) -> list[SourceOut]:
                 enabled=cfg.enabled,
                 schedule=cfg.schedule,
                 policy=cfg.policy,
+                rejected_open=rejected.get(name, 0),
                 **_common(state, run),  # type: ignore[arg-type]
             )
         )
     return out
+
+
+@router.get("/sources/{name}/rejects", response_model=Page[RejectedOut], responses=problems(404))
+def list_rejects(
+    name: Name,
+    rt: RuntimeDep,
+    s: SessionDep,
+    _: Annotated[Principal, Depends(require(Permission.CONTACTS))],
+    resolved: Annotated[bool, Query(description="Include the resolved ones.")] = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[RejectedOut]:
+    """Records of the source that could not be mapped, with the error naming the field.
+
+    The error may quote the record's values, so it needs the right to see
+    contact details.
+    """
+    if name not in rt.config.sources:
+        raise ApiError(404, f"unknown source {name!r}")
+    query = select(RejectedRecord).where(RejectedRecord.source == name)
+    if not resolved:
+        query = query.where(RejectedRecord.resolved_at.is_(None))
+    rows, nxt = page(s, query, RejectedRecord.id, limit, cursor)
+    return Page[RejectedOut](items=[RejectedOut.model_validate(r) for r in rows], next_cursor=nxt)
 
 
 def _receives_webhooks(type_name: str) -> bool:
@@ -84,7 +117,7 @@ def list_channels(rt: RuntimeDep, s: SessionDep, _: Reader) -> list[ChannelOut]:
     """Every configured channel with its collect status."""
     out = []
     for name, cfg in sorted(rt.config.channels.items()):
-        state, run = _state(s, f"channel:{name}")
+        state, run = _state(s, collect_state_name(name))
         out.append(
             ChannelOut(
                 name=name,

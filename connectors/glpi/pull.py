@@ -27,6 +27,10 @@ windows pulled concurrently (:func:`connectors.windows.pull_windows`); a
 window keeps the rows whose ``date_mod`` falls in it, so each ticket comes
 exactly once. Its intermediate cursors are the safe cursors of the windows
 (a resume may re-read, never skip); the last one carries the ``seen`` set.
+
+A ticket that fails mapping goes in its batch's ``rejected`` with the error
+(the core keeps it until a later version maps) and the pull goes on; it is
+in ``seen`` like any other, so the same version is not rejected again.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from connectors.glpi.tickets import TicketReader, as_int, digest
 from connectors.windows import prefetch, pull_windows
 from core.errors import InputError, StateError
 from core.mapping import map_incident
-from core.records import IncidentRecord, PulledBatch
+from core.records import IncidentRecord, PulledBatch, Rejected
 from core.timeutil import iso, parse_instant
 
 MAX_SEEN = 20_000
@@ -100,8 +104,17 @@ class Cursor:
         self.seen = dict(kept[-MAX_SEEN:])
 
 
-Read = tuple[int, int, str, IncidentRecord | None]
-"""(ticket id, date_mod epoch, digest, record to deliver or None when unchanged)."""
+Read = tuple[int, int, str, IncidentRecord | Rejected | None]
+"""(ticket id, date_mod epoch, digest, record to deliver, or why not, or None when unchanged)."""
+
+
+def _split(
+    read: IncidentRecord | Rejected | None, records: list[IncidentRecord], rejected: list[Rejected]
+) -> None:
+    if isinstance(read, Rejected):
+        rejected.append(read)
+    elif read is not None:
+        records.append(read)
 
 
 class Puller:
@@ -158,7 +171,11 @@ class Puller:
         epoch = self._epoch(row)
         if previous is not None and previous == (epoch, dig):
             return ticket_id, epoch, dig, None
-        return ticket_id, epoch, dig, self._map(raw)
+        try:
+            return ticket_id, epoch, dig, self._map(raw)
+        except InputError as exc:
+            updated = datetime.fromtimestamp(epoch, UTC)
+            return ticket_id, epoch, dig, Rejected.of(str(ticket_id), exc, updated)
 
     # -- incremental ------------------------------------------------------------
 
@@ -193,15 +210,15 @@ class Puller:
         state = Cursor(start.watermark, dict(start.seen))
         for page in prefetch(pages(), depth=1):
             before = state.encode()
-            records = []
+            records: list[IncidentRecord] = []
+            rejected: list[Rejected] = []
             for ticket_id, epoch, dig, record in page:
                 state.add(ticket_id, epoch, dig)
-                if record is not None:
-                    records.append(record)
+                _split(record, records, rejected)
             state.prune(self.overlap_s)
             after = state.encode()
-            if records or after != before:
-                yield PulledBatch(records=records, cursor=after)
+            if records or rejected or after != before:
+                yield PulledBatch(records, after, rejected)
 
     # -- backfill ---------------------------------------------------------------
 
@@ -238,16 +255,16 @@ class Puller:
         tail = Cursor()
         floor = int(newest.timestamp()) - self.overlap_s
         for page, safe in pull_windows(fetch, start, end, parts=parts, workers=workers):
-            records = []
+            records: list[IncidentRecord] = []
+            rejected: list[Rejected] = []
             for ticket_id, epoch, dig, record in page:
                 if epoch >= floor:
                     tail.add(ticket_id, epoch, dig)
-                if record is not None:
-                    records.append(record)
+                _split(record, records, rejected)
             if safe >= end:
                 tail.watermark = max(tail.watermark or newest, newest)
                 tail.prune(self.overlap_s)
                 cursor = tail.encode()
             else:
                 cursor = Cursor(safe).encode()
-            yield PulledBatch(records=records, cursor=cursor)
+            yield PulledBatch(records, cursor, rejected)

@@ -4,24 +4,23 @@ Every query is ``(jql) AND updated >= since [AND updated < until] ORDER BY
 updated ASC, key ASC``. A stream starts at the cursor's watermark minus the
 overlap and skips the ``(key, updated)`` pairs the cursor says were
 delivered; each page is yielded with the cursor after it, which never goes
-past a record not yet yielded (the order is ascending, and a record that
-fails mapping stops the batch right before it).
+past a record not yet yielded (the order is ascending).
 
 A first sync with ``backfill_from`` splits ``[backfill_from, now)`` into
 disjoint windows pulled concurrently (:func:`connectors.windows.pull_windows`);
 each page then carries the windows' *safe* cursor.
 
-A record that fails mapping (:class:`InputError`) is not dropped: the
-records before it are yielded with a cursor that stops before it, then
-the error is raised, so the sync run fails naming the record and the next
-run reads it again (as ``core.loop.ingest.pull`` expects of sources).
+A record that fails mapping (:class:`InputError`) is not dropped and does
+not hold back the records after it: it goes in the batch's ``rejected``
+with its error, which the core keeps (``core.loop.rejects``) until a later
+version of the record maps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,10 +31,15 @@ from connectors.jira_sm.options import JiraOptions
 from connectors.jira_sm.search import DateFormat, search_pages, window_jql
 from connectors.windows import prefetch, pull_windows
 from core.errors import FatalError, InputError
-from core.records import IncidentRecord, PulledBatch
+from core.records import IncidentRecord, PulledBatch, Rejected
 
 Item = tuple[str, int, IncidentRecord | InputError]
 """One issue of a page: key, ``updated`` in epoch ms, its record or why it failed."""
+
+
+def _rejected(key: str, ms: int, exc: InputError) -> Rejected:
+    updated = datetime.fromtimestamp(ms / 1000, UTC) if ms else None
+    return Rejected.of(key, exc, updated)
 
 
 @dataclass(frozen=True)
@@ -95,16 +99,17 @@ class Puller:
         start = Watermark(mark.updated_ms, dict(mark.seen), mark.overlap_ms)
         for page in prefetch(self._pages(jql, start), depth=1):
             records: list[IncidentRecord] = []
+            rejected: list[Rejected] = []
             for key, ms, result in page:
-                if isinstance(result, InputError):
-                    if records:
-                        yield PulledBatch(records, mark.encode())
-                    raise result
-                if mark.is_seen(key, ms):  # the same version twice in one run
+                if ms and mark.is_seen(key, ms):  # the same version twice in one run
                     continue
-                records.append(result)
-                mark.add(key, ms)
-            yield PulledBatch(records, mark.encode())
+                if isinstance(result, InputError):
+                    rejected.append(_rejected(key, ms, result))
+                else:
+                    records.append(result)
+                if ms:
+                    mark.add(key, ms)
+            yield PulledBatch(records, mark.encode(), rejected)
 
     def _backfill(self, fmt: DateFormat) -> Iterator[PulledBatch]:
         assert self.opts.backfill_from is not None
@@ -123,10 +128,10 @@ class Puller:
         ):
             cursor = Watermark.at(fmt.floor(safe), self.opts.overlap_s).encode()
             records: list[IncidentRecord] = []
-            for _, _, result in page:
+            rejected: list[Rejected] = []
+            for key, ms, result in page:
                 if isinstance(result, InputError):
-                    if records:
-                        yield PulledBatch(records, cursor)
-                    raise result
-                records.append(result)
-            yield PulledBatch(records, cursor)
+                    rejected.append(_rejected(key, ms, result))
+                else:
+                    records.append(result)
+            yield PulledBatch(records, cursor, rejected)

@@ -20,7 +20,7 @@ from connectors.sandbox.remote import RemoteState, resolve_options, unit
 from core.connector import ConnectorContext
 from core.errors import ConfigError, FatalError, InputError, StateError
 from core.mapping import map_incident
-from core.records import Category, PulledBatch, TicketRef, TicketRequest, TicketStatus
+from core.records import Category, PulledBatch, Rejected, TicketRef, TicketRequest, TicketStatus
 from core.timeutil import iso, parse_duration, parse_instant, to_utc
 
 SOURCE_OPTIONS_SCHEMA: dict[str, Any] = {
@@ -161,13 +161,19 @@ class SandboxSource:
             page = order[start : start + size]
             raws = self._state.incidents([row for row, _ in page])
             records = []
-            for row, _ in page:
+            rejected = []
+            for row, updated in page:
                 view = view_as_of(raws[row], now)
-                if view is not None:
+                if view is None:
+                    continue
+                try:
                     records.append(map_incident(view, self._mapping))
+                except InputError as exc:  # set aside by the core; the page goes on
+                    when = datetime.fromtimestamp(updated, UTC)
+                    rejected.append(Rejected.of(str(view.get("key", row)), exc, when))
             last = datetime.fromtimestamp(page[-1][1], UTC)
             high = last if high is None else max(high, last)
-            yield PulledBatch(records=records, cursor=iso(high))
+            yield PulledBatch(records, iso(high), rejected)
 
     def create_ticket(self, ticket: TicketRequest) -> TicketRef:
         """Create a ticket, or return the one already holding ``ticket.dedup_key``."""

@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 from core.compliance import normalise_score
 from core.errors import InputError
 from core.loop._bulk import chunks, insert_rows
-from core.loop.common import StepResult, connector_state, finish_run, log, resumable, start_run
+from core.loop.common import (
+    StepResult,
+    collect_state_name,
+    connector_state,
+    finish_run,
+    log,
+    resumable,
+    start_run,
+)
 from core.records import Outcome
 from core.runtime import Runtime
 from core.store.models import Response
@@ -99,7 +107,7 @@ def collect(rt: Runtime, channel: str) -> StepResult:
     """Collect outcomes from ``channel``; commit each batch with its cursor."""
     result = StepResult(f"collect {channel}")
     conn = rt.channel(channel)
-    state_name = f"channel:{channel}"
+    state_name = collect_state_name(channel)
     run_id, _ = start_run(rt, state_name, "collect")
 
     def load_cursor() -> str | None:

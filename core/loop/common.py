@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import RetriableError
@@ -65,6 +66,31 @@ def start_run(rt: Runtime, connector: str, kind: str) -> tuple[int, str | None]:
         return run.id, state.cursor
 
 
+def close_interrupted_runs(rt: Runtime, connector: str, kind: str) -> int:
+    """Mark ``connector``'s runs still ``running`` as ``interrupted``; returns how many.
+
+    Only for a caller that knows no other run of ``connector`` can be alive,
+    such as a worker holding its lease: the runs left ``running`` were then
+    cut off (a killed worker) and their committed batches stand.
+    """
+    with rt.db.session() as s:
+        runs = s.scalars(
+            select(SyncRun).where(
+                SyncRun.connector == connector, SyncRun.kind == kind, SyncRun.status == "running"
+            )
+        ).all()
+        for run in runs:
+            run.status = "interrupted"
+            run.finished_at = rt.now()
+            run.error = "cut off before it ended (worker stopped); its committed batches stand"
+        return len(runs)
+
+
+def collect_state_name(channel: str) -> str:
+    """The name under which a channel's collect cursor and runs are kept."""
+    return f"channel:{channel}"
+
+
 def finish_run(
     rt: Runtime, run_id: int, connector: str, result: StepResult, error: str | None
 ) -> None:
@@ -79,7 +105,7 @@ def finish_run(
             run.created = result.counts["created"]
             run.updated = result.counts["updated"]
             run.unchanged = result.counts["unchanged"]
-            run.errors = len(result.errors)
+            run.errors = len(result.errors) + result.counts["rejected"]
             run.error = error
         state.last_error = error
         if not error:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from core.loop import rejects
 from core.loop._bulk import chunks, insert_returning_ids, insert_rows, update_by_id
 from core.loop.common import StepResult, connector_state, finish_run, log, resumable, start_run
 from core.privacy import email_key, phone_key
@@ -228,12 +229,18 @@ def pull(rt: Runtime, source: str) -> StepResult:
         result.counts["retries"] += 1
         log.warning("pull %s: %s; resuming from the last cursor (restart %d)", source, exc, n)
 
+    with rt.db.session() as s:
+        pending = rejects.open_keys(s, source)
     error: str | None = None
     try:
         for batch in resumable(conn.pull, load_cursor, on_retry, rt.sleep):
             with rt.db.session() as s:
                 upsert_records(s, source, batch.records, rt.now(), result)
+                rejects.resolve(s, source, pending, batch.records, rt.now())
+                rejected = rejects.store(s, source, batch.rejected, rt.now())
                 connector_state(s, source).cursor = batch.cursor
+            pending.update(r.key[:200] for r in batch.rejected)
+            result.counts["rejected"] += rejected
             rt.report(f"pull {source}", result.counts["seen"])
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"

@@ -340,3 +340,27 @@ class JobLease(Base):
     owner: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class RejectedRecord(Base):
+    """A source record that could not be mapped, kept aside so its source goes on.
+
+    One row per (source, key), however often the same record comes back;
+    ``resolved_at`` is set when a later version of it maps and is stored.
+    The source keeps the payload: after fixing the mapping, a resync reads
+    the record again.
+    """
+
+    __tablename__ = "rejected_record"
+    __table_args__ = (UniqueConstraint("source", "key", name="uq_rejected_source_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    field: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str] = mapped_column(Text)
+    source_updated_at: Mapped[datetime | None]
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    times: Mapped[int] = mapped_column(default=1)
+    """How many versions of the record were rejected (the same one read twice counts once)."""
+    resolved_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 from rq.job import Job
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from core.loop import rejects
 from core.loop.reconcile import reconcile
-from core.store.models import AuditLog, Incident, Match, SyncRun
+from core.records import Rejected
+from core.store.models import AuditLog, Incident, Match, RejectedRecord, SyncRun
 from tests.api.conftest import Served, api_config, auth, serve_month
 from workers import queue
 
@@ -142,3 +144,34 @@ def test_bad_review_requests_change_nothing(served: Served) -> None:
     with served.rt.db.session() as s:
         assert s.get(Match, item).status == "review"  # type: ignore[union-attr]
     assert _audit(served, "review.resolve") == []
+
+
+def test_rejected_records_are_counted_for_readers_and_listed_for_operators(
+    served: Served,
+) -> None:
+    now = served.rt.now()
+    bad = [
+        Rejected("INC-1", "record INC-1: status 'Triage' is not in status_map", "status", now),
+        Rejected("INC-2", "record INC-2: priority 9 is not in priority_map", "priority"),
+    ]
+    with served.rt.db.session() as s:
+        rejects.store(s, "itsm", bad, now)
+    with served.rt.db.session() as s:
+        s.execute(
+            update(RejectedRecord).where(RejectedRecord.key == "INC-2").values(resolved_at=now)
+        )
+    [itsm] = [x for x in served.client.get("/sources", headers=auth("qa-read")).json()]
+    assert (itsm["name"], itsm["rejected_open"]) == ("itsm", 1)
+    metrics = served.client.get("/metrics").text
+    assert 'qloop_rejected_records{source="itsm"} 1.0' in metrics
+    # the errors may quote a record's values: only roles that see contacts read them
+    assert served.client.get("/sources/itsm/rejects", headers=auth("qa-read")).status_code == 403
+    r = served.client.get("/sources/itsm/rejects", headers=auth("operator"))
+    assert r.status_code == 200
+    [item] = r.json()["items"]
+    assert (item["key"], item["field"], item["times"]) == ("INC-1", "status", 1)
+    assert "Triage" in item["error"] and item["resolved_at"] is None
+    every = served.client.get("/sources/itsm/rejects?resolved=true", headers=auth("admin"))
+    assert [i["key"] for i in every.json()["items"]] == ["INC-1", "INC-2"]
+    missing = served.client.get("/sources/nope/rejects", headers=auth("admin"))
+    assert missing.status_code == 404 and "unknown source 'nope'" in missing.json()["detail"]

@@ -255,14 +255,22 @@ def test_retriable_after_the_last_attempt(tmp_path: Path) -> None:
 
 
 @respx.mock
-def test_an_unmappable_ticket_fails_the_pull_naming_it(tmp_path: Path) -> None:
-    """Like every source, a record the mapping refuses stops the pull (ingest keeps the cursor)."""
+def test_an_unmappable_ticket_is_rejected_naming_it_and_the_pull_goes_on(tmp_path: Path) -> None:
+    """A ticket the mapping refuses goes in the batch's ``rejected``; the next one is delivered."""
     init_route()
     bad = {"2": 41, "1": "t41", "19": "2026-10-01 10:00:00", "15": "2026-10-01 09:00:00",
            "12": 2, "3": 9}  # fmt: skip
-    respx.get(f"{BASE}/search/Ticket").mock(return_value=page([bad], 0, 1, 200))
-    respx.get(url__regex=rf"{BASE}/Ticket/41/.*").mock(return_value=httpx.Response(200, json=[]))
-    with pytest.raises(InputError) as err:
-        list(source(tmp_path).pull(None))
-    assert "glpi: record 41" in str(err.value) and "priority 9" in str(err.value)
-    assert err.value.record == "41"
+    good = {**bad, "2": 42, "1": "t42", "19": "2026-10-01 10:00:05", "3": 3}
+    respx.get(f"{BASE}/search/Ticket").mock(return_value=page([bad, good], 0, 2, 200))
+    respx.get(url__regex=rf"{BASE}/Ticket/4[12]/.*").mock(
+        return_value=httpx.Response(200, json=[])
+    )
+    batches = list(source(tmp_path).pull(None))
+    records = [r for b in batches for r in b.records]
+    rejected = [r for b in batches for r in b.rejected]
+    assert [r.external_id for r in records] == ["42"]
+    assert [r.key for r in rejected] == ["41"]
+    assert "glpi: record 41" in rejected[0].error and "priority 9" in rejected[0].error
+    assert rejected[0].updated_at == datetime(2026, 10, 1, 8, 0, tzinfo=UTC)  # Paris, CEST
+    cursor = Cursor.decode(batches[-1].cursor, "here")
+    assert set(cursor.seen) == {41, 42}  # the same version is not rejected again

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 
 import connectors.jira_sm  # noqa: F401  (registers jira_sm before the config is validated)
-from core.errors import InputError
+from api.cli import main
 from core.loop import pull
 from core.runtime import Runtime
-from core.store.models import Incident, SourceState, StatusEvent, SyncRun
+from core.store.models import AuditLog, Incident, RejectedRecord, SourceState, StatusEvent, SyncRun
 from tests.fakes.jira import STATUSES, FakeJira, source_options
 from tests.fakes.server import serve
 from tests.utils.loop import Deployment, sandbox_config
@@ -162,7 +162,7 @@ def test_backfill_in_parallel_windows_pulls_every_issue_exactly_once(
         dep.close()
 
 
-def test_a_record_that_fails_mapping_stops_the_pull_loudly_and_loses_nothing(
+def test_a_record_that_fails_mapping_is_rejected_loudly_and_the_pull_goes_on(
     database_url: str, tmp_path: Path, fake: tuple[FakeJira, str]
 ) -> None:
     jira, url = fake
@@ -174,19 +174,71 @@ def test_a_record_that_fails_mapping_stops_the_pull_loudly_and_loses_nothing(
         jira.update_issue("ITSD-1", top + timedelta(minutes=1), "Resolved")
         jira.update_issue("ITSD-2", top + timedelta(minutes=2), "Triage")  # not in status_map
         jira.update_issue("ITSD-5", top + timedelta(minutes=3), "Resolved")
-        with pytest.raises(InputError, match="ITSD-2"):
-            pull(rt, "jira")
+        result = pull(rt, "jira")
+        assert result.errors == [] and result.counts["rejected"] == 1
+        assert result.counts["updated"] == 2
         with rt.db.session() as s:
             run = s.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
-            assert run is not None and run.status == "failed" and "Triage" in (run.error or "")
+            assert run is not None and run.status == "ok" and run.errors == 1
+            (rej,) = s.scalars(select(RejectedRecord)).all()
+            assert (rej.source, rej.key, rej.resolved_at) == ("jira", "ITSD-2", None)
+            assert "Triage" in rej.error
+            assert rej.source_updated_at == top + timedelta(minutes=2)
         rows = stored(rt)
-        assert rows["ITSD-1"][0].status == "Resolved"  # before the bad record: committed
-        assert rows["ITSD-5"][0].status != "Resolved"  # after it: not yet, and not skipped
-        # the operator maps the new status in the deployment's YAML; the next run catches up
+        assert rows["ITSD-1"][0].status == "Resolved"  # before the bad record
+        assert rows["ITSD-5"][0].status == "Resolved"  # after it: not held back
+        assert rows["ITSD-2"][0].status != "Triage"  # the stored version stays as it was
+        assert pull(rt, "jira").counts["rejected"] == 0  # the same version is not re-read
+        # the operator maps the new status; the record's next version maps and resolves it
         fix = {"mapping": {"status_map": {"Triage": "new"}}}
         deploy(database_url, tmp_path, url, **fix)
-        fixed = pull(dep.open(), "jira")
-        assert fixed.errors == [] and fixed.counts["updated"] == 2
+        rt = dep.open()
+        jira.update_issue("ITSD-2", top + timedelta(minutes=4), "Triage")
+        fixed = pull(rt, "jira")
+        assert fixed.errors == [] and fixed.counts["updated"] == 1
+        with rt.db.session() as s:
+            (rej,) = s.scalars(select(RejectedRecord)).all()
+            assert rej.resolved_at is not None and rej.times == 1
+        assert_mirrors(rt, jira)
+    finally:
+        dep.close()
+
+
+def test_after_a_mapping_fix_a_resync_brings_back_the_unchanged_rejected_record(
+    database_url: str,
+    tmp_path: Path,
+    fake: tuple[FakeJira, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    jira, url = fake
+    dep = deploy(database_url, tmp_path, url)
+    try:
+        rt = dep.open()
+        pull(rt, "jira")
+        jira.update_issue("ITSD-3", jira.latest_update() + timedelta(minutes=1), "Triage")
+        assert pull(rt, "jira").counts["rejected"] == 1
+        config = ["-c", str(dep.path)]
+        assert main(["sources", "list", *config]) == 0
+        assert "1 rejected record(s): qloop sources rejects jira" in capsys.readouterr().out
+        assert main(["sources", "rejects", "jira", *config]) == 0
+        out = capsys.readouterr().out
+        assert "jira ITSD-3 [open]" in out and "'Triage' is not in status_map" in out
+        # the mapping is fixed; the record itself does not change in Jira
+        deploy(database_url, tmp_path, url, mapping={"status_map": {"Triage": "in_progress"}})
+        rt = dep.open()
+        assert pull(rt, "jira").counts["rejected"] == 0  # unchanged: not read again…
+        assert main(["sources", "resync", "jira", *config]) == 0  # …until the resync
+        assert "cursor cleared" in capsys.readouterr().out
+        again = pull(rt, "jira")
+        assert again.counts["updated"] == 1 and again.counts["created"] == 0
+        assert main(["sources", "rejects", "jira", *config]) == 0
+        assert capsys.readouterr().out.strip() == "no open rejected records"
+        assert main(["sources", "rejects", "jira", "--all", *config]) == 0
+        assert "jira ITSD-3 [resolved" in capsys.readouterr().out
+        assert stored(rt)["ITSD-3"][0].status == "Triage"
+        with rt.db.session() as s:
+            audit = s.scalars(select(AuditLog).where(AuditLog.action == "resync")).one()
+            assert (audit.entity_id, audit.actor) == ("jira", "cli")
         assert_mirrors(rt, jira)
     finally:
         dep.close()

@@ -133,5 +133,11 @@ def test_a_worker_killed_mid_job_loses_nothing(
     _work(conn)
     assert job.get_status() == JobStatus.FINISHED
     assert incident_state(rt) == expected  # nothing lost, nothing twice
+    with rt.db.session() as s:  # the cut-off run is closed, not left "running" for ever
+        runs = s.scalars(select(SyncRun).order_by(SyncRun.id)).all()
+        assert [r.status for r in runs] == ["interrupted", "ok"]
+        assert runs[0].finished_at is not None
+        assert runs[0].cursor_before is None  # the first sync started from nothing…
+        assert runs[1].cursor_before is not None  # …the redo resumed from its committed batch
     assert guard.holder(rt.db, "sync:itsm") is None
     conn.close()
