@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, nap, retry_if_exception_type, stop_after_attempt
 
 from core.errors import RetriableError
 
@@ -43,7 +43,7 @@ class WaitRetryAfter:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return float(min(max(retry_after, 0.0), self.maximum))
-        delay = min(self.initial * 2 ** (state.attempt_number - 1), self.maximum)
+        delay = min(self.initial * 2.0 ** (state.attempt_number - 1), self.maximum)
         return delay * random.uniform(0.5, 1.0) if self.jitter else delay
 
 
@@ -67,14 +67,13 @@ def make_retrying(
     ``wait`` and ``sleep`` are injectable so tests run without waiting.
     """
     waiter = wait or WaitRetryAfter()
-    maximum = getattr(waiter, "maximum", DEFAULT_MAX_WAIT)
-    kwargs = {"sleep": sleep} if sleep is not None else {}
+    maximum = float(getattr(waiter, "maximum", DEFAULT_MAX_WAIT))
     return Retrying(
         retry=retry_if_exception_type(RetriableError) & ~_RetryIf(_retry_after_too_long(maximum)),
         stop=stop_after_attempt(attempts),
         wait=waiter,
         reraise=True,
-        **kwargs,
+        sleep=sleep if sleep is not None else nap.sleep,
     )
 
 
@@ -101,7 +100,7 @@ def call_with_retry(fn: Callable[[], T], retrying: Retrying | None = None) -> T:
 
 def outbox_delay(attempt: int, initial_s: float, max_s: float, retry_after: float | None) -> float:
     """Seconds before the outbox tries an item again after its ``attempt``-th failure."""
-    backoff = min(initial_s * 2 ** max(attempt - 1, 0), max_s)
+    backoff = min(initial_s * 2.0 ** max(attempt - 1, 0), max_s)
     if retry_after is not None:
         return max(backoff, float(retry_after))
     return backoff

@@ -156,7 +156,8 @@ class Runtime:
         return [n for n, c in self.config.channels.items() if c.enabled]
 
     def close(self) -> None:
-        for conn in [*self._sources.values(), *self._channels.values()]:
+        conns: list[Source | Channel] = [*self._sources.values(), *self._channels.values()]
+        for conn in conns:
             try:
                 conn.close()
             except Exception:  # closing must not hide the real outcome

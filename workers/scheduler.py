@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from croniter import croniter
 
@@ -46,17 +47,17 @@ def build_jobs(rt: Runtime, now: datetime) -> list[ScheduledJob]:
             (
                 f"sync:{name}",
                 rt.config.sources[name].schedule,
-                lambda n=name: jobs.sync_source(rt, n),
+                partial(jobs.sync_source, rt, name),
             )
-        )  # type: ignore[misc]
+        )
     for name in rt.channel_names():
         specs.append(
             (
                 f"collect:{name}",
                 rt.config.channels[name].schedule,
-                lambda n=name: jobs.collect_channel(rt, n),
+                partial(jobs.collect_channel, rt, name),
             )
-        )  # type: ignore[misc]
+        )
     sched = rt.config.schedules
     specs.append(("dispatch", sched["dispatch"], lambda: jobs.dispatch(rt)))
     specs.append(("evaluate", sched["evaluate"], lambda: jobs.evaluate_all(rt)))

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-import xlsxwriter  # type: ignore[import-untyped]
+import xlsxwriter
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from connectors.glpi.convert import ServerClock, shift_naive
@@ -202,9 +203,9 @@ class Puller:
                     if previous is not None and previous[0] == epoch:
                         if epoch != hot:
                             continue  # delivered before, and settled
-                        out.append(lambda row=row, previous=previous: self.read(row, previous))
+                        out.append(partial(self.read, row, previous))
                         continue
-                    out.append(lambda row=row: self.read(row))
+                    out.append(partial(self.read, row))
                 yield self.read_all(out)
 
         state = Cursor(start.watermark, dict(start.seen))
@@ -245,7 +246,7 @@ class Puller:
             upper = shift_naive(self.clock.upper_bound(hi), 1)
             for rows in scan(self.session, lower, upper, self.page_size):
                 out: list[Callable[[], Read]] = [
-                    lambda row=row: self.read(row)
+                    partial(self.read, row)
                     for row in rows
                     if lo <= datetime.fromtimestamp(self._epoch(row), UTC) < hi
                 ]

@@ -87,7 +87,7 @@ class TicketReader:
             if error_code(exc) in ("ERROR_ITEM_NOT_FOUND", "ERROR_RANGE_EXCEED_TOTAL"):
                 return []
             raise
-        return [d for d in data or [] if isinstance(d, Mapping)] if isinstance(data, list) else []
+        return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
 
     def user(self, user_id: int) -> dict[str, Any]:
         """A requester's name, phones and e-mail (cached)."""

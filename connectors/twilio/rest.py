@@ -154,7 +154,8 @@ class TwilioRest:
                 msg = f"{self.http.name}: GET {path}: the reply has no {key!r} list"
                 raise RetriableError(msg, connector=self.http.name)
             yield [i for i in items if isinstance(i, dict)]
-            meta = page.get("meta") if isinstance(page.get("meta"), dict) else {}
+            meta = page.get("meta")
+            meta = meta if isinstance(meta, dict) else {}
             url, query = self._next(meta.get("next_page_url"), path), None
         msg = f"{self.http.name}: GET {path}: more than {MAX_PAGES} pages (paging loop?)"
         raise FatalError(msg, connector=self.http.name)

@@ -333,7 +333,7 @@ def retype(text: str) -> Any:
     """
     loader = yaml.SafeLoader("")
     try:
-        tag = loader.resolve(ScalarNode, text, (True, False))
+        tag = loader.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
         if tag == _STR_TAG or (tag in _NUMBER_TAGS and not _PLAIN_NUMBER.fullmatch(text)):
             return text
         return _jsonish(loader.construct_object(ScalarNode(tag, text), deep=True))

@@ -92,9 +92,10 @@ def _error_problems(
             if k not in props and not any(re.search(p, str(k)) for p in patterns)
         ]
     if "propertyNames" in err.schema_path:
+        name = err.instance if isinstance(err.instance, str | int) else str(err.instance)
         return [
             index.problem(
-                (*path, err.instance),
+                (*path, name),
                 f"name {_describe(err.instance)} is not allowed: {_NAME_RULE}",
             )
         ]
@@ -143,7 +144,7 @@ def _connector_problems(
                 cls = jsonschema.validators.validator_for(
                     schema, default=jsonschema.Draft202012Validator
                 )
-                cls.check_schema(schema)
+                cls.check_schema(dict(schema))
             except SchemaError as exc:
                 msg = f"type {type_name!r} has an invalid options schema (a bug): {exc.message}"
                 out.append(index.problem((*prefix, "type"), msg))

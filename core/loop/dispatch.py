@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -41,7 +41,11 @@ BATCH = 200
 CLAIM_LEASE_S = 300
 """A claim older than this, still ``sending``, is in doubt (its process died)."""
 
-_ENTITY = {"callback": CallbackTask, "survey": SurveyInvitation, "ticket": Nonconformity}
+_ENTITY: dict[str, type[CallbackTask | SurveyInvitation | Nonconformity]] = {
+    "callback": CallbackTask,
+    "survey": SurveyInvitation,
+    "ticket": Nonconformity,
+}
 
 
 def ticket_from_payload(payload: dict[str, Any]) -> TicketRequest:
@@ -140,7 +144,7 @@ class _Outcomes:
         self._item(item).update(state="pending", next_attempt_at=now)
 
     def audit(self, action: str, item: OutboxItem, **detail: object) -> None:
-        self.audits.append(audit_row(self.rt, action, "outbox_item", item.id, **detail))
+        self.audits.append(audit_row(self.rt, action, "outbox_item", item.id, "qloop", **detail))
 
     def _entity_rows(self) -> dict[str, list[dict[str, Any]]]:
         """The effects on tasks, invitations and nonconformities, as column updates per kind."""
@@ -158,21 +162,21 @@ class _Outcomes:
         rows: dict[tuple[str, int], dict[str, Any]] = {}
         for item, ref, now in self.effects:
             key = (item.kind, item.entity_id)
-            current = state.get(key)
-            if current is None:
+            found = state.get(key)
+            if found is None:
                 continue  # the entity is gone: only the item is recorded
             row = rows.setdefault(key, {"id": item.entity_id})
             if ref is None:  # dead-lettered
-                if current in ("planned", "open"):
+                if found in ("planned", "open"):
                     row["state"] = state[key] = "dead"
             elif item.kind == "ticket":
-                if current in ("open", "dead"):
+                if found in ("open", "dead"):
                     row["state"] = state[key] = "ticketed"
                 row.update(
                     ticket_ref=ref, ticket_url=item.payload.get("ticket_url"), updated_at=now
                 )
             else:
-                if current in ("planned", "dead"):
+                if found in ("planned", "dead"):
                     row["state"] = state[key] = "sent"
                 row["provider_ref"] = ref
         by_kind: dict[str, list[dict[str, Any]]] = {}
@@ -283,7 +287,10 @@ def replay_dead(rt: Runtime, ids: Iterable[int] | None = None, actor: str = "cli
         items = list(s.scalars(query))
         for item in items:
             item.state, item.attempts, item.next_attempt_at = "pending", 0, rt.now()
-            entity = s.get(_ENTITY[item.kind], item.entity_id)
+            entity = cast(
+                "CallbackTask | SurveyInvitation | Nonconformity | None",
+                s.get(_ENTITY[item.kind], item.entity_id),
+            )
             if entity is not None and entity.state == "dead":
                 entity.state = "open" if isinstance(entity, Nonconformity) else "planned"
             audit(s, rt, "outbox.replay", "outbox_item", item.id, actor=actor)

@@ -75,7 +75,8 @@ def _resolution_json(outcome: Any) -> dict[str, Any]:
         elif kind is datetime:
             out[name] = value.isoformat()
         elif is_dataclass(value) or isinstance(value, dict | list | tuple):
-            return _jsonable(asdict(outcome))  # nested: the general path
+            nested: dict[str, Any] = _jsonable(asdict(outcome))  # nested: the general path
+            return nested
         else:
             out[name] = _jsonable(value)
     return out
@@ -131,7 +132,7 @@ def store_evaluation(
             )
         )
         return bool(findings)
-    changed = existing.findings != findings
+    changed = bool(existing.findings != findings)
     for key, value in values.items():
         setattr(existing, key, value)
     if changed:

@@ -52,6 +52,7 @@ def load_answers(
             .order_by(Response.occurred_at, Response.id)
         )
         for inc_id, resp_id, kind, occurred_at, reached, confirmed, score in rows:
+            assert inc_id is not None  # the query selects matches of these incidents
             if kind == "callback_attempt":
                 attempts[inc_id].append(
                     Attempt(

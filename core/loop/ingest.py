@@ -196,8 +196,8 @@ def upsert_records(
     ids = insert_returning_ids(session, Incident, new_rows, "external_id")
     for ext_id, history in new_history.items():
         events.extend(_event_rows(ids[ext_id], history))
-    for chunk in chunks(replaced):
-        session.execute(delete(StatusEvent).where(StatusEvent.incident_id.in_(chunk)))
+    for id_chunk in chunks(replaced):
+        session.execute(delete(StatusEvent).where(StatusEvent.incident_id.in_(id_chunk)))
     insert_rows(session, StatusEvent, events)
 
 

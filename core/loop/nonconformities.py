@@ -148,10 +148,10 @@ def raise_nonconformities(rt: Runtime) -> StepResult:
                     _raise_record(s, rt, rec, inc, known, result)
             single = [(rec, inc) for rec, inc in rows if per_incident[inc.id] == 1]
             _raise_batch(s, rt, single, known, result)
-            for chunk in chunks([rec.id for rec, _ in rows]):
+            for id_chunk in chunks([rec.id for rec, _ in rows]):
                 s.execute(
                     update(ComplianceRecord)
-                    .where(ComplianceRecord.id.in_(chunk))
+                    .where(ComplianceRecord.id.in_(id_chunk))
                     .values(raised=True)
                 )
     return result

@@ -90,7 +90,7 @@ class _Prefetched:
 
     def __init__(self, s: Session, batch: Sequence[Response]) -> None:
         self.tokens: dict[tuple[bool, str], int] = {}
-        self.refs: dict[tuple[bool, str, str], set[int]] = {}
+        self.refs: dict[tuple[bool, str | None, str | None], set[int]] = {}
         for is_callback in (True, False):
             model = CallbackTask if is_callback else SurveyInvitation
             mine = [r for r in batch if (r.kind == "callback_attempt") == is_callback]
@@ -105,12 +105,12 @@ class _Prefetched:
                     self.tokens.setdefault((is_callback, token), inc_id)
             refs = {r.provider_ref for r in mine if r.provider_ref}
             for chunk in chunks(sorted(refs)):
-                rows = s.execute(
+                ref_rows = s.execute(
                     select(model.provider_ref, model.channel, model.incident_id).where(
                         model.provider_ref.in_(chunk)
                     )
                 )
-                for ref, channel, inc_id in rows:
+                for ref, channel, inc_id in ref_rows:
                     self.refs.setdefault((is_callback, ref, channel), set()).add(inc_id)
 
     def by_token(self, resp: Response) -> int | None:

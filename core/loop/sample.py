@@ -86,7 +86,7 @@ def _sample_month(
         )
         keys = pcfg.sample.stratify_by
         by_id = {str(inc.id): inc for inc, _ in rows}
-        resolved_at = {str(inc.id): at for inc, at in rows}
+        resolved_at = {str(inc.id): at for inc, at in rows if at is not None}  # month ⇒ resolved
         drawn = stratified_sample(
             ((i, _stratum(inc, keys)) for i, inc in by_id.items()),
             pcfg.sample.rate,

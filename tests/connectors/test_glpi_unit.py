@@ -262,9 +262,7 @@ def test_an_unmappable_ticket_is_rejected_naming_it_and_the_pull_goes_on(tmp_pat
            "12": 2, "3": 9}  # fmt: skip
     good = {**bad, "2": 42, "1": "t42", "19": "2026-10-01 10:00:05", "3": 3}
     respx.get(f"{BASE}/search/Ticket").mock(return_value=page([bad, good], 0, 2, 200))
-    respx.get(url__regex=rf"{BASE}/Ticket/4[12]/.*").mock(
-        return_value=httpx.Response(200, json=[])
-    )
+    respx.get(url__regex=rf"{BASE}/Ticket/4[12]/.*").mock(return_value=httpx.Response(200, json=[]))
     batches = list(source(tmp_path).pull(None))
     records = [r for b in batches for r in b.records]
     rejected = [r for b in batches for r in b.rejected]
