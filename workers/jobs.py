@@ -7,6 +7,7 @@ does no harm.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +26,11 @@ from core.loop import (
     sample_surveys,
     track,
 )
-from core.loop.common import StepResult
+from core.loop.common import StepResult, close_interrupted_runs, collect_state_name
 from core.runtime import Runtime, open_runtime
 from workers import guard
+
+log = logging.getLogger("qloop.jobs")
 
 _RUNTIMES: dict[str, Runtime] = {}
 
@@ -83,6 +86,24 @@ def shared_step(rt: Runtime, name: str, step: Callable[[], StepResult]) -> StepR
             msg = f"{name}: still held by {held_by.owner} after {SHARED_WAIT_S:.0f} s"
             raise StateError(msg)
         time.sleep(0.2)
+
+
+def close_cut_off_runs(rt: Runtime, key: str) -> None:
+    """Close the sync runs of job ``key`` that a killed process left ``running``.
+
+    Call it only while holding the key's lease: no run of the key can then
+    be alive, so a run still marked ``running`` was cut off (its committed
+    batches stand; the step resumes from its cursor).
+    """
+    kind, _, name = key.partition(":")
+    if kind == "sync":
+        covered = (name, "pull")
+    elif kind == "collect":
+        covered = (collect_state_name(name), "collect")
+    else:
+        return
+    if close_interrupted_runs(rt, *covered):
+        log.warning("%s: closed a run cut off with its process; resuming from its cursor", key)
 
 
 def sync_source(rt: Runtime, source: str) -> list[StepResult]:

@@ -40,7 +40,7 @@ from rq.exceptions import DuplicateJobError
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from core.errors import ConfigError, QloopError
-from core.loop.common import StepResult, close_interrupted_runs, collect_state_name
+from core.loop.common import StepResult
 from core.runtime import Runtime
 from core.timeutil import to_utc, utcnow
 from workers import guard, jobs
@@ -199,17 +199,11 @@ def _owner() -> str:
     return guard.default_owner(job.id if job is not None else None)
 
 
-def _run_guarded(
-    config_path: str,
-    key: str,
-    step: Callable[[Runtime], list[StepResult]],
-    runs_of: tuple[str, str] | None = None,
-) -> str:
+def _run_guarded(config_path: str, key: str, step: Callable[[Runtime], list[StepResult]]) -> str:
     """Run ``step`` under the key's lease; a summary line, or why it was skipped.
 
-    ``runs_of`` (connector, kind) names the sync runs this key covers: with the
-    lease held none of them can be alive, so one left ``running`` was cut off
-    with its worker and is closed as ``interrupted`` before the step starts.
+    With the lease held, a sync run of the key left ``running`` was cut off
+    with its worker: it is closed as ``interrupted`` before the step starts.
     """
     rt = jobs.runtime_for(config_path)
     with guard.lease(rt.db, key, _owner()) as held_by:
@@ -220,8 +214,7 @@ def _run_guarded(
             )
             log.warning(msg)
             return msg
-        if runs_of is not None and close_interrupted_runs(rt, *runs_of):
-            log.warning("%s: closed a run cut off with its worker; resuming from its cursor", key)
+        jobs.close_cut_off_runs(rt, key)
         results = step(rt)
     errors = [e for r in results for e in r.errors]
     if errors:
@@ -238,7 +231,6 @@ def run_sync(config_path: str, source: str) -> str:
         config_path,
         job_key("sync", source),
         lambda rt: jobs.sync_source(rt, source),
-        runs_of=(source, "pull"),
     )
 
 
@@ -253,7 +245,6 @@ def run_collect(config_path: str, channel: str) -> str:
         config_path,
         job_key("collect", channel),
         lambda rt: jobs.collect_channel(rt, channel),
-        runs_of=(collect_state_name(channel), "collect"),
     )
 
 

@@ -3,7 +3,10 @@
 Schedules: one ``sync`` job per source (its ``schedule``), one ``collect``
 job per channel (its ``schedule``), and the ``dispatch``, ``evaluate`` and
 ``track`` jobs from the config's ``schedules``. Cron strings are read in UTC.
-A job is never run twice at once (one thread); a job that overruns its next
+A job is never run twice at once: one thread here, and each job runs under
+the same database lease as the RQ jobs (:mod:`workers.guard`, keys
+``sync:itsm``, ``dispatch``…), so a second scheduler or a worker on the
+same store skips what this one is running. A job that overruns its next
 fire time runs once, not once per missed tick.
 """
 
@@ -22,7 +25,7 @@ from croniter import croniter
 from core.errors import QloopError
 from core.loop.common import StepResult
 from core.runtime import Runtime
-from workers import jobs
+from workers import guard, jobs
 
 log = logging.getLogger("qloop.scheduler")
 
@@ -84,6 +87,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._sleep = sleep or (lambda s: self._stop.wait(s))
         self.on_run = on_run
+        self._owner = guard.default_owner("scheduler")
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -96,7 +100,7 @@ class Scheduler:
             if job.next_at > now or self._stop.is_set():
                 continue
             try:
-                results = job.run()
+                results = self._run_leased(job)
             except QloopError as exc:
                 log.error("job %s failed: %s", job.name, exc)
                 results = []
@@ -105,6 +109,15 @@ class Scheduler:
             if self.on_run:
                 self.on_run(job.name, results)
         return ran
+
+    def _run_leased(self, job: ScheduledJob) -> list[StepResult]:
+        """Run ``job`` under its key's lease; nothing when another process holds it."""
+        with guard.lease(self.rt.db, job.name, self._owner) as held_by:
+            if held_by is not None:
+                log.warning("job %s skipped: already running as %s", job.name, held_by.owner)
+                return []
+            jobs.close_cut_off_runs(self.rt, job.name)
+            return job.run()
 
     def serve(self, max_ticks: int | None = None) -> None:
         """Loop: run due jobs, sleep until the next one (at most 1 s at a time)."""

@@ -67,9 +67,7 @@ def test_unmapped_priority_is_rejected_and_resolved_after_fix_and_resync(
         with rt.db.session() as s:
             assert set(s.scalars(select(Incident.key))) == all_keys
             assert rejects.listing(s) == []
-            resolved = s.scalar(
-                select(func.count()).where(RejectedRecord.resolved_at.is_not(None))
-            )
+            resolved = s.scalar(select(func.count()).where(RejectedRecord.resolved_at.is_not(None)))
         assert resolved == len(low)
     finally:
         dep.close()

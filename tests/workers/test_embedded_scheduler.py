@@ -6,8 +6,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import select
+
+from core.store.models import SyncRun
 from tests.utils.fixture_connectors import WORLD, register_fixture_types
-from tests.utils.loop import Deployment, fixture_config
+from tests.utils.loop import Deployment, fixture_config, sandbox_config
+from workers import guard
 from workers.scheduler import Scheduler
 
 
@@ -78,3 +82,33 @@ def test_an_overrunning_job_runs_once_not_once_per_missed_tick(tmp_path: Path) -
     assert Counter(ran)["dispatch"] == 1
     assert all(j.next_at > dep.clock.now for j in sched.jobs)
     dep.close()
+
+
+def test_a_job_leased_elsewhere_is_skipped_and_a_cut_off_run_is_closed(tmp_path: Path) -> None:
+    dep = Deployment(sandbox_config(f"sqlite:///{tmp_path / 'q.db'}", tmp_path, incidents=20))
+    rt = dep.open()
+    try:
+        with rt.db.session() as s:  # a scheduler killed mid-pull left its run "running"
+            s.add(SyncRun(connector="itsm", kind="pull", started_at=rt.now(), status="running"))
+        ran: dict[str, list[object]] = {}
+        sched = Scheduler(rt, on_run=lambda name, results: ran.setdefault(name, results))
+        [sync] = [j for j in sched.jobs if j.name == "sync:itsm"]
+        sched.jobs = [sync]
+
+        def statuses() -> list[str]:
+            with rt.db.session() as s:
+                return [r.status for r in s.scalars(select(SyncRun).order_by(SyncRun.id))]
+
+        with guard.lease(rt.db, "sync:itsm", "worker-7") as held_by:  # an RQ worker has it
+            assert held_by is None
+            sync.next_at = rt.now()
+            assert sched.run_due() == ["sync:itsm"]
+        assert ran.pop("sync:itsm") == []  # skipped: nothing pulled…
+        assert statuses() == ["running"]  # …and the other's run is left alone
+        sync.next_at = rt.now()
+        assert sched.run_due() == ["sync:itsm"]
+        assert str(ran["sync:itsm"][0]).startswith("pull itsm: created=20")
+        assert statuses() == ["interrupted", "ok"]
+        assert guard.holder(rt.db, "sync:itsm") is None
+    finally:
+        dep.close()

@@ -139,10 +139,16 @@ def test_workers_and_api_reproduce_the_embedded_month(
         assert facts(r.text) == expected
     finally:
         conn.close()
-        for proc in [*workers, api]:
+        named = {"worker1": workers[0], "worker2": workers[1], "api": api}
+        for proc in named.values():
             proc.send_signal(signal.SIGTERM)
-        for proc in [*workers, api]:
+        stuck = []
+        for name, proc in named.items():
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+                stuck.append(f"{name}: {(tmp_path / f'{name}.log').read_text()[-2000:]}")
+    # idle workers and the API stop within a minute of SIGTERM (warm shutdown)
+    assert not stuck, "\n".join(stuck)
