@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import connectors  # noqa: F401  registers the built-in connector types
@@ -104,6 +105,20 @@ def close_cut_off_runs(rt: Runtime, key: str) -> None:
         return
     if close_interrupted_runs(rt, *covered):
         log.warning("%s: closed a run cut off with its process; resuming from its cursor", key)
+
+
+@contextmanager
+def leased(rt: Runtime, key: str, owner: str) -> Iterator[guard.Holder | None]:
+    """Hold job ``key``'s lease for the block (None), or yield who holds it (skip the work).
+
+    Every process that runs a job takes it: RQ workers, the embedded
+    scheduler, and the API's embedded syncs; with it held, the runs the key
+    left ``running`` are closed first (:func:`close_cut_off_runs`).
+    """
+    with guard.lease(rt.db, key, owner) as held_by:
+        if held_by is None:
+            close_cut_off_runs(rt, key)
+        yield held_by
 
 
 def sync_source(rt: Runtime, source: str) -> list[StepResult]:

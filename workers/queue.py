@@ -206,7 +206,7 @@ def _run_guarded(config_path: str, key: str, step: Callable[[Runtime], list[Step
     with its worker: it is closed as ``interrupted`` before the step starts.
     """
     rt = jobs.runtime_for(config_path)
-    with guard.lease(rt.db, key, _owner()) as held_by:
+    with jobs.leased(rt, key, _owner()) as held_by:
         if held_by is not None:
             msg = (
                 f"skipped {key}: already running as {held_by.owner} "
@@ -214,7 +214,6 @@ def _run_guarded(config_path: str, key: str, step: Callable[[Runtime], list[Step
             )
             log.warning(msg)
             return msg
-        jobs.close_cut_off_runs(rt, key)
         results = step(rt)
     errors = [e for r in results for e in r.errors]
     if errors:

@@ -112,11 +112,10 @@ class Scheduler:
 
     def _run_leased(self, job: ScheduledJob) -> list[StepResult]:
         """Run ``job`` under its key's lease; nothing when another process holds it."""
-        with guard.lease(self.rt.db, job.name, self._owner) as held_by:
+        with jobs.leased(self.rt, job.name, self._owner) as held_by:
             if held_by is not None:
                 log.warning("job %s skipped: already running as %s", job.name, held_by.owner)
                 return []
-            jobs.close_cut_off_runs(self.rt, job.name)
             return job.run()
 
     def serve(self, max_ticks: int | None = None) -> None:

@@ -238,7 +238,7 @@ class SyncTriggered(BaseModel):
 class SyncStatus(BaseModel):
     run_id: str
     source: str
-    status: Literal["running", "ok", "failed"]
+    status: Literal["running", "ok", "failed", "skipped"]
     started_at: datetime
     finished_at: datetime | None
     results: list[str]

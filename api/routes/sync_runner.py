@@ -80,10 +80,16 @@ class SyncRunner:
         return job, False
 
     def _run(self, job: SyncJob) -> None:
-        from workers import jobs
+        from workers import guard, jobs
 
         try:
-            results = jobs.sync_source(self.rt, job.source)
+            owner = guard.default_owner(f"api-{job.run_id[:8]}")
+            with jobs.leased(self.rt, f"sync:{job.source}", owner) as held_by:
+                if held_by is not None:  # the scheduler or a worker is syncing it now
+                    job.status = "skipped"
+                    job.error = f"already running as {held_by.owner}"
+                    return
+                results = jobs.sync_source(self.rt, job.source)
             job.results = [str(r) for r in results]
             errors = [e for r in results for e in r.errors]
             job.error = "; ".join(errors) or None

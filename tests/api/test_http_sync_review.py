@@ -14,7 +14,7 @@ from core.loop.reconcile import reconcile
 from core.records import Rejected
 from core.store.models import AuditLog, Incident, Match, RejectedRecord, SyncRun
 from tests.api.conftest import Served, api_config, auth, serve_month
-from workers import queue
+from workers import guard, queue
 
 
 def _audit(served: Served, action: str) -> list[AuditLog]:
@@ -38,6 +38,22 @@ def test_operator_triggers_an_embedded_sync(served: Served) -> None:
     [entry] = _audit(served, "sync.trigger")
     assert (entry.actor, entry.entity, entry.entity_id) == ("operator-user", "source", "itsm")
     assert entry.detail["run_id"] == body["run_id"]
+
+
+def test_an_embedded_sync_skips_a_source_another_process_is_syncing(served: Served) -> None:
+    with served.rt.db.session() as s:
+        before = s.scalar(select(func.count()).select_from(SyncRun)) or 0
+    with guard.lease(served.rt.db, "sync:itsm", "scheduler-on-host-b") as held_by:
+        assert held_by is None
+        r = served.client.post("/sources/itsm/sync", headers=auth("operator"))
+        assert r.status_code == 202
+        run_id = r.json()["run_id"]
+        assert served.app.state.syncs.wait(run_id, 30)
+    status = served.client.get(f"/sources/itsm/sync/{run_id}", headers=auth("operator")).json()
+    assert status["status"] == "skipped"
+    assert status["error"] == "already running as scheduler-on-host-b"
+    with served.rt.db.session() as s:  # nothing pulled beside the other process
+        assert (s.scalar(select(func.count()).select_from(SyncRun)) or 0) == before
 
 
 def test_sync_of_an_unknown_source_is_404(served: Served) -> None:
