@@ -45,9 +45,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from workers import guard, jobs
+
     rt = open_runtime(_load(args))
-    try:
-        return console.run_cycles(rt, cycles=args.cycles, quiet=args.quiet)
+    try:  # under every job's lease: a scheduler or worker on the same store is not doubled
+        with jobs.leased_all(rt, guard.default_owner("run")):
+            return console.run_cycles(rt, cycles=args.cycles, quiet=args.quiet)
     finally:
         rt.close()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import connectors  # noqa: F401  registers the built-in connector types
@@ -105,6 +105,36 @@ def close_cut_off_runs(rt: Runtime, key: str) -> None:
         return
     if close_interrupted_runs(rt, *covered):
         log.warning("%s: closed a run cut off with its process; resuming from its cursor", key)
+
+
+def job_keys(rt: Runtime) -> list[str]:
+    """The lease keys of every job of the config: ``sync:*``, ``collect:*``, then the rest."""
+    return [
+        *(f"sync:{name}" for name in rt.source_names()),
+        *(f"collect:{name}" for name in rt.channel_names()),
+        "dispatch",
+        "evaluate",
+        "track",
+    ]
+
+
+@contextmanager
+def leased_all(rt: Runtime, owner: str) -> Iterator[None]:
+    """Hold every job's lease for the block (the whole loop in one process).
+
+    Raises:
+        StateError: another process runs one of the jobs (named, with who).
+    """
+    with ExitStack() as stack:
+        busy = []
+        for key in job_keys(rt):
+            held_by = stack.enter_context(leased(rt, key, owner))
+            if held_by is not None:
+                busy.append(f"{key} ({held_by.owner})")
+        if busy:
+            msg = "running elsewhere on this store: " + ", ".join(busy) + "; try again when done"
+            raise StateError(msg)
+        yield
 
 
 @contextmanager

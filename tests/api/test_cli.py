@@ -8,8 +8,11 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from api.cli import main
-from core.store.models import OutboxItem
+from core.conf import load_config
+from core.runtime import open_runtime
+from core.store.models import Incident, JobLease, OutboxItem
 from tests.utils.loop import sandbox_config
+from workers import guard
 
 
 def test_validate_points_at_the_broken_line(
@@ -96,3 +99,25 @@ def test_demo_runs_a_month_and_writes_exports(
         "qloop-2026-10-default.jsonl",
     ):
         assert (workdir / "exports" / name).exists()
+
+
+def test_run_refuses_while_another_process_runs_a_job_of_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = sandbox_config(f"sqlite:///{tmp_path / 'q.db'}", tmp_path, incidents=10)
+    rt = open_runtime(load_config(path))
+    try:
+        with guard.lease(rt.db, "dispatch", "worker-on-host-b") as held_by:
+            assert held_by is None
+            assert main(["run", "-c", str(path), "-q"]) != 0
+            err = capsys.readouterr().err
+            assert "running elsewhere on this store: dispatch (worker-on-host-b)" in err
+            with rt.db.session() as s:  # nothing was pulled, and no lease is left behind
+                assert s.scalar(select(func.count()).select_from(Incident)) == 0
+                assert [k.key for k in s.scalars(select(JobLease))] == ["dispatch"]
+        assert main(["run", "-c", str(path), "-q"]) == 0  # free again: the loop runs
+        with rt.db.session() as s:
+            assert s.scalar(select(func.count()).select_from(Incident)) == 10
+            assert s.scalar(select(func.count()).select_from(JobLease)) == 0
+    finally:
+        rt.close()
