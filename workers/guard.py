@@ -9,6 +9,12 @@ thread renews the lease every third of its time to live; at the end the
 owner deletes the row. A worker killed mid-step (SIGKILL) stops renewing,
 so its lease expires after at most ``ttl`` seconds and the next worker
 takes it over and redoes the step (steps are idempotent).
+
+A process on the same machine need not wait for the expiry: an owner names
+its host, PID namespace and PID (:func:`default_owner`), so a lease whose
+owner process is gone from this machine is taken over at once (a ``qloop
+run`` or scheduler restarted after a crash). Owners of other machines, or
+of processes that still exist, are left to their expiry.
 """
 
 from __future__ import annotations
@@ -38,10 +44,52 @@ DEFAULT_TTL_S = 120.0
 """How long a lease lives without renewal: a killed worker's key is free after this."""
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (``4026531836``), or ``-`` where it cannot be read.
+
+    Two containers may share a host name but not a PID namespace: the PID of
+    an owner means something here only when both match.
+    """
+    try:
+        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return "-"
+    return link.partition("[")[2].rstrip("]") or "-"
+
+
+_HOST = socket.gethostname()
+_PID_NS = _pid_namespace()
+
+
 def default_owner(job_id: str | None = None) -> str:
-    """``host:pid:job`` (or a random suffix): who holds a lease, as logs show it."""
+    """``host:pidns:pid:job`` (or a random suffix): who holds a lease, as logs show it."""
     suffix = job_id or uuid.uuid4().hex[:8]
-    return f"{socket.gethostname()}:{os.getpid()}:{suffix}"[:200]
+    return f"{_HOST}:{_PID_NS}:{os.getpid()}:{suffix}"[:200]
+
+
+def owner_is_gone(owner: str) -> bool:
+    """True when ``owner`` names a process of this machine that no longer exists.
+
+    False whenever that cannot be known for sure (another host or PID
+    namespace, an owner not made by :func:`default_owner`, a PID that exists,
+    even a zombie or one of another user): the lease then runs to its expiry.
+    """
+    parts = owner.split(":", 3)
+    if len(parts) != 4 or parts[0] != _HOST or parts[1] != _PID_NS or _PID_NS == "-":
+        return False
+    try:
+        pid = int(parts[2])
+    except ValueError:
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, under another user
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -75,9 +123,29 @@ def acquire(
     ttl_s: float = DEFAULT_TTL_S,
     clock: Callable[[], datetime] = utcnow,
 ) -> bool:
-    """Take the lease on ``key`` for ``owner``; False when another owner holds it unexpired."""
+    """Take the lease on ``key`` for ``owner``; False when another owner holds it.
+
+    An unexpired lease is taken over only when its owner process is gone from
+    this machine (:func:`owner_is_gone`), by a compare-and-set on the owner so
+    that of two processes doing so at once only one wins.
+    """
     now = clock()
-    return _upsert(db, key, owner, now, now + timedelta(seconds=ttl_s))
+    expires = now + timedelta(seconds=ttl_s)
+    if _upsert(db, key, owner, now, expires):
+        return True
+    held = holder(db, key)
+    if held is None or not owner_is_gone(held.owner):
+        return False
+    stmt = (
+        update(JobLease)
+        .where(JobLease.key == key, JobLease.owner == held.owner)
+        .values(owner=owner, acquired_at=now, expires_at=expires)
+    )
+    with db.engine.begin() as conn:
+        taken = conn.execute(stmt).rowcount == 1
+    if taken:
+        log.warning("lease %s: taken over from %s, a process that is gone", key, held.owner)
+    return taken
 
 
 def renew(

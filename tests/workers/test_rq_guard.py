@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 
 from core.store import open_database
+from tests.conftest import ROOT
 from tests.utils.loop import FakeClock
 from workers import guard
 
@@ -68,4 +73,49 @@ def test_lease_block_skips_when_held_and_releases_at_the_end(database_url: str) 
                 assert other.owner == "a"
         assert guard.holder(db, "dispatch") is None
     finally:
+        db.dispose()
+
+
+def _owner_in_child(alive: bool) -> tuple[str, subprocess.Popen[bytes]]:
+    """The lease owner a child process would write, and the child (running or reaped)."""
+    code = "from workers import guard; print(guard.default_owner('job'), flush=True)"
+    if alive:
+        code += "; import time; time.sleep(60)"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, env=dict(os.environ)
+    )
+    assert child.stdout is not None
+    owner = child.stdout.readline().decode().strip()
+    if not alive:
+        child.communicate(timeout=30)  # gone, and reaped
+    return owner, child
+
+
+def test_a_lease_of_a_process_gone_from_this_machine_is_taken_over_at_once(
+    database_url: str,
+) -> None:
+    db = open_database(database_url)
+    clock = FakeClock()
+    dead, _ = _owner_in_child(alive=False)
+    live, child = _owner_in_child(alive=True)
+    try:
+        assert dead.split(":")[0] == socket.gethostname() and dead.endswith(":job")
+        assert guard.owner_is_gone(dead)
+        assert not guard.owner_is_gone(live)  # still running
+        assert not guard.owner_is_gone(guard.default_owner())  # this very process
+        assert not guard.owner_is_gone(dead.replace(socket.gethostname(), "other-host", 1))
+        ns = dead.split(":")[1]
+        assert not guard.owner_is_gone(dead.replace(f":{ns}:", ":4026530000:", 1))  # container
+        assert not guard.owner_is_gone("worker-7")  # not made by default_owner: unknown
+
+        assert guard.acquire(db, "sync:itsm", dead, ttl_s=120, clock=clock)
+        assert guard.acquire(db, "sync:live", live, ttl_s=120, clock=clock)
+        me = guard.default_owner("restarted")
+        assert guard.acquire(db, "sync:itsm", me, ttl_s=120, clock=clock)  # no wait for expiry
+        assert guard.holder(db, "sync:itsm") == guard.Holder(me, clock.now + timedelta(seconds=120))
+        assert not guard.acquire(db, "sync:live", me, ttl_s=120, clock=clock)
+        assert guard.holder(db, "sync:live").owner == live  # type: ignore[union-attr]
+    finally:
+        child.kill()
+        child.communicate()
         db.dispose()

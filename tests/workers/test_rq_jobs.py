@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,7 +23,7 @@ from core.runtime import Runtime
 from tests.conftest import ROOT
 from tests.utils.loop import Deployment, FakeClock, sandbox_config
 from workers import queue
-from workers.rq_worker import build_worker
+from workers.rq_worker import PUBSUB_POLL_S, build_worker
 
 
 def _rows(rt: Runtime) -> list[dict[str, object]]:
@@ -158,3 +159,35 @@ def test_worker_and_jobs_need_redis_url(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["worker", "-c", str(path), "--burst"]) == 2
     assert "redis_url is not set" in capsys.readouterr().err
     assert main(["jobs", "-c", str(path)]) == 2
+
+
+@pytest.mark.parametrize("simple", [True, False])
+def test_the_command_listener_stops_within_a_poll_when_it_read_the_unsubscribe_first(
+    redis_url: str, simple: bool
+) -> None:
+    """The shutdown race that held an idle worker up to a minute after SIGTERM.
+
+    Shutdown sends UNSUBSCRIBE, then stops the listener thread and joins it.
+    When the thread reads the reply first, it waits for a new subscription
+    for one poll before it sees the stop: RQ's poll is 60 s, qloop's 1 s.
+    """
+    conn = queue.connect(redis_url)
+    worker = build_worker(conn, ("sync",), simple=simple)
+    worker.subscribe()
+    try:
+        deadline = time.monotonic() + 10
+        while not worker.pubsub.subscribed:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        worker.pubsub.unsubscribe()
+        while worker.pubsub.subscribed:  # the thread has read the reply: the race is lost
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.05)  # …and is back waiting for a subscription
+        started = time.monotonic()
+        worker.pubsub_thread.stop(timeout=10)
+        assert not worker.pubsub_thread.is_alive()
+        assert time.monotonic() - started < PUBSUB_POLL_S + 1
+    finally:
+        worker.pubsub.close()
+        conn.close()

@@ -145,10 +145,10 @@ def test_workers_and_api_reproduce_the_embedded_month(
         stuck = []
         for name, proc in named.items():
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
                 stuck.append(f"{name}: {(tmp_path / f'{name}.log').read_text()[-2000:]}")
-    # idle workers and the API stop within a minute of SIGTERM (warm shutdown)
+    # idle workers and the API stop within seconds of SIGTERM (warm shutdown)
     assert not stuck, "\n".join(stuck)
