@@ -36,7 +36,7 @@ from rq import cron as rq_cron
 from rq.cron import CronJob, CronScheduler
 
 from core.conf import AppConfig
-from workers import queue
+from workers import guard, queue
 
 log = logging.getLogger("qloop.cron")
 
@@ -67,7 +67,7 @@ def register_schedule(sched: CronScheduler, config_path: str, cfg: AppConfig) ->
                 cron=cron,
                 job_timeout=KICK_TIMEOUT_S,
                 result_ttl=KICK_RESULT_TTL_S,
-                name=f"{queue.prefix()}{queue.job_key(kind, name)}",
+                name=f"{queue.prefix()}{guard.job_key(kind, name)}",
             )
         )
     return out

@@ -110,8 +110,8 @@ def close_cut_off_runs(rt: Runtime, key: str) -> None:
 def job_keys(rt: Runtime) -> list[str]:
     """The lease keys of every job of the config: ``sync:*``, ``collect:*``, then the rest."""
     return [
-        *(f"sync:{name}" for name in rt.source_names()),
-        *(f"collect:{name}" for name in rt.channel_names()),
+        *(guard.job_key("sync", name) for name in rt.source_names()),
+        *(guard.job_key("collect", name) for name in rt.channel_names()),
         "dispatch",
         "evaluate",
         "track",

@@ -44,12 +44,12 @@ from core.loop.common import StepResult
 from core.runtime import Runtime
 from core.timeutil import to_utc, utcnow
 from workers import guard, jobs
+from workers.guard import NAMED_KINDS, job_key
 
 log = logging.getLogger("qloop.queue")
 
 KINDS: tuple[str, ...] = ("sync", "dispatch", "collect", "evaluate", "track")
 """The kinds of work, one RQ queue each."""
-NAMED_KINDS = frozenset({"sync", "collect"})
 """Kinds whose jobs take a name (a source, a channel); the others run once for all."""
 
 JOB_TIMEOUT_S = 1800
@@ -96,14 +96,6 @@ def queue_for(conn: Redis, kind: str) -> Queue:
 
 def all_queues(conn: Redis, kinds: Sequence[str] = KINDS) -> list[Queue]:
     return [queue_for(conn, k) for k in kinds]
-
-
-def job_key(kind: str, name: str | None = None) -> str:
-    """The guard key of a job: ``sync:itsm``, ``collect:phone``, ``dispatch``…"""
-    if kind in NAMED_KINDS and not name:
-        msg = f"a {kind} job needs a name"
-        raise ConfigError(msg)
-    return f"{kind}:{name}" if kind in NAMED_KINDS else kind
 
 
 def id_stem(kind: str, name: str | None = None) -> str:

@@ -48,7 +48,7 @@ def build_jobs(rt: Runtime, now: datetime) -> list[ScheduledJob]:
     for name in rt.source_names():
         specs.append(
             (
-                f"sync:{name}",
+                guard.job_key("sync", name),
                 rt.config.sources[name].schedule,
                 partial(jobs.sync_source, rt, name),
             )
@@ -56,7 +56,7 @@ def build_jobs(rt: Runtime, now: datetime) -> list[ScheduledJob]:
     for name in rt.channel_names():
         specs.append(
             (
-                f"collect:{name}",
+                guard.job_key("collect", name),
                 rt.config.channels[name].schedule,
                 partial(jobs.collect_channel, rt, name),
             )
