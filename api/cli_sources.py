@@ -60,7 +60,7 @@ def list_status(rt: Runtime, kind: Kind) -> int:
 def list_rejects(rt: Runtime, name: str | None, show_all: bool) -> int:
     """Print the records sources sent that could not be mapped (open ones, or ``show_all``)."""
     if name is not None:
-        rt.source(name)  # an unknown name is an error listing the valid ones
+        rt.source_config(name)  # an unknown name is an error listing the valid ones
     zone = ZoneInfo(rt.config.timezone)
     with rt.db.session() as s:
         rows = rejects.listing(s, name, resolved=show_all)

@@ -19,7 +19,7 @@ import mappings
 from core import registry
 from core.calendar import BusinessCalendar
 from core.compliance import Policy
-from core.conf import AppConfig, CalendarConfig, PolicyConfig
+from core.conf import AppConfig, CalendarConfig, PolicyConfig, SourceConfig
 from core.connector import Channel, ConnectorContext, Source
 from core.errors import ConfigError
 from core.mapping import merge_mapping
@@ -125,14 +125,18 @@ class Runtime:
             state_dir=self.config.state_dir, mapping=mapping, clock=self.clock, sleep=self.sleep
         )
 
+    def source_config(self, name: str) -> SourceConfig:
+        """Source ``name``'s configuration; an unknown name is an error listing the known ones."""
+        try:
+            return self.config.sources[name]
+        except KeyError:
+            msg = f"unknown source {name!r}; known: {', '.join(sorted(self.config.sources))}"
+            raise ConfigError(msg) from None
+
     def source(self, name: str) -> Source:
         """The live source connector ``name`` (built on first use)."""
         if name not in self._sources:
-            try:
-                cfg = self.config.sources[name]
-            except KeyError:
-                msg = f"unknown source {name!r}; known: {', '.join(sorted(self.config.sources))}"
-                raise ConfigError(msg) from None
+            cfg = self.source_config(name)
             ctx = self._context(self.source_mapping(name))
             self._sources[name] = registry.get("source", cfg.type).factory(name, cfg.options, ctx)
         return self._sources[name]

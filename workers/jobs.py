@@ -112,9 +112,7 @@ def job_keys(rt: Runtime) -> list[str]:
     return [
         *(guard.job_key("sync", name) for name in rt.source_names()),
         *(guard.job_key("collect", name) for name in rt.channel_names()),
-        "dispatch",
-        "evaluate",
-        "track",
+        *(guard.job_key(kind) for kind in ("dispatch", "evaluate", "track")),
     ]
 
 

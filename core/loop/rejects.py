@@ -131,7 +131,7 @@ def resync(rt: Runtime, source: str, actor: str) -> str | None:
     What is unchanged changes nothing (fingerprints); rejected records that
     now map are stored and resolved. Recorded in the audit log.
     """
-    rt.source(source)  # an unknown source is a config error naming the valid ones
+    rt.source_config(source)  # an unknown source is a config error naming the valid ones
     with rt.db.session() as s:
         state = connector_state(s, source)
         before = state.cursor
