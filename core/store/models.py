@@ -45,6 +45,10 @@ class SourceState(Base):
     last_run_at: Mapped[datetime | None]
     last_ok_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    tracking_from: Mapped[datetime | None]
+    """Sources: no callback or survey for resolutions whose callback is due before it (§11)."""
+    collected_until: Mapped[datetime | None]
+    """Channels: every outcome that occurred before this instant has been collected."""
 
 
 class SyncRun(Base):
@@ -65,6 +69,10 @@ class SyncRun(Base):
     unchanged: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    tool_count: Mapped[int | None]
+    """How many records the tool itself says are in scope (checked after a first sync)."""
+    skipped_own: Mapped[int] = mapped_column(default=0)
+    """Records skipped because qloop created them (its own nonconformity tickets)."""
 
 
 class Incident(Base):
@@ -150,10 +158,14 @@ class SampleRun(Base):
     """The survey sample drawn for one policy and month (R3), with its report."""
 
     __tablename__ = "sample_run"
-    __table_args__ = (UniqueConstraint("policy", "month", name="uq_sample_policy_month"),)
+    __table_args__ = (
+        UniqueConstraint("policy", "month", "draw", name="uq_sample_policy_month_draw"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     policy: Mapped[str] = mapped_column(String(200))
     month: Mapped[str] = mapped_column(String(7))
+    draw: Mapped[int] = mapped_column(default=0)
+    """0 for the month's first draw, then 1, 2, … for top-up draws over newcomers."""
     seed: Mapped[str] = mapped_column(String(200))
     rate: Mapped[float] = mapped_column(Float)
     population: Mapped[int]
@@ -258,6 +270,10 @@ class ComplianceRecord(Base):
     resolutions: Mapped[list[Any]] = mapped_column(default=list)
     findings: Mapped[list[Any]] = mapped_column(default=list)
     raised: Mapped[bool] = mapped_column(default=False, index=True)
+    as_of: Mapped[datetime | None]
+    """The evaluation instant the verdicts were computed as of (SPEC §10)."""
+    qloop_version: Mapped[str | None] = mapped_column(String(40))
+    holidays_version: Mapped[str | None] = mapped_column(String(40))
 
 
 class Nonconformity(Base):
@@ -287,6 +303,28 @@ class Nonconformity(Base):
     overdue: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    revision: Mapped[int] = mapped_column(default=1)
+    """Grows with every change of severity, raised-at, deadline, detail or state."""
+    withdrawn_at: Mapped[datetime | None]
+
+
+class NonconformityEvent(Base):
+    """One change of a nonconformity (raised, updated, withdrawn, reinstated), kept for audits."""
+
+    __tablename__ = "nonconformity_event"
+    __table_args__ = (
+        UniqueConstraint("nonconformity_id", "revision", name="uq_nc_event_revision"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nonconformity_id: Mapped[int] = mapped_column(
+        ForeignKey("nonconformity.id", ondelete="CASCADE")
+    )
+    revision: Mapped[int]
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(20))
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Field → [before, after] (instants as ISO strings)."""
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class OutboxItem(Base):
