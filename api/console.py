@@ -72,7 +72,7 @@ def export(
         for name in names:
             pol = rt.policy(name)
             indicators = period_indicators(
-                s, policy=name, version=pol.version, month=period, now=rt.now()
+                s, policy=name, version=pol.version, month=period, now=rt.now(), rules=pol
             )
             rows = export_rows(
                 s, policy=name, version=pol.version, month=period, tz=tz, unmask=unmask

@@ -44,6 +44,7 @@ def print_indicators(ind: MonthlyIndicators) -> None:
     print(f"\nIndicators for {ind.month} (by resolution month, policy calendar zone)")
     lines = [
         ("resolved incidents", str(ind.resolved)),
+        ("callbacks untracked", f"{ind.untracked} (due before tracking_from: not contacted)"),
         ("callback coverage", _pct(ind.callback_coverage)),
         ("callback on time", _pct(ind.callback_on_time)),
         ("confirmed resolution", _pct(ind.confirmed_resolution)),
@@ -121,7 +122,7 @@ def run_demo(workdir: Path, incidents: int | None = None) -> int:
         with rt.db.session() as s:
             pol = next(iter(rt.policies.values()))
             ind = period_indicators(
-                s, policy=pol.name, version=pol.version, month=month, now=rt.now()
+                s, policy=pol.name, version=pol.version, month=month, now=rt.now(), rules=pol
             )
         print_indicators(ind)
         counts = _counts(rt)

@@ -19,7 +19,7 @@ import mappings
 from core import registry
 from core.calendar import BusinessCalendar
 from core.compliance import Policy
-from core.conf import AppConfig, CalendarConfig, PolicyConfig, SourceConfig
+from core.conf import AppConfig, SourceConfig, build_calendar
 from core.connector import Channel, ConnectorContext, Source
 from core.errors import ConfigError
 from core.mapping import merge_mapping
@@ -29,35 +29,6 @@ from core.timeutil import utcnow
 
 log = logging.getLogger("qloop")
 T = TypeVar("T")
-
-
-def build_calendar(cfg: CalendarConfig) -> BusinessCalendar:
-    return BusinessCalendar(
-        name=cfg.name,
-        timezone=cfg.timezone,
-        hours=cfg.hours,
-        country=cfg.country,
-        subdiv=cfg.subdiv,
-        holidays=cfg.holidays,
-        extra_workdays=cfg.extra_workdays,
-        adjusted_day_hours=cfg.adjusted_day_hours,
-    )
-
-
-def build_policy(cfg: PolicyConfig, calendar: BusinessCalendar) -> Policy:
-    return Policy(
-        name=cfg.name,
-        calendar=calendar,
-        response_targets=cfg.response,
-        resolution_targets=cfg.resolution,
-        version=cfg.version,
-        callback_within_s=cfg.callback_within_s,
-        callback_min_attempts=cfg.callback_min_attempts,
-        low_score_below=cfg.low_score_below,
-        major_score_at_most=cfg.major_score_at_most,
-        major_priorities=cfg.major_priorities,
-        rectify_working_days=cfg.rectify_working_days,
-    )
 
 
 @dataclass
@@ -78,10 +49,13 @@ class Runtime:
     _mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # one Policy object, built by the config; the runtime reuses it and its calendar
+        self.policies.update(self.config.policies)
+        for pol in self.policies.values():
+            self.calendars.setdefault(pol.calendar.name, pol.calendar)
         for name, cal in self.config.calendars.items():
-            self.calendars[name] = build_calendar(cal)
-        for name, pol in self.config.policies.items():
-            self.policies[name] = build_policy(pol, self.calendars[pol.calendar])
+            if name not in self.calendars:
+                self.calendars[name] = build_calendar(cal)
 
     def now(self) -> datetime:
         return self.clock()

@@ -139,7 +139,12 @@ def _indicators(rt: Runtime, period: str, targets: list[tuple[str, str]]) -> dic
     with rt.db.sessions() as s:
         return {
             name: period_indicators(
-                s, policy=name, version=version, month=period, now=rt.now()
+                s,
+                policy=name,
+                version=version,
+                month=period,
+                now=rt.now(),
+                rules=rt.policies[name],
             ).as_dict()
             for name, version in targets
         }
@@ -219,7 +224,12 @@ def monthly_report(
             policy=name,
             version=version,
             indicators=period_indicators(
-                s, policy=name, version=version, month=period, now=rt.now()
+                s,
+                policy=name,
+                version=version,
+                month=period,
+                now=rt.now(),
+                rules=rt.policies[name],
             ).as_dict(),
         )
         for name, version in targets

@@ -17,10 +17,11 @@ from typing import Any
 
 import jsonschema
 
+from core.compliance.policy import policy_default
 from core.errors import ConfigError, Problem
 
-CALLBACK_WINDOW_S = 86_400
-"""Default task timeout: the callback window of rule R1 (24 h)."""
+CALLBACK_WINDOW_S: int = policy_default("callback_within_s")
+"""Default task timeout: the default callback window of rule R1 (the policy's, 24 h)."""
 MAX_TASK_TIMEOUT_S = 1_209_600
 """TaskRouter refuses a task Timeout above two weeks."""
 TASKROUTER_URL = "https://taskrouter.twilio.com"

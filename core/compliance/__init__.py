@@ -17,17 +17,23 @@ from core.compliance.indicators import (
     Ratio,
     monthly_indicators,
 )
-from core.compliance.policy import Policy
-from core.compliance.rules import RULES, Finding
-from core.compliance.sampling import (
-    SampleResult,
-    StratumReport,
+from core.compliance.policy import (
+    MAJOR,
+    MINOR,
+    Policy,
+    SampleRule,
+    policy_default,
+    raised_at,
     round_half_up,
-    stratified_sample,
+    stratum_sample_size,
 )
+from core.compliance.rules import RULES, Finding
+from core.compliance.sampling import SampleResult, StratumReport, stratified_sample
 from core.compliance.scores import normalise_score
 
 __all__ = [
+    "MAJOR",
+    "MINOR",
     "RULES",
     "Attempt",
     "CallbackVerdict",
@@ -40,11 +46,15 @@ __all__ = [
     "Ratio",
     "ResolutionOutcome",
     "SampleResult",
+    "SampleRule",
     "StratumReport",
     "SurveyAnswer",
     "evaluate",
     "monthly_indicators",
     "normalise_score",
+    "policy_default",
+    "raised_at",
     "round_half_up",
     "stratified_sample",
+    "stratum_sample_size",
 ]

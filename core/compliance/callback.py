@@ -1,20 +1,13 @@
-"""Callback verdicts per resolution (SPEC §10, "Callback (R1)").
+"""Callback verdicts per resolution (SPEC §10, "Callback (R1)"; §11 tracking start).
 
-Decisions beyond the SPEC, applied exactly:
+The due instant and the verdict rule are :meth:`Policy.callback_due` and
+:meth:`Policy.callback_verdict`. Decisions beyond the SPEC, applied exactly:
 
 - Attempts and answers are truncated to whole seconds and sorted by instant,
   stably. An attempt belongs to the resolution whose window ``[at,
   window_end)`` holds it; attempts in no window (before the first
   resolution, or between a reopen and the next resolution) are ignored.
-- ``due`` is the resolution instant plus ``callback_within_s`` elapsed
-  seconds. Verdict, first rule that applies:
-  1. ``on_time``: the first reached attempt is at or before ``due``;
-  2. ``superseded``: the window ends strictly before ``due`` (nobody can
-     have been reached then, or rule 1 would apply);
-  3. ``late``: reached, only after ``due``;
-  4. ``unreached_ok``: never reached and at least ``callback_min_attempts``
-     attempts at or before ``due`` (decided as soon as they are made);
-  5. ``missed`` once ``now > due``, else ``pending``.
+- ``unreached_ok`` is decided as soon as the attempts are made.
 - A resolution's outcome (confirmed, score, ref) is its first reached attempt's.
 - Survey answers belong to the final resolution only; the one that counts is
   the latest answer that carries a score (by instant, ties: the last given).
@@ -25,11 +18,22 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
 
 from core.compliance.history import Resolution
+from core.compliance.policy import CallbackVerdict, Policy
 from core.timeutil import to_utc
+
+__all__ = [
+    "Attempt",
+    "CallbackVerdict",
+    "ResolutionOutcome",
+    "SurveyAnswer",
+    "assign_attempts",
+    "judge_callbacks",
+    "latest_survey",
+    "scored_answers",
+]
 
 
 @dataclass(frozen=True)
@@ -52,17 +56,6 @@ class SurveyAnswer:
     ref: str = ""
 
 
-class CallbackVerdict(StrEnum):
-    """The callback verdict of one resolution."""
-
-    ON_TIME = "on_time"
-    LATE = "late"
-    UNREACHED_OK = "unreached_ok"
-    MISSED = "missed"
-    PENDING = "pending"
-    SUPERSEDED = "superseded"
-
-
 @dataclass(frozen=True)
 class ResolutionOutcome:
     """A resolution and its callback verdict."""
@@ -81,45 +74,17 @@ class ResolutionOutcome:
     final: bool
 
 
-def _verdict(
-    first_reached: Attempt | None,
-    window_end: datetime | None,
-    due: datetime,
-    attempts_by_due: int,
-    min_attempts: int,
-    now: datetime,
-) -> CallbackVerdict:
-    if first_reached is not None and first_reached.at <= due:
-        return CallbackVerdict.ON_TIME
-    if window_end is not None and window_end < due:
-        return CallbackVerdict.SUPERSEDED
-    if first_reached is not None:
-        return CallbackVerdict.LATE
-    if attempts_by_due >= min_attempts:
-        return CallbackVerdict.UNREACHED_OK
-    return CallbackVerdict.MISSED if now > due else CallbackVerdict.PENDING
-
-
-def judge_callbacks(
-    resolutions: Sequence[Resolution],
-    final_index: int | None,
-    attempts: Sequence[Attempt],
-    within_s: int,
-    min_attempts: int,
-    now: datetime,
-) -> tuple[ResolutionOutcome, ...]:
-    """Judge the callback of every resolution.
+def assign_attempts(
+    resolutions: Sequence[Resolution], attempts: Sequence[Attempt]
+) -> list[list[Attempt]]:
+    """The attempts of each resolution's window, oldest first (instants whole-second UTC).
 
     Args:
-        resolutions: The incident's resolutions, oldest first (whole-second UTC instants).
-        final_index: Index of the final resolution, or None.
+        resolutions: The incident's resolutions, oldest first.
         attempts: Callback attempts matched to the incident, any order.
-        within_s: Seconds from resolution to due.
-        min_attempts: Unreached attempts by due that excuse the callback.
-        now: The evaluation instant (whole seconds).
 
     Returns:
-        One outcome per resolution, in order.
+        One list per resolution; attempts in no window are left out.
     """
     starts = [r.at for r in resolutions]
     owned: list[list[Attempt]] = [[] for _ in resolutions]
@@ -133,18 +98,50 @@ def judge_callbacks(
         end = resolutions[i].window_end
         if end is None or attempt.at < end:
             owned[i].append(attempt)
+    return owned
+
+
+def judge_callbacks(
+    resolutions: Sequence[Resolution],
+    final_index: int | None,
+    owned: Sequence[Sequence[Attempt]],
+    policy: Policy,
+    now: datetime,
+    tracking_from: datetime | None = None,
+) -> tuple[ResolutionOutcome, ...]:
+    """Judge the callback of every resolution.
+
+    Args:
+        resolutions: The incident's resolutions, oldest first (whole-second UTC instants).
+        final_index: Index of the final resolution, or None.
+        owned: Each resolution's attempts (:func:`assign_attempts`).
+        policy: The policy (due and verdict rules).
+        now: The evaluation instant (whole seconds).
+        tracking_from: The source's tracking start (§11), or None.
+
+    Returns:
+        One outcome per resolution, in order.
+    """
     outcomes = []
     for i, (res, mine) in enumerate(zip(resolutions, owned, strict=True)):
-        due = res.at + timedelta(seconds=within_s)
+        due = policy.callback_due(res.at)
         reached = next((a for a in mine if a.reached), None)
         by_due = sum(1 for a in mine if a.at <= due)
+        verdict = policy.callback_verdict(
+            due=due,
+            first_reached_at=reached.at if reached else None,
+            window_end=res.window_end,
+            attempts_by_due=by_due,
+            as_of=now,
+            tracking_from=tracking_from,
+        )
         outcomes.append(
             ResolutionOutcome(
                 index=i,
                 at=res.at,
                 window_end=res.window_end,
                 due=due,
-                verdict=_verdict(reached, res.window_end, due, by_due, min_attempts, now),
+                verdict=verdict,
                 attempts=len(mine),
                 attempts_by_due=by_due,
                 first_reached_at=reached.at if reached else None,
@@ -157,8 +154,16 @@ def judge_callbacks(
     return tuple(outcomes)
 
 
+def scored_answers(answers: Sequence[SurveyAnswer]) -> list[SurveyAnswer]:
+    """The answers that carry a score, instants whole-second UTC, oldest first (stable)."""
+    return sorted(
+        (SurveyAnswer(to_utc(a.at), a.score, a.ref) for a in answers if a.score is not None),
+        key=lambda a: a.at,
+    )
+
+
 def latest_survey(answers: Sequence[SurveyAnswer]) -> SurveyAnswer | None:
-    """The survey answer that counts: the latest one with a score.
+    """The survey answer that counts: the latest one with a score (ties: the last given).
 
     Args:
         answers: Survey answers matched to the incident, any order.

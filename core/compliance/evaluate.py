@@ -18,6 +18,9 @@ decisions it takes beyond the SPEC. Decisions taken here:
   resolution.
 - ``next_check_at``: the earliest ``due + 1 s`` of a pending resolution,
   else None (computed for cancelled incidents too).
+- ``tracking_from`` (§11) is the tracking start of the incident's source: a
+  resolution whose callback due is before it is ``untracked`` (no callback
+  or survey finding); None means no limit.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from core.compliance.callback import (
     CallbackVerdict,
     ResolutionOutcome,
     SurveyAnswer,
+    assign_attempts,
     judge_callbacks,
     latest_survey,
+    scored_answers,
 )
 from core.compliance.history import active_seconds, build_timeline
 from core.compliance.policy import Policy
@@ -97,7 +102,13 @@ def _met(seconds: int | None, target: int | None) -> bool | None:
     return seconds <= target
 
 
-def evaluate(facts: IncidentFacts, policy: Policy, now: datetime) -> Evaluation:
+def evaluate(
+    facts: IncidentFacts,
+    policy: Policy,
+    now: datetime,
+    *,
+    tracking_from: datetime | None = None,
+) -> Evaluation:
     """Evaluate one incident under a policy, as of ``now``.
 
     Args:
@@ -105,6 +116,8 @@ def evaluate(facts: IncidentFacts, policy: Policy, now: datetime) -> Evaluation:
             attempts and survey answers.
         policy: The policy to judge against.
         now: The evaluation instant (aware).
+        tracking_from: The tracking start of the incident's source (§11), or
+            None: resolutions whose callback due is before it are ``untracked``.
 
     Returns:
         The evaluation.
@@ -128,13 +141,10 @@ def evaluate(facts: IncidentFacts, policy: Policy, now: datetime) -> Evaluation:
     response_met = _met(response_s, response_target)
     resolution_met = _met(resolution_s, resolution_target)
 
+    owned = assign_attempts(timeline.resolutions, facts.attempts)
+    start = to_utc(tracking_from) if tracking_from is not None else None
     outcomes = judge_callbacks(
-        timeline.resolutions,
-        timeline.final_index,
-        facts.attempts,
-        policy.callback_within_s,
-        policy.callback_min_attempts,
-        now,
+        timeline.resolutions, timeline.final_index, owned, policy, now, start
     )
     final = outcomes[timeline.final_index] if timeline.final_index is not None else None
     survey = latest_survey(facts.survey_answers)
@@ -152,7 +162,8 @@ def evaluate(facts: IncidentFacts, policy: Policy, now: datetime) -> Evaluation:
             resolution_target_s=resolution_target,
             resolution_met=resolution_met,
         )
-        findings = derive_findings(policy, measured, outcomes, survey, now)
+        answers = scored_answers(facts.survey_answers)
+        findings = derive_findings(policy, measured, outcomes, owned, answers, now)
 
     pending = [o.due for o in outcomes if o.verdict == CallbackVerdict.PENDING]
     return Evaluation(

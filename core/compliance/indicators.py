@@ -4,12 +4,14 @@ Decisions beyond the SPEC, applied exactly:
 
 - Rows kept: ``evaluation.month == month`` and not cancelled.
 - Callback coverage and on time share one denominator: resolved incidents
-  minus those whose final verdict is ``pending``.
+  minus those whose final verdict is ``pending`` or ``untracked`` (§11);
+  ``untracked`` ones are counted apart (``untracked``).
 - Confirmed resolution: final resolution confirmed True over final
   resolutions whose first reached attempt gave an answer (``confirmed`` not None).
 - CSAT per channel (``callback``: the final resolution's callback score;
-  ``survey``: the survey score): scores ``>= 4`` over scored incidents; the
-  mean is exact, rounded to 4 decimals (ties half up), None without scores.
+  ``survey``: the survey score): :meth:`Policy.csat_share` (scores that are
+  not low, ``>= low_score_below``, over scored incidents); the mean is
+  exact, rounded to 4 decimals (ties half up), None without scores.
 - Response/resolution compliance: met over measured (``met`` not None),
   overall and per priority; ``P1``..``P4`` are always present, any other
   priority met in the rows is added after them in sorted order.
@@ -25,16 +27,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.compliance.callback import CallbackVerdict
 from core.compliance.evaluate import Evaluation
-from core.compliance.rules import MAJOR, MINOR, RULES
+from core.compliance.policy import MAJOR, MINOR, CallbackVerdict, Policy
+from core.compliance.rules import RULES
 from core.compliance.scores import mean_score
 from core.records import PRIORITIES
 from core.timeutil import parse_month
 
-CSAT_OK_AT_LEAST = 4.0
 CHANNELS = ("callback", "survey")
 _COVERED = frozenset({CallbackVerdict.ON_TIME, CallbackVerdict.LATE, CallbackVerdict.UNREACHED_OK})
+_NOT_JUDGED = frozenset({CallbackVerdict.PENDING, CallbackVerdict.UNTRACKED})
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class MonthlyIndicators:
 
     month: str
     resolved: int
+    untracked: int
+    """Resolved incidents whose final callback verdict is ``untracked`` (§11), counted apart."""
     callback_coverage: Ratio
     callback_on_time: Ratio
     confirmed_resolution: Ratio
@@ -93,6 +97,7 @@ class MonthlyIndicators:
         return {
             "month": self.month,
             "resolved": self.resolved,
+            "untracked": self.untracked,
             "callback_coverage": self.callback_coverage.as_dict(),
             "callback_on_time": self.callback_on_time.as_dict(),
             "confirmed_resolution": self.confirmed_resolution.as_dict(),
@@ -125,10 +130,9 @@ def _compliance(
     return overall, {k: Ratio(c[0], c[1]) for k, c in counts.items()}
 
 
-def _scores(values: list[float | None]) -> tuple[Ratio, float | None]:
-    scored = [v for v in values if v is not None]
-    ok = sum(1 for v in scored if v >= CSAT_OK_AT_LEAST)
-    return Ratio(ok, len(scored)), mean_score(scored)
+def _scores(policy: Policy, values: list[float | None]) -> tuple[Ratio, float | None]:
+    ok, scored = policy.csat_share(values)
+    return Ratio(ok, scored), mean_score(v for v in values if v is not None)
 
 
 def monthly_indicators(
@@ -136,6 +140,8 @@ def monthly_indicators(
     rows: Iterable[tuple[str, Evaluation]],
     nonconformities: Iterable[NonconformityState],
     now: datetime,
+    *,
+    policy: Policy,
 ) -> MonthlyIndicators:
     """Aggregate the month's evaluations into indicators.
 
@@ -144,6 +150,7 @@ def monthly_indicators(
         rows: (priority, evaluation) pairs; other months and cancelled ones are skipped.
         nonconformities: The nonconformities of the month's incidents.
         now: The instant "open past deadline" is judged at (aware).
+        policy: The policy the rows were evaluated under (its CSAT threshold).
 
     Returns:
         The indicators.
@@ -151,12 +158,13 @@ def monthly_indicators(
     parse_month(month)
     kept = [(p, e) for p, e in rows if e.month == month and not e.cancelled]
     verdicts = [e.callback_verdict for _, e in kept]
-    judged = sum(1 for v in verdicts if v != CallbackVerdict.PENDING)
+    judged = sum(1 for v in verdicts if v not in _NOT_JUDGED)
+    untracked = sum(1 for v in verdicts if v == CallbackVerdict.UNTRACKED)
     covered = sum(1 for v in verdicts if v in _COVERED)
     on_time = sum(1 for v in verdicts if v == CallbackVerdict.ON_TIME)
     answered = [e.confirmed for _, e in kept if e.confirmed is not None]
-    csat_cb, mean_cb = _scores([e.callback_score for _, e in kept])
-    csat_sv, mean_sv = _scores([e.survey_score for _, e in kept])
+    csat_cb, mean_cb = _scores(policy, [e.callback_score for _, e in kept])
+    csat_sv, mean_sv = _scores(policy, [e.survey_score for _, e in kept])
     response, response_by = _compliance([(p, e.response_met) for p, e in kept])
     resolution, resolution_by = _compliance([(p, e.resolution_met) for p, e in kept])
 
@@ -176,6 +184,7 @@ def monthly_indicators(
     return MonthlyIndicators(
         month=month,
         resolved=len(kept),
+        untracked=untracked,
         callback_coverage=Ratio(covered, judged),
         callback_on_time=Ratio(on_time, judged),
         confirmed_resolution=Ratio(sum(1 for c in answered if c), len(answered)),

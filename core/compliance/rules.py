@@ -1,24 +1,25 @@
-"""Nonconformity rules (SPEC §10, R5/R6).
+"""Nonconformity rules (SPEC §10, R5/R6; §11 tracking start).
 
+Severity, raise instant and deadline are :meth:`Policy.severity`,
+:func:`core.compliance.policy.raised_at` and
+:meth:`Policy.rectification_deadline`; a low score is :meth:`Policy.is_low`.
 Decisions beyond the SPEC, applied exactly:
 
 - At most one finding per rule and resolution (``response_breach`` has no
-  resolution); none for a cancelled incident, none for a superseded
-  resolution; a finding exists only once its raise instant is ``<= now``.
+  resolution); none for a cancelled incident, none from the callback or the
+  survey of a superseded or untracked resolution (response and resolution
+  breaches are judged for all history); a finding exists only once its
+  raise instant is ``<= now``.
 - ``callback_missed`` and ``callback_late`` are judged for every resolution;
   ``resolution_breach`` for the final one.
-- ``low_satisfaction`` (one per resolution) takes the lowest of the
-  resolution's callback score and, for the final resolution only, the survey
-  score; a tie goes to the earlier instant, then to the callback. Low means
-  ``< low_score_below``; it is raised at the attempt or answer holding that
-  score and carries its ref.
+- ``low_satisfaction`` (one per resolution) looks at every scored answer of
+  the resolution seen by ``now``: each reached attempt of its window and,
+  for the final resolution only, every scored survey answer. It exists when
+  one of them is low; it is raised at the earliest low answer, its severity
+  is set by the worst score, and it carries the worst answer's ref (ties:
+  the earlier answer, then the callback).
 - ``callback_late`` and ``not_confirmed`` carry the first reached attempt's
   ref; the others carry none.
-- Severity: major for a response/resolution breach of a priority in
-  ``major_priorities``, for ``not_confirmed``, and for a low score
-  ``<= major_score_at_most``; minor otherwise.
-- Deadline: end of the last working span of the ``rectify_working_days``-th
-  working day strictly after the local date of the raise instant.
 - Findings are ordered by raise instant, then key.
 """
 
@@ -28,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from core.compliance.callback import CallbackVerdict, ResolutionOutcome, SurveyAnswer
-from core.compliance.policy import Policy
+from core.compliance.callback import Attempt, ResolutionOutcome, SurveyAnswer
+from core.compliance.policy import MAJOR, MINOR, CallbackVerdict, Policy, raised_at
 
 RULES = (
     "response_breach",
@@ -39,7 +40,8 @@ RULES = (
     "not_confirmed",
     "low_satisfaction",
 )
-MAJOR, MINOR = "major", "minor"
+__all__ = ["MAJOR", "MINOR", "RULES", "Finding", "MeasuredFacts", "derive_findings"]
+_NO_CONTACT_FINDINGS = frozenset({CallbackVerdict.SUPERSEDED, CallbackVerdict.UNTRACKED})
 
 
 @dataclass(frozen=True)
@@ -82,71 +84,97 @@ def _finding(
     rule: str,
     resolution_at: datetime | None,
     severity: str,
-    raised_at: datetime,
+    at: datetime,
     detail: str,
     ref: str | None = None,
 ) -> Finding:
-    cal = policy.calendar
-    deadline = cal.nth_working_day_end(cal.local_date(raised_at), policy.rectify_working_days)
-    return Finding(rule, resolution_at, severity, raised_at, deadline, detail, ref)
+    return Finding(
+        rule, resolution_at, severity, at, policy.rectification_deadline(at), detail, ref
+    )
 
 
 def _low_satisfaction(
-    policy: Policy, outcome: ResolutionOutcome, survey: SurveyAnswer | None
+    policy: Policy,
+    outcome: ResolutionOutcome,
+    attempts: Sequence[Attempt],
+    answers: Sequence[SurveyAnswer],
+    now: datetime,
 ) -> Finding | None:
-    candidates: list[tuple[float, datetime, int, str, str]] = []
-    if outcome.callback_score is not None and outcome.first_reached_at is not None:
-        candidates.append(
-            (
-                outcome.callback_score,
-                outcome.first_reached_at,
-                0,
-                "callback",
-                outcome.callback_ref or "",
-            )
-        )
-    if outcome.final and survey is not None and survey.score is not None:
-        candidates.append((survey.score, survey.at, 1, "survey", survey.ref))
-    if not candidates:
+    # (score, instant, channel order, channel, ref) of every scored answer seen by now
+    scored: list[tuple[float, datetime, int, str, str]] = [
+        (a.score, a.at, 0, "callback", a.ref)
+        for a in attempts
+        if a.reached and a.score is not None and a.at <= now
+    ]
+    if outcome.final:
+        scored += [
+            (a.score, a.at, 1, "survey", a.ref)
+            for a in answers
+            if a.score is not None and a.at <= now
+        ]
+    low = [c for c in scored if policy.is_low(c[0])]
+    at = raised_at("low_satisfaction", low_answers=(c[1] for c in low))
+    if at is None:
         return None
-    score, at, _, channel, ref = min(candidates, key=lambda c: (c[0], c[1], c[2]))
-    if score >= policy.low_score_below:
-        return None
-    severity = MAJOR if score <= policy.major_score_at_most else MINOR
+    worst = min(low, key=lambda c: (c[0], c[1], c[2]))
+    first = min(low, key=lambda c: (c[1], c[2]))
+    score, _, _, channel, ref = worst
+    severity = policy.severity("low_satisfaction", score=score)
     detail = f"{channel} score {score:g} is below {policy.low_score_below:g}"
+    if first is not worst:
+        detail += f" (first low answer: {first[3]} score {first[0]:g} at {first[1].isoformat()})"
     return _finding(policy, "low_satisfaction", outcome.at, severity, at, detail, ref)
 
 
 def _resolution_findings(
-    policy: Policy, outcome: ResolutionOutcome, survey: SurveyAnswer | None
+    policy: Policy,
+    outcome: ResolutionOutcome,
+    attempts: Sequence[Attempt],
+    answers: Sequence[SurveyAnswer],
+    now: datetime,
 ) -> list[Finding]:
-    if outcome.verdict == CallbackVerdict.SUPERSEDED:
+    if outcome.verdict in _NO_CONTACT_FINDINGS:
         return []
     found: list[Finding] = []
     due = outcome.due.isoformat()
+    reached = outcome.first_reached_at
     if outcome.verdict == CallbackVerdict.MISSED:
         detail = (
             f"nobody reached by {due}; {outcome.attempts_by_due} attempt(s) by due, "
             f"{policy.callback_min_attempts} needed to excuse it"
         )
-        found.append(_finding(policy, "callback_missed", outcome.at, MINOR, outcome.due, detail))
-    reached = outcome.first_reached_at
+        at = raised_at("callback_missed", due=outcome.due)
+        assert at is not None
+        severity = policy.severity("callback_missed")
+        found.append(_finding(policy, "callback_missed", outcome.at, severity, at, detail))
     if outcome.verdict == CallbackVerdict.LATE and reached is not None:
         late_by = int((reached - outcome.due).total_seconds())
         detail = f"first reached at {reached.isoformat()}, {late_by} s after due {due}"
         found.append(
             _finding(
-                policy, "callback_late", outcome.at, MINOR, reached, detail, outcome.callback_ref
+                policy,
+                "callback_late",
+                outcome.at,
+                policy.severity("callback_late"),
+                raised_at("callback_late", reached_at=reached) or reached,
+                detail,
+                outcome.callback_ref,
             )
         )
     if outcome.confirmed is False and reached is not None:
         detail = "the customer did not confirm the resolution"
         found.append(
             _finding(
-                policy, "not_confirmed", outcome.at, MAJOR, reached, detail, outcome.callback_ref
+                policy,
+                "not_confirmed",
+                outcome.at,
+                policy.severity("not_confirmed"),
+                raised_at("not_confirmed", reached_at=reached) or reached,
+                detail,
+                outcome.callback_ref,
             )
         )
-    low = _low_satisfaction(policy, outcome, survey)
+    low = _low_satisfaction(policy, outcome, attempts, answers, now)
     if low is not None:
         found.append(low)
     return found
@@ -156,7 +184,8 @@ def derive_findings(
     policy: Policy,
     facts: MeasuredFacts,
     outcomes: Sequence[ResolutionOutcome],
-    survey: SurveyAnswer | None,
+    owned: Sequence[Sequence[Attempt]],
+    answers: Sequence[SurveyAnswer],
     now: datetime,
 ) -> tuple[Finding, ...]:
     """Every nonconformity of a (not cancelled) incident raised by ``now``.
@@ -165,34 +194,34 @@ def derive_findings(
         policy: The policy judged against.
         facts: Response/resolution measures.
         outcomes: Callback outcome of every resolution.
-        survey: The survey answer that counts, or None.
+        owned: The attempts of every resolution's window (same order as ``outcomes``).
+        answers: The incident's scored survey answers (they count for the final resolution).
         now: The evaluation instant.
 
     Returns:
         The findings, ordered by raise instant then key.
     """
     found: list[Finding] = []
-    breach = MAJOR if facts.priority in policy.major_priorities else MINOR
     if facts.response_met is False and facts.first_response_at is not None:
         detail = (
             f"response took {facts.response_s} business s, target {facts.response_target_s} s "
             f"({facts.priority})"
         )
-        found.append(
-            _finding(policy, "response_breach", None, breach, facts.first_response_at, detail)
-        )
+        at = raised_at("response_breach", first_response_at=facts.first_response_at)
+        assert at is not None
+        severity = policy.severity("response_breach", priority=facts.priority)
+        found.append(_finding(policy, "response_breach", None, severity, at, detail))
     if facts.resolution_met is False and facts.resolved_at is not None:
         detail = (
             f"resolution took {facts.resolution_s} business s, target "
             f"{facts.resolution_target_s} s ({facts.priority})"
         )
-        found.append(
-            _finding(
-                policy, "resolution_breach", facts.resolved_at, breach, facts.resolved_at, detail
-            )
-        )
-    for outcome in outcomes:
-        found.extend(_resolution_findings(policy, outcome, survey))
+        at = raised_at("resolution_breach", resolved_at=facts.resolved_at)
+        assert at is not None
+        severity = policy.severity("resolution_breach", priority=facts.priority)
+        found.append(_finding(policy, "resolution_breach", facts.resolved_at, severity, at, detail))
+    for outcome, attempts in zip(outcomes, owned, strict=True):
+        found.extend(_resolution_findings(policy, outcome, attempts, answers, now))
     kept = [f for f in found if f.raised_at <= now]
     kept.sort(key=lambda f: (f.raised_at, f.key))
     return tuple(kept)

@@ -2,9 +2,10 @@
 
 Decisions beyond the SPEC, applied exactly:
 
-- Per stratum, k = round half up of ``rate × size`` computed exactly on the
-  decimal ``rate`` prints as (``Decimal(str(rate))``), so 0.3 × 5 = 1.5 → 2;
-  at least 1 when the stratum is not empty and ``rate > 0``; rate 0 picks none.
+- Per stratum, k = :func:`core.compliance.policy.stratum_sample_size`: round
+  half up of ``rate × size`` computed exactly on the decimal ``rate`` prints
+  as, so 0.29 × 50 = 14.5 → 15; at least 1 when the stratum is not empty and
+  ``rate > 0``; rate 0 picks none.
 - Members are ordered by ``sha256(f"{seed}:{id}")`` (hex digest, ties by id)
   and the first k are picked, so the result depends only on the set of
   (id, stratum) pairs, the rate and the seed.
@@ -16,30 +17,13 @@ Decisions beyond the SPEC, applied exactly:
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 
+from core.compliance.policy import round_half_up, stratum_sample_size
 from core.errors import InputError
 
-
-def round_half_up(x: float) -> int:
-    """Round to the nearest integer, ties away from zero, exactly on the decimal ``x`` prints as.
-
-    Args:
-        x: A finite number.
-
-    Returns:
-        The rounded integer (``round_half_up(1.5) == 2``, ``round_half_up(2.5) == 3``).
-
-    Raises:
-        InputError: ``x`` is not finite.
-    """
-    if not math.isfinite(x):
-        msg = f"not a finite number: {x!r}"
-        raise InputError(msg)
-    return int(Decimal(str(x)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+__all__ = ["SampleResult", "StratumReport", "round_half_up", "stratified_sample"]
 
 
 @dataclass(frozen=True)
@@ -92,10 +76,7 @@ def stratified_sample(
     Raises:
         InputError: ``rate`` is outside [0, 1], or an id is in two strata.
     """
-    if not (math.isfinite(rate) and 0 <= rate <= 1):
-        msg = f"sampling rate must be within [0, 1], got {rate!r}"
-        raise InputError(msg)
-    exact_rate = Decimal(str(rate))
+    stratum_sample_size(rate, 0)  # checks the rate before anything is read
     stratum_of: dict[str, tuple[str, ...]] = {}
     members: dict[tuple[str, ...], set[str]] = {}
     for member, stratum in population:
@@ -109,10 +90,7 @@ def stratified_sample(
     reports = []
     for stratum in sorted(members):
         ids = members[stratum]
-        k = int((exact_rate * len(ids)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-        if rate > 0:
-            k = max(1, k)
-        k = min(k, len(ids))
+        k = stratum_sample_size(rate, len(ids))
         chosen = sorted(ids, key=lambda m: _order_key(seed, m))[:k]
         picked.update(chosen)
         reports.append(StratumReport(stratum=stratum, size=len(ids), picked=k))

@@ -8,28 +8,29 @@ share them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from core.calendar import BusinessCalendar
+from core.compliance.policy import Policy, SampleRule
 from core.conf.masking import mask, secret_values
-from core.timeutil import Duration, parse_duration
+from core.errors import InputError
+from core.timeutil import Duration, parse_duration, to_utc
 
 Spans = tuple[tuple[int, int], ...]
 """Working spans of a day: (start, end) in seconds since local midnight, sorted."""
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_HOURS = {"mon-fri": "09:00-18:00"}
-DEFAULT_TARGETS = {
-    "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
-    "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
-}
 DEFAULT_SCHEDULES = {
     "dispatch": "* * * * *",
     "collect": "*/5 * * * *",
@@ -39,7 +40,7 @@ DEFAULT_SCHEDULES = {
 DEFAULT_SOURCE_SCHEDULE = "*/5 * * * *"
 DEFAULT_CHANNEL_SCHEDULE = "*/10 * * * *"
 DEFAULT_DATABASE_URL = "sqlite:///qloop.db"
-SOURCE_COMMON = frozenset({"type", "policy", "schedule", "mapping", "enabled"})
+SOURCE_COMMON = frozenset({"type", "policy", "schedule", "mapping", "enabled", "tracking_from"})
 CHANNEL_COMMON = frozenset({"type", "schedule", "mapping", "enabled"})
 
 
@@ -68,6 +69,8 @@ class SourceConfig:
     enabled: bool
     mapping: dict[str, Any]
     options: dict[str, Any]
+    tracking_from: datetime | None = None
+    """§11 tracking start set in the config (UTC); None: the first successful sync's instant."""
 
 
 @dataclass(frozen=True)
@@ -80,36 +83,6 @@ class ChannelConfig:
     enabled: bool
     mapping: dict[str, Any]
     options: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class SampleConfig:
-    """Survey sampling: ``rate`` of each stratum, reproducible from ``seed``."""
-
-    rate: float
-    stratify_by: tuple[str, ...]
-    seed: str
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """The quality rules applied to a source's incidents."""
-
-    name: str
-    calendar: str
-    response: dict[str, Duration]
-    resolution: dict[str, Duration]
-    callback_channel: str | None
-    callback_within_s: int
-    callback_min_attempts: int
-    survey_channels: tuple[str, ...]
-    sample: SampleConfig | None
-    low_score_below: float
-    major_score_at_most: float
-    push_to: str
-    rectify_working_days: int
-    major_priorities: frozenset[str]
-    version: str
 
 
 API_ROLES = ("admin", "operator", "qa-read", "channel")
@@ -146,7 +119,7 @@ class AppConfig:
     calendars: dict[str, CalendarConfig]
     sources: dict[str, SourceConfig]
     channels: dict[str, ChannelConfig]
-    policies: dict[str, PolicyConfig]
+    policies: dict[str, Policy]
     matching_window_s: int
     outbox_max_attempts: int
     outbox_backoff_initial_s: int
@@ -278,52 +251,113 @@ def survey_channel_names(survey: Mapping[str, Any]) -> list[str]:
     return [channel] if channel else []
 
 
-def _policy(name: str, raw: Mapping[str, Any], calendar: CalendarConfig) -> PolicyConfig:
-    targets = {
-        k: {p: duration(v) for p, v in (raw.get(k) or DEFAULT_TARGETS[k]).items()}
-        for k in ("response", "resolution")
-    }
-    cb = raw.get("callback") or {}
+def build_calendar(cfg: CalendarConfig) -> BusinessCalendar:
+    """The business calendar of a calendar block."""
+    return BusinessCalendar(
+        name=cfg.name,
+        timezone=cfg.timezone,
+        hours=cfg.hours,
+        country=cfg.country,
+        subdiv=cfg.subdiv,
+        holidays=cfg.holidays,
+        extra_workdays=cfg.extra_workdays,
+        adjusted_day_hours=cfg.adjusted_day_hours,
+    )
+
+
+def _given(raw: Mapping[str, Any], pairs: Mapping[str, Any]) -> dict[str, Any]:
+    """``{field: convert(raw[key])}`` for the keys present: absent keys keep the SPEC default."""
+    return {fld: convert(raw[key]) for key, (fld, convert) in pairs.items() if key in raw}
+
+
+def _targets(value: Mapping[str, Any]) -> dict[str, Duration]:
+    return {p: duration(v) for p, v in value.items()}
+
+
+def _elapsed_s(value: Any) -> int:
+    return duration(value, business_days=False).seconds
+
+
+def _policy(
+    name: str, raw: Mapping[str, Any], cal_cfg: CalendarConfig, calendar: BusinessCalendar
+) -> Policy:
+    """The :class:`Policy` of a ``policies:`` block; the SPEC defaults live in Policy alone."""
+    kwargs: dict[str, Any] = _given(
+        raw,
+        {
+            "response": ("response_targets", _targets),
+            "resolution": ("resolution_targets", _targets),
+        },
+    )
+    kwargs |= _given(
+        raw.get("callback") or {},
+        {
+            "channel": ("callback_channel", lambda v: v),
+            "within": ("callback_within_s", _elapsed_s),
+            "min_attempts": ("callback_min_attempts", int),
+        },
+    )
     survey = raw.get("survey")
-    sample = None
     if survey is not None:
-        s = survey.get("sample") or {}
-        sample = SampleConfig(
-            rate=float(s.get("rate", 1.0)),
-            stratify_by=tuple(s.get("stratify_by", ("customer", "service"))),
-            seed=str(s.get("seed", "qloop")),
+        kwargs["survey_channels"] = tuple(survey_channel_names(survey))
+        kwargs["sample"] = SampleRule(
+            **_given(
+                survey.get("sample") or {},
+                {
+                    "rate": ("rate", float),
+                    "stratify_by": ("stratify_by", tuple),
+                    "seed": ("seed", str),
+                },
+            )
         )
-    sat = raw.get("satisfaction") or {}
-    nc = raw.get("nonconformity") or {}
-    fields: dict[str, Any] = {
-        "calendar": raw["calendar"],
-        "response": targets["response"],
-        "resolution": targets["resolution"],
-        "callback_channel": cb.get("channel"),
-        "callback_within_s": duration(cb.get("within", "24h"), business_days=False).seconds,
-        "callback_min_attempts": int(cb.get("min_attempts", 3)),
-        "survey_channels": tuple(survey_channel_names(survey or {})),
-        "sample": sample,
-        "low_score_below": float(sat.get("low_below", 4)),
-        "major_score_at_most": float(sat.get("major_at_most", 2)),
-        "push_to": nc.get("push_to", "source"),
-        "rectify_working_days": duration(nc.get("rectify_within", "10bd")).business_days,
-        "major_priorities": frozenset(nc.get("major_priorities", ("P1", "P2"))),
-    }
-    return PolicyConfig(name=name, version=_version(fields, calendar), **fields)
+    kwargs |= _given(
+        raw.get("satisfaction") or {},
+        {"low_below": ("low_score_below", float), "major_at_most": ("major_score_at_most", float)},
+    )
+    kwargs |= _given(
+        raw.get("nonconformity") or {},
+        {
+            "push_to": ("push_to", str),
+            "rectify_within": ("rectify_working_days", lambda v: duration(v).business_days),
+            "major_priorities": ("major_priorities", frozenset),
+        },
+    )
+    policy = Policy(name=name, calendar=calendar, **kwargs)
+    return dataclasses.replace(policy, version=policy_version(policy, cal_cfg))
 
 
-def _version(fields: Mapping[str, Any], calendar: CalendarConfig) -> str:
-    """First 12 hex of sha256 over the canonical JSON of the effective policy and calendar."""
+_VERSIONED = {
+    "response": "response_targets",
+    "resolution": "resolution_targets",
+    "callback_channel": "callback_channel",
+    "callback_within_s": "callback_within_s",
+    "callback_min_attempts": "callback_min_attempts",
+    "survey_channels": "survey_channels",
+    "sample": "sample",
+    "low_score_below": "low_score_below",
+    "major_score_at_most": "major_score_at_most",
+    "push_to": "push_to",
+    "rectify_working_days": "rectify_working_days",
+    "major_priorities": "major_priorities",
+}
+"""Key in the version blob → Policy field: every field that is a rule (not name/version)."""
+
+
+def policy_version(policy: Policy, calendar: CalendarConfig) -> str:
+    """First 12 hex of sha256 over the canonical JSON of the effective policy and calendar.
+
+    Every rule field of :class:`Policy` and every calendar setting goes in, so a
+    change of any rule (explicit or by a changed default) changes the version.
+    """
 
     def plain(value: Any) -> Any:
         if isinstance(value, Duration):
             return str(value)
-        if isinstance(value, SampleConfig):
+        if isinstance(value, SampleRule):
             return {"rate": value.rate, "stratify_by": list(value.stratify_by), "seed": value.seed}
         if isinstance(value, frozenset):
             return sorted(value)
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             return {str(k): plain(v) for k, v in value.items()}
         if isinstance(value, tuple | list):
             return [plain(v) for v in value]
@@ -331,10 +365,40 @@ def _version(fields: Mapping[str, Any], calendar: CalendarConfig) -> str:
             return value.isoformat()
         return value
 
-    cal = {k: getattr(calendar, k) for k in calendar.__dataclass_fields__ if k != "name"}
-    blob = {"policy": plain(dict(fields)), "calendar": {"name": calendar.name, **plain(cal)}}
+    rules = {key: plain(getattr(policy, fld)) for key, fld in _VERSIONED.items()}
+    rules["calendar"] = calendar.name
+    cal = {f.name: getattr(calendar, f.name) for f in fields(calendar) if f.name != "name"}
+    blob = {"policy": rules, "calendar": {"name": calendar.name, **plain(cal)}}
     text = json.dumps(blob, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def parse_tracking_from(value: Any, tz: ZoneInfo) -> datetime:
+    """A source's ``tracking_from``: an ISO instant with its zone, or a date (its start in ``tz``).
+
+    Raises:
+        InputError: Not a date, or an instant without a zone.
+    """
+    text = str(value).strip()
+    if len(text) == 10:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return to_utc(datetime.combine(day, time(0), tzinfo=tz))
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        msg = (
+            f"{text!r} is not a date or an ISO instant "
+            "(e.g. 2026-10-01 or 2026-10-01T00:00:00+08:00)"
+        )
+        raise InputError(msg) from None
+    if instant.tzinfo is None:
+        msg = f"{text!r} has no time zone: add one (e.g. +08:00 or Z), or give a date"
+        raise InputError(msg)
+    return to_utc(instant)
 
 
 def _api(raw: Mapping[str, Any]) -> ApiConfig:
@@ -367,6 +431,19 @@ def build(
     file = Path(os.path.abspath(path))
     base = file.parent
     calendars = {n: _calendar(n, c) for n, c in (data.get("calendars") or {}).items()}
+    business = {n: build_calendar(c) for n, c in calendars.items()}
+    policies = {
+        n: _policy(n, p, calendars[p["calendar"]], business[p["calendar"]])
+        for n, p in (data.get("policies") or {}).items()
+    }
+
+    def tracking_from(s: Mapping[str, Any]) -> datetime | None:
+        if s.get("tracking_from") is None:
+            return None
+        pol = policies.get(s.get("policy", "default"))
+        tz = pol.calendar.tz if pol is not None else ZoneInfo("UTC")
+        return parse_tracking_from(s["tracking_from"], tz)
+
     sources = {
         n: SourceConfig(
             name=n,
@@ -376,6 +453,7 @@ def build(
             enabled=bool(s.get("enabled", True)),
             mapping=dict(s.get("mapping") or {}),
             options={k: v for k, v in s.items() if k not in SOURCE_COMMON},
+            tracking_from=tracking_from(s),
         )
         for n, s in (data.get("sources") or {}).items()
     }
@@ -389,9 +467,6 @@ def build(
             options={k: v for k, v in c.items() if k not in CHANNEL_COMMON},
         )
         for n, c in (data.get("channels") or {}).items()
-    }
-    policies = {
-        n: _policy(n, p, calendars[p["calendar"]]) for n, p in (data.get("policies") or {}).items()
     }
     matching = data.get("matching") or {}
     outbox = data.get("outbox") or {}

@@ -25,6 +25,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 
 import config
 from core import registry
+from core.compliance.policy import policy_default
 from core.conf.loader import LineIndex, PathKey, config_error, dotted, interpolate, read_yaml
 from core.conf.masking import (
     is_secret_name,
@@ -42,6 +43,7 @@ from core.conf.model import (
     duration,
     parse_days,
     parse_spans,
+    parse_tracking_from,
     survey_channel_names,
 )
 from core.errors import InputError, Problem
@@ -246,6 +248,12 @@ class _Refs:
             return None
         return parsed
 
+    def tracking_from(self, path: PathKey, value: Any) -> None:
+        try:
+            parse_tracking_from(value, ZoneInfo("UTC"))
+        except InputError as exc:
+            self.add(path, exc.message)
+
     def date(self, path: PathKey, value: Any) -> None:
         try:
             date.fromisoformat(str(value))
@@ -271,6 +279,8 @@ class _Refs:
                 ("sources", name, "policy"), src.get("policy", "default"), "policies", "policy"
             )
             self.cron(("sources", name, "schedule"), src.get("schedule"))
+            if src.get("tracking_from") is not None:
+                self.tracking_from(("sources", name, "tracking_from"), src["tracking_from"])
         for name, ch in _d(data.get("channels")).items():
             self.cron(("channels", name, "schedule"), _d(ch).get("schedule"))
         for name, pol in _d(data.get("policies")).items():
@@ -380,7 +390,8 @@ class _Refs:
             if not survey.get("channel"):
                 self.add((*path, "survey"), "a survey needs channel or channels")
         sat = _d(pol.get("satisfaction"))
-        low, major = sat.get("low_below", 4), sat.get("major_at_most", 2)
+        low = sat.get("low_below", policy_default("low_score_below"))
+        major = sat.get("major_at_most", policy_default("major_score_at_most"))
         nums = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, major))
         if nums and major >= low:
             self.add(

@@ -19,6 +19,7 @@ from core.compliance import (
     Evaluation,
     MonthlyIndicators,
     NonconformityState,
+    Policy,
     monthly_indicators,
 )
 from core.privacy import mask_email, mask_name, mask_phone
@@ -193,9 +194,12 @@ def _as_evaluation(rec: ComplianceRecord) -> Evaluation:
 
 
 def period_indicators(
-    session: Session, *, policy: str, version: str, month: str, now: datetime
+    session: Session, *, policy: str, version: str, month: str, now: datetime, rules: Policy
 ) -> MonthlyIndicators:
-    """The month's indicators (R4) from the stored compliance records."""
+    """The month's indicators (R4) from the stored compliance records.
+
+    ``rules`` is the policy named ``policy`` (its CSAT threshold).
+    """
     rows = [
         (priority, _as_evaluation(rec))
         for rec, priority in session.execute(
@@ -225,4 +229,4 @@ def period_indicators(
             )
         )
     ]
-    return monthly_indicators(month, rows, states, now)
+    return monthly_indicators(month, rows, states, now, policy=rules)

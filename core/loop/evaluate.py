@@ -22,6 +22,7 @@ from core.compliance import evaluate as evaluate_incident
 from core.loop._bulk import chunks, insert_rows, update_by_id
 from core.loop.common import StepResult
 from core.loop.facts import load_facts
+from core.loop.tracking import tracking_starts
 from core.runtime import Runtime
 from core.store.models import ComplianceRecord, Incident
 
@@ -179,6 +180,7 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
     """
     result = StepResult("evaluate")
     now = rt.now()
+    starts = tracking_starts(rt)  # §11; unknown yet (no successful pull): as of now
     last_id = 0
     wanted = sorted(set(incident_ids)) if incident_ids is not None else None
     while True:
@@ -226,7 +228,8 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
             incidents: list[dict[str, Any]] = []
             for inc in batch:
                 policy = rt.policy_for_source(inc.source)
-                ev = evaluate_incident(facts[inc.id], policy, now)
+                start = starts.get(inc.source) or now
+                ev = evaluate_incident(facts[inc.id], policy, now, tracking_from=start)
                 values = evaluation_values(inc, ev)
                 findings = values["findings"]
                 stored = records.get((inc.id, policy.name, policy.version))

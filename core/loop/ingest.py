@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from core.loop import rejects
 from core.loop._bulk import chunks, insert_returning_ids, insert_rows, update_by_id
 from core.loop.common import StepResult, connector_state, finish_run, log, resumable, start_run
+from core.loop.tracking import record_tracking_start
 from core.privacy import email_key, phone_key
 from core.records import IncidentRecord, StatusChange
 from core.runtime import Runtime
@@ -249,4 +250,5 @@ def pull(rt: Runtime, source: str) -> StepResult:
         raise
     finally:
         finish_run(rt, run_id, source, result, error)
+    record_tracking_start(rt, source)  # the first successful pull starts tracking (§11)
     return result

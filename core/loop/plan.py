@@ -7,12 +7,17 @@ channel. A task planned for a resolution that has since been reopened is
 superseded and, if not sent yet, its outbox item is cancelled. A customer
 the channel cannot reach gets a task in state ``no_contact`` (counted, not
 skipped).
+
+Tracking start (SPEC §11, :mod:`core.loop.tracking`): a resolution whose
+callback due is before its source's tracking start gets no task (counted as
+``untracked``); while the source has no tracking start yet (no successful
+pull), its incidents are left for a later plan.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -23,6 +28,7 @@ from core.loop._bulk import chunks, insert_returning_ids, insert_rows, update_by
 from core.loop.common import StepResult
 from core.loop.facts import load_history
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
+from core.loop.tracking import tracking_starts
 from core.runtime import Runtime
 from core.store.models import CallbackTask, Incident, OutboxItem
 
@@ -62,6 +68,7 @@ def plan(rt: Runtime) -> StepResult:
     """Plan callback tasks for incidents changed since they were last planned."""
     result = StepResult("plan")
     now = rt.now()
+    starts = tracking_starts(rt)
     last_id = 0
     while True:
         with rt.db.session() as s:
@@ -103,8 +110,9 @@ def plan(rt: Runtime) -> StepResult:
             pending = _Pending()
             for inc in batch:
                 timeline = build_timeline(inc.created_at, history.get(inc.id, []))
-                _plan_one(rt, inc, timeline, tasks.get(inc.id, []), now, result, pending)
-                pending.planned.append({"id": inc.id, "planned_revision": inc.revision})
+                start = starts.get(inc.source)
+                if _plan_one(rt, inc, timeline, tasks.get(inc.id, []), now, start, result, pending):
+                    pending.planned.append({"id": inc.id, "planned_revision": inc.revision})
             _write(s, pending)
     return result
 
@@ -123,16 +131,20 @@ def _plan_one(
     timeline: Timeline,
     tasks: list[CallbackTask],
     now: datetime,
+    tracking_from: datetime | None,
     result: StepResult,
     pending: _Pending,
-) -> None:
+) -> bool:
     """Decide one incident's plan; the rows to write go to ``pending``.
 
     The standing resolution is read from the status timeline alone (what
     the full evaluation would report as its resolutions).
+
+    Returns:
+        False when the incident must be planned again later (its source has no
+        tracking start yet), else True.
     """
     policy = rt.policy_for_source(inc.source)
-    pcfg = rt.config.policies[policy.name]
     by_resolution = {t.resolution_at: t for t in tasks}
     standing = None
     if not timeline.cancelled:
@@ -143,11 +155,17 @@ def _plan_one(
             task.state = "superseded"
             pending.superseded.append(task.id)
             result.counts["superseded"] += 1
-    if standing is None or standing.at in by_resolution or not pcfg.callback_channel:
-        return
-    channel_name = pcfg.callback_channel
+    if standing is None or standing.at in by_resolution or not policy.callback_channel:
+        return True
+    if tracking_from is None:
+        result.counts["awaiting_tracking_start"] += 1
+        return False
+    due = policy.callback_due(standing.at)
+    if due < tracking_from:  # §11: nobody is phoned about a resolution due before tracking
+        result.counts["untracked"] += 1
+        return True
+    channel_name = policy.callback_channel
     channel = rt.channel(channel_name)
-    due = standing.at + timedelta(seconds=policy.callback_within_s)
     token = new_token()
     reachable = channel.can_reach(incident_contact(inc))
     pending.tasks.append(
@@ -164,7 +182,7 @@ def _plan_one(
     )
     if not reachable:
         result.counts["no_contact"] += 1
-        return
+        return True
     key = callback_key(inc, standing.at.isoformat())
     payload = message_payload(
         inc, kind="callback", key=key, token=token, resolved_at=standing.at, due_at=due
@@ -173,3 +191,4 @@ def _plan_one(
         (token, outbox_row(key=key, kind="callback", target=channel_name, payload=payload, now=now))
     )
     result.counts["callbacks"] += 1
+    return True

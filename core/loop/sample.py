@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import defer
 
-from core.compliance import stratified_sample
+from core.compliance import CallbackVerdict, stratified_sample
 from core.loop._bulk import chunks, insert_returning_ids, insert_rows
 from core.loop.common import StepResult
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
@@ -81,6 +81,11 @@ def _sample_month(
                     ComplianceRecord.month == month,
                     ComplianceRecord.cancelled.is_(False),
                     Incident.source.in_(sources),
+                    # §11: nobody is surveyed about a resolution due before tracking start
+                    or_(
+                        ComplianceRecord.callback_verdict.is_(None),
+                        ComplianceRecord.callback_verdict != CallbackVerdict.UNTRACKED.value,
+                    ),
                 )
             )
         )

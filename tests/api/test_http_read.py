@@ -115,7 +115,12 @@ def test_monthly_report_is_the_stored_indicators(served: Served) -> None:
     pol = served.rt.policy("default")
     with served.rt.db.session() as s:
         expected = period_indicators(
-            s, policy="default", version=pol.version, month="2026-10", now=served.rt.now()
+            s,
+            policy="default",
+            version=pol.version,
+            month="2026-10",
+            now=served.rt.now(),
+            rules=pol,
         ).as_dict()
     assert report["version"] == pol.version
     assert report["indicators"] == expected

@@ -177,16 +177,21 @@ def test_low_score_severity(score: float, expected: str | None) -> None:
     assert (low.severity if low else None) == expected  # type: ignore[attr-defined]
 
 
-def test_low_satisfaction_takes_the_worst_of_callback_and_survey() -> None:
+def test_low_satisfaction_raised_at_earliest_low_answer_severity_by_worst() -> None:
+    # §10: "its severity is set by the worst of that resolution's callback and survey
+    # scores, and it is raised at the earliest low answer"
     call = reach(RESOLVED + H * S, score=3.0, ref="call")
     worse_survey = [SurveyAnswer(sh(2026, 10, 14, 9), 1.8, "sv-1")]
     low = rules(evaluate(incident([call], worse_survey), POLICY, LATER))["low_satisfaction"]
-    assert (low.raised_at, low.ref, low.severity) == (sh(2026, 10, 14, 9), "sv-1", "major")  # type: ignore[attr-defined]
-    # tie: the earlier instant (the callback)
+    assert (low.raised_at, low.ref, low.severity) == (RESOLVED + H * S, "sv-1", "major")  # type: ignore[attr-defined]
+    # raised Monday 10-12 (local): the 10th working day after is Monday 10-26, 18:00
+    assert low.deadline == sh(2026, 10, 26, 18)  # type: ignore[attr-defined]
+    # tie: the earlier answer (the callback) is the evidence
     tie = [SurveyAnswer(sh(2026, 10, 14, 9), 3.0, "sv-2")]
     low = rules(evaluate(incident([call], tie), POLICY, LATER))["low_satisfaction"]
-    assert (low.ref, low.severity) == ("call", "minor")  # type: ignore[attr-defined]
-    # the latest scored survey answer counts: 4.6 replaces 1.0, the callback 3.0 is the worst
+    assert (low.ref, low.severity, low.raised_at) == ("call", "minor", RESOLVED + H * S)  # type: ignore[attr-defined]
+    # every scored answer counts for the rule, a later better one erases nothing; the
+    # survey score shown (CSAT) stays the latest scored answer
     later = [
         SurveyAnswer(sh(2026, 10, 14, 9), 1.0, "old"),
         SurveyAnswer(sh(2026, 10, 15, 9), 4.6, "new"),
@@ -194,7 +199,37 @@ def test_low_satisfaction_takes_the_worst_of_callback_and_survey() -> None:
     ]
     ev = evaluate(incident([call], later), POLICY, LATER)
     assert ev.survey_score == 4.6
-    assert rules(ev)["low_satisfaction"].ref == "call"  # type: ignore[attr-defined]
+    low = rules(ev)["low_satisfaction"]
+    assert (low.ref, low.severity, low.raised_at) == ("old", "major", RESOLVED + H * S)  # type: ignore[attr-defined]
+    assert len([f for f in ev.findings if f.rule == "low_satisfaction"]) == 1
+
+
+@pytest.mark.parametrize(("later_score", "severity"), [(2.0, "major"), (2.0001, "minor")])
+def test_later_worse_survey_keeps_raised_at_and_raises_severity(
+    later_score: float, severity: str
+) -> None:
+    first = SurveyAnswer(sh(2026, 10, 13, 15), 3.0, "sv-1")
+    worse = SurveyAnswer(sh(2026, 10, 20, 11), later_score, "sv-2")
+    call = reach(RESOLVED + H * S, score=5.0)
+    before = rules(evaluate(incident([call], [first]), POLICY, LATER))["low_satisfaction"]
+    after = rules(evaluate(incident([call], [first, worse]), POLICY, LATER))["low_satisfaction"]
+    assert (before.severity, before.raised_at) == ("minor", sh(2026, 10, 13, 15))  # type: ignore[attr-defined]
+    assert (after.severity, after.raised_at) == (severity, sh(2026, 10, 13, 15))  # type: ignore[attr-defined]
+    assert after.key == before.key and after.deadline == before.deadline  # type: ignore[attr-defined]
+    # raised Tuesday 10-13: the 10th working day after is Tuesday 10-27, 18:00
+    assert after.deadline == sh(2026, 10, 27, 18)  # type: ignore[attr-defined]
+    # an answer after the evaluation instant is not seen yet
+    early = evaluate(incident([call], [first, worse]), POLICY, sh(2026, 10, 20, 11) - S)
+    assert rules(early)["low_satisfaction"].severity == "minor"  # type: ignore[attr-defined]
+
+
+def test_low_callback_then_low_survey_one_finding_at_the_callback() -> None:
+    call = reach(RESOLVED + 2 * H * S, score=2.6, ref="call")
+    survey = [SurveyAnswer(sh(2026, 10, 13, 9), 1.4, "sv")]
+    ev = evaluate(incident([call], survey), POLICY, LATER)
+    [low] = [f for f in ev.findings if f.rule == "low_satisfaction"]
+    assert (low.raised_at, low.severity, low.ref) == (RESOLVED + 2 * H * S, "major", "sv")
+    assert "first low answer: callback score 2.6" in low.detail
 
 
 def test_survey_counts_for_final_resolution_only() -> None:

@@ -6,15 +6,19 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from core.calendar import BusinessCalendar
 from core.compliance import (
     CallbackVerdict,
     Evaluation,
     NonconformityState,
+    Policy,
     Ratio,
     monthly_indicators,
 )
 
 V = CallbackVerdict
+CAL = BusinessCalendar("c", "Asia/Shanghai", {d: [(9 * 3600, 18 * 3600)] for d in range(5)})
+POLICY = Policy("default", CAL)
 NOW = datetime(2026, 11, 15, tzinfo=UTC)
 BASE = Evaluation(
     policy_name="default",
@@ -95,8 +99,8 @@ NCS = [
 
 
 def test_monthly_indicators() -> None:
-    m = monthly_indicators("2026-10", ROWS, NCS, NOW)
-    assert m.resolved == 6
+    m = monthly_indicators("2026-10", ROWS, NCS, NOW, policy=POLICY)
+    assert m.resolved == 6 and m.untracked == 0
     # judged = 6 - 1 pending = 5; covered = on_time 2 + late 1 + unreached_ok 1 = 4
     assert m.callback_coverage == Ratio(4, 5)
     assert m.callback_on_time == Ratio(2, 5)
@@ -128,16 +132,44 @@ def test_monthly_indicators() -> None:
 
 
 def test_as_dict_is_json() -> None:
-    d = monthly_indicators("2026-10", ROWS, NCS, NOW).as_dict()
+    d = monthly_indicators("2026-10", ROWS, NCS, NOW, policy=POLICY).as_dict()
     assert d["callback_coverage"] == {"numerator": 4, "denominator": 5, "rate": 0.8}
     assert d["response_by_priority"]["P4"] == {"numerator": 0, "denominator": 0, "rate": None}
     assert json.loads(json.dumps(d)) == d
 
 
 def test_empty_month() -> None:
-    m = monthly_indicators("2026-12", ROWS, [], NOW)
+    m = monthly_indicators("2026-12", ROWS, [], NOW, policy=POLICY)
     assert m.resolved == 0
     assert m.callback_coverage.rate is None
     assert m.mean_score == {"callback": None, "survey": None}
     assert set(m.response_by_priority) == {"P1", "P2", "P3", "P4"}
     assert m.nonconformities_total == 0
+
+
+def test_csat_threshold_follows_the_policy() -> None:
+    # satisfaction.low_below: 3 → CSAT counts scores >= 3 (it was fixed at 4 before)
+    lenient = replace(POLICY, low_score_below=3.0)
+    m = monthly_indicators("2026-10", ROWS, NCS, NOW, policy=lenient)
+    assert m.csat["callback"] == Ratio(2, 3)  # 5, 2, 4: 2 is still low
+    assert m.csat["survey"] == Ratio(3, 3)  # 4.0, 3.4, 5.0: 3.4 is no longer low
+    strict = replace(POLICY, low_score_below=4.5)
+    m = monthly_indicators("2026-10", ROWS, NCS, NOW, policy=strict)
+    assert (m.csat["callback"], m.csat["survey"]) == (Ratio(1, 3), Ratio(1, 3))
+    # the same threshold is the low-score rule's
+    assert strict.is_low(4.0) and not lenient.is_low(3.4)
+
+
+def test_untracked_counted_apart_out_of_coverage_and_on_time() -> None:
+    rows = [
+        *ROWS,
+        ("P3", ev(callback_verdict=V.UNTRACKED, response_met=False, resolution_met=True)),
+        ("P4", ev(callback_verdict=V.UNTRACKED, response_met=True)),
+    ]
+    m = monthly_indicators("2026-10", rows, NCS, NOW, policy=POLICY)
+    assert (m.resolved, m.untracked) == (8, 2)
+    # coverage and on time as without them: 4/5 and 2/5
+    assert (m.callback_coverage, m.callback_on_time) == (Ratio(4, 5), Ratio(2, 5))
+    # response and resolution SLAs are judged for all history
+    assert m.response == Ratio(4, 6) and m.resolution == Ratio(3, 4)
+    assert m.as_dict()["untracked"] == 2

@@ -113,8 +113,8 @@ def test_base_config_and_defaults(tmp_path, types):
     assert src.options == {"url": "https://itsm.example"}
     assert cfg.channels["phone"].schedule == "*/10 * * * *"
     pol = cfg.policies["default"]
-    assert pol.response["P4"] == Duration(business_days=1)
-    assert pol.resolution["P1"] == Duration(seconds=4 * 3600)
+    assert pol.response_targets["P4"] == Duration(business_days=1)
+    assert pol.resolution_targets["P1"] == Duration(seconds=4 * 3600)
     assert (pol.callback_channel, pol.callback_within_s, pol.callback_min_attempts) == (
         "phone",
         86_400,
