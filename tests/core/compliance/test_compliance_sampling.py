@@ -9,7 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.compliance import round_half_up, stratified_sample
+from decimal import Decimal
+from fractions import Fraction
+
+from core.compliance import round_half_up, stratified_sample, stratum_sample_size
 from core.errors import InputError
 
 POP = (
@@ -44,6 +47,27 @@ def test_exact_decimal_rate() -> None:
     # 0.29 x 50 is 14.499999999999998 in floats but 14.5 exactly -> 15
     pop = [(str(i), ("s",)) for i in range(50)]
     assert stratified_sample(pop, 0.29, "x").strata[0].picked == 15
+
+
+def test_0_29_x_50_is_15_through_every_path() -> None:
+    # §10: "exact decimal arithmetic: 0.29 × 50 = 14.5 → 15" — round_half_up gave 14
+    assert 0.29 * 50 == 14.499999999999998
+    assert round_half_up(0.29 * 50) == 15
+    assert round_half_up(Decimal("0.29") * 50) == 15
+    assert round_half_up(Fraction(29, 100) * 50) == 15
+    assert stratum_sample_size(0.29, 50) == 15
+    # the binary noise goes, real differences stay
+    assert round_half_up(14.499999) == 14 and round_half_up(Decimal("14.4999")) == 14
+    assert [round_half_up(x) for x in (-0.5, -1.5, Fraction(-5, 2))] == [-1, -2, -3]
+    assert [round_half_up(r * 10) for r in (0.15, 0.25, 0.35, 0.45)] == [2, 3, 4, 5]
+
+
+def test_stratum_sample_size() -> None:
+    assert [stratum_sample_size(0.3, n) for n in (0, 1, 5, 10)] == [0, 1, 2, 3]
+    assert stratum_sample_size(0, 10) == 0 and stratum_sample_size(1, 7) == 7
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(InputError):
+            stratum_sample_size(bad, 3)
 
 
 def test_picks_the_lowest_hashes() -> None:
