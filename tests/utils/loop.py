@@ -14,6 +14,9 @@ from core.conf import load_config
 from core.runtime import Runtime, open_runtime
 
 AFTER_MONTH = datetime(2026, 11, 20, tzinfo=UTC)
+TRACKING_FROM = "2026-10-01"
+"""Tracking start of the test sources: the start of their month, which lies before the
+fake clock (otherwise the first sync would start tracking after it, SPEC §11)."""
 
 
 @dataclass
@@ -62,6 +65,8 @@ def sandbox_config(
                 "incidents": incidents,
                 "failure_rate": failure_rate,
                 "page_size": 25,
+                # the month lies before the fake clock's first sync (§11): track it all
+                "tracking_from": TRACKING_FROM,
             }
         },
         "channels": {
@@ -114,7 +119,7 @@ def fixture_config(database_url: str, tmp_path: Path, extra: dict[str, Any] | No
                 "holidays": {"country": "CN"},
             }
         },
-        "sources": {"itsm": {"type": "fixture"}},
+        "sources": {"itsm": {"type": "fixture", "tracking_from": TRACKING_FROM}},
         "channels": {
             "phone": {"type": "fixture", "role": "callback"},
             "survey": {"type": "fixture", "role": "survey", "contact": "phone"},
