@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from decimal import Decimal
-from fractions import Fraction
 
 from core.compliance import round_half_up, stratified_sample, stratum_sample_size
 from core.errors import InputError
