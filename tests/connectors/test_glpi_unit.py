@@ -213,7 +213,7 @@ def test_probe_names_a_wrong_app_token_and_a_wrong_url(tmp_path: Path) -> None:
     respx.get(f"{BASE}/initSession").mock(
         side_effect=httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]")
     )
-    with pytest.raises(FatalError, match="TLS.*set verify_tls to the path of the CA bundle"):
+    with pytest.raises(FatalError, match=r"TLS.*set verify_tls to the path of the CA bundle"):
         source(tmp_path).probe()
     respx.get(f"{BASE}/initSession").mock(
         return_value=httpx.Response(400, json=["ERROR", "API disabled"])
