@@ -131,8 +131,10 @@ class FakeGlpi:
             "old_value": str(old), "new_value": str(new),
         })  # fmt: skip
 
-    def generate(self, count: int, seed: str = "glpi", start: datetime | None = None) -> None:
-        """``count`` tickets opened over the 6 days from ``start`` (across the DST end)."""
+    def generate(
+        self, count: int, seed: str = "glpi", start: datetime | None = None, days: int = 6
+    ) -> None:
+        """``count`` tickets opened over the ``days`` days from ``start`` (across the DST end)."""
         rng = random.Random(seed)
         start = start or datetime(2026, 10, 22, 6, 0, tzinfo=UTC)
         for n, (login, first, real, phone, mobile, emails) in enumerate(PEOPLE, start=57):
@@ -145,13 +147,21 @@ class FakeGlpi:
                                          "is_default": int(i == 0), "email": email})  # fmt: skip
         user_ids = sorted(self.users)
         for i in range(count):
-            created = start + timedelta(seconds=rng.randrange(0, 6 * 86400))
+            created = start + timedelta(seconds=rng.randrange(0, days * 86400))
             if DST_END - timedelta(hours=1) <= created < DST_END + timedelta(hours=1):
                 created += timedelta(hours=2)
             if i == 0:  # two status changes inside the repeated hour (naive 02:xx twice)
                 created = DST_END - timedelta(minutes=50)
             self._make(i + 1, created, SCENARIOS[i % len(SCENARIOS)], rng, user_ids)
         self.now = max(self.now, *(self._last(t) for t in self.tickets)) + timedelta(minutes=1)
+
+    def open_ticket(self, at: datetime | None = None) -> int:
+        """A customer opens one more ticket (status New) at ``at`` (default: now)."""
+        with self.lock:
+            ticket_id = max(self.tickets, default=0) + 1
+            users = sorted(self.users)
+            self._make(ticket_id, at or self.now, [1], random.Random(ticket_id), users)
+            return ticket_id
 
     def _last(self, ticket_id: int) -> datetime:
         return self.truth[ticket_id][-1][0]
@@ -265,12 +275,20 @@ class FakeGlpi:
             t = self.tickets[ticket_id]
             t["is_deleted"] = 1
             t["date_mod"] = self.naive(when)
-            self.logs.append({
-                "id": next(self._ids), "itemtype": "Ticket", "items_id": ticket_id,
-                "itemtype_link": "", "linked_action": 13, "user_name": "tech (2)",
-                "date_mod": self.naive(when), "id_search_option": 0,
-                "old_value": "", "new_value": "",
-            })  # fmt: skip  (Log::HISTORY_DELETE_ITEM)
+            self.logs.append(
+                {
+                    "id": next(self._ids),
+                    "itemtype": "Ticket",
+                    "items_id": ticket_id,
+                    "itemtype_link": "",
+                    "linked_action": 13,
+                    "user_name": "tech (2)",
+                    "date_mod": self.naive(when),
+                    "id_search_option": 0,
+                    "old_value": "",
+                    "new_value": "",
+                }
+            )  # fmt: skip  (Log::HISTORY_DELETE_ITEM)
 
     def expire_sessions(self) -> None:
         """Every open session becomes invalid (PHP garbage-collected them)."""

@@ -311,6 +311,34 @@ class FakeJira:
             else:
                 self._history(issue, ms_of(at), "labels", "", f"touched-{ms_of(at)}")
 
+    def add_incident(self, created: datetime, priority: str = "Medium") -> str:
+        """One more incident of the project, opened at ``created`` (Waiting for support)."""
+        with self.lock:
+            ident, key = self._new_key(self.project)
+            name, email, phone = PEOPLE[ident % len(PEOPLE)]
+            self.issues[key] = FakeIssue(
+                id=ident,
+                key=key,
+                project=self.project,
+                issuetype="Incident",
+                summary=SUMMARIES[ident % len(SUMMARIES)],
+                priority=priority,
+                created=ms_of(created),
+                updated=ms_of(created),
+                reporter={
+                    "accountId": f"qm:{ident}",
+                    "displayName": name,
+                    "emailAddress": email,
+                    "accountType": "customer",
+                },
+                extra={
+                    PHONE_FIELD: phone,
+                    ORG_FIELD: [{"id": "1", "name": ORGS[0]}],
+                    "components": [{"name": COMPONENTS[0]}],
+                },
+            )
+            return key
+
     def set_status(self, key: str, status: str, at: datetime) -> None:
         """Transition an issue (e.g. a created ticket to Done)."""
         self.update_issue(key, at, status)
