@@ -453,3 +453,24 @@ def test_glpi_probe_counts_the_scope_and_names_a_missing_right(
             src.probe()
     finally:
         src.close()
+
+
+# -- where operators see it ---------------------------------------------------------
+
+
+def test_sources_list_and_get_sources_show_the_first_sync_count(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli_sources import list_status
+    from tests.api.conftest import api_config, auth, serve_month
+
+    for served in serve_month(api_config(database_url, tmp_path, incidents=30)):
+        itsm = served.client.get("/sources", headers=auth("qa-read")).json()[0]
+        first = itsm["first_sync"]
+        assert first is not None and first["tool_count"] == 30
+        assert first["seen"] + first["errors"] + first["skipped_own"] == 30
+        assert itsm["last_run"]["tool_count"] is None  # a later, incremental run
+        list_status(served.rt, "source")
+        out = capsys.readouterr().out
+        assert "read 30 (30 stored, 0 rejected, 0 own tickets skipped)" in out
+        assert "the tool counts 30 in scope: as the tool counts" in out
