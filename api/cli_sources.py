@@ -23,7 +23,7 @@ from core.errors import ConnectorError, QloopError, StateError
 from core.loop import rejects
 from core.loop.common import collect_state_name
 from core.runtime import Runtime, open_runtime
-from core.store.models import SourceState
+from core.store.models import SourceState, SyncRun
 from workers import guard
 
 Kind = Literal["source", "channel"]
@@ -52,9 +52,38 @@ def list_status(rt: Runtime, kind: Kind) -> int:
         print(f"  last run {last_run}; last success {last_ok}")
         if st.last_error:
             print(f"  last error: {st.last_error}")
+        if kind == "source":
+            print_first_sync(rt, name, zone)
         if rejected.get(name):
             print(f"  {rejected[name]} rejected record(s): qloop sources rejects {name}")
     return 0
+
+
+def print_first_sync(rt: Runtime, name: str, zone: ZoneInfo) -> None:
+    """The tool's own count at the last first sync beside what that sync read (SPEC §11)."""
+    with rt.db.session() as s:
+        run = s.scalars(
+            select(SyncRun)
+            .where(SyncRun.connector == name, SyncRun.tool_count.is_not(None))
+            .order_by(SyncRun.id.desc())
+            .limit(1)
+        ).first()
+        last_own = s.scalars(
+            select(SyncRun.skipped_own)
+            .where(SyncRun.connector == name)
+            .order_by(SyncRun.id.desc())
+            .limit(1)
+        ).first()
+    if run is not None:
+        read = run.seen + run.errors + run.skipped_own
+        verdict = "as the tool counts" if read == run.tool_count else "DIFFERS from the tool"
+        print(
+            f"  first sync {run.started_at.astimezone(zone):%Y-%m-%d %H:%M}: read {read} "
+            f"({run.seen} stored, {run.errors} rejected, {run.skipped_own} own tickets skipped); "
+            f"the tool counts {run.tool_count} in scope: {verdict}"
+        )
+    if last_own:
+        print(f"  last run left out {last_own} of qloop's own ticket(s)")
 
 
 def list_rejects(rt: Runtime, name: str | None, show_all: bool) -> int:

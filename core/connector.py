@@ -111,6 +111,20 @@ class Channel(Protocol):
 
 
 @runtime_checkable
+class ScopeCount(Protocol):
+    """A source that can say how many records its first sync should read (SPEC §11)."""
+
+    def count_in_scope(self) -> int | None:
+        """The tool's own count of the records a first sync reads (None: it cannot tell).
+
+        The same scope as a pull without a cursor: the configured filter and
+        ``backfill_from``, every status, trashed records included, qloop's
+        own tickets left out where the query can say so.
+        """
+        ...
+
+
+@runtime_checkable
 class Probe(Protocol):
     """A connector that can check its credentials and permissions (``qloop sources test``)."""
 

@@ -110,6 +110,8 @@ class PulledBatch:
     records: Sequence[IncidentRecord]
     cursor: str | None
     rejected: Sequence[Rejected] = ()
+    skipped_own: int = 0
+    """Records the source left out because qloop created them (its nonconformity tickets)."""
 
 
 MessageKind = Literal["callback", "survey"]

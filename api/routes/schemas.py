@@ -188,6 +188,10 @@ class SyncRunOut(Out):
     unchanged: int
     errors: int
     error: str | None
+    tool_count: int | None = Field(
+        None, description="After a first sync: how many records the tool counts in scope."
+    )
+    skipped_own: int = Field(0, description="qloop's own nonconformity tickets left out.")
 
 
 class ConnectorOut(BaseModel):
@@ -204,6 +208,11 @@ class ConnectorOut(BaseModel):
 
 class SourceOut(ConnectorOut):
     policy: str
+    first_sync: SyncRunOut | None = Field(
+        None,
+        description="The last first sync (empty cursor) with the tool's own count "
+        "(tool_count) to compare with what it read (seen + rejected + skipped_own).",
+    )
     rejected_open: int = Field(
         0, description="Records of this source that could not be mapped and are not resolved."
     )

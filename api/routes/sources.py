@@ -59,6 +59,17 @@ def _common(state: SourceState | None, run: SyncRun | None) -> dict[str, object]
     }
 
 
+def _first_sync(s: Session, name: str) -> SyncRunOut | None:
+    """The last run that recorded the tool's count (a first sync)."""
+    run = s.scalars(
+        select(SyncRun)
+        .where(SyncRun.connector == name, SyncRun.tool_count.is_not(None))
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    ).first()
+    return SyncRunOut.model_validate(run) if run else None
+
+
 @router.get("/sources", response_model=list[SourceOut])
 def list_sources(rt: RuntimeDep, s: SessionDep, _: Reader) -> list[SourceOut]:
     """Every configured source with its sync status."""
@@ -74,6 +85,7 @@ def list_sources(rt: RuntimeDep, s: SessionDep, _: Reader) -> list[SourceOut]:
                 schedule=cfg.schedule,
                 policy=cfg.policy,
                 rejected_open=rejected.get(name, 0),
+                first_sync=_first_sync(s, name),
                 **_common(state, run),  # type: ignore[arg-type]
             )
         )

@@ -31,27 +31,39 @@ exactly once. Its intermediate cursors are the safe cursors of the windows
 A ticket that fails mapping goes in its batch's ``rejected`` with the error
 (the core keeps it until a later version maps) and the pull goes on; it is
 in ``seen`` like any other, so the same version is not rejected again.
+
+Every search states its scope (:data:`connectors.glpi.search.SCOPE`: every
+status, none of qloop's own tickets) and reads the trash beside the live
+tickets (:func:`connectors.glpi.search.scan_all`). A trashed ticket is
+delivered as ``cancelled`` (SPEC §11) from the instant it was trashed (its
+``date_mod``). A row whose title carries qloop's dedup marker is one of
+qloop's nonconformity tickets that slipped past the search: it is skipped
+(counted in the batch's ``skipped_own``), never read or delivered.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
-from connectors.glpi.convert import ServerClock, shift_naive
-from connectors.glpi.search import DATE_MOD, scan, search_page
+from connectors.glpi.convert import ServerClock, decode_text, shift_naive
+from connectors.glpi.search import DATE_MOD, is_own_title, scan_all, search_page, window
 from connectors.glpi.session import GlpiSession
 from connectors.glpi.tickets import TicketReader, as_int, digest
 from connectors.windows import prefetch, pull_windows
 from core.errors import InputError, StateError
 from core.mapping import map_incident
-from core.records import IncidentRecord, PulledBatch, Rejected
+from core.records import Category, IncidentRecord, PulledBatch, Rejected, StatusChange
 from core.timeutil import iso, parse_instant
+
+TRASHED = "Trashed"
+"""The status a trashed ticket is delivered with (category ``cancelled``)."""
 
 MAX_SEEN = 20_000
 """Entries kept in a cursor's ``seen`` set; beyond it the oldest go (a re-read is harmless)."""
@@ -105,17 +117,31 @@ class Cursor:
         self.seen = dict(kept[-MAX_SEEN:])
 
 
-Read = tuple[int, int, str, IncidentRecord | Rejected | None]
-"""(ticket id, date_mod epoch, digest, record to deliver, or why not, or None when unchanged)."""
+OWN: Literal["own"] = "own"
+Read = tuple[int, int, str, IncidentRecord | Rejected | Literal["own"] | None]
+"""(ticket id, date_mod epoch, digest, record to deliver, or why not, or :data:`OWN` for
+qloop's own ticket, or None when unchanged)."""
 
 
 def _split(
-    read: IncidentRecord | Rejected | None, records: list[IncidentRecord], rejected: list[Rejected]
-) -> None:
+    read: IncidentRecord | Rejected | Literal["own"] | None,
+    records: list[IncidentRecord],
+    rejected: list[Rejected],
+) -> int:
+    """File one read in ``records`` or ``rejected``; 1 when it was qloop's own ticket."""
     if isinstance(read, Rejected):
         rejected.append(read)
-    elif read is not None:
+    elif isinstance(read, IncidentRecord):
         records.append(read)
+    return 1 if read == OWN else 0
+
+
+def as_trashed(record: IncidentRecord, at: datetime) -> IncidentRecord:
+    """A trashed ticket: ``cancelled`` from ``at`` (never before its last known change)."""
+    last = record.history[-1].at if record.history else record.created_at
+    when = max(at, last)
+    history = (*record.history, StatusChange(when, Category.CANCELLED, TRASHED))
+    return dataclasses.replace(record, status=TRASHED, category=Category.CANCELLED, history=history)
 
 
 class Puller:
@@ -152,10 +178,25 @@ class Puller:
 
     def _map(self, raw: Mapping[str, Any]) -> IncidentRecord:
         try:
-            return map_incident(raw, self.mapping)
+            record = map_incident(raw, self.mapping)
         except InputError as exc:
             msg = f"{self.name}: {exc}"
             raise InputError(msg, **exc.attrs) from exc
+        if raw.get("is_deleted"):
+            return as_trashed(record, record.updated_at)
+        return record
+
+    def own(self, row: Mapping[str, Any]) -> Read:
+        """A row of qloop's own ticket: in the cursor like any other, never delivered."""
+        return as_int(row.get("id")) or 0, self._epoch(row), OWN, OWN
+
+    def job(
+        self, row: Mapping[str, Any], previous: tuple[int, str] | None = None
+    ) -> Callable[[], Read]:
+        """How one search row is read: skipped when it is qloop's own ticket."""
+        if is_own_title(decode_text(row.get("name"))):
+            return partial(self.own, row)
+        return partial(self.read, row, previous)
 
     def _epoch(self, row: Mapping[str, Any]) -> int:
         instant = self.clock.parse(row.get("date_mod"))
@@ -167,6 +208,7 @@ class Puller:
     def read(self, row: Mapping[str, Any], previous: tuple[int, str] | None = None) -> Read:
         """Build and map one row; None as record when it equals ``previous`` (digest)."""
         raw = self.reader.build(row)
+        raw["is_deleted"] = bool(as_int(row.get("is_deleted")))
         dig = digest(raw)
         ticket_id = int(raw["id"])
         epoch = self._epoch(row)
@@ -191,7 +233,7 @@ class Puller:
         self.reader.forget_users()
 
         def pages() -> Iterator[list[Read]]:
-            for rows in scan(self.session, lower, None, self.page_size):
+            for rows in scan_all(self.session, lower, None, self.page_size):
                 out: list[Callable[[], Read]] = []
                 for row in rows:
                     ticket_id = as_int(row.get("id"))
@@ -203,9 +245,9 @@ class Puller:
                     if previous is not None and previous[0] == epoch:
                         if epoch != hot:
                             continue  # delivered before, and settled
-                        out.append(partial(self.read, row, previous))
+                        out.append(self.job(row, previous))
                         continue
-                    out.append(partial(self.read, row))
+                    out.append(self.job(row))
                 yield self.read_all(out)
 
         state = Cursor(start.watermark, dict(start.seen))
@@ -213,22 +255,27 @@ class Puller:
             before = state.encode()
             records: list[IncidentRecord] = []
             rejected: list[Rejected] = []
+            own = 0
             for ticket_id, epoch, dig, record in page:
                 state.add(ticket_id, epoch, dig)
-                _split(record, records, rejected)
+                own += _split(record, records, rejected)
             state.prune(self.overlap_s)
             after = state.encode()
-            if records or rejected or after != before:
-                yield PulledBatch(records, after, rejected)
+            if records or rejected or own or after != before:
+                yield PulledBatch(records, after, rejected, skipped_own=own)
 
     # -- backfill ---------------------------------------------------------------
 
     def newest(self) -> datetime | None:
-        """The greatest ``date_mod`` visible (one-row search sorted descending)."""
-        page = search_page(self.session, [], 0, 1, sort=DATE_MOD, order="DESC")
-        if not page.rows:
-            return None
-        return self.clock.parse(page.rows[0].get("date_mod"))
+        """The greatest ``date_mod`` in scope, live or trashed (one-row searches, descending)."""
+        found = []
+        for trash in (False, True):
+            page = search_page(
+                self.session, window(None, None), 0, 1, sort=DATE_MOD, order="DESC", trash=trash
+            )
+            if page.rows:
+                found.append(self.clock.parse(page.rows[0].get("date_mod")))
+        return max((f for f in found if f is not None), default=None)
 
     def backfill(self, start: datetime, parts: int, workers: int) -> Iterator[PulledBatch]:
         """Every ticket modified since ``start``, as concurrent disjoint windows."""
@@ -244,9 +291,9 @@ class Puller:
         def fetch(lo: datetime, hi: datetime) -> Iterator[list[Read]]:
             lower = self.clock.lower_bound(lo)
             upper = shift_naive(self.clock.upper_bound(hi), 1)
-            for rows in scan(self.session, lower, upper, self.page_size):
+            for rows in scan_all(self.session, lower, upper, self.page_size):
                 out: list[Callable[[], Read]] = [
-                    partial(self.read, row)
+                    self.job(row)
                     for row in rows
                     if lo <= datetime.fromtimestamp(self._epoch(row), UTC) < hi
                 ]
@@ -258,14 +305,15 @@ class Puller:
         for page, safe in pull_windows(fetch, start, end, parts=parts, workers=workers):
             records: list[IncidentRecord] = []
             rejected: list[Rejected] = []
+            own = 0
             for ticket_id, epoch, dig, record in page:
                 if epoch >= floor:
                     tail.add(ticket_id, epoch, dig)
-                _split(record, records, rejected)
+                own += _split(record, records, rejected)
             if safe >= end:
                 tail.watermark = max(tail.watermark or newest, newest)
                 tail.prune(self.overlap_s)
                 cursor = tail.encode()
             else:
                 cursor = Cursor(safe).encode()
-            yield PulledBatch(records, cursor, rejected)
+            yield PulledBatch(records, cursor, rejected, skipped_own=own)

@@ -14,14 +14,24 @@ row that moved away mid-scan cannot make another one skipped). Offsets thus
 stay small whatever the size of the data, and a row modified during the
 scan comes again later with its new ``date_mod``. Comparisons are on
 GLPI's naive server-local strings, as GLPI itself does.
+
+Every search says what it wants. A search without criteria gets the item
+type's default search, which for Ticket is "not solved" (status
+``notold``): solved and closed tickets would silently be left out. So each
+pull search carries :data:`SCOPE`: every status, and never a ticket whose
+title holds qloop's dedup marker ``[qloop:…]`` (its own nonconformity
+tickets). GLPI's search shows either the live tickets or the trash
+(``is_deleted=1``), never both: :func:`scan_all` reads the two and merges
+them by ``date_mod``, marking trashed rows ``is_deleted``.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.glpi.convert import shift_naive
 from connectors.glpi.session import GlpiSession, error_code
@@ -52,12 +62,34 @@ FIELDS: dict[str, str] = {
 """Ticket search options read by the connector (``forcedisplay``), by GLPI id."""
 DATE_MOD = "19"
 NAME = "1"
+STATUS = "12"
 MARGIN = 10
 """Rows re-read at the anchor second on each page (deduplicated)."""
 _RANGE = re.compile(r"^\s*(\d+)-(-?\d+)/(\d+)\s*$")
+OWN_MARKER = "[qloop:"
+"""How the title of every ticket qloop creates begins its dedup-key suffix (writeback)."""
+_OWN_TITLE = re.compile(r"\[qloop:[^\]]*\]\s*$")
 
-Criterion = tuple[str, str, str]
-"""(field id, searchtype, value), joined with AND."""
+
+class Criterion(NamedTuple):
+    """One search criterion; ``link`` joins it to the previous one (AND, OR, AND NOT, OR NOT)."""
+
+    field: str
+    searchtype: str
+    value: str
+    link: str = "AND"
+
+
+SCOPE: tuple[Criterion, ...] = (
+    Criterion(STATUS, "equals", "all"),
+    Criterion(NAME, "contains", OWN_MARKER, "AND NOT"),
+)
+"""What every pull search asks for: every status, none of qloop's own tickets."""
+
+
+def is_own_title(name: object) -> bool:
+    """Whether a (decoded) ticket title carries qloop's dedup marker: a ticket qloop created."""
+    return bool(_OWN_TITLE.search(str(name or "")))
 
 
 @dataclass(frozen=True)
@@ -89,20 +121,39 @@ def parse_accept_range(value: str | None) -> int | None:
 
 
 def search_params(
-    criteria: list[Criterion], start: int, size: int, sort: str = DATE_MOD, order: str = "ASC"
+    criteria: Iterable[tuple[str, ...]],
+    start: int,
+    size: int,
+    sort: str = DATE_MOD,
+    order: str = "ASC",
+    trash: bool = False,
 ) -> list[tuple[str, str]]:
-    """Query parameters of a ``/search/Ticket`` call (criteria ANDed, every field displayed)."""
+    """Query parameters of a ``/search/Ticket`` call (every field displayed).
+
+    ``criteria`` are :class:`Criterion` (or plain ``(field, searchtype, value)``
+    tuples, joined with AND); ``trash`` asks for the trashed tickets instead
+    of the live ones.
+
+    Raises:
+        ValueError: no criteria: GLPI would apply Ticket's default search.
+    """
     params: list[tuple[str, str]] = []
-    for i, (field, searchtype, value) in enumerate(criteria):
+    for i, raw in enumerate(criteria):
+        c = Criterion(*raw)
         if i:
-            params.append((f"criteria[{i}][link]", "AND"))
+            params.append((f"criteria[{i}][link]", c.link))
         params += [
-            (f"criteria[{i}][field]", field),
-            (f"criteria[{i}][searchtype]", searchtype),
-            (f"criteria[{i}][value]", value),
+            (f"criteria[{i}][field]", c.field),
+            (f"criteria[{i}][searchtype]", c.searchtype),
+            (f"criteria[{i}][value]", c.value),
         ]
+    if not params:
+        msg = "a /search/Ticket without criteria gets GLPI's default search (open tickets only)"
+        raise ValueError(msg)
     params += [(f"forcedisplay[{i}]", f) for i, f in enumerate(FIELDS)]
     params += [("sort", sort), ("order", order), ("range", f"{start}-{start + size - 1}")]
+    if trash:
+        params.append(("is_deleted", "1"))
     return params
 
 
@@ -113,14 +164,18 @@ def rename(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def search_page(
     session: GlpiSession,
-    criteria: list[Criterion],
+    criteria: Iterable[tuple[str, ...]],
     start: int,
     size: int,
     sort: str = DATE_MOD,
     order: str = "ASC",
+    trash: bool = False,
 ) -> Page:
-    """One page of ``/search/Ticket`` (rows renamed); a range past the total is the end."""
-    params = search_params(criteria, start, size, sort, order)
+    """One page of ``/search/Ticket`` (rows renamed); a range past the total is the end.
+
+    Rows of the trash (``trash``) carry ``is_deleted`` 1.
+    """
+    params = search_params(criteria, start, size, sort, order, trash)
     try:
         response = session.request("GET", "/search/Ticket", params=params)
     except FatalError as exc:
@@ -132,6 +187,9 @@ def search_page(
         msg = f"{session.name}: GET /search/Ticket: unexpected reply {str(data)[:120]!r}"
         raise RetriableError(msg, connector=session.name)
     rows = [rename(r) for r in data.get("data") or [] if isinstance(r, Mapping)]
+    if trash:
+        for row in rows:
+            row["is_deleted"] = 1
     total = data.get("totalcount")
     span = parse_content_range(response.headers.get("Content-Range"))
     if span is not None:
@@ -144,12 +202,34 @@ def search_page(
     return Page(rows, total, last, max_range)
 
 
+def window(lower: str | None, upper: str | None) -> list[Criterion]:
+    """:data:`SCOPE` plus naive ``lower <= date_mod < upper`` (either may be None)."""
+    criteria = list(SCOPE)
+    if lower is not None:
+        criteria.append(Criterion(DATE_MOD, "morethan", shift_naive(lower, -1)))
+    if upper is not None:
+        criteria.append(Criterion(DATE_MOD, "lessthan", upper))
+    return criteria
+
+
+def count(session: GlpiSession, lower: str | None = None) -> int | None:
+    """GLPI's ``totalcount`` of the pull scope from ``lower`` on, live and trashed tickets."""
+    totals = [
+        search_page(session, window(lower, None), 0, 1, trash=trash).total
+        for trash in (False, True)
+    ]
+    if any(t is None for t in totals):
+        return None
+    return sum(t or 0 for t in totals)
+
+
 def scan(
     session: GlpiSession,
     lower: str | None,
     upper: str | None,
     page_size: int,
     extra: list[Criterion] | None = None,
+    trash: bool = False,
 ) -> Iterator[list[dict[str, Any]]]:
     """Rows with naive ``lower <= date_mod < upper``, oldest first, one list per page.
 
@@ -158,7 +238,8 @@ def scan(
         lower: Naive lower bound (inclusive), None for no bound.
         upper: Naive upper bound (exclusive), None for no bound.
         page_size: Rows per request (shrunk to the server's ``Accept-Range``).
-        extra: More criteria ANDed to the date ones.
+        extra: More criteria ANDed to :data:`SCOPE` and the date ones.
+        trash: Scan the trash instead of the live tickets.
 
     A row is yielded once per (id, date_mod) in a scan; a row modified while
     the scan runs is yielded again with its new ``date_mod``.
@@ -168,14 +249,10 @@ def scan(
     at_anchor = 0
     recent: set[tuple[Any, Any]] = set()
     while True:
-        criteria = list(extra or [])
-        if anchor is not None:
-            criteria.append((DATE_MOD, "morethan", shift_naive(anchor, -1)))
-        if upper is not None:
-            criteria.append((DATE_MOD, "lessthan", upper))
+        criteria = [*window(anchor, upper), *(extra or [])]
         margin = min(MARGIN, size // 2)
         start = max(0, at_anchor - margin)
-        page = search_page(session, criteria, start, size)
+        page = search_page(session, criteria, start, size, trash=trash)
         if page.max_range is not None and page.max_range < size:
             size = max(page.max_range, 1)
         fresh = [r for r in page.rows if (r.get("id"), r.get("date_mod")) not in recent]
@@ -191,3 +268,31 @@ def scan(
             at_anchor = sum(1 for r in page.rows if str(r.get("date_mod")) == last)
             recent = set()
         recent |= {(r.get("id"), r.get("date_mod")) for r in page.rows if r.get("date_mod") == last}
+
+
+def scan_all(
+    session: GlpiSession,
+    lower: str | None,
+    upper: str | None,
+    page_size: int,
+) -> Iterator[list[dict[str, Any]]]:
+    """:func:`scan` of the live tickets and of the trash, merged by ``date_mod``, in pages.
+
+    Both scans are ascending by ``date_mod``, so the merged stream is too: a
+    cursor taken after any page has read every earlier row of both.
+    """
+    size = max(page_size, 1)
+
+    def rows(trash: bool) -> Iterator[dict[str, Any]]:
+        for page in scan(session, lower, upper, size, trash=trash):
+            yield from page
+
+    merged = heapq.merge(rows(False), rows(True), key=lambda r: str(r.get("date_mod")))
+    page: list[dict[str, Any]] = []
+    for row in merged:
+        page.append(row)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page

@@ -16,7 +16,8 @@ work stays on ``apirest.php``. 11.0.7 broke some ``apirest.php`` sessions
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import httpx
@@ -24,9 +25,10 @@ import httpx
 import mappings
 from connectors.glpi.convert import ServerClock, decode_text
 from connectors.glpi.options import GlpiOptions, resolve
+from connectors.glpi.probe import explain
 from connectors.glpi.pull import Cursor, Puller
-from connectors.glpi.search import search_page
-from connectors.glpi.session import GlpiSession, with_hint
+from connectors.glpi.search import count, search_page, window
+from connectors.glpi.session import GlpiSession
 from connectors.glpi.writeback import TicketWriter
 from core.connector import ConnectorContext
 from core.errors import ConnectorError, FatalError
@@ -79,6 +81,14 @@ class GlpiSource:
             )
         return self.puller.incremental(start)
 
+    def count_in_scope(self) -> int | None:
+        """GLPI's ``totalcount`` of what a first sync reads: live and trashed tickets of
+        every status (since ``backfill_from`` when set), qloop's own tickets left out."""
+        lower = None
+        if self.opts.backfill_from is not None:
+            lower = self.clock.lower_bound(self.opts.backfill_from)
+        return count(self.session, lower)
+
     def create_ticket(self, ticket: TicketRequest) -> TicketRef:
         """Create a nonconformity ticket, or return the one already holding its dedup key."""
         return self.writer.create(ticket)
@@ -88,39 +98,55 @@ class GlpiSource:
         return self.writer.status(ref)
 
     def probe(self) -> list[str]:
-        """Session, profile, entities and visible tickets, or a FatalError saying what is wrong."""
+        """Session, profile, entities and the tickets in scope, or a FatalError naming the cause.
+
+        Raises:
+            FatalError: what failed and why (credentials, rights, base URL, TLS,
+                connection), with what to fix.
+        """
         url = self.opts.base_url
-        try:
-            self.session.token()
-        except ConnectorError as exc:
-            status = getattr(exc, "status", None)
-            if status == 404:
-                msg = f"{self.name}: {url} is not a GLPI REST API (404); check base_url"
-                raise FatalError(msg, connector=self.name) from None
-            if isinstance(exc, FatalError):
-                msg = f"{self.name}: cannot open a session: {with_hint(exc)}"
-                raise FatalError(msg, connector=self.name) from None
-            raise
-        try:
-            session = self.session.get("/getFullSession") or {}
-            profiles = self.session.get("/getMyProfiles") or {}
-            entities = self.session.get("/getActiveEntities") or {}
-            count = search_page(self.session, [], 0, 1).total
-        except FatalError as exc:
-            msg = f"{self.name}: {with_hint(exc)}"
-            raise FatalError(msg, connector=self.name) from None
+
+        def step(what: str, call: Callable[[], Any]) -> Any:
+            try:
+                return call()
+            except ConnectorError as exc:
+                status = getattr(exc, "status", None)
+                text = explain(self.name, what, exc)
+                raise FatalError(text, connector=self.name, status=status) from None
+
+        step("GET /initSession (opening a session)", self.session.token)
+        session = step("GET /getFullSession", lambda: self.session.get("/getFullSession")) or {}
+        profiles = step("GET /getMyProfiles", lambda: self.session.get("/getMyProfiles")) or {}
+        entities = (
+            step("GET /getActiveEntities", lambda: self.session.get("/getActiveEntities")) or {}
+        )
+        counts: list[int | None] = []
+        for deleted in (False, True):
+            what = "GET /search/Ticket" + (" (trash)" if deleted else "")
+            page = step(
+                what,
+                partial(search_page, self.session, window(None, None), 0, 1, trash=deleted),
+            )
+            counts.append(page.total)
+        live, trash = counts
         info = session.get("session", {}) if isinstance(session, Mapping) else {}
         profile = info.get("glpiactiveprofile", {}) if isinstance(info, Mapping) else {}
         active = entities.get("active_entity", {}) if isinstance(entities, Mapping) else {}
         mine = profiles.get("myprofiles", []) if isinstance(profiles, Mapping) else []
         who = decode_text(info.get("glpiname")) or "?"
+        known = live is not None and trash is not None
+        visible = (
+            f"{(live or 0) + (trash or 0)} tickets in scope (every status; {trash} in the trash)"
+            if known
+            else "unknown number of tickets in scope"
+        )
         return [
             f"GLPI at {url} (server time zone {self.opts.server_tz.key})",
             f"logged in as {who}, profile {decode_text(profile.get('name')) or '?'} "
             f"({len(mine)} profiles available)",
             f"active entity {active.get('id', '?')}"
             f"{' and its children' if active.get('active_entity_recursive') else ''}",
-            f"{count if count is not None else 'unknown number of'} tickets visible",
+            visible,
         ]
 
     def close(self) -> None:

@@ -98,6 +98,15 @@ class JiraClient:
     def myself(self) -> dict[str, Any]:
         return self._dict(self.http.get_json("/rest/api/3/myself"), "GET /myself")
 
+    def server_info(self) -> dict[str, Any]:
+        """``GET /rest/api/3/serverInfo``: base URL, version, deployment type."""
+        return self._dict(self.http.get_json("/rest/api/3/serverInfo"), "GET /serverInfo")
+
+    def servicedesk_info(self) -> dict[str, Any]:
+        """``GET /rest/servicedeskapi/info``: Jira Service Management's version (404: none)."""
+        data = self.http.get_json("/rest/servicedeskapi/info")
+        return self._dict(data, "GET /rest/servicedeskapi/info")
+
     def search_page(self, body: dict[str, Any]) -> dict[str, Any]:
         """One page of ``POST /rest/api/3/search/jql`` (``body``: jql, fields, nextPageToken…)."""
         return self._dict(self.http.post_json(SEARCH, body, idempotent=True), f"POST {SEARCH}")

@@ -28,8 +28,8 @@ from core.errors import InputError
 from core.mapping import map_incident
 from core.records import IncidentRecord
 
-ALWAYS = ("created", "updated", "status")
-"""Fields read whatever the mapping says (the cursor and history need them)."""
+ALWAYS = ("created", "updated", "status", "labels")
+"""Fields read whatever the mapping says (the cursor, the history, own-ticket labels)."""
 
 
 def mapped_fields(mapping: Mapping[str, Any], contact: str) -> list[str]:
@@ -106,8 +106,12 @@ def _ms(node: Any) -> int | None:
 def sla_summary(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Per SLA name: met/breached, goal and elapsed of each cycle (stable between reads).
 
-    An ongoing cycle has ``met`` None (not decided yet) unless already
-    breached; its elapsed time is left out because it changes with every read.
+    A breach in any cycle, completed or ongoing, is a breach (SPEC §11): a
+    reopened request whose first cycle breached stays breached even when a
+    later cycle is met, and ``met`` is the negation of ``breached`` once a
+    verdict exists. An ongoing cycle not (yet) breached leaves ``met`` None
+    (not decided yet); its elapsed time is left out because it changes with
+    every read.
     """
     out: dict[str, Any] = {}
     for metric in metrics:
@@ -132,15 +136,19 @@ def sla_summary(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 "paused": bool(ongoing_raw.get("paused")),
                 "goal_ms": _ms(ongoing_raw.get("goalDuration")),
             }
-        if ongoing is not None:
-            met = False if ongoing["breached"] else None
+        breached = any(c["breached"] for c in cycles) or bool(ongoing and ongoing["breached"])
+        met: bool | None
+        if breached:
+            met = False
+        elif ongoing is not None or not cycles:
+            met = None  # still running (or never started): no verdict yet
         else:
-            met = (not cycles[-1]["breached"]) if cycles else None
+            met = True
         last = ongoing or (cycles[-1] if cycles else {})
         out[_slug(name)] = {
             "name": name,
             "met": met,
-            "breached": any(c["breached"] for c in cycles) or bool(ongoing and ongoing["breached"]),
+            "breached": breached,
             "goal_ms": last.get("goal_ms"),
             "elapsed_ms": cycles[-1]["elapsed_ms"] if cycles and ongoing is None else None,
             "cycles": cycles,

@@ -14,6 +14,11 @@ A record that fails mapping (:class:`InputError`) is not dropped and does
 not hold back the records after it: it goes in the batch's ``rejected``
 with its error, which the core keeps (``core.loop.rejects``) until a later
 version of the record maps.
+
+qloop's own nonconformity tickets are left out by the JQL (their
+``qloop-nonconformity`` label); one that slips past it (created before that
+label existed, or relabelled) is recognised by its dedup label, skipped
+without any further call and counted in the batch's ``skipped_own``.
 """
 
 from __future__ import annotations
@@ -21,20 +26,38 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.jira_sm.client import JiraClient
 from connectors.jira_sm.cursor import Watermark, to_ms
 from connectors.jira_sm.issues import IssueReader, parse_updated
 from connectors.jira_sm.options import JiraOptions
-from connectors.jira_sm.search import DateFormat, search_pages, window_jql
+from connectors.jira_sm.search import DateFormat, scope_jql, search_pages, window_jql
+from connectors.jira_sm.tickets import is_own
 from connectors.windows import prefetch, pull_windows
 from core.errors import FatalError, InputError
 from core.records import IncidentRecord, PulledBatch, Rejected
 
-Item = tuple[str, int, IncidentRecord | InputError]
-"""One issue of a page: key, ``updated`` in epoch ms, its record or why it failed."""
+OWN: Literal["own"] = "own"
+Item = tuple[str, int, IncidentRecord | InputError | Literal["own"]]
+"""One issue of a page: key, ``updated`` in epoch ms, its record, why it failed, or
+:data:`OWN` (qloop's own ticket, skipped)."""
+
+
+def _file(
+    key: str,
+    ms: int,
+    result: IncidentRecord | InputError | Literal["own"],
+    records: list[IncidentRecord],
+    rejected: list[Rejected],
+) -> int:
+    """Put one item in ``records`` or ``rejected``; 1 when it is qloop's own ticket."""
+    if isinstance(result, InputError):
+        rejected.append(_rejected(key, ms, result))
+    elif isinstance(result, IncidentRecord):
+        records.append(result)
+    return 1 if result == OWN else 0
 
 
 def _rejected(key: str, ms: int, exc: InputError) -> Rejected:
@@ -76,8 +99,14 @@ class Puller:
         else:
             yield from self._stream(mark, fmt)
 
+    def count_in_scope(self) -> int:
+        """Jira's approximate count of what a first sync reads (same JQL, no window end)."""
+        fmt = self.date_format()
+        lo = fmt.floor(self.opts.backfill_from) if self.opts.backfill_from else None
+        return self.client.approximate_count(scope_jql(self.opts.jql, fmt, lo))
+
     def _items(self, issues: list[dict[str, Any]], skip: Watermark | None) -> list[Item]:
-        keyed: list[tuple[str, int, dict[str, Any], InputError | None]] = []
+        keyed: list[tuple[str, int, dict[str, Any], InputError | Literal["own"] | None]] = []
         for issue in issues:
             key = str(issue.get("key"))
             try:
@@ -86,7 +115,8 @@ class Puller:
                 keyed.append((key, 0, issue, exc))
                 continue
             if skip is None or not skip.is_seen(key, ms):
-                keyed.append((key, ms, issue, None))
+                own = is_own((issue.get("fields") or {}).get("labels"))
+                keyed.append((key, ms, issue, OWN if own else None))
         mapped = iter(self.reader.records([i for _, _, i, err in keyed if err is None]))
         return [(k, ms, err if err is not None else next(mapped)) for k, ms, _, err in keyed]
 
@@ -100,16 +130,14 @@ class Puller:
         for page in prefetch(self._pages(jql, start), depth=1):
             records: list[IncidentRecord] = []
             rejected: list[Rejected] = []
+            own = 0
             for key, ms, result in page:
                 if ms and mark.is_seen(key, ms):  # the same version twice in one run
                     continue
-                if isinstance(result, InputError):
-                    rejected.append(_rejected(key, ms, result))
-                else:
-                    records.append(result)
+                own += _file(key, ms, result, records, rejected)
                 if ms:
                     mark.add(key, ms)
-            yield PulledBatch(records, mark.encode(), rejected)
+            yield PulledBatch(records, mark.encode(), rejected, skipped_own=own)
 
     def _backfill(self, fmt: DateFormat) -> Iterator[PulledBatch]:
         assert self.opts.backfill_from is not None
@@ -129,9 +157,7 @@ class Puller:
             cursor = Watermark.at(fmt.floor(safe), self.opts.overlap_s).encode()
             records: list[IncidentRecord] = []
             rejected: list[Rejected] = []
+            own = 0
             for key, ms, result in page:
-                if isinstance(result, InputError):
-                    rejected.append(_rejected(key, ms, result))
-                else:
-                    records.append(result)
-            yield PulledBatch(records, cursor, rejected)
+                own += _file(key, ms, result, records, rejected)
+            yield PulledBatch(records, cursor, rejected, skipped_own=own)

@@ -8,6 +8,9 @@ error. Tokens are opaque and expire: they are never stored in a cursor.
 Date literals are written either as epoch milliseconds (exact, independent
 of any zone) or as ``"yyyy-MM-dd HH:mm"`` in the account's profile zone
 (Jira reads bare literals in that zone, to the minute).
+
+Every pull query leaves out the tickets qloop created (they carry
+:data:`connectors.jira_sm.tickets.OWN_LABEL`), even in the same project.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from connectors.jira_sm.client import JiraClient
+from connectors.jira_sm.tickets import OWN_LABEL
 from core.errors import FatalError
 
 ORDER = "ORDER BY updated ASC, key ASC"
@@ -53,14 +57,24 @@ class DateFormat:
         return '"' + at.astimezone(self.zone).strftime("%Y-%m-%d %H:%M") + '"'
 
 
-def window_jql(base: str, fmt: DateFormat, lo: datetime | None, hi: datetime | None) -> str:
-    """``(base) AND updated >= lo AND updated < hi ORDER BY updated ASC, key ASC``."""
-    clauses = [f"({base})"]
+NOT_OWN = f'(labels IS EMPTY OR labels NOT IN ("{OWN_LABEL}"))'
+"""Leaves out the tickets qloop created (``NOT IN`` alone would drop unlabelled issues too)."""
+
+
+def scope_jql(base: str, fmt: DateFormat, lo: datetime | None) -> str:
+    """What a first sync reads: ``(base) AND <not qloop's own> [AND updated >= lo]``."""
+    clauses = [f"({base})", NOT_OWN]
     if lo is not None:
         clauses.append(f"updated >= {fmt.literal(lo)}")
+    return " AND ".join(clauses)
+
+
+def window_jql(base: str, fmt: DateFormat, lo: datetime | None, hi: datetime | None) -> str:
+    """``(base) AND <not own> AND updated >= lo AND updated < hi ORDER BY updated, key``."""
+    jql = scope_jql(base, fmt, lo)
     if hi is not None:
-        clauses.append(f"updated < {fmt.literal(hi)}")
-    return " AND ".join(clauses) + " " + ORDER
+        jql += f" AND updated < {fmt.literal(hi)}"
+    return jql + " " + ORDER
 
 
 def search_pages(

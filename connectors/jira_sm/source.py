@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
@@ -18,12 +18,33 @@ from core.connector import ConnectorContext
 from core.errors import ConnectorError, FatalError
 from core.records import PulledBatch, TicketRef, TicketRequest, TicketStatus
 
+T = TypeVar("T")
+
 _HINTS = {
-    401: "credentials refused (401): check auth (e-mail + API token on the site URL; "
-    "scoped or OAuth tokens need cloud_id)",
-    403: "forbidden (403): the account lacks a permission",
-    404: "not found (404): check base_url / cloud_id (it must be the Jira site)",
+    401: "credentials refused (401): check auth — the Atlassian account's e-mail with an API "
+    "token from id.atlassian.com (not its password), on the site URL; scoped or OAuth "
+    "tokens go through the gateway with cloud_id",
+    403: "forbidden (403): the account lacks a permission (Browse projects, Service "
+    "Management agent) or the token's scopes do not allow this call",
+    404: "not found (404): check base_url / cloud_id (it must be the Jira site, "
+    "https://<site>.atlassian.net, without a path)",
 }
+
+
+def hint(exc: ConnectorError) -> str | None:
+    """What to fix for a failed call: by the transport error, else by the HTTP status."""
+    text = str(exc)
+    if "TLS error" in text:
+        return (
+            "the server's certificate is not trusted: set verify_tls to the path of the CA "
+            "bundle (PEM) that issued it (e.g. a TLS-inspecting proxy's), or fix the chain"
+        )
+    if "cannot connect" in text:
+        return "cannot reach the server: check base_url's host and port, DNS, proxy or firewall"
+    if "timed out" in text:
+        return "the server did not answer in time: check the network path or raise timeout"
+    status = getattr(exc, "status", None)
+    return _HINTS.get(status) if isinstance(status, int) else None
 
 
 class JiraSource:
@@ -89,35 +110,45 @@ class JiraSource:
     def ticket_status(self, ref: str) -> TicketStatus:
         return self._desk().status(ref)
 
+    def count_in_scope(self) -> int:
+        """Jira's approximate count of the issues a first sync reads (own tickets left out)."""
+        return self.puller.count_in_scope()
+
     def probe(self) -> list[str]:
-        """Account and zone, JQL accepted with its approximate count, create permission.
+        """Site, account and zone, JSM, the JQL with its approximate count, create permission.
+
+        Calls endpoints Jira Cloud documents: ``/rest/api/3/serverInfo``,
+        ``/rest/api/3/myself``, ``/rest/servicedeskapi/info``,
+        ``/rest/api/3/search/approximate-count``, ``/rest/api/3/mypermissions``.
 
         Raises:
             FatalError: wrong URL (404), bad credentials (401), missing
-                permission (403), TLS, rejected JQL; the message says which.
+                permission (403), TLS, rejected JQL; the message says which
+                and what to fix.
         """
-        try:
-            me = self.client.myself()
-        except FatalError as exc:
-            raise self._explain(exc, "GET /rest/api/3/myself") from None
+        server = self._step("GET /rest/api/3/serverInfo", self.client.server_info)
+        me = self._step("GET /rest/api/3/myself", self.client.myself)
         lines = [
             f"API {self.opts.api_url}: signed in as {me.get('displayName') or me.get('accountId')}"
             f" ({me.get('accountType', 'atlassian')}), profile time zone {me.get('timeZone')}"
         ]
         try:
-            count = self.client.approximate_count(self.opts.jql)
+            count = self.count_in_scope()
         except FatalError as exc:
             msg = f"{self.name}: the JQL {self.opts.jql!r} is rejected: {exc}"
-            raise FatalError(msg, connector=self.name) from None
-        lines.append(f"JQL accepted: about {count} issues match {self.opts.jql!r}")
+            raise FatalError(msg, connector=self.name, status=exc.attrs.get("status")) from None
+        lines.append(
+            f"JQL accepted: about {count} issues match {self.opts.jql!r} "
+            "(qloop's own tickets left out)"
+        )
         if self.opts.ticket is None:
             lines.append("no ticket project configured: nonconformities cannot be pushed here")
         else:
             project = self.opts.ticket.project
-            try:
-                perms = self.client.permissions(project, ["CREATE_ISSUES", "LINK_ISSUES"])
-            except FatalError as exc:
-                raise self._explain(exc, f"permissions in project {project}") from None
+            perms = self._step(
+                f"permissions in project {project}",
+                lambda: self.client.permissions(project, ["CREATE_ISSUES", "LINK_ISSUES"]),
+            )
             missing = [k for k, ok in perms.items() if not ok]
             if missing:
                 msg = (
@@ -126,17 +157,43 @@ class JiraSource:
                 )
                 raise FatalError(msg, connector=self.name, status=403)
             lines.append(f"can create and link issues in project {project}")
+        lines.append(self._service_desk_line())
         lines.append(
-            f"SLA cycles: {'read from JSM' if self.opts.sla else 'not read'}; "
+            f"{server.get('deploymentType') or 'Jira'} {server.get('version') or ''} at "
+            f"{server.get('baseUrl') or self.opts.api_url}; SLA cycles: "
+            f"{'read from JSM' if self.opts.sla else 'not read'}; "
             f"contact from {self.opts.contact}; dates as {self.opts.timezone_mode}"
         )
         return lines
 
+    def _service_desk_line(self) -> str:
+        """JSM's version; without JSM the SLA and participants cannot be read."""
+        try:
+            info = self.client.servicedesk_info()
+        except FatalError as exc:
+            if exc.attrs.get("status") != 404:
+                raise self._explain(exc, "GET /rest/servicedeskapi/info") from None
+            if self.opts.sla or self.opts.contact == "participants":
+                msg = (
+                    f"{self.name}: GET /rest/servicedeskapi/info: 404 — Jira Service Management "
+                    "is not on this site, so SLA cycles and participants cannot be read: set "
+                    "sla: false (and another contact), or point base_url at the JSM site"
+                )
+                raise FatalError(msg, connector=self.name, status=404) from None
+            return "Jira Service Management: not on this site (SLA and participants not read)"
+        return f"Jira Service Management {info.get('version') or '?'}"
+
+    def _step(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except ConnectorError as exc:
+            raise self._explain(exc, what) from None
+
     def _explain(self, exc: ConnectorError, what: str) -> FatalError:
-        status = getattr(exc, "status", None)
-        hint = _HINTS.get(status) if isinstance(status, int) else None
-        text = f"{self.name}: {hint} — {exc}" if hint else str(exc)
-        return FatalError(text or what, connector=self.name, status=status)
+        status = exc.attrs.get("status")
+        found = hint(exc)
+        text = f"{self.name}: {what} failed: {exc}" + (f" — {found}" if found else "")
+        return FatalError(text, connector=self.name, status=status)
 
     def close(self) -> None:
         self.client.close()

@@ -28,6 +28,9 @@ from core.records import Category, TicketRef, TicketRequest, TicketStatus
 from core.timeutil import iso, parse_instant
 
 PROPERTY = "qloop.nonconformity"
+OWN_LABEL = "qloop-nonconformity"
+"""The label every ticket qloop creates carries, so a pull's JQL can leave them out."""
+_DEDUP_LABEL = re.compile(r"^qloop-[0-9a-f]{24}$")
 DOUBT_WAITS = (1.0, 2.0, 4.0, 8.0)
 """Pauses between searches for a ticket whose create may have succeeded (search lag)."""
 CATEGORY_KEYS = {
@@ -42,6 +45,13 @@ _SPACE = re.compile(r"\s+")
 def dedup_label(dedup_key: str) -> str:
     """A JQL-searchable label for ``dedup_key`` (labels allow no spaces; keys may be long)."""
     return "qloop-" + hashlib.sha256(dedup_key.encode()).hexdigest()[:24]
+
+
+def is_own(labels: Any) -> bool:
+    """Whether an issue's labels say qloop created it (:data:`OWN_LABEL` or a dedup label)."""
+    if not isinstance(labels, list):
+        return False
+    return any(x == OWN_LABEL or _DEDUP_LABEL.match(str(x)) for x in labels)
 
 
 def adf(text: str) -> dict[str, Any]:
@@ -155,7 +165,7 @@ class TicketDesk:
         """The create-issue payload: ADF description, labels, dedup property, incident link."""
         target = self._target()
         labels = [_SPACE.sub("-", x.strip()) for x in (*target.labels, *req.labels) if x.strip()]
-        labels.append(dedup_label(req.dedup_key))
+        labels += [OWN_LABEL, dedup_label(req.dedup_key)]
         fields: dict[str, Any] = {
             "project": {"key": target.project},
             "issuetype": {"name": target.issue_type},

@@ -139,6 +139,21 @@ class SandboxSource:
             f"failure rate {o['failure_rate']:.0%} (retriable, Retry-After {o['retry_after']} s)",
         ]
 
+    def count_in_scope(self) -> int:
+        """How many incidents a first sync reads: those that exist as of the clock.
+
+        The sandbox keeps its nonconformity tickets apart from its incidents,
+        so a pull never returns one of qloop's own tickets.
+        """
+        now = self._now()
+        order = self._state.changed(self._dataset_span(), None, int(now.timestamp()))
+        rows = [row for row, _ in order]
+        seen = 0
+        for start in range(0, len(rows), 500):
+            raws = self._state.incidents(rows[start : start + 500])
+            seen += sum(1 for raw in raws.values() if view_as_of(raw, now) is not None)
+        return seen
+
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
         """Yield the incidents updated since ``cursor`` − overlap, as of the clock.
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from core.connector import ScopeCount
 from core.loop import rejects
 from core.loop._bulk import chunks, insert_returning_ids, insert_rows, update_by_id
 from core.loop.common import StepResult, connector_state, finish_run, log, resumable, start_run
@@ -26,7 +27,7 @@ from core.loop.tracking import record_tracking_start
 from core.privacy import email_key, phone_key
 from core.records import IncidentRecord, StatusChange
 from core.runtime import Runtime
-from core.store.models import Incident, StatusEvent
+from core.store.models import Incident, Nonconformity, StatusEvent, SyncRun
 from core.timeutil import to_utc
 
 
@@ -216,11 +217,72 @@ def _last_seqs(session: Session, incident_ids: Sequence[int]) -> dict[int, int]:
     return last
 
 
+def skip_own_tickets(
+    session: Session, source: str, records: Sequence[IncidentRecord]
+) -> tuple[list[IncidentRecord], int]:
+    """``records`` without qloop's own nonconformity tickets in ``source`` (SPEC §11).
+
+    The ticket ledger says which tickets qloop created in this source
+    (``Nonconformity.ticket_ref`` with ``ticket_target`` = the source); a
+    record whose external id or key is one of them is left out, even when it
+    slipped past the source's own filter. Returns the kept records and how
+    many were left out.
+    """
+    refs = {r.external_id for r in records} | {r.key for r in records}
+    if not refs:
+        return list(records), 0
+    own: set[str] = set()
+    for chunk in chunks(sorted(refs)):
+        own.update(
+            ref
+            for ref in session.scalars(
+                select(Nonconformity.ticket_ref).where(
+                    Nonconformity.ticket_target == source, Nonconformity.ticket_ref.in_(chunk)
+                )
+            )
+            if ref is not None
+        )
+    if not own:
+        return list(records), 0
+    kept = [r for r in records if r.external_id not in own and r.key not in own]
+    return kept, len(records) - len(kept)
+
+
+def check_first_sync_count(rt: Runtime, source: str, conn: object, run_id: int, read: int) -> None:
+    """After a first sync, compare what was read with the tool's own count (SPEC §11).
+
+    The count is stored in the run (``SyncRun.tool_count``); a difference is
+    logged as a WARNING naming the source and both numbers. A source that
+    cannot count (no :class:`ScopeCount`) is left unchecked.
+    """
+    if not isinstance(conn, ScopeCount):
+        return
+    try:
+        tool = rt.call(conn.count_in_scope)
+    except Exception as exc:  # the pull itself succeeded: a failed count must not undo it
+        log.warning("pull %s: first sync read %d; the tool's count failed: %s", source, read, exc)
+        return
+    if tool is None:
+        return
+    with rt.db.session() as s:
+        run = s.get(SyncRun, run_id)
+        if run is not None:
+            run.tool_count = tool
+    if tool != read:
+        log.warning(
+            "pull %s: first sync read %d record(s) but the tool counts %d in scope "
+            "(difference %+d): check the source's filter, rights and mapping",
+            source, read, tool, read - tool,
+        )  # fmt: skip
+    else:
+        log.info("pull %s: first sync read %d record(s), as the tool counts", source, read)
+
+
 def pull(rt: Runtime, source: str) -> StepResult:
     """Pull incidents changed since the source's cursor; commit each batch with its cursor."""
     result = StepResult(f"pull {source}")
     conn = rt.source(source)
-    run_id, _ = start_run(rt, source, "pull")
+    run_id, cursor_before = start_run(rt, source, "pull")
 
     def load_cursor() -> str | None:
         with rt.db.session() as s:
@@ -232,16 +294,23 @@ def pull(rt: Runtime, source: str) -> StepResult:
 
     with rt.db.session() as s:
         pending = rejects.open_keys(s, source)
+    read: set[str] = set()  # distinct records read (a restart may re-read a batch)
+    skipped_at_source = 0
     error: str | None = None
     try:
         for batch in resumable(conn.pull, load_cursor, on_retry, rt.sleep):
+            read.update(r.external_id for r in batch.records)
+            read.update(r.key for r in batch.rejected)
+            skipped_at_source += batch.skipped_own
             with rt.db.session() as s:
-                upsert_records(s, source, batch.records, rt.now(), result)
-                rejects.resolve(s, source, pending, batch.records, rt.now())
+                records, own = skip_own_tickets(s, source, batch.records)
+                upsert_records(s, source, records, rt.now(), result)
+                rejects.resolve(s, source, pending, records, rt.now())
                 rejected = rejects.store(s, source, batch.rejected, rt.now())
                 connector_state(s, source).cursor = batch.cursor
             pending.update(r.key[:200] for r in batch.rejected)
             result.counts["rejected"] += rejected
+            result.counts["skipped_own"] += own + batch.skipped_own
             rt.report(f"pull {source}", result.counts["seen"])
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -250,5 +319,17 @@ def pull(rt: Runtime, source: str) -> StepResult:
         raise
     finally:
         finish_run(rt, run_id, source, result, error)
+        _record_skipped_own(rt, run_id, result.counts["skipped_own"])
     record_tracking_start(rt, source)  # the first successful pull starts tracking (§11)
+    if cursor_before is None:
+        check_first_sync_count(rt, source, conn, run_id, len(read) + skipped_at_source)
     return result
+
+
+def _record_skipped_own(rt: Runtime, run_id: int, skipped: int) -> None:
+    if not skipped:
+        return
+    with rt.db.session() as s:
+        run = s.get(SyncRun, run_id)
+        if run is not None:
+            run.skipped_own = skipped

@@ -190,7 +190,8 @@ def test_probe_reports_the_session_and_names_missing_rights(
     sources[2] = make_source(tmp_path, url, user_token="nope")
     try:
         lines = sources[0].probe()
-        assert "logged in as glpi-api" in lines[1] and lines[-1] == "24 tickets visible"
+        assert "logged in as glpi-api" in lines[1]
+        assert lines[-1] == "24 tickets in scope (every status; 0 in the trash)"
         glpi.deny_tickets = True
         with pytest.raises(FatalError, match="lacks a right"):
             sources[1].probe()

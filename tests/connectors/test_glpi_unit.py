@@ -17,7 +17,13 @@ from connectors.glpi import GlpiSource
 from connectors.glpi.convert import ServerClock, decode_text, html_to_text
 from connectors.glpi.options import resolve
 from connectors.glpi.pull import Cursor
-from connectors.glpi.search import parse_accept_range, parse_content_range, scan, search_page
+from connectors.glpi.search import (
+    SCOPE,
+    parse_accept_range,
+    parse_content_range,
+    scan,
+    search_page,
+)
 from core import registry
 from core.connector import ConnectorContext, Probe, Source
 from core.errors import ConfigError, FatalError, InputError, RetriableError, StateError
@@ -84,7 +90,14 @@ def test_user_token_session_headers_and_kill(tmp_path: Path) -> None:
     assert search.calls.last.request.headers["Session-Token"] == "sess-1"
     assert "usr-tok" not in str(search.calls.last.request.url)
     assert query["sort"] == "19" and query["order"] == "ASC" and query["range"] == "0-199"
-    assert query["forcedisplay[0]"] == "1" and "criteria[0][field]" not in query
+    assert query["forcedisplay[0]"] == "1"
+    # a first pull says what it wants: every status (no default "not solved" search) ...
+    assert (query["criteria[0][field]"], query["criteria[0][searchtype]"]) == ("12", "equals")
+    assert query["criteria[0][value]"] == "all"
+    # ... but none of qloop's own tickets, and it reads the trash too
+    assert query["criteria[1][link]"] == "AND NOT" and query["criteria[1][value]"] == "[qloop:"
+    trash = [c.request.url.params.get("is_deleted") for c in search.calls]
+    assert "1" in trash and None in trash
     src.close()
     assert kill.calls.last.request.headers["Session-Token"] == "sess-1"
 
@@ -149,8 +162,8 @@ def test_scan_pages_206_then_200_reanchoring_on_date_mod(tmp_path: Path) -> None
     pages = list(scan(src.session, "2026-10-01 09:00:00", None, 2))
     assert [[r["id"] for r in p] for p in pages] == [[1, 2], [3, 4], [5]]
     sent = [c.request.url.params for c in route.calls]
-    assert sent[0]["criteria[0][value]"] == "2026-10-01 08:59:59"
-    assert sent[1]["criteria[0][value]"] == "2026-10-01 10:00:04"  # anchored, minus 1 s
+    assert sent[0]["criteria[2][value]"] == "2026-10-01 08:59:59"  # after SCOPE's two
+    assert sent[1]["criteria[2][value]"] == "2026-10-01 10:00:04"  # anchored, minus 1 s
     assert sent[1]["range"] == "0-1" and sent[2]["range"] == "0-1"
 
 
@@ -163,7 +176,7 @@ def test_range_exceeding_the_total_is_the_end_of_data(tmp_path: Path) -> None:
         )
     )
     src = source(tmp_path)
-    result = search_page(src.session, [], 200, 100)
+    result = search_page(src.session, SCOPE, 200, 100)
     assert result.rows == [] and result.last
 
 
@@ -180,7 +193,7 @@ def test_other_4xx_fail_fast_with_glpi_message_and_429_waits(tmp_path: Path) -> 
     waits: list[float] = []
     src = source(tmp_path, waits)
     with pytest.raises(FatalError) as err:
-        search_page(src.session, [], 0, 10)
+        search_page(src.session, SCOPE, 0, 10)
     assert "ERROR_RIGHT_MISSING: You don't have permission" in str(err.value)
     assert route.call_count == 3 and waits[0] == 7.0
     assert "usr-tok" not in str(err.value) and "sess-1" not in str(err.value)
@@ -194,13 +207,25 @@ def test_probe_names_a_wrong_app_token_and_a_wrong_url(tmp_path: Path) -> None:
     with pytest.raises(FatalError, match="app_token is wrong"):
         source(tmp_path).probe()
     respx.get(f"{BASE}/initSession").mock(return_value=httpx.Response(404, text="Not Found"))
-    with pytest.raises(FatalError, match="not a GLPI REST API"):
+    with pytest.raises(FatalError, match="base_url must be GLPI's legacy API root") as err:
         source(tmp_path).probe()
+    assert err.value.attrs.get("status") == 404
     respx.get(f"{BASE}/initSession").mock(
         side_effect=httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]")
     )
-    with pytest.raises(FatalError, match="TLS"):
+    with pytest.raises(FatalError, match=r"TLS.*set verify_tls to the path of the CA bundle"):
         source(tmp_path).probe()
+    respx.get(f"{BASE}/initSession").mock(
+        return_value=httpx.Response(400, json=["ERROR", "API disabled"])
+    )
+    with pytest.raises(FatalError, match="enable it in Setup > General > API"):
+        source(tmp_path).probe()
+    respx.get(f"{BASE}/initSession").mock(
+        return_value=httpx.Response(401, json=["ERROR_GLPI_LOGIN_USER_TOKEN", "seems invalid"])
+    )
+    with pytest.raises(FatalError, match="user_token is refused") as err:
+        source(tmp_path).probe()
+    assert "usr-tok" not in str(err.value)
 
 
 def test_content_and_accept_range_parsing() -> None:
@@ -261,6 +286,10 @@ def test_an_unmappable_ticket_is_rejected_naming_it_and_the_pull_goes_on(tmp_pat
     bad = {"2": 41, "1": "t41", "19": "2026-10-01 10:00:00", "15": "2026-10-01 09:00:00",
            "12": 2, "3": 9}  # fmt: skip
     good = {**bad, "2": 42, "1": "t42", "19": "2026-10-01 10:00:05", "3": 3}
+    empty = httpx.Response(200, json={"totalcount": 0, "count": 0})
+    respx.get(f"{BASE}/search/Ticket", params__contains={"is_deleted": "1"}).mock(
+        return_value=empty
+    )  # an empty trash
     respx.get(f"{BASE}/search/Ticket").mock(return_value=page([bad, good], 0, 2, 200))
     respx.get(url__regex=rf"{BASE}/Ticket/4[12]/.*").mock(return_value=httpx.Response(200, json=[]))
     batches = list(source(tmp_path).pull(None))

@@ -120,7 +120,10 @@ def test_paging_follows_tokens_and_stops_when_the_token_is_absent(tmp_path: Path
     assert [r.key for b in batches for r in b.records] == ["SUP-1", "SUP-2"]
     bodies = [json.loads(c.request.content) for c in route.calls]
     assert "nextPageToken" not in bodies[0] and bodies[1]["nextPageToken"] == "t1"
-    assert bodies[0]["jql"] == "(project = SUP) ORDER BY updated ASC, key ASC"
+    assert bodies[0]["jql"] == (
+        '(project = SUP) AND (labels IS EMPTY OR labels NOT IN ("qloop-nonconformity")) '
+        "ORDER BY updated ASC, key ASC"
+    )
     assert set(bodies[0]["fields"]) >= {"summary", "status", "priority", "created", "updated"}
     assert bodies[0]["expand"] == "changelog"
     cursor = json.loads(batches[-1].cursor or "")
@@ -242,7 +245,9 @@ def test_create_sends_adf_labels_property_and_link(tmp_path: Path) -> None:
             {"type": "paragraph", "content": [{"type": "text", "text": "Rectify by Friday."}]},
         ],
     }
-    assert fields["labels"] == ["qloop", "severity-major", dedup_label(req.dedup_key)]
+    assert fields["labels"] == [
+        "qloop", "severity-major", "qloop-nonconformity", dedup_label(req.dedup_key)
+    ]  # fmt: skip
     assert fields["project"] == {"key": "QA"} and fields["issuetype"] == {"name": "Task"}
     assert body["properties"][0]["key"] == PROPERTY
     assert body["properties"][0]["value"]["dedup_key"] == req.dedup_key
@@ -262,7 +267,8 @@ def test_date_literals_epoch_ms_and_profile_zone_minutes() -> None:
     assert shanghai.floor(at) == datetime(2026, 3, 3, 7, 59, tzinfo=UTC)
     jql = window_jql("project = SUP", shanghai, at, at + timedelta(hours=1))
     assert jql == (
-        '(project = SUP) AND updated >= "2026-03-03 15:59" AND updated < "2026-03-03 16:59" '
+        '(project = SUP) AND (labels IS EMPTY OR labels NOT IN ("qloop-nonconformity")) '
+        'AND updated >= "2026-03-03 15:59" AND updated < "2026-03-03 16:59" '
         "ORDER BY updated ASC, key ASC"
     )
 

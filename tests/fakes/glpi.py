@@ -5,14 +5,19 @@ HTML-encoded text as GLPI 10 returns it, status logs with pending periods and
 reopens) in a server zone with DST (Europe/Paris by default). Implements
 initSession (user token and Basic), the App-Token check, session expiry,
 killSession, changeActiveEntities, getFullSession/getMyProfiles/
-getActiveEntities, ``/search/Ticket`` (criteria on fields 1, 2, 12, 19;
-sort; ``range`` with 200/206, ``Content-Range``, ``Accept-Range`` and
-``ERROR_RANGE_EXCEED_TOTAL``), Ticket, its Ticket_User/Log/ITILSolution/
+getActiveEntities, ``/search/Ticket`` (criteria on fields 1, 2, 12, 19
+linked by AND/OR/AND NOT/OR NOT, the status values ``all``/``notold``/
+``notclosed``/``old``/``process``; sort; ``range`` with 200/206,
+``Content-Range``, ``Accept-Range`` and ``ERROR_RANGE_EXCEED_TOTAL``), with
+GLPI's defaults: a search without criteria gets Ticket's default search
+(status ``notold``: solved and closed tickets are left out, sorted by
+``date_mod`` descending), and only ``is_deleted=1`` shows the trash, which a
+normal search leaves out. Ticket, its Ticket_User/Log/ITILSolution/
 Ticket_Ticket sub-items, User and UserEmail, Ticket and Ticket_Ticket
 creation. Errors are GLPI's ``["ERROR_…", "message"]`` arrays.
 
 Tests drive it through :class:`FakeGlpi`: ``now`` is the server's clock
-(``advance``), ``modify``/``close`` change tickets, ``expire_sessions``,
+(``advance``), ``modify``/``close``/``trash`` change tickets, ``expire_sessions``,
 ``burst`` (429s with Retry-After), ``latency`` (seconds per request),
 ``lose_next_create`` (the ticket is created but the answer is a 502).
 """
@@ -62,6 +67,17 @@ SCENARIOS = [
     [1, 2, 5, 6],
     [1, 4, 2, 5],
 ]
+
+
+STATUS_SETS = {  # Ticket::getAllStatusArray(true): the search's special status values
+    "all": {1, 2, 3, 4, 5, 6},
+    "notold": {1, 2, 3, 4},
+    "notclosed": {1, 2, 3, 4, 5},
+    "old": {5, 6},
+    "process": {2, 3},
+}
+DEFAULT_CRITERION = {"field": "12", "searchtype": "equals", "value": "notold"}
+"""Ticket's default search (getDefaultSearchRequest, a profile with READALL): not solved."""
 
 
 def enc(text: str) -> str:
@@ -115,8 +131,10 @@ class FakeGlpi:
             "old_value": str(old), "new_value": str(new),
         })  # fmt: skip
 
-    def generate(self, count: int, seed: str = "glpi", start: datetime | None = None) -> None:
-        """``count`` tickets opened over the 6 days from ``start`` (across the DST end)."""
+    def generate(
+        self, count: int, seed: str = "glpi", start: datetime | None = None, days: int = 6
+    ) -> None:
+        """``count`` tickets opened over the ``days`` days from ``start`` (across the DST end)."""
         rng = random.Random(seed)
         start = start or datetime(2026, 10, 22, 6, 0, tzinfo=UTC)
         for n, (login, first, real, phone, mobile, emails) in enumerate(PEOPLE, start=57):
@@ -129,13 +147,21 @@ class FakeGlpi:
                                          "is_default": int(i == 0), "email": email})  # fmt: skip
         user_ids = sorted(self.users)
         for i in range(count):
-            created = start + timedelta(seconds=rng.randrange(0, 6 * 86400))
+            created = start + timedelta(seconds=rng.randrange(0, days * 86400))
             if DST_END - timedelta(hours=1) <= created < DST_END + timedelta(hours=1):
                 created += timedelta(hours=2)
             if i == 0:  # two status changes inside the repeated hour (naive 02:xx twice)
                 created = DST_END - timedelta(minutes=50)
             self._make(i + 1, created, SCENARIOS[i % len(SCENARIOS)], rng, user_ids)
         self.now = max(self.now, *(self._last(t) for t in self.tickets)) + timedelta(minutes=1)
+
+    def open_ticket(self, at: datetime | None = None) -> int:
+        """A customer opens one more ticket (status New) at ``at`` (default: now)."""
+        with self.lock:
+            ticket_id = max(self.tickets, default=0) + 1
+            users = sorted(self.users)
+            self._make(ticket_id, at or self.now, [1], random.Random(ticket_id), users)
+            return ticket_id
 
     def _last(self, ticket_id: int) -> datetime:
         return self.truth[ticket_id][-1][0]
@@ -241,6 +267,28 @@ class FakeGlpi:
         if self.tickets[ticket_id]["status"] != 5:
             self.modify(ticket_id, status=5, at=when)
         self.modify(ticket_id, status=6, at=when)
+
+    def trash(self, ticket_id: int, at: datetime | None = None) -> None:
+        """Move a ticket to the trash as GLPI does: ``is_deleted`` 1, ``date_mod`` moves."""
+        with self.lock:
+            when = at or self.now
+            t = self.tickets[ticket_id]
+            t["is_deleted"] = 1
+            t["date_mod"] = self.naive(when)
+            self.logs.append(
+                {
+                    "id": next(self._ids),
+                    "itemtype": "Ticket",
+                    "items_id": ticket_id,
+                    "itemtype_link": "",
+                    "linked_action": 13,
+                    "user_name": "tech (2)",
+                    "date_mod": self.naive(when),
+                    "id_search_option": 0,
+                    "old_value": "",
+                    "new_value": "",
+                }
+            )  # fmt: skip  (Log::HISTORY_DELETE_ITEM)
 
     def expire_sessions(self) -> None:
         """Every open session becomes invalid (PHP garbage-collected them)."""
@@ -380,10 +428,11 @@ class FakeGlpi:
         )
 
     def _visible(self, state: dict[str, Any], ticket: dict[str, Any]) -> bool:
+        """In the session's active entities (trashed or not: getItem shows both)."""
         entity = ticket["entities_id"]
         while True:
             if entity == state["entity"]:
-                return not ticket["is_deleted"]
+                return True
             if entity not in PARENT or not state["recursive"]:
                 return False
             entity = PARENT[entity]
@@ -428,11 +477,21 @@ class FakeGlpi:
                 crit.setdefault(idx, {})[rest.strip("[]")] = value
             elif key.startswith("forcedisplay["):
                 fields.add(value)
+        criteria = [crit[k] for k in sorted(crit, key=int)]
+        default_sort = "1"
+        if not criteria:  # Search::manageParams: Ticket::getDefaultSearchRequest()
+            criteria = [dict(DEFAULT_CRITERION)]
+            default_sort = "19"
+        trash = q.get("is_deleted", "0") in ("1", "true")  # Search: is_deleted = <param>
         with self.lock:
-            rows = [t for t in self.tickets.values() if self._visible(gate, t)]
-            for c in crit.values():
-                rows = [t for t in rows if self._match(t, c)]
-            sort, order = q.get("sort", "1"), q.get("order", "ASC")
+            rows = [
+                t
+                for t in self.tickets.values()
+                if self._visible(gate, t) and bool(t["is_deleted"]) == trash
+                and self._matches(t, criteria)
+            ]  # fmt: skip
+            sort = q.get("sort", default_sort)
+            order = q.get("order", "ASC" if crit else "DESC")
             key = {"19": lambda t: (t["date_mod"], t["id"]), "2": lambda t: (t["id"],)}.get(
                 sort, lambda t: (t["name"], t["id"])
             )
@@ -455,12 +514,28 @@ class FakeGlpi:
                             headers={"Content-Range": content_range,
                                      "Accept-Range": f"Ticket {self.max_range}"})  # fmt: skip
 
+    def _matches(self, t: dict[str, Any], criteria: list[dict[str, str]]) -> bool:
+        """Criteria joined as GLPI's SQL does: NOT binds to its criterion, AND before OR."""
+        groups: list[list[bool]] = []
+        for i, c in enumerate(criteria):
+            link = (c.get("link") or "AND").upper() if i else "AND"
+            hit = self._match(t, c)
+            if link.endswith("NOT"):
+                hit = not hit
+            if i == 0 or link.startswith("OR"):
+                groups.append([hit])
+            else:
+                groups[-1].append(hit)
+        return any(all(g) for g in groups)
+
     def _match(self, t: dict[str, Any], c: dict[str, str]) -> bool:
         field, kind, value = c.get("field"), c.get("searchtype"), c.get("value", "")
         column = {"19": "date_mod", "1": "name", "2": "id", "12": "status"}.get(field or "")
         if column is None:
             return True
         have = t[column]
+        if column == "status" and kind == "equals" and value in STATUS_SETS:
+            return int(have) in STATUS_SETS[value]
         if kind == "morethan":
             return str(have) > value
         if kind == "lessthan":

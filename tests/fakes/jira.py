@@ -11,10 +11,15 @@ the ``jira_sm`` connector makes, with Jira's shapes and quirks:
   literals to the minute; ``ORDER BY``), unbounded queries refused, and an
   index that lags behind creates unless ``reconcileIssues`` names them;
   the removed ``/rest/api/3/search`` answers 410;
-* ``/myself`` with a non-UTC profile ``timeZone``; ``approximate-count``;
-  ``mypermissions``; paged ``/issue/{key}/changelog``; issue create (ADF
-  required, labels, ``update.issuelinks``, ``properties``), issue GET,
-  properties, ``issueLink``; JSM ``/request/{key}/sla`` and ``/participant``;
+* ``/myself`` with a non-UTC profile ``timeZone``; ``/serverInfo``;
+  ``approximate-count`` (same JQL, bounded); ``mypermissions``; paged
+  ``/issue/{key}/changelog``; issue create (ADF required, labels,
+  ``update.issuelinks``, ``properties``) whose issues are ordinary issues that
+  any search of their project finds, issue GET, properties, ``issueLink``;
+  JSM ``/servicedeskapi/info``, ``/request/{key}/sla`` (a new resolution
+  cycle at each reopen: ``completedCycles`` plus ``ongoingCycle``) and
+  ``/participant``; JQL ``IN``/``NOT IN``/``IS [NOT] EMPTY``, where ``!=`` and
+  ``NOT IN`` never match an empty field, as in Jira;
 * errors in Jira's shape (``errorMessages`` + ``errors``) for 400/401/403/404;
   429 storms with ``Retry-After`` (seconds or HTTP date); per-request latency.
 
@@ -196,6 +201,10 @@ class FakeJira:
         self.index_lag = 0
         """Searches a created issue stays invisible for (unless reconcileIssues names it)."""
         self.can_create = {project: True, ticket_project: True}
+        self.service_desk = True
+        """Jira Service Management on the site (False: /rest/servicedeskapi/* answers 404)."""
+        self.sla_now: int | None = None
+        """The instant (ms) ongoing SLA cycles are judged at (None: never breached yet)."""
         self.server_url = "http://127.0.0.1"
         self._generate(issues, seed, start)
         routes = self._routes()
@@ -302,6 +311,34 @@ class FakeJira:
             else:
                 self._history(issue, ms_of(at), "labels", "", f"touched-{ms_of(at)}")
 
+    def add_incident(self, created: datetime, priority: str = "Medium") -> str:
+        """One more incident of the project, opened at ``created`` (Waiting for support)."""
+        with self.lock:
+            ident, key = self._new_key(self.project)
+            name, email, phone = PEOPLE[ident % len(PEOPLE)]
+            self.issues[key] = FakeIssue(
+                id=ident,
+                key=key,
+                project=self.project,
+                issuetype="Incident",
+                summary=SUMMARIES[ident % len(SUMMARIES)],
+                priority=priority,
+                created=ms_of(created),
+                updated=ms_of(created),
+                reporter={
+                    "accountId": f"qm:{ident}",
+                    "displayName": name,
+                    "emailAddress": email,
+                    "accountType": "customer",
+                },
+                extra={
+                    PHONE_FIELD: phone,
+                    ORG_FIELD: [{"id": "1", "name": ORGS[0]}],
+                    "components": [{"name": COMPONENTS[0]}],
+                },
+            )
+            return key
+
     def set_status(self, key: str, status: str, at: datetime) -> None:
         """Transition an issue (e.g. a created ticket to Done)."""
         self.update_issue(key, at, status)
@@ -389,9 +426,11 @@ class FakeJira:
         )
         raise JqlError(msg)
 
-    def _clause(self, fld: str, op: str, value: str) -> Callable[[FakeIssue], bool]:
+    def _clause(self, fld: str, op: str, value: str | list[str]) -> Callable[[FakeIssue], bool]:
         name = fld.casefold()
         if name in ("updated", "created"):
+            if isinstance(value, list):
+                raise JqlError(f"The operator '{op}' is not supported by the '{fld}' field.")
             limit = self._date(value, fld)
             ops: dict[str, Callable[[int], bool]] = {
                 ">=": lambda v: v >= limit,
@@ -418,13 +457,20 @@ class FakeJira:
                 f"Field '{fld}' does not exist or you do not have permission to view it."
             )
         projects = {i.project for i in self.issues.values()} | set(self.can_create)
-        if name == "project" and value not in projects:
+        if name == "project" and isinstance(value, str) and value not in projects:
             raise JqlError(f"The value '{value}' does not exist for the field 'project'.")
         get = getters[name]
-        if op == "=":
-            return lambda i: any(v.casefold() == value.casefold() for v in get(i))
-        if op == "!=":
-            return lambda i: all(v.casefold() != value.casefold() for v in get(i))
+        values = [v.casefold() for v in (value if isinstance(value, list) else [value])]
+        if op.upper() in ("IS", "IS NOT"):
+            if values != ["empty"] and values != ["null"]:
+                raise JqlError(f"The operator '{op}' only takes EMPTY for field '{fld}'.")
+            empty = op.upper() == "IS"
+            return lambda i: (not get(i)) == empty
+        if op == "=" or op.upper() == "IN":
+            return lambda i: any(v.casefold() in values for v in get(i))
+        if op == "!=" or op.upper() == "NOT IN":
+            # Jira: "!=" and NOT IN never match an empty field ("... OR field IS EMPTY")
+            return lambda i: bool(get(i)) and all(v.casefold() not in values for v in get(i))
         raise JqlError(f"The operator '{op}' is not supported by the '{fld}' field.")
 
     def parse_jql(self, jql: str) -> tuple[Callable[[FakeIssue], bool], list[tuple[str, bool]]]:
@@ -469,7 +515,27 @@ class FakeJira:
             if tok.upper() == "NOT":
                 inner = factor()
                 return lambda i: not inner(i)
-            return self._clause(word(tok), take(), word(take()))
+            fld, op = word(tok), take()
+            if op.upper() == "IS":
+                if (peek() or "").upper() == "NOT":
+                    take()
+                    op = "IS NOT"
+                return self._clause(fld, op, word(take()))
+            if op.upper() == "NOT":
+                if take().upper() != "IN":
+                    raise JqlError("Error in the JQL Query: Expecting 'IN' after 'NOT'.")
+                op = "NOT IN"
+            if op.upper() in ("IN", "NOT IN"):
+                if take() != "(":
+                    raise JqlError(f"Error in the JQL Query: Expecting '(' after '{op}'.")
+                items = [word(take())]
+                while peek() == ",":
+                    take()
+                    items.append(word(take()))
+                if take() != ")":
+                    raise JqlError("Error in the JQL Query: Expecting ')'.")
+                return self._clause(fld, op.upper(), items)
+            return self._clause(fld, op, word(take()))
 
         predicate: Callable[[FakeIssue], bool] | None = None
         if peek() is not None and (peek() or "").upper() != "ORDER":
@@ -550,6 +616,8 @@ class FakeJira:
         g = self._guard
         return [
             Route("/rest/api/3/myself", g(self.myself)),
+            Route("/rest/api/3/serverInfo", g(self.server_info)),
+            Route("/rest/servicedeskapi/info", g(self.servicedesk_info)),
             Route("/rest/api/3/search", g(self.removed_search), methods=["GET", "POST"]),
             Route("/rest/api/3/search/jql", g(self.search), methods=["GET", "POST"]),
             Route("/rest/api/3/search/approximate-count", g(self.count), methods=["POST"]),
@@ -583,6 +651,31 @@ class FakeJira:
                 "active": True,
                 "timeZone": self.zone.key,
                 "locale": "en_US",
+            }
+        )
+
+    async def server_info(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "baseUrl": self.server_url,
+                "displayUrl": self.server_url,
+                "version": "1001.0.0-SNAPSHOT",
+                "versionNumbers": [1001, 0, 0],
+                "deploymentType": "Cloud",
+                "buildNumber": 100295,
+                "serverTitle": "Jira",
+            }
+        )
+
+    async def servicedesk_info(self, request: Request) -> Response:
+        if not self.service_desk:
+            return error(404, "null for uri: /rest/servicedeskapi/info")
+        return JSONResponse(
+            {
+                "version": "10.5.0",
+                "platformVersion": "1001.0.0",
+                "isLicensedForUse": True,
+                "_links": {"self": f"{self.server_url}/rest/servicedeskapi/info"},
             }
         )
 
@@ -798,24 +891,35 @@ class FakeJira:
         found = self._issue_or_404(request.path_params["key"])
         if isinstance(found, JSONResponse):
             return found
-        if not found.is_request:
+        if not found.is_request or not self.service_desk:
             return error(404, "The request could not be found or you do not have access to it.")
         return self._paged(request, self._sla_metrics(found))
 
     def _sla_metrics(self, issue: FakeIssue) -> list[dict[str, Any]]:
+        """JSM's two usual SLAs: first response (one cycle) and resolution, which starts a
+        new cycle at each reopen (a move out of a done status) and stops at each entry
+        into one, so a reopened request has several completed cycles, maybe an ongoing one."""
         changes = issue.status_changes()
         first = next((ms for ms, s in changes if STATUSES[s][0] != "new"), None)
-        resolved = [ms for ms, s in changes if s in ("Resolved", "Closed", "Canceled")]
         goals = {"P1": 3_600_000, "P2": 4 * 3_600_000}
         goal_r = goals.get({"Highest": "P1", "High": "P2"}.get(issue.priority, ""), 8 * 3_600_000)
+        spans: list[tuple[int, int | None]] = []
+        start: int | None = issue.created
+        for ms, status in changes[1:]:
+            done = STATUSES[status][0] == "done"
+            if done and start is not None:
+                spans.append((start, ms))
+                start = None
+            elif not done and start is None:
+                start = ms
+        if start is not None:
+            spans.append((start, None))
         return [
-            self._metric(1, "Time to first response", issue.created, first, 1_800_000),
-            self._metric(
-                2, "Time to resolution", issue.created, resolved[-1] if resolved else None, goal_r
-            ),
+            self._metric(1, "Time to first response", [(issue.created, first)], 1_800_000),
+            self._metric(2, "Time to resolution", spans, goal_r),
         ]
 
-    def _metric(self, ident: int, name: str, start: int, stop: int | None, goal: int) -> Any:
+    def _metric(self, ident: int, name: str, spans: list[tuple[int, int | None]], goal: int) -> Any:
         def date(ms: int) -> dict[str, Any]:
             return {
                 "iso8601": fmt_ms(ms, self.zone),
@@ -828,20 +932,22 @@ class FakeJira:
             return {"millis": ms, "friendly": f"{ms // 60000}m"}
 
         out: dict[str, Any] = {"id": str(ident), "name": name, "completedCycles": []}
-        if stop is None:
-            out["ongoingCycle"] = {
-                "startTime": date(start),
-                "breachTime": date(start + goal),
-                "breached": False,
-                "paused": False,
-                "withinCalendarHours": True,
-                "goalDuration": dur(goal),
-                "elapsedTime": dur(0),
-                "remainingTime": dur(goal),
-            }
-        else:
+        for start, stop in spans:
+            if stop is None:
+                elapsed = 0 if self.sla_now is None else max(self.sla_now - start, 0)
+                out["ongoingCycle"] = {
+                    "startTime": date(start),
+                    "breachTime": date(start + goal),
+                    "breached": elapsed > goal,
+                    "paused": False,
+                    "withinCalendarHours": True,
+                    "goalDuration": dur(goal),
+                    "elapsedTime": dur(elapsed),
+                    "remainingTime": dur(goal - elapsed),
+                }
+                continue
             elapsed = stop - start
-            out["completedCycles"] = [
+            out["completedCycles"].append(
                 {
                     "startTime": date(start),
                     "stopTime": date(stop),
@@ -851,7 +957,7 @@ class FakeJira:
                     "elapsedTime": dur(elapsed),
                     "remainingTime": dur(goal - elapsed),
                 }
-            ]
+            )
         return out
 
 
