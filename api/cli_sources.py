@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from core.connector import Probe
-from core.errors import ConnectorError, QloopError, StateError
+from core.errors import ConfigError, ConnectorError, QloopError, StateError
 from core.loop import rejects
 from core.loop.common import collect_state_name
 from core.runtime import Runtime, open_runtime
@@ -33,9 +33,15 @@ def _state_name(kind: Kind, name: str) -> str:
     return name if kind == "source" else collect_state_name(name)
 
 
-def list_status(rt: Runtime, kind: Kind) -> int:
-    """Print each configured source or channel with its last sync outcome."""
+def list_status(rt: Runtime, kind: Kind, only: str | None = None) -> int:
+    """Print each configured source or channel (or ``only`` that one) with its last sync."""
     configured = rt.config.sources if kind == "source" else rt.config.channels
+    if only is not None:
+        if only not in configured:
+            known = ", ".join(sorted(configured)) or "none configured"
+            msg = f"unknown {kind} {only!r}; known: {known}"
+            raise ConfigError(msg)
+        configured = {only: configured[only]}
     with rt.db.session() as s:
         states = {st.name: st for st in s.scalars(select(SourceState))}
         rejected = rejects.open_counts(s) if kind == "source" else {}
@@ -125,10 +131,10 @@ def _command(kind: Kind) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from api.cli import _load
 
-        rt = open_runtime(_load(args))
+        rt = open_runtime(_load(args), existing=args.action in ("list", "rejects", "test"))
         try:
             if args.action == "list":
-                return list_status(rt, kind)
+                return list_status(rt, kind, args.name)
             if args.action == "rejects":
                 return list_rejects(rt, args.name, args.all)
             if not args.name:
@@ -149,12 +155,22 @@ def add_commands(
 ) -> None:
     """Add ``sources`` and ``channels`` to the ``qloop`` command."""
     for kind in ("source", "channel"):
-        p = with_config(
-            sub.add_parser(f"{kind}s", help=f"{kind}s' sync status; check a {kind}'s access")
-        )
+        text = f"{kind}s' sync status; check a {kind}'s access"
+        p = with_config(sub.add_parser(f"{kind}s", help=text, description=text))
         actions = ("list", "test", "rejects", "resync") if kind == "source" else ("list", "test")
-        p.add_argument("action", choices=actions)
-        p.add_argument("name", nargs="?", help=f"the {kind} to test (or list, resync)")
+        what = (
+            "list: last sync and error (read-only); test NAME: check URL, credentials and "
+            "permissions; rejects [NAME]: records the mapping refused; resync NAME: read it all "
+            "again at the next sync"
+            if kind == "source"
+            else "list: last collection and error (read-only); test NAME: check access"
+        )
+        p.add_argument("action", choices=actions, help=what)
+        p.add_argument(
+            "name", nargs="?", help=f"the {kind} to test, resync or list (default: every {kind})"
+        )
         if kind == "source":
-            p.add_argument("--all", action="store_true", help="rejects: resolved ones too")
+            p.add_argument(
+                "--all", action="store_true", help="rejects: resolved ones too (default: open ones)"
+            )
         p.set_defaults(func=_command(kind))
