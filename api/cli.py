@@ -185,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much to log on stderr (default $QLOOP_LOG_LEVEL, else INFO for serve, "
         "worker and scheduler and WARNING for the other commands)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of these commands:"
+    )
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument(
@@ -322,7 +324,7 @@ def _quiet_broken_pipe() -> int:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout has no file descriptor (captured): nothing to flush
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured): no flush
         pass
     return 1
 

@@ -23,6 +23,7 @@ from core.errors import ConfigError, ConnectorError, QloopError, StateError
 from core.loop import rejects
 from core.loop.common import collect_state_name
 from core.runtime import Runtime, open_runtime
+from core.store import open_database
 from core.store.models import SourceState
 from workers import guard
 
@@ -131,7 +132,11 @@ def _command(kind: Kind) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from api.cli import _load
 
-        rt = open_runtime(_load(args), existing=args.action in ("list", "rejects", "test"))
+        cfg = _load(args)
+        if args.action == "test":  # checks the remote only: works before any store exists
+            rt = Runtime(config=cfg, db=open_database("sqlite://", migrate_schema=False))
+        else:
+            rt = open_runtime(cfg, existing=args.action in ("list", "rejects"))
         try:
             if args.action == "list":
                 return list_status(rt, kind, args.name)
