@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=text, description=text)  # type: ignore[no-any-return]
+        return sub.add_parser(name, help=text, description=text)
 
     p = command("init", "write a commented, runnable config to start from (SQLite + sandbox)")
     p.add_argument(

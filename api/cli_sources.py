@@ -11,13 +11,14 @@ source again (after a mapping fix), unless a sync of it is running.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from core.conf import ChannelConfig, SourceConfig
 from core.connector import Probe
 from core.errors import ConfigError, ConnectorError, QloopError, StateError
 from core.loop import rejects
@@ -36,7 +37,9 @@ def _state_name(kind: Kind, name: str) -> str:
 
 def list_status(rt: Runtime, kind: Kind, only: str | None = None) -> int:
     """Print each configured source or channel (or ``only`` that one) with its last sync."""
-    configured = rt.config.sources if kind == "source" else rt.config.channels
+    configured: Mapping[str, SourceConfig | ChannelConfig] = (
+        rt.config.sources if kind == "source" else rt.config.channels
+    )
     if only is not None:
         if only not in configured:
             known = ", ".join(sorted(configured)) or "none configured"
