@@ -15,10 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 import config
 import connectors  # noqa: F401  registers the built-in connector types
 from api import console
-from core.conf import AppConfig, format_problems, load_config
+from core.conf import AppConfig, format_problems, load_config, mask_url
 from core.errors import ConfigError, InputError, QloopError
 from core.logs import configure
 from core.runtime import open_runtime
@@ -349,6 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"qloop: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the database is unreachable or refused us
+        cause = getattr(exc, "orig", None) or exc
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        print(f"qloop: database error: {mask_url(first)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -98,6 +98,15 @@ def test_read_only_commands_create_no_store(
     assert list(work.iterdir()) == []
 
 
+def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    path = sandbox_config("postgresql://qloop:pw-not-shown@127.0.0.1:9/qloop", tmp_path)
+    for args in (["outbox", "list"], ["run", "-q"]):
+        proc = qloop(tmp_path, *args, "-c", str(path))
+        assert_clean_error(proc, 1, "qloop: database error: ")
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "pw-not-shown" not in proc.stderr
+
+
 def test_validate_creates_nothing(relative_store_config: tuple[Path, Path]) -> None:
     work, path = relative_store_config
     proc = qloop(work, "validate", str(path))
