@@ -361,3 +361,18 @@ def test_every_command_and_option_says_what_it_does(capsys: pytest.CaptureFixtur
         if action.help is None:
             thin.append("/".join(action.option_strings) or action.dest)
     assert thin == [], textwrap.fill(", ".join(thin))
+
+
+def test_demo_refuses_to_wipe_a_folder_that_is_not_a_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    assert main(["demo", "--dir", str(precious), "--incidents", "5"]) == 1
+    assert "is not empty and holds no earlier demo" in capsys.readouterr().err
+    assert (precious / "notes.txt").read_text() == "keep me"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert main(["demo", "--dir", str(a_file)]) == 1
+    assert "is not a folder" in capsys.readouterr().err
