@@ -7,6 +7,10 @@ ENV PYTHONUNBUFFERED=1 \
     QLOOP_CONFIG=/etc/qloop/qloop.yaml
 
 WORKDIR /app
+# The pinned runtime dependencies first (a layer of their own), then qloop
+# without resolving anything else: the image has exactly the tested versions.
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY core core
 COPY connectors connectors
@@ -14,7 +18,8 @@ COPY api api
 COPY workers workers
 COPY config config
 COPY mappings mappings
-RUN pip install . \
+RUN pip install --no-deps . \
+ && pip check \
  && useradd --system --uid 10001 --home-dir /var/lib/qloop --shell /usr/sbin/nologin qloop \
  && mkdir -p /var/lib/qloop /etc/qloop \
  && chown qloop:qloop /var/lib/qloop

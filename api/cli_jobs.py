@@ -161,17 +161,23 @@ def add_commands(
     with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
 ) -> None:
     """Add ``worker`` and ``jobs`` to the ``qloop`` command."""
-    p = with_config(sub.add_parser("worker", help="run an RQ worker (needs redis_url)"))
+    text = "run an RQ worker until stopped (needs redis_url)"
+    p = with_config(sub.add_parser("worker", help=text, description=text))
     p.add_argument(
         "--queues",
         nargs="+",
         metavar="QUEUE",
         help=f"queues to work, in priority order (default: {' '.join(queue.KINDS)})",
     )
-    p.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    p.add_argument(
+        "--burst",
+        action="store_true",
+        help="stop when the queues are empty (default: wait for more jobs)",
+    )
     p.set_defaults(func=cmd_worker)
 
-    p = with_config(sub.add_parser("jobs", help="queues, running and failed jobs; requeue"))
+    text = "queue depths, running and failed jobs; requeue or enqueue jobs (needs redis_url)"
+    p = with_config(sub.add_parser("jobs", help=text, description=text))
     p.add_argument(
         "action",
         nargs="?",
@@ -179,6 +185,13 @@ def add_commands(
         choices=("list", "failed", "requeue", "enqueue"),
         help="list (default), failed, requeue ID…|--all, enqueue KIND [NAME]",
     )
-    p.add_argument("args", nargs="*", help="job ids (requeue) or KIND [NAME] (enqueue)")
-    p.add_argument("--all", action="store_true", help="requeue: every failed job")
+    p.add_argument(
+        "args",
+        nargs="*",
+        help=f"requeue: job ids; enqueue: KIND ({', '.join(queue.KINDS)}) and, for sync and "
+        "collect, the source or channel name",
+    )
+    p.add_argument(
+        "--all", action="store_true", help="requeue: every failed job (default: only those named)"
+    )
     p.set_defaults(func=cmd_jobs)

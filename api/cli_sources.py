@@ -11,18 +11,20 @@ source again (after a mapping fix), unless a sync of it is running.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from core.conf import ChannelConfig, SourceConfig
 from core.connector import Probe
-from core.errors import ConnectorError, QloopError, StateError
+from core.errors import ConfigError, ConnectorError, QloopError, StateError
 from core.loop import rejects
 from core.loop.common import collect_state_name
 from core.runtime import Runtime, open_runtime
+from core.store import open_database
 from core.store.models import SourceState, SyncRun
 from workers import guard
 
@@ -33,9 +35,17 @@ def _state_name(kind: Kind, name: str) -> str:
     return name if kind == "source" else collect_state_name(name)
 
 
-def list_status(rt: Runtime, kind: Kind) -> int:
-    """Print each configured source or channel with its last sync outcome."""
-    configured = rt.config.sources if kind == "source" else rt.config.channels
+def list_status(rt: Runtime, kind: Kind, only: str | None = None) -> int:
+    """Print each configured source or channel (or ``only`` that one) with its last sync."""
+    configured: Mapping[str, SourceConfig | ChannelConfig] = (
+        rt.config.sources if kind == "source" else rt.config.channels
+    )
+    if only is not None:
+        if only not in configured:
+            known = ", ".join(sorted(configured)) or "none configured"
+            msg = f"unknown {kind} {only!r}; known: {known}"
+            raise ConfigError(msg)
+        configured = {only: configured[only]}
     with rt.db.session() as s:
         states = {st.name: st for st in s.scalars(select(SourceState))}
         rejected = rejects.open_counts(s) if kind == "source" else {}
@@ -154,10 +164,14 @@ def _command(kind: Kind) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from api.cli import _load
 
-        rt = open_runtime(_load(args))
+        cfg = _load(args)
+        if args.action == "test":  # checks the remote only: works before any store exists
+            rt = Runtime(config=cfg, db=open_database("sqlite://", migrate_schema=False))
+        else:
+            rt = open_runtime(cfg, existing=args.action in ("list", "rejects"))
         try:
             if args.action == "list":
-                return list_status(rt, kind)
+                return list_status(rt, kind, args.name)
             if args.action == "rejects":
                 return list_rejects(rt, args.name, args.all)
             if not args.name:
@@ -178,12 +192,22 @@ def add_commands(
 ) -> None:
     """Add ``sources`` and ``channels`` to the ``qloop`` command."""
     for kind in ("source", "channel"):
-        p = with_config(
-            sub.add_parser(f"{kind}s", help=f"{kind}s' sync status; check a {kind}'s access")
-        )
+        text = f"{kind}s' sync status; check a {kind}'s access"
+        p = with_config(sub.add_parser(f"{kind}s", help=text, description=text))
         actions = ("list", "test", "rejects", "resync") if kind == "source" else ("list", "test")
-        p.add_argument("action", choices=actions)
-        p.add_argument("name", nargs="?", help=f"the {kind} to test (or list, resync)")
+        what = (
+            "list: last sync and error (read-only); test NAME: check URL, credentials and "
+            "permissions; rejects [NAME]: records the mapping refused; resync NAME: read it all "
+            "again at the next sync"
+            if kind == "source"
+            else "list: last collection and error (read-only); test NAME: check access"
+        )
+        p.add_argument("action", choices=actions, help=what)
+        p.add_argument(
+            "name", nargs="?", help=f"the {kind} to test, resync or list (default: every {kind})"
+        )
         if kind == "source":
-            p.add_argument("--all", action="store_true", help="rejects: resolved ones too")
+            p.add_argument(
+                "--all", action="store_true", help="rejects: resolved ones too (default: open ones)"
+            )
         p.set_defaults(func=_command(kind))

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from core.errors import InputError
+from core.errors import InputError, StateError
 from core.export import COLUMNS, export_rows, period_indicators, write_export
 from core.loop import run_once
 from core.loop.common import StepResult
@@ -40,6 +40,9 @@ def print_job(name: str, results: list[StepResult]) -> None:
 
 def run_cycles(rt: Runtime, cycles: int = 1, quiet: bool = False) -> int:
     """Run the loop ``cycles`` times; exit status 1 if any step reported an error."""
+    if cycles < 1:
+        msg = f"cycles must be at least 1, got {cycles}"
+        raise InputError(msg)
     failed = False
     if not quiet:
         rt.on_progress = live_progress
@@ -82,9 +85,35 @@ def export(
     return written
 
 
+OUTBOX_STATES = ("pending", "sending", "sent", "dead")
+"""The states of an outbox item (``qloop outbox list --state``)."""
+
+
+def _check_replayable(rt: Runtime, ids: list[int]) -> None:
+    """Every id must be an outbox item that is dead; else a StateError naming them."""
+    with rt.db.session() as s:
+        states = dict(
+            s.execute(select(OutboxItem.id, OutboxItem.state).where(OutboxItem.id.in_(ids))).all()
+        )
+    missing = [str(i) for i in ids if i not in states]
+    if missing:
+        msg = f"no outbox item {', '.join(missing)} (see `qloop outbox list`)"
+        raise StateError(msg)
+    alive = [f"{i} is {states[i]}" for i in ids if states[i] != "dead"]
+    if alive:
+        msg = f"only dead items are replayed: {', '.join(alive)}"
+        raise StateError(msg)
+
+
 def outbox(rt: Runtime, action: str, ids: Iterable[int], state: str | None) -> int:
+    if state is not None and state not in OUTBOX_STATES:
+        msg = f"unknown outbox state {state!r}; known: {', '.join(OUTBOX_STATES)}"
+        raise InputError(msg)
     if action == "replay":
-        count = replay_dead(rt, list(ids) or None)
+        wanted = list(dict.fromkeys(ids))
+        if wanted:
+            _check_replayable(rt, wanted)
+        count = replay_dead(rt, wanted or None)
         print(f"{count} dead item(s) put back in the outbox")
         return 0
     with rt.db.session() as s:

@@ -15,6 +15,7 @@ import config
 from api import console
 from core.compliance import MonthlyIndicators, Ratio
 from core.conf import AppConfig, load_config
+from core.errors import InputError
 from core.export import period_indicators
 from core.loop import run_once
 from core.runtime import Runtime, open_runtime
@@ -93,6 +94,15 @@ def _counts(rt: Runtime) -> dict[str, Any]:
 
 
 def run_demo(workdir: Path, incidents: int | None = None) -> int:
+    if incidents is not None and incidents < 1:
+        msg = f"the demo needs at least 1 incident, got {incidents}"
+        raise InputError(msg)
+    if workdir.exists() and not workdir.is_dir():
+        msg = f"{workdir} is not a folder"
+        raise InputError(msg)
+    if workdir.exists() and any(workdir.iterdir()) and not (workdir / "qloop.db").exists():
+        msg = f"{workdir} is not empty and holds no earlier demo; give an empty or new --dir"
+        raise InputError(msg)
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)

@@ -42,7 +42,12 @@ def http_options_schema(default_rate: float = 0) -> dict[str, Any]:
             "default": default_rate,
             "description": "requests per second to the host, shared by every client (0: no limit)",
         },
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 30,
+            "description": "seconds to wait for each HTTP call",
+        },
         "verify_tls": {
             "type": ["boolean", "string"],
             "default": True,

@@ -29,8 +29,20 @@ BACKFILL_OPTIONS_SCHEMA: dict[str, object] = {
         "type": "string",
         "description": "first sync only: ISO 8601 instant to pull from (none: everything)",
     },
-    "backfill_parts": {"type": "integer", "minimum": 1, "maximum": 256, "default": 8},
-    "backfill_workers": {"type": "integer", "minimum": 1, "maximum": 32, "default": 4},
+    "backfill_parts": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 256,
+        "default": 8,
+        "description": "first sync with backfill_from: the history is cut into this many windows",
+    },
+    "backfill_workers": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 32,
+        "default": 4,
+        "description": "first sync with backfill_from: windows pulled at the same time",
+    },
 }
 """Options of a source that backfills in concurrent windows (:func:`pull_windows`)."""
 _DONE = object()

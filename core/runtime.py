@@ -25,6 +25,7 @@ from core.errors import ConfigError
 from core.mapping import merge_mapping
 from core.retry import call_with_retry, make_retrying
 from core.store import Database, open_database
+from core.store.db import open_existing
 from core.timeutil import utcnow
 
 log = logging.getLogger("qloop")
@@ -149,6 +150,15 @@ def open_runtime(
     config: AppConfig,
     clock: Callable[[], datetime] = utcnow,
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    existing: bool = False,
 ) -> Runtime:
-    """Open the store (migrating it) and build the runtime for ``config``."""
-    return Runtime(config=config, db=open_database(config.database_url), clock=clock, sleep=sleep)
+    """Open the store (migrating it) and build the runtime for ``config``.
+
+    With ``existing`` (commands that only look), the store must already
+    exist at the newest schema: nothing is created or migrated
+    (:func:`core.store.db.open_existing`).
+    """
+    url = config.database_url
+    db = open_existing(url) if existing else open_database(url)
+    return Runtime(config=config, db=db, clock=clock, sleep=sleep)

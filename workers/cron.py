@@ -124,7 +124,7 @@ class CronLeader:
             if job.cron:
                 job.next_enqueue_time = croniter(job.cron, since).get_next(datetime)
         self.scheduler.register_birth()
-        log.warning("cron %s: leading; %d scheduled jobs", self.scheduler.name, len(self.jobs))
+        log.info("cron %s: leading; %d scheduled jobs", self.scheduler.name, len(self.jobs))
 
     def tick(self) -> list[str]:
         """One round: keep the lock, enqueue the kicks that are due; their names."""

@@ -50,7 +50,6 @@ log = logging.getLogger("qloop.queue")
 
 KINDS: tuple[str, ...] = ("sync", "dispatch", "collect", "evaluate", "track")
 """The kinds of work, one RQ queue each."""
-"""Kinds whose jobs take a name (a source, a channel); the others run once for all."""
 
 JOB_TIMEOUT_S = 1800
 """A step running longer than this is killed by the worker (and retried)."""

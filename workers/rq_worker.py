@@ -81,7 +81,7 @@ def run_worker(
     conn = queue.connect(redis_url)
     worker = build_worker(conn, kinds)
     names = ", ".join(q.name for q in worker.queues)
-    log.warning("worker %s on %s%s", worker.name, names, " (burst)" if burst else "")
+    log.info("worker %s on %s%s", worker.name, names, " (burst)" if burst else "")
     try:
         return bool(worker.work(burst=burst, with_scheduler=True, logging_level=logging_level))
     finally:

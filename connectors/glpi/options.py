@@ -38,12 +38,21 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "app_token": {"type": "string", "description": "App-Token of the API client, if set"},
         "user_token": {"type": "string", "description": "personal API token of the API user"},
         "username": {"type": "string", "description": "login for Basic auth (with password)"},
-        "password": {"type": "string"},
+        "password": {
+            "type": "string",
+            "description": "that user's password, from the environment: ${GLPI_PASSWORD}",
+        },
         "server_timezone": {
             "type": "string",
             "description": "zone of GLPI's naive timestamps (the server's, e.g. Europe/Paris)",
         },
-        "page_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200},
+        "page_size": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000,
+            "default": 200,
+            "description": "tickets per search page (GLPI's range)",
+        },
         "overlap": {**_DURATION, "default": "5m"},
         "entity": {
             "type": "integer",
@@ -64,10 +73,27 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "description": "fields of the nonconformity tickets qloop creates",
             "properties": {
-                "entity": {"type": "integer", "minimum": 0},
-                "type": {"type": "integer", "enum": [1, 2]},
-                "urgency": {"type": "integer", "minimum": 1, "maximum": 5},
-                "category": {"type": "integer", "minimum": 0},
+                "entity": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "entity of the tickets qloop creates (default: the incident's)",
+                },
+                "type": {
+                    "type": "integer",
+                    "enum": [1, 2],
+                    "description": "ticket type: 1 incident, 2 request",
+                },
+                "urgency": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 5,
+                    "description": "urgency of the tickets qloop creates, 1 (very low) to 5",
+                },
+                "category": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "ITIL category id of the tickets qloop creates",
+                },
             },
         },
     },

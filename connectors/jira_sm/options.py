@@ -58,15 +58,29 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                     "additionalProperties": False,
                     "required": ["email", "api_token"],
                     "properties": {
-                        "email": {"type": "string", "minLength": 3},
-                        "api_token": {"type": "string", "minLength": 1},
+                        "email": {
+                            "type": "string",
+                            "minLength": 3,
+                            "description": "Atlassian account e-mail (Basic auth, with api_token)",
+                        },
+                        "api_token": {
+                            "type": "string",
+                            "minLength": 1,
+                            "description": "that account's API token, from the environment",
+                        },
                     },
                 },
                 {
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["bearer_token"],
-                    "properties": {"bearer_token": {"type": "string", "minLength": 1}},
+                    "properties": {
+                        "bearer_token": {
+                            "type": "string",
+                            "minLength": 1,
+                            "description": "OAuth 2.0 or scoped token, from the environment",
+                        }
+                    },
                 },
             ],
         },
@@ -75,7 +89,13 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "minLength": 1,
             "description": "the incident filter, bounded, without ORDER BY",
         },
-        "page_size": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
+        "page_size": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100,
+            "default": 100,
+            "description": "issues per search page (Jira returns at most 100)",
+        },
         "overlap": {**_DURATION, "default": "2m"},
         "timezone_mode": {
             "enum": ["epoch", "profile"],
@@ -92,14 +112,33 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         },
         **http_options_schema(default_rate=10),
         "ticket": {
+            "description": "where qloop creates its nonconformity issues",
             "type": "object",
             "additionalProperties": False,
             "required": ["project"],
             "properties": {
-                "project": {"type": "string", "minLength": 1},
-                "issue_type": {"type": "string", "minLength": 1, "default": "Task"},
-                "link_type": {"type": "string", "minLength": 1, "default": "Relates"},
-                "labels": {"type": "array", "items": {"type": "string", "pattern": r"^\S+$"}},
+                "project": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "project key of the nonconformity issues, e.g. QA",
+                },
+                "issue_type": {
+                    "type": "string",
+                    "minLength": 1,
+                    "default": "Task",
+                    "description": "issue type of the nonconformity issues",
+                },
+                "link_type": {
+                    "type": "string",
+                    "minLength": 1,
+                    "default": "Relates",
+                    "description": "issue link type joining a nonconformity to its incident",
+                },
+                "labels": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": r"^\S+$"},
+                    "description": "labels added to every nonconformity issue",
+                },
             },
         },
         "contact": {

@@ -27,10 +27,26 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "pattern": "^https?://",
             "description": "RemoteControl endpoint, e.g. https://ls.example.com/index.php/admin/remotecontrol",
         },
-        "username": {"type": "string", "minLength": 1},
-        "password": {"type": "string", "minLength": 1},
-        "auth_plugin": {"type": "string", "default": "Authdb"},
-        "survey_id": {"type": "integer", "minimum": 1},
+        "username": {
+            "type": "string",
+            "minLength": 1,
+            "description": "RemoteControl 2 user (a LimeSurvey account allowed to use the API)",
+        },
+        "password": {
+            "type": "string",
+            "minLength": 1,
+            "description": "that user's password, from the environment: ${LIMESURVEY_PASSWORD}",
+        },
+        "auth_plugin": {
+            "type": "string",
+            "default": "Authdb",
+            "description": "authentication plugin for get_session_key: Authdb, or e.g. AuthLDAP",
+        },
+        "survey_id": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "id of the survey invitations are for (it needs a participants table)",
+        },
         "correlation_attribute": {
             **_ATTRIBUTE,
             "description": "participant attribute holding qloop's correlation token "
@@ -47,8 +63,18 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "can answer (default: the mapping's; without one lookup is not supported)",
         },
         "language": {"type": "string", "description": "participant language (survey default)"},
-        "batch_size": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 200},
-        "ascii_email_only": {"type": "boolean", "default": True},
+        "batch_size": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 5000,
+            "default": 200,
+            "description": "participants added, and answers read, per RemoteControl call",
+        },
+        "ascii_email_only": {
+            "type": "boolean",
+            "default": True,
+            "description": "non-ASCII e-mail addresses are unreachable (LimeSurvey refuses them)",
+        },
         "server_timezone": {
             "type": "string",
             "default": "UTC",

@@ -48,12 +48,34 @@ CHANNEL_OPTIONS_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["role"],
     "properties": {
-        "role": {"enum": ["callback", "survey"]},
+        "role": {
+            "enum": ["callback", "survey"],
+            "description": "callback: answers callback tasks; survey: answers survey invitations",
+        },
         "contact": {"enum": ["phone", "email"], "default": "phone", "description": "for surveys"},
-        "ascii_email_only": {"type": "boolean", "default": True},
-        "seed": {"type": "string", "default": "qloop"},
-        "failure_rate": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
-        "retry_after": {"type": "number", "minimum": 0, "default": 1.0},
+        "ascii_email_only": {
+            "type": "boolean",
+            "default": True,
+            "description": "non-ASCII e-mail addresses are unreachable, as in some survey tools",
+        },
+        "seed": {
+            "type": "string",
+            "default": "qloop",
+            "description": "simulation seed: same seed, same customer behaviour",
+        },
+        "failure_rate": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0,
+            "description": "share of calls that fail (429 or 5xx), to exercise retries",
+        },
+        "retry_after": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "seconds a throttled (429) call is told to wait",
+        },
         "scale": {
             "type": "array",
             "items": {"type": "number"},
@@ -61,8 +83,18 @@ CHANNEL_OPTIONS_SCHEMA: dict[str, Any] = {
             "maxItems": 2,
             "description": "[min, max] score; default [1, 5], [0, 10] for phone surveys",
         },
-        "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 500},
-        "timezone": {"type": "string", "default": "Asia/Shanghai"},
+        "batch_size": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10000,
+            "default": 500,
+            "description": "outcomes returned per collect call",
+        },
+        "timezone": {
+            "type": "string",
+            "default": "Asia/Shanghai",
+            "description": "zone the simulated customers live in (when they answer)",
+        },
     },
 }
 

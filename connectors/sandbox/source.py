@@ -36,12 +36,38 @@ SOURCE_OPTIONS_SCHEMA: dict[str, Any] = {
             "pattern": r"^\d{4}-(0[1-9]|1[0-2])$",
             "description": "month (YYYY-MM) whose incidents are generated",
         },
-        "incidents": {"type": "integer", "minimum": 1, "default": 400},
-        "failure_rate": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
-        "retry_after": {"type": "number", "minimum": 0, "default": 1.0},
-        "page_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+        "incidents": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 400,
+            "description": "how many incidents to generate",
+        },
+        "failure_rate": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0,
+            "description": "share of calls that fail (429 or 5xx), to exercise retries",
+        },
+        "retry_after": {
+            "type": "number",
+            "minimum": 0,
+            "default": 1.0,
+            "description": "seconds a throttled (429) call is told to wait",
+        },
+        "page_size": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10000,
+            "default": 100,
+            "description": "incidents per pull page",
+        },
         "overlap": {"type": "string", "default": "5m", "description": "e.g. 5m, 30s, 1h"},
-        "timezone": {"type": "string", "default": "Asia/Shanghai"},
+        "timezone": {
+            "type": "string",
+            "default": "Asia/Shanghai",
+            "description": "zone of the generated office hours",
+        },
     },
 }
 

@@ -37,7 +37,11 @@ _COMMON: dict[str, Any] = {
         "description": "account auth token: Basic auth, and the key of X-Twilio-Signature",
     },
     "api_key_sid": {**_SID, "description": "SK… API key used for REST calls instead of the token"},
-    "api_key_secret": {"type": "string", "minLength": 1},
+    "api_key_secret": {
+        "type": "string",
+        "minLength": 1,
+        "description": "secret of the API key (with api_key_sid), from the environment",
+    },
     "from_number": {"type": "string", "minLength": 1, "description": "E.164 caller id"},
     "callback_url": {
         "type": "string",
@@ -64,9 +68,20 @@ _COMMON: dict[str, Any] = {
         "default": 300,
         "description": "seconds re-read before the collect cursor (late events)",
     },
-    "page_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    "page_size": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 1000,
+        "default": 100,
+        "description": "events or executions read per page when polling",
+    },
     "rate": {"type": "number", "minimum": 0, "default": 0, "description": "requests/s (0: no cap)"},
-    "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+    "timeout": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "default": 30,
+        "description": "seconds to wait for each HTTP call",
+    },
 }
 
 _AUTH_CHOICE: list[dict[str, Any]] = [
@@ -85,7 +100,12 @@ TASKROUTER_OPTIONS_SCHEMA: dict[str, Any] = {
         **_COMMON,
         "workspace_sid": {**_SID, "description": "WS… workspace"},
         "workflow_sid": {**_SID, "description": "WW… workflow that routes callback tasks"},
-        "task_channel": {"type": "string", "minLength": 1, "default": "voice"},
+        "task_channel": {
+            "type": "string",
+            "minLength": 1,
+            "default": "voice",
+            "description": "TaskRouter task channel of the callback tasks (voice, default, ...)",
+        },
         "task_timeout": {
             "type": "integer",
             "minimum": 60,
@@ -93,7 +113,12 @@ TASKROUTER_OPTIONS_SCHEMA: dict[str, Any] = {
             "default": CALLBACK_WINDOW_S,
             "description": "seconds a task lives before TaskRouter cancels it",
         },
-        "base_url": {"type": "string", "pattern": "^https?://", "default": TASKROUTER_URL},
+        "base_url": {
+            "type": "string",
+            "pattern": "^https?://",
+            "default": TASKROUTER_URL,
+            "description": "API root (change only for a proxy or a test double)",
+        },
     },
 }
 
@@ -108,6 +133,7 @@ STUDIO_OPTIONS_SCHEMA: dict[str, Any] = {
         **_COMMON,
         "flow_sid": {**_SID, "description": "FW… Studio flow"},
         "kinds": {
+            "description": "what it sends: callback tasks, survey calls or messages, or both",
             "type": "array",
             "items": {"enum": ["callback", "survey"]},
             "minItems": 1,
@@ -121,7 +147,12 @@ STUDIO_OPTIONS_SCHEMA: dict[str, Any] = {
             "default": 200,
             "description": "executions whose context lookup() may read before giving up",
         },
-        "base_url": {"type": "string", "pattern": "^https?://", "default": STUDIO_URL},
+        "base_url": {
+            "type": "string",
+            "pattern": "^https?://",
+            "default": STUDIO_URL,
+            "description": "API root (change only for a proxy or a test double)",
+        },
     },
 }
 

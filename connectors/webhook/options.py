@@ -48,6 +48,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "Largest accepted clock difference of an inbound delivery (30s, 5m…).",
         },
         "kinds": {
+            "description": "what this channel sends: callback tasks, survey invitations, or both",
             "type": "array",
             "items": {"enum": ["callback", "survey"]},
             "minItems": 1,
@@ -73,8 +74,19 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "GET <status_url>/<webhook-id>: 200 {ref} or 404 (outbox lookup).",
         },
         "rate": {"type": "number", "minimum": 0, "default": 0, "description": "Requests/s."},
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
-        "attempts": {"type": "integer", "minimum": 1, "maximum": 10, "default": 4},
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 30,
+            "description": "seconds to wait for each HTTP call",
+        },
+        "attempts": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10,
+            "default": 4,
+            "description": "tries per delivery (each signed afresh) before the outbox waits",
+        },
     },
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import date
 from functools import cache, partial
 from pathlib import Path
@@ -28,11 +28,10 @@ from core import registry
 from core.compliance.policy import policy_default
 from core.conf.loader import LineIndex, PathKey, config_error, dotted, interpolate, read_yaml
 from core.conf.masking import (
+    MASK,
     is_secret_name,
-    is_secret_path,
-    mask_text,
+    mask_url,
     secret_paths_of,
-    secret_values,
 )
 from core.conf.model import (
     CHANNEL_COMMON,
@@ -118,12 +117,11 @@ def _error_problems(
 
 
 def _connector_problems(
-    data: Any, index: LineIndex, secret_paths: frozenset[PathKey]
+    data: Any, index: LineIndex, is_secret: Callable[[PathKey], bool]
 ) -> list[Problem]:
     """Unknown connector types, and options (block minus common keys) against their schema."""
     if not isinstance(data, dict):
         return []
-    is_secret = partial(is_secret_path, secret_paths=secret_paths)
     out: list[Problem] = []
     for section, kind, common in _KINDS:
         blocks = data.get(section)
@@ -179,17 +177,141 @@ def validate(
     """
     if data is None:
         return [index.problem((), "the file is empty: expected a mapping of settings")]
-    is_secret = partial(is_secret_path, secret_paths=secret_paths)
+    is_secret = partial(_under, secret_leaves(data, secret_paths))
     problems = [
         p
         for err in jsonschema.Draft202012Validator(top_schema()).iter_errors(data)
         for p in _error_problems(err, index, (), is_secret)
     ]
     if connector_types:
-        problems += _connector_problems(data, index, secret_paths)
+        problems += _connector_problems(data, index, is_secret)
     if isinstance(data, dict):
         problems += _Refs(data, index).run()
+        problems += api_token_problems(data, index)
     return list(dict.fromkeys(problems))
+
+
+def secret_leaves(data: Any, explicit: Collection[PathKey] = ()) -> frozenset[PathKey]:
+    """The paths of ``data`` whose values are secret (not every value near a secret).
+
+    A value is secret when its own key looks like a secret (``token``,
+    ``password``...), when it is an item of a list under such a key or inside
+    a mapping under such a key (``credentials: {user: .., pass: ..}``), or
+    when its path is in ``explicit`` (e.g. it came from ``${JIRA_TOKEN}``).
+    A list of records under a secret-looking key (``api.tokens``) is not
+    secret as a whole: in each record, only the secret-looking keys are.
+    """
+    found = set(map(tuple, explicit))
+
+    def walk(value: Any, path: PathKey, secret: bool) -> None:
+        named = bool(path) and is_secret_name(path[-1])
+        if isinstance(value, dict):
+            if secret or named:
+                found.add(path)
+                return
+            for k, v in value.items():
+                walk(v, (*path, k), False)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*path, i), named and not isinstance(v, dict | list))
+        elif secret or named:
+            found.add(path)
+
+    walk(data, (), False)
+    return frozenset(found)
+
+
+def _under(leaves: frozenset[PathKey], path: PathKey) -> bool:
+    """True when ``path`` is, or is inside, one of the secret ``leaves``."""
+    return any(tuple(path[:n]) in leaves for n in range(len(path) + 1))
+
+
+def _leaf_values(data: Any, leaves: frozenset[PathKey]) -> set[str]:
+    """The text of every scalar at or under the secret ``leaves`` of ``data``."""
+    found: set[str] = set()
+
+    def walk(value: Any, path: PathKey, secret: bool) -> None:
+        secret = secret or path in leaves
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, (*path, k), secret)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*path, i), secret)
+        elif secret and value is not None and not isinstance(value, bool) and value != "":
+            found.add(str(value))
+
+    walk(data, (), False)
+    return found
+
+
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def scrub_message(message: str, secrets: Collection[str]) -> str:
+    """Mask secret values quoted in a problem message, and URL passwords.
+
+    Messages quote the values they are about (``'abc' is too short``); only
+    those quotes can carry a secret, so only they are scrubbed: the words of
+    the message itself, and the allowed values it lists, stay readable even
+    when a secret happens to be "short" or "admin".
+    """
+    ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def scrub(m: re.Match[str]) -> str:
+        text = m.group(0)
+        for secret in ordered:
+            text = text.replace(secret, MASK)
+        return text
+
+    return _QUOTED.sub(scrub, mask_url(message))
+
+
+def _names(data: dict[str, Any], section: str) -> set[str]:
+    return set(_d(data.get(section)))
+
+
+def api_token_problems(data: dict[str, Any], index: LineIndex) -> list[Problem]:
+    """``api.tokens``: each name and each token once, channels that exist.
+
+    ``qloop serve`` refused these (api.auth) while ``qloop validate`` passed
+    them; they live here so every command sees the same problems, with the
+    file and line. No message quotes a token.
+    """
+    tokens = _d(data.get("api")).get("tokens")
+    if not isinstance(tokens, list):
+        return []
+    out: list[Problem] = []
+    channels = _names(data, "channels")
+    names: dict[str, int] = {}
+    values: dict[str, int] = {}
+    for i, tok in enumerate(tokens):
+        if not isinstance(tok, dict):
+            continue
+        where: PathKey = ("api", "tokens", i)
+        name, value, listed = tok.get("name"), tok.get("token"), tok.get("channels")
+        if isinstance(name, str) and name in names:
+            msg = f"token name {name!r} is used twice (first at api.tokens[{names[name]}])"
+            out.append(index.problem((*where, "name"), msg))
+        if isinstance(value, str) and value in values:
+            msg = (
+                f"the same token is given twice (also at api.tokens[{values[value]}]); "
+                "give each holder its own"
+            )
+            out.append(index.problem((*where, "token"), msg))
+        if isinstance(name, str):
+            names.setdefault(name, i)
+        if isinstance(value, str) and value:
+            values.setdefault(value, i)
+        for j, ch in enumerate(listed if isinstance(listed, list) else []):
+            if isinstance(ch, str) and ch not in channels:
+                known = ", ".join(sorted(channels)) or "none defined"
+                msg = f"channel {ch!r} is not defined in channels ({known})"
+                out.append(index.problem((*where, "channels", j), msg))
+        if tok.get("role") == "channel" and not listed:
+            msg = "a token of role 'channel' must list the channels it may post for (channels:)"
+            out.append(index.problem((*where, "role"), msg))
+    return out
 
 
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -438,22 +560,24 @@ def load_config(
     interp = interpolate(data, index, os.environ if env is None else env)
     problems += interp.problems
     data = interp.data
-    secret_paths = frozenset(secret_paths_of(data, interp.env_sources))
+    from_env = frozenset(
+        p for p, names in interp.env_sources.items() if any(map(is_secret_name, names))
+    )
     failed = {dotted(p) for p in interp.failed}  # reported already: no second problem there
     problems += [
         p
-        for p in validate(data, index, secret_paths=secret_paths, connector_types=connector_types)
+        for p in validate(data, index, secret_paths=from_env, connector_types=connector_types)
         if p.path not in failed
     ]
     if problems:
-        secrets = secret_values(data, secret_paths)
+        secrets = _leaf_values(data, secret_leaves(data, from_env))
         secrets |= {v for n, v in interp.env_values.items() if is_secret_name(n)}
-        # Messages never quote values at secret paths; scrubbing is a second net.
-        # Very short "secrets" (1, abc) would mangle every message: skip them.
+        # Messages never quote values at secret paths; scrubbing quoted values is a
+        # second net. Very short "secrets" (1, abc) would mangle every quote: skip them.
         secrets = {v for v in secrets if len(v) >= _MIN_SCRUB}
         scrubbed = [
-            Problem(p.file, p.line, p.path, mask_text(p.message, secrets))
+            Problem(p.file, p.line, p.path, scrub_message(p.message, secrets))
             for p in dict.fromkeys(problems)
         ]
         raise config_error(file, scrubbed)
-    return build(data, Path(path), secret_paths)
+    return build(data, Path(path), frozenset(secret_paths_of(data, interp.env_sources)))

@@ -116,31 +116,6 @@ def evaluation_values(inc: Incident, ev: Evaluation) -> dict[str, Any]:
     }
 
 
-def store_evaluation(
-    s: Session, inc: Incident, ev: Evaluation, existing: ComplianceRecord | None
-) -> bool:
-    """Upsert the compliance record; returns True when its findings changed."""
-    values = evaluation_values(inc, ev)
-    findings = values["findings"]
-    if existing is None:
-        s.add(
-            ComplianceRecord(
-                incident_id=inc.id,
-                policy=ev.policy_name,
-                policy_version=ev.policy_version,
-                raised=not findings,
-                **values,
-            )
-        )
-        return bool(findings)
-    changed = bool(existing.findings != findings)
-    for key, value in values.items():
-        setattr(existing, key, value)
-    if changed:
-        existing.raised = False
-    return changed
-
-
 def _flag(inc: Incident, name: str) -> bool | None:
     value = inc.source_sla.get(name) if isinstance(inc.source_sla, dict) else None
     return value if isinstance(value, bool) else None

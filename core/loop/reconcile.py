@@ -10,7 +10,7 @@ with the reason and the candidates: never guessed, never dropped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -168,20 +168,6 @@ def _decide(
         inc_id = found[0]
         return (None, found[1], "review", f"invalid answer: {error}", [inc_id] if inc_id else [])
     return found
-
-
-def match_response(s: Session, resp: Response, window: timedelta, now: datetime) -> Match:
-    """Decide the match of one response (not committed)."""
-    incident_id, method, status, reason, candidates = _decide(s, resp, window, _Queried(s))
-    return Match(
-        response_id=resp.id,
-        incident_id=incident_id,
-        method=method,
-        status=status,
-        reason=reason,
-        candidates=candidates,
-        decided_at=now,
-    )
 
 
 def reconcile(rt: Runtime) -> StepResult:

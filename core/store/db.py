@@ -1,7 +1,10 @@
 """Engine, sessions and migrations; SQLite by default, PostgreSQL by URL.
 
 :func:`open_database` migrates to the newest revision before returning, so
-the app always runs on the schema its code expects.
+the app always runs on the schema its code expects. :func:`open_existing`
+is for commands that only look (``qloop export``, ``sources list``...): it
+creates nothing and migrates nothing, and refuses a store that is missing
+or not at the newest revision.
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from core.conf.masking import mask_url
+from core.errors import StateError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -58,18 +66,30 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def normalise_url(url: str) -> str:
+def normalise_url(url: str, *, create: bool = True) -> str:
     """Use psycopg 3 for plain ``postgresql://`` URLs; create a SQLite file's folder."""
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+    if (
+        create
+        and parsed.drivername.startswith("sqlite")
+        and parsed.database not in (None, "", ":memory:")
+    ):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str) -> Engine:
-    url = normalise_url(url)
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def make_engine(url: str, *, create: bool = True) -> Engine:
+    url = normalise_url(url, create=create)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -118,4 +138,45 @@ def open_database(url: str, *, migrate_schema: bool = True) -> Database:
     engine = make_engine(url)
     if migrate_schema:
         migrate(engine)
+    return Database(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
+def head_revision() -> str | None:
+    """The newest migration revision this qloop knows."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def open_existing(url: str) -> Database:
+    """Open a store that must already exist at the newest revision; create and migrate nothing.
+
+    Raises:
+        StateError: There is no store at ``url`` yet (no SQLite file, or no
+            qloop schema in the database), or its schema is older or newer
+            than this qloop's.
+    """
+    where = mask_url(url)
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        msg = f"no store at {file} — run `qloop run` first (this command only reads the store)"
+        raise StateError(msg)
+    engine = make_engine(url, create=False)
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except Exception:
+        engine.dispose()
+        raise
+    head = head_revision()
+    if current != head:
+        engine.dispose()
+        if current is None:
+            msg = f"no store at {where} — run `qloop run` first (this command only reads the store)"
+        else:
+            msg = (
+                f"the store at {where} is at schema revision {current}, this qloop expects "
+                f"{head}: run `qloop run` (or `qloop scheduler`) with this version to migrate it"
+            )
+        raise StateError(msg)
     return Database(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))

@@ -17,12 +17,15 @@ from workers import guard
 
 def test_sources_test_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = sandbox_config(f"sqlite:///{tmp_path / 'q.db'}", tmp_path, incidents=30)
-    assert main(["sources", "list", "-c", str(path)]) == 0
-    assert "never synced" in capsys.readouterr().out
-    assert main(["sources", "test", "itsm", "-c", str(path)]) == 0
+    assert main(["sources", "list", "-c", str(path)]) == 1  # read-only: creates no store
+    assert "run `qloop run` first" in capsys.readouterr().err
+    assert main(["sources", "test", "itsm", "-c", str(path)]) == 0  # needs no store
     out = capsys.readouterr().out
     assert "itsm: OK" in out and "30 generated incidents" in out
+    assert not (tmp_path / "q.db").exists()
     assert main(["run", "-c", str(path), "-q"]) == 0
+    assert main(["channels", "list", "-c", str(path)]) == 0
+    assert "never synced" not in capsys.readouterr().out
     capsys.readouterr()
     assert main(["sources", "list", "-c", str(path)]) == 0
     out = capsys.readouterr().out
