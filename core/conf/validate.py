@@ -26,6 +26,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 import config
 from core import registry
 from core.conf.loader import LineIndex, PathKey, config_error, dotted, interpolate, read_yaml
+from core.conf.mapping_check import mapping_problems
 from core.conf.masking import (
     is_secret_name,
     is_secret_path,
@@ -185,6 +186,7 @@ def validate(
     ]
     if connector_types:
         problems += _connector_problems(data, index, secret_paths)
+        problems += mapping_problems(data, index)
     if isinstance(data, dict):
         problems += _Refs(data, index).run()
     return list(dict.fromkeys(problems))
