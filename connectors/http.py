@@ -175,11 +175,12 @@ class HostBudget:
         ``honoured`` is a pause the caller has already waited out (its own
         429's Retry-After, waited by the retry policy), so it does not wait
         twice; a thread remembers the pauses it waited out, for its next
-        calls (they are over by its own clock). Callers held by a pause come back spread over a little
-        more (up to :data:`MAX_RESUME_JITTER`), and look again: the
-        first one back may have met a new pause. Each wait is taken once by
-        the clock of ``sleep`` (a fake sleep in tests returns at once and
-        the call goes on).
+        calls (they are over by its own clock). Callers held by a pause
+        come back spread over a little more (up to
+        :data:`MAX_RESUME_JITTER`), and look again: the first one back may
+        have met a new pause. Each wait is taken once by the clock of
+        ``sleep`` (a fake sleep in tests returns at once and the call goes
+        on).
 
         Raises:
             HostPaused: the host is paused for longer than ``max_wait``
