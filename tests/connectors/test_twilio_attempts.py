@@ -118,7 +118,7 @@ def test_attempt_lists_with_a_wrap_up_give_the_verdicts_of_the_calls_made(
     assert (rej.source, rej.key) == ("channel:phone", undated)
     assert rej.field == "callback_outcome.attempts[0].at"
     assert "callback_outcome.attempts[0].at" in rej.error and rej.resolved_at is None
-    assert summary.errors == [] or all("phone" not in e for e in summary.errors)
+    assert summary.errors == []  # the other tasks and steps went on
     again = collect(rt, "phone")  # read again in the overlap: still one rejected record
     assert again.counts["rejected"] == 0
     with rt.db.session() as s:
