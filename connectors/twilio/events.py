@@ -83,7 +83,8 @@ class OutcomeMapping:
             no=frozenset(_norm(v) for v in booleans.get("false") or booleans.get(False) or ()),
             task_token=_str(tr, "token", f"{where}: taskrouter"),
             task_key=_str(tr, "key", f"{where}: taskrouter"),
-            task_outcome=tr.get("outcome") or None,
+            # "attempt" is the older name of "outcome": only a deployment sets it now
+            task_outcome=tr.get("attempt") or tr.get("outcome") or None,
             task_attempts=tr.get("attempts") or None,
             task_fields=_fields(tr, f"{where}: taskrouter"),
             task_wrapup=_fields(tr, f"{where}: taskrouter", "wrapup", WRAPUP_FIELDS),

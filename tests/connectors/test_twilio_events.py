@@ -130,6 +130,11 @@ def test_mapping_override_moves_fields_and_scale():
     attrs = {**BASE, "result": {"reached": 1, "csat": "9", "at": "2026-11-20T01:00:00Z"}}
     [out] = taskrouter_callback_outcomes(mapping, callback("task.completed", attrs), WORKSPACE_SID)
     assert out.score == 9.0 and out.scale == (0.0, 10.0) and out.reached is True
+    older = OutcomeMapping.from_mapping(  # "attempt", the older name of "outcome", still works
+        merge_mapping(mappings.load("twilio"), {"taskrouter": {"attempt": "result"}})
+    )
+    [again] = taskrouter_callback_outcomes(older, callback("task.completed", attrs), WORKSPACE_SID)
+    assert again.reached is True
     with pytest.raises(ConfigError, match="scale"):
         OutcomeMapping.from_mapping(merge_mapping(doc, {"taskrouter": {"scale": [5, 1]}}))
     with pytest.raises(ConfigError, match="unknown field"):
