@@ -255,3 +255,15 @@ def test_the_rate_budget_is_shared_through_redis(redis_url: str) -> None:
         budget.acquire(waits.append)
     # 2 per second across the processes: the first at once, then slots 0.5 s and 1 s on
     assert len(waits) == 2 and 0.4 < waits[0] <= 0.5 and 0.9 < waits[1] <= 1.0
+
+
+def test_without_redis_reachable_the_process_keeps_its_own_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    budget = HostBudget.for_host("down.example.test", 0, "redis://127.0.0.1:1/0")
+    waits: list[float] = []
+    budget.pause(5)  # Redis refuses the connection: the pause is kept in the process
+    assert 4 < budget.paused_for() <= 5
+    budget.acquire(waits.append)
+    assert len(waits) == 1 and 4 < waits[0] <= 10
+    assert "Redis unavailable" in caplog.text
