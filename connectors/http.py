@@ -10,7 +10,10 @@ needs and none should re-implement:
 * in-call retries with :mod:`core.retry` (the connector's injected
   ``sleep``), so one bad page does not restart a whole pull;
 * one request budget per host (:class:`HostBudget`), shared by every
-  client and thread of the process that talks to that host;
+  client and thread of the process that talks to that host, and by every
+  process through Redis when the deployment sets ``redis_url``: a rate,
+  and a pause that a 429 (or a 503 with ``Retry-After``) imposes on every
+  caller of that host until its ``Retry-After`` has passed;
 * secrets never in messages: errors name the method, the path and the
   status, never headers or query strings with tokens.
 """
@@ -18,6 +21,9 @@ needs and none should re-implement:
 from __future__ import annotations
 
 import email.utils
+import logging
+import math
+import random
 import socket
 import ssl
 import threading
@@ -30,7 +36,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from core.errors import FatalError, RetriableError
-from core.retry import DEFAULT_ATTEMPTS, call_with_retry, make_retrying
+from core.retry import DEFAULT_ATTEMPTS, DEFAULT_MAX_WAIT, call_with_retry, make_retrying
+
+log = logging.getLogger("qloop.http")
 
 
 def http_options_schema(default_rate: float = 0) -> dict[str, Any]:
@@ -57,6 +65,8 @@ def http_options_schema(default_rate: float = 0) -> dict[str, Any]:
 
 
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+PAUSING_STATUS = frozenset({429, 503})
+"""With ``Retry-After``, these pause every caller of the host, not only the one answered."""
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 MessageOf = Callable[[httpx.Response], str | None]
 """Extracts the server's own error message from a failed response (None: none found)."""
@@ -80,41 +90,235 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
-class HostBudget:
-    """At most ``rate`` requests per second to one host, shared by all threads.
+MAX_RESUME_JITTER = 1.0
+"""Callers held by a host's pause return spread over up to this many seconds after it."""
 
-    Budgets are kept per host in a process-wide table (:meth:`for_host`), so
-    concurrent backfill windows and several connectors pointing at the same
-    server share one allowance. ``rate`` of 0 or less means no limit.
+
+class HostPaused(RetriableError):
+    """A host asked every caller to wait longer than an in-call retry may wait."""
+
+
+class HostBudget:
+    """One request budget per host: the rate, and the pause a 429 imposes on every caller.
+
+    ``rate`` requests per second at most (0 or less: no limit), and when
+    the host answers 429 (or 503) with ``Retry-After``, *no* caller sends
+    to it before that instant has passed: the other threads would
+    otherwise keep calling, and a burst limiter such as Jira's extends the
+    block at every early call. Budgets are kept per host in a process-wide
+    table (:meth:`for_host`), so concurrent backfill windows, fetch workers
+    and several connectors pointing at the same server share one; with a
+    Redis URL (:class:`RedisHostBudget`) every process shares it too.
     """
 
-    _table: ClassVar[dict[str, HostBudget]] = {}
+    _table: ClassVar[dict[tuple[str, str | None], HostBudget]] = {}
     _table_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, host: str = "") -> None:
         self.rate = rate
+        self.host = host
         self._next = 0.0
+        self._resume = 0.0
         self._lock = threading.Lock()
+        self._thread = threading.local()
 
     @classmethod
-    def for_host(cls, host: str, rate: float) -> HostBudget:
+    def for_host(cls, host: str, rate: float, redis_url: str | None = None) -> HostBudget:
+        """The budget of ``host`` (shared through Redis when ``redis_url`` is set)."""
         with cls._table_lock:
-            budget = cls._table.get(host)
+            budget = cls._table.get((host, redis_url))
             if budget is None:
-                budget = cls._table[host] = HostBudget(rate)
+                budget = RedisHostBudget(rate, host, redis_url) if redis_url else cls(rate, host)
+                cls._table[(host, redis_url)] = budget
             elif rate > 0 and (budget.rate <= 0 or rate < budget.rate):
                 budget.rate = rate  # the strictest configured budget wins
             return budget
 
-    def acquire(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        if self.rate <= 0:
-            return
+    @classmethod
+    def forget(cls) -> None:
+        """Drop every budget of this process (tests: start as a fresh process would)."""
+        with cls._table_lock:
+            cls._table.clear()
+
+    def pause(self, seconds: float) -> float:
+        """No caller sends before ``seconds`` from now (a pause is only ever extended).
+
+        Returns the instant the host may be called again, in this budget's
+        own clock: the caller passes it as ``honoured`` to :meth:`acquire`
+        after waiting for it itself.
+        """
+        with self._lock:
+            self._resume = max(self._resume, time.monotonic() + max(seconds, 0.0))
+            return self._resume
+
+    def paused_for(self) -> float:
+        """Seconds until the host may be called again (0: not paused)."""
+        with self._lock:
+            return max(self._resume - time.monotonic(), 0.0)
+
+    def _step(self, honoured: float, take_slot: bool) -> tuple[float, float, bool]:
+        """(seconds to wait, resume instant, whether that wait is a rate slot)."""
         with self._lock:
             now = time.monotonic()
+            if self._resume > now and self._resume > honoured:
+                return self._resume - now, self._resume, False
+            if not take_slot or self.rate <= 0:
+                return 0.0, self._resume, True
             slot = max(self._next, now)
             self._next = slot + 1.0 / self.rate
-        if slot > now:
-            sleep(slot - now)
+            return slot - now, self._resume, True
+
+    def acquire(
+        self,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        honoured: float = 0.0,
+        max_wait: float = DEFAULT_MAX_WAIT,
+    ) -> None:
+        """Wait for the host's pause (if any) and for a slot of its rate.
+
+        ``honoured`` is a pause the caller has already waited out (its own
+        429's Retry-After, waited by the retry policy), so it does not wait
+        twice; a thread remembers the pauses it waited out, for its next
+        calls (they are over by its own clock). Callers held by a pause
+        come back spread over a little more (up to
+        :data:`MAX_RESUME_JITTER`), and look again: the first one back may
+        have met a new pause. Each wait is taken once by the clock of
+        ``sleep`` (a fake sleep in tests returns at once and the call goes
+        on).
+
+        Raises:
+            HostPaused: the host is paused for longer than ``max_wait``
+                seconds; nothing was sent (``retry_after`` says how long).
+        """
+        honoured = max(honoured, getattr(self._thread, "honoured", 0.0))
+        self._thread.honoured = honoured
+        have_slot = False
+        while True:
+            wait, resume, is_slot = self._step(honoured, take_slot=not have_slot)
+            if not is_slot:
+                if wait > max_wait:
+                    msg = (
+                        f"{self.host} asked to wait {wait:.0f} s (Retry-After); "
+                        "not calling it before then"
+                    )
+                    raise HostPaused(msg, retry_after=wait, unsent=True)
+                honoured = self._thread.honoured = resume
+                # spread the waiters' return: all at once, one more 429 would block them all
+                sleep(wait + random.uniform(0.0, min(wait, MAX_RESUME_JITTER)))
+                continue
+            if have_slot or wait <= 0:
+                return
+            have_slot = True
+            sleep(wait)  # a pause may begin meanwhile: checked once more before sending
+
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local resume = tonumber(redis.call('GET', KEYS[1]) or '0')
+if resume > now and resume > tonumber(ARGV[2]) then
+  return {resume - now, resume, 0}
+end
+local interval = tonumber(ARGV[1])
+if interval <= 0 or ARGV[3] == '0' then
+  return {0, resume, 1}
+end
+local slot = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now)
+redis.call('SET', KEYS[2], slot + interval, 'PX', slot + interval - now + 60000)
+return {slot - now, resume, 1}
+"""
+_PAUSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local resume = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if resume > current then
+  redis.call('SET', KEYS[1], resume, 'PX', resume - now + 1000)
+  return resume
+end
+return current
+"""
+_LEFT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return math.max(tonumber(redis.call('GET', KEYS[1]) or '0') - now, 0)
+"""
+
+
+class RedisHostBudget(HostBudget):
+    """A :class:`HostBudget` kept in Redis, so every process shares it.
+
+    Two keys per host: ``qloop:host:<host>:resume`` holds the instant (ms,
+    Redis's own clock, so the processes' clocks need not agree) before
+    which nobody calls the host, and ``qloop:host:<host>:next`` the next
+    free slot of the rate budget (milliseconds: rates above 1,000/s count
+    as 1,000/s). Each acquire is one atomic script. When Redis cannot be
+    reached the process falls back to its own in-process budget (logged),
+    so a Redis outage slows nothing down and calls nothing twice.
+    """
+
+    def __init__(self, rate: float, host: str, redis_url: str) -> None:
+        super().__init__(rate, host)
+        from redis import Redis  # only deployments with redis_url need the client
+
+        self._redis = Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        safe = host.replace(" ", "_")
+        self._keys = [f"qloop:host:{safe}:resume", f"qloop:host:{safe}:next"]
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._pause = self._redis.register_script(_PAUSE)
+        self._left = self._redis.register_script(_LEFT)
+        self._warned = False
+
+    def _fallback(self, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "host budget for %s: Redis unavailable (%s); using this process's own budget",
+                self.host,
+                type(exc).__name__,
+            )
+
+    def pause(self, seconds: float) -> float:
+        from redis.exceptions import RedisError
+
+        local = super().pause(seconds)
+        try:
+            return float(self._pause(keys=self._keys[:1], args=[math.ceil(seconds * 1000)]))
+        except RedisError as exc:
+            self._fallback(exc)
+            return local
+
+    def paused_for(self) -> float:
+        from redis.exceptions import RedisError
+
+        try:
+            return float(self._left(keys=self._keys[:1])) / 1000.0
+        except RedisError as exc:
+            self._fallback(exc)
+            return super().paused_for()
+
+    def _step(self, honoured: float, take_slot: bool) -> tuple[float, float, bool]:
+        from redis.exceptions import RedisError
+
+        interval = max(round(1000.0 / self.rate), 1) if self.rate > 0 else 0
+        try:
+            wait_ms, resume, granted = self._acquire(
+                keys=self._keys, args=[interval, int(honoured), int(take_slot)]
+            )
+        except RedisError as exc:
+            self._fallback(exc)
+            return super()._step(honoured, take_slot)
+        return float(wait_ms) / 1000.0, float(resume), bool(granted)
+
+
+class _Call:
+    """One request's state across its retries: the host pause it has already waited for."""
+
+    __slots__ = ("honoured",)
+
+    def __init__(self) -> None:
+        self.honoured = 0.0
 
 
 class _NotRetried(Exception):
@@ -163,6 +367,8 @@ class HttpService:
         sleep: How retries wait (tests pass a fake).
         message_of: Extracts the server's error message from a response.
         transport: An ``httpx`` transport (tests).
+        redis_url: The deployment's Redis: the host budget is then shared by
+            every process (:class:`RedisHostBudget`); None: this process only.
     """
 
     def __init__(
@@ -179,6 +385,7 @@ class HttpService:
         sleep: Callable[[float], None] = time.sleep,
         message_of: MessageOf = _default_message,
         transport: httpx.BaseTransport | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -186,7 +393,7 @@ class HttpService:
         self.sleep = sleep
         self.attempts = attempts
         self.message_of = message_of
-        self.budget = HostBudget.for_host(self.host, rate)
+        self.budget = HostBudget.for_host(self.host, rate, redis_url)
         if transport is None:
             # small requests must not wait for the peer's delayed ACK (Nagle: ~40 ms each)
             transport = httpx.HTTPTransport(
@@ -207,10 +414,24 @@ class HttpService:
     def _where(self, method: str, path: str) -> str:
         return f"{self.name}: {method} {urlsplit(path).path or path}"
 
-    def send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request; raises the project's errors for failures, returns 2xx/3xx as they are."""
-        self.budget.acquire(self.sleep)
+    def send_once(
+        self, method: str, path: str, *, _call: _Call | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One request; raises the project's errors for failures, returns 2xx/3xx as they are.
+
+        It waits first for the host's budget: its rate, and any pause a
+        429 imposed (raising :class:`HostPaused`, unsent, when that pause
+        is longer than an in-call retry waits).
+        """
         where = self._where(method, path)
+        call = _call or _Call()
+        try:
+            self.budget.acquire(self.sleep, honoured=call.honoured)
+        except HostPaused as exc:
+            msg = f"{where}: {exc}"
+            raise HostPaused(
+                msg, retry_after=exc.retry_after, connector=self.name, unsent=True
+            ) from None
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
@@ -233,6 +454,10 @@ class HttpService:
         msg = f"{where}: {detail}"
         if response.status_code in RETRIABLE_STATUS:
             wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait is not None and response.status_code in PAUSING_STATUS:
+                # every caller of the host waits, not only this one; this
+                # caller's retry waits by the retry policy, hence honoured
+                call.honoured = self.budget.pause(wait)
             raise RetriableError(
                 msg, retry_after=wait, connector=self.name, status=response.status_code
             )
@@ -254,12 +479,15 @@ class HttpService:
         retrying = make_retrying(attempts=self.attempts, sleep=self.sleep)
         if idempotent is None:
             idempotent = method.upper() in IDEMPOTENT_METHODS
+        call = _Call()
         if idempotent:
-            return call_with_retry(lambda: self.send_once(method, path, **kwargs), retrying)
+            return call_with_retry(
+                lambda: self.send_once(method, path, _call=call, **kwargs), retrying
+            )
 
         def once_unless_refused() -> httpx.Response:
             try:
-                return self.send_once(method, path, **kwargs)
+                return self.send_once(method, path, _call=call, **kwargs)
             except RetriableError as exc:
                 if getattr(exc, "status", None) == 429 or getattr(exc, "unsent", False):
                     raise

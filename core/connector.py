@@ -42,13 +42,16 @@ class ConnectorContext:
     merged with the deployment's overrides; ``state_dir`` is where a
     connector may keep local files; ``clock`` returns aware UTC now;
     ``sleep`` is how the connector waits (retries, rate budgets), so tests
-    can run on a fake clock.
+    can run on a fake clock; ``redis_url`` is the deployment's Redis (None
+    in embedded mode), through which HTTP connectors share each host's
+    request budget with every process.
     """
 
     state_dir: Path
     mapping: Mapping[str, Any] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
+    redis_url: str | None = None
 
 
 @runtime_checkable

@@ -172,10 +172,16 @@ class Outcome:
 
 @dataclass(frozen=True)
 class CollectedBatch:
-    """Outcomes collected from a channel and the cursor to resume after them."""
+    """Outcomes collected from a channel and the cursor to resume after them.
+
+    A provider record that cannot be mapped (an attempt without a time…)
+    goes in ``rejected`` and the channel goes on past it; the core keeps it
+    with the source name ``channel:<name>``.
+    """
 
     outcomes: Sequence[Outcome]
     cursor: str | None
+    rejected: Sequence[Rejected] = ()
 
 
 @dataclass(frozen=True)

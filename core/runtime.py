@@ -97,7 +97,11 @@ class Runtime:
     def _context(self, mapping: dict[str, Any]) -> ConnectorContext:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         return ConnectorContext(
-            state_dir=self.config.state_dir, mapping=mapping, clock=self.clock, sleep=self.sleep
+            state_dir=self.config.state_dir,
+            mapping=mapping,
+            clock=self.clock,
+            sleep=self.sleep,
+            redis_url=self.config.redis_url,
         )
 
     def source_config(self, name: str) -> SourceConfig:

@@ -110,3 +110,13 @@ def redis_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
                 if ours:
                     conn.srem(key, *ours)
         conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_host_budgets() -> Iterator[None]:
+    """Each test starts as a fresh process: no host budget or 429 pause left by another."""
+    from connectors.http import HostBudget
+
+    HostBudget.forget()
+    yield
+    HostBudget.forget()

@@ -80,6 +80,7 @@ class GlpiSession:
         opts: The resolved options.
         sleep: How retries wait (the connector context's).
         transport: An ``httpx`` transport (tests).
+        redis_url: The deployment's Redis (the host budget shared by every process).
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class GlpiSession:
         opts: GlpiOptions,
         sleep: Callable[[float], None],
         transport: httpx.BaseTransport | None = None,
+        redis_url: str | None = None,
     ) -> None:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if opts.app_token:
@@ -104,6 +106,7 @@ class GlpiSession:
             sleep=sleep,
             message_of=glpi_message,
             transport=transport,
+            redis_url=redis_url,
         )
         self._token: str | None = None
         self._lock = threading.Lock()

@@ -56,7 +56,7 @@ class GlpiSource:
         self.opts: GlpiOptions = resolve(name, options)
         self.mapping = dict(ctx.mapping) if ctx.mapping else mappings.load("glpi")
         self.clock = ServerClock(self.opts.server_tz)
-        self.session = GlpiSession(name, self.opts, ctx.sleep, transport)
+        self.session = GlpiSession(name, self.opts, ctx.sleep, transport, ctx.redis_url)
         self.puller = Puller(
             name,
             self.session,

@@ -62,6 +62,7 @@ class JiraClient:
         opts: Validated options (URL, auth, rate, timeout, TLS).
         sleep: How retries and the host budget wait.
         transport: An ``httpx`` transport (tests).
+        redis_url: The deployment's Redis (the host budget shared by every process).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class JiraClient:
         opts: JiraOptions,
         sleep: Callable[[float], None],
         transport: httpx.BaseTransport | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self.name = name
         self.http = HttpService(
@@ -82,6 +84,7 @@ class JiraClient:
             sleep=sleep,
             message_of=jira_message,
             transport=transport,
+            redis_url=redis_url,
         )
 
     def close(self) -> None:

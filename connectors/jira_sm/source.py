@@ -67,7 +67,7 @@ class JiraSource:
         self.name = name
         self.opts: JiraOptions = resolve_options(name, options)
         self.mapping = dict(ctx.mapping) if ctx.mapping else mappings.load("jira_sm")
-        self.client = JiraClient(name, self.opts, ctx.sleep, transport)
+        self.client = JiraClient(name, self.opts, ctx.sleep, transport, ctx.redis_url)
         history = str((self.mapping.get("history") or {}).get("path") or "")
         reader = IssueReader(
             self.client, self.mapping, self.opts.contact, self.opts.sla, self.opts.fetch_workers

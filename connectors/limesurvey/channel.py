@@ -97,6 +97,7 @@ class LimeSurveyChannel:
             rate=self.opts.rate,
             sleep=ctx.sleep,
             transport=transport,
+            redis_url=ctx.redis_url,
         )
         self.rpc = RpcClient(
             self.where,

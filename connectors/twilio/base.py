@@ -52,6 +52,7 @@ class TwilioChannelBase:
             rate=float(self.opts["rate"]),
             sleep=ctx.sleep,
             transport=transport,
+            redis_url=ctx.redis_url,
         )
         self.kinds: frozenset[MessageKind] = frozenset()
 

@@ -2,8 +2,15 @@
 
 Where the answer sits is data, not code: ``mappings/twilio.yaml`` names
 the task attributes and flow variables that hold reached, confirmed,
-score (and its scale), comment and agent. :class:`OutcomeMapping` reads
-that document once; the functions here apply it to
+score (and its scale), comment and agent. A TaskRouter task's outcome may
+be one attempt, or a list of dial attempts (time, reached, agent) plus a
+wrap-up form (confirmed, score, comment) that belongs to the attempt that
+reached the customer. Every attempt needs its own time: an attempt
+without one is an :class:`InputError` naming the field, never the
+event's time (a task completed days after three timely attempts would
+otherwise turn an acceptable "unreached" into "missed").
+:class:`OutcomeMapping` reads that document once; the functions here
+apply it to
 
 * a TaskRouter event callback (form parameters ``EventType``,
   ``TaskSid``, ``TaskAttributes``, ``WorkerName``, ``Timestamp``…),
@@ -23,16 +30,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from connectors.twilio.rest import parse_date
 from core.errors import ConfigError, InputError
 from core.mapping import get_path
-from core.records import Outcome, OutcomeKind
+from core.records import Outcome, OutcomeKind, Rejected
 
 FIELDS = ("at", "reached", "confirmed", "score", "comment", "agent")
+WRAPUP_FIELDS = ("confirmed", "score", "comment")
 TASK_DONE_EVENTS = frozenset({"task.completed", "task.canceled", "reservation.completed"})
 """Events after which a task's attributes hold its final outcome."""
 
@@ -45,9 +53,10 @@ class OutcomeMapping:
     no: frozenset[Any]
     task_token: str
     task_key: str
+    task_outcome: str | None
     task_attempts: str | None
-    task_attempt: str | None
     task_fields: Mapping[str, str]
+    task_wrapup: Mapping[str, str]
     task_scale: tuple[float, float]
     studio_token: str
     studio_kind: str
@@ -74,9 +83,11 @@ class OutcomeMapping:
             no=frozenset(_norm(v) for v in booleans.get("false") or booleans.get(False) or ()),
             task_token=_str(tr, "token", f"{where}: taskrouter"),
             task_key=_str(tr, "key", f"{where}: taskrouter"),
+            # "attempt" is the older name of "outcome": only a deployment sets it now
+            task_outcome=tr.get("attempt") or tr.get("outcome") or None,
             task_attempts=tr.get("attempts") or None,
-            task_attempt=tr.get("attempt") or None,
             task_fields=_fields(tr, f"{where}: taskrouter"),
+            task_wrapup=_fields(tr, f"{where}: taskrouter", "wrapup", WRAPUP_FIELDS),
             task_scale=_scale(tr.get("scale", [1, 5]), f"{where}: taskrouter.scale"),
             studio_token=_str(st, "token", f"{where}: studio"),
             studio_kind=_str(st, "kind", f"{where}: studio"),
@@ -120,11 +131,19 @@ def _str(section: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _fields(section: Mapping[str, Any], where: str) -> dict[str, str]:
-    fields = section.get("fields") or {}
-    unknown = sorted(set(fields) - set(FIELDS))
+def _fields(
+    section: Mapping[str, Any],
+    where: str,
+    key: str = "fields",
+    valid: tuple[str, ...] = FIELDS,
+) -> dict[str, str]:
+    fields = section.get(key) or {}
+    if not isinstance(fields, Mapping):
+        msg = f"{where}.{key}: must map field names to paths"
+        raise ConfigError(msg)
+    unknown = sorted(set(fields) - set(valid))
     if unknown:
-        msg = f"{where}.fields: unknown field(s) {', '.join(unknown)}; valid: {', '.join(FIELDS)}"
+        msg = f"{where}.{key}: unknown field(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
         raise ConfigError(msg)
     return {k: str(v) for k, v in fields.items() if v}
 
@@ -189,10 +208,17 @@ def _attempt_outcome(
     scale: tuple[float, float],
     token: str | None,
     ref: str,
-    fallback_at: datetime,
+    fallback_at: datetime | None,
     fallback_agent: str | None,
     raw: Mapping[str, Any],
+    place: str = "",
 ) -> Outcome | None:
+    """One outcome from ``values``; None when nothing was recorded.
+
+    ``fallback_at`` is the time when ``values`` has none (a Studio
+    execution is itself the call); None makes a missing time an
+    :class:`InputError` naming ``place`` + the time's path.
+    """
     got = {name: get_path(values, path) for name, path in fields.items()}
     reached = mapping.boolean(got.get("reached"))
     confirmed = mapping.boolean(got.get("confirmed"))
@@ -203,9 +229,17 @@ def _attempt_outcome(
         return None  # nothing recorded for this attempt
     if kind == "survey_answer" and score is None and not _opt_text(got.get("comment")):
         return None
-    at = fallback_at
+    at_path = f"{place}{fields.get('at', 'at')}"
     if got.get("at") not in (None, ""):
-        at = parse_date(got["at"], f"{ref}: {fields['at']}")
+        at = parse_date(got["at"], f"{ref}: {at_path}")
+    elif fallback_at is not None:
+        at = fallback_at
+    else:
+        msg = (
+            f"{ref}: {at_path} is missing: the attempt has no time, and qloop does not "
+            "guess when a call was made (map it with taskrouter.fields.at)"
+        )
+        raise InputError(msg, field=at_path)
     return Outcome(
         provider_event_id=event_id,
         kind=kind,
@@ -231,22 +265,41 @@ def task_outcomes(
     worker: str | None,
     raw: Mapping[str, Any],
 ) -> list[Outcome]:
-    """The callback attempts recorded in a finished task's attributes (oldest first)."""
+    """The callback attempts recorded in a finished task's attributes (oldest first).
+
+    The attempts are the list at ``taskrouter.attempts`` or, without one,
+    the outcome object at ``taskrouter.outcome`` as a single attempt. The
+    outcome object's wrap-up (``taskrouter.wrapup``: confirmed, score,
+    comment) goes to the attempt that reached the customer (the last one
+    if several did); a comment with nobody reached goes to the last attempt.
+
+    ``at`` (the event's time) is kept in ``raw`` only: an attempt's time
+    comes from the attempt itself.
+
+    Raises:
+        InputError: an attempt without a time, a time that is not one, or a
+            wrap-up with a confirmation or score when no attempt reached the
+            customer; ``field`` names the attribute path at fault.
+    """
     token = _opt_text(attributes.get(mapping.task_token))
     if token is None and _opt_text(attributes.get(mapping.task_key)) is None:
         return []  # not a task qloop created
-    attempts: list[Any] = []
+    outcome = get_path(attributes, mapping.task_outcome) if mapping.task_outcome else None
+    outcome = outcome if isinstance(outcome, Mapping) else None
     listed = get_path(attributes, mapping.task_attempts) if mapping.task_attempts else None
     if isinstance(listed, list) and listed:
-        attempts = listed
-    elif mapping.task_attempt:
-        single = get_path(attributes, mapping.task_attempt)
-        attempts = [single] if isinstance(single, Mapping) else []
+        attempts: list[Any] = listed
+        place = f"{mapping.task_attempts}[{{n}}]."
+    elif outcome is not None:
+        attempts = [outcome]
+        place = f"{mapping.task_outcome}."
+    else:
+        return []
     out: list[Outcome] = []
     for n, attempt in enumerate(attempts, 1):
         if not isinstance(attempt, Mapping):
             continue
-        outcome = _attempt_outcome(
+        recorded = _attempt_outcome(
             mapping,
             mapping.task_fields,
             attempt,
@@ -255,13 +308,46 @@ def task_outcomes(
             scale=mapping.task_scale,
             token=token,
             ref=task_sid,
-            fallback_at=at,
+            fallback_at=None,
             fallback_agent=worker,
-            raw={**raw, "attempt": n},
+            raw={**raw, "attempt": n, "event_at": at.isoformat()},
+            place=place.format(n=n - 1),
         )
-        if outcome is not None:
-            out.append(outcome)
+        if recorded is not None:
+            out.append(recorded)
+    if outcome is not None and out:
+        out = _with_wrapup(mapping, task_sid, outcome, out)
     return out
+
+
+def _with_wrapup(
+    mapping: OutcomeMapping, task_sid: str, outcome: Mapping[str, Any], attempts: list[Outcome]
+) -> list[Outcome]:
+    """``attempts`` with the wrap-up's confirmed, score and comment on the reached attempt."""
+    paths = mapping.task_wrapup
+    got = {name: get_path(outcome, path) for name, path in paths.items()}
+    confirmed = mapping.boolean(got.get("confirmed"))
+    score = _score(got.get("score"))
+    comment = _opt_text(got.get("comment"))
+    if confirmed is None and score is None and comment is None:
+        return attempts
+    reached = [i for i, o in enumerate(attempts) if o.reached]
+    if not reached and (confirmed is not None or score is not None):
+        name = "score" if score is not None else "confirmed"
+        where = f"{mapping.task_outcome}.{paths[name]}"
+        msg = (
+            f"{task_sid}: {where}: the wrap-up records a {name} but no attempt reached the customer"
+        )
+        raise InputError(msg, field=where)
+    target = reached[-1] if reached else len(attempts) - 1
+    chosen = attempts[target]
+    attempts[target] = replace(
+        chosen,
+        confirmed=confirmed if confirmed is not None else chosen.confirmed,
+        score=score if score is not None else chosen.score,
+        comment=comment or chosen.comment,
+    )
+    return attempts
 
 
 def taskrouter_callback_outcomes(
@@ -333,6 +419,24 @@ def rest_event_outcomes(mapping: OutcomeMapping, event: Mapping[str, Any]) -> li
         worker=_opt_text(data.get("workername")),
         raw=raw,
     )
+
+
+def rejected_event(event: Mapping[str, Any], exc: InputError) -> Rejected:
+    """The rejected record of a polled Event whose task outcome cannot be mapped.
+
+    Keyed by the task SID (one record per task, as a source keys an
+    incident), dated by the event, so reading it again in the overlap
+    window does not count it twice.
+    """
+    data = _flat(event.get("event_data") or {})
+    key = str(data.get("tasksid") or event.get("resource_sid") or event.get("sid") or "?")
+    try:
+        when: datetime | None = parse_date(
+            event.get("event_date_ms") or event.get("event_date"), "event_date"
+        )
+    except InputError:
+        when = None
+    return Rejected.of(key, exc, when)
 
 
 def _studio_kind(mapping: OutcomeMapping, value: Any) -> OutcomeKind:

@@ -91,6 +91,7 @@ class TwilioRest:
         rate: requests per second to the host (0: no cap).
         sleep: how retries wait (tests pass a fake).
         transport: an ``httpx`` transport (tests).
+        redis_url: the deployment's Redis (the host budget shared by every process).
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class TwilioRest:
         rate: float = 0.0,
         sleep: Callable[[float], None],
         transport: httpx.BaseTransport | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self.http = HttpService(
             name,
@@ -114,6 +116,7 @@ class TwilioRest:
             message_of=twilio_message,
             headers={"Accept": "application/json"},
             transport=transport,
+            redis_url=redis_url,
         )
         self._origin = urlsplit(self.http.base_url)[:2]
 

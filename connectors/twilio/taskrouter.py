@@ -12,7 +12,10 @@ Outcomes arrive as TaskRouter event callbacks (``receive``) and, as a
 safety net, by polling the workspace's Event resource (``collect``):
 completed and canceled tasks are queued for deletion by TaskRouter, so the
 Tasks list cannot be relied on after the fact, while Events keep the task
-attributes for 30 days and filter by type and date.
+attributes for 30 days and filter by type and date. A task whose outcome
+cannot be mapped (an attempt without a time…) is rejected with the path
+at fault: polled, it goes to the rejected records and the other tasks go
+on; pushed, the callback is answered 400 and nothing is stored.
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors.twilio.base import TwilioChannelBase
-from connectors.twilio.events import rest_event_outcomes, taskrouter_callback_outcomes
+from connectors.twilio.events import (
+    rejected_event,
+    rest_event_outcomes,
+    taskrouter_callback_outcomes,
+)
 from connectors.twilio.options import TASKROUTER_OPTIONS_SCHEMA
 from connectors.twilio.rest import iso_z
 from core.errors import InputError, RetriableError
-from core.records import CollectedBatch, OutboundMessage, Outcome, SendResult
+from core.records import CollectedBatch, OutboundMessage, Outcome, Rejected, SendResult
 
 POLLED_EVENTS = ("task.completed", "task.canceled")
 
@@ -123,9 +130,13 @@ class TaskRouterChannel(TwilioChannelBase):
             ]
             for page in self.rest.pages(self.events_path, "events", params):
                 outcomes: list[Outcome] = []
+                rejected: list[Rejected] = []
                 for event in page:
-                    outcomes.extend(rest_event_outcomes(self.mapping, event))
-                yield CollectedBatch(outcomes=outcomes, cursor=cursor)
+                    try:
+                        outcomes.extend(rest_event_outcomes(self.mapping, event))
+                    except InputError as exc:  # one task's record: the others go on
+                        rejected.append(rejected_event(event, exc))
+                yield CollectedBatch(outcomes=outcomes, cursor=cursor, rejected=rejected)
         yield CollectedBatch(outcomes=[], cursor=iso_z(end))
 
     def receive(self, headers: Mapping[str, str], body: bytes, url: str) -> Sequence[Outcome]:

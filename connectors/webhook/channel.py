@@ -85,6 +85,7 @@ class WebhookChannel:
             rate=self.opts.rate,
             attempts=1,  # retried here, each attempt signed afresh
             sleep=self._ctx.sleep,
+            redis_url=self._ctx.redis_url,
         )
 
     def _retrying(self, fn: Callable[[], httpx.Response]) -> httpx.Response:

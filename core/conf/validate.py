@@ -27,6 +27,7 @@ import config
 from core import registry
 from core.compliance.policy import policy_default
 from core.conf.loader import LineIndex, PathKey, config_error, dotted, interpolate, read_yaml
+from core.conf.mapping_check import mapping_problems
 from core.conf.masking import (
     MASK,
     is_secret_name,
@@ -185,6 +186,7 @@ def validate(
     ]
     if connector_types:
         problems += _connector_problems(data, index, is_secret)
+        problems += mapping_problems(data, index)
     if isinstance(data, dict):
         problems += _Refs(data, index).run()
         problems += api_token_problems(data, index)

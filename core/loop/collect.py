@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.compliance import normalise_score
 from core.errors import InputError
+from core.loop import rejects
 from core.loop._bulk import chunks, insert_rows
 from core.loop.common import (
     StepResult,
@@ -123,6 +124,9 @@ def collect(rt: Runtime, channel: str) -> StepResult:
         for batch in resumable(conn.collect, load_cursor, on_retry, rt.sleep):
             with rt.db.session() as s:
                 _insert_outcomes(s, channel, batch.outcomes, rt.now(), result)
+                if batch.rejected:  # kept aside (qloop sources rejects): the others go on
+                    where = f"channel:{channel}"
+                    result.counts["rejected"] += rejects.store(s, where, batch.rejected, rt.now())
                 connector_state(s, state_name).cursor = batch.cursor
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"

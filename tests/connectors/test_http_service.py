@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -9,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.http import HostBudget, HttpService, parse_retry_after
+from connectors.http import HostBudget, HostPaused, HttpService, parse_retry_after
 from core.errors import FatalError, RetriableError
 
 BASE = "https://itsm.example.test/api"
@@ -143,3 +146,124 @@ def test_a_read_only_post_may_be_marked_idempotent() -> None:
     )
     assert service([]).post_json("/search", {"jql": "x"}, idempotent=True) == {"issues": []}
     assert route.call_count == 2
+
+
+class _Server:
+    """A transport: the first call to the host answers 429, the others 200; arrivals timed."""
+
+    def __init__(self, retry_after: str) -> None:
+        self.retry_after = retry_after
+        self.arrivals: list[tuple[str, str, float]] = []
+        self.lock = threading.Lock()
+        self.refused = threading.Event()
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.arrivals.append((request.url.host, request.url.path, time.monotonic()))
+            first = not self.refused.is_set() and request.url.host == "busy.example.test"
+            self.refused.set()
+        if first:
+            return httpx.Response(429, headers={"Retry-After": self.retry_after})
+        return httpx.Response(200, json={"ok": True})
+
+
+def test_a_429_pauses_every_thread_calling_that_host_and_no_other_host() -> None:
+    server = _Server(retry_after="1")
+    transport = httpx.MockTransport(server.handler)
+    busy = HttpService("a", "https://busy.example.test", transport=transport)
+    busy_too = HttpService("b", "https://busy.example.test", transport=transport)  # same host
+    calm = HttpService("c", "https://calm.example.test", transport=transport)
+    started = time.monotonic()
+    first = threading.Thread(target=busy.get_json, args=("/first",))
+    first.start()
+    assert server.refused.wait(5)
+    time.sleep(0.05)  # the 429 is in: thread "first" now waits its Retry-After
+    done: dict[str, float] = {}
+
+    def call(svc: HttpService, path: str) -> None:
+        svc.get_json(path)
+        done[path] = time.monotonic() - started
+
+    others = [
+        threading.Thread(target=call, args=(busy_too, "/other-thread")),
+        threading.Thread(target=call, args=(calm, "/other-host")),
+    ]
+    for t in others:
+        t.start()
+    for t in [first, *others]:
+        t.join(10)
+    sent = {path: at - started for host, path, at in server.arrivals}
+    assert done["/other-host"] < 0.5  # another host is not paused
+    assert sent["/other-thread"] >= 0.95  # the other thread waited for the host's Retry-After
+    assert [p for _, p, _ in server.arrivals].count("/first") == 2
+
+
+def test_a_pause_longer_than_an_in_call_wait_fails_every_caller_without_sending() -> None:
+    server = _Server(retry_after="120")
+    transport = httpx.MockTransport(server.handler)
+    waits: list[float] = []
+    svc = HttpService("a", "https://busy.example.test", transport=transport, sleep=waits.append)
+    with pytest.raises(RetriableError, match="HTTP 429"):
+        svc.get_json("/first")  # Retry-After beyond the in-call maximum: the error goes up
+    other = HttpService("b", "https://busy.example.test", transport=transport, sleep=waits.append)
+    with pytest.raises(HostPaused, match=r"asked to wait 1[12]\d s") as err:
+        other.get_json("/second")
+    assert err.value.retry_after is not None and err.value.retry_after > 100
+    assert [p for _, p, _ in server.arrivals] == ["/first"] and waits == []
+
+
+def test_two_processes_share_a_host_pause_through_redis(redis_url: str) -> None:
+    host = f"shared-{uuid.uuid4().hex[:8]}.example.test"
+    server = _Server(retry_after="30")
+    server.refused.set()  # this test decides the answers itself
+    answers = iter([httpx.Response(429, headers={"Retry-After": "20"})])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        server.arrivals.append((request.url.host, request.url.path, time.monotonic()))
+        return next(answers, httpx.Response(200, json={"ok": True}))
+
+    transport = httpx.MockTransport(handler)
+    waits_a: list[float] = []
+    one = HttpService(
+        "a", f"https://{host}", transport=transport, sleep=waits_a.append, redis_url=redis_url
+    )
+    with pytest.raises(RetriableError):
+        one.send_once("GET", "/first")  # 429 Retry-After 20: the pause is now in Redis
+    HostBudget.forget()  # what follows runs as another process would: nothing shared in memory
+    waits_b: list[float] = []
+    two = HttpService(
+        "b", f"https://{host}", transport=transport, sleep=waits_b.append, redis_url=redis_url
+    )
+    assert two.budget is not one.budget
+    assert 18 < two.budget.paused_for() <= 20
+    assert two.get_json("/second") == {"ok": True}
+    assert len(waits_b) == 1 and 18 < waits_b[0] <= 40  # its wait: the pause, plus a spread
+    # without Redis the other process would not have known
+    HostBudget.forget()
+    alone = HttpService("c", f"https://{host}", transport=transport, sleep=waits_b.append)
+    assert alone.budget.paused_for() == 0
+
+
+def test_the_rate_budget_is_shared_through_redis(redis_url: str) -> None:
+    host = f"rate-{uuid.uuid4().hex[:8]}.example.test"
+    waits: list[float] = []
+    budgets = []
+    for _ in range(3):  # three processes, each with its own budget object
+        HostBudget.forget()
+        budgets.append(HostBudget.for_host(host, 2.0, redis_url))
+    for budget in budgets:
+        budget.acquire(waits.append)
+    # 2 per second across the processes: the first at once, then slots 0.5 s and 1 s on
+    assert len(waits) == 2 and 0.4 < waits[0] <= 0.5 and 0.9 < waits[1] <= 1.0
+
+
+def test_without_redis_reachable_the_process_keeps_its_own_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    budget = HostBudget.for_host("down.example.test", 0, "redis://127.0.0.1:1/0")
+    waits: list[float] = []
+    budget.pause(5)  # Redis refuses the connection: the pause is kept in the process
+    assert 4 < budget.paused_for() <= 5
+    budget.acquire(waits.append)
+    assert len(waits) == 1 and 4 < waits[0] <= 10
+    assert "Redis unavailable" in caplog.text

@@ -68,11 +68,11 @@ def test_completed_task_with_one_attempt_is_one_callback_attempt():
 
 
 def test_attempt_list_gives_one_outcome_per_attempt_in_order():
-    attrs = {**BASE, "callback_attempts": [
+    attrs = {**BASE, "callback_outcome": {"attempts": [
         {"reached": False, "at": "2026-11-20T01:00:00Z", "agent": "李雷"},
         {"reached": "no_answer", "at": 1795653600},
         {"reached": True, "confirmed": "no", "score": 2, "at": "Fri, 20 Nov 2026 03:00:00 +0000"},
-    ]}  # fmt: skip
+    ]}}  # fmt: skip
     outs = taskrouter_callback_outcomes(MAPPING, callback("task.canceled", attrs), WORKSPACE_SID)
     assert [o.provider_event_id for o in outs] == [f"{TASK}#1", f"{TASK}#2", f"{TASK}#3"]
     assert [o.reached for o in outs] == [False, False, True]
@@ -124,12 +124,17 @@ def test_malformed_task_callbacks_are_input_errors():
 def test_mapping_override_moves_fields_and_scale():
     doc = merge_mapping(
         mappings.load("twilio"),
-        {"taskrouter": {"attempt": "result", "fields": {"score": "csat"}, "scale": [0, 10]}},
+        {"taskrouter": {"outcome": "result", "fields": {"score": "csat"}, "scale": [0, 10]}},
     )
     mapping = OutcomeMapping.from_mapping(doc)
-    attrs = {**BASE, "result": {"reached": 1, "csat": "9"}}
+    attrs = {**BASE, "result": {"reached": 1, "csat": "9", "at": "2026-11-20T01:00:00Z"}}
     [out] = taskrouter_callback_outcomes(mapping, callback("task.completed", attrs), WORKSPACE_SID)
     assert out.score == 9.0 and out.scale == (0.0, 10.0) and out.reached is True
+    older = OutcomeMapping.from_mapping(  # "attempt", the older name of "outcome", still works
+        merge_mapping(mappings.load("twilio"), {"taskrouter": {"attempt": "result"}})
+    )
+    [again] = taskrouter_callback_outcomes(older, callback("task.completed", attrs), WORKSPACE_SID)
+    assert again.reached is True
     with pytest.raises(ConfigError, match="scale"):
         OutcomeMapping.from_mapping(merge_mapping(doc, {"taskrouter": {"scale": [5, 1]}}))
     with pytest.raises(ConfigError, match="unknown field"):
@@ -243,3 +248,28 @@ def test_429_with_retry_after_is_retried_in_call(tmp_path: Path):
     ctx = ConnectorContext(state_dir=tmp_path, sleep=slept.append)
     assert TaskRouterChannel("cc", OPTIONS, ctx).lookup("callback:1:1") is None
     assert route.call_count == 2 and slept == [3.0]
+
+
+def test_attempt_list_and_wrap_up_combine_and_an_undated_attempt_is_an_error():
+    attempts = [
+        {"at": "2026-11-19T01:00:00Z", "reached": False, "agent": "李雷"},
+        {"at": "2026-11-19T02:00:00Z", "reached": True, "agent": "王芳"},
+        {"at": "2026-11-19T03:00:00Z", "reached": False},
+    ]
+    wrapup = {"confirmed": "是", "score": "3", "comment": "还行"}
+    attrs = {**BASE, "callback_outcome": {"attempts": attempts, **wrapup}}
+    outs = taskrouter_callback_outcomes(MAPPING, callback("task.completed", attrs), WORKSPACE_SID)
+    assert [(o.reached, o.confirmed, o.score, o.comment) for o in outs] == [
+        (False, None, None, None),
+        (True, True, 3.0, "还行"),  # the wrap-up belongs to the call that reached the customer
+        (False, None, None, None),
+    ]
+    assert [o.occurred_at.hour for o in outs] == [1, 2, 3]  # never the event's time (02:30)
+    undated = {**BASE, "callback_outcome": {"attempts": [attempts[0], {"reached": False}]}}
+    with pytest.raises(InputError, match=r"callback_outcome\.attempts\[1\]\.at") as err:
+        taskrouter_callback_outcomes(MAPPING, callback("task.completed", undated), WORKSPACE_SID)
+    assert err.value.field == "callback_outcome.attempts[1].at"  # type: ignore[attr-defined]
+    single = {**BASE, "callback_outcome": {"reached": True, "score": 5}}
+    with pytest.raises(InputError) as err:
+        taskrouter_callback_outcomes(MAPPING, callback("task.completed", single), WORKSPACE_SID)
+    assert err.value.field == "callback_outcome.at"  # type: ignore[attr-defined]

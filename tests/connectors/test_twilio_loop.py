@@ -61,12 +61,20 @@ def world(database_url: str, tmp_path: Path) -> Iterator[tuple[Deployment, FakeT
 
 def play_agents(fake: FakeTwilio, hook_url: str) -> None:
     """Agents work every pending task; every other completion is only seen by polling."""
+    at = fake.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
     for n, sid in enumerate(fake.pending_tasks()):
         if n % 5 == 4:
-            attempts = [{"reached": False}, {"reached": "no_answer"}, {"reached": False}]
-            fake.complete_task(sid, {"callback_attempts": attempts})
+            attempts = [
+                {"reached": False, "at": at},
+                {"reached": "no_answer", "at": at},
+                {"reached": False, "at": at},
+            ]
+            fake.work_task(sid, attempts, {"comment": "未接通"})
             continue
-        outcome = {"reached": True, "confirmed": n % 7 != 3, "score": 5 - n % 4, "comment": "好"}
+        outcome = {
+            "reached": True, "confirmed": n % 7 != 3, "score": 5 - n % 4, "comment": "好",
+            "at": at,
+        }  # fmt: skip
         callbacks = fake.complete_task(sid, {"callback_outcome": outcome})
         if n % 2 == 0:
             for params in callbacks:

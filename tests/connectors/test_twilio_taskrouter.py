@@ -83,7 +83,12 @@ def message(i: int = 7, **contact: str | None) -> OutboundMessage:
     )  # fmt: skip
 
 
-OUTCOME = {"callback_outcome": {"reached": True, "confirmed": True, "score": 5, "agent": "王芳"}}
+OUTCOME = {
+    "callback_outcome": {
+        "reached": True, "confirmed": True, "score": 5, "agent": "王芳",
+        "at": "2026-11-20T00:30:00Z",
+    }
+}  # fmt: skip
 
 
 def test_registered_as_a_callback_channel_with_webhooks(deployment: Deployment):

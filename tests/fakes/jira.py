@@ -21,7 +21,9 @@ the ``jira_sm`` connector makes, with Jira's shapes and quirks:
   ``/participant``; JQL ``IN``/``NOT IN``/``IS [NOT] EMPTY``, where ``!=`` and
   ``NOT IN`` never match an empty field, as in Jira;
 * errors in Jira's shape (``errorMessages`` + ``errors``) for 400/401/403/404;
-  429 storms with ``Retry-After`` (seconds or HTTP date); per-request latency.
+  429 storms with ``Retry-After`` (seconds or HTTP date); Jira's burst limiter
+  (``ratelimit``: a 429 block that every early call extends, optionally a
+  random share of 429s); per-request latency.
 
 Tests drive it through :class:`FakeJira` (``update_issue``, ``set_status``,
 knobs such as ``latency_ms``, ``throttle``, ``fail_create_replies``,
@@ -48,6 +50,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+
+from tests.fakes.ratelimit import BurstLimiter
 
 STATUSES: dict[str, tuple[str, int, str]] = {
     "Waiting for support": ("new", 2, "10001"),
@@ -196,6 +200,8 @@ class FakeJira:
         self.latency_ms = 0.0
         self.throttle: tuple[int, int, str] | None = None
         """(every, burst, retry_after): requests n with n % every < burst get 429."""
+        self.ratelimit: BurstLimiter | None = None
+        """Jira's burst limiter (tests/fakes/ratelimit.py): early calls extend a 429 block."""
         self.fail_create_replies = 0
         """Creates that store the issue but answer 500 (the reply is lost)."""
         self.index_lag = 0
@@ -587,6 +593,12 @@ class FakeJira:
         self, handler: Callable[[Request], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def wrapped(request: Request) -> Response:
+            limiter = self.ratelimit
+            refused = limiter.check(request.method, request.url.path) if limiter else None
+            if refused is not None:
+                with self.lock:
+                    self.throttled += 1
+                return refused
             if self.latency_ms:
                 await asyncio.sleep(self.latency_ms / 1000)
             with self.lock:

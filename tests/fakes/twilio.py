@@ -18,7 +18,9 @@ Built from Twilio's API reference, with what the connectors must cope with:
   is lost (the work is done, the answer is a 502).
 
 ISO 8601 dates (``2026-11-20T10:00:00Z``) as TaskRouter and Studio write
-them. :meth:`FakeTwilio.complete_task` plays the agent, and
+them. :meth:`FakeTwilio.complete_task` plays the agent (one recorded
+outcome), :meth:`FakeTwilio.work_task` a call centre's agent (a list of
+dial attempts, the ``wrapping`` state and its wrap-up form), and
 :func:`signed` / :func:`post_callback` sign event callbacks the way Twilio
 does (with a wrong or old key for forged/stale deliveries).
 """
@@ -202,6 +204,52 @@ class FakeTwilio:
             done = self._event(task, "task.completed", worker_sid, worker)
             res_done = self._event(task, "reservation.completed", worker_sid, worker)
         return [self.callback_params(e) for e in (accepted, done, res_done)]
+
+    def work_task(
+        self,
+        sid: str,
+        attempts: list[Mapping[str, Any]],
+        wrapup: Mapping[str, Any] | None = None,
+        *,
+        worker: str = "王芳",
+        outcome_key: str = "callback_outcome",
+        reason: str = "callback done",
+    ) -> list[dict[str, str]]:
+        """Play a call centre's agent: dial attempts, then a wrap-up form, then complete.
+
+        As a TaskRouter voice task goes: the reservation is accepted (task
+        ``assigned``); each dial attempt (``at``, ``reached``, ``agent``…)
+        is written to the task's attributes under ``<outcome_key>.attempts``
+        as it happens; when the call ends the task moves to ``wrapping``
+        (``task.wrapup`` / ``reservation.wrapup``), the agent's wrap-up form
+        (e.g. ``confirmed``, ``score``, ``comment``) is merged into
+        ``<outcome_key>``, and the task is completed (``task.completed``,
+        ``reservation.completed``). Attempts carry their own times, which
+        the fake's clock does not change: completing the task later (the
+        clock advanced) is how a timely call gets a late completion.
+        Returns the event callbacks in order.
+        """
+        with self._lock:
+            task = self.tasks[sid]
+            worker_sid = "WK" + hashlib.md5(worker.encode()).hexdigest()
+            task["assignment_status"] = "assigned"
+            events = [self._event(task, "reservation.accepted", worker_sid, worker)]
+            attributes = json.loads(task["attributes"])
+            record: dict[str, Any] = {"attempts": [dict(a) for a in attempts]}
+            attributes[outcome_key] = record
+            task["attributes"] = json.dumps(attributes, ensure_ascii=False)
+            task["assignment_status"] = "wrapping"
+            task["date_updated"] = _iso(self.clock())
+            events.append(self._event(task, "task.wrapup", worker_sid, worker))
+            events.append(self._event(task, "reservation.wrapup", worker_sid, worker))
+            record.update(wrapup or {})
+            task["attributes"] = json.dumps(attributes, ensure_ascii=False)
+            task["assignment_status"] = "completed"
+            task["reason"] = reason
+            task["date_updated"] = _iso(self.clock())
+            events.append(self._event(task, "task.completed", worker_sid, worker))
+            events.append(self._event(task, "reservation.completed", worker_sid, worker))
+        return [self.callback_params(e) for e in events]
 
     def cancel_task(self, sid: str, reason: str = "Task TTL Exceeded") -> dict[str, str]:
         """TaskRouter cancels the task (e.g. its Timeout passed); returns the callback."""
