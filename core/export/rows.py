@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Result, select
 from sqlalchemy.orm import Session
 
 from core.compliance import (
@@ -80,6 +80,14 @@ def _final(rec: ComplianceRecord) -> dict[str, Any]:
     return finals[-1] if finals else {}
 
 
+def _closing(result: Result[Any]) -> Iterator[Any]:
+    """The result's rows; its cursor is closed even when the reader stops half-way."""
+    try:
+        yield from result
+    finally:
+        result.close()
+
+
 def export_rows(
     session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
 ) -> Iterator[dict[str, Any]]:
@@ -115,7 +123,7 @@ def export_rows(
         )
     ):
         ncs.setdefault(inc_id, []).append((rule, severity, state))
-    for rec, inc, survey_state, survey_channel in session.execute(query):
+    for rec, inc, survey_state, survey_channel in _closing(session.execute(query)):
         final = _final(rec)
         mine = ncs.get(inc.id, [])
         yield {
