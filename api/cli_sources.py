@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from core.conf.masking import scrub
 from core.connector import Probe
 from core.errors import ConnectorError, QloopError, StateError
 from core.loop import rejects
@@ -51,7 +52,7 @@ def list_status(rt: Runtime, kind: Kind) -> int:
         last_ok = st.last_ok_at.astimezone(zone).isoformat() if st.last_ok_at else "-"
         print(f"  last run {last_run}; last success {last_ok}")
         if st.last_error:
-            print(f"  last error: {st.last_error}")
+            print(f"  last error: {scrub(st.last_error)}")
         if rejected.get(name):
             print(f"  {rejected[name]} rejected record(s): qloop sources rejects {name}")
     return 0
@@ -108,7 +109,7 @@ def test_connector(rt: Runtime, kind: Kind, name: str) -> int:
     try:
         lines = rt.call(conn.probe)
     except ConnectorError as exc:
-        print(f"{name}: FAILED — {exc}")
+        print(f"{name}: FAILED — {scrub(str(exc))}")
         return 1
     print(f"{name}: OK")
     for line in lines:

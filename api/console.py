@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from core.conf.masking import scrub
 from core.errors import InputError
 from core.export.month import export_month
 from core.loop import run_once
@@ -29,7 +30,7 @@ def _progress(name: str, result: StepResult, elapsed: float) -> None:
         print("\r\x1b[K", end="")
     print(f"  {result!s:<70} {elapsed:6.2f}s", flush=True)
     for err in result.errors:
-        print(f"    ! {err}", file=sys.stderr)
+        print(f"    ! {scrub(err)}", file=sys.stderr)
 
 
 def print_job(name: str, results: list[StepResult]) -> None:

@@ -20,6 +20,7 @@ from core import registry
 from core.calendar import BusinessCalendar
 from core.compliance import Policy
 from core.conf import AppConfig, CalendarConfig, PolicyConfig, SourceConfig
+from core.conf.masking import leaf_secret_values, remember_secrets
 from core.connector import Channel, ConnectorContext, Source
 from core.errors import ConfigError
 from core.mapping import merge_mapping
@@ -78,6 +79,8 @@ class Runtime:
     _mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # masked in every error and log line of this process, in any encoding
+        remember_secrets(leaf_secret_values(self.config.data, self.config.secret_paths))
         for name, cal in self.config.calendars.items():
             self.calendars[name] = build_calendar(cal)
         for name, pol in self.config.policies.items():

@@ -21,7 +21,7 @@ from core.compliance import (
     NonconformityState,
     monthly_indicators,
 )
-from core.privacy import mask_email, mask_name, mask_phone
+from core.privacy import mask_email, mask_name, mask_phone, mask_pii_text
 from core.store.models import (
     ComplianceRecord,
     Incident,
@@ -130,7 +130,7 @@ def export_rows(
             "source": inc.source,
             "incident_key": inc.key,
             "external_id": inc.external_id,
-            "title": inc.title,
+            "title": inc.title if unmask else mask_pii_text(inc.title),
             "service": inc.service,
             "customer": inc.customer,
             "contact_name": inc.contact_name if unmask else mask_name(inc.contact_name),
