@@ -198,3 +198,28 @@ def test_uvicorns_own_lines_carry_no_customer_data(
     assert "DataError" in logged
     assert [p for p in PII_OF_OUTCOME if p in logged] == [], logged
     assert TOKENS["channel"] not in logged
+
+
+def test_qloop_jobs_shows_failures_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RQ keeps a failed job's traceback as it was; ``qloop jobs`` shows it masked."""
+    from rq.results import Result
+
+    from api.cli_jobs import error_text
+
+    monkeypatch.setenv("ITSM_API_TOKEN", "tok-0123456789")
+
+    class Failed:
+        type = Result.Type.FAILED
+        exc_string = (
+            "Traceback (most recent call last):\n"
+            "DataError: [parameters: {'phone': '13812345678', 'email': 'li.na@example.cn'}] "
+            "Basic dG9rLTAxMjM0NTY3ODk="
+        )
+
+    class Job:
+        def latest_result(self) -> Failed:
+            return Failed()
+
+    shown = error_text(Job())  # type: ignore[arg-type]
+    assert shown.startswith("Traceback") and "DataError" in shown
+    assert [p for p in ("13812345678", "li.na@", "dG9rLTAxMjM0NTY3ODk=") if p in shown] == []
