@@ -158,3 +158,24 @@ def test_errors_stored_before_the_fix_are_masked_when_served(
     assert _cli("sources", "list", "-c", str(echoing.deployment.path)) == 0
     assert _leaks(capsys.readouterr().out, user, secret) == []
     assert _leaks(scrub(raw), user, secret) == []
+
+
+def test_the_loops_console_lines_are_masked(
+    echoing: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``qloop run`` prints each step's errors: an echoed secret is masked there too."""
+    from api import console
+
+    source = echoing.rt.source("itsm")
+    echoed = " ".join(messages(USER, ENV_SECRET))
+
+    def failing(cursor: str | None) -> Iterator[object]:
+        raise FatalError(f"itsm: 401 from GET /search: {echoed}")
+        yield
+
+    monkeypatch.setattr(source, "pull", failing)
+    capsys.readouterr()
+    assert console.run_cycles(echoing.rt, cycles=1) == 1
+    err = capsys.readouterr().err
+    assert "itsm: 401 from GET /search" in err
+    assert _leaks(err, USER, ENV_SECRET) == [], err
