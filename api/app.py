@@ -38,6 +38,7 @@ from api.routes import (
 )
 from api.routes.sync_runner import SyncRunner
 from core.conf import AppConfig, load_config
+from core.logs import install_masking
 from core.runtime import Runtime, open_runtime
 from core.timeutil import utcnow
 
@@ -74,6 +75,7 @@ def create_app(
     Raises:
         ConfigError: The configuration (or its ``api`` section) is invalid.
     """
+    install_masking()  # no secret, phone or e-mail in any log line, whoever serves the app
     cfg = config if isinstance(config, AppConfig) else load_config(Path(config))
     tokens = TokenStore(cfg.api.tokens, channels=cfg.channels)
     owned = runtime is None

@@ -136,9 +136,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Write the month's export files whole (temporary file, then rename); audit-logged."""
+    from core.export.month import export_month
+
     rt = open_runtime(_load(args), existing=True)
     try:
-        for path in console.export(
+        for path in export_month(
             rt, args.period, args.format, Path(args.out), unmask=args.unmask, policy=args.policy
         ):
             print(path)

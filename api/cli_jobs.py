@@ -19,6 +19,7 @@ from rq.results import Result
 
 from core.conf import AppConfig, load_config
 from core.errors import ConfigError, InputError
+from core.logs import mask_log_text
 from workers import queue
 
 DEFAULT_CONFIG = "qloop.yaml"
@@ -58,11 +59,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def error_text(job: Job) -> str:
-    """The traceback of the job's latest failure ("" if it has not failed)."""
+    """The traceback of the job's latest failure ("" if it has not failed).
+
+    Secrets and personal data in it are masked (RQ stores the traceback as it was).
+    """
     result = job.latest_result()
     if result is None or result.type != Result.Type.FAILED:
         return ""
-    return result.exc_string or ""
+    return mask_log_text(result.exc_string or "")
 
 
 def _error_line(job: Job) -> str:

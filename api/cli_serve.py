@@ -18,6 +18,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from api.cli import DEFAULT_CONFIG
+    from core.logs import uvicorn_log_config
 
     path = Path(args.config or os.environ.get("QLOOP_CONFIG") or DEFAULT_CONFIG)
     app = create_app(path)
@@ -29,6 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
         server_header=False,
+        log_config=uvicorn_log_config(str(args.log_level)),  # uvicorn's lines masked too
     )
     return 0
 

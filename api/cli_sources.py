@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from core.conf import ChannelConfig, SourceConfig
+from core.conf.masking import scrub
 from core.connector import Probe
 from core.errors import ConfigError, ConnectorError, QloopError, StateError
 from core.loop import rejects
@@ -61,7 +62,7 @@ def list_status(rt: Runtime, kind: Kind, only: str | None = None) -> int:
         last_ok = st.last_ok_at.astimezone(zone).isoformat() if st.last_ok_at else "-"
         print(f"  last run {last_run}; last success {last_ok}")
         if st.last_error:
-            print(f"  last error: {st.last_error}")
+            print(f"  last error: {scrub(st.last_error)}")
         if kind == "source":
             print_first_sync(rt, name, zone)
         if rejected.get(name):
@@ -147,7 +148,7 @@ def test_connector(rt: Runtime, kind: Kind, name: str) -> int:
     try:
         lines = rt.call(conn.probe)
     except ConnectorError as exc:
-        print(f"{name}: FAILED — {exc}")
+        print(f"{name}: FAILED — {scrub(str(exc))}")
         return 1
     print(f"{name}: OK")
     for line in lines:

@@ -5,19 +5,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from core.conf.masking import scrub
 from core.errors import InputError, StateError
-from core.export import COLUMNS, export_rows, period_indicators, write_export
+from core.export.month import export_month
 from core.loop import run_once
 from core.loop.common import StepResult
 from core.loop.dispatch import replay_dead
 from core.loop.reconcile import resolve_review
 from core.runtime import Runtime
 from core.store.models import Incident, Match, OutboxItem, Response
-from core.timeutil import parse_month
 
 
 def live_progress(step: str, done: int) -> None:
@@ -31,7 +30,7 @@ def _progress(name: str, result: StepResult, elapsed: float) -> None:
         print("\r\x1b[K", end="")
     print(f"  {result!s:<70} {elapsed:6.2f}s", flush=True)
     for err in result.errors:
-        print(f"    ! {err}", file=sys.stderr)
+        print(f"    ! {scrub(err)}", file=sys.stderr)
 
 
 def print_job(name: str, results: list[StepResult]) -> None:
@@ -64,25 +63,7 @@ def export(
     policy: str | None = None,
 ) -> list[Path]:
     """Write the export of ``period`` for each policy (or one); returns the files."""
-    parse_month(period)
-    names = [policy] if policy else sorted(rt.policies)
-    if policy and policy not in rt.policies:
-        msg = f"unknown policy {policy!r}; known: {', '.join(sorted(rt.policies))}"
-        raise InputError(msg)
-    tz = ZoneInfo(rt.config.timezone)
-    written: list[Path] = []
-    with rt.db.session() as s:
-        for name in names:
-            pol = rt.policy(name)
-            indicators = period_indicators(
-                s, policy=name, version=pol.version, month=period, now=rt.now(), rules=pol
-            )
-            rows = export_rows(
-                s, policy=name, version=pol.version, month=period, tz=tz, unmask=unmask
-            )
-            base = f"qloop-{period}-{name}"
-            written += write_export(out, base, fmt, COLUMNS, rows, indicators.as_dict())
-    return written
+    return export_month(rt, period, fmt, out, unmask=unmask, policy=policy)
 
 
 OUTBOX_STATES = ("pending", "sending", "sent", "dead")

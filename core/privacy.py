@@ -1,10 +1,25 @@
-"""Masking of customer contact details for exports and API answers."""
+"""Masking of customer contact details for exports, API answers and logs.
+
+The contact fields are masked by :func:`mask_phone`, :func:`mask_email` and
+:func:`mask_name`. Free text (comments, titles, notes, log lines) is masked
+by :func:`mask_pii_text`: every phone number in the forms the mappings see
+(international ``+86 138 1234 5678``, ``+8613812345678``, ``0086…``;
+national mobiles ``13812345678``, ``138-1234-5678``, ``138 1234 5678``;
+landlines with an area code ``021-5555-0101``) and every e-mail address.
+"""
 
 from __future__ import annotations
 
 import re
 
 _DIGITS = re.compile(r"\d")
+_PHONE_IN_TEXT = re.compile(
+    r"(?<![0-9A-Za-z+])(?:\+|%2[Bb]|00)[1-9]\d{0,2}(?:[ \-.]?\(?\d+\)?){1,6}(?![0-9A-Za-z])"
+    r"|(?<![0-9A-Za-z])1[3-9]\d(?:[ \-]?\d){8}(?![0-9A-Za-z])"
+    r"|(?<![0-9A-Za-z])0\d{2,3}[ \-]\d{3,4}[ \-]?\d{4}(?![0-9A-Za-z])"
+)
+"""International numbers, national mobile numbers (11 digits), landlines with an area code."""
+_EMAIL_IN_TEXT = re.compile(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 
 
 def mask_phone(phone: str | None) -> str | None:
@@ -63,3 +78,23 @@ def email_key(email: str | None) -> str | None:
     if not email or "@" not in email:
         return None
     return email.strip().casefold()
+
+
+def _phone(match: re.Match[str]) -> str:
+    text = match.group()
+    digits = len(_DIGITS.findall(text))
+    if not 7 <= digits <= 16:
+        return text
+    return mask_phone(text) or text
+
+
+def mask_pii_text(text: str | None) -> str | None:
+    """Free text with every phone number and e-mail address in it masked.
+
+    ``call me at +8613912345678, x@example.com`` →
+    ``call me at +86139****5678, x***@example.com``.
+    """
+    if not text:
+        return text
+    text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group()) or "***", text)
+    return _PHONE_IN_TEXT.sub(_phone, text)

@@ -20,6 +20,7 @@ from core import registry
 from core.calendar import BusinessCalendar
 from core.compliance import Policy
 from core.conf import AppConfig, SourceConfig, build_calendar
+from core.conf.masking import leaf_secret_values, remember_secrets
 from core.connector import Channel, ConnectorContext, Source
 from core.errors import ConfigError
 from core.mapping import merge_mapping
@@ -54,6 +55,8 @@ class Runtime:
         self.policies.update(self.config.policies)
         for pol in self.policies.values():
             self.calendars.setdefault(pol.calendar.name, pol.calendar)
+        # masked in every error and log line of this process, in any encoding
+        remember_secrets(leaf_secret_values(self.config.data, self.config.secret_paths))
         for name, cal in self.config.calendars.items():
             if name not in self.calendars:
                 self.calendars[name] = build_calendar(cal)

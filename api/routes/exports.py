@@ -1,30 +1,24 @@
 """Compliance exports of a month (streamed) and the month's indicators.
 
+The writer is :mod:`core.export.writers`, the one ``qloop export`` uses.
 CSV and JSON lines are written row by row as the database yields them
 (``export_rows`` is a generator over a ``yield_per`` query), in chunks of
 about :data:`CHUNK_BYTES`, so a month is never held in memory. XLSX cannot
-be written as a stream (the file is a zip), so it is written with
-xlsxwriter's ``constant_memory`` mode into a temporary file, which is then
-sent in chunks and deleted.
+be written as a stream (the file is a zip): the writer fills an anonymous
+temporary file in constant memory, which is then sent in chunks. Text from
+the ITSM tool never becomes a formula. Every export is audit-logged.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import json
-import os
-import tempfile
+import itertools
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-import xlsxwriter
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from api.auth import Permission, Principal, require
@@ -37,14 +31,14 @@ from api.routes.common import (
     SessionDep,
     problems,
 )
-from core.export import COLUMNS, export_rows, period_indicators
-from core.export.writers import flatten_indicators
+from core.export import COLUMNS, Table, export_rows, indicators_table, period_indicators
+from core.export.month import audit_export
+from core.export.writers import CHUNK_BYTES, csv_chunks, jsonl_chunks, xlsx_chunks
 from core.runtime import Runtime
 
 router = APIRouter(tags=["exports"], responses={**READ_PROBLEMS, **problems(404)})
 
-CHUNK_BYTES = 64 * 1024
-"""Size a streamed body is sent in (about)."""
+__all__ = ["CHUNK_BYTES", "router"]
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "jsonl": "application/x-ndjson; charset=utf-8",
@@ -67,12 +61,6 @@ def _targets(rt: Runtime, policy: str | None) -> list[tuple[str, str]]:
     return [(n, rt.policies[n].version) for n in names]
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return "" if value is None else value
-
-
 def _rows(
     rt: Runtime, period: str, targets: list[tuple[str, str]], unmask: bool
 ) -> Iterator[dict[str, Any]]:
@@ -84,60 +72,10 @@ def _rows(
             )
 
 
-def csv_chunks(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    """CSV that Excel opens correctly (UTF-8 with BOM), in chunks of about CHUNK_BYTES."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, dialect="excel")
-    buf.write("\ufeff")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(row[c]) for c in COLUMNS])
-        if buf.tell() >= CHUNK_BYTES:
-            yield buf.getvalue().encode("utf-8")
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue().encode("utf-8")
-
-
-def jsonl_chunks(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    """One JSON object per line, in chunks of about CHUNK_BYTES."""
-    parts: list[str] = []
-    size = 0
-    for row in rows:
-        line = json.dumps(row, ensure_ascii=False) + "\n"
-        parts.append(line)
-        size += len(line)
-        if size >= CHUNK_BYTES:
-            yield "".join(parts).encode("utf-8")
-            parts, size = [], 0
-    if parts:
-        yield "".join(parts).encode("utf-8")
-
-
-def write_xlsx(
-    path: str, rows: Iterator[dict[str, Any]], indicators: list[tuple[str, Any]]
-) -> None:
-    """The export as XLSX at ``path``, in constant memory (rows are written as they come)."""
-    book = xlsxwriter.Workbook(path, {"constant_memory": True})
-    try:
-        bold = book.add_format({"bold": True})
-        sheet = book.add_worksheet("incidents")
-        sheet.write_row(0, 0, COLUMNS, bold)
-        sheet.freeze_panes(1, 0)
-        for r, row in enumerate(rows, start=1):
-            sheet.write_row(r, 0, [_cell(row[c]) for c in COLUMNS])
-        ind = book.add_worksheet("indicators")
-        ind.write_row(0, 0, ("indicator", "value"), bold)
-        for r, (key, value) in enumerate(indicators, start=1):
-            ind.write_row(r, 0, (key, _cell(value)))
-        ind.set_column(0, 0, 48)
-    finally:
-        book.close()
-
-
-def _indicators(rt: Runtime, period: str, targets: list[tuple[str, str]]) -> dict[str, Any]:
+def _indicators(rt: Runtime, period: str, targets: list[tuple[str, str]]) -> Table:
+    """One indicators sheet: ``<policy>.<indicator>`` rows when there are several policies."""
     with rt.db.sessions() as s:
-        return {
+        data = {
             name: period_indicators(
                 s,
                 policy=name,
@@ -148,11 +86,20 @@ def _indicators(rt: Runtime, period: str, targets: list[tuple[str, str]]) -> dic
             ).as_dict()
             for name, version in targets
         }
+    if len(targets) == 1:
+        (only,) = data.values()
+        return indicators_table(only)
+    return indicators_table(data)
 
 
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+def _body(fmt: str, tables: list[Table]) -> Iterator[bytes]:
+    if fmt == "csv":
+        return csv_chunks(tables[0])
+    if fmt == "jsonl":
+        return jsonl_chunks(tables[0])
+    chunks = xlsx_chunks(tables)
+    first = next(chunks)  # the workbook is complete: errors answer 500 before streaming
+    return itertools.chain([first], chunks)
 
 
 @router.get(
@@ -172,33 +119,31 @@ def export_period(
     fmt: Annotated[Literal["csv", "xlsx", "jsonl"], Query(alias="format")] = "csv",
     policy: PolicyName = None,
 ) -> Response:
-    """One row per incident of the month with every fact and verdict (streamed)."""
+    """One row per incident of the month with every fact and verdict (streamed; audit-logged).
+
+    Text cells of CSV and XLSX never become formulas; JSON lines carry the
+    raw text. Contact details are masked unless the caller may see them.
+    """
     targets = _targets(rt, policy)
     unmask = principal.sees_contacts
     filename = f"qloop-{period}{'-' + policy if policy else ''}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    rows = _rows(rt, period, targets, unmask)
-    if fmt == "csv":
-        return StreamingResponse(csv_chunks(rows), media_type=MEDIA_TYPES[fmt], headers=headers)
-    if fmt == "jsonl":
-        return StreamingResponse(jsonl_chunks(rows), media_type=MEDIA_TYPES[fmt], headers=headers)
-    flat: list[tuple[str, Any]] = []
-    for name, data in _indicators(rt, period, targets).items():
-        prefix = f"{name}." if len(targets) > 1 else ""
-        flat += list(flatten_indicators(data, prefix))
-    fd, path = tempfile.mkstemp(prefix="qloop-export-", suffix=".xlsx")
-    os.close(fd)
-    try:
-        write_xlsx(path, rows, flat)
-    except BaseException:
-        _unlink(path)
-        raise
-    return FileResponse(
-        path,
-        media_type=MEDIA_TYPES[fmt],
-        filename=filename,
-        background=BackgroundTask(_unlink, path),
-    )
+    tables = [Table("incidents", COLUMNS, _rows(rt, period, targets, unmask))]
+    if fmt == "xlsx":
+        tables.append(_indicators(rt, period, targets))
+    body = _body(fmt, tables)
+    with rt.db.session() as s:
+        audit_export(
+            s,
+            rt,
+            actor=principal.name,
+            period=period,
+            fmt=fmt,
+            policies=[name for name, _ in targets],
+            masked=not unmask,
+            via="api",
+        )
+    return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 class PolicyReport(BaseModel):

@@ -36,6 +36,7 @@ from api.routes.schemas import (
     StatusEventOut,
     SurveyOut,
 )
+from core.privacy import mask_pii_text
 from core.records import Category
 from core.store.models import (
     CallbackTask,
@@ -55,10 +56,17 @@ CATEGORIES = tuple(c.value for c in Category)
 _DERIVED = ("contact", "match")
 
 
+def free_text(principal: Principal, text: str | None) -> str | None:
+    """A title, comment or note: phone numbers and e-mail addresses in it masked
+    unless ``principal`` may see contact details."""
+    return text if principal.sees_contacts else mask_pii_text(text)
+
+
 def incident_out(inc: Incident, principal: Principal) -> IncidentOut:
     data = IncidentOut.model_validate(
         {
             **{k: getattr(inc, k) for k in IncidentOut.model_fields if k != "contact"},
+            "title": free_text(principal, inc.title),
             "contact": contact(
                 principal, name=inc.contact_name, phone=inc.contact_phone, email=inc.contact_email
             ),
@@ -67,13 +75,19 @@ def incident_out(inc: Incident, principal: Principal) -> IncidentOut:
     return data
 
 
+def match_out(match: Match, principal: Principal) -> MatchOut:
+    out = MatchOut.model_validate(match)
+    return out.model_copy(update={"reason": free_text(principal, out.reason)})
+
+
 def response_out(resp: Response, match: Match | None, principal: Principal) -> ResponseOut:
     shown = contact(principal, name=None, phone=resp.contact_phone, email=resp.contact_email)
     return ResponseOut.model_validate(
         {
             **{k: getattr(resp, k) for k in ResponseOut.model_fields if k not in _DERIVED},
+            "comment": free_text(principal, resp.comment),
             "contact": ContactOut(**shown),
-            "match": MatchOut.model_validate(match) if match else None,
+            "match": match_out(match, principal) if match else None,
         }
     )
 

@@ -20,7 +20,7 @@ from api.routes.common import (
     page,
     problems,
 )
-from api.routes.incidents import response_out
+from api.routes.incidents import free_text, response_out
 from api.routes.schemas import (
     DismissRequest,
     MatchRequest,
@@ -50,7 +50,7 @@ def list_review(
     items = [
         ReviewItemOut(
             id=m.id,
-            reason=m.reason,
+            reason=free_text(principal, m.reason),
             candidates=[int(c) for c in m.candidates],
             decided_at=m.decided_at,
             response=response_out(responses[m.response_id], m, principal),

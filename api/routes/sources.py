@@ -32,6 +32,7 @@ from api.routes.schemas import (
 )
 from api.routes.sync_runner import SyncRunner, enqueue_sync
 from core import registry
+from core.conf.masking import scrub
 from core.loop import rejects
 from core.loop.common import collect_state_name
 from core.store.models import RejectedRecord, SourceState, SyncRun
@@ -54,8 +55,10 @@ def _common(state: SourceState | None, run: SyncRun | None) -> dict[str, object]
         "cursor": state.cursor if state else None,
         "last_run_at": state.last_run_at if state else None,
         "last_ok_at": state.last_ok_at if state else None,
-        "last_error": state.last_error if state else None,
-        "last_run": SyncRunOut.model_validate(run) if run else None,
+        "last_error": scrub(state.last_error) if state else None,
+        "last_run": SyncRunOut.model_validate(run).model_copy(update={"error": scrub(run.error)})
+        if run
+        else None,
     }
 
 
@@ -196,5 +199,5 @@ def sync_status(
         started_at=job.started_at,
         finished_at=job.finished_at,
         results=job.results,
-        error=job.error,
+        error=scrub(job.error),
     )

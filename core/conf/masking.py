@@ -5,13 +5,28 @@ A value is secret when its key looks like one (``api_token``, ``password``,
 variable whose name looks like one (``${JIRA_TOKEN}``), or when it is the
 password part of a URL (``postgresql://u:pw@h/db``). Masked values become
 ``"***"``.
+
+In text (errors, log lines) a secret is masked in every form a remote may
+echo it in (SPEC §13): literal, URL-encoded (``%2F``/``%2f``, ``+`` for a
+space, mixed), JSON-escaped, and base64, standard or URL-safe, of the
+secret alone or inside a longer value such as the ``user:secret`` of a
+Basic ``Authorization`` header (a base64 run whose decoding contains a
+secret is masked whole). :func:`scrub` masks what this process knows:
+environment variables whose names look secret and the secrets of the
+configurations it loaded (:func:`remember_secrets`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import json
+import os
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
+import threading
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, overload
 
 MASK = "***"
 
@@ -162,17 +177,145 @@ def _collect(
 
 
 def mask_text(text: str, secrets: Iterable[str]) -> str:
-    """Scrub known secret values (and URL passwords) out of a message.
+    """Scrub known secret values (and URL passwords) out of a message, in any encoding.
 
     Args:
         text: The message.
-        secrets: Secret values to replace by ``***`` wherever they occur
-            (longest first; empty strings are ignored).
+        secrets: Secret values to replace by ``***`` wherever they occur,
+            literally, URL-encoded, JSON-escaped or in base64 (longest
+            first; empty strings are ignored).
 
     Returns:
         The scrubbed message.
     """
     out = mask_url(text)
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        out = out.replace(secret, MASK)
+    found = sorted({s for s in secrets if s}, key=len, reverse=True)
+    for secret in found:
+        out = _pattern(secret).sub(MASK, out)
+    if found:
+        out = _mask_base64(out, [s.encode("utf-8") for s in found])
     return out
+
+
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{6,}={0,2}")
+"""Text that may be base64 (standard or URL-safe), e.g. after ``Basic ``."""
+
+
+def _encodings(ch: str) -> list[str]:
+    """Regular expressions for the forms ``ch`` may take in echoed text."""
+    alts = [re.escape(ch)]
+    if not (ch.isascii() and ch.isalnum()) and ch not in "-._~":
+        hexes = [
+            "%" + "".join(f"[{d.upper()}{d.lower()}]" for d in f"{b:02X}") for b in ch.encode()
+        ]
+        alts.append("".join(hexes))
+        if ch == " ":
+            alts.append(r"\+")
+        escaped = json.dumps(ch)[1:-1]
+        if escaped != ch:
+            alts.append(re.escape(escaped))
+        if ch == "/":
+            alts.append(re.escape("\\/"))
+    return alts
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(secret: str) -> re.Pattern[str]:
+    """The secret literally, URL-encoded (any case, ``+`` for space) or JSON-escaped."""
+    parts = [_encodings(ch) for ch in secret]
+    body = "".join(p[0] if len(p) == 1 else "(?:" + "|".join(p) + ")" for p in parts)
+    return re.compile(body)
+
+
+def _decodings(run: str) -> Iterator[bytes]:
+    """``run`` decoded as base64 from each of its first four offsets (a value inside a run)."""
+    std = run.rstrip("=").replace("-", "+").replace("_", "/")
+    for start in range(4):
+        part = std[start:]
+        part = part[: len(part) - (len(part) % 4 == 1)]
+        if len(part) < 2:
+            continue
+        try:
+            yield base64.b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):
+            continue
+
+
+def _mask_base64(text: str, secrets: Sequence[bytes]) -> str:
+    def repl(m: re.Match[str]) -> str:
+        for decoded in _decodings(m.group()):
+            if any(s in decoded for s in secrets):
+                return MASK
+        return m.group()
+
+    return _BASE64_RUN.sub(repl, text)
+
+
+ENV_SECRET_NAME = re.compile(
+    r"token|password|passwd|secret|api_?key|private_key|credential|auth", re.IGNORECASE
+)
+"""Environment variable names whose values are secret (wider than :data:`SECRET_NAME`)."""
+MIN_AMBIENT_LEN = 6
+"""Shorter values are not scrubbed from every message (they would garble ordinary words)."""
+
+_remembered: set[str] = set()
+_remembered_lock = threading.Lock()
+
+
+def env_secret_values(env: Mapping[str, str] | None = None) -> set[str]:
+    """Values of environment variables whose names look secret (6+ characters)."""
+    env = os.environ if env is None else env
+    return {v for k, v in env.items() if ENV_SECRET_NAME.search(k) and len(v) >= MIN_AMBIENT_LEN}
+
+
+def leaf_secret_values(data: Any, secret_paths: Iterable[Sequence[str | int]] = ()) -> set[str]:
+    """The secrets of ``data`` worth masking in any text: scalars whose own key looks
+    secret (``api_token``, ``password``; not the names and roles beside a token in
+    ``api.tokens``), scalars at ``secret_paths`` (from secret environment
+    variables), URL passwords.
+    """
+    paths = {tuple(p) for p in secret_paths}
+    found: set[str] = set()
+
+    def walk(value: Any, path: tuple[str | int, ...]) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, (*path, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*path, i))
+        elif value is not None and not isinstance(value, bool):
+            if path in paths or (path and is_secret_name(path[-1])):
+                found.add(str(value))
+            elif isinstance(value, str):
+                found.update(url_passwords(value))
+
+    walk(data, ())
+    found.discard("")
+    return found
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """Add a loaded configuration's secrets to those :func:`scrub` masks in this process."""
+    with _remembered_lock:
+        _remembered.update(v for v in values if len(v) >= MIN_AMBIENT_LEN)
+
+
+def known_secrets() -> set[str]:
+    """The secrets this process knows: secret-looking environment variables, remembered ones."""
+    with _remembered_lock:
+        remembered = set(_remembered)
+    return env_secret_values() | remembered
+
+
+@overload
+def scrub(text: str) -> str: ...
+@overload
+def scrub(text: None) -> None: ...
+@overload
+def scrub(text: str | None) -> str | None: ...
+def scrub(text: str | None) -> str | None:
+    """``text`` with every known secret masked in every encoding (None stays None)."""
+    if not text:
+        return text
+    return mask_text(text, known_secrets())

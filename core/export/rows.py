@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Result, select
 from sqlalchemy.orm import Session
 
 from core.compliance import (
@@ -22,7 +22,7 @@ from core.compliance import (
     Policy,
     monthly_indicators,
 )
-from core.privacy import mask_email, mask_name, mask_phone
+from core.privacy import mask_email, mask_name, mask_phone, mask_pii_text
 from core.store.models import (
     ComplianceRecord,
     Incident,
@@ -81,6 +81,14 @@ def _final(rec: ComplianceRecord) -> dict[str, Any]:
     return finals[-1] if finals else {}
 
 
+def _closing(result: Result[Any]) -> Iterator[Any]:
+    """The result's rows; its cursor is closed even when the reader stops half-way."""
+    try:
+        yield from result
+    finally:
+        result.close()
+
+
 def export_rows(
     session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
 ) -> Iterator[dict[str, Any]]:
@@ -116,14 +124,14 @@ def export_rows(
         )
     ):
         ncs.setdefault(inc_id, []).append((rule, severity, state))
-    for rec, inc, survey_state, survey_channel in session.execute(query):
+    for rec, inc, survey_state, survey_channel in _closing(session.execute(query)):
         final = _final(rec)
         mine = ncs.get(inc.id, [])
         yield {
             "source": inc.source,
             "incident_key": inc.key,
             "external_id": inc.external_id,
-            "title": inc.title,
+            "title": inc.title if unmask else mask_pii_text(inc.title),
             "service": inc.service,
             "customer": inc.customer,
             "contact_name": inc.contact_name if unmask else mask_name(inc.contact_name),

@@ -1,11 +1,36 @@
-"""Writers for the export formats: CSV (Excel-safe UTF-8), XLSX, JSON lines."""
+"""The export writer, one for the CLI and the API: CSV (Excel-safe UTF-8), XLSX, JSON lines.
+
+An export is a list of :class:`Table` s (the incidents first, then the
+indicators; another table is one more entry). Each format turns tables into
+bytes, in chunks, as the rows come from the database:
+
+* CSV and JSON: one file per table (:func:`files_of`); the API streams the
+  first, the CLI writes them all (:mod:`core.export.files`).
+* XLSX: one workbook with one sheet per table. A zip cannot be streamed
+  while it is written, so the workbook is written (xlsxwriter,
+  ``constant_memory``) into an anonymous temporary file, then read back in
+  chunks.
+
+Text from an ITSM tool or a customer never becomes a formula (OWASP CSV
+injection; SPEC §13): a CSV text cell starting with ``= + - @``, tab or
+carriage return gets a leading single quote, and every text cell is quoted
+(inner double quotes doubled); XLSX cells are written as strings, never
+formulas or links, with Excel's quote prefix on those starting so. Numbers
+(negative ones too) stay numbers. JSON lines keep the raw value: JSON is
+data, no spreadsheet evaluates it; whoever turns it into a sheet must
+escape it there.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+import math
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import xlsxwriter
@@ -13,76 +38,210 @@ import xlsxwriter
 from core.errors import InputError
 
 FORMATS = ("csv", "xlsx", "jsonl")
+CHUNK_BYTES = 64 * 1024
+"""Size (about) of the chunks the writers produce."""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these would be read as a formula by a spreadsheet."""
+XLSX_OPTIONS = {
+    "constant_memory": True,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+}
 
 
-def _cell(value: Any) -> Any:
+@dataclass(frozen=True)
+class Table:
+    """Rows under column names; one sheet of the workbook, one CSV or JSON lines file.
+
+    Args:
+        name: Sheet name; suffix of its file name when it is not the first table.
+        columns: Column names, in order.
+        rows: Dicts with (at least) every column; read once, lazily.
+        document: For JSON: this data as one JSON document (``.json``)
+            instead of the rows as JSON lines (the indicators' nested form).
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    rows: Iterable[Mapping[str, Any]]
+    document: Any = None
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        msg = f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}"
+        raise InputError(msg)
+
+
+def is_number(value: Any) -> bool:
+    """A real numeric field (not a bool, not text that looks like a number)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def safe_text(text: str) -> str:
+    """``=1+1`` → ``'=1+1``: a text a spreadsheet shows as text, never evaluates."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: numbers as numbers, booleans as yes/no, None empty, text made safe."""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return "" if value is None else value
+    if value is None:
+        return ""
+    if is_number(value):
+        return value if math.isfinite(value) else str(value)
+    return safe_text(str(value))
 
 
-def flatten_indicators(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+def flatten_indicators(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """``{"response": {"numerator": 3, ...}}`` → ("response.numerator", 3), …"""
     for key, value in data.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             yield from flatten_indicators(value, f"{name}.")
         else:
             yield name, value
 
 
-def _csv(path: Path, columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> int:
-    count = 0
-    # utf-8-sig: Excel reads the BOM and shows Chinese text correctly
-    with path.open("w", encoding="utf-8-sig", newline="") as fh:
-        writer = csv.writer(fh, dialect="excel")
-        writer.writerow(columns)
+def indicators_table(indicators: Mapping[str, Any], prefix: str = "") -> Table:
+    """The month's indicators as a two-column table (and, for JSON, the nested document)."""
+    flat = flatten_indicators(indicators, prefix)
+    return Table(
+        "indicators",
+        ("indicator", "value"),
+        ({"indicator": k, "value": v} for k, v in flat),
+        document=indicators,
+    )
+
+
+@contextlib.contextmanager
+def _rows_of(table: Table) -> Iterator[Iterator[Mapping[str, Any]]]:
+    """The table's rows, closed at the end even when the writer stops half-way.
+
+    A ``for`` loop leaves a generator it did not finish open; the rows'
+    generator holds a database cursor, which must not wait for the garbage
+    collector.
+    """
+    rows = iter(table.rows)
+    try:
+        yield rows
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+class _Chunker:
+    """Collects text and hands it out in UTF-8 chunks of about ``size`` bytes."""
+
+    def __init__(self, size: int) -> None:
+        self.buf = io.StringIO()
+        self.size = size
+
+    def full(self) -> bool:
+        return self.buf.tell() >= self.size
+
+    def take(self) -> bytes:
+        data = self.buf.getvalue().encode("utf-8")
+        self.buf.seek(0)
+        self.buf.truncate()
+        return data
+
+
+def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The table as CSV that Excel opens correctly (UTF-8 with BOM; text quoted and made safe)."""
+    out = _Chunker(chunk_bytes)
+    # QUOTE_NONNUMERIC: every text cell in double quotes (inner ones doubled), numbers bare
+    writer = csv.writer(out.buf, dialect="excel", quoting=csv.QUOTE_NONNUMERIC)
+    out.buf.write("\ufeff")  # Excel reads the BOM and shows Chinese text correctly
+    writer.writerow(table.columns)
+    with _rows_of(table) as rows:
         for row in rows:
-            writer.writerow([_cell(row[c]) for c in columns])
-            count += 1
-    return count
+            writer.writerow([csv_cell(row[c]) for c in table.columns])
+            if out.full():
+                yield out.take()
+    yield out.take()
 
 
-def write_export(
-    out_dir: Path,
-    basename: str,
-    fmt: str,
-    columns: tuple[str, ...],
-    rows: Iterable[dict[str, Any]],
-    indicators: dict[str, Any],
-) -> list[Path]:
-    """Write the rows and the indicators; returns the files written."""
-    if fmt not in FORMATS:
-        msg = f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}"
-        raise InputError(msg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    flat = list(flatten_indicators(indicators))
-    if fmt == "csv":
-        main, side = out_dir / f"{basename}.csv", out_dir / f"{basename}-indicators.csv"
-        _csv(main, columns, rows)
-        _csv(side, ("indicator", "value"), ({"indicator": k, "value": v} for k, v in flat))
-        return [main, side]
-    if fmt == "jsonl":
-        main, side = out_dir / f"{basename}.jsonl", out_dir / f"{basename}-indicators.json"
-        with main.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        side.write_text(
-            json.dumps(indicators, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-        )
-        return [main, side]
-    path = out_dir / f"{basename}.xlsx"
-    book = xlsxwriter.Workbook(str(path), {"constant_memory": True})
-    bold = book.add_format({"bold": True})
-    sheet = book.add_worksheet("incidents")
-    sheet.write_row(0, 0, columns, bold)
-    sheet.freeze_panes(1, 0)
-    for r, row in enumerate(rows, start=1):
-        sheet.write_row(r, 0, [_cell(row[c]) for c in columns])
-    ind = book.add_worksheet("indicators")
-    ind.write_row(0, 0, ("indicator", "value"), bold)
-    for r, (key, value) in enumerate(flat, start=1):
-        ind.write_row(r, 0, (key, _cell(value)))
-    ind.set_column(0, 0, 48)
-    book.close()
-    return [path]
+def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """One JSON object per row and line (raw values: JSON is not evaluated)."""
+    out = _Chunker(chunk_bytes)
+    with _rows_of(table) as rows:
+        for row in rows:
+            out.buf.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if out.full():
+                yield out.take()
+    last = out.take()
+    if last:
+        yield last
+
+
+def json_chunks(document: Any) -> Iterator[bytes]:
+    """One indented JSON document."""
+    yield (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _xlsx_row(sheet: Any, r: int, values: Sequence[Any], quoted: Any) -> None:
+    for c, value in enumerate(values):
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            sheet.write_string(r, c, "yes" if value else "no")
+        elif is_number(value) and math.isfinite(value):
+            sheet.write_number(r, c, value)
+        else:
+            text = str(value)
+            sheet.write_string(r, c, text, quoted if text.startswith(FORMULA_STARTS) else None)
+
+
+def xlsx_chunks(tables: Sequence[Table], chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """A workbook with one sheet per table, in constant memory; every text cell a string.
+
+    The whole workbook is written before the first chunk is yielded, so a
+    caller that takes the first chunk early (the API) sees every error
+    before it starts answering.
+    """
+    with tempfile.TemporaryFile(prefix="qloop-export-", suffix=".xlsx") as fh:
+        book = xlsxwriter.Workbook(fh, XLSX_OPTIONS)
+        try:
+            bold = book.add_format({"bold": True})
+            quoted = book.add_format({"quote_prefix": True})
+            for table in tables:
+                sheet = book.add_worksheet(table.name[:31])
+                for c, column in enumerate(table.columns):
+                    sheet.write_string(0, c, column, bold)
+                sheet.freeze_panes(1, 0)
+                with _rows_of(table) as rows:
+                    for r, row in enumerate(rows, start=1):
+                        _xlsx_row(sheet, r, [row[c] for c in table.columns], quoted)
+                if table.document is not None:
+                    sheet.set_column(0, 0, 48)
+        finally:
+            book.close()
+        fh.seek(0)
+        while chunk := fh.read(chunk_bytes):
+            yield chunk
+
+
+def files_of(basename: str, fmt: str, tables: Sequence[Table]) -> list[tuple[str, Iterator[bytes]]]:
+    """The files of an export: (file name, its bytes in chunks), nothing read yet.
+
+    XLSX: ``<basename>.xlsx`` with a sheet per table. CSV and JSON: the first
+    table is ``<basename>.csv|jsonl``, the others ``<basename>-<name>.csv``
+    (``.json`` for a table with a JSON ``document``).
+    """
+    check_format(fmt)
+    if fmt == "xlsx":
+        return [(f"{basename}.xlsx", xlsx_chunks(tables))]
+    files: list[tuple[str, Iterator[bytes]]] = []
+    for i, table in enumerate(tables):
+        stem = basename if i == 0 else f"{basename}-{table.name}"
+        if fmt == "csv":
+            files.append((f"{stem}.csv", csv_chunks(table)))
+        elif table.document is not None:
+            files.append((f"{stem}.json", json_chunks(table.document)))
+        else:
+            files.append((f"{stem}.jsonl", jsonl_chunks(table)))
+    return files

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.conf.masking import scrub
 from core.errors import RetriableError
 from core.runtime import Runtime
 from core.store.models import AuditLog, SourceState, SyncRun
@@ -94,6 +95,7 @@ def collect_state_name(channel: str) -> str:
 def finish_run(
     rt: Runtime, run_id: int, connector: str, result: StepResult, error: str | None
 ) -> None:
+    error = scrub(error)  # a remote may have echoed a secret, in any encoding
     with rt.db.session() as s:
         run = s.get(SyncRun, run_id)
         state = connector_state(s, connector)

@@ -21,6 +21,7 @@ from typing import Any, cast
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.conf.masking import scrub
 from core.errors import QloopError, RetriableError
 from core.loop._bulk import chunks, insert_rows, update_by_id
 from core.loop.common import StepResult, audit, audit_row, log
@@ -117,7 +118,7 @@ class _Outcomes:
         """Record a failed attempt: again later after a backoff, or dead; returns which."""
         rt, row = self.rt, self._item(item)
         row["attempts"] = row.get("attempts", item.attempts) + 1
-        row["last_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        row["last_error"] = scrub(f"{type(exc).__name__}: {exc}")[:2000]
         retriable = isinstance(exc, RetriableError) or not isinstance(exc, QloopError)
         if retriable and row["attempts"] < rt.config.outbox_max_attempts:
             delay = outbox_delay(

@@ -41,6 +41,11 @@ def _plain(value: Any) -> Any:
     return None if value in ("", None) else value
 
 
+def _spreadsheet_text(value: str) -> str:
+    """What a CSV text cell holds (OWASP): a leading quote before = + - @ tab CR."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def test_qa_downloads_the_month_as_xlsx(served: Served) -> None:
     r = served.client.get("/exports/2026-10", params={"format": "xlsx"}, headers=auth("qa-read"))
     assert r.status_code == 200
@@ -69,8 +74,11 @@ def test_csv_export_is_excel_safe_and_masked_per_role(
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     expected = _expected(served, unmask=unmask)
     assert [row["incident_key"] for row in rows] == [e["incident_key"] for e in expected]
-    assert [row["contact_phone"] for row in rows] == [e["contact_phone"] or "" for e in expected]
-    assert [row["title"] for row in rows] == [e["title"] for e in expected]
+    assert [row["contact_phone"] for row in rows] == [
+        _spreadsheet_text(e["contact_phone"] or "") for e in expected
+    ]
+    assert any(row["contact_phone"].startswith("'+86") for row in rows)  # "+86…" is no formula
+    assert [row["title"] for row in rows] == [_spreadsheet_text(e["title"]) for e in expected]
 
 
 def test_jsonl_export_is_one_row_per_line(served: Served) -> None:

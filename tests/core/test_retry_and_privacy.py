@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import FatalError, RetriableError
-from core.privacy import email_key, mask_email, mask_name, mask_phone, phone_key
+from core.privacy import email_key, mask_email, mask_name, mask_phone, mask_pii_text, phone_key
 from core.retry import call_with_retry, make_retrying, outbox_delay
 
 
@@ -79,3 +79,67 @@ def test_contact_keys_compare_numbers_written_differently() -> None:
     assert phone_key("0086 13812345678") == "13812345678"
     assert email_key(" Zhang.Wei@Example.com ") == "zhang.wei@example.com"
     assert email_key("not-an-address") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("call me at +8613912345678, x@example.com", "call me at +86139****5678, x***@example.com"),
+        ("手机13812345678，谢谢", "手机138****5678，谢谢"),
+        ("mobile 138-1234-5678", "mobile 138-****-5678"),
+        ("+86 138 1234 5678 after six", "+86 138 **** 5678 after six"),
+        ("landline 021-5555-0101", "landline 021-****-0101"),
+        ("GET /x?phone=%2B8613912345678", "GET /x?phone=%2B86*******5678"),
+        ("ITSD-1234 at 2026-10-08T09:30:00+08:00, 18000 s, id 1733561234567", None),
+        (None, None),
+    ],
+)
+def test_mask_pii_text_masks_phones_and_emails_inside_text(
+    text: str | None, masked: str | None
+) -> None:
+    assert mask_pii_text(text) == (text if masked is None else masked)
+
+
+def _stderr_of(logger_name: str, *args: object, exc: BaseException | None = None) -> str:
+    """What configure()'s stderr handler writes for one record of ``logger_name``."""
+    import io
+    import logging
+
+    from core.logs import configure
+
+    configure("INFO")
+    out = io.StringIO()
+    root = logging.getLogger()
+    (handler,) = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(out)
+    logger = logging.getLogger(logger_name)
+    if exc is not None:
+        try:
+            raise exc
+        except type(exc):
+            logger.exception(*args)  # type: ignore[arg-type]
+    else:
+        logger.warning(*args)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name", ["uvicorn", "uvicorn.error", "uvicorn.access", "rq.worker", "httpx", "httpcore", "x"]
+)
+def test_every_logger_goes_through_the_masking(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-0123456789")
+    logging.getLogger(name).addHandler(logging.NullHandler())  # a library's own handler
+    line = _stderr_of(name, "%s - %s %d", "+8613912345678 x@example.com", "tok-0123456789", 500)
+    assert "+86139****5678 x***@example.com - *** 500" in line
+    assert "12345678" not in line and "tok-0123456789" not in line
+
+
+def test_tracebacks_in_log_records_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-0123456789")
+    exc = ValueError("row {'phone': '13812345678', 'email': 'li.na@example.cn'} tok-0123456789")
+    text = _stderr_of("qloop.api", "unexpected error", exc=exc)
+    assert "Traceback" in text and "ValueError" in text
+    assert "13812345678" not in text and "li.na@" not in text and "tok-0123456789" not in text

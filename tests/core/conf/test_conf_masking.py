@@ -270,3 +270,42 @@ def test_secret_values_are_scrubbed_from_other_messages(tmp_path, vault_type):
     (problem,) = [p for p in info.value.problems if p.path == "sources.itsm.comment"]
     assert "itsm-token-abcdef" not in problem.message
     assert "***" in problem.message
+
+
+def test_mask_text_masks_the_encodings_a_remote_echoes():
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    secret = "pa ss/w+rd=9"
+    basic = base64.b64encode(f"ops@example.com:{secret}".encode()).decode()
+    alone = base64.urlsafe_b64encode(secret.encode()).decode().rstrip("=")
+    texts = {
+        f"Authorization: Basic {basic}": "Authorization: Basic ***",
+        f"token {alone} revoked": "token *** revoked",
+        f"?t={quote(secret, safe='')}&x=1": "?t=***&x=1",
+        f"?t={quote_plus(secret)}": "?t=***",
+        f"?t={quote(secret, safe='').replace('%2F', '%2f')}": "?t=***",
+        '{"password": "pa ss\\/w+rd=9"}': '{"password": "***"}',
+        f"literal {secret}.": "literal ***.",
+    }
+    for text, masked in texts.items():
+        assert mask_text(text, [secret]) == masked, text
+    ordinary = "Basic auth refused for ops@example.com (HTTP 401) at 2026-10-08T09:30:00+08:00"
+    assert mask_text(ordinary, [secret]) == ordinary
+
+
+def test_scrub_masks_what_the_process_knows(monkeypatch):
+    from core.conf.masking import leaf_secret_values, remember_secrets, scrub
+
+    monkeypatch.setenv("QLOOP_TEST_API_TOKEN", "env-token-4242")
+    data = {
+        "api": {"tokens": [{"name": "qa-user", "token": "qa0-abcdefgh", "role": "qa-read"}]},
+        "sources": {"j": {"email": "ops@example.com", "api_token": "cfg-token-777"}},
+    }
+    leaves = leaf_secret_values(data, [("api", "tokens")])
+    assert leaves == {"qa0-abcdefgh", "cfg-token-777"}  # not the name, role or e-mail
+    remember_secrets(leaves)
+    assert scrub("env-token-4242 cfg-token-777 qa0-abcdefgh qa-read qa-user") == (
+        "*** *** *** qa-read qa-user"
+    )
+    assert scrub(None) is None
