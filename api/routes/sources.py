@@ -56,9 +56,7 @@ def _common(state: SourceState | None, run: SyncRun | None) -> dict[str, object]
         "last_run_at": state.last_run_at if state else None,
         "last_ok_at": state.last_ok_at if state else None,
         "last_error": scrub(state.last_error) if state else None,
-        "last_run": SyncRunOut.model_validate(run).model_copy(update={"error": scrub(run.error)})
-        if run
-        else None,
+        "last_run": _run_out(run),
     }
 
 
@@ -70,7 +68,14 @@ def _first_sync(s: Session, name: str) -> SyncRunOut | None:
         .order_by(SyncRun.id.desc())
         .limit(1)
     ).first()
-    return SyncRunOut.model_validate(run) if run else None
+    return _run_out(run)
+
+
+def _run_out(run: SyncRun | None) -> SyncRunOut | None:
+    """A sync run as served: its error masked again (rows stored by older versions were not)."""
+    if run is None:
+        return None
+    return SyncRunOut.model_validate(run).model_copy(update={"error": scrub(run.error)})
 
 
 @router.get("/sources", response_model=list[SourceOut])
