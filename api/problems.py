@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import ConfigError, ConnectorError, InputError, QloopError, StateError
 
@@ -162,9 +163,40 @@ def _qloop(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(500, exc.message)
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(500, "unexpected error; see the server log")
+class CatchUnexpected:
+    """Answer an unexpected exception with a 500 problem and log it once, here.
+
+    Starlette's outermost middleware re-raises an exception after its handler
+    answered, so the server (uvicorn) logged the same traceback a second time,
+    through a handler of its own. This middleware sits inside it and keeps
+    the exception: one log line (through qloop's masking filter), one answer.
+    An exception after the answer has started cannot be answered and goes on.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise
+            log.exception(
+                "unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc
+            )
+            response = problem_response(500, "unexpected error; see the server log")
+            await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -173,7 +205,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(QloopError, _qloop)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(CatchUnexpected)
 
 
 def problem_schema_ref() -> dict[str, Any]:
