@@ -104,6 +104,10 @@ def install_masking() -> None:
     """Mask every log record of this process when it is created (idempotent)."""
     global _base_factory
     with _install_lock:
+        # A handler that cannot write (a closed or broken stderr) would otherwise
+        # print the failing record's exception chain, unmasked, to stderr: the
+        # logging module's documented switch for production turns that off.
+        logging.raiseExceptions = False
         if logging.getLogRecordFactory() is _masked_factory:
             return
         _base_factory = logging.getLogRecordFactory()

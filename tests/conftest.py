@@ -120,3 +120,20 @@ def _fresh_host_budgets() -> Iterator[None]:
     HostBudget.forget()
     yield
     HostBudget.forget()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Loggers as before the test: a command under test installs stderr handlers
+    (``core.logs.configure``) on streams that pytest closes after the test."""
+    import logging
+
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    saved = {lg: (list(lg.handlers), lg.level, lg.propagate) for lg in loggers}
+    yield
+    for lg, (handlers, level, propagate) in saved.items():
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
