@@ -23,7 +23,7 @@ from core.conf.masking import scrub
 from core.connector import Probe
 from core.errors import ConfigError, ConnectorError, QloopError, StateError
 from core.loop import rejects
-from core.loop.common import collect_state_name
+from core.loop.common import collect_state_name, first_sync_run
 from core.runtime import Runtime, open_runtime
 from core.store import open_database
 from core.store.models import SourceState, SyncRun
@@ -73,12 +73,7 @@ def list_status(rt: Runtime, kind: Kind, only: str | None = None) -> int:
 def print_first_sync(rt: Runtime, name: str, zone: ZoneInfo) -> None:
     """The tool's own count at the last first sync beside what that sync read (SPEC §11)."""
     with rt.db.session() as s:
-        run = s.scalars(
-            select(SyncRun)
-            .where(SyncRun.connector == name, SyncRun.tool_count.is_not(None))
-            .order_by(SyncRun.id.desc())
-            .limit(1)
-        ).first()
+        run = first_sync_run(s, name)
         last_own = s.scalars(
             select(SyncRun.skipped_own)
             .where(SyncRun.connector == name)

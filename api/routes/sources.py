@@ -34,7 +34,7 @@ from api.routes.sync_runner import SyncRunner, enqueue_sync
 from core import registry
 from core.conf.masking import scrub
 from core.loop import rejects
-from core.loop.common import collect_state_name
+from core.loop.common import collect_state_name, first_sync_run
 from core.store.models import RejectedRecord, SourceState, SyncRun
 
 router = APIRouter(tags=["sources"], responses=READ_PROBLEMS)
@@ -62,13 +62,7 @@ def _common(state: SourceState | None, run: SyncRun | None) -> dict[str, object]
 
 def _first_sync(s: Session, name: str) -> SyncRunOut | None:
     """The last run that recorded the tool's count (a first sync)."""
-    run = s.scalars(
-        select(SyncRun)
-        .where(SyncRun.connector == name, SyncRun.tool_count.is_not(None))
-        .order_by(SyncRun.id.desc())
-        .limit(1)
-    ).first()
-    return _run_out(run)
+    return _run_out(first_sync_run(s, name))
 
 
 def _run_out(run: SyncRun | None) -> SyncRunOut | None:

@@ -35,7 +35,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.sandbox.generator import chinese_name
-from connectors.sandbox.remote import Failure, OutcomePlan, RemoteState, resolve_options, unit
+from connectors.sandbox.remote import (
+    THROTTLE_OPTIONS,
+    Failure,
+    OutcomePlan,
+    RemoteState,
+    resolve_options,
+    unit,
+)
 from core.connector import ConnectorContext
 from core.errors import ConfigError, FatalError, InputError
 from core.records import CollectedBatch, Contact, OutboundMessage, Outcome, SendResult
@@ -63,19 +70,7 @@ CHANNEL_OPTIONS_SCHEMA: dict[str, Any] = {
             "default": "qloop",
             "description": "simulation seed: same seed, same customer behaviour",
         },
-        "failure_rate": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "default": 0,
-            "description": "share of calls that fail (429 or 5xx), to exercise retries",
-        },
-        "retry_after": {
-            "type": "number",
-            "minimum": 0,
-            "default": 1.0,
-            "description": "seconds a throttled (429) call is told to wait",
-        },
+        **THROTTLE_OPTIONS,
         "scale": {
             "type": "array",
             "items": {"type": "number"},

@@ -61,6 +61,24 @@ OutcomePlan = list[tuple[str, int, dict[str, Any]]]
 """Outcomes to store with a message: (event id, occurred at epoch seconds, payload)."""
 
 
+THROTTLE_OPTIONS: dict[str, Any] = {
+    "failure_rate": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+        "default": 0,
+        "description": "share of calls that fail (429 or 5xx), to exercise retries",
+    },
+    "retry_after": {
+        "type": "number",
+        "minimum": 0,
+        "default": 1.0,
+        "description": "seconds a throttled (429) call is told to wait",
+    },
+}
+"""The options of the sandbox's simulated failures, shared by its source and channel."""
+
+
 def unit(*parts: object) -> float:
     """A deterministic number in [0, 1) from ``parts`` (stable across processes)."""
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import mappings
 from connectors.sandbox.generator import generate_incidents, view_as_of
-from connectors.sandbox.remote import RemoteState, resolve_options, unit
+from connectors.sandbox.remote import THROTTLE_OPTIONS, RemoteState, resolve_options, unit
 from core.connector import ConnectorContext
 from core.errors import ConfigError, FatalError, InputError, StateError
 from core.mapping import map_incident
@@ -42,19 +42,7 @@ SOURCE_OPTIONS_SCHEMA: dict[str, Any] = {
             "default": 400,
             "description": "how many incidents to generate",
         },
-        "failure_rate": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "default": 0,
-            "description": "share of calls that fail (429 or 5xx), to exercise retries",
-        },
-        "retry_after": {
-            "type": "number",
-            "minimum": 0,
-            "default": 1.0,
-            "description": "seconds a throttled (429) call is told to wait",
-        },
+        **THROTTLE_OPTIONS,
         "page_size": {
             "type": "integer",
             "minimum": 1,

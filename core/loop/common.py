@@ -87,6 +87,16 @@ def close_interrupted_runs(rt: Runtime, connector: str, kind: str) -> int:
         return len(runs)
 
 
+def first_sync_run(session: Session, connector: str) -> SyncRun | None:
+    """The last run of ``connector`` that recorded the tool's own count (a first sync, §11)."""
+    return session.scalars(
+        select(SyncRun)
+        .where(SyncRun.connector == connector, SyncRun.tool_count.is_not(None))
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    ).first()
+
+
 def collect_state_name(channel: str) -> str:
     """The name under which a channel's collect cursor and runs are kept."""
     return f"channel:{channel}"
