@@ -26,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 import connectors  # noqa: F401  registers the built-in connector types
 from api import problems
 from api.auth import TokenStore
+from api.guards import RequestGuard
 from api.routes import (
     exports,
     health,
@@ -95,6 +96,7 @@ def create_app(
     app.state.syncs = syncs
     app.state.metrics = metrics.build_registry(rt)
     problems.install(app)
+    app.add_middleware(RequestGuard)
     for module in ROUTERS:
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

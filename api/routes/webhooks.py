@@ -22,6 +22,16 @@ from api.routes.common import RuntimeDep, problems, record_audit
 from api.routes.schemas import Accepted
 from core.connector import WebhookReceiver
 from core.errors import InputError
+from core.limits import (
+    COMMENT_MAX,
+    EMAIL_MAX,
+    EVENT_ID_MAX,
+    NAME_MAX,
+    PHONE_MAX,
+    REF_MAX,
+    TOKEN_MAX,
+    check_outcome,
+)
 from core.loop.collect import accept_outcomes
 from core.records import Contact, Outcome
 from core.runtime import Runtime
@@ -53,6 +63,12 @@ def _check_channel(rt: Runtime, channel: str, principal: Principal | None) -> No
         raise ApiError(404, f"unknown channel {channel!r}")
     if principal is not None and not principal.may_post_to(channel):
         raise ApiError(403, f"{principal.name!r} may not post outcomes for channel {channel!r}")
+
+
+def _check_storable(channel: str, outcomes: list[Outcome]) -> None:
+    """Refuse, before any write, outcomes the store cannot hold (whatever the receiver)."""
+    for n, outcome in enumerate(outcomes):
+        check_outcome(outcome, f"channel {channel!r}: outcome {n}")
 
 
 def _store(
@@ -95,6 +111,10 @@ def _receive(
         raise ApiError(404, f"channel {channel!r} does not receive webhooks")
     try:
         outcomes = list(conn.receive(headers, body, url))
+        _check_storable(channel, outcomes)
+    except RecursionError:
+        msg = f"channel {channel!r}: the delivery is nested too deeply to read"
+        raise ApiError(400, msg, slug="bad-delivery") from None
     except InputError as exc:
         status = _input_status(exc)
         slug = "signature" if status == 401 else "bad-delivery"
@@ -127,26 +147,28 @@ async def receive_webhook(
 
 
 class ContactIn(BaseModel):
-    name: str | None = Field(None, max_length=200)
-    phone: str | None = Field(None, max_length=100)
-    email: str | None = Field(None, max_length=320)
+    name: str | None = Field(None, max_length=NAME_MAX)
+    phone: str | None = Field(None, max_length=PHONE_MAX)
+    email: str | None = Field(None, max_length=EMAIL_MAX)
 
 
 class OutcomeIn(BaseModel):
     """One answer reported through the API (a phone system's callback result…)."""
 
-    provider_event_id: str = Field(min_length=1, max_length=200)
+    provider_event_id: str = Field(min_length=1, max_length=EVENT_ID_MAX)
     kind: Literal["callback_attempt", "survey_answer"]
     occurred_at: AwareDatetime
-    correlation_token: str | None = Field(None, max_length=64)
-    provider_ref: str | None = Field(None, max_length=200)
+    correlation_token: str | None = Field(None, max_length=TOKEN_MAX)
+    provider_ref: str | None = Field(None, max_length=REF_MAX)
     contact: ContactIn | None = None
     reached: bool | None = None
     confirmed: bool | None = None
     score: float | None = Field(None, allow_inf_nan=False)
-    scale: tuple[float, float] = (1.0, 5.0)
-    comment: str | None = Field(None, max_length=4000)
-    agent: str | None = Field(None, max_length=200)
+    scale: tuple[Annotated[float, Field(allow_inf_nan=False)], ...] = Field(
+        (1.0, 5.0), min_length=2, max_length=2
+    )
+    comment: str | None = Field(None, max_length=COMMENT_MAX)
+    agent: str | None = Field(None, max_length=NAME_MAX)
 
     def record(self) -> Outcome:
         raw: dict[str, Any] = self.model_dump(mode="json")
@@ -161,7 +183,7 @@ class OutcomeIn(BaseModel):
             reached=self.reached,
             confirmed=self.confirmed,
             score=self.score,
-            scale=self.scale,
+            scale=(self.scale[0], self.scale[1]),
             comment=self.comment,
             agent=self.agent,
             raw=raw,
@@ -174,7 +196,9 @@ class OutcomesIn(BaseModel):
 
 def _post(rt: Runtime, channel: str, body: OutcomesIn, principal: Principal) -> Accepted:
     _check_channel(rt, channel, principal)
-    return _store(rt, channel, [o.record() for o in body.outcomes], principal, "outcomes")
+    outcomes = [o.record() for o in body.outcomes]
+    _check_storable(channel, outcomes)  # NUL characters: InputError, a 400 problem detail
+    return _store(rt, channel, outcomes, principal, "outcomes")
 
 
 @router.post(

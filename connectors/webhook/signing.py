@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.errors import ConfigError, InputError
+from core.limits import EVENT_ID_MAX
 
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 24
@@ -34,7 +35,8 @@ SIGNATURE_VERSION = "v1"
 HEADER_ID = "webhook-id"
 HEADER_TIMESTAMP = "webhook-timestamp"
 HEADER_SIGNATURE = "webhook-signature"
-MAX_ID_LENGTH = 256
+MAX_ID_LENGTH = EVENT_ID_MAX
+"""The longest webhook-id stored as a response's event id (core.limits)."""
 DEFAULT_TOLERANCE_S = 300
 """Deliveries whose timestamp is further than this from now are refused."""
 
