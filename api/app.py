@@ -50,6 +50,11 @@ DESCRIPTION = (
     "compliance exports and monthly reports. Errors are RFC 9457 problem details."
 )
 ROUTERS = (health, metrics, sources, webhooks, incidents, review, nonconformities, exports)
+GUARD_RESPONSES = {
+    "400": "Bad request (a NUL character in the path or query…)",
+    "413": "Request body too large",
+}
+"""What :class:`api.guards.RequestGuard` may answer on any route, before the route runs."""
 SHUTDOWN_WAIT_S = 30.0
 """How long shutdown waits for embedded syncs still running."""
 
@@ -131,7 +136,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for op in path.values():
             if url.startswith("/webhooks/"):
                 op["security"] = [{}, *op.get("security", [])]  # signed, token optional
-            for status, response in op.get("responses", {}).items():
+            responses = op.setdefault("responses", {})
+            for status, text in GUARD_RESPONSES.items():  # api.guards answers these anywhere
+                responses.setdefault(status, {"description": text})
+            for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400 and status != "503":
                     response["content"] = problems.problem_schema_ref()
     app.openapi_schema = schema
