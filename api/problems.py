@@ -19,7 +19,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import ConfigError, ConnectorError, InputError, QloopError, StateError
+from core.errors import (
+    ConfigError,
+    ConnectorError,
+    InputError,
+    NotFoundError,
+    QloopError,
+    SignatureError,
+    StateError,
+)
 
 log = logging.getLogger("qloop.api")
 
@@ -150,10 +158,13 @@ def _http(_: Request, exc: Exception) -> JSONResponse:
 
 def _qloop(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QloopError)
+    if isinstance(exc, SignatureError):
+        return problem_response(401, exc.message, slug="signature")
     if isinstance(exc, InputError):
-        field = getattr(exc, "field", None)
-        errors = [FieldProblem(path=str(field), message=exc.message)] if field else None
+        errors = [FieldProblem(path=exc.field, message=exc.message)] if exc.field else None
         return problem_response(400, exc.message, slug="bad-input", errors=errors)
+    if isinstance(exc, NotFoundError):
+        return problem_response(404, exc.message, slug="not-found")
     if isinstance(exc, StateError):
         return problem_response(409, exc.message, slug="state")
     if isinstance(exc, ConnectorError):

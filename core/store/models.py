@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.limits import EMAIL_MAX, EVENT_ID_MAX, NAME_MAX, PHONE_MAX, REF_MAX, TOKEN_MAX
+from core.states import CallbackState, InvitationState, OutboxState, Rule, Severity
 from core.store.types import UTCDateTime
 
 
@@ -150,7 +151,7 @@ class CallbackTask(Base):
     due_at: Mapped[datetime]
     channel: Mapped[str | None] = mapped_column(String(200))
     correlation_token: Mapped[str] = mapped_column(String(TOKEN_MAX), unique=True)
-    state: Mapped[str] = mapped_column(String(20))
+    state: Mapped[CallbackState] = mapped_column(String(20))
     provider_ref: Mapped[str | None] = mapped_column(String(REF_MAX), index=True)
     created_at: Mapped[datetime]
 
@@ -187,7 +188,7 @@ class SurveyInvitation(Base):
     stratum: Mapped[str] = mapped_column(Text)
     channel: Mapped[str | None] = mapped_column(String(200))
     correlation_token: Mapped[str] = mapped_column(String(TOKEN_MAX), unique=True)
-    state: Mapped[str] = mapped_column(String(20))
+    state: Mapped[InvitationState] = mapped_column(String(20))
     provider_ref: Mapped[str | None] = mapped_column(String(REF_MAX), index=True)
     created_at: Mapped[datetime]
 
@@ -286,9 +287,9 @@ class Nonconformity(Base):
     incident_id: Mapped[int] = mapped_column(
         ForeignKey("incident.id", ondelete="CASCADE"), index=True
     )
-    rule: Mapped[str] = mapped_column(String(40))
+    rule: Mapped[Rule] = mapped_column(String(40))
     resolution_key: Mapped[str] = mapped_column(String(40))
-    severity: Mapped[str] = mapped_column(String(10))
+    severity: Mapped[Severity] = mapped_column(String(10))
     raised_at: Mapped[datetime]
     deadline: Mapped[datetime]
     detail: Mapped[str] = mapped_column(Text)
@@ -296,6 +297,8 @@ class Nonconformity(Base):
     policy: Mapped[str] = mapped_column(String(200))
     policy_version: Mapped[str] = mapped_column(String(40))
     state: Mapped[str] = mapped_column(String(20), index=True)
+    """An :class:`~core.states.NcState` value (typed ``str`` until core/loop/nonconformities.py
+    assigns the enum's members instead of bare strings)."""
     ticket_target: Mapped[str] = mapped_column(String(200))
     ticket_ref: Mapped[str | None] = mapped_column(String(200))
     ticket_url: Mapped[str | None] = mapped_column(Text)
@@ -343,7 +346,7 @@ class OutboxItem(Base):
     target: Mapped[str] = mapped_column(String(200))
     entity_id: Mapped[int] = mapped_column(Integer)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    state: Mapped[str] = mapped_column(String(20))
+    state: Mapped[OutboxState] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     claimed_at: Mapped[datetime | None]
