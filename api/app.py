@@ -38,6 +38,7 @@ from api.routes import (
     webhooks,
 )
 from api.routes.sync_runner import SyncRunner
+from api.token_use import TokenUse
 from core.conf import AppConfig, load_config
 from core.logs import install_masking
 from core.runtime import Runtime, open_runtime
@@ -98,6 +99,7 @@ def create_app(
     app = FastAPI(title=TITLE, description=DESCRIPTION, version=_version(), lifespan=lifespan)
     app.state.rt = rt
     app.state.tokens = tokens
+    app.state.token_use = TokenUse()
     app.state.syncs = syncs
     app.state.metrics = metrics.build_registry(rt)
     problems.install(app)

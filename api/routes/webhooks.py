@@ -18,10 +18,10 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from api.auth import Permission, Principal, optional_principal, require
 from api.problems import ApiError
-from api.routes.common import RuntimeDep, problems, record_audit
+from api.routes.common import RuntimeDep, problems
 from api.routes.schemas import Accepted
 from core.connector import WebhookReceiver
-from core.errors import InputError
+from core.errors import InputError, SignatureError
 from core.limits import (
     COMMENT_MAX,
     EMAIL_MAX,
@@ -40,22 +40,8 @@ router = APIRouter(tags=["outcomes"])
 
 MAX_BODY = 1_000_000
 """Largest webhook delivery accepted, in bytes."""
-AUTH_STATUSES = frozenset({400, 401, 403, 413, 422})
 
 Channel = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
-
-
-def _input_status(exc: InputError) -> int:
-    """400 for a malformed delivery, 401 when its signature or freshness is refused.
-
-    A receiver says which by ``InputError(..., status=401)``, or by naming a
-    signature header/field in ``field``.
-    """
-    status = getattr(exc, "status", None)
-    if isinstance(status, int) and status in AUTH_STATUSES:
-        return status
-    field = str(getattr(exc, "field", "") or "").lower()
-    return 401 if "signature" in field or "timestamp" in field else 400
 
 
 def _check_channel(rt: Runtime, channel: str, principal: Principal | None) -> None:
@@ -71,30 +57,16 @@ def _check_storable(channel: str, outcomes: list[Outcome]) -> None:
         check_outcome(outcome, f"channel {channel!r}: outcome {n}")
 
 
-def _store(
-    rt: Runtime, channel: str, outcomes: list[Outcome], principal: Principal | None, via: str
-) -> Accepted:
+def _store(rt: Runtime, channel: str, outcomes: list[Outcome]) -> Accepted:
+    """Store and commit; no audit entry: deliveries are machine traffic (a token's use is
+    audited once a day by :mod:`api.token_use`)."""
     result = accept_outcomes(rt, channel, outcomes)  # committed on return
-    accepted = Accepted(
+    return Accepted(
         channel=channel,
         received=len(outcomes),
         created=result.counts["created"],
         duplicates=result.counts["duplicates"],
     )
-    with rt.db.session() as s:
-        record_audit(
-            s,
-            rt,
-            principal,
-            f"{via}.accept",
-            "channel",
-            channel,
-            received=accepted.received,
-            created=accepted.created,
-            duplicates=accepted.duplicates,
-            anonymous=f"webhook:{channel}",
-        )
-    return accepted
 
 
 def _receive(
@@ -115,11 +87,11 @@ def _receive(
     except RecursionError:
         msg = f"channel {channel!r}: the delivery is nested too deeply to read"
         raise ApiError(400, msg, slug="bad-delivery") from None
-    except InputError as exc:
-        status = _input_status(exc)
-        slug = "signature" if status == 401 else "bad-delivery"
-        raise ApiError(status, f"channel {channel!r}: {exc.message}", slug=slug) from None
-    return _store(rt, channel, outcomes, principal, "webhook")
+    except SignatureError as exc:  # forged, stale or unsigned: the sender is not trusted
+        raise ApiError(401, f"channel {channel!r}: {exc.message}", slug="signature") from None
+    except InputError as exc:  # authentic but malformed or unstorable: fixing it is the sender's
+        raise ApiError(400, f"channel {channel!r}: {exc.message}", slug="bad-delivery") from None
+    return _store(rt, channel, outcomes)
 
 
 @router.post(
@@ -198,7 +170,7 @@ def _post(rt: Runtime, channel: str, body: OutcomesIn, principal: Principal) -> 
     _check_channel(rt, channel, principal)
     outcomes = [o.record() for o in body.outcomes]
     _check_storable(channel, outcomes)  # NUL characters: InputError, a 400 problem detail
-    return _store(rt, channel, outcomes, principal, "outcomes")
+    return _store(rt, channel, outcomes)
 
 
 @router.post(
