@@ -26,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 import connectors  # noqa: F401  registers the built-in connector types
 from api import problems
 from api.auth import TokenStore
+from api.guards import RequestGuard
 from api.routes import (
     exports,
     health,
@@ -37,6 +38,7 @@ from api.routes import (
     webhooks,
 )
 from api.routes.sync_runner import SyncRunner
+from api.token_use import TokenUse
 from core.conf import AppConfig, load_config
 from core.logs import install_masking
 from core.runtime import Runtime, open_runtime
@@ -49,6 +51,11 @@ DESCRIPTION = (
     "compliance exports and monthly reports. Errors are RFC 9457 problem details."
 )
 ROUTERS = (health, metrics, sources, webhooks, incidents, review, nonconformities, exports)
+GUARD_RESPONSES = {
+    "400": "Bad request (a NUL character in the path or query…)",
+    "413": "Request body too large",
+}
+"""What :class:`api.guards.RequestGuard` may answer on any route, before the route runs."""
 SHUTDOWN_WAIT_S = 30.0
 """How long shutdown waits for embedded syncs still running."""
 
@@ -92,9 +99,11 @@ def create_app(
     app = FastAPI(title=TITLE, description=DESCRIPTION, version=_version(), lifespan=lifespan)
     app.state.rt = rt
     app.state.tokens = tokens
+    app.state.token_use = TokenUse()
     app.state.syncs = syncs
     app.state.metrics = metrics.build_registry(rt)
     problems.install(app)
+    app.add_middleware(RequestGuard)
     for module in ROUTERS:
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -129,7 +138,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for op in path.values():
             if url.startswith("/webhooks/"):
                 op["security"] = [{}, *op.get("security", [])]  # signed, token optional
-            for status, response in op.get("responses", {}).items():
+            responses = op.setdefault("responses", {})
+            for status, text in GUARD_RESPONSES.items():  # api.guards answers these anywhere
+                responses.setdefault(status, {"description": text})
+            for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400 and status != "503":
                     response["content"] = problems.problem_schema_ref()
     app.openapi_schema = schema

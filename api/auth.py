@@ -31,6 +31,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.problems import ApiError
+from api.token_use import TokenUse
 from core.conf.model import ApiTokenConfig
 from core.errors import ConfigError, Problem
 
@@ -160,6 +161,10 @@ def optional_principal(
     principal = _store(request).authenticate(creds.credentials)
     if principal is None:
         raise ApiError(401, "unknown or revoked token", headers=_CHALLENGE)
+    uses: TokenUse = request.app.state.token_use
+    uses.record(
+        request.app.state.rt, principal.name, principal.role, request.method, request.url.path
+    )
     return principal
 
 

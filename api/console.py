@@ -9,13 +9,14 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from core.conf.masking import scrub
-from core.errors import InputError, StateError
+from core.errors import InputError, NotFoundError, StateError
 from core.export.month import export_month
 from core.loop import run_once
 from core.loop.common import StepResult
 from core.loop.dispatch import replay_dead
 from core.loop.reconcile import resolve_review
 from core.runtime import Runtime
+from core.states import OutboxState
 from core.store.models import Incident, Match, OutboxItem, Response
 
 
@@ -66,7 +67,7 @@ def export(
     return export_month(rt, period, fmt, out, unmask=unmask, policy=policy)
 
 
-OUTBOX_STATES = ("pending", "sending", "sent", "dead")
+OUTBOX_STATES = tuple(OutboxState)
 """The states of an outbox item (``qloop outbox list --state``)."""
 
 
@@ -79,7 +80,7 @@ def _check_replayable(rt: Runtime, ids: list[int]) -> None:
     missing = [str(i) for i in ids if i not in states]
     if missing:
         msg = f"no outbox item {', '.join(missing)} (see `qloop outbox list`)"
-        raise StateError(msg)
+        raise NotFoundError(msg)
     alive = [f"{i} is {states[i]}" for i in ids if states[i] != "dead"]
     if alive:
         msg = f"only dead items are replayed: {', '.join(alive)}"

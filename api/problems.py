@@ -20,7 +20,15 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import ConfigError, ConnectorError, InputError, QloopError, StateError
+from core.errors import (
+    ConfigError,
+    ConnectorError,
+    InputError,
+    NotFoundError,
+    QloopError,
+    SignatureError,
+    StateError,
+)
 
 log = logging.getLogger("qloop.api")
 
@@ -35,6 +43,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "Content too large",
     422: "Validation failed",
     500: "Internal error",
     502: "Bad gateway",
@@ -47,6 +56,7 @@ _SLUGS = {
     404: "not-found",
     405: "method-not-allowed",
     409: "conflict",
+    413: "too-large",
     422: "validation",
     500: "internal",
     502: "upstream",
@@ -149,10 +159,13 @@ def _http(_: Request, exc: Exception) -> JSONResponse:
 
 def _qloop(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QloopError)
+    if isinstance(exc, SignatureError):
+        return problem_response(401, exc.message, slug="signature")
     if isinstance(exc, InputError):
-        field = getattr(exc, "field", None)
-        errors = [FieldProblem(path=str(field), message=exc.message)] if field else None
+        errors = [FieldProblem(path=exc.field, message=exc.message)] if exc.field else None
         return problem_response(400, exc.message, slug="bad-input", errors=errors)
+    if isinstance(exc, NotFoundError):
+        return problem_response(404, exc.message, slug="not-found")
     if isinstance(exc, StateError):
         return problem_response(409, exc.message, slug="state")
     if isinstance(exc, ConnectorError):

@@ -489,7 +489,7 @@ class HttpService:
             try:
                 return self.send_once(method, path, _call=call, **kwargs)
             except RetriableError as exc:
-                if getattr(exc, "status", None) == 429 or getattr(exc, "unsent", False):
+                if exc.status == 429 or exc.unsent:
                     raise
                 raise _NotRetried(exc) from exc
 

@@ -4,11 +4,16 @@ The branches say what the caller should do next::
 
     QloopError
     ├── ConfigError            fix the YAML; carries every problem found
-    ├── InputError             bad request/payload/webhook; nothing was changed
-    ├── ConnectorError         a remote system answered badly
+    ├── InputError             bad request/payload/webhook; nothing was changed (``field``)
+    │   └── SignatureError     a delivery's signature or timestamp is refused (HTTP 401)
+    ├── ConnectorError         a remote system answered badly (``connector``, ``status``)
     │   ├── RetriableError     try again later (429, 5xx, timeouts); may carry retry_after
     │   └── FatalError         will not succeed by retrying (4xx, refused credentials)
-    └── StateError             the store is not in the state the operation needs
+    └── StateError             the store is not in the state the operation needs (HTTP 409)
+        └── NotFoundError      the record asked for does not exist (HTTP 404)
+
+The fields a caller acts on are declared on the types (``exc.status``,
+``exc.retry_after``, ``exc.field``), never read with ``getattr``.
 
 Errors keep their constructor arguments so they pickle across worker
 processes (``__reduce__``).
@@ -74,11 +79,47 @@ class ConfigError(QloopError):
 
 
 class InputError(QloopError):
-    """Bad input from outside (payload, request, source record); nothing was changed."""
+    """Bad input from outside (payload, request, source record); nothing was changed.
+
+    ``field`` names where the input is wrong (a JSON path, a header, a mapped field).
+    """
+
+    field: str | None
+
+    def __init__(self, message: str, field: str | None = None, **attrs: Any) -> None:
+        super().__init__(message, field=field, **attrs)
+
+
+class SignatureError(InputError):
+    """A signed delivery is refused: forged, signed with another secret, stale or missing.
+
+    The API answers 401; a malformed but authentic delivery is a plain
+    :class:`InputError` (400).
+    """
 
 
 class ConnectorError(QloopError):
-    """A remote system failed or refused."""
+    """A remote system failed or refused.
+
+    ``connector`` is the source or channel's name; ``status`` the HTTP
+    status the remote answered, when it answered one; ``unsent`` is true
+    when the request was never sent (a paused host), so it is safe to retry.
+    """
+
+    connector: str | None
+    status: int | None
+    unsent: bool
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connector: str | None = None,
+        status: int | None = None,
+        unsent: bool = False,
+        **attrs: Any,
+    ) -> None:
+        super().__init__(message, connector=connector, status=status, unsent=unsent, **attrs)
 
 
 class RetriableError(ConnectorError):
@@ -95,4 +136,8 @@ class FatalError(ConnectorError):
 
 
 class StateError(QloopError):
-    """The stored state does not allow the operation (unknown id, wrong state)."""
+    """The stored state does not allow the operation (wrong state, unknown id)."""
+
+
+class NotFoundError(StateError):
+    """The record asked for (an id, a name) does not exist; ``what`` names its kind."""

@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from core.errors import InputError
+
 
 class Category(StrEnum):
     """Canonical status categories (SPEC §10)."""
@@ -94,8 +96,8 @@ class Rejected:
     @classmethod
     def of(cls, key: str, exc: Exception, updated_at: datetime | None = None) -> Rejected:
         """From the :class:`~core.errors.InputError` raised while mapping record ``key``."""
-        found = getattr(exc, "field", None)
-        return cls(key, str(exc), str(found) if found is not None else None, updated_at)
+        found = exc.field if isinstance(exc, InputError) else None
+        return cls(key, str(exc), found, updated_at)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ class WaitRetryAfter:
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
+        retry_after = exc.retry_after if isinstance(exc, RetriableError) else None
         if retry_after is not None:
             return float(min(max(retry_after, 0.0), self.maximum))
         delay = min(self.initial * 2.0 ** (state.attempt_number - 1), self.maximum)

@@ -28,6 +28,7 @@ from core.loop import (
     track,
 )
 from core.loop.common import StepResult, close_interrupted_runs, collect_state_name
+from core.loop.housekeeping import prune_audit
 from core.runtime import Runtime, open_runtime
 from workers import guard
 
@@ -170,5 +171,5 @@ def evaluate_all(rt: Runtime) -> list[StepResult]:
 
 
 def track_tickets(rt: Runtime) -> list[StepResult]:
-    """Follow nonconformity tickets until they are closed."""
-    return [track(rt)]
+    """Follow nonconformity tickets until they are closed; prune the audit log (hourly)."""
+    return [track(rt), shared_step(rt, "housekeeping", lambda: prune_audit(rt))]

@@ -38,6 +38,7 @@ from api.routes.schemas import (
 )
 from core.privacy import mask_pii_text
 from core.records import Category
+from core.states import CallbackState
 from core.store.models import (
     CallbackTask,
     ComplianceRecord,
@@ -175,7 +176,7 @@ def get_incident(incident_id: Id, s: SessionDep, principal: Reader) -> IncidentD
 def list_callbacks(
     s: SessionDep,
     _: Reader,
-    state: Text = None,
+    state: Annotated[CallbackState | None, Query()] = None,
     channel: Text = None,
     incident_id: IdFilter = None,
     limit: Limit = 50,

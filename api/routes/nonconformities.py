@@ -9,20 +9,19 @@ from sqlalchemy import exists, select
 
 from api.routes.common import READ_PROBLEMS, Cursor, Limit, Month, Reader, SessionDep, page
 from api.routes.schemas import NonconformityOut, Page
+from core.states import NcState, Rule, Severity
 from core.store.models import ComplianceRecord, Nonconformity
 
 router = APIRouter(tags=["nonconformities"], responses=READ_PROBLEMS)
-
-Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 
 @router.get("/nonconformities", response_model=Page[NonconformityOut])
 def list_nonconformities(
     s: SessionDep,
     _: Reader,
-    rule: Text = None,
-    severity: Text = None,
-    state: Text = None,
+    rule: Annotated[Rule | None, Query()] = None,
+    severity: Annotated[Severity | None, Query()] = None,
+    state: Annotated[NcState | None, Query()] = None,
     month: Month = None,
     limit: Limit = 50,
     cursor: Cursor = None,

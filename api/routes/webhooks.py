@@ -18,10 +18,20 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from api.auth import Permission, Principal, optional_principal, require
 from api.problems import ApiError
-from api.routes.common import RuntimeDep, problems, record_audit
+from api.routes.common import RuntimeDep, problems
 from api.routes.schemas import Accepted
 from core.connector import WebhookReceiver
-from core.errors import InputError
+from core.errors import InputError, SignatureError
+from core.limits import (
+    COMMENT_MAX,
+    EMAIL_MAX,
+    EVENT_ID_MAX,
+    NAME_MAX,
+    PHONE_MAX,
+    REF_MAX,
+    TOKEN_MAX,
+    check_outcome,
+)
 from core.loop.collect import accept_outcomes
 from core.records import Contact, Outcome
 from core.runtime import Runtime
@@ -30,22 +40,8 @@ router = APIRouter(tags=["outcomes"])
 
 MAX_BODY = 1_000_000
 """Largest webhook delivery accepted, in bytes."""
-AUTH_STATUSES = frozenset({400, 401, 403, 413, 422})
 
 Channel = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
-
-
-def _input_status(exc: InputError) -> int:
-    """400 for a malformed delivery, 401 when its signature or freshness is refused.
-
-    A receiver says which by ``InputError(..., status=401)``, or by naming a
-    signature header/field in ``field``.
-    """
-    status = getattr(exc, "status", None)
-    if isinstance(status, int) and status in AUTH_STATUSES:
-        return status
-    field = str(getattr(exc, "field", "") or "").lower()
-    return 401 if "signature" in field or "timestamp" in field else 400
 
 
 def _check_channel(rt: Runtime, channel: str, principal: Principal | None) -> None:
@@ -55,30 +51,22 @@ def _check_channel(rt: Runtime, channel: str, principal: Principal | None) -> No
         raise ApiError(403, f"{principal.name!r} may not post outcomes for channel {channel!r}")
 
 
-def _store(
-    rt: Runtime, channel: str, outcomes: list[Outcome], principal: Principal | None, via: str
-) -> Accepted:
+def _check_storable(channel: str, outcomes: list[Outcome]) -> None:
+    """Refuse, before any write, outcomes the store cannot hold (whatever the receiver)."""
+    for n, outcome in enumerate(outcomes):
+        check_outcome(outcome, f"channel {channel!r}: outcome {n}")
+
+
+def _store(rt: Runtime, channel: str, outcomes: list[Outcome]) -> Accepted:
+    """Store and commit; no audit entry: deliveries are machine traffic (a token's use is
+    audited once a day by :mod:`api.token_use`)."""
     result = accept_outcomes(rt, channel, outcomes)  # committed on return
-    accepted = Accepted(
+    return Accepted(
         channel=channel,
         received=len(outcomes),
         created=result.counts["created"],
         duplicates=result.counts["duplicates"],
     )
-    with rt.db.session() as s:
-        record_audit(
-            s,
-            rt,
-            principal,
-            f"{via}.accept",
-            "channel",
-            channel,
-            received=accepted.received,
-            created=accepted.created,
-            duplicates=accepted.duplicates,
-            anonymous=f"webhook:{channel}",
-        )
-    return accepted
 
 
 def _receive(
@@ -95,11 +83,15 @@ def _receive(
         raise ApiError(404, f"channel {channel!r} does not receive webhooks")
     try:
         outcomes = list(conn.receive(headers, body, url))
-    except InputError as exc:
-        status = _input_status(exc)
-        slug = "signature" if status == 401 else "bad-delivery"
-        raise ApiError(status, f"channel {channel!r}: {exc.message}", slug=slug) from None
-    return _store(rt, channel, outcomes, principal, "webhook")
+        _check_storable(channel, outcomes)
+    except RecursionError:
+        msg = f"channel {channel!r}: the delivery is nested too deeply to read"
+        raise ApiError(400, msg, slug="bad-delivery") from None
+    except SignatureError as exc:  # forged, stale or unsigned: the sender is not trusted
+        raise ApiError(401, f"channel {channel!r}: {exc.message}", slug="signature") from None
+    except InputError as exc:  # authentic but malformed or unstorable: fixing it is the sender's
+        raise ApiError(400, f"channel {channel!r}: {exc.message}", slug="bad-delivery") from None
+    return _store(rt, channel, outcomes)
 
 
 @router.post(
@@ -127,26 +119,28 @@ async def receive_webhook(
 
 
 class ContactIn(BaseModel):
-    name: str | None = Field(None, max_length=200)
-    phone: str | None = Field(None, max_length=100)
-    email: str | None = Field(None, max_length=320)
+    name: str | None = Field(None, max_length=NAME_MAX)
+    phone: str | None = Field(None, max_length=PHONE_MAX)
+    email: str | None = Field(None, max_length=EMAIL_MAX)
 
 
 class OutcomeIn(BaseModel):
     """One answer reported through the API (a phone system's callback result…)."""
 
-    provider_event_id: str = Field(min_length=1, max_length=200)
+    provider_event_id: str = Field(min_length=1, max_length=EVENT_ID_MAX)
     kind: Literal["callback_attempt", "survey_answer"]
     occurred_at: AwareDatetime
-    correlation_token: str | None = Field(None, max_length=64)
-    provider_ref: str | None = Field(None, max_length=200)
+    correlation_token: str | None = Field(None, max_length=TOKEN_MAX)
+    provider_ref: str | None = Field(None, max_length=REF_MAX)
     contact: ContactIn | None = None
     reached: bool | None = None
     confirmed: bool | None = None
     score: float | None = Field(None, allow_inf_nan=False)
-    scale: tuple[float, float] = (1.0, 5.0)
-    comment: str | None = Field(None, max_length=4000)
-    agent: str | None = Field(None, max_length=200)
+    scale: tuple[Annotated[float, Field(allow_inf_nan=False)], ...] = Field(
+        (1.0, 5.0), min_length=2, max_length=2
+    )
+    comment: str | None = Field(None, max_length=COMMENT_MAX)
+    agent: str | None = Field(None, max_length=NAME_MAX)
 
     def record(self) -> Outcome:
         raw: dict[str, Any] = self.model_dump(mode="json")
@@ -161,7 +155,7 @@ class OutcomeIn(BaseModel):
             reached=self.reached,
             confirmed=self.confirmed,
             score=self.score,
-            scale=self.scale,
+            scale=(self.scale[0], self.scale[1]),
             comment=self.comment,
             agent=self.agent,
             raw=raw,
@@ -174,7 +168,9 @@ class OutcomesIn(BaseModel):
 
 def _post(rt: Runtime, channel: str, body: OutcomesIn, principal: Principal) -> Accepted:
     _check_channel(rt, channel, principal)
-    return _store(rt, channel, [o.record() for o in body.outcomes], principal, "outcomes")
+    outcomes = [o.record() for o in body.outcomes]
+    _check_storable(channel, outcomes)  # NUL characters: InputError, a 400 problem detail
+    return _store(rt, channel, outcomes)
 
 
 @router.post(

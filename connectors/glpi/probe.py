@@ -38,8 +38,7 @@ def hint(exc: ConnectorError) -> str | None:
         return "cannot reach the server: check base_url's host and port, DNS, proxy or firewall"
     if "timed out" in text:
         return "the server did not answer in time: check the network path or raise timeout"
-    status = getattr(exc, "status", None)
-    return STATUS_HINTS.get(status) if isinstance(status, int) else None
+    return STATUS_HINTS.get(exc.status) if exc.status is not None else None
 
 
 def explain(name: str, what: str, exc: ConnectorError) -> str:

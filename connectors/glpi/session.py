@@ -179,7 +179,7 @@ class GlpiSession:
         try:
             return send(method, path, headers={"Session-Token": token}, **kwargs)
         except FatalError as exc:
-            if getattr(exc, "status", None) != 401 or error_code(exc) != SESSION_INVALID:
+            if exc.status != 401 or error_code(exc) != SESSION_INVALID:
                 raise
         token = self._reopen(token)
         return send(method, path, headers={"Session-Token": token}, **kwargs)

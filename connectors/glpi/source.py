@@ -110,9 +110,8 @@ class GlpiSource:
             try:
                 return call()
             except ConnectorError as exc:
-                status = getattr(exc, "status", None)
                 text = explain(self.name, what, exc)
-                raise FatalError(text, connector=self.name, status=status) from None
+                raise FatalError(text, connector=self.name, status=exc.status) from None
 
         step("GET /initSession (opening a session)", self.session.token)
         session = step("GET /getFullSession", lambda: self.session.get("/getFullSession")) or {}

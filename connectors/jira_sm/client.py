@@ -168,7 +168,7 @@ class JiraClient:
         try:
             return list(self._servicedesk_pages(path, f"SLA of {key}"))
         except ConnectorError as exc:
-            if getattr(exc, "status", None) == 404:
+            if exc.status == 404:
                 return []  # an issue that is not a service request has no SLA
             raise
 
@@ -177,7 +177,7 @@ class JiraClient:
         try:
             return list(self._servicedesk_pages(path, f"participants of {key}"))
         except ConnectorError as exc:
-            if getattr(exc, "status", None) == 404:
+            if exc.status == 404:
                 return []
             raise
 
@@ -190,7 +190,7 @@ class JiraClient:
         try:
             data = self.http.get_json(issue_path(key, f"/properties/{quote(prop, safe='')}"))
         except ConnectorError as exc:
-            if getattr(exc, "status", None) == 404:
+            if exc.status == 404:
                 return None
             raise
         return self._dict(data, f"property {prop} of {key}").get("value")

@@ -48,7 +48,15 @@ from connectors.limesurvey.options import LimeSurveyOptions, parse_options
 from connectors.limesurvey.rpc import RpcClient, status_of
 from core.connector import ConnectorContext
 from core.errors import FatalError, InputError, RetriableError
-from core.records import CollectedBatch, Contact, OutboundMessage, Outcome, SendResult
+from core.limits import check_outcome
+from core.records import (
+    CollectedBatch,
+    Contact,
+    OutboundMessage,
+    Outcome,
+    Rejected,
+    SendResult,
+)
 from core.timeutil import to_utc
 
 log = logging.getLogger("qloop")
@@ -374,6 +382,7 @@ class LimeSurveyChannel:
             if not page:
                 break
             outcomes: list[Outcome] = []
+            rejected: list[Rejected] = []
             for row in page:
                 last_tid = int(row["tid"])
                 completed = str(row.get("completed") or "N").strip()
@@ -382,17 +391,22 @@ class LimeSurveyChannel:
                     continue  # N (not done) or Q (screened out by a quota)
                 if stamp is not None and since is not None and stamp < since:
                     continue
-                outcomes.extend(self._answers_of(row, completed, fallback))
+                outcomes.extend(self._answers_of(row, completed, fallback, rejected))
                 if stamp is not None and (newest is None or stamp > newest):
                     newest = stamp
-            if outcomes:
-                yield CollectedBatch(outcomes=outcomes, cursor=_dump_cursor(since))
+            if outcomes or rejected:
+                yield CollectedBatch(
+                    outcomes=outcomes, cursor=_dump_cursor(since), rejected=rejected
+                )
             if len(rows or []) < self.opts.batch_size:
                 break
         if newest != since:
             yield CollectedBatch(outcomes=[], cursor=_dump_cursor(newest))
 
-    def _answers_of(self, row: dict[str, Any], completed: str, fallback: Any) -> list[Outcome]:
+    def _answers_of(
+        self, row: dict[str, Any], completed: str, fallback: Any, rejected: list[Rejected]
+    ) -> list[Outcome]:
+        """The participant's answers; one the store cannot hold goes to ``rejected``."""
         token = str(row.get("token") or "")
         if not token:
             return []
@@ -433,8 +447,14 @@ class LimeSurveyChannel:
                 zone=self.opts.server_timezone,
                 fallback_time=fallback,
             )
-            if outcome is not None:
-                outcomes.append(outcome)
+            if outcome is None:
+                continue
+            try:
+                check_outcome(outcome, where)
+            except InputError as exc:  # NUL, NaN, too long: kept aside, the others go on
+                rejected.append(Rejected.of(outcome.provider_event_id, exc))
+                continue
+            outcomes.append(outcome)
         return outcomes
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from connectors.twilio.rest import parse_date
 from core.errors import ConfigError, InputError
+from core.limits import check_outcome
 from core.mapping import get_path
 from core.records import Outcome, OutcomeKind, Rejected
 
@@ -240,7 +241,7 @@ def _attempt_outcome(
             "guess when a call was made (map it with taskrouter.fields.at)"
         )
         raise InputError(msg, field=at_path)
-    return Outcome(
+    outcome = Outcome(
         provider_event_id=event_id,
         kind=kind,
         occurred_at=at,
@@ -254,6 +255,8 @@ def _attempt_outcome(
         agent=_opt_text(got.get("agent")) or fallback_agent,
         raw=dict(raw),
     )
+    check_outcome(outcome, ref)
+    return outcome
 
 
 def task_outcomes(

@@ -21,7 +21,7 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from core.errors import InputError
+from core.errors import InputError, SignatureError
 
 HEADER = "X-Twilio-Signature"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -97,14 +97,14 @@ def verify(
     """Check a delivery's signature; returns its form parameters (empty for JSON).
 
     Raises:
-        InputError: the signature is missing or does not match, or a JSON
-            body does not match its ``bodySHA256``. The message never
+        SignatureError: the signature is missing or does not match, or a JSON
+            body does not match its ``bodySHA256`` (an :class:`InputError`). The message never
             contains the token or the expected signature.
     """
     given = header(headers, HEADER)
     if not given:
         msg = f"Twilio callback: the {HEADER} header is missing"
-        raise InputError(msg, field=HEADER)
+        raise SignatureError(msg, field=HEADER)
     json_body = is_json(headers, url)
     params: list[tuple[str, str]] = [] if json_body else form_params(body)
     matched = any(
@@ -113,11 +113,11 @@ def verify(
     )
     if not matched:
         msg = f"Twilio callback: {HEADER} does not match (forged, or signed for another URL)"
-        raise InputError(msg, field=HEADER)
+        raise SignatureError(msg, field=HEADER)
     if json_body:
         declared = dict(parse_qsl(urlsplit(url).query)).get("bodySHA256", "")
         actual = hashlib.sha256(body).hexdigest()
         if not hmac.compare_digest(declared.lower().encode(), actual.encode()):
             msg = "Twilio callback: the JSON body does not match its bodySHA256"
-            raise InputError(msg, field="bodySHA256")
+            raise SignatureError(msg, field="bodySHA256")
     return params

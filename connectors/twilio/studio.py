@@ -85,7 +85,7 @@ class StudioChannel(TwilioChannelBase):
         try:
             execution = self.rest.create(self.executions_path, form)
         except FatalError as exc:
-            if getattr(exc, "status", None) != 409:
+            if exc.status != 409:
                 raise
             found = self._search(message.idempotency_key, phone)
             if found is not None:

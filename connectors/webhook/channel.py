@@ -154,7 +154,7 @@ class WebhookChannel:
                 lambda: status.send_once("GET", path, headers=self._read_auth())
             )
         except FatalError as exc:
-            if getattr(exc, "status", None) == 404:
+            if exc.status == 404:
                 return None
             raise
         self._refuse_redirect(response, "GET")

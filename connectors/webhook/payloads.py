@@ -19,6 +19,7 @@ from typing import Any, Literal
 import jsonschema
 
 from core.errors import InputError
+from core.limits import check_outcome
 from core.mapping import get_path
 from core.records import Contact, OutboundMessage, Outcome
 from core.timeutil import parse_instant, to_utc
@@ -83,6 +84,9 @@ def decode(body: bytes, where: str) -> Any:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         msg = f"{where}: the body is not UTF-8 JSON ({type(exc).__name__} at $)"
+        raise InputError(msg, field="$") from None
+    except RecursionError:
+        msg = f"{where}: the body's JSON is nested too deeply to read"
         raise InputError(msg, field="$") from None
 
 
@@ -172,7 +176,7 @@ def _outcome(
         msg = f"{where}: {path}.scale: min must be below max, got [{lo}, {hi}]"
         raise InputError(msg, field=f"{path}.scale")
     contact = item.get("contact")
-    return Outcome(
+    outcome = Outcome(
         provider_event_id=event_id,
         kind=item["kind"],
         occurred_at=occurred,
@@ -189,3 +193,5 @@ def _outcome(
         agent=item.get("agent"),
         raw=dict(item),
     )
+    check_outcome(outcome, f"{where}: {path}")
+    return outcome

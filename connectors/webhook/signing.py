@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.errors import ConfigError, InputError
+from core.errors import ConfigError, InputError, SignatureError
+from core.limits import EVENT_ID_MAX
 
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 24
@@ -34,7 +35,8 @@ SIGNATURE_VERSION = "v1"
 HEADER_ID = "webhook-id"
 HEADER_TIMESTAMP = "webhook-timestamp"
 HEADER_SIGNATURE = "webhook-signature"
-MAX_ID_LENGTH = 256
+MAX_ID_LENGTH = EVENT_ID_MAX
+"""The longest webhook-id stored as a response's event id (core.limits)."""
 DEFAULT_TOLERANCE_S = 300
 """Deliveries whose timestamp is further than this from now are refused."""
 
@@ -124,7 +126,9 @@ def _header(headers: Mapping[str, str], name: str) -> str:
         if key.lower() == name:
             return value.strip()
     msg = f"webhook: missing header {name}"
-    raise InputError(msg, field=name)
+    if name == HEADER_ID:
+        raise InputError(msg, field=name)
+    raise SignatureError(msg, field=name)
 
 
 def verify(
@@ -137,9 +141,11 @@ def verify(
     """Check a delivery's headers and signature against any of ``keys``.
 
     Raises:
-        InputError: a header is missing or malformed (``field`` names it), the
-            timestamp is outside ``tolerance_s`` ("stale" or "from the future"),
-            or no ``v1`` signature matches (forged, or signed with another secret).
+        SignatureError: the timestamp or signature header is missing or
+            malformed, the timestamp is outside ``tolerance_s`` ("stale" or
+            "from the future"), or no ``v1`` signature matches (forged, or
+            signed with another secret); ``field`` names the header.
+        InputError: the webhook-id is missing or malformed.
     """
     webhook_id = _header(headers, HEADER_ID)
     raw_ts = _header(headers, HEADER_TIMESTAMP)
@@ -149,18 +155,18 @@ def verify(
         raise InputError(msg, field=HEADER_ID)
     if not raw_ts.isdigit():
         msg = f"webhook: {HEADER_TIMESTAMP} must be integer Unix seconds"
-        raise InputError(msg, field=HEADER_TIMESTAMP)
+        raise SignatureError(msg, field=HEADER_TIMESTAMP)
     timestamp = int(raw_ts)
     skew = int(now.timestamp()) - timestamp
     if skew > tolerance_s:
         msg = f"webhook {webhook_id}: stale delivery ({skew} s old, tolerance {tolerance_s} s)"
-        raise InputError(msg, field=HEADER_TIMESTAMP)
+        raise SignatureError(msg, field=HEADER_TIMESTAMP)
     if -skew > tolerance_s:
         msg = (
             f"webhook {webhook_id}: stale delivery, timestamp {-skew} s in the future "
             f"(tolerance {tolerance_s} s)"
         )
-        raise InputError(msg, field=HEADER_TIMESTAMP)
+        raise SignatureError(msg, field=HEADER_TIMESTAMP)
     offered = [
         part.split(",", 1)[1].encode("ascii", "replace")
         for part in raw_sigs.split()
@@ -168,7 +174,7 @@ def verify(
     ]
     if not offered:
         msg = f"webhook {webhook_id}: no {SIGNATURE_VERSION} signature in {HEADER_SIGNATURE}"
-        raise InputError(msg, field=HEADER_SIGNATURE)
+        raise SignatureError(msg, field=HEADER_SIGNATURE)
     matched = False
     for key in keys:
         expected = sign(key, webhook_id, timestamp, body).split(",", 1)[1].encode("ascii")
@@ -177,5 +183,5 @@ def verify(
             matched |= hmac.compare_digest(expected, candidate)
     if not matched:
         msg = f"webhook {webhook_id}: signature does not match (forged, or another secret)"
-        raise InputError(msg, field=HEADER_SIGNATURE)
+        raise SignatureError(msg, field=HEADER_SIGNATURE)
     return Verified(webhook_id=webhook_id, timestamp=timestamp)

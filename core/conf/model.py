@@ -40,6 +40,7 @@ DEFAULT_SCHEDULES = {
 DEFAULT_SOURCE_SCHEDULE = "*/5 * * * *"
 DEFAULT_CHANNEL_SCHEDULE = "*/10 * * * *"
 DEFAULT_DATABASE_URL = "sqlite:///qloop.db"
+DEFAULT_AUDIT_RETENTION_DAYS = 365
 SOURCE_COMMON = frozenset({"type", "policy", "schedule", "mapping", "enabled", "tracking_from"})
 CHANNEL_COMMON = frozenset({"type", "schedule", "mapping", "enabled"})
 
@@ -128,6 +129,8 @@ class AppConfig:
     data: dict[str, Any]
     secret_paths: frozenset[tuple[str | int, ...]]
     api: ApiConfig = field(default_factory=ApiConfig)
+    audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
+    """Audit entries older than this many days are deleted by the housekeeping step."""
 
     def masked(self) -> dict[str, Any]:
         """The interpolated configuration with every secret replaced by ``***``."""
@@ -492,4 +495,7 @@ def build(
         data=dict(data),
         secret_paths=secret_paths,
         api=_api(data.get("api") or {}),
+        audit_retention_days=int(
+            (data.get("audit") or {}).get("retention_days", DEFAULT_AUDIT_RETENTION_DAYS)
+        ),
     )

@@ -29,6 +29,7 @@ from core.loop.outbox import message_from_payload
 from core.records import SendResult, TicketRef, TicketRequest
 from core.retry import outbox_delay
 from core.runtime import Runtime
+from core.states import CallbackState, InvitationState, NcState, OutboxState
 from core.store.models import (
     AuditLog,
     CallbackTask,
@@ -125,7 +126,7 @@ class _Outcomes:
                 row["attempts"],
                 rt.config.outbox_backoff_initial_s,
                 rt.config.outbox_backoff_max_s,
-                getattr(exc, "retry_after", None),
+                exc.retry_after if isinstance(exc, RetriableError) else None,
             )
             row.update(state="pending", next_attempt_at=now + timedelta(seconds=delay))
             return "retry_later"
@@ -282,17 +283,22 @@ def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
 def replay_dead(rt: Runtime, ids: Iterable[int] | None = None, actor: str = "cli") -> int:
     """Put dead items (all, or ``ids``) back to pending with a fresh attempt count."""
     with rt.db.session() as s:
-        query = select(OutboxItem).where(OutboxItem.state == "dead")
+        query = select(OutboxItem).where(OutboxItem.state == OutboxState.DEAD)
         if ids is not None:
             query = query.where(OutboxItem.id.in_(list(ids)))
         items = list(s.scalars(query))
         for item in items:
-            item.state, item.attempts, item.next_attempt_at = "pending", 0, rt.now()
+            item.state, item.attempts, item.next_attempt_at = OutboxState.PENDING, 0, rt.now()
             entity = cast(
                 "CallbackTask | SurveyInvitation | Nonconformity | None",
                 s.get(_ENTITY[item.kind], item.entity_id),
             )
-            if entity is not None and entity.state == "dead":
-                entity.state = "open" if isinstance(entity, Nonconformity) else "planned"
+            if entity is not None and entity.state == "dead":  # every entity state has DEAD
+                if isinstance(entity, Nonconformity):
+                    entity.state = NcState.OPEN
+                elif isinstance(entity, CallbackTask):
+                    entity.state = CallbackState.PLANNED
+                else:
+                    entity.state = InvitationState.PLANNED
             audit(s, rt, "outbox.replay", "outbox_item", item.id, actor=actor)
         return len(items)

@@ -30,6 +30,7 @@ from core.loop.facts import load_history
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
 from core.loop.tracking import tracking_starts
 from core.runtime import Runtime
+from core.states import CallbackState
 from core.store.models import CallbackTask, Incident, OutboxItem
 
 BATCH = 1000
@@ -151,8 +152,8 @@ def _plan_one(
         standing = next((r for r in timeline.resolutions if r.window_end is None), None)
     for task in tasks:
         stale = standing is None or task.resolution_at != standing.at
-        if stale and task.state in ("planned", "no_contact"):
-            task.state = "superseded"
+        if stale and task.state in (CallbackState.PLANNED, CallbackState.NO_CONTACT):
+            task.state = CallbackState.SUPERSEDED
             pending.superseded.append(task.id)
             result.counts["superseded"] += 1
     if standing is None or standing.at in by_resolution or not policy.callback_channel:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from core.errors import StateError
+from core.errors import NotFoundError, StateError
 from core.loop._bulk import chunks, insert_rows
 from core.loop.common import StepResult, audit
 from core.privacy import email_key, phone_key
@@ -231,7 +231,7 @@ def resolve_review(
             raise StateError(msg)
         if incident_id is not None and s.get(Incident, incident_id) is None:
             msg = f"incident {incident_id} does not exist"
-            raise StateError(msg)
+            raise NotFoundError(msg)
         match.incident_id = incident_id
         match.status = "matched" if incident_id is not None else "dismissed"
         match.method = "manual" if incident_id is not None else None

@@ -1,5 +1,5 @@
 """The whole loop once, in order: pull → plan → push → collect → reconcile →
-evaluate → sample → raise → push back → track.
+evaluate → sample → raise → push back → track → housekeeping (audit retention).
 
 Every step is idempotent, so running the loop again sends nothing twice;
 one failing connector does not stop the others (its error is reported).
@@ -16,6 +16,7 @@ from core.loop.collect import collect
 from core.loop.common import StepResult, log
 from core.loop.dispatch import push
 from core.loop.evaluate import evaluate
+from core.loop.housekeeping import prune_audit
 from core.loop.ingest import pull
 from core.loop.nonconformities import raise_nonconformities
 from core.loop.plan import plan
@@ -79,4 +80,5 @@ def run_once(rt: Runtime, progress: Progress | None = None) -> RunSummary:
     step("raise", lambda: raise_nonconformities(rt))
     step("push back", lambda: push(rt, kinds=("ticket",)))
     step("track", lambda: track(rt))
+    step("housekeeping", lambda: prune_audit(rt))
     return summary

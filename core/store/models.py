@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.limits import EMAIL_MAX, EVENT_ID_MAX, NAME_MAX, PHONE_MAX, REF_MAX, TOKEN_MAX
+from core.states import CallbackState, InvitationState, OutboxState, Rule, Severity
 from core.store.types import UTCDateTime
 
 
@@ -148,9 +150,9 @@ class CallbackTask(Base):
     resolution_at: Mapped[datetime]
     due_at: Mapped[datetime]
     channel: Mapped[str | None] = mapped_column(String(200))
-    correlation_token: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[str] = mapped_column(String(20))
-    provider_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    correlation_token: Mapped[str] = mapped_column(String(TOKEN_MAX), unique=True)
+    state: Mapped[CallbackState] = mapped_column(String(20))
+    provider_ref: Mapped[str | None] = mapped_column(String(REF_MAX), index=True)
     created_at: Mapped[datetime]
 
 
@@ -185,9 +187,9 @@ class SurveyInvitation(Base):
     sample_run_id: Mapped[int | None] = mapped_column(ForeignKey("sample_run.id"))
     stratum: Mapped[str] = mapped_column(Text)
     channel: Mapped[str | None] = mapped_column(String(200))
-    correlation_token: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[str] = mapped_column(String(20))
-    provider_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    correlation_token: Mapped[str] = mapped_column(String(TOKEN_MAX), unique=True)
+    state: Mapped[InvitationState] = mapped_column(String(20))
+    provider_ref: Mapped[str | None] = mapped_column(String(REF_MAX), index=True)
     created_at: Mapped[datetime]
 
 
@@ -198,14 +200,14 @@ class Response(Base):
     __table_args__ = (UniqueConstraint("channel", "provider_event_id", name="uq_response_event"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(200))
-    provider_event_id: Mapped[str] = mapped_column(String(200))
+    provider_event_id: Mapped[str] = mapped_column(String(EVENT_ID_MAX))
     kind: Mapped[str] = mapped_column(String(20))
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
-    correlation_token: Mapped[str | None] = mapped_column(String(64), index=True)
-    provider_ref: Mapped[str | None] = mapped_column(String(200))
-    contact_phone: Mapped[str | None] = mapped_column(String(100))
-    contact_email: Mapped[str | None] = mapped_column(String(320))
+    correlation_token: Mapped[str | None] = mapped_column(String(TOKEN_MAX), index=True)
+    provider_ref: Mapped[str | None] = mapped_column(String(REF_MAX))
+    contact_phone: Mapped[str | None] = mapped_column(String(PHONE_MAX))
+    contact_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX))
     reached: Mapped[bool | None] = mapped_column(Boolean)
     confirmed: Mapped[bool | None] = mapped_column(Boolean)
     score_raw: Mapped[float | None] = mapped_column(Float)
@@ -213,7 +215,7 @@ class Response(Base):
     scale_max: Mapped[float] = mapped_column(Float, default=5.0)
     score: Mapped[float | None] = mapped_column(Float)
     comment: Mapped[str | None] = mapped_column(Text)
-    agent: Mapped[str | None] = mapped_column(String(200))
+    agent: Mapped[str | None] = mapped_column(String(NAME_MAX))
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
     matched: Mapped[bool] = mapped_column(default=False, index=True)
 
@@ -285,9 +287,9 @@ class Nonconformity(Base):
     incident_id: Mapped[int] = mapped_column(
         ForeignKey("incident.id", ondelete="CASCADE"), index=True
     )
-    rule: Mapped[str] = mapped_column(String(40))
+    rule: Mapped[Rule] = mapped_column(String(40))
     resolution_key: Mapped[str] = mapped_column(String(40))
-    severity: Mapped[str] = mapped_column(String(10))
+    severity: Mapped[Severity] = mapped_column(String(10))
     raised_at: Mapped[datetime]
     deadline: Mapped[datetime]
     detail: Mapped[str] = mapped_column(Text)
@@ -295,6 +297,8 @@ class Nonconformity(Base):
     policy: Mapped[str] = mapped_column(String(200))
     policy_version: Mapped[str] = mapped_column(String(40))
     state: Mapped[str] = mapped_column(String(20), index=True)
+    """An :class:`~core.states.NcState` value (typed ``str`` until core/loop/nonconformities.py
+    assigns the enum's members instead of bare strings)."""
     ticket_target: Mapped[str] = mapped_column(String(200))
     ticket_ref: Mapped[str | None] = mapped_column(String(200))
     ticket_url: Mapped[str | None] = mapped_column(Text)
@@ -342,7 +346,7 @@ class OutboxItem(Base):
     target: Mapped[str] = mapped_column(String(200))
     entity_id: Mapped[int] = mapped_column(Integer)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    state: Mapped[str] = mapped_column(String(20))
+    state: Mapped[OutboxState] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     claimed_at: Mapped[datetime | None]

@@ -24,7 +24,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from core import registry
 from core.connector import ConnectorContext
-from core.errors import FatalError, InputError
+from core.errors import FatalError, InputError, SignatureError
 from core.loop import run_once
 from core.records import CollectedBatch, Contact, MessageKind, OutboundMessage, Outcome, SendResult
 from core.runtime import Runtime
@@ -68,7 +68,7 @@ class HookChannel:
         given = headers.get(SIGNATURE, "")
         if not hmac.compare_digest(given, sign(body, self.secret)):
             msg = f"{self.name}: bad signature"
-            raise InputError(msg, field=SIGNATURE)
+            raise SignatureError(msg, field=SIGNATURE)
         try:
             data = json.loads(body)
             phone = data.get("phone")
