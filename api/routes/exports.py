@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from starlette.responses import Response
 
 from api.auth import Permission, Principal, require
@@ -32,8 +32,9 @@ from api.routes.common import (
     SessionDep,
     problems,
 )
+from core.compliance import whole_second
 from core.export import COLUMNS, Table, export_rows, indicators_table, period_indicators
-from core.export.as_of import indicators_as_of, judge_period, parse_as_of, rows_as_of
+from core.export.as_of import indicators_as_of, judge_period, rows_as_of
 from core.export.month import audit_export
 from core.export.nc_sheet import nc_rows, nc_rows_as_of, nc_table
 from core.export.writers import CHUNK_BYTES, csv_chunks, jsonl_chunks, xlsx_chunks
@@ -54,9 +55,8 @@ PolicyName = Annotated[
     Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="Default: every policy"),
 ]
 AsOf = Annotated[
-    str | None,
+    AwareDatetime | None,
     Query(
-        max_length=64,
         description="Recompute the month as of this instant (ISO 8601 with a zone); "
         "default: the stored verdicts",
     ),
@@ -177,7 +177,7 @@ def export_period(
     instant: the same facts give the same bytes whenever it is asked.
     """
     targets = _targets(rt, policy)
-    at = parse_as_of(as_of, "as_of") if as_of is not None else None
+    at = whole_second(as_of) if as_of is not None else None
     unmask = principal.sees_contacts
     filename = f"qloop-{period}{'-' + policy if policy else ''}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
@@ -230,7 +230,7 @@ def monthly_report(
     """
     targets = _targets(rt, policy)
     if as_of is not None:
-        at = parse_as_of(as_of, "as_of")
+        at = whole_second(as_of)
         reports = [
             PolicyReport(
                 policy=name,

@@ -190,5 +190,6 @@ def test_xlsx_as_of_is_the_same_bytes_and_has_the_nc_sheet(served: Served) -> No
 def test_as_of_without_zone_is_a_problem_naming_it(served: Served) -> None:
     for path in ("/exports/2026-10", "/reports/2026-10"):
         r = served.client.get(path, params={"as_of": "2026-11-05T00:00"}, headers=auth("qa-read"))
-        assert r.status_code == 400, r.text
-        assert "as_of" in r.json()["detail"]
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "as_of" in r.text and "timezone" in r.text
