@@ -20,13 +20,20 @@ from sqlalchemy.exc import SQLAlchemyError
 import config
 import connectors  # noqa: F401  registers the built-in connector types
 from api import console
+from api.cli_evaluate import as_of_arg
 from core.conf import AppConfig, format_problems, load_config, mask_url
 from core.errors import ConfigError, InputError, QloopError
 from core.logs import configure
 from core.runtime import open_runtime
 
 DEFAULT_CONFIG = "qloop.yaml"
-COMMAND_MODULES = ("api.cli_sources", "api.cli_jobs", "api.cli_serve", "api.cli_schema")
+COMMAND_MODULES = (
+    "api.cli_sources",
+    "api.cli_jobs",
+    "api.cli_serve",
+    "api.cli_schema",
+    "api.cli_evaluate",
+)
 """Modules adding subcommands: each has ``add_commands(sub, with_config)``."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LONG_RUNNING = frozenset({"serve", "worker", "scheduler"})
@@ -142,7 +149,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     rt = open_runtime(_load(args), existing=True)
     try:
         for path in export_month(
-            rt, args.period, args.format, Path(args.out), unmask=args.unmask, policy=args.policy
+            rt,
+            args.period,
+            args.format,
+            Path(args.out),
+            unmask=args.unmask,
+            policy=args.policy,
+            as_of=args.as_of,
         ):
             print(path)
     finally:
@@ -260,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--unmask",
         action="store_true",
         help="show customers' contact details unmasked (default: masked)",
+    )
+    p.add_argument(
+        "--as-of",
+        type=as_of_arg,
+        default=None,
+        help="recompute the month from the stored facts as of this instant, ISO 8601 with a "
+        "zone: the same facts give the same bytes whenever run (default: the stored verdicts)",
     )
     p.set_defaults(func=cmd_export)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -62,9 +63,10 @@ def export(
     *,
     unmask: bool = False,
     policy: str | None = None,
+    as_of: datetime | None = None,
 ) -> list[Path]:
     """Write the export of ``period`` for each policy (or one); returns the files."""
-    return export_month(rt, period, fmt, out, unmask=unmask, policy=policy)
+    return export_month(rt, period, fmt, out, unmask=unmask, policy=policy, as_of=as_of)
 
 
 OUTBOX_STATES = tuple(OutboxState)

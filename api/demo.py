@@ -82,8 +82,17 @@ def _counts(rt: Runtime) -> dict[str, Any]:
             "not_surveyable": s.scalar(
                 select(func.count()).where(SurveyInvitation.state == "not_surveyable")
             ),
+            # per month, totals across its first draw and its top-ups
             "samples": list(
-                s.execute(select(SampleRun.month, SampleRun.population, SampleRun.picked)).all()
+                s.execute(
+                    select(
+                        SampleRun.month,
+                        func.sum(SampleRun.population),
+                        func.sum(SampleRun.picked),
+                    )
+                    .group_by(SampleRun.month)
+                    .order_by(SampleRun.month)
+                ).all()
             ),
             "tickets": dict(
                 s.execute(

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from starlette.responses import Response
 
 from api.auth import Permission, Principal, require
@@ -31,8 +32,11 @@ from api.routes.common import (
     SessionDep,
     problems,
 )
+from core.compliance import whole_second
 from core.export import COLUMNS, Table, export_rows, indicators_table, period_indicators
+from core.export.as_of import indicators_as_of, judge_period, rows_as_of
 from core.export.month import audit_export
+from core.export.nc_sheet import nc_rows, nc_rows_as_of, nc_table
 from core.export.writers import CHUNK_BYTES, csv_chunks, jsonl_chunks, xlsx_chunks
 from core.runtime import Runtime
 
@@ -49,6 +53,13 @@ Period = Annotated[str, Path(pattern=MONTH_PATTERN, description="YYYY-MM")]
 PolicyName = Annotated[
     str | None,
     Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="Default: every policy"),
+]
+AsOf = Annotated[
+    AwareDatetime | None,
+    Query(
+        description="Recompute the month as of this instant (ISO 8601 with a zone); "
+        "default: the stored verdicts",
+    ),
 ]
 Exporter = Annotated[Principal, Depends(require(Permission.EXPORT))]
 
@@ -86,18 +97,55 @@ def _indicators(rt: Runtime, period: str, targets: list[tuple[str, str]]) -> Tab
             ).as_dict()
             for name, version in targets
         }
-    if len(targets) == 1:
+    return _indicators_of(data)
+
+
+def _indicators_of(data: dict[str, dict[str, Any]]) -> Table:
+    if len(data) == 1:
         (only,) = data.values()
         return indicators_table(only)
     return indicators_table(data)
 
 
-def _body(fmt: str, tables: list[Table]) -> Iterator[bytes]:
+def _ncs(rt: Runtime, period: str, targets: list[tuple[str, str]], unmask: bool) -> Table:
+    tz = ZoneInfo(rt.config.timezone)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        with rt.db.sessions() as s:
+            for name, version in targets:
+                yield from nc_rows(
+                    s, policy=name, version=version, month=period, tz=tz, unmask=unmask
+                )
+
+    return nc_table(rows())
+
+
+def _tables_as_of(
+    rt: Runtime, period: str, targets: list[tuple[str, str]], unmask: bool, as_of: datetime
+) -> list[Table]:
+    """The month recomputed from the stored facts as of ``as_of`` (in memory; nothing written)."""
+    tz = ZoneInfo(rt.config.timezone)
+    with rt.db.sessions() as s:
+        periods = [judge_period(rt, s, name, period, as_of) for name, _ in targets]
+    return [
+        Table(
+            "incidents",
+            COLUMNS,
+            itertools.chain.from_iterable(rows_as_of(p, tz=tz, unmask=unmask) for p in periods),
+        ),
+        _indicators_of({p.policy: indicators_as_of(rt, p).as_dict() for p in periods}),
+        nc_table(
+            itertools.chain.from_iterable(nc_rows_as_of(p, tz=tz, unmask=unmask) for p in periods)
+        ),
+    ]
+
+
+def _body(fmt: str, tables: list[Table], created: datetime | None) -> Iterator[bytes]:
     if fmt == "csv":
         return csv_chunks(tables[0])
     if fmt == "jsonl":
         return jsonl_chunks(tables[0])
-    chunks = xlsx_chunks(tables)
+    chunks = xlsx_chunks(tables, created=created)
     first = next(chunks)  # the workbook is complete: errors answer 500 before streaming
     return itertools.chain([first], chunks)
 
@@ -118,20 +166,28 @@ def export_period(
     principal: Exporter,
     fmt: Annotated[Literal["csv", "xlsx", "jsonl"], Query(alias="format")] = "csv",
     policy: PolicyName = None,
+    as_of: AsOf = None,
 ) -> Response:
     """One row per incident of the month with every fact and verdict (streamed; audit-logged).
 
     Text cells of CSV and XLSX never become formulas; JSON lines carry the
     raw text. Contact details are masked unless the caller may see them.
+    XLSX adds the indicators and the nonconformities sheets. With
+    ``as_of``, the month is recomputed from the stored facts seen at that
+    instant: the same facts give the same bytes whenever it is asked.
     """
     targets = _targets(rt, policy)
+    at = whole_second(as_of) if as_of is not None else None
     unmask = principal.sees_contacts
     filename = f"qloop-{period}{'-' + policy if policy else ''}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    tables = [Table("incidents", COLUMNS, _rows(rt, period, targets, unmask))]
-    if fmt == "xlsx":
-        tables.append(_indicators(rt, period, targets))
-    body = _body(fmt, tables)
+    if at is not None:
+        tables = _tables_as_of(rt, period, targets, unmask, at)
+    else:
+        tables = [Table("incidents", COLUMNS, _rows(rt, period, targets, unmask))]
+        if fmt == "xlsx":
+            tables += [_indicators(rt, period, targets), _ncs(rt, period, targets, unmask)]
+    body = _body(fmt, tables, at)
     with rt.db.session() as s:
         audit_export(
             s,
@@ -142,6 +198,7 @@ def export_period(
             policies=[name for name, _ in targets],
             masked=not unmask,
             via="api",
+            as_of=at,
         )
     return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
@@ -160,10 +217,29 @@ class MonthlyReport(BaseModel):
 
 @router.get("/reports/{period}", response_model=MonthlyReport)
 def monthly_report(
-    period: Period, rt: RuntimeDep, s: SessionDep, _: Reader, policy: PolicyName = None
+    period: Period,
+    rt: RuntimeDep,
+    s: SessionDep,
+    _: Reader,
+    policy: PolicyName = None,
+    as_of: AsOf = None,
 ) -> MonthlyReport:
-    """The month's indicators (R4) per policy: coverage, on time, CSAT, SLA compliance, NCs."""
+    """The month's indicators (R4) per policy: coverage, on time, CSAT, SLA compliance, NCs.
+
+    With ``as_of``: recomputed from the stored facts seen at that instant.
+    """
     targets = _targets(rt, policy)
+    if as_of is not None:
+        at = whole_second(as_of)
+        reports = [
+            PolicyReport(
+                policy=name,
+                version=version,
+                indicators=indicators_as_of(rt, judge_period(rt, s, name, period, at)).as_dict(),
+            )
+            for name, version in targets
+        ]
+        return MonthlyReport(period=period, timezone=rt.config.timezone, policies=reports)
     reports = [
         PolicyReport(
             policy=name,

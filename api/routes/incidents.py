@@ -52,7 +52,8 @@ from core.store.models import (
 
 router = APIRouter(tags=["incidents"], responses=READ_PROBLEMS)
 
-Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+Text = Annotated[str | None, Query(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+"""A text filter: no NUL (PostgreSQL cannot hold one; a 422 names the parameter, not a 500)."""
 CATEGORIES = tuple(c.value for c in Category)
 _DERIVED = ("contact", "match")
 

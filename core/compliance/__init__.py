@@ -4,6 +4,7 @@ Each submodule's docstring lists the decisions it takes where the SPEC
 leaves a point open.
 """
 
+from core.compliance.as_of import facts_as_of, seen_at, whole_second
 from core.compliance.callback import (
     Attempt,
     CallbackVerdict,
@@ -50,11 +51,14 @@ __all__ = [
     "StratumReport",
     "SurveyAnswer",
     "evaluate",
+    "facts_as_of",
     "monthly_indicators",
     "normalise_score",
     "policy_default",
     "raised_at",
     "round_half_up",
+    "seen_at",
     "stratified_sample",
     "stratum_sample_size",
+    "whole_second",
 ]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from core.errors import InputError
+from core.export.as_of import indicators_as_of, judge_period, rows_as_of
 from core.export.files import write_files
+from core.export.nc_sheet import nc_rows, nc_rows_as_of, nc_table
 from core.export.rows import COLUMNS, export_rows, period_indicators
 from core.export.writers import Table, check_format, files_of, indicators_table
 from core.loop.common import audit
@@ -39,6 +42,7 @@ def audit_export(
     masked: bool,
     via: str,
     files: Sequence[str] = (),
+    as_of: datetime | None = None,
 ) -> None:
     """Record who exported which month, in which format, and whether contacts were masked."""
     detail: dict[str, object] = {
@@ -49,26 +53,47 @@ def audit_export(
     }
     if files:
         detail["files"] = list(files)
+    if as_of is not None:
+        detail["as_of"] = as_of.isoformat()
     audit(session, rt, "export", "period", period, actor=actor, **detail)
 
 
 def month_tables(
-    session: Session, rt: Runtime, policy: str, period: str, *, unmask: bool
+    session: Session,
+    rt: Runtime,
+    policy: str,
+    period: str,
+    *,
+    unmask: bool,
+    as_of: datetime | None = None,
 ) -> list[Table]:
-    """The tables of one policy's month: the incidents, then the indicators."""
+    """The tables of one policy's month: the incidents, the indicators, the nonconformities.
+
+    Without ``as_of``: from the stored compliance records and nonconformities.
+    With it: recomputed in memory from the stored facts seen at ``as_of``
+    (:mod:`core.export.as_of`); nothing is written.
+    """
     pol = rt.policy(policy)
+    tz = ZoneInfo(rt.config.timezone)
+    if as_of is not None:
+        judged = judge_period(rt, session, policy, period, as_of)
+        return [
+            Table("incidents", COLUMNS, rows_as_of(judged, tz=tz, unmask=unmask)),
+            indicators_table(indicators_as_of(rt, judged).as_dict()),
+            nc_table(nc_rows_as_of(judged, tz=tz, unmask=unmask)),
+        ]
     indicators = period_indicators(
         session, policy=policy, version=pol.version, month=period, now=rt.now(), rules=pol
     )
     rows = export_rows(
-        session,
-        policy=policy,
-        version=pol.version,
-        month=period,
-        tz=ZoneInfo(rt.config.timezone),
-        unmask=unmask,
+        session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask
     )
-    return [Table("incidents", COLUMNS, rows), indicators_table(indicators.as_dict())]
+    ncs = nc_rows(session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask)
+    return [
+        Table("incidents", COLUMNS, rows),
+        indicators_table(indicators.as_dict()),
+        nc_table(ncs),
+    ]
 
 
 def export_month(
@@ -80,11 +105,14 @@ def export_month(
     unmask: bool = False,
     policy: str | None = None,
     actor: str | None = None,
+    as_of: datetime | None = None,
 ) -> list[Path]:
     """Write the export of ``period`` for each policy (or one) into ``out``; returns the files.
 
     Every file is complete or absent (:func:`core.export.files.write_files`);
-    the export is audit-logged once written.
+    the export is audit-logged once written. With ``as_of``, the month is
+    recomputed from the stored facts seen at that instant, and the same
+    facts give the same bytes whenever it runs.
     """
     parse_month(period)
     check_format(fmt)
@@ -97,7 +125,10 @@ def export_month(
             file
             for name in names
             for file in files_of(
-                f"qloop-{period}-{name}", fmt, month_tables(s, rt, name, period, unmask=unmask)
+                f"qloop-{period}-{name}",
+                fmt,
+                month_tables(s, rt, name, period, unmask=unmask, as_of=as_of),
+                created=as_of,
             )
         ]
         written = write_files(out, files)
@@ -111,5 +142,6 @@ def export_month(
             masked=not unmask,
             via="cli",
             files=[str(p) for p in written],
+            as_of=as_of,
         )
     return written

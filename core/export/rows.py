@@ -7,7 +7,7 @@ details are masked unless the caller may see them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -76,8 +76,8 @@ def _local(value: datetime | None, tz: tzinfo) -> str | None:
     return value.astimezone(tz).isoformat() if value is not None else None
 
 
-def _final(rec: ComplianceRecord) -> dict[str, Any]:
-    finals = [r for r in rec.resolutions if r.get("final")]
+def _final(resolutions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    finals = [r for r in resolutions if r.get("final")]
     return finals[-1] if finals else {}
 
 
@@ -125,52 +125,105 @@ def export_rows(
     ):
         ncs.setdefault(inc_id, []).append((rule, severity, state))
     for rec, inc, survey_state, survey_channel in _closing(session.execute(query)):
-        final = _final(rec)
-        mine = ncs.get(inc.id, [])
-        yield {
-            "source": inc.source,
-            "incident_key": inc.key,
-            "external_id": inc.external_id,
-            "title": inc.title if unmask else mask_pii_text(inc.title),
-            "service": inc.service,
-            "customer": inc.customer,
-            "contact_name": inc.contact_name if unmask else mask_name(inc.contact_name),
-            "contact_phone": inc.contact_phone if unmask else mask_phone(inc.contact_phone),
-            "contact_email": inc.contact_email if unmask else mask_email(inc.contact_email),
-            "priority": inc.priority,
-            "status": inc.status,
-            "created_at": _local(inc.created_at, tz),
-            "first_response_at": _local(rec.first_response_at, tz),
-            "resolved_at": _local(rec.resolved_at, tz),
-            "reopen_count": rec.reopen_count,
-            "response_s": rec.response_s,
-            "response_target_s": rec.response_target_s,
-            "response_met": rec.response_met,
-            "resolution_s": rec.resolution_s,
-            "resolution_target_s": rec.resolution_target_s,
-            "resolution_met": rec.resolution_met,
-            "source_response_met": rec.source_response_met,
-            "source_resolution_met": rec.source_resolution_met,
-            "sla_disagreement": rec.sla_disagreement,
-            "callback_due": _local(rec.callback_due, tz),
-            "callback_verdict": rec.callback_verdict,
-            "callback_attempts": final.get("attempts"),
-            "callback_first_reached_at": _local(
-                datetime.fromisoformat(final["first_reached_at"]), tz
-            )
-            if final.get("first_reached_at")
-            else None,
-            "confirmed": rec.confirmed,
-            "callback_score": rec.callback_score,
-            "survey_state": survey_state,
-            "survey_channel": survey_channel,
-            "survey_score": rec.survey_score,
-            "nonconformities": "; ".join(f"{r}:{s}" for r, s, _ in sorted(mine)),
-            "nonconformities_open": sum(1 for *_, st in mine if st != "closed"),
-            "policy": rec.policy,
-            "policy_version": rec.policy_version,
-            "evaluated_at": _local(rec.evaluated_at, tz),
-        }
+        mine = [(r, sev, st != "closed") for r, sev, st in ncs.get(inc.id, [])]
+        yield incident_row(
+            record_values(rec), inc, (survey_state, survey_channel), mine, tz=tz, unmask=unmask
+        )
+
+
+RECORD_FIELDS = (
+    "first_response_at",
+    "resolved_at",
+    "reopen_count",
+    "response_s",
+    "response_target_s",
+    "response_met",
+    "resolution_s",
+    "resolution_target_s",
+    "resolution_met",
+    "source_response_met",
+    "source_resolution_met",
+    "sla_disagreement",
+    "callback_due",
+    "callback_verdict",
+    "confirmed",
+    "callback_score",
+    "survey_score",
+    "resolutions",
+    "policy",
+    "policy_version",
+    "evaluated_at",
+)
+"""The compliance record's columns an export row shows."""
+
+
+def record_values(rec: ComplianceRecord) -> dict[str, Any]:
+    """The stored record's :data:`RECORD_FIELDS`."""
+    return {name: getattr(rec, name) for name in RECORD_FIELDS}
+
+
+def incident_row(
+    rec: Mapping[str, Any],
+    inc: Incident,
+    survey: tuple[str | None, str | None],
+    ncs: Sequence[tuple[str, str, bool]],
+    *,
+    tz: tzinfo,
+    unmask: bool,
+) -> dict[str, Any]:
+    """One export row, in COLUMNS order.
+
+    Args:
+        rec: The verdicts (:data:`RECORD_FIELDS`), stored or computed as of an instant.
+        inc: The incident.
+        survey: Its survey invitation's state and channel (None, None without one).
+        ncs: Its nonconformities as (rule, severity, open).
+        tz: The display zone.
+        unmask: Show contact details (else masked).
+    """
+    final = _final(rec["resolutions"])
+    return {
+        "source": inc.source,
+        "incident_key": inc.key,
+        "external_id": inc.external_id,
+        "title": inc.title if unmask else mask_pii_text(inc.title),
+        "service": inc.service,
+        "customer": inc.customer,
+        "contact_name": inc.contact_name if unmask else mask_name(inc.contact_name),
+        "contact_phone": inc.contact_phone if unmask else mask_phone(inc.contact_phone),
+        "contact_email": inc.contact_email if unmask else mask_email(inc.contact_email),
+        "priority": inc.priority,
+        "status": rec.get("status", inc.status),
+        "created_at": _local(inc.created_at, tz),
+        "first_response_at": _local(rec["first_response_at"], tz),
+        "resolved_at": _local(rec["resolved_at"], tz),
+        "reopen_count": rec["reopen_count"],
+        "response_s": rec["response_s"],
+        "response_target_s": rec["response_target_s"],
+        "response_met": rec["response_met"],
+        "resolution_s": rec["resolution_s"],
+        "resolution_target_s": rec["resolution_target_s"],
+        "resolution_met": rec["resolution_met"],
+        "source_response_met": rec["source_response_met"],
+        "source_resolution_met": rec["source_resolution_met"],
+        "sla_disagreement": rec["sla_disagreement"],
+        "callback_due": _local(rec["callback_due"], tz),
+        "callback_verdict": rec["callback_verdict"],
+        "callback_attempts": final.get("attempts"),
+        "callback_first_reached_at": _local(datetime.fromisoformat(final["first_reached_at"]), tz)
+        if final.get("first_reached_at")
+        else None,
+        "confirmed": rec["confirmed"],
+        "callback_score": rec["callback_score"],
+        "survey_state": survey[0],
+        "survey_channel": survey[1],
+        "survey_score": rec["survey_score"],
+        "nonconformities": "; ".join(f"{r}:{sev}" for r, sev, _ in sorted(ncs)),
+        "nonconformities_open": sum(1 for *_, is_open in ncs if is_open),
+        "policy": rec["policy"],
+        "policy_version": rec["policy_version"],
+        "evaluated_at": _local(rec["evaluated_at"], tz),
+    }
 
 
 def _as_evaluation(rec: ComplianceRecord) -> Evaluation:

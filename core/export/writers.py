@@ -31,6 +31,7 @@ import math
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import xlsxwriter
@@ -196,16 +197,23 @@ def _xlsx_row(sheet: Any, r: int, values: Sequence[Any], quoted: Any) -> None:
             sheet.write_string(r, c, text, quoted if text.startswith(FORMULA_STARTS) else None)
 
 
-def xlsx_chunks(tables: Sequence[Table], chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+def xlsx_chunks(
+    tables: Sequence[Table], chunk_bytes: int = CHUNK_BYTES, *, created: datetime | None = None
+) -> Iterator[bytes]:
     """A workbook with one sheet per table, in constant memory; every text cell a string.
 
     The whole workbook is written before the first chunk is yielded, so a
     caller that takes the first chunk early (the API) sees every error
-    before it starts answering.
+    before it starts answering. ``created`` is the workbook's creation date
+    (default now): an export as of an instant passes that instant, so the
+    same data gives the same bytes.
     """
     with tempfile.TemporaryFile(prefix="qloop-export-", suffix=".xlsx") as fh:
         book = xlsxwriter.Workbook(fh, XLSX_OPTIONS)
         try:
+            if created is not None:
+                # xlsxwriter writes the date as given (its zone ignored): pass UTC
+                book.set_properties({"created": created.astimezone(UTC).replace(tzinfo=None)})
             bold = book.add_format({"bold": True})
             quoted = book.add_format({"quote_prefix": True})
             for table in tables:
@@ -225,16 +233,19 @@ def xlsx_chunks(tables: Sequence[Table], chunk_bytes: int = CHUNK_BYTES) -> Iter
             yield chunk
 
 
-def files_of(basename: str, fmt: str, tables: Sequence[Table]) -> list[tuple[str, Iterator[bytes]]]:
+def files_of(
+    basename: str, fmt: str, tables: Sequence[Table], *, created: datetime | None = None
+) -> list[tuple[str, Iterator[bytes]]]:
     """The files of an export: (file name, its bytes in chunks), nothing read yet.
 
     XLSX: ``<basename>.xlsx`` with a sheet per table. CSV and JSON: the first
     table is ``<basename>.csv|jsonl``, the others ``<basename>-<name>.csv``
-    (``.json`` for a table with a JSON ``document``).
+    (``.json`` for a table with a JSON ``document``). ``created``: the XLSX
+    creation date (see :func:`xlsx_chunks`).
     """
     check_format(fmt)
     if fmt == "xlsx":
-        return [(f"{basename}.xlsx", xlsx_chunks(tables))]
+        return [(f"{basename}.xlsx", xlsx_chunks(tables, created=created))]
     files: list[tuple[str, Iterator[bytes]]] = []
     for i, table in enumerate(tables):
         stem = basename if i == 0 else f"{basename}-{table.name}"

@@ -4,11 +4,16 @@ A record is kept per (incident, policy, policy version), so a policy change
 recomputes without touching the verdicts of the old version. An incident
 with a pending callback is looked at again when the callback falls due.
 The source's own SLA flags are kept beside qloop's, and a disagreement is
-named.
+named. Every record carries the instant it was evaluated as of and the
+versions of qloop and of the ``holidays`` package it was computed with; when
+a re-evaluation changes a stored verdict and those versions differ from the
+stored ones, the change is logged (INFO) and counted (``verdicts_changed_by_upgrade``)
+with the incident, the field, old → new and the version change.
 """
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import datetime
@@ -24,9 +29,14 @@ from core.loop.common import StepResult
 from core.loop.facts import load_facts
 from core.loop.tracking import tracking_starts
 from core.runtime import Runtime
+from core.stamps import Stamps
 from core.store.models import ComplianceRecord, Incident
 
 BATCH = 1000
+VERDICT_FIELDS = ("response_met", "resolution_met", "callback_verdict", "findings")
+"""The stored verdicts whose change after an upgrade is said out loud."""
+
+log = logging.getLogger("qloop.loop")
 
 
 def finding_to_json(f: Finding) -> dict[str, Any]:
@@ -128,6 +138,8 @@ class _Stored:
     id: int
     findings: Any
     raised: bool
+    verdicts: dict[str, Any]
+    stamps: Stamps
 
 
 def _stored_records(s: Session, ids: list[int]) -> dict[tuple[int, str, str], _Stored]:
@@ -141,11 +153,58 @@ def _stored_records(s: Session, ids: list[int]) -> dict[tuple[int, str, str], _S
                 ComplianceRecord.policy_version,
                 ComplianceRecord.findings,
                 ComplianceRecord.raised,
+                ComplianceRecord.response_met,
+                ComplianceRecord.resolution_met,
+                ComplianceRecord.callback_verdict,
+                ComplianceRecord.qloop_version,
+                ComplianceRecord.holidays_version,
             ).where(ComplianceRecord.incident_id.in_(chunk))
         )
-        for rec_id, inc_id, policy, version, findings, raised in rows:
-            records[(inc_id, policy, version)] = _Stored(rec_id, findings, raised)
+        for row in rows:
+            verdicts = {
+                "response_met": row.response_met,
+                "resolution_met": row.resolution_met,
+                "callback_verdict": row.callback_verdict,
+                "findings": row.findings,
+            }
+            records[(row.incident_id, row.policy, row.policy_version)] = _Stored(
+                row.id,
+                row.findings,
+                row.raised,
+                verdicts,
+                Stamps(row.qloop_version, row.holidays_version),
+            )
     return records
+
+
+def _summary(value: Any) -> str:
+    """A verdict for the log: findings as rule:severity (sorted), the rest as they are."""
+    if isinstance(value, list):
+        return "[" + ", ".join(sorted(f"{f.get('rule')}:{f.get('severity')}" for f in value)) + "]"
+    return str(value)
+
+
+def explain_version_change(
+    inc: Incident, stored: _Stored, values: dict[str, Any], stamps: Stamps, result: StepResult
+) -> None:
+    """Log and count each stored verdict a re-evaluation changed under other versions."""
+    why = stamps.changes_from(stored.stamps)
+    if not why:
+        return
+    for name in VERDICT_FIELDS:
+        old, new = stored.verdicts[name], values[name]
+        if old == new:
+            continue
+        result.counts["verdicts_changed_by_upgrade"] += 1
+        log.info(
+            "evaluate: %s (%s) %s changed %s → %s after %s",
+            inc.key,
+            inc.source,
+            name,
+            _summary(old),
+            _summary(new),
+            why,
+        )
 
 
 def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
@@ -155,6 +214,12 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
     """
     result = StepResult("evaluate")
     now = rt.now()
+    stamps = Stamps.current()
+    stamped = {
+        "as_of": now,
+        "qloop_version": stamps.qloop,
+        "holidays_version": stamps.holidays,
+    }
     starts = tracking_starts(rt)  # §11; unknown yet (no successful pull): as of now
     last_id = 0
     wanted = sorted(set(incident_ids)) if incident_ids is not None else None
@@ -166,6 +231,7 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
                     load_only(
                         Incident.id,
                         Incident.source,
+                        Incident.key,
                         Incident.priority,
                         Incident.created_at,
                         Incident.source_sla,
@@ -205,7 +271,7 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
                 policy = rt.policy_for_source(inc.source)
                 start = starts.get(inc.source) or now
                 ev = evaluate_incident(facts[inc.id], policy, now, tracking_from=start)
-                values = evaluation_values(inc, ev)
+                values = {**evaluation_values(inc, ev), **stamped}
                 findings = values["findings"]
                 stored = records.get((inc.id, policy.name, policy.version))
                 if stored is None:
@@ -221,6 +287,7 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
                     )
                 else:
                     changed = stored.findings != findings
+                    explain_version_change(inc, stored, values, stamps, result)
                     raised = False if changed else stored.raised
                     updates.append({"id": stored.id, **values, "raised": raised})
                 if changed:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.compliance import Attempt, IncidentFacts, SurveyAnswer
+from core.compliance import Attempt, IncidentFacts, SurveyAnswer, facts_as_of
 from core.loop._bulk import chunks
 from core.records import Category, StatusChange
 from core.store.models import Incident, Match, Response, StatusEvent
@@ -71,13 +72,21 @@ def load_answers(
 
 
 def load_facts(
-    session: Session, incidents: Sequence[Incident], with_answers: bool = True
+    session: Session,
+    incidents: Sequence[Incident],
+    with_answers: bool = True,
+    *,
+    as_of: datetime | None = None,
 ) -> dict[int, IncidentFacts]:
-    """IncidentFacts per incident id (history, and matched attempts and answers)."""
+    """IncidentFacts per incident id (history, and matched attempts and answers).
+
+    With ``as_of``, only what happened at or before it (SPEC §10
+    "Evaluation instant"); incidents created after it are left out.
+    """
     ids = [i.id for i in incidents]
     history = load_history(session, ids)
     attempts, answers = load_answers(session, ids) if with_answers else ({}, {})
-    return {
+    facts = {
         inc.id: IncidentFacts(
             priority=inc.priority,
             created_at=inc.created_at,
@@ -87,3 +96,7 @@ def load_facts(
         )
         for inc in incidents
     }
+    if as_of is None:
+        return facts
+    seen = {inc_id: facts_as_of(f, as_of) for inc_id, f in facts.items()}
+    return {inc_id: f for inc_id, f in seen.items() if f is not None}

@@ -1,19 +1,30 @@
-"""Survey sampling (R3): once a month has ended, draw its stratified sample.
+"""Survey sampling (R3): once a month has ended, draw its stratified sample; top up later.
 
-The population is the month's resolved, not-cancelled incidents under the
-policy (by their final resolution, in the policy calendar's zone). Each
-stratum (e.g. customer × service) gets round-half-up(rate × size), at
-least one, reproducibly from the seed. Each picked incident is invited
-through the first survey channel that can reach its customer; one reachable
-by none is recorded as ``not_surveyable``, never silently skipped.
+The population is the month's resolved, not-cancelled, tracked incidents
+under the policy (by their final resolution, in the policy calendar's
+zone). Each stratum (e.g. customer × service) gets round-half-up(rate ×
+size), at least one, reproducibly from the seed. Each picked incident is
+invited through the first survey channel that can reach its customer; one
+reachable by none is recorded as ``not_surveyable``, never silently skipped.
+
+Top-up draws (SPEC §10): incidents that reach a month after its sample was
+drawn (a new or fixed source, a resync, a late sync) are drawn later, over
+those newcomers only, with the same rule: draw 0 is the month's first,
+then 1, 2, …. Each draw records its population per stratum (``members``),
+so every incident is considered exactly once per month. Draw ``n`` ≥ 1 is
+seeded with ``<seed>/topup-<n>``. A draw stored before members were
+recorded counts as having considered the month's incidents first stored
+(``ingested_at``) before it was drawn. A month is looked at again only when
+one of its records was evaluated after its last draw.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import defer
 
 from core.compliance import CallbackVerdict, stratified_sample
@@ -33,8 +44,13 @@ def survey_key(inc: Incident) -> str:
     return f"survey:{inc.source}:{inc.external_id}"
 
 
+def draw_seed(seed: str, draw: int) -> str:
+    """The seed of draw ``draw`` of a month: the policy's for the first, derived for top-ups."""
+    return seed if draw == 0 else f"{seed}/topup-{draw}"
+
+
 def sample_surveys(rt: Runtime) -> StepResult:
-    """Draw the sample of every ended month not sampled yet, and plan its invitations."""
+    """Draw the sample of every ended month not sampled yet, and top up months with newcomers."""
     result = StepResult("sample")
     now = rt.now()
     for name, pcfg in rt.config.policies.items():
@@ -43,23 +59,45 @@ def sample_surveys(rt: Runtime) -> StepResult:
         policy = rt.policy(name)
         sources = [s for s, cfg in rt.config.sources.items() if cfg.policy == name]
         with rt.db.session() as s:
-            done = set(s.scalars(select(SampleRun.month).where(SampleRun.policy == name)))
-            months = set(
-                s.scalars(
-                    select(ComplianceRecord.month)
-                    .distinct()
+            last_draw = dict(
+                s.execute(
+                    select(SampleRun.month, func.max(SampleRun.created_at))
+                    .where(SampleRun.policy == name)
+                    .group_by(SampleRun.month)
+                ).all()
+            )
+            evaluated = dict(
+                s.execute(
+                    select(ComplianceRecord.month, func.max(ComplianceRecord.evaluated_at))
                     .where(
                         ComplianceRecord.policy == name,
                         ComplianceRecord.policy_version == policy.version,
                         ComplianceRecord.month.is_not(None),
                     )
-                )
+                    .group_by(ComplianceRecord.month)
+                ).all()
             )
-        for month in sorted(m for m in months if m and m not in done):
+        for month in sorted(m for m in evaluated if m):
             if month_bounds(month, policy.calendar.tz)[1] > now:
                 continue  # the month is still running
+            drawn_at = last_draw.get(month)
+            if drawn_at is not None and not evaluated[month] > drawn_at:
+                continue  # nothing of the month changed since its last draw
             _sample_month(rt, name, month, sources, result)
     return result
+
+
+def _considered(runs: Sequence[SampleRun], ingested: dict[int, datetime]) -> set[int]:
+    """The incidents earlier draws of the month considered (their populations)."""
+    seen: set[int] = set()
+    for run in runs:
+        strata = run.strata or []
+        if strata and all("members" in st for st in strata):
+            for st in strata:
+                seen.update(int(m) for m in st["members"])
+        else:  # drawn before members were recorded: what was stored by then
+            seen.update(i for i, at in ingested.items() if at <= run.created_at)
+    return seen
 
 
 def _sample_month(
@@ -89,18 +127,35 @@ def _sample_month(
                 )
             )
         )
+        runs = list(
+            s.scalars(
+                select(SampleRun)
+                .where(SampleRun.policy == policy_name, SampleRun.month == month)
+                .order_by(SampleRun.draw)
+            )
+        )
+        considered = _considered(runs, {inc.id: inc.ingested_at for inc, _ in rows})
+        fresh = [(inc, at) for inc, at in rows if inc.id not in considered]
+        if runs and not fresh:
+            return  # no newcomer since the last draw
+        draw = runs[-1].draw + 1 if runs else 0
+        seed = draw_seed(pcfg.sample.seed, draw)
         keys = pcfg.sample.stratify_by
-        by_id = {str(inc.id): inc for inc, _ in rows}
-        resolved_at = {str(inc.id): at for inc, at in rows if at is not None}  # month ⇒ resolved
+        by_id = {str(inc.id): inc for inc, _ in fresh}
+        resolved_at = {str(inc.id): at for inc, at in fresh if at is not None}  # month ⇒ resolved
         drawn = stratified_sample(
             ((i, _stratum(inc, keys)) for i, inc in by_id.items()),
             pcfg.sample.rate,
-            pcfg.sample.seed,
+            seed,
         )
+        members: dict[tuple[str, ...], list[int]] = {}
+        for inc, _ in fresh:
+            members.setdefault(_stratum(inc, keys), []).append(inc.id)
         run = SampleRun(
             policy=policy_name,
             month=month,
-            seed=pcfg.sample.seed,
+            draw=draw,
+            seed=seed,
             rate=pcfg.sample.rate,
             population=len(by_id),
             picked=len(drawn.picked),
@@ -110,6 +165,7 @@ def _sample_month(
                     "size": r.size,
                     "picked": r.picked,
                     "achieved_rate": r.achieved_rate,
+                    "members": sorted(members[r.stratum]),
                 }
                 for r in drawn.strata
             ],
@@ -140,7 +196,7 @@ def _sample_month(
                 items.append((row["correlation_token"], item))
         ids = insert_returning_ids(s, SurveyInvitation, invitations, "correlation_token")
         insert_rows(s, OutboxItem, [{**item, "entity_id": ids[token]} for token, item in items])
-        result.counts["sampled_months"] += 1
+        result.counts["sampled_months" if draw == 0 else "top_up_draws"] += 1
 
 
 def _invitation(

@@ -161,3 +161,42 @@ def test_a_big_month_streams_in_chunks_without_building_the_body(
     assert max(size for size, _ in chunks) < 4 * exports.CHUNK_BYTES
     assert chunks[0][1] < n / 10  # the first bytes left long before the last row was read
     assert peak < total / 4, (peak, total)
+
+
+def test_xlsx_as_of_is_the_same_bytes_and_has_the_nc_sheet(served: Served) -> None:
+    params = {"format": "xlsx", "as_of": "2026-11-05T00:00:00+08:00"}
+    first = served.client.get("/exports/2026-10", params=params, headers=auth("qa-read"))
+    second = served.client.get("/exports/2026-10", params=params, headers=auth("qa-read"))
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content
+    book = openpyxl.load_workbook(io.BytesIO(first.content), read_only=True)
+    assert book.sheetnames == ["incidents", "indicators", "nonconformities"]
+    header = next(book["nonconformities"].iter_rows(values_only=True))
+    assert header[:8] == (
+        "source",
+        "incident_key",
+        "rule",
+        "severity",
+        "resolution",
+        "raised_at",
+        "deadline",
+        "state",
+    )
+    evaluated = {row[-1] for row in book["incidents"].iter_rows(min_row=2, values_only=True)}
+    assert evaluated <= {"2026-11-05T00:00:00+08:00"}
+    book.close()
+
+
+def test_as_of_without_zone_is_a_problem_naming_it(served: Served) -> None:
+    for path in ("/exports/2026-10", "/reports/2026-10"):
+        r = served.client.get(path, params={"as_of": "2026-11-05T00:00"}, headers=auth("qa-read"))
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "as_of" in r.text and "timezone" in r.text
+
+
+def test_nul_in_an_incident_filter_is_a_422_not_a_500(served: Served) -> None:
+    for name in ("key", "source"):
+        r = served.client.get("/incidents", params={name: "a\x00b"}, headers=auth("qa-read"))
+        assert r.status_code == 422, r.text
+        assert name in r.text

@@ -287,5 +287,5 @@ def test_xlsx_export_has_incidents_and_indicators(deployment: Deployment, tmp_pa
     run_once(rt)
     (path,) = console.export(rt, "2026-10", "xlsx", tmp_path / "x")
     book = openpyxl.load_workbook(path, read_only=True)
-    assert book.sheetnames == ["incidents", "indicators"]
+    assert book.sheetnames == ["incidents", "indicators", "nonconformities"]
     assert book["incidents"].max_row == 7  # header + 6 incidents

@@ -76,6 +76,7 @@ def test_a_missing_folder_whose_parent_exists_is_created(served: Served, tmp_pat
     assert _export(served, out) == 0
     assert sorted(_tree(out)) == [
         f"qloop-{PERIOD}-default-indicators.csv",
+        f"qloop-{PERIOD}-default-nonconformities.csv",
         f"qloop-{PERIOD}-default.csv",
     ]
 

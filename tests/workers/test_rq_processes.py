@@ -84,7 +84,7 @@ def facts(text: str) -> list[dict[str, object]]:
 def export_rows(path: Path, out: Path) -> list[dict[str, object]]:
     assert main(["export", "-c", str(path), "--period", "2026-10", "--format", "jsonl",
                  "--out", str(out)]) == 0  # fmt: skip
-    [rows_file] = [p for p in out.iterdir() if p.suffix == ".jsonl" and "indicator" not in p.name]
+    [rows_file] = [p for p in out.iterdir() if p.name == "qloop-2026-10-default.jsonl"]
     return facts(rows_file.read_text(encoding="utf-8"))
 
 

@@ -1,0 +1,284 @@
+"""A month recomputed from the stored facts as of an instant (SPEC §10, "Evaluation instant").
+
+``qloop evaluate``, ``qloop export --as-of`` and ``GET /exports/{period}?as_of=``
+read no compliance record: they evaluate the stored facts seen at ``as_of``
+in memory, and write nothing. Decisions beyond the SPEC:
+
+- The month's incidents are those whose ``resolved_at``, as seen at
+  ``as_of``, falls in the month (policy calendar's zone), not cancelled at
+  ``as_of``; incidents of sources under the policy only.
+- The tracking start of a source (§11) is its configured or stored one;
+  without one, ``as_of`` (as evaluate does with "now").
+- ``status`` is the source status of the last change seen at ``as_of``.
+- ``evaluated_at`` is ``as_of``.
+- A survey invitation shows if it was created at or before ``as_of``: state
+  ``not_surveyable`` as stored, ``sent`` when its message went out at or
+  before ``as_of``, else ``planned``.
+- A nonconformity is open at ``as_of`` unless its ticket was closed at or
+  before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, defer
+
+from core.compliance import (
+    Evaluation,
+    MonthlyIndicators,
+    NonconformityState,
+    evaluate,
+    monthly_indicators,
+    seen_at,
+    whole_second,
+)
+from core.errors import InputError
+from core.export.rows import incident_row
+from core.loop._bulk import chunks
+from core.loop.evaluate import evaluation_values
+from core.loop.facts import load_facts, load_history
+from core.loop.nonconformities import dedup_key
+from core.loop.sample import survey_key
+from core.loop.tracking import tracking_starts
+from core.records import Category
+from core.runtime import Runtime
+from core.store.models import (
+    Incident,
+    Nonconformity,
+    NonconformityEvent,
+    OutboxItem,
+    StatusEvent,
+    SurveyInvitation,
+)
+from core.timeutil import month_bounds, parse_instant
+
+_ENDS = (Category.RESOLVED.value, Category.CLOSED.value)
+
+
+def parse_as_of(text: str, where: str = "--as-of") -> datetime:
+    """An ``as_of`` given by a user: ISO 8601 with a zone, to the whole second (UTC).
+
+    Raises:
+        InputError: Not an instant, or one without a zone; names ``where``.
+    """
+    try:
+        value = parse_instant(text)
+    except InputError as exc:
+        msg = f"{where}: {exc} (give an ISO 8601 instant with a zone, e.g. 2026-11-01T00:00+08:00)"
+        raise InputError(msg, field=where) from None
+    return whole_second(value)
+
+
+@dataclass(frozen=True)
+class StoredNc:
+    """What the store knew of a nonconformity at ``as_of``."""
+
+    state: str
+    ticket_ref: str | None
+    ticket_url: str | None
+    closed_at: datetime | None
+    revision: int
+    withdrawn_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One incident of the month, evaluated as of the instant."""
+
+    incident: Incident
+    evaluation: Evaluation
+    values: dict[str, Any]
+    """Its verdicts as record columns (plus ``status``, ``policy``, ``evaluated_at``)."""
+    survey: tuple[str | None, str | None]
+    ncs: dict[str, StoredNc | None]
+    """Finding key → the stored nonconformity as known at ``as_of`` (None: not raised yet)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """A policy's month as of an instant."""
+
+    policy: str
+    month: str
+    as_of: datetime
+    incidents: list[Judged]
+
+
+def _candidates(
+    s: Session, sources: Sequence[str], start: datetime, end: datetime, as_of: datetime
+) -> list[int]:
+    """Incidents that entered resolved or closed within the month, at or before ``as_of``."""
+    upto = min(end, as_of + timedelta(seconds=1))
+    return sorted(
+        s.scalars(
+            select(StatusEvent.incident_id)
+            .distinct()
+            .join(Incident, Incident.id == StatusEvent.incident_id)
+            .where(
+                Incident.source.in_(sources),
+                StatusEvent.category.in_(_ENDS),
+                StatusEvent.at >= start,
+                StatusEvent.at < upto,
+            )
+        )
+    )
+
+
+def _sent_before(s: Session, keys: Sequence[str], kind: str, as_of: datetime) -> set[str]:
+    sent: set[str] = set()
+    for chunk in chunks(list(keys)):
+        for key, at in s.execute(
+            select(OutboxItem.idempotency_key, OutboxItem.sent_at).where(
+                OutboxItem.idempotency_key.in_(chunk),
+                OutboxItem.kind == kind,
+                OutboxItem.sent_at.is_not(None),
+            )
+        ):
+            if at is not None and seen_at(at, as_of):
+                sent.add(key)
+    return sent
+
+
+def _surveys(
+    s: Session, incs: Sequence[Incident], as_of: datetime
+) -> dict[int, tuple[str | None, str | None]]:
+    ids = [i.id for i in incs]
+    rows: list[Any] = []
+    for chunk in chunks(ids):
+        rows.extend(
+            s.execute(
+                select(
+                    SurveyInvitation.incident_id,
+                    SurveyInvitation.state,
+                    SurveyInvitation.channel,
+                    SurveyInvitation.created_at,
+                ).where(SurveyInvitation.incident_id.in_(chunk))
+            )
+        )
+    by_id = {i.id: i for i in incs}
+    keys = [survey_key(by_id[r.incident_id]) for r in rows]
+    sent = _sent_before(s, keys, "survey", as_of)
+    out: dict[int, tuple[str | None, str | None]] = {}
+    for row, key in zip(rows, keys, strict=True):
+        if not seen_at(row.created_at, as_of):
+            continue
+        if row.state == "not_surveyable":
+            out[row.incident_id] = ("not_surveyable", row.channel)
+        else:
+            out[row.incident_id] = ("sent" if key in sent else "planned", row.channel)
+    return out
+
+
+def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, StoredNc]:
+    """The stored nonconformities among ``keys`` that existed at ``as_of``, as they were."""
+    found: dict[str, Nonconformity] = {}
+    for chunk in chunks(list(keys)):
+        for nc in s.scalars(select(Nonconformity).where(Nonconformity.dedup_key.in_(chunk))):
+            if seen_at(nc.created_at, as_of):
+                found[nc.dedup_key] = nc
+    revisions: dict[int, int] = {}
+    for ids in chunks([nc.id for nc in found.values()]):
+        for nc_id, revision, at in s.execute(
+            select(
+                NonconformityEvent.nonconformity_id,
+                NonconformityEvent.revision,
+                NonconformityEvent.at,
+            ).where(NonconformityEvent.nonconformity_id.in_(ids))
+        ):
+            if seen_at(at, as_of):
+                revisions[nc_id] = max(revisions.get(nc_id, 1), revision)
+    ticketed = _sent_before(s, list(found), "ticket", as_of)
+    out: dict[str, StoredNc] = {}
+    for key, nc in found.items():
+        closed = nc.closed_at if nc.closed_at and seen_at(nc.closed_at, as_of) else None
+        withdrawn = nc.withdrawn_at if nc.withdrawn_at and seen_at(nc.withdrawn_at, as_of) else None
+        has_ticket = key in ticketed
+        state = (
+            "closed"
+            if closed
+            else "withdrawn"
+            if withdrawn
+            else "ticketed"
+            if has_ticket
+            else "open"
+        )
+        out[key] = StoredNc(
+            state=state,
+            ticket_ref=nc.ticket_ref if has_ticket else None,
+            ticket_url=nc.ticket_url if has_ticket else None,
+            closed_at=closed,
+            revision=revisions.get(nc.id, 1),
+            withdrawn_at=withdrawn,
+        )
+    return out
+
+
+def judge_period(rt: Runtime, s: Session, policy: str, month: str, as_of: datetime) -> Period:
+    """Evaluate the policy's month from the stored facts seen at ``as_of`` (writes nothing)."""
+    pol = rt.policy(policy)
+    as_of = whole_second(as_of)
+    sources = [name for name, cfg in rt.config.sources.items() if cfg.policy == policy]
+    start, end = month_bounds(month, pol.calendar.tz)
+    starts = tracking_starts(rt)
+    judged: list[Judged] = []
+    for chunk in chunks(_candidates(s, sources, start, end, as_of)):
+        incs = list(
+            s.scalars(select(Incident).options(defer(Incident.raw)).where(Incident.id.in_(chunk)))
+        )
+        facts = load_facts(s, incs, as_of=as_of)
+        history = load_history(s, [i.id for i in incs])
+        surveys = _surveys(s, incs, as_of)
+        evaluated: list[tuple[Incident, Evaluation]] = []
+        for inc in incs:
+            if inc.id not in facts:
+                continue
+            ev = evaluate(facts[inc.id], pol, as_of, tracking_from=starts.get(inc.source) or as_of)
+            if ev.month == month:
+                evaluated.append((inc, ev))
+        keys = [dedup_key(inc, f.key) for inc, ev in evaluated for f in ev.findings]
+        stored = _stored_ncs(s, keys, as_of)
+        for inc, ev in evaluated:
+            seen = [c for c in history.get(inc.id, []) if seen_at(c.at, as_of)]
+            values = {
+                **evaluation_values(inc, ev),
+                "status": seen[-1].status if seen else inc.status,
+                "policy": pol.name,
+                "policy_version": pol.version,
+            }
+            ncs = {f.key: stored.get(dedup_key(inc, f.key)) for f in ev.findings}
+            judged.append(Judged(inc, ev, values, surveys.get(inc.id, (None, None)), ncs))
+    judged.sort(key=lambda j: (j.evaluation.resolved_at or as_of, j.incident.id))
+    return Period(policy, month, as_of, judged)
+
+
+def _open(nc: StoredNc | None) -> bool:
+    return nc is None or nc.state != "closed"
+
+
+def rows_as_of(period: Period, *, tz: tzinfo, unmask: bool) -> Iterator[dict[str, Any]]:
+    """The export rows of ``period`` (the same columns as the stored export)."""
+    for j in period.incidents:
+        ncs = [(f.rule, f.severity, _open(j.ncs[f.key])) for f in j.evaluation.findings]
+        yield incident_row(j.values, j.incident, j.survey, ncs, tz=tz, unmask=unmask)
+
+
+def indicators_as_of(rt: Runtime, period: Period) -> MonthlyIndicators:
+    """The month's indicators (R4) as of the period's instant."""
+    pol = rt.policy(period.policy)
+    states = [
+        NonconformityState(
+            rule=f.rule,
+            severity=f.severity,
+            closed=not _open(j.ncs[f.key]),
+            deadline=f.deadline,
+        )
+        for j in period.incidents
+        for f in j.evaluation.findings
+    ]
+    rows = [(j.incident.priority, j.evaluation) for j in period.incidents]
+    return monthly_indicators(period.month, rows, states, period.as_of, policy=pol)
