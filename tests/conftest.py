@@ -187,3 +187,14 @@ def _restore_logging() -> Iterator[None]:
         lg.handlers[:] = handlers
         lg.setLevel(level)
         lg.propagate = propagate
+
+
+@pytest.fixture(autouse=True)
+def _restore_registry() -> Iterator[None]:
+    """Forget the test-only connector types after each test (other tests list the types)."""
+    from core import registry
+
+    saved = dict(registry._TYPES)
+    yield
+    registry._TYPES.clear()
+    registry._TYPES.update(saved)

@@ -170,15 +170,6 @@ def serve_month(path: Path, *, loop: bool = True) -> Iterator[Served]:
         dep.close()
 
 
-@pytest.fixture(autouse=True)
-def _restore_registry() -> Iterator[None]:
-    """Forget the test-only connector types after each test (other tests list the types)."""
-    saved = dict(registry._TYPES)
-    yield
-    registry._TYPES.clear()
-    registry._TYPES.update(saved)
-
-
 @pytest.fixture
 def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
     """A sandbox month through the loop, served by the API."""
