@@ -14,7 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.loop import (
     collect,
@@ -31,6 +31,7 @@ from core.records import Category as C
 from core.records import Outcome
 from core.runtime import Runtime
 from core.store.models import (
+    CallbackTask,
     ComplianceRecord,
     Incident,
     Nonconformity,
@@ -38,7 +39,7 @@ from core.store.models import (
     OutboxItem,
 )
 from tests.utils.fixture_connectors import WORLD, answer, attempt, incident, register_fixture_types
-from tests.utils.loop import Deployment, fixture_config
+from tests.utils.loop import Deployment, fixture_config, sandbox_config
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -277,3 +278,62 @@ def test_a_withdrawn_finding_that_comes_back_is_reinstated_with_a_new_ticket(
     assert again.ticket_ref not in (None, first_ref)
     assert [e.kind for e in _history(rt, again.id)] == ["raised", "withdrawn", "reinstated"]
     assert len(WORLD.tickets) == 2
+
+
+def test_no_callback_missed_before_its_task_is_out_and_collected_in_a_sandbox_month(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The scheduler runs evaluate and raise (one job) before push and collect (their own
+    jobs): the callbacks still wait in the outbox while their resolutions' dues are long
+    past. A missed callback is raised only once its task went out and the channel was
+    collected after, so none is withdrawn when the answers come, no ticket is left open
+    for a finding that no longer holds, and a re-run sends nothing."""
+    dep = Deployment(sandbox_config(database_url, tmp_path, incidents=60))
+    try:
+        first = dep.open()
+        pull(first, "itsm")
+        plan(first)
+        evaluate(first)
+        raise_nonconformities(first)
+        push(first, kinds=("ticket", *FOLLOW_UPS))
+        with first.db.session() as s:
+            assert set(s.scalars(select(CallbackTask.state))) >= {"planned"}
+        rt = dep.open()
+        for _ in range(4):
+            dep.clock.advance(hours=1)  # the outbox's backoffs pass
+            assert run_once(rt).errors == []
+        with rt.db.session() as s:
+            left = s.scalars(
+                select(OutboxItem.idempotency_key).where(
+                    OutboxItem.state.in_(("pending", "sending", "dead"))
+                )
+            ).all()
+            missed = s.scalar(
+                select(func.count())
+                .select_from(Nonconformity)
+                .where(Nonconformity.rule == "callback_missed")
+            )
+            withdrawn_missed = s.scalars(
+                select(Nonconformity.dedup_key).where(
+                    Nonconformity.rule == "callback_missed", Nonconformity.state == "withdrawn"
+                )
+            ).all()
+            resolved = set(
+                s.scalars(select(OutboxItem.entity_id).where(OutboxItem.kind == "ticket_resolve"))
+            )
+            orphans = [
+                key
+                for nc_id, key in s.execute(
+                    select(Nonconformity.id, Nonconformity.dedup_key).where(
+                        Nonconformity.state == "withdrawn", Nonconformity.ticket_ref.is_not(None)
+                    )
+                )
+                if nc_id not in resolved
+            ]
+        assert left == []
+        assert missed and withdrawn_missed == []
+        assert orphans == []
+        again = run_once(dep.open())
+        assert again.errors == [] and again.sent() == 0
+    finally:
+        dep.close()
