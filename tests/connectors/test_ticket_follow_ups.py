@@ -8,19 +8,24 @@ GLPI: a solution), and a ticket already done is left as it is.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import mappings
+from connectors.glpi import GlpiSource
 from connectors.jira_sm import JiraSource
 from connectors.jira_sm.tickets import adf_text
 from core.connector import ConnectorContext
 from core.errors import FatalError
-from core.records import Category, TicketComment
+from core.records import Category, TicketComment, TicketRequest
+from tests.connectors.test_glpi_sync import make_source
 from tests.connectors.test_jira_sm_tickets import request
+from tests.fakes.glpi import FakeGlpi
 from tests.fakes.jira import FakeJira, source_options
 from tests.fakes.server import serve
 
@@ -122,3 +127,61 @@ def test_the_jira_fake_refuses_a_transition_it_does_not_offer(
     with pytest.raises(FatalError, match=r"400.*Transition id '41' is not valid"):
         src._desk().client.transition(ref, "41")  # Reopen: it is Open already
     assert fake.issues[ref].status == "Open"
+
+
+@pytest.fixture
+def glpi() -> Iterator[tuple[FakeGlpi, str]]:
+    fake = FakeGlpi()
+    fake.generate(4)
+    with serve(fake.app()) as url:
+        yield fake, f"{url}/apirest.php"
+
+
+def glpi_ticket(src: GlpiSource) -> str:
+    raised = datetime(2026, 10, 28, 9, 0, tzinfo=UTC)
+    req = TicketRequest(
+        "qloop:glpi:4:callback_missed@2026-10-26T20:02:44+00:00", "[QA] callback_missed on 4",
+        "Callback missed.", "4", "4", "callback_missed", "major", raised,
+        raised + timedelta(days=14),
+    )  # fmt: skip
+    return src.create_ticket(req).ref
+
+
+def test_glpi_writes_a_followup_once_per_key(tmp_path: Path, glpi: tuple[FakeGlpi, str]) -> None:
+    fake, url = glpi
+    src = make_source(tmp_path, url)
+    OPENED.append(src)
+    ref = glpi_ticket(src)
+    first = src.comment_ticket(ref, CHANGED)
+    assert src.comment_ticket(ref, CHANGED) == first  # a retry after a lost reply
+    (followup,) = [f for f in fake.followups if f["items_id"] == int(ref)]
+    assert "severity: minor → major" in html.unescape(html.unescape(followup["content"]))
+    assert fake.tickets[int(ref)]["status"] == 1
+
+
+def test_glpi_solves_a_withdrawn_ticket_once(tmp_path: Path, glpi: tuple[FakeGlpi, str]) -> None:
+    fake, url = glpi
+    src = make_source(tmp_path, url)
+    OPENED.append(src)
+    ref = glpi_ticket(src)
+    assert src.resolve_ticket(ref, GONE) == "Solved"
+    assert fake.tickets[int(ref)]["status"] == 5
+    assert src.ticket_status(ref).is_done
+    assert src.resolve_ticket(ref, GONE) == "Solved"  # solved already: left as it is
+    assert len([f for f in fake.followups if f["items_id"] == int(ref)]) == 1
+    solutions = [s for s in fake.solutions if s["items_id"] == int(ref)]
+    assert len(solutions) == 1 and "on_time" in html.unescape(solutions[0]["content"])
+
+
+def test_the_glpi_fake_refuses_a_solution_on_a_closed_ticket(
+    tmp_path: Path, glpi: tuple[FakeGlpi, str]
+) -> None:
+    fake, url = glpi
+    src = make_source(tmp_path, url)
+    OPENED.append(src)
+    ref = glpi_ticket(src)
+    fake.close(int(ref))
+    body = {"input": {"itemtype": "Ticket", "items_id": int(ref), "content": "again"}}
+    with pytest.raises(FatalError, match="ERROR_GLPI_ADD"):
+        src.session.post("/ITILSolution", body, once=True)
+    assert src.resolve_ticket(ref, GONE) == "Closed"  # qloop does not try
