@@ -27,6 +27,7 @@ from core.records import (
     Outcome,
     PulledBatch,
     SendResult,
+    TicketComment,
     TicketRef,
     TicketRequest,
     TicketStatus,
@@ -75,6 +76,22 @@ class Source(Protocol):
 
     def ticket_status(self, ref: str) -> TicketStatus:
         """Read the current status of a ticket qloop created."""
+        ...
+
+    def comment_ticket(self, ref: str, comment: TicketComment) -> str:
+        """Add ``comment`` to ticket ``ref``; returns the comment's id at the tool.
+
+        Idempotent: a comment already carrying ``comment.marker`` is returned
+        instead of writing a second one.
+        """
+        ...
+
+    def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
+        """Comment ticket ``ref`` (as :meth:`comment_ticket`) and resolve or close it.
+
+        A ticket already in a done status is left as it is. Returns the
+        status it ends in.
+        """
         ...
 
     def close(self) -> None:

@@ -207,6 +207,27 @@ class TicketRequest:
 
 
 @dataclass(frozen=True)
+class TicketComment:
+    """A comment qloop writes on one of its tickets (a change of the finding, a withdrawal).
+
+    ``key`` identifies the comment: the connector stamps it in the text
+    (:meth:`stamped`) and looks for it before writing, so a retried call
+    never comments twice.
+    """
+
+    key: str
+    text: str
+
+    def stamped(self) -> str:
+        """The text with the key on its last line, as it is written to the ITSM."""
+        return f"{self.text.rstrip()}\n\n{self.marker}"
+
+    @property
+    def marker(self) -> str:
+        return f"[{self.key}]"
+
+
+@dataclass(frozen=True)
 class TicketRef:
     ref: str
     url: str | None = None

@@ -32,7 +32,7 @@ from connectors.glpi.session import GlpiSession
 from connectors.glpi.writeback import TicketWriter
 from core.connector import ConnectorContext
 from core.errors import ConnectorError, FatalError
-from core.records import PulledBatch, TicketRef, TicketRequest, TicketStatus
+from core.records import PulledBatch, TicketComment, TicketRef, TicketRequest, TicketStatus
 
 
 class GlpiSource:
@@ -96,6 +96,14 @@ class GlpiSource:
     def ticket_status(self, ref: str) -> TicketStatus:
         """Status of a ticket qloop created (done at Solved or Closed)."""
         return self.writer.status(ref)
+
+    def comment_ticket(self, ref: str, comment: TicketComment) -> str:
+        """A followup on a ticket qloop created, once per comment key."""
+        return self.writer.comment(ref, comment)
+
+    def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
+        """Followup and solution of a ticket qloop created (left alone when done)."""
+        return self.writer.resolve(ref, comment)
 
     def probe(self) -> list[str]:
         """Session, profile, entities and the tickets in scope, or a FatalError naming the cause.

@@ -11,6 +11,13 @@ Ticket fields (``type``, ``urgency``, ``itilcategories_id``, ``entities_id``)
 come from the source's ``ticket`` options, else from the mapping's
 ``ticket`` section. The status is read with ``GET /Ticket/{id}``: 5 Solved
 and 6 Closed are done, with ``solvedate``/``closedate`` as the closing time.
+
+A changed finding is written as a followup (``POST /ITILFollowup``, itemtype
+Ticket) whose text carries its key; the ticket's followups are read first
+(``GET /Ticket/{id}/ITILFollowup``), so a retry never writes it twice. A
+withdrawn finding's ticket gets the followup, then a solution
+(``POST /ITILSolution``: GLPI moves the ticket to 5 Solved) unless it is
+solved or closed already.
 """
 
 from __future__ import annotations
@@ -20,12 +27,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.glpi.convert import ServerClock, decode_text
+from connectors.glpi.convert import ServerClock, decode_text, html_to_text
 from connectors.glpi.search import NAME, search_page
 from connectors.glpi.session import GlpiSession, error_code
 from connectors.glpi.tickets import STATUS_NAMES, as_int
 from core.errors import ConnectorError, FatalError, InputError, RetriableError
-from core.records import Category, TicketRef, TicketRequest, TicketStatus
+from core.records import Category, TicketComment, TicketRef, TicketRequest, TicketStatus
 
 log = logging.getLogger("qloop.connectors.glpi")
 TITLE_MAX = 250
@@ -53,13 +60,18 @@ def ticket_title(title: str, dedup_key: str) -> str:
     return f"{text} {tag}"
 
 
-def ticket_content(ticket: TicketRequest) -> str:
-    """The description as GLPI HTML (escaped paragraphs), with the key and labels."""
-    paragraphs = [p.strip() for p in ticket.description.split("\n\n") if p.strip()]
-    body = "".join(
+def paragraphs_html(text: str) -> str:
+    """Plain text as GLPI HTML: escaped paragraphs, line breaks kept."""
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    return "".join(
         "<p>" + "<br>".join(html.escape(line) for line in p.splitlines()) + "</p>"
         for p in paragraphs
     )
+
+
+def ticket_content(ticket: TicketRequest) -> str:
+    """The description as GLPI HTML (escaped paragraphs), with the key and labels."""
+    body = paragraphs_html(ticket.description)
     meta = [f"qloop key: {ticket.dedup_key}", f"incident: {ticket.incident_key}"]
     if ticket.labels:
         meta.append("labels: " + ", ".join(ticket.labels))
@@ -147,6 +159,51 @@ class TicketWriter:
                 "%s: ticket %s not linked to incident %s: %s",
                 self.session.name, ticket_id, incident_id, exc,
             )  # fmt: skip
+
+    def _ticket_id(self, ref: str) -> int:
+        ticket_id = as_int(ref)
+        if ticket_id is None:
+            msg = f"{self.session.name}: {ref!r} is not a GLPI ticket id"
+            raise FatalError(msg, ref=ref)
+        return ticket_id
+
+    def comment(self, ref: str, comment: TicketComment) -> str:
+        """Add a followup to ticket ``ref`` unless one carries ``comment.marker``; its id."""
+        ticket_id = self._ticket_id(ref)
+        found = self.session.get(f"/Ticket/{ticket_id}/ITILFollowup")
+        for row in found if isinstance(found, list) else []:
+            if comment.marker in (html_to_text(row.get("content")) or ""):
+                return str(row.get("id"))
+        body = {
+            "input": {
+                "itemtype": "Ticket",
+                "items_id": ticket_id,
+                "content": paragraphs_html(comment.stamped()),
+            }
+        }
+        reply = self.session.post("/ITILFollowup", body, once=True)
+        new_id = as_int(reply.get("id")) if isinstance(reply, Mapping) else None
+        if not new_id:
+            msg = f"{self.session.name}: POST /ITILFollowup: no followup id in the reply"
+            raise RetriableError(msg, connector=self.session.name)
+        return str(new_id)
+
+    def resolve(self, ref: str, comment: TicketComment) -> str:
+        """Followup, then a solution (5 Solved) unless solved or closed; the status's name."""
+        self.comment(ref, comment)
+        current = self.status(ref)
+        if current.is_done:
+            return current.status
+        ticket_id = self._ticket_id(ref)
+        body = {
+            "input": {
+                "itemtype": "Ticket",
+                "items_id": ticket_id,
+                "content": paragraphs_html(comment.text),
+            }
+        }
+        self.session.post("/ITILSolution", body, once=True)
+        return self.status(ref).status
 
     def status(self, ref: str) -> TicketStatus:
         """The ticket's status; done at 5 Solved or 6 Closed.

@@ -54,6 +54,9 @@ def issue_path(key: str, tail: str = "") -> str:
     return f"/rest/api/3/issue/{quote(key, safe='')}{tail}"
 
 
+COMMENT_PAGE = 100
+
+
 class JiraClient:
     """Thin typed wrapper of the Jira endpoints (errors come from :class:`HttpService`).
 
@@ -202,3 +205,43 @@ class JiraClient:
         """
         response = self.http.send_once("POST", "/rest/api/3/issue", json=body)
         return self._dict(self.http.json_of(response, "POST", "/rest/api/3/issue"), "POST /issue")
+
+    # -- comments and transitions of qloop's tickets ----------------------------
+
+    def comments(self, key: str) -> Iterator[dict[str, Any]]:
+        """Every comment of issue ``key``, oldest first (``GET …/comment``, paged)."""
+        start = 0
+        while True:
+            data = self._dict(
+                self.http.get_json(
+                    issue_path(key, "/comment"),
+                    params={"startAt": start, "maxResults": COMMENT_PAGE, "orderBy": "created"},
+                ),
+                f"comments of {key}",
+            )
+            values = data.get("comments") or []
+            yield from values
+            start += len(values)
+            total = data.get("total")
+            if not values or (isinstance(total, int) and start >= total):
+                return
+
+    def add_comment(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST …/comment`` sent once (the caller looks for the comment before a retry)."""
+        path = issue_path(key, "/comment")
+        response = self.http.send_once("POST", path, json={"body": body})
+        return self._dict(self.http.json_of(response, "POST", path), f"comment on {key}")
+
+    def transitions(self, key: str) -> list[dict[str, Any]]:
+        """The transitions issue ``key`` can take now, with their target status."""
+        data = self._dict(
+            self.http.get_json(issue_path(key, "/transitions")), f"transitions of {key}"
+        )
+        found = data.get("transitions") or []
+        return [t for t in found if isinstance(t, dict)]
+
+    def transition(self, key: str, transition_id: str) -> None:
+        """``POST …/transitions`` (204); a second identical call fails harmlessly (400)."""
+        self.http.send_once(
+            "POST", issue_path(key, "/transitions"), json={"transition": {"id": transition_id}}
+        )

@@ -134,6 +134,13 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                     "default": "Relates",
                     "description": "issue link type joining a nonconformity to its incident",
                 },
+                "resolve_transition": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "transition (or target status) name qloop takes to resolve a "
+                    "withdrawn nonconformity's issue, e.g. Done; default: the first transition "
+                    "to a status of the done category",
+                },
                 "labels": {
                     "type": "array",
                     "items": {"type": "string", "pattern": r"^\S+$"},
@@ -162,6 +169,7 @@ class TicketOptions:
     issue_type: str = "Task"
     link_type: str = "Relates"
     labels: tuple[str, ...] = ()
+    resolve_transition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -235,7 +243,11 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> JiraOptions:
     if opts.get("ticket"):
         t = _defaults(OPTIONS_SCHEMA["properties"]["ticket"], opts["ticket"])
         ticket = TicketOptions(
-            t["project"], t["issue_type"], t["link_type"], tuple(t.get("labels") or ())
+            t["project"],
+            t["issue_type"],
+            t["link_type"],
+            tuple(t.get("labels") or ()),
+            t.get("resolve_transition"),
         )
     auth = opts["auth"]
     return JiraOptions(

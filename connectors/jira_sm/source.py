@@ -16,7 +16,7 @@ from connectors.jira_sm.pull import Puller
 from connectors.jira_sm.tickets import Ledger, TicketDesk
 from core.connector import ConnectorContext
 from core.errors import ConnectorError, FatalError
-from core.records import PulledBatch, TicketRef, TicketRequest, TicketStatus
+from core.records import PulledBatch, TicketComment, TicketRef, TicketRequest, TicketStatus
 
 T = TypeVar("T")
 
@@ -105,6 +105,12 @@ class JiraSource:
     def create_ticket(self, ticket: TicketRequest) -> TicketRef:
         """Create a nonconformity issue once (see :mod:`connectors.jira_sm.tickets`)."""
         return self._desk().create(ticket)
+
+    def comment_ticket(self, ref: str, comment: TicketComment) -> str:
+        return self._desk().comment(ref, comment)
+
+    def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
+        return self._desk().resolve(ref, comment)
 
     def ticket_status(self, ref: str) -> TicketStatus:
         return self._desk().status(ref)

@@ -8,6 +8,13 @@ a create whose reply was lost is remembered in a small ledger in the state
 directory, and the next attempt polls the search for a while before it
 creates again. The incident link and the property are part of the create
 call itself, so a ticket never exists without them.
+
+Changes of a finding are written as comments (ADF) carrying their key, which
+is looked for among the issue's comments before writing, so a retry never
+comments twice. A withdrawn finding's issue is commented, then moved along
+the ``ticket.resolve_transition`` (by transition or target status name),
+by default the first transition to a status of the ``done`` category; an
+issue already done is left as it is.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from connectors.jira_sm.client import JiraClient
 from connectors.jira_sm.options import TicketOptions
 from core.errors import FatalError, RetriableError
 from core.mapping import render_ticket
-from core.records import Category, TicketRef, TicketRequest, TicketStatus
+from core.records import Category, TicketComment, TicketRef, TicketRequest, TicketStatus
 from core.timeutil import iso, parse_instant
 
 PROPERTY = "qloop.nonconformity"
@@ -233,6 +240,43 @@ class TicketDesk:
         self.ledger.done(req.dedup_key, str(key))
         return self._ref(str(key))
 
+    def comment(self, ref: str, comment: TicketComment) -> str:
+        """Comment issue ``ref`` unless a comment carries ``comment.marker``; the comment's id."""
+        for found in self.client.comments(ref):
+            if comment.marker in adf_text(found.get("body")):
+                return str(found.get("id"))
+        reply = self.client.add_comment(ref, adf(comment.stamped()))
+        if not reply.get("id"):
+            msg = f"{self.name}: POST comment on {ref} answered without a comment id"
+            raise RetriableError(msg, connector=self.name)
+        return str(reply["id"])
+
+    def resolve(self, ref: str, comment: TicketComment) -> str:
+        """Comment issue ``ref`` and move it to a done status (unless done); the status's name.
+
+        Raises:
+            FatalError: no transition to a done status (or none of the configured name).
+        """
+        self.comment(ref, comment)
+        current = self.status(ref)
+        if current.is_done:
+            return current.status
+        options = self.client.transitions(ref)
+        wanted = self.ticket.resolve_transition if self.ticket else None
+        chosen = _pick_transition(options, wanted)
+        if chosen is None:
+            names = ", ".join(
+                f"{t.get('name')} → {(t.get('to') or {}).get('name')}" for t in options
+            )
+            what = f"named {wanted!r}" if wanted else "to a status of the done category"
+            msg = (
+                f"sources.{self.name}.ticket.resolve_transition: issue {ref} has no transition "
+                f"{what} (available: {names or 'none'})"
+            )
+            raise FatalError(msg, connector=self.name)
+        self.client.transition(ref, str(chosen["id"]))
+        return str((chosen.get("to") or {}).get("name") or chosen.get("name"))
+
     def status(self, ref: str) -> TicketStatus:
         """The ticket's status, its category (status_map, else Jira's statusCategory), closure."""
         fields = self.client.issue(ref, ["status", "resolutiondate", "statuscategorychangedate"])
@@ -250,6 +294,19 @@ class TicketDesk:
         return TicketStatus(ref=ref, status=name, category=category, closed_at=closed_at)
 
 
+def adf_text(node: Any) -> str:
+    """The plain text of an Atlassian Document (text nodes joined, blocks by newlines)."""
+    if not isinstance(node, Mapping):
+        return ""
+    if node.get("type") == "text":
+        return str(node.get("text") or "")
+    if node.get("type") == "hardBreak":
+        return "\n"
+    parts = [adf_text(c) for c in node.get("content") or []]
+    joiner = "\n" if node.get("type") == "doc" else ""
+    return joiner.join(parts)
+
+
 def _category(status_map: Mapping[Any, Any], name: str) -> Category | None:
     wanted = name.strip().casefold()
     for raw, value in status_map.items():
@@ -258,4 +315,20 @@ def _category(status_map: Mapping[Any, Any], name: str) -> Category | None:
                 return Category(str(value))
             except ValueError:
                 return None
+    return None
+
+
+def _pick_transition(options: list[dict[str, Any]], wanted: str | None) -> dict[str, Any] | None:
+    """The transition named ``wanted`` (or leading to a status so named), else the first to done."""
+    if wanted:
+        key = wanted.strip().casefold()
+        for t in options:
+            target = str((t.get("to") or {}).get("name") or "")
+            if key in (str(t.get("name") or "").strip().casefold(), target.strip().casefold()):
+                return t
+        return None
+    for t in options:
+        category = ((t.get("to") or {}).get("statusCategory") or {}).get("key")
+        if category == "done":
+            return t
     return None

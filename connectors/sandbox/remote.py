@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS tickets (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key TEXT NOT NULL UNIQUE,
     payload TEXT NOT NULL, created_at TEXT NOT NULL, reads INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL, closed_at TEXT);
+CREATE TABLE IF NOT EXISTS ticket_comments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ticket INTEGER NOT NULL, marker TEXT NOT NULL,
+    body TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (ticket, marker));
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT NOT NULL UNIQUE,
     provider_ref TEXT UNIQUE, kind TEXT NOT NULL, payload TEXT NOT NULL,
@@ -267,6 +270,42 @@ class RemoteState:
                 (reads, status, closed_at, seq),
             )
         return status, closed_at
+
+    def comment_ticket(self, seq: int, marker: str, body: str, now: str) -> int | None:
+        """Comment ticket ``seq`` unless a comment carries ``marker``; its id (None: no ticket)."""
+        with self.write() as db:
+            if db.execute("SELECT 1 FROM tickets WHERE seq = ?", (seq,)).fetchone() is None:
+                return None
+            row = db.execute(
+                "SELECT id FROM ticket_comments WHERE ticket = ? AND marker = ?", (seq, marker)
+            ).fetchone()
+            if row:
+                return int(row[0])
+            cur = db.execute(
+                "INSERT INTO ticket_comments (ticket, marker, body, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (seq, marker, body, now),
+            )
+        return int(cur.lastrowid or 0)
+
+    def ticket_comments(self, seq: int) -> list[str]:
+        """The comments of ticket ``seq``, oldest first."""
+        rows = self.read("SELECT body FROM ticket_comments WHERE ticket = ? ORDER BY id", (seq,))
+        return [str(r[0]) for r in rows]
+
+    def finish_ticket(self, seq: int, status: str, now: str) -> str | None:
+        """Move ticket ``seq`` to done ``status`` unless done; its status (None: no ticket)."""
+        with self.write() as db:
+            query = "SELECT status, closed_at FROM tickets WHERE seq = ?"
+            row = db.execute(query, (seq,)).fetchone()
+            if row is None:
+                return None
+            if row[1] is not None:
+                return str(row[0])
+            db.execute(
+                "UPDATE tickets SET status = ?, closed_at = ? WHERE seq = ?", (status, now, seq)
+            )
+        return status
 
     # -- channel ----------------------------------------------------------------
 

@@ -20,7 +20,15 @@ from connectors.sandbox.remote import THROTTLE_OPTIONS, RemoteState, resolve_opt
 from core.connector import ConnectorContext
 from core.errors import ConfigError, FatalError, InputError, StateError
 from core.mapping import map_incident
-from core.records import Category, PulledBatch, Rejected, TicketRef, TicketRequest, TicketStatus
+from core.records import (
+    Category,
+    PulledBatch,
+    Rejected,
+    TicketComment,
+    TicketRef,
+    TicketRequest,
+    TicketStatus,
+)
 from core.timeutil import iso, parse_duration, parse_instant, to_utc
 
 SOURCE_OPTIONS_SCHEMA: dict[str, Any] = {
@@ -240,6 +248,8 @@ class SandboxSource:
 
         def step(reads: int, status: str, closed_at: str | None) -> tuple[str, str | None]:
             new = [s for need, s in plan if need <= reads][-1]
+            if closed_at is not None and TICKET_CATEGORIES[new] not in _DONE:
+                return status, closed_at  # resolved (by qloop) before its plan got there
             done = TICKET_CATEGORIES[new] in _DONE
             return new, closed_at or (now if done else None)
 
@@ -254,6 +264,42 @@ class SandboxSource:
             category=TICKET_CATEGORIES[status],
             closed_at=None if closed_at is None else parse_instant(closed_at),
         )
+
+    def _seq(self, ref: str) -> int:
+        prefix, _, number = ref.rpartition("-")
+        if prefix == "SBX-QA" and number.isdigit():
+            return int(number)
+        msg = f"{WHAT}: 404 ticket {ref!r} not found"
+        raise FatalError(msg, ref=ref)
+
+    def comment_ticket(self, ref: str, comment: TicketComment) -> str:
+        """Comment ticket ``ref`` once per ``comment.key``; returns the comment's id.
+
+        Raises:
+            FatalError: no such ticket (404).
+        """
+        self._call()
+        seq = self._seq(ref)
+        found = self._state.comment_ticket(
+            seq, comment.marker, comment.stamped(), iso(self._now()) or ""
+        )
+        if found is None:
+            msg = f"{WHAT}: 404 ticket {ref!r} not found"
+            raise FatalError(msg, ref=ref)
+        return f"{ref}#c{found}"
+
+    def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
+        """Comment ticket ``ref`` and resolve it (a done ticket stays as it is); its status."""
+        self.comment_ticket(ref, comment)
+        status = self._state.finish_ticket(self._seq(ref), "Resolved", iso(self._now()) or "")
+        if status is None:
+            msg = f"{WHAT}: 404 ticket {ref!r} not found"
+            raise FatalError(msg, ref=ref)
+        return status
+
+    def ticket_comments(self, ref: str) -> list[str]:
+        """The comments written on ticket ``ref`` (for tests and the demo)."""
+        return self._state.ticket_comments(self._seq(ref))
 
     def close(self) -> None:
         """Close the state file."""

@@ -182,21 +182,32 @@ def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, S
             if seen_at(nc.created_at, as_of):
                 found[nc.dedup_key] = nc
     revisions: dict[int, int] = {}
+    withdrawn_at: dict[int, datetime | None] = {}
     for ids in chunks([nc.id for nc in found.values()]):
-        for nc_id, revision, at in s.execute(
+        for nc_id, revision, at, kind in s.execute(
             select(
                 NonconformityEvent.nonconformity_id,
                 NonconformityEvent.revision,
                 NonconformityEvent.at,
-            ).where(NonconformityEvent.nonconformity_id.in_(ids))
+                NonconformityEvent.kind,
+            )
+            .where(NonconformityEvent.nonconformity_id.in_(ids))
+            .order_by(NonconformityEvent.revision)
         ):
             if seen_at(at, as_of):
                 revisions[nc_id] = max(revisions.get(nc_id, 1), revision)
+                if kind in ("withdrawn", "reinstated"):  # the last one at as_of decides
+                    withdrawn_at[nc_id] = at if kind == "withdrawn" else None
     ticketed = _sent_before(s, list(found), "ticket", as_of)
     out: dict[str, StoredNc] = {}
     for key, nc in found.items():
         closed = nc.closed_at if nc.closed_at and seen_at(nc.closed_at, as_of) else None
-        withdrawn = nc.withdrawn_at if nc.withdrawn_at and seen_at(nc.withdrawn_at, as_of) else None
+        if nc.id in withdrawn_at:  # from the history: a reinstatement clears it
+            withdrawn = withdrawn_at[nc.id]
+        else:  # no withdrawal in the history (rows older than it)
+            withdrawn = (
+                nc.withdrawn_at if nc.withdrawn_at and seen_at(nc.withdrawn_at, as_of) else None
+            )
         has_ticket = key in ticketed
         state = (
             "closed"

@@ -1,8 +1,14 @@
 """collect: outcomes reported by a channel since its cursor, stored once each.
 
 A response is keyed by (channel, provider event id): a duplicate delivery
-changes nothing. A score outside the channel's scale is kept with the raw
-payload and an error, and reconcile sends it to review.
+changes nothing. A collect that ends without error moves the channel's
+collection watermark (``collected_until``) to the instant it started: every
+outcome the channel reported before then is stored. For a channel that only
+receives webhooks, the collect step has nothing to read and the watermark is
+the step's start all the same (deliveries are taken as prompt; one arriving
+later updates or withdraws what was raised without it). A score outside
+the channel's scale is kept with the raw payload and an error, and
+reconcile sends it to review.
 """
 
 from __future__ import annotations
@@ -109,6 +115,7 @@ def collect(rt: Runtime, channel: str) -> StepResult:
     result = StepResult(f"collect {channel}")
     conn = rt.channel(channel)
     state_name = collect_state_name(channel)
+    started = rt.now()
     run_id, _ = start_run(rt, state_name, "collect")
 
     def load_cursor() -> str | None:
@@ -134,6 +141,10 @@ def collect(rt: Runtime, channel: str) -> StepResult:
         raise
     finally:
         finish_run(rt, run_id, state_name, result, error)
+    with rt.db.session() as s:
+        state = connector_state(s, state_name)
+        if state.collected_until is None or state.collected_until < started:
+            state.collected_until = started
     return result
 
 

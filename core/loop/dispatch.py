@@ -10,6 +10,13 @@ A crash between sending and recording leaves items ``sending``: once their
 claim is older than :data:`CLAIM_LEASE_S` they are *in doubt*, and the
 dispatcher asks the provider (``lookup``) before sending again; a provider
 that cannot be asked gets the same idempotency key again.
+
+Besides callbacks, surveys and tickets, the outbox carries what follows a
+ticket once it exists: ``ticket_comment`` (a changed finding, written as a
+comment) and ``ticket_resolve`` (a withdrawn finding: comment, then resolve
+in the ITSM). Both wait for their nonconformity's ticket to be created, and
+the source writes each comment once per idempotency key (the key is stamped
+in the comment and looked for before writing).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from core.errors import QloopError, RetriableError
 from core.loop._bulk import chunks, insert_rows, update_by_id
 from core.loop.common import StepResult, audit, audit_row, log
 from core.loop.outbox import message_from_payload
-from core.records import SendResult, TicketRef, TicketRequest
+from core.records import SendResult, TicketComment, TicketRef, TicketRequest
 from core.retry import outbox_delay
 from core.runtime import Runtime
 from core.states import CallbackState, InvitationState, NcState, OutboxState
@@ -48,6 +55,9 @@ _ENTITY: dict[str, type[CallbackTask | SurveyInvitation | Nonconformity]] = {
     "survey": SurveyInvitation,
     "ticket": Nonconformity,
 }
+"""Kinds whose outcome changes their entity's state (sent, dead)."""
+FOLLOW_UPS = ("ticket_comment", "ticket_resolve")
+"""Kinds that follow a nonconformity's ticket; they leave the nonconformity's state alone."""
 
 
 def ticket_from_payload(payload: dict[str, Any]) -> TicketRequest:
@@ -65,8 +75,31 @@ def ticket_from_payload(payload: dict[str, Any]) -> TicketRequest:
     )
 
 
+def _ticket_ref(rt: Runtime, nc_id: int) -> str:
+    """The ITSM reference of nonconformity ``nc_id``'s ticket (retriable until it exists)."""
+    with rt.db.session() as s:
+        ref = s.scalar(select(Nonconformity.ticket_ref).where(Nonconformity.id == nc_id))
+    if ref is None:
+        msg = f"nonconformity {nc_id}: its ticket is not created yet"
+        raise RetriableError(msg)
+    return ref
+
+
+def _follow_up(rt: Runtime, item: OutboxItem) -> str:
+    """Comment (``ticket_comment``) or comment and resolve (``ticket_resolve``) a ticket."""
+    ref = _ticket_ref(rt, item.entity_id)
+    comment = TicketComment(key=item.idempotency_key, text=str(item.payload["text"]))
+    source = rt.source(item.target)
+    if item.kind == "ticket_comment":
+        return rt.call(lambda: source.comment_ticket(ref, comment))
+    status: str = rt.call(lambda: source.resolve_ticket(ref, comment))
+    return f"{ref}:{status}"
+
+
 def _send(rt: Runtime, item: OutboxItem) -> str:
     """Send one item; returns the provider's reference."""
+    if item.kind in FOLLOW_UPS:
+        return _follow_up(rt, item)
     if item.kind == "ticket":
         ref: TicketRef = rt.call(
             lambda: rt.source(item.target).create_ticket(ticket_from_payload(item.payload))
@@ -80,8 +113,8 @@ def _send(rt: Runtime, item: OutboxItem) -> str:
 
 def _lookup(rt: Runtime, item: OutboxItem) -> str | None:
     """Ask the provider whether it holds the item; raises NotImplementedError if it can't say."""
-    if item.kind == "ticket":
-        raise NotImplementedError  # create_ticket searches its dedup key itself
+    if item.kind == "ticket" or item.kind in FOLLOW_UPS:
+        raise NotImplementedError  # the source searches the dedup or comment key itself
     found = rt.call(lambda: rt.channel(item.target).lookup(item.idempotency_key))
     return found.provider_ref if found else None
 
@@ -150,8 +183,9 @@ class _Outcomes:
 
     def _entity_rows(self) -> dict[str, list[dict[str, Any]]]:
         """The effects on tasks, invitations and nonconformities, as column updates per kind."""
+        effects = [e for e in self.effects if e[0].kind in _ENTITY]
         wanted: dict[str, set[int]] = {}
-        for item, _, _ in self.effects:
+        for item, _, _ in effects:
             wanted.setdefault(item.kind, set()).add(item.entity_id)
         state: dict[tuple[str, int], str] = {}
         for kind, ids in wanted.items():
@@ -162,7 +196,7 @@ class _Outcomes:
                 ):
                     state[(kind, entity_id)] = current
         rows: dict[tuple[str, int], dict[str, Any]] = {}
-        for item, ref, now in self.effects:
+        for item, ref, now in effects:
             key = (item.kind, item.entity_id)
             found = state.get(key)
             if found is None:
@@ -289,6 +323,9 @@ def replay_dead(rt: Runtime, ids: Iterable[int] | None = None, actor: str = "cli
         items = list(s.scalars(query))
         for item in items:
             item.state, item.attempts, item.next_attempt_at = OutboxState.PENDING, 0, rt.now()
+            audit(s, rt, "outbox.replay", "outbox_item", item.id, actor=actor)
+            if item.kind not in _ENTITY:
+                continue
             entity = cast(
                 "CallbackTask | SurveyInvitation | Nonconformity | None",
                 s.get(_ENTITY[item.kind], item.entity_id),
@@ -300,5 +337,4 @@ def replay_dead(rt: Runtime, ids: Iterable[int] | None = None, actor: str = "cli
                     entity.state = CallbackState.PLANNED
                 else:
                     entity.state = InvitationState.PLANNED
-            audit(s, rt, "outbox.replay", "outbox_item", item.id, actor=actor)
         return len(items)

@@ -3,15 +3,20 @@
 The nonconformity's dedup key names the incident, the rule and the
 resolution, so re-evaluating never raises it twice. The ticket is rendered
 from the target source's mapping template and goes to the source the
-incident came from (``push_to: source``) or a configured one. A finding that
-disappears on recomputation (a late answer matched by QA, a corrected
-history) withdraws its nonconformity: an unsent ticket is cancelled; a
-ticket already in the ITSM stays there, and the audit log says so.
+incident came from (``push_to: source``) or a configured one.
+
+A nonconformity follows the current findings (SPEC §10,
+:mod:`core.loop.nc_history`): a finding whose severity, raised-at, deadline
+or detail changed updates it (and comments its ticket); a finding that
+disappears withdraws it (its unsent ticket is cancelled, a ticket in the
+ITSM is commented and resolved); a withdrawn finding that comes back is
+reinstated. A finding about a callback waits until its channel's outcomes
+are collected (:mod:`core.loop.holdback`): its compliance record stays
+unraised and is looked at again on the next cycle.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -19,10 +24,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, defer
 
 from core.loop._bulk import chunks, insert_returning_ids, insert_rows
-from core.loop.common import StepResult, audit
-from core.loop.outbox import enqueue, outbox_row
+from core.loop.common import StepResult
+from core.loop.holdback import Holdback
+from core.loop.nc_history import History, why_withdrawn
+from core.loop.outbox import outbox_row
 from core.mapping import render_ticket
 from core.runtime import Runtime
+from core.states import NcState
 from core.store.models import ComplianceRecord, Incident, Nonconformity, OutboxItem
 from core.timeutil import parse_instant
 
@@ -71,84 +79,41 @@ def _ticket_payload(
     }
 
 
-def _withdraw(
-    s: Session, rt: Runtime, inc: Incident, keep: set[str], policy: str, result: StepResult
-) -> None:
-    for nc in s.scalars(
-        select(Nonconformity).where(
-            Nonconformity.incident_id == inc.id,
-            Nonconformity.policy == policy,
-            Nonconformity.state.in_(("open", "dead", "ticketed")),
-        )
-    ):
-        if nc.dedup_key in keep:
-            continue
-        _withdraw_one(s, rt, nc, result)
-        _cancel_tickets(s, [nc.id])
+LIVE = (NcState.OPEN, NcState.DEAD, NcState.TICKETED)
+"""States of a nonconformity whose finding is expected to hold (withdrawn when it does not)."""
 
 
-def _withdraw_one(s: Session, rt: Runtime, nc: Nonconformity, result: StepResult) -> None:
-    """Mark ``nc`` withdrawn and audit it (its unsent ticket is cancelled by the caller)."""
-    nc.state, nc.updated_at = "withdrawn", rt.now()
-    audit(
-        s,
-        rt,
-        "nonconformity.withdraw",
-        "nonconformity",
-        nc.id,
-        key=nc.dedup_key,
-        ticket_left_in_itsm=nc.ticket_ref,
-    )
-    result.counts["withdrawn"] += 1
-
-
-def _cancel_tickets(s: Session, nc_ids: list[int]) -> None:
-    """Cancel the unsent ticket outbox items of withdrawn nonconformities."""
-    for chunk in chunks(nc_ids):
-        s.execute(
-            update(OutboxItem)
-            .where(
-                OutboxItem.kind == "ticket",
-                OutboxItem.entity_id.in_(chunk),
-                OutboxItem.state.in_(("pending", "dead")),
-            )
-            .values(state="cancelled")
-        )
+def _target(rt: Runtime, rec: ComplianceRecord, inc: Incident) -> str:
+    push_to = rt.config.policies[rec.policy].push_to
+    return inc.source if push_to == "source" else push_to
 
 
 def raise_nonconformities(rt: Runtime) -> StepResult:
-    """Create the nonconformities of compliance records whose findings changed."""
+    """Raise, update, withdraw and reinstate the nonconformities of records whose findings changed.
+
+    A record whose findings all stand as nonconformities is marked raised; one
+    with a finding held back for its channel stays unraised (next cycle).
+    """
     result = StepResult("raise")
+    last_id = 0
     while True:
         with rt.db.session() as s:
-            rows = list(
-                s.execute(
+            rows = [
+                (rec, inc)
+                for rec, inc in s.execute(
                     select(ComplianceRecord, Incident)
                     .join(Incident, Incident.id == ComplianceRecord.incident_id)
                     .options(defer(Incident.raw), defer(ComplianceRecord.resolutions))
-                    .where(ComplianceRecord.raised.is_(False))
+                    .where(ComplianceRecord.raised.is_(False), ComplianceRecord.id > last_id)
                     .order_by(ComplianceRecord.id)
                     .limit(BATCH)
                 )
-            )
+            ]
             if not rows:
                 break
-            keys = [dedup_key(inc, f["key"]) for rec, inc in rows for f in rec.findings]
-            known: set[str] = set()
-            for chunk in chunks(keys):
-                known.update(
-                    s.scalars(
-                        select(Nonconformity.dedup_key).where(Nonconformity.dedup_key.in_(chunk))
-                    )
-                )
-            per_incident = Counter(inc.id for _, inc in rows)
-            # an incident with two records in one batch: one by one, as each sees the other's
-            for rec, inc in rows:
-                if per_incident[inc.id] > 1:
-                    _raise_record(s, rt, rec, inc, known, result)
-            single = [(rec, inc) for rec, inc in rows if per_incident[inc.id] == 1]
-            _raise_batch(s, rt, single, known, result)
-            for id_chunk in chunks([rec.id for rec, _ in rows]):
+            last_id = rows[-1][0].id
+            done = _raise_batch(s, rt, rows, result)
+            for id_chunk in chunks(done):
                 s.execute(
                     update(ComplianceRecord)
                     .where(ComplianceRecord.id.in_(id_chunk))
@@ -157,65 +122,80 @@ def raise_nonconformities(rt: Runtime) -> StepResult:
     return result
 
 
-def _raise_record(
-    s: Session,
-    rt: Runtime,
-    rec: ComplianceRecord,
-    inc: Incident,
-    known: set[str],
-    result: StepResult,
-) -> None:
-    """Withdraw and raise for one record, writing as it goes."""
-    wanted = {dedup_key(inc, f["key"]) for f in rec.findings}
-    _withdraw(s, rt, inc, wanted, rec.policy, result)
-    for f in rec.findings:
-        key = dedup_key(inc, f["key"])
-        if key in known:
-            continue
-        known.add(key)
-        _raise_one(s, rt, inc, rec, f, key, result)
-
-
 def _raise_batch(
-    s: Session,
-    rt: Runtime,
-    rows: list[tuple[ComplianceRecord, Incident]],
-    known: set[str],
-    result: StepResult,
-) -> None:
-    """Withdraw and raise for records of distinct incidents, with a few set-based statements."""
-    standing: dict[tuple[int, str], list[Nonconformity]] = {}
-    for chunk in chunks([inc.id for _, inc in rows]):
+    s: Session, rt: Runtime, rows: list[tuple[ComplianceRecord, Incident]], result: StepResult
+) -> list[int]:
+    """Bring the nonconformities of ``rows`` in line with their findings; the records done."""
+    # per (incident, policy) only the newest record speaks; older versions are superseded
+    newest: dict[tuple[int, str], tuple[ComplianceRecord, Incident]] = {}
+    for rec, inc in rows:
+        newest[(inc.id, rec.policy)] = (rec, inc)
+    incident_ids = sorted({inc.id for _, inc in rows})
+    stored: dict[str, Nonconformity] = {}
+    for chunk in chunks(incident_ids):
         for nc in s.scalars(
             select(Nonconformity)
-            .where(
-                Nonconformity.incident_id.in_(chunk),
-                Nonconformity.state.in_(("open", "dead", "ticketed")),
-            )
+            .where(Nonconformity.incident_id.in_(chunk))
             .order_by(Nonconformity.id)
         ):
-            standing.setdefault((nc.incident_id, nc.policy), []).append(nc)
-    withdrawn: list[int] = []
+            stored[nc.dedup_key] = nc
+    holdback = Holdback(s, incident_ids)
+    history = History(rt, s, result)
+    done = [rec.id for rec, _ in rows if newest[(rec.incident_id, rec.policy)][0] is not rec]
     new_ncs: list[dict[str, Any]] = []
-    items: list[tuple[str, dict[str, Any]]] = []
-    for rec, inc in rows:
-        wanted = {dedup_key(inc, f["key"]) for f in rec.findings}
-        for nc in standing.get((inc.id, rec.policy), []):
-            if nc.dedup_key not in wanted:
-                _withdraw_one(s, rt, nc, result)
-                withdrawn.append(nc.id)
+    tickets: list[tuple[str, dict[str, Any]]] = []
+    changed: list[tuple[Nonconformity, dict[str, Any], Incident, str]] = []
+    gone: list[tuple[Nonconformity, ComplianceRecord]] = []
+    for rec, inc in newest.values():
+        held = False
+        wanted: set[str] = set()
         for f in rec.findings:
             key = dedup_key(inc, f["key"])
-            if key in known:
+            wanted.add(key)
+            found = stored.get(key)
+            if found is not None and found.state != NcState.WITHDRAWN:
+                changed.append((found, f, inc, "update"))
                 continue
-            known.add(key)
+            channel = holdback.waits_for(inc.id, f)
+            if channel is not None:
+                held = True
+                result.counts["held_for_collect"] += 1
+                continue
+            if found is not None:
+                changed.append((found, f, inc, "reinstate"))
+                continue
             nc_row, item = _new_nonconformity(rt, inc, rec, f, key)
             new_ncs.append(nc_row)
-            items.append((key, item))
+            tickets.append((key, item))
+            stored[key] = Nonconformity(**nc_row)  # a later record of the batch sees it
             result.counts[f"raised_{f['severity']}"] += 1
-    _cancel_tickets(s, withdrawn)
+        for known in stored.values():
+            if (
+                known.id is not None
+                and known.incident_id == inc.id
+                and known.policy == rec.policy
+                and known.state in LIVE
+                and known.dedup_key not in wanted
+            ):
+                gone.append((known, rec))
+        if not held:
+            done.append(rec.id)
+    history.load_tickets([nc.id for nc, *_ in changed] + [nc.id for nc, _ in gone])
+    for nc, f, inc, action in changed:
+        payload = _ticket_payload(rt, inc, nc.ticket_target, f, nc.dedup_key)
+        if action == "update":
+            history.updated(nc, f, payload)
+        else:
+            history.reinstated(nc, f, payload)
+    for nc, rec in gone:
+        history.withdrawn(nc, why_withdrawn(nc, rec))
     ids = insert_returning_ids(s, Nonconformity, new_ncs, "dedup_key")
-    insert_rows(s, OutboxItem, [{**item, "entity_id": ids[key]} for key, item in items])
+    insert_rows(s, OutboxItem, [{**item, "entity_id": ids[key]} for key, item in tickets])
+    for key, _ in tickets:
+        nc = stored[key]
+        history.event(ids[key], 1, "raised", {}, nc.detail)
+    history.write()
+    return done
 
 
 def _new_nonconformity(
@@ -223,8 +203,7 @@ def _new_nonconformity(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The nonconformity row of a finding and its ticket's outbox row (without entity id)."""
     now: datetime = rt.now()
-    push_to = rt.config.policies[rec.policy].push_to
-    target = inc.source if push_to == "source" else push_to
+    target = _target(rt, rec, inc)
     nc = {
         "dedup_key": key,
         "incident_id": inc.id,
@@ -237,7 +216,7 @@ def _new_nonconformity(
         "evidence_ref": f.get("ref"),
         "policy": rec.policy,
         "policy_version": rec.policy_version,
-        "state": "open",
+        "state": NcState.OPEN,
         "ticket_target": target,
         "ticket_ref": None,
         "ticket_url": None,
@@ -246,49 +225,8 @@ def _new_nonconformity(
         "overdue": False,
         "created_at": now,
         "updated_at": now,
+        "revision": 1,
+        "withdrawn_at": None,
     }
     payload = _ticket_payload(rt, inc, target, f, key)
     return nc, outbox_row(key=key, kind="ticket", target=target, payload=payload, now=now)
-
-
-def _raise_one(
-    s: Session,
-    rt: Runtime,
-    inc: Incident,
-    rec: ComplianceRecord,
-    f: dict[str, Any],
-    key: str,
-    result: StepResult,
-) -> None:
-    now: datetime = rt.now()
-    push_to = rt.config.policies[rec.policy].push_to
-    target = inc.source if push_to == "source" else push_to
-    nc = Nonconformity(
-        dedup_key=key,
-        incident_id=inc.id,
-        rule=f["rule"],
-        resolution_key=f["key"].split("@", 1)[1],
-        severity=f["severity"],
-        raised_at=parse_instant(f["raised_at"]),
-        deadline=parse_instant(f["deadline"]),
-        detail=f["detail"],
-        evidence_ref=f.get("ref"),
-        policy=rec.policy,
-        policy_version=rec.policy_version,
-        state="open",
-        ticket_target=target,
-        created_at=now,
-        updated_at=now,
-    )
-    s.add(nc)
-    s.flush()
-    enqueue(
-        s,
-        key=key,
-        kind="ticket",
-        target=target,
-        entity_id=nc.id,
-        payload=_ticket_payload(rt, inc, target, f, key),
-        now=now,
-    )
-    result.counts[f"raised_{f['severity']}"] += 1

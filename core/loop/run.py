@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from core.errors import QloopError
 from core.loop.collect import collect
 from core.loop.common import StepResult, log
-from core.loop.dispatch import push
+from core.loop.dispatch import FOLLOW_UPS, push
 from core.loop.evaluate import evaluate
 from core.loop.housekeeping import prune_audit
 from core.loop.ingest import pull
@@ -78,7 +78,7 @@ def run_once(rt: Runtime, progress: Progress | None = None) -> RunSummary:
     step("sample", lambda: sample_surveys(rt))
     step("push surveys", lambda: push(rt, kinds=("survey",)))
     step("raise", lambda: raise_nonconformities(rt))
-    step("push back", lambda: push(rt, kinds=("ticket",)))
+    step("push back", lambda: push(rt, kinds=("ticket", *FOLLOW_UPS)))
     step("track", lambda: track(rt))
     step("housekeeping", lambda: prune_audit(rt))
     return summary

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.limits import EMAIL_MAX, EVENT_ID_MAX, NAME_MAX, PHONE_MAX, REF_MAX, TOKEN_MAX
-from core.states import CallbackState, InvitationState, OutboxState, Rule, Severity
+from core.states import CallbackState, InvitationState, NcState, OutboxState, Rule, Severity
 from core.store.types import UTCDateTime
 
 
@@ -296,7 +296,7 @@ class Nonconformity(Base):
     evidence_ref: Mapped[str | None] = mapped_column(String(200))
     policy: Mapped[str] = mapped_column(String(200))
     policy_version: Mapped[str] = mapped_column(String(40))
-    state: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[NcState] = mapped_column(String(20), index=True)
     """An :class:`~core.states.NcState` value (typed ``str`` until core/loop/nonconformities.py
     assigns the enum's members instead of bare strings)."""
     ticket_target: Mapped[str] = mapped_column(String(200))

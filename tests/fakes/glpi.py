@@ -13,8 +13,10 @@ GLPI's defaults: a search without criteria gets Ticket's default search
 (status ``notold``: solved and closed tickets are left out, sorted by
 ``date_mod`` descending), and only ``is_deleted=1`` shows the trash, which a
 normal search leaves out. Ticket, its Ticket_User/Log/ITILSolution/
-Ticket_Ticket sub-items, User and UserEmail, Ticket and Ticket_Ticket
-creation. Errors are GLPI's ``["ERROR_…", "message"]`` arrays.
+ITILFollowup/Ticket_Ticket sub-items, User and UserEmail, Ticket and
+Ticket_Ticket creation, ITILFollowup and ITILSolution adds (a solution
+moves the ticket to 5 Solved; refused on a solved or closed ticket).
+Errors are GLPI's ``["ERROR_…", "message"]`` arrays.
 
 Tests drive it through :class:`FakeGlpi`: ``now`` is the server's clock
 (``advance``), ``modify``/``close``/``trash`` change tickets, ``expire_sessions``,
@@ -108,6 +110,7 @@ class FakeGlpi:
     user_emails: list[dict[str, Any]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     solutions: list[dict[str, Any]] = field(default_factory=list)
+    followups: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
@@ -312,6 +315,8 @@ class FakeGlpi:
             Route(f"{r}/search/Ticket", self.search, methods=["GET"]),
             Route(f"{r}/Ticket", self.create_ticket, methods=["POST"]),
             Route(f"{r}/Ticket_Ticket", self.create_link, methods=["POST"]),
+            Route(f"{r}/ITILFollowup", self.add_followup, methods=["POST"]),
+            Route(f"{r}/ITILSolution", self.add_solution, methods=["POST"]),
             Route(f"{r}/Ticket/{{id:int}}", self.get_ticket, methods=["GET"]),
             Route(f"{r}/Ticket/{{id:int}}/{{sub}}", self.ticket_sub, methods=["GET"]),
             Route(f"{r}/User/{{id:int}}", self.get_user, methods=["GET"]),
@@ -577,6 +582,8 @@ class FakeGlpi:
                 )  # fmt: skip  (GLPI lists newest first)
             elif sub == "ITILSolution":
                 rows = [s for s in self.solutions if s["items_id"] == ticket_id]
+            elif sub == "ITILFollowup":
+                rows = [f for f in self.followups if f["items_id"] == ticket_id]
             elif sub == "Ticket_Ticket":
                 rows = [
                     k for k in self.links if ticket_id in (k["tickets_id_1"], k["tickets_id_2"])
@@ -629,6 +636,49 @@ class FakeGlpi:
             return error(502, "ERROR_PROXY", "Bad gateway (the ticket was created)")
         return JSONResponse({"id": ticket_id, "message": ""}, status_code=201,
                             headers={"Location": f"{request.url}/{ticket_id}"})  # fmt: skip
+
+    async def _itil_input(
+        self, request: Request
+    ) -> tuple[dict[str, Any], dict[str, Any]] | JSONResponse:
+        """The ``input`` of an ITILFollowup/ITILSolution add and the ticket it is for."""
+        gate = await self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        data = (await request.json()).get("input")
+        if not isinstance(data, dict) or data.get("itemtype") != "Ticket":
+            return error(400, "ERROR_GLPI_ADD", "itemtype and items_id are required")
+        t = self._ticket(gate, int(data.get("items_id") or 0))
+        if t is None or not str(data.get("content") or "").strip():
+            return error(400, "ERROR_GLPI_ADD", "Item not found or empty content")
+        return data, t
+
+    async def add_followup(self, request: Request) -> Response:
+        """``POST /ITILFollowup``: a followup stored (HTML-encoded) on a ticket; 201."""
+        found = await self._itil_input(request)
+        if isinstance(found, Response):
+            return found
+        data, t = found
+        with self.lock:
+            row = {"id": next(self._ids), "itemtype": "Ticket", "items_id": t["id"],
+                   "content": enc(str(data["content"])), "is_private": 0,
+                   "date": self.naive(self.now), "date_creation": self.naive(self.now)}  # fmt: skip
+            self.followups.append(row)
+            t["date_mod"] = self.naive(self.now)
+        return JSONResponse({"id": row["id"], "message": ""}, status_code=201)
+
+    async def add_solution(self, request: Request) -> Response:
+        """``POST /ITILSolution``: the ticket becomes 5 Solved; refused when solved or closed."""
+        found = await self._itil_input(request)
+        if isinstance(found, Response):
+            return found
+        data, t = found
+        with self.lock:
+            if t["status"] in (5, 6):
+                return error(400, "ERROR_GLPI_ADD", "The ticket is already solved or closed")
+            self._set_status(t["id"], 5, self.now)
+            solution = self.solutions[-1]  # the one _set_status records
+            solution["content"] = enc(str(data["content"]))
+        return JSONResponse({"id": solution["id"], "message": ""}, status_code=201)
 
     async def create_link(self, request: Request) -> Response:
         gate = await self._gate(request)

@@ -18,8 +18,10 @@ the ``jira_sm`` connector makes, with Jira's shapes and quirks:
   any search of their project finds, issue GET, properties, ``issueLink``;
   JSM ``/servicedeskapi/info``, ``/request/{key}/sla`` (a new resolution
   cycle at each reopen: ``completedCycles`` plus ``ongoingCycle``) and
-  ``/participant``; JQL ``IN``/``NOT IN``/``IS [NOT] EMPTY``, where ``!=`` and
-  ``NOT IN`` never match an empty field, as in Jira;
+  ``/participant``; issue comments (ADF, paged) and workflow transitions
+  (``GET``/``POST …/transitions``, 204; an id not offered now is a 400);
+  JQL ``IN``/``NOT IN``/``IS [NOT] EMPTY``, where ``!=`` and ``NOT IN``
+  never match an empty field, as in Jira;
 * errors in Jira's shape (``errorMessages`` + ``errors``) for 400/401/403/404;
   429 storms with ``Retry-After`` (seconds or HTTP date); Jira's burst limiter
   (``ratelimit``: a 429 block that every early call extends, optionally a
@@ -89,6 +91,14 @@ LINK_TYPES = {"Relates", "Blocks", "Duplicate", "Cloners"}
 ISSUE_TYPES = {"Incident", "Service request", "Task", "Nonconformity"}
 PHONE_FIELD = "customfield_10042"
 ORG_FIELD = "customfield_10002"
+TRANSITIONS = (
+    ("11", "Start Progress", "In Progress"),
+    ("21", "Resolve Issue", "Resolved"),
+    ("31", "Close Issue", "Closed"),
+    ("41", "Reopen Issue", "Open"),
+)
+"""The workflow of the fake's issues: (id, name, target status); each is offered from every
+status but its own target."""
 REMOVED = (
     "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. "
     "A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046"
@@ -150,6 +160,7 @@ class FakeIssue:
     visible_from: int = 0
     is_request: bool = True
     description: Any = None
+    comments: list[dict[str, Any]] = field(default_factory=list)
 
     def status_changes(self) -> list[tuple[int, str]]:
         out = [(self.created, "Waiting for support" if self.is_request else "Open")]
@@ -641,6 +652,12 @@ class FakeJira:
                 "/rest/api/3/issue/{key}/properties/{prop}", g(self.prop), methods=["GET", "PUT"]
             ),
             Route("/rest/api/3/issueLink", g(self.link), methods=["POST"]),
+            Route("/rest/api/3/issue/{key}/comment", g(self.comment), methods=["GET", "POST"]),
+            Route(
+                "/rest/api/3/issue/{key}/transitions",
+                g(self.transitions),
+                methods=["GET", "POST"],
+            ),
             Route("/rest/servicedeskapi/request/{key}/sla", g(self.sla)),
             Route("/rest/servicedeskapi/request/{key}/participant", g(self.participants)),
         ]
@@ -878,6 +895,74 @@ class FakeJira:
             return error(404, "Issue Does Not Exist")
         self.issues[keys[0]].links.append({"type": body["type"], "outwardIssue": {"key": keys[1]}})
         return Response(status_code=201)
+
+    async def comment(self, request: Request) -> Response:
+        """``GET`` (paged by startAt/maxResults, oldest first) or ``POST {"body": ADF}`` (201)."""
+        found = self._issue_or_404(request.path_params["key"])
+        if isinstance(found, JSONResponse):
+            return found
+        if request.method == "POST":
+            body = (await request.json()).get("body")
+            if not _is_adf(body):
+                return error(400, body="Comment body is not valid (an Atlassian Document).")
+            with self.lock:
+                self.next_id += 1
+                now = fmt_ms(ms_of(datetime.now(UTC)), self.zone)
+                made = {
+                    "id": str(self.next_id),
+                    "author": {"accountId": "5b10a2844c20165700ede21g"},
+                    "body": body,
+                    "created": now,
+                    "updated": now,
+                }
+                found.comments.append(made)
+            return JSONResponse(made, status_code=201)
+        start = int(request.query_params.get("startAt", 0))
+        size = min(int(request.query_params.get("maxResults", 50)), 100)
+        return JSONResponse(
+            {
+                "startAt": start,
+                "maxResults": size,
+                "total": len(found.comments),
+                "comments": found.comments[start : start + size],
+            }
+        )
+
+    def _transitions(self, issue: FakeIssue) -> list[dict[str, Any]]:
+        out = []
+        for ident, name, target in TRANSITIONS:
+            if target == issue.status:
+                continue
+            cat, cat_id, status_id = STATUSES[target]
+            out.append(
+                {
+                    "id": ident,
+                    "name": name,
+                    "to": {
+                        "id": status_id,
+                        "name": target,
+                        "statusCategory": {"id": cat_id, "key": cat},
+                    },
+                    "hasScreen": False,
+                    "isGlobal": True,
+                }
+            )
+        return out
+
+    async def transitions(self, request: Request) -> Response:
+        """``GET``: the transitions available now; ``POST {"transition": {"id"}}``: 204, or 400."""
+        found = self._issue_or_404(request.path_params["key"])
+        if isinstance(found, JSONResponse):
+            return found
+        offered = self._transitions(found)
+        if request.method == "GET":
+            return JSONResponse({"expand": "transitions", "transitions": offered})
+        wanted = str(((await request.json()).get("transition") or {}).get("id") or "")
+        chosen = next((t for t in offered if t["id"] == wanted), None)
+        if chosen is None:
+            return error(400, f"Transition id '{wanted}' is not valid for this issue.")
+        self.update_issue(found.key, datetime.now(UTC), chosen["to"]["name"])
+        return Response(status_code=204)
 
     def _paged(self, request: Request, values: list[dict[str, Any]]) -> Response:
         start = int(request.query_params.get("start", 0))

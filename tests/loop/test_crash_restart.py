@@ -113,6 +113,10 @@ def _age_claims(db: Path) -> int:
         engine.dispose()
 
 
+SENT = ("callback", "survey", "ticket")
+"""Outbox kinds that must be the same as an uninterrupted run's (not the follow-up comments)."""
+
+
 def _snapshot(db: Path) -> dict[str, Any]:
     """Counts of every record the loop makes (not its bookkeeping: runs, audit)."""
     engine = create_engine(f"sqlite:///{db}")
@@ -122,8 +126,11 @@ def _snapshot(db: Path) -> dict[str, Any]:
             def count(model: Any) -> int:
                 return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
-            def grouped(*cols: Any) -> dict[Any, int]:
-                rows = s.execute(select(*cols, func.count()).group_by(*cols)).all()
+            def grouped(*cols: Any, where: Any = None) -> dict[Any, int]:
+                query = select(*cols, func.count()).group_by(*cols)
+                if where is not None:
+                    query = query.where(where.in_(SENT))
+                rows = s.execute(query).all()
                 return {tuple(r[:-1]) if len(r) > 2 else r[0]: r[-1] for r in rows}
 
             return {
@@ -132,13 +139,29 @@ def _snapshot(db: Path) -> dict[str, Any]:
                 "callback_tasks": grouped(CallbackTask.state),
                 "sample_runs": count(SampleRun),
                 "survey_invitations": grouped(SurveyInvitation.state),
-                "outbox": grouped(OutboxItem.kind, OutboxItem.state),
-                "outbox_keys": sorted(s.scalars(select(OutboxItem.idempotency_key))),
+                # comments on tickets tell how the facts arrived (a later survey updates a
+                # finding raised before it), which crashes may change: the findings may not
+                "outbox": grouped(OutboxItem.kind, OutboxItem.state, where=OutboxItem.kind),
+                "outbox_states": sorted(set(s.scalars(select(OutboxItem.state)))),
+                "outbox_keys": sorted(
+                    s.scalars(select(OutboxItem.idempotency_key).where(OutboxItem.kind.in_(SENT)))
+                ),
                 "responses": grouped(Response.channel, Response.kind),
                 "response_events": sorted(s.scalars(select(Response.provider_event_id))),
                 "matches": grouped(Match.status, Match.method),
                 "compliance_records": count(ComplianceRecord),
                 "nonconformities": grouped(Nonconformity.rule),
+                "nonconformity_findings": sorted(
+                    s.execute(
+                        select(
+                            Nonconformity.dedup_key,
+                            Nonconformity.severity,
+                            Nonconformity.raised_at,
+                            Nonconformity.detail,
+                            Nonconformity.state != "withdrawn",
+                        )
+                    )
+                ),
             }
     finally:
         engine.dispose()
@@ -220,6 +243,7 @@ def test_sigkill_at_any_point_loses_and_duplicates_nothing(
     assert cc.rejected == []
     # nothing left behind, nothing dead
     assert {state for (_, state) in got["outbox"]} == {"sent"}
+    assert got["outbox_states"] == ["sent"]  # ticket comments too
     # the same records as the uninterrupted run, and the same set of tasks at the call centre
     assert got == expected
     assert {t.payload["idempotency_key"] for t in clean.tasks.values()} == planned

@@ -25,6 +25,7 @@ from core.records import (
     PulledBatch,
     SendResult,
     StatusChange,
+    TicketComment,
     TicketRef,
     TicketRequest,
     TicketStatus,
@@ -42,6 +43,8 @@ class World:
     tickets: dict[str, TicketRequest] = field(default_factory=dict)
     ticket_status: dict[str, str] = field(default_factory=dict)
     create_calls: int = 0
+    comments: dict[str, list[str]] = field(default_factory=dict)  # by ticket ref
+    comment_calls: int = 0
 
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -74,8 +77,28 @@ class FixtureSource:
             msg = f"no ticket {ref}"
             raise FatalError(msg)
         status = WORLD.ticket_status[ref]
-        cat = Category.CLOSED if status == "Closed" else Category.IN_PROGRESS
+        cat = {"Closed": Category.CLOSED, "Resolved": Category.RESOLVED}.get(
+            status, Category.IN_PROGRESS
+        )
         return TicketStatus(ref, status, cat)
+
+    def comment_ticket(self, ref: str, comment: TicketComment) -> str:
+        WORLD.comment_calls += 1
+        if ref not in WORLD.ticket_status:
+            msg = f"no ticket {ref}"
+            raise FatalError(msg)
+        said = WORLD.comments.setdefault(ref, [])
+        for n, text in enumerate(said):
+            if comment.marker in text:
+                return f"{ref}#{n}"
+        said.append(comment.stamped())
+        return f"{ref}#{len(said) - 1}"
+
+    def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
+        self.comment_ticket(ref, comment)
+        if WORLD.ticket_status[ref] not in ("Closed", "Resolved"):
+            WORLD.ticket_status[ref] = "Resolved"
+        return WORLD.ticket_status[ref]
 
     def close(self) -> None:
         pass
