@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 
-from core.errors import InputError
 from core.report.catalogue import Labels
+from core.report.html import to_html
 from core.report.model import Report, check_format, check_lang
+from core.report.pdf import to_pdf
 from core.report.text import summary_lines
+from core.report.xlsx import to_xlsx
 
 
 def to_json(report: Report, lang: str) -> bytes:
@@ -43,5 +45,8 @@ def render_report(report: Report, fmt: str, lang: str | None = None) -> bytes:
     check_lang(language)
     if fmt == "json":
         return to_json(report, language)
-    msg = f"format: {fmt!r} reports are not available yet"
-    raise InputError(msg, field="format")
+    if fmt == "html":
+        return to_html(report, language)
+    if fmt == "xlsx":
+        return to_xlsx(report, language)
+    return to_pdf(report, language)
