@@ -81,7 +81,8 @@ class Labels:
         if value is None:
             return self("none")
         when = datetime.fromisoformat(value) if isinstance(value, str) else value
-        return format_datetime(when, "medium", tzinfo=self.tz, locale=self.locale)
+        text = format_datetime(when, "medium", tzinfo=self.tz, locale=self.locale)
+        return text.replace("\u202f", " ")  # CLDR's narrow space: not every font has it
 
     def duration(self, seconds: int | None) -> str:
         """Seconds as hours with one decimal, e.g. ``12.5 h`` (``—`` when None)."""
