@@ -352,6 +352,13 @@ def policy_version(policy: Policy, calendar: CalendarConfig) -> str:
     Every rule field of :class:`Policy` and every calendar setting goes in, so a
     change of any rule (explicit or by a changed default) changes the version.
     """
+    blob = policy_rules(policy, calendar)
+    text = json.dumps(blob, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def policy_rules(policy: Policy, calendar: CalendarConfig) -> dict[str, Any]:
+    """The effective rules of ``policy`` and its calendar, as plain JSON (what is versioned)."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, Duration):
@@ -371,9 +378,7 @@ def policy_version(policy: Policy, calendar: CalendarConfig) -> str:
     rules = {key: plain(getattr(policy, fld)) for key, fld in _VERSIONED.items()}
     rules["calendar"] = calendar.name
     cal = {f.name: getattr(calendar, f.name) for f in fields(calendar) if f.name != "name"}
-    blob = {"policy": rules, "calendar": {"name": calendar.name, **plain(cal)}}
-    text = json.dumps(blob, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return {"policy": rules, "calendar": {"name": calendar.name, **plain(cal)}}
 
 
 def parse_tracking_from(value: Any, tz: ZoneInfo) -> datetime:
