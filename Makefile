@@ -45,8 +45,9 @@ lock:
 	$(LOCKVENV)/bin/python -m pip install --quiet -e '.[dev]'
 	{ sed -n '/^#/p;/^-r /p' requirements-dev.lock; \
 	  $(LOCKVENV)/bin/python -m pip freeze --exclude-editable | sort -f \
-	    | grep -vxiFf requirements.lock.new; } > requirements-dev.lock
+	    | grep -vxiFf requirements.lock.new; } > requirements-dev.lock.new
 	mv requirements.lock.new requirements.lock
+	mv requirements-dev.lock.new requirements-dev.lock
 	rm -rf $(LOCKVENV)
 
 clean:

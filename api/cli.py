@@ -34,6 +34,8 @@ COMMAND_MODULES = (
     "api.cli_schema",
     "api.cli_evaluate",
     "api.cli_report",
+    "api.cli_evidence",
+    "api.cli_recompute",
 )
 """Modules adding subcommands: each has ``add_commands(sub, with_config)``."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
