@@ -133,6 +133,9 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                      "of records keyed by id)"},
             paginator=PAGINATOR_SCHEMA,
             since=SINCE_SCHEMA,
+            ordered={"type": "boolean", "default": True,
+                     "description": "the list answers oldest update first (sort by updated); "
+                     "false: the cursor moves only when a pull has read every page"},
         ),
         "history": _call(
             "optional: the status history read by its own call, placed in each record under "

@@ -12,6 +12,7 @@ write-back. Nothing in it knows a particular tool.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -86,6 +87,7 @@ class RestSource:
             redis_url=ctx.redis_url,
         )
         self.reader = Reader(self.http, opts.values, self.where)
+        self.ordered = opts.section("list").flag("ordered", True)
         self.start = opts.instant("backfill_from") or EPOCH
         own = opts.section("own")
         self.own_path = own.optional_text("path")
@@ -140,8 +142,23 @@ class RestSource:
         return out
 
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
-        """Batches of incidents updated since ``cursor`` (from ``backfill_from`` at first)."""
-        return self.driver.pull(cursor)
+        """Batches of incidents updated since ``cursor`` (from ``backfill_from`` at first).
+
+        A list not in update order (``list.ordered: false``) keeps ``cursor``
+        on every batch but the last: a pull cut short reads it all again
+        rather than skip what a later page held.
+        """
+        batches = self.driver.pull(cursor)
+        if self.ordered:
+            yield from batches
+            return
+        held: PulledBatch | None = None
+        for batch in batches:
+            if held is not None:
+                yield replace(held, cursor=cursor)
+            held = batch
+        if held is not None:
+            yield held
 
     # -- first contact ------------------------------------------------------------------
 
