@@ -123,9 +123,23 @@ class Call:
         return http.request(self.method, path, params=params, idempotent=idempotent, **body)
 
 
-def answer(http: HttpService, response: httpx.Response, call: Call) -> Any:
-    """The JSON of ``response`` (a :class:`RetriableError` when it is not JSON)."""
-    return http.json_of(response, call.method, call.path)
+def answer(
+    http: HttpService, response: httpx.Response, call: Call, errors: Mapping[str, Any] | None
+) -> Any:
+    """The JSON of ``response`` (a :class:`RetriableError` when it is not JSON).
+
+    ``errors`` (the source's ``errors`` option) names a status field of tools
+    that answer errors with HTTP 200 (iTop's ``code``): a value not in ``ok``
+    is a :class:`FatalError` with the tool's message.
+    """
+    doc = http.json_of(response, call.method, call.path)
+    if errors:
+        status = read(doc, str(errors["path"]))
+        if str(status) not in {str(v) for v in errors.get("ok") or [0]}:
+            text = read(doc, str(errors.get("message") or "message"))
+            msg = f"{http.name}: {call.where}: the tool answered {status!r}: {text}"
+            raise FatalError(msg, connector=http.name)
+    return doc
 
 
 def records_at(doc: Any, path: str, where: str) -> list[dict[str, Any]]:

@@ -195,6 +195,16 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                                 closed_at={**_PATH, "description": "when it was closed"}),
             },
         },
+        "errors": {
+            "type": "object", "additionalProperties": False, "required": ["path"],
+            "description": "for tools that answer errors with HTTP 200: the status field of "
+                           "every answer (iTop: code), its good values and the message",
+            "properties": {
+                "path": {**_PATH, "description": "the status in every answer"},
+                "ok": {"type": "array", "default": [0], "description": "values that mean success"},
+                "message": {**_PATH, "description": "the tool's error message"},
+            },
+        },
         "backfill_from": {"type": "string",
                           "description": "first sync: ISO 8601 instant to read from "
                           "(none: everything)"},

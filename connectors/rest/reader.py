@@ -41,6 +41,7 @@ def format_instant(at: datetime, fmt: str, zone: ZoneInfo) -> str:
 class Reader:
     def __init__(self, http: HttpService, opts: Mapping[str, Any], where: str) -> None:
         self.http, self.where = http, where
+        self.errors: Mapping[str, Any] | None = opts.get("errors")
         spec = dict(opts["list"])
         self.list = Call.of(spec, f"{where}.list")
         self.records = str(spec.get("records") or "$")
@@ -82,7 +83,9 @@ class Reader:
         return self.list.send(self.http, values, extra_params=extra, idempotent=True)
 
     def page_of(self, response: httpx.Response) -> list[Raw]:
-        return records_at(answer(self.http, response, self.list), self.records, self.list.where)
+        return records_at(
+            answer(self.http, response, self.list, self.errors), self.records, self.list.where
+        )
 
     def pages(self, since: datetime) -> Iterator[list[Raw]]:
         """Pages of the records updated at or after ``since``, as the tool orders them."""
@@ -120,7 +123,7 @@ class Reader:
     def _rows(self, values: dict[str, Any]) -> list[Raw]:
         assert self.history is not None
         response = self.history.send(self.http, values, idempotent=True)
-        doc = answer(self.http, response, self.history)
+        doc = answer(self.http, response, self.history, self.errors)
         path = str(self.history_spec.get("records") or "$")
         return [r for r in records_at(doc, path, self.history.where) if self._keep(r)]
 

@@ -103,7 +103,9 @@ class RestSource:
         )
         ticket = opts.raw("ticket")
         self.desk = (
-            TicketDesk(self.http, ticket, self.mapping, f"{self.where}.ticket") if ticket else None
+            TicketDesk(self.http, ticket, self.mapping, f"{self.where}.ticket", opts.raw("errors"))
+            if ticket
+            else None
         )
 
     # -- records ------------------------------------------------------------------------

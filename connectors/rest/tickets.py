@@ -40,9 +40,15 @@ def category_of(status_map: Mapping[Any, Any], state: str) -> Category | None:
 
 class TicketDesk:
     def __init__(
-        self, http: HttpService, spec: Mapping[str, Any], mapping: Mapping[str, Any], where: str
+        self,
+        http: HttpService,
+        spec: Mapping[str, Any],
+        mapping: Mapping[str, Any],
+        where: str,
+        errors: Mapping[str, Any] | None = None,
     ) -> None:
         self.http, self.mapping, self.where = http, mapping, where
+        self.errors = errors
         self.create_call = Call.of(spec["create"], f"{where}.create")
         self.find_call = Call.of(spec["find"], f"{where}.find")
         self.status_call = Call.of(spec["status"], f"{where}.status")
@@ -54,8 +60,8 @@ class TicketDesk:
         return TicketRef(ref, shown or f"{self.http.base_url}")
 
     def find(self, values: Mapping[str, Any]) -> TicketRef | None:
-        doc = answer(self.http, self.find_call.send(self.http, values, idempotent=True),
-                     self.find_call)  # fmt: skip
+        response = self.find_call.send(self.http, values, idempotent=True)
+        doc = answer(self.http, response, self.find_call, self.errors)
         found = records_at(doc, str(self.spec["find"].get("records") or "$"), self.find_call.where)
         for record in found:
             ref = read(record, str(self.spec["find"].get("ref") or "id"))
@@ -87,7 +93,10 @@ class TicketDesk:
             if again is not None:
                 return again
             raise
-        ref = read(answer(self.http, response, self.create_call), str(self.spec["create"]["ref"]))
+        ref = read(
+            answer(self.http, response, self.create_call, self.errors),
+            str(self.spec["create"]["ref"]),
+        )
         if ref in (None, ""):
             msg = f"{self.create_call.where}.ref: no ticket id at {self.spec['create']['ref']!r}"
             raise FatalError(msg, connector=self.http.name)
@@ -96,7 +105,7 @@ class TicketDesk:
     def status(self, ref: str) -> TicketStatus:
         spec = self.spec["status"]
         response = self.status_call.send(self.http, {"ref": ref}, idempotent=True)
-        doc = answer(self.http, response, self.status_call)
+        doc = answer(self.http, response, self.status_call, self.errors)
         state = str(read(doc, str(spec.get("field") or "status")) or "")
         closed = {str(c).casefold() for c in spec.get("closed") or []}
         category = category_of(self.mapping.get("status_map") or {}, state)
