@@ -7,6 +7,7 @@ from connectors import (  # noqa: F401  (register on import)
     glpi,
     jira_sm,
     limesurvey,
+    rest,
     sandbox,
     servicenow,
     twilio,

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from connectors.kit.paths import read
-from core.errors import FatalError
+from core.errors import ConfigError, FatalError
 
 
 @dataclass(frozen=True)
@@ -304,3 +304,37 @@ class LoopGuard:
             msg = f"{self.where}: more than {self.max_pages} pages in one stream; stopped"
             raise FatalError(msg)
         self._sent.add(key)
+
+
+PAGINATOR_TYPES = ("offset", "page_number", "next_token", "next_url", "link_header", "range")
+
+
+def build_paginator(spec: Mapping[str, Any], where: str) -> Paginator:
+    """A paginator from its YAML description (``type: page_number, size: 50, …``).
+
+    The keys besides ``type`` are the dataclass fields of that paginator
+    (``size``, ``page_param``, ``token_path``…); ``limit`` and ``size`` are
+    the same thing. An unknown type or key is a :class:`ConfigError` naming
+    ``where``.
+    """
+    kind = spec.get("type")
+    fields = {k: v for k, v in spec.items() if k not in ("type", "in")}
+    size = fields.pop("size", None)
+    classes: dict[str, Any] = {
+        "offset": OffsetPaginator,
+        "page_number": PageNumberPaginator,
+        "next_token": NextTokenPaginator,
+        "next_url": NextUrlPaginator,
+        "link_header": LinkHeaderPaginator,
+        "range": RangePaginator,
+    }
+    if kind not in classes:
+        msg = f"{where}.type: unknown paginator {kind!r} ({', '.join(PAGINATOR_TYPES)})"
+        raise ConfigError(msg)
+    if size is not None:
+        fields["limit" if kind == "offset" else "size"] = size
+    try:
+        return classes[kind](**fields)  # type: ignore[no-any-return]
+    except TypeError as exc:
+        msg = f"{where}: bad options for the {kind} paginator ({exc})"
+        raise ConfigError(msg) from None

@@ -1,7 +1,9 @@
 """A small JSONPath-like dotted path: ``result``, ``data.items``, ``links.next.href``, ``0.id``.
 
-A part that is an integer indexes a list; ``$`` alone (or an empty path)
-is the document itself. A path that leads nowhere reads as None.
+A part that is an integer indexes a list; ``*`` takes the first item of a
+list or the first value of an object (``objects.*.key``: a tool that keys
+its answer by id); ``$`` alone (or an empty path) is the document itself.
+A path that leads nowhere reads as None.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ def read(doc: Any, path: str) -> Any:
     """The value at ``path`` in ``doc`` (None when any step is missing)."""
     node = doc
     for part in parts(path):
-        if isinstance(node, dict):
+        if part == "*" and isinstance(node, dict | list):
+            node = next(iter(node.values() if isinstance(node, dict) else node), None)
+        elif isinstance(node, dict):
             node = node.get(part)
         elif isinstance(node, list) and part.lstrip("-").isdigit():
             index = int(part)

@@ -1,0 +1,215 @@
+"""Options of the ``rest`` source: their JSON Schema (validated once, at config load)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.http import http_options_schema
+from connectors.kit.paging import PAGINATOR_TYPES
+
+_TEXT = {"type": "string", "minLength": 1}
+_PATH = {"type": "string", "description": "dotted path in the JSON answer ($: the answer itself)"}
+
+
+def _call(what: str, **extra: Any) -> dict[str, Any]:
+    """The schema of one configured HTTP call (see connectors/rest/calls.py)."""
+    return {
+        "type": "object",
+        "description": what,
+        "additionalProperties": False,
+        "required": ["path"],
+        "properties": {
+            "method": {"enum": ["GET", "POST", "PUT", "PATCH"], "default": "GET",
+                       "description": "HTTP method"},
+            "path": {**_TEXT, "description": "path under base_url (or absolute URL); "
+                     "{placeholders} allowed"},
+            "params": {"type": "object", "description": "query parameters ({placeholders})"},
+            "json": {"description": "JSON body ({placeholders} in its strings)"},
+            "form": {"type": "object", "description": "form body; an object value is sent "
+                     "as its JSON text (iTop's json_data)"},
+            **extra,
+        },
+    }  # fmt: skip
+
+
+AUTH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "how every request is signed (connectors/kit/auth.py)",
+    "required": ["scheme"],
+    "additionalProperties": False,
+    "properties": {
+        "scheme": {"enum": ["basic", "bearer", "api_key", "oauth2", "session"],
+                   "description": "basic, bearer, api_key (header or query), oauth2 "
+                   "(client_credentials or password grant), session (login/logout)"},
+        "username": {**_TEXT, "description": "basic, oauth2 password grant"},
+        "password": {**_TEXT, "description": "basic, oauth2 password grant (environment)"},
+        "token": {**_TEXT, "description": "bearer: the token (environment)"},
+        "key": {**_TEXT, "description": "api_key: the key (environment)"},
+        "header": {**_TEXT, "description": "api_key: header carrying the key; session: "
+                   "header carrying the session token"},
+        "query": {**_TEXT, "description": "api_key: query parameter carrying the key"},
+        "prefix": {"type": "string", "description": "api_key: text before the key "
+                   "(Zammad: 'Token token=')"},
+        "token_url": {**_TEXT, "description": "oauth2: token endpoint"},
+        "client_id": {**_TEXT, "description": "oauth2 client id"},
+        "client_secret": {**_TEXT, "description": "oauth2 client secret (environment)"},
+        "grant": {"enum": ["client_credentials", "password"], "description": "oauth2 grant"},
+        "scope": {"type": "string", "description": "oauth2 scope"},
+        "login_path": {**_TEXT, "description": "session: login endpoint"},
+        "login_method": {"enum": ["GET", "POST"], "description": "session: login method"},
+        "login_headers": {"type": "object", "description": "session: login headers"},
+        "login_body": {"description": "session: login JSON body"},
+        "token_path": {"type": "string", "description": "session: token in the login answer"},
+        "logout_path": {"type": "string", "description": "session: logout endpoint"},
+        "logout_method": {"enum": ["GET", "POST", "DELETE"], "description": "session: logout"},
+        "headers": {"type": "object", "description": "session: headers sent on every request"},
+    },
+    "allOf": [
+        {"if": {"properties": {"scheme": {"const": "basic"}}},
+         "then": {"required": ["username", "password"]}},
+        {"if": {"properties": {"scheme": {"const": "bearer"}}}, "then": {"required": ["token"]}},
+        {"if": {"properties": {"scheme": {"const": "api_key"}}},
+         "then": {"required": ["key"], "oneOf": [{"required": ["header"]},
+                                                  {"required": ["query"]}]}},
+        {"if": {"properties": {"scheme": {"const": "oauth2"}}},
+         "then": {"required": ["token_url", "client_id", "client_secret"]}},
+        {"if": {"properties": {"scheme": {"const": "session"}}},
+         "then": {"required": ["login_path", "header"]}},
+    ],
+}  # fmt: skip
+
+PAGINATOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "how the list is paged (connectors/kit/paging.py); the other keys are the "
+    "paginator's own (page_param, size_param, base, total_pages_path, offset_param, "
+    "limit_param, total_header, total_path, token_path, token_param, last_path, url_path, rel, "
+    "param, header, unit)",
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": list(PAGINATOR_TYPES), "description": "the paging strategy"},
+        "size": {"type": "integer", "minimum": 1, "maximum": 10000,
+                 "description": "records per page"},
+        "in": {"enum": ["query", "body"], "default": "query",
+               "description": "body: the paging values are not sent as query parameters but "
+               "fill the list call's {placeholders} of the same names ({page}, {limit}…)"},
+    },
+}  # fmt: skip
+
+SINCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "the 'updated since' filter: the instant is written as {since} in the list "
+    "call (and sent as `param` when given)",
+    "additionalProperties": False,
+    "properties": {
+        "param": {**_TEXT, "description": "query parameter that takes the instant"},
+        "format": {"type": "string", "default": "iso",
+                   "description": "iso (2026-03-01T08:00:00Z), epoch, epoch_ms, or a strftime "
+                   "pattern such as %Y-%m-%d %H:%M:%S"},
+        "timezone": {"type": "string", "default": "UTC",
+                     "description": "zone the tool reads the instant in (IANA name)"},
+    },
+}  # fmt: skip
+
+OPTIONS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "rest source options",
+    "description": "a declarative REST source: any ticketing tool with a JSON API, in YAML. "
+    "Records are mapped by the source's `mapping:` (record paths, status_map, priority_map, "
+    "timezone; record.external_id and record.updated_at are required).",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["base_url", "auth", "list"],
+    "properties": {
+        "base_url": {"type": "string", "pattern": "^https?://",
+                     "description": "root of the tool's API, e.g. https://desk.example.com"},
+        "auth": AUTH_SCHEMA,
+        "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "headers sent on every request"},
+        "list": _call(
+            "the list (search) call that returns incidents updated since an instant, oldest "
+            "first; {since} is the instant (formatted by `since`)",
+            records={**_PATH, "default": "$",
+                     "description": "where the records sit in the answer (a list, or an object "
+                     "of records keyed by id)"},
+            paginator=PAGINATOR_SCHEMA,
+            since=SINCE_SCHEMA,
+            ordered={"type": "boolean", "default": True,
+                     "description": "the list answers oldest update first (sort by updated); "
+                     "false: the cursor moves only when a pull has read every page"},
+        ),
+        "history": _call(
+            "optional: the status history read by its own call, placed in each record under "
+            "`into` for the mapping's history section; {id} (per record) or {ids} (the page's "
+            "ids, comma-separated: one call per page) in the call",
+            records={**_PATH, "default": "$", "description": "where the history rows sit"},
+            key={**_PATH, "description": "with {ids}: the path in a row to its record's id"},
+            where={"type": "object", "description": "keep only rows whose paths hold these "
+                   "values ({attribute: state})"},
+            into={"type": "string", "default": "history",
+                  "description": "key of the rows in each record"},
+        ),
+        "own": {
+            "type": "object", "additionalProperties": False, "required": ["path"],
+            "description": "qloop's own tickets, left out of the pull: the field holding the "
+                           "dedup marker qloop writes ({marker} in ticket.create)",
+            "properties": {
+                "path": {**_PATH, "description": "the field in a record"},
+                "contains": {**_TEXT, "default": "qloop:",
+                             "description": "a record whose field contains this is qloop's"},
+            },
+        },
+        "count": {
+            "type": "object", "additionalProperties": False,
+            "description": "the tool's count of a first sync's scope, read from the list call's "
+                           "first page (with params merged, json or form replaced)",
+            "properties": {
+                "params": {"type": "object", "description": "query parameters over the list's"},
+                "json": {"description": "JSON body instead of the list's"},
+                "form": {"type": "object", "description": "form body instead of the list's"},
+                "path": {**_PATH, "description": "the count in the answer"},
+                "header": {**_TEXT, "description": "or the header holding it (X-Total-Count)"},
+                "pattern": {**_TEXT, "description": "regular expression whose first group is "
+                            "the count in the value read (iTop: 'Found: (\\d+)')"},
+            },
+            "oneOf": [{"required": ["path"]}, {"required": ["header"]}],
+        },
+        "ticket": {
+            "type": "object", "additionalProperties": False,
+            "required": ["create", "find", "status"],
+            "description": "write-back of nonconformity tickets (none: not pushed here). "
+                           "Placeholders: {title} {description} {dedup_key} {marker} {rule} "
+                           "{severity} {incident_key} {incident_external_id} {raised_at} "
+                           "{deadline} {labels}",
+            "properties": {
+                "create": _call("creates a ticket carrying {marker}",
+                                ref={**_PATH, "description": "the new ticket's id in the answer"},
+                                url={"type": "string", "description": "link to the ticket; {ref}"}),
+                "find": _call("looks a ticket up by {marker} (before creating, and after a create "
+                              "whose answer was lost): never two tickets",
+                              records={**_PATH, "default": "$"},
+                              ref={**_PATH, "description": "the ticket's id in a found record"}),
+                "status": _call("reads ticket {ref}",
+                                field={**_PATH, "description": "its state in the answer"},
+                                closed={"type": "array", "items": {"type": "string"},
+                                        "description": "states that mean done"},
+                                closed_at={**_PATH, "description": "when it was closed"}),
+            },
+        },
+        "errors": {
+            "type": "object", "additionalProperties": False, "required": ["path"],
+            "description": "for tools that answer errors with HTTP 200: the status field of "
+                           "every answer (iTop: code), its good values and the message",
+            "properties": {
+                "path": {**_PATH, "description": "the status in every answer"},
+                "ok": {"type": "array", "default": [0], "description": "values that mean success"},
+                "message": {**_PATH, "description": "the tool's error message"},
+            },
+        },
+        "backfill_from": {"type": "string",
+                          "description": "first sync: ISO 8601 instant to read from "
+                          "(none: everything)"},
+        "overlap": {"type": ["string", "integer"], "default": "2m",
+                    "description": "re-read this much before the watermark (e.g. 2m)"},
+        **http_options_schema(default_rate=5),
+    },
+}  # fmt: skip

@@ -1,0 +1,132 @@
+"""Nonconformity tickets through configured calls: found by marker, created once, followed.
+
+Each ticket carries ``marker`` = ``qloop:`` + SHA-256 of its dedup key (a
+fixed 70 characters, so it fits any text field). Before creating, the
+``find`` call looks the marker up; after a create whose answer was lost
+(5xx, timeout) it looks again before the error goes up, so a retry never
+makes a second ticket. The status is the ``status`` call's ``field``: a
+value in ``closed`` is done (closed); otherwise the mapping's status_map
+gives its category.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from connectors.http import HttpService
+from connectors.kit.paths import read
+from connectors.rest.calls import Call, answer, records_at, render_text
+from core.errors import ConnectorError, FatalError, InputError
+from core.records import Category, TicketRef, TicketRequest, TicketStatus
+from core.timeutil import parse_instant
+
+OWN_PREFIX = "qloop:"
+
+
+def marker_of(dedup_key: str) -> str:
+    return OWN_PREFIX + hashlib.sha256(dedup_key.encode()).hexdigest()
+
+
+def category_of(status_map: Mapping[Any, Any], state: str) -> Category | None:
+    for key, value in status_map.items():
+        if str(key).strip().casefold() == state.strip().casefold():
+            return Category(str(value))
+    return None
+
+
+class TicketDesk:
+    def __init__(
+        self,
+        http: HttpService,
+        spec: Mapping[str, Any],
+        mapping: Mapping[str, Any],
+        where: str,
+        errors: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.http, self.mapping, self.where = http, mapping, where
+        self.errors = errors
+        self.create_call = Call.of(spec["create"], f"{where}.create")
+        self.find_call = Call.of(spec["find"], f"{where}.find")
+        self.status_call = Call.of(spec["status"], f"{where}.status")
+        self.spec = {k: dict(v) for k, v in spec.items()}
+
+    def _ref_url(self, ref: str) -> TicketRef:
+        url = self.spec["create"].get("url")
+        shown = render_text(str(url), {"ref": ref}, f"{self.where}.create.url") if url else ""
+        return TicketRef(ref, shown or f"{self.http.base_url}")
+
+    def find(self, values: Mapping[str, Any]) -> TicketRef | None:
+        response = self.find_call.send(self.http, values, idempotent=True)
+        doc = answer(self.http, response, self.find_call, self.errors)
+        found = records_at(doc, str(self.spec["find"].get("records") or "$"), self.find_call.where)
+        for record in found:
+            ref = read(record, str(self.spec["find"].get("ref") or "id"))
+            if ref not in (None, ""):
+                return self._ref_url(str(ref))
+        return None
+
+    def create(self, ticket: TicketRequest) -> TicketRef:
+        values = {
+            "title": ticket.title,
+            "description": ticket.description,
+            "dedup_key": ticket.dedup_key,
+            "marker": marker_of(ticket.dedup_key),
+            "rule": ticket.rule,
+            "severity": ticket.severity,
+            "incident_key": ticket.incident_key,
+            "incident_external_id": ticket.incident_external_id,
+            "raised_at": ticket.raised_at.isoformat(),
+            "deadline": ticket.deadline.isoformat(),
+            "labels": ",".join(ticket.labels),
+        }
+        existing = self.find(values)
+        if existing is not None:
+            return existing
+        try:
+            response = self.create_call.send(self.http, values, idempotent=False)
+        except ConnectorError:
+            again = self.find(values)  # the answer may be lost, not the ticket
+            if again is not None:
+                return again
+            raise
+        ref = read(
+            answer(self.http, response, self.create_call, self.errors),
+            str(self.spec["create"]["ref"]),
+        )
+        if ref in (None, ""):
+            msg = f"{self.create_call.where}.ref: no ticket id at {self.spec['create']['ref']!r}"
+            raise FatalError(msg, connector=self.http.name)
+        return self._ref_url(str(ref))
+
+    def status(self, ref: str) -> TicketStatus:
+        spec = self.spec["status"]
+        response = self.status_call.send(self.http, {"ref": ref}, idempotent=True)
+        doc = answer(self.http, response, self.status_call, self.errors)
+        state = str(read(doc, str(spec.get("field") or "status")) or "")
+        closed = {str(c).casefold() for c in spec.get("closed") or []}
+        category = category_of(self.mapping.get("status_map") or {}, state)
+        if state.casefold() in closed and (category is None or category not in DONE):
+            category = Category.CLOSED
+        if category is None:
+            msg = f"{self.http.name}: ticket {ref} has state {state!r}, not in status_map"
+            raise FatalError(msg, connector=self.http.name)
+        at: datetime | None = None
+        raw_at = read(doc, str(spec["closed_at"])) if spec.get("closed_at") else None
+        if category in DONE and raw_at:
+            try:
+                at = parse_instant(str(raw_at), _zone(self.mapping))
+            except InputError as exc:
+                msg = f"{self.status_call.where}.closed_at: ticket {ref}: {exc}"
+                raise FatalError(msg, connector=self.http.name) from None
+        return TicketStatus(ref, state, category, at)
+
+
+DONE = (Category.RESOLVED, Category.CLOSED, Category.CANCELLED)
+
+
+def _zone(mapping: Mapping[str, Any]) -> ZoneInfo:
+    return ZoneInfo(str(mapping.get("timezone") or "UTC"))

@@ -1,0 +1,123 @@
+"""The ``rest`` source driving Zammad from config/examples/zammad.yaml, on a documented fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from core.loop.ingest import pull
+from tests.connectors.rest_examples import deployment, source
+from tests.connectors.test_first_contact_sources import incidents, last_run, ticket_request
+from tests.fakes.server import serve
+from tests.fakes.zammad import TOKEN, FakeZammad
+
+MONTH = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def zammad() -> Iterator[tuple[FakeZammad, dict[str, str]]]:
+    fake = FakeZammad()
+    fake.generate(130, seed="month", start=MONTH, days=28)  # two pages and more
+    with serve(fake.app()) as url:
+        yield fake, {"ZAMMAD_URL": url, "ZAMMAD_TOKEN": TOKEN}
+
+
+def test_first_sync_reads_every_state_with_history_and_the_count(
+    database_url: str, tmp_path: Path, zammad: tuple[FakeZammad, dict[str, str]]
+) -> None:
+    fake, env = zammad
+    dep = deployment("zammad", env, database_url, tmp_path)
+    try:
+        rt = dep.open()
+        first = pull(rt, "zammad")
+        assert first.counts["created"] == 130
+        assert last_run(rt, "zammad").tool_count == 130
+        stored = incidents(rt, "zammad")
+        assert {i.category for i in stored.values()} == {"new", "in_progress", "waiting", "closed"}
+        assert pull(rt, "zammad").counts["seen"] == 0  # nothing new: nothing read twice
+        closed = next(t for t in fake.tickets.values() if t["state"] == "closed")
+        fake.advance(3600)
+        fake.set_state(closed["id"], "open")  # reopened: the incremental pull sees it
+        again = pull(rt, "zammad")
+        assert again.counts["updated"] == 1
+        assert incidents(rt, "zammad")[str(closed["id"])].category == "in_progress"
+    finally:
+        dep.close()
+
+
+def test_records_carry_their_state_history(
+    tmp_path: Path, zammad: tuple[FakeZammad, dict[str, str]]
+) -> None:
+    fake, env = zammad
+    src = source("zammad", env, tmp_path)
+    try:
+        records = {r.external_id: r for b in src.pull(None) for r in b.records}
+    finally:
+        src.close()
+    closed = next(t for t in fake.tickets.values() if t["state"] == "closed")
+    rec = records[str(closed["id"])]
+    assert [h.category for h in rec.history] == ["new", "in_progress", "waiting", "closed"]
+    assert rec.closed_at == datetime.fromisoformat(closed["close_at"]).replace(microsecond=0)
+    assert rec.key == closed["number"] and rec.contact.email == closed["customer"]
+
+
+def test_own_tickets_left_out_and_write_back_followed_to_closure(
+    database_url: str, tmp_path: Path, zammad: tuple[FakeZammad, dict[str, str]]
+) -> None:
+    fake, env = zammad
+    dep = deployment("zammad", env, database_url, tmp_path)
+    try:
+        rt = dep.open()
+        pull(rt, "zammad")
+        writer = source("zammad", env, tmp_path)
+        some = next(iter(incidents(rt, "zammad").values()))
+        req = ticket_request(some.external_id, some.key, "zammad")
+        fake.advance(60)
+        fake.lose_next_create = True  # created, but the answer is a 502
+        ref = writer.create_ticket(req).ref  # found by its marker, not created again
+        assert writer.create_ticket(req).ref == ref
+        assert sum(bool(t["qloop_key"]) for t in fake.tickets.values()) == 1
+        assert fake.tickets[int(ref)]["group"] == "Quality"
+        again = pull(rt, "zammad")
+        assert ref not in incidents(rt, "zammad") and again.counts["created"] == 0
+        assert last_run(rt, "zammad").skipped_own == 1
+        assert writer.ticket_status(ref).category == "new"
+        fake.advance(60)
+        fake.set_state(int(ref), "closed")
+        status = writer.ticket_status(ref)
+        assert status.is_done and status.closed_at == fake.now.replace(microsecond=0)
+        writer.close()
+    finally:
+        dep.close()
+
+
+def test_429_with_retry_after_is_waited_out(
+    tmp_path: Path, zammad: tuple[FakeZammad, dict[str, str]]
+) -> None:
+    fake, env = zammad
+    src = source("zammad", env, tmp_path)
+    fake.burst = 2
+    try:
+        assert src.count_in_scope() == 130
+        assert sum(len(b.records) for b in src.pull(None)) == 130
+    finally:
+        src.close()
+    assert fake.burst == 0 and fake.calls["/api/v1/tickets/search"] >= 4
+
+
+def test_probe_shows_the_first_page_mapped(
+    tmp_path: Path, zammad: tuple[FakeZammad, dict[str, str]]
+) -> None:
+    _, env = zammad
+    src = source("zammad", env, tmp_path)
+    try:
+        lines = src.probe()
+    finally:
+        src.close()
+    assert "130 records in scope (the tool's count)" in lines
+    assert any(line.startswith("first page: 100 records") for line in lines)
+    mapped = [line for line in lines if " -> " in line]
+    assert len(mapped) == 10 and all("P" in line for line in mapped)
