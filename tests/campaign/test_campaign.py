@@ -278,3 +278,19 @@ def test_launch_refuses_before_the_start_date(database_url: str, tmp_path: Path)
             launch_campaign(rt, "later")
     finally:
         dep.close()
+
+
+def test_cli_plan_prints_the_coverage_per_stratum_then_status(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli import main
+
+    assert main(["campaign", "plan", "annual", "--config", str(deployment.path)]) == 0
+    out = capsys.readouterr().out
+    assert "nothing sent" in out and "strata covered" in out
+    assert (
+        main(["campaign", "status", "annual", "--offline", "--config", str(deployment.path)]) == 0
+    )
+    assert "BELOW TARGET" in capsys.readouterr().out  # planned, nobody invited yet
+    assert main(["campaign", "launch", "nope", "--config", str(deployment.path)]) == 2
+    assert "unknown campaign 'nope'" in capsys.readouterr().err
