@@ -93,7 +93,12 @@ def add_commands(
     """Add ``qloop campaign`` to the ``qloop`` command."""
     text = "company-level satisfaction survey campaigns (R3): plan, launch, status, close"
     p = sub.add_parser("campaign", help=text, description=text)
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = p.add_subparsers(
+        dest="action",
+        required=True,
+        metavar="ACTION",
+        help="plan, launch, status, close (a campaign by name) or opt-out (a person)",
+    )
     helps = {
         "plan": "build the frame and draw the stratified sample; print the coverage per "
         "stratum; nothing is sent (again before launch: replaces the plan)",
