@@ -131,6 +131,23 @@ class Channel(Protocol):
 
 
 @runtime_checkable
+class CampaignSurveys(Protocol):
+    """A survey channel that can run company-level campaigns (issue 12 item 1).
+
+    Campaign invitations are ``survey`` messages sent on the campaign's own
+    questionnaire; :meth:`respondents` tells which of them answered.
+    """
+
+    def for_survey(self, survey_id: int) -> Channel:
+        """The same service on questionnaire ``survey_id`` (same session and limits)."""
+        ...
+
+    def respondents(self) -> dict[str, datetime | None]:
+        """Correlation tokens of the participants who completed, with when (None: withheld)."""
+        ...
+
+
+@runtime_checkable
 class ScopeCount(Protocol):
     """A source that can say how many records its first sync should read (SPEC §11)."""
 

@@ -33,17 +33,26 @@ operators) and a user with ``tokens`` (create, read, update) and
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from connectors.http import HttpService
-from connectors.limesurvey.answers import AnswerMapping, Participant, decode_export, to_outcome
+from connectors.limesurvey.answers import (
+    AnswerMapping,
+    Participant,
+    decode_export,
+    local_time,
+    to_outcome,
+)
 from connectors.limesurvey.options import LimeSurveyOptions, parse_options
 from connectors.limesurvey.rpc import RpcClient, status_of
 from core.connector import ConnectorContext
@@ -116,6 +125,7 @@ class LimeSurveyChannel:
             plugin=self.opts.auth_plugin,
         )
         self._ready = False
+        self._siblings: dict[int, LimeSurveyChannel] = {}
 
     @property
     def survey_id(self) -> int:
@@ -297,6 +307,62 @@ class LimeSurveyChannel:
                 return mailed
         msg = f"{self.where}: invite_participants: still invitations left after many calls"
         raise RetriableError(msg)
+
+    # -- campaigns (core.connector.CampaignSurveys) -----------------------------------
+
+    def for_survey(self, survey_id: int) -> LimeSurveyChannel:
+        """This channel on questionnaire ``survey_id``: same server, session and attributes.
+
+        The survey is checked like the channel's own (active, not anonymized,
+        the attributes present) before its first participant is added.
+        """
+        if survey_id == self.survey_id:
+            return self
+        if survey_id not in self._siblings:
+            sibling = copy.copy(self)
+            sibling.opts = dataclasses.replace(self.opts, survey_id=survey_id)
+            sibling.where = f"{self.where} (survey {survey_id})"
+            sibling._ready = False
+            sibling._siblings = {}
+            self._siblings[survey_id] = sibling
+        return self._siblings[survey_id]
+
+    def respondents(self) -> dict[str, datetime | None]:
+        """Correlation tokens of the survey's participants who completed, and when (UTC).
+
+        ``completed`` ``Y`` (completed, time withheld) maps to None; ``N`` and
+        ``Q`` (screened out by a quota) are not completions.
+        """
+        self.ensure_ready()
+        found: dict[str, datetime | None] = {}
+        last_tid = 0
+        while True:
+            rows = self.rpc.call(
+                "list_participants",
+                self.survey_id,
+                0,
+                self.opts.batch_size,
+                False,
+                self._fields(),
+                {"completed": ["<>", "N"], "tid": [">", last_tid]},
+                empty={NO_PARTICIPANTS},
+            )
+            page = sorted(
+                (r for r in rows or [] if isinstance(r, dict) and int(r["tid"]) > last_tid),
+                key=lambda r: int(r["tid"]),
+            )
+            for row in page:
+                last_tid = int(row["tid"])
+                token = str(row.get(self.opts.correlation_attribute) or "")
+                completed = str(row.get("completed") or "N").strip()
+                if not token or completed in ("N", "Q", ""):
+                    continue
+                stamp = completed[:16] if _STAMP.match(completed) else None
+                found[token] = (
+                    local_time(stamp, self.opts.server_timezone) if stamp is not None else None
+                )
+            if not page or len(rows or []) < self.opts.batch_size:
+                return found
 
     # -- Channel ---------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ Decisions beyond the SPEC, applied exactly:
 - An id listed twice in the same stratum counts once; in two strata it is an
   ``InputError``. ``rate`` must be within [0, 1].
 - Strata are reported sorted; coverage over no strata is 1.0 (nothing to cover).
+- ``minimum`` (campaigns) raises each non-empty stratum's k to
+  ``min(minimum, size)``; the default 1 is the SPEC's "at least one".
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ def _order_key(seed: str, member: str) -> tuple[str, str]:
 
 
 def stratified_sample(
-    population: Iterable[tuple[str, tuple[str, ...]]], rate: float, seed: str
+    population: Iterable[tuple[str, tuple[str, ...]]],
+    rate: float,
+    seed: str,
+    *,
+    minimum: int = 1,
 ) -> SampleResult:
     """Pick a reproducible stratified sample.
 
@@ -69,14 +75,20 @@ def stratified_sample(
         population: (id, stratum) pairs, e.g. ``("INC-1", ("acme", "email"))``.
         rate: Share to pick in each stratum, 0..1.
         seed: Seed making the choice reproducible.
+        minimum: At least this many per non-empty stratum (all of a smaller one),
+            when ``rate > 0``.
 
     Returns:
         The picked ids and the per-stratum report.
 
     Raises:
-        InputError: ``rate`` is outside [0, 1], or an id is in two strata.
+        InputError: ``rate`` is outside [0, 1], ``minimum`` is below 1, or an id
+            is in two strata.
     """
     stratum_sample_size(rate, 0)  # checks the rate before anything is read
+    if minimum < 1:
+        msg = f"minimum per stratum must be at least 1, got {minimum!r}"
+        raise InputError(msg)
     stratum_of: dict[str, tuple[str, ...]] = {}
     members: dict[tuple[str, ...], set[str]] = {}
     for member, stratum in population:
@@ -91,6 +103,8 @@ def stratified_sample(
     for stratum in sorted(members):
         ids = members[stratum]
         k = stratum_sample_size(rate, len(ids))
+        if k:
+            k = max(k, min(minimum, len(ids)))
         chosen = sorted(ids, key=lambda m: _order_key(seed, m))[:k]
         picked.update(chosen)
         reports.append(StratumReport(stratum=stratum, size=len(ids), picked=k))

@@ -172,6 +172,74 @@ def _reports(raw: Mapping[str, Any]) -> ReportsConfig:
     )
 
 
+CAMPAIGN_STRATA = ("customer", "service", "priority", "source")
+"""What a campaign can stratify its frame by (the person's latest incident in the window)."""
+
+
+@dataclass(frozen=True)
+class ReminderConfig:
+    """A campaign's reminders to invitees who have not answered (LimeSurvey remind_participants)."""
+
+    every_days: int = 7
+    """Days after the invitation (or the last reminder) before the next reminder."""
+    max_count: int = 2
+    """At most this many reminders per invitee."""
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """One company-level satisfaction survey campaign (R3, issue 12 item 1)."""
+
+    name: str
+    window_from: date
+    """First day of the incident window (in the config's ``timezone``), inclusive."""
+    window_to: date
+    """Last day of the incident window, inclusive."""
+    channel: str
+    survey_id: int | None
+    """The questionnaire; None: the channel's own survey."""
+    strata: tuple[str, ...] = ("customer", "service", "priority")
+    rate: float = 0.1
+    min_per_stratum: int = 1
+    coverage_target: float = 0.3
+    """Share of a stratum's invitees who must answer; status flags strata below it."""
+    starts: date | None = None
+    ends: date | None = None
+    reminders: ReminderConfig = field(default_factory=ReminderConfig)
+    cool_off_days: int = 180
+    """Nobody invited by another campaign within this many days is framed again."""
+    seed: str = "qloop"
+
+
+def _campaign(name: str, raw: Mapping[str, Any]) -> CampaignConfig:
+    window = raw["window"]
+    rem = raw.get("reminders") or {}
+    given = _given(
+        raw,
+        {
+            "strata": ("strata", tuple),
+            "rate": ("rate", float),
+            "min_per_stratum": ("min_per_stratum", int),
+            "coverage_target": ("coverage_target", float),
+            "starts": ("starts", lambda v: date.fromisoformat(str(v))),
+            "ends": ("ends", lambda v: date.fromisoformat(str(v))),
+            "cool_off_days": ("cool_off_days", int),
+            "seed": ("seed", str),
+        },
+    )
+    return CampaignConfig(
+        name=name,
+        window_from=date.fromisoformat(str(window["from"])),
+        window_to=date.fromisoformat(str(window["to"])),
+        channel=raw["channel"],
+        survey_id=int(raw["survey_id"]) if raw.get("survey_id") is not None else None,
+        reminders=ReminderConfig(
+            **_given(rem, {"every_days": ("every_days", int), "max": ("max_count", int)})
+        ),
+        **given,
+    )
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """The whole validated configuration."""
@@ -197,6 +265,7 @@ class AppConfig:
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     """Audit entries older than this many days are deleted by the housekeeping step."""
+    campaigns: dict[str, CampaignConfig] = field(default_factory=dict)
 
     def masked(self) -> dict[str, Any]:
         """The interpolated configuration with every secret replaced by ``***``."""
@@ -570,4 +639,5 @@ def build(
         audit_retention_days=int(
             (data.get("audit") or {}).get("retention_days", DEFAULT_AUDIT_RETENTION_DAYS)
         ),
+        campaigns={n: _campaign(n, c) for n, c in (data.get("campaigns") or {}).items()},
     )

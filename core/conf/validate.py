@@ -432,7 +432,30 @@ class _Refs:
             self.add(("outbox", "backoff_max"), "must not be less than backoff_initial")
         for name, expr in _d(data.get("schedules")).items():
             self.cron(("schedules", name), expr)
+        for name, camp in _d(data.get("campaigns")).items():
+            self.campaign(("campaigns", name), _d(camp))
         return self.problems
+
+    def campaign(self, path: PathKey, camp: dict[str, Any]) -> None:
+        self.exists((*path, "channel"), camp.get("channel"), "channels", "channel")
+        days: dict[str, date] = {}
+        window = _d(camp.get("window"))
+        for where, key, value in (
+            ((*path, "window", "from"), "from", window.get("from")),
+            ((*path, "window", "to"), "to", window.get("to")),
+            ((*path, "starts"), "starts", camp.get("starts")),
+            ((*path, "ends"), "ends", camp.get("ends")),
+        ):
+            if value is None:
+                continue
+            try:
+                days[key] = date.fromisoformat(str(value))
+            except ValueError:
+                self.date(where, value)
+        if "from" in days and "to" in days and days["to"] < days["from"]:
+            self.add((*path, "window", "to"), "the window ends before it starts")
+        if "starts" in days and "ends" in days and days["ends"] < days["starts"]:
+            self.add((*path, "ends"), "the campaign ends before it starts")
 
     def url(self, path: PathKey, value: Any, schemes: set[str]) -> None:
         if not isinstance(value, str) or not value:

@@ -29,7 +29,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.conf.masking import scrub
-from core.errors import QloopError, RetriableError
+from core.connector import CampaignSurveys, Channel
+from core.errors import FatalError, QloopError, RetriableError
 from core.loop._bulk import chunks, insert_rows, update_by_id
 from core.loop.common import StepResult, audit, audit_row, log
 from core.loop.outbox import message_from_payload
@@ -40,6 +41,7 @@ from core.states import CallbackState, InvitationState, NcState, OutboxState
 from core.store.models import (
     AuditLog,
     CallbackTask,
+    CampaignMember,
     Nonconformity,
     OutboxItem,
     SurveyInvitation,
@@ -50,10 +52,12 @@ BATCH = 200
 CLAIM_LEASE_S = 300
 """A claim older than this, still ``sending``, is in doubt (its process died)."""
 
-_ENTITY: dict[str, type[CallbackTask | SurveyInvitation | Nonconformity]] = {
+Entity = CallbackTask | SurveyInvitation | Nonconformity | CampaignMember
+_ENTITY: dict[str, type[Entity]] = {
     "callback": CallbackTask,
     "survey": SurveyInvitation,
     "ticket": Nonconformity,
+    "campaign_invite": CampaignMember,
 }
 """Kinds whose outcome changes their entity's state (sent, dead)."""
 FOLLOW_UPS = ("ticket_comment", "ticket_resolve")
@@ -96,6 +100,18 @@ def _follow_up(rt: Runtime, item: OutboxItem) -> str:
     return f"{ref}:{status}"
 
 
+def _channel_of(rt: Runtime, item: OutboxItem) -> Channel:
+    """The channel an item goes through: a campaign invitation on its campaign's survey."""
+    channel = rt.channel(item.target)
+    survey_id = item.payload.get("survey_id") if item.kind == "campaign_invite" else None
+    if survey_id is None:
+        return channel
+    if not isinstance(channel, CampaignSurveys):
+        msg = f"channels.{item.target}: cannot send to another survey (campaign survey_id)"
+        raise FatalError(msg)
+    return channel.for_survey(int(survey_id))
+
+
 def _send(rt: Runtime, item: OutboxItem) -> str:
     """Send one item; returns the provider's reference."""
     if item.kind in FOLLOW_UPS:
@@ -107,7 +123,8 @@ def _send(rt: Runtime, item: OutboxItem) -> str:
         item.payload = {**item.payload, "ticket_url": ref.url}
         return ref.ref
     message = message_from_payload(item.payload)
-    sent: SendResult = rt.call(lambda: rt.channel(item.target).send(message))
+    channel = _channel_of(rt, item)
+    sent: SendResult = rt.call(lambda: channel.send(message))
     return sent.provider_ref
 
 
@@ -115,7 +132,8 @@ def _lookup(rt: Runtime, item: OutboxItem) -> str | None:
     """Ask the provider whether it holds the item; raises NotImplementedError if it can't say."""
     if item.kind == "ticket" or item.kind in FOLLOW_UPS:
         raise NotImplementedError  # the source searches the dedup or comment key itself
-    found = rt.call(lambda: rt.channel(item.target).lookup(item.idempotency_key))
+    channel = _channel_of(rt, item)
+    found = rt.call(lambda: channel.lookup(item.idempotency_key))
     return found.provider_ref if found else None
 
 
@@ -215,6 +233,8 @@ class _Outcomes:
                 if found in ("planned", "dead"):
                     row["state"] = state[key] = "sent"
                 row["provider_ref"] = ref
+                if item.kind == "campaign_invite":
+                    row["invited_at"] = now
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for (kind, _), row in rows.items():
             by_kind.setdefault(kind, []).append(row)
@@ -326,15 +346,14 @@ def replay_dead(rt: Runtime, ids: Iterable[int] | None = None, actor: str = "cli
             audit(s, rt, "outbox.replay", "outbox_item", item.id, actor=actor)
             if item.kind not in _ENTITY:
                 continue
-            entity = cast(
-                "CallbackTask | SurveyInvitation | Nonconformity | None",
-                s.get(_ENTITY[item.kind], item.entity_id),
-            )
+            entity = cast("Entity | None", s.get(_ENTITY[item.kind], item.entity_id))
             if entity is not None and entity.state == "dead":  # every entity state has DEAD
                 if isinstance(entity, Nonconformity):
                     entity.state = NcState.OPEN
                 elif isinstance(entity, CallbackTask):
                     entity.state = CallbackState.PLANNED
+                elif isinstance(entity, CampaignMember):
+                    entity.state = "planned"
                 else:
                     entity.state = InvitationState.PLANNED
         return len(items)

@@ -434,3 +434,78 @@ class SentReport(Base):
     size: Mapped[int | None] = mapped_column(Integer)
     claimed_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class Campaign(Base):
+    """A company-level survey campaign's plan and lifecycle (R3, issue 12 item 1).
+
+    ``state``: ``planned`` (frame and sample stored, nothing sent) →
+    ``launched`` (invitations in the outbox) → ``closed``. ``strata`` holds the
+    plan's report per stratum (size, picked, planned coverage).
+    """
+
+    __tablename__ = "campaign"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
+    state: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(200))
+    survey_id: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[str] = mapped_column(String(200))
+    rate: Mapped[float] = mapped_column(Float)
+    min_per_stratum: Mapped[int]
+    window_from: Mapped[str] = mapped_column(String(10))
+    window_to: Mapped[str] = mapped_column(String(10))
+    frame_size: Mapped[int]
+    excluded: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Why people with incidents in the window are not in the frame: reason → count."""
+    picked: Mapped[int]
+    strata: Mapped[list[Any]] = mapped_column(default=list)
+    planned_at: Mapped[datetime]
+    launched_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+
+class CampaignMember(Base):
+    """One person of a campaign's frame: picked or not, invited, reminded, answered.
+
+    ``state`` of a picked member: ``planned`` → ``sent`` (or ``dead``) through
+    the outbox (kind ``campaign_invite``), ``not_surveyable`` when the channel
+    cannot reach them; members not picked stay ``framed``.
+    """
+
+    __tablename__ = "campaign_member"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "person_key", name="uq_campaign_member_person"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    person_key: Mapped[str] = mapped_column(String(400))
+    keys: Mapped[list[Any]] = mapped_column(default=list)
+    """Every contact key of the person (``email:…``, ``phone:…``), for cool-off and opt-out."""
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id", ondelete="SET NULL"))
+    """The person's latest incident in the window (its stratum and contact details)."""
+    incidents: Mapped[int]
+    stratum: Mapped[str] = mapped_column(Text)
+    picked: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(20))
+    correlation_token: Mapped[str] = mapped_column(String(TOKEN_MAX), unique=True)
+    provider_ref: Mapped[str | None] = mapped_column(String(REF_MAX))
+    invited_at: Mapped[datetime | None]
+    reminders: Mapped[int] = mapped_column(default=0)
+    reminded_at: Mapped[datetime | None]
+    responded_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class ContactOptOut(Base):
+    """A person who asked not to be surveyed: no campaign frames them again."""
+
+    __tablename__ = "contact_opt_out"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_key: Mapped[str] = mapped_column(String(400), unique=True)
+    """``email:<normalised address>`` or ``phone:<normalised number>``."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
