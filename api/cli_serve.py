@@ -12,27 +12,62 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
+CONFIG_ENV = "QLOOP_CONFIG"
+
+
+def app_from_env() -> Any:
+    """The uvicorn factory each worker process calls: the app of ``$QLOOP_CONFIG``."""
+    from api.app import create_app
+
+    return create_app(Path(os.environ[CONFIG_ENV]))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Build the app for the config file and serve it until interrupted."""
+    """Build the app for the config file and serve it until interrupted.
+
+    With ``--workers`` above 1, the store is migrated once here, then uvicorn
+    starts that many processes, each building its app from the config file.
+    """
     import uvicorn
 
     from api.app import create_app
     from api.cli import DEFAULT_CONFIG
     from core.logs import uvicorn_log_config
 
-    path = Path(args.config or os.environ.get("QLOOP_CONFIG") or DEFAULT_CONFIG)
-    app = create_app(path)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=str(args.log_level).lower(),
-        proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-        server_header=False,
-        log_config=uvicorn_log_config(str(args.log_level)),  # uvicorn's lines masked too
-    )
+    path = Path(args.config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    common: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": str(args.log_level).lower(),
+        "proxy_headers": True,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
+        "server_header": False,
+        "log_config": uvicorn_log_config(str(args.log_level)),  # uvicorn's lines masked too
+    }
+    workers = int(getattr(args, "workers", 1) or 1)
+    if workers > 1:
+        from core.conf import load_config
+        from core.runtime import open_runtime
+
+        open_runtime(load_config(path)).close()  # create or migrate the schema once
+        os.environ[CONFIG_ENV] = str(path.resolve())
+        uvicorn.run("api.cli_serve:app_from_env", factory=True, workers=workers, **common)
+        return 0
+    uvicorn.run(create_app(path), **common)
     return 0
+
+
+def worker_count(text: str) -> int:
+    """An argparse type: how many server processes, 1 to 64."""
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"{text!r} is not a number of workers"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 1 <= value <= 64:
+        msg = f"{value} workers: give 1 to 64"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def port_number(text: str) -> int:
@@ -71,5 +106,12 @@ def add_commands(
         default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         help="proxies trusted for X-Forwarded-* (webhook signatures cover the public URL; "
         "default $FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+    )
+    p.add_argument(
+        "--workers",
+        type=worker_count,
+        default=os.environ.get("QLOOP_WORKERS", "1"),
+        help="server processes, 1-64 (default $QLOOP_WORKERS, else 1); more than one "
+        "spreads webhook intake and API calls over the CPUs",
     )
     p.set_defaults(func=cmd_serve)

@@ -27,7 +27,7 @@ from core.loop.common import collect_state_name, first_sync_run
 from core.runtime import Runtime, open_runtime
 from core.store import open_database
 from core.store.models import SourceState, SyncRun
-from workers import guard
+from workers import guard, jobs
 
 Kind = Literal["source", "channel"]
 
@@ -125,7 +125,7 @@ def list_rejects(rt: Runtime, name: str | None, show_all: bool) -> int:
 
 def resync_source(rt: Runtime, name: str) -> int:
     """Clear the source's cursor under its sync lease; 1 when a sync of it is running."""
-    with guard.lease(rt.db, guard.job_key("sync", name), guard.default_owner("resync")) as held_by:
+    with guard.lease(rt.db, jobs.job_key("sync", name), guard.default_owner("resync")) as held_by:
         if held_by is not None:
             msg = f"a sync of {name} is running ({held_by.owner}); try again when it ends"
             raise StateError(msg)

@@ -14,7 +14,7 @@ from core.errors import InputError, NotFoundError, StateError
 from core.export.month import export_month
 from core.loop import run_once
 from core.loop.common import StepResult
-from core.loop.dispatch import replay_dead
+from core.loop.push import replay_dead
 from core.loop.reconcile import resolve_review
 from core.runtime import Runtime
 from core.states import OutboxState

@@ -1,8 +1,9 @@
 """The RQ schedule: the config's cron strings on RQ's CronScheduler, one leader at a time.
 
-What fires: one ``sync`` per enabled source (its ``schedule``), one
-``collect`` per enabled channel (its ``schedule``), and ``dispatch``,
-``evaluate`` and ``track`` from the config's ``schedules``. Cron strings are
+What fires: every job of the table (:func:`workers.jobs.scheduled`): one
+``sync`` per enabled source (its ``schedule``), one ``collect`` per enabled
+channel (its ``schedule``), and ``dispatch``, ``evaluate`` and ``track``
+from the config's ``schedules``. Cron strings are
 read in **UTC** (RQ 2.x evaluates them against ``rq.utils.now()``, which is
 UTC; RQ 3 would switch to local time, hence ``rq<3``).
 
@@ -36,7 +37,7 @@ from rq import cron as rq_cron
 from rq.cron import CronJob, CronScheduler
 
 from core.conf import AppConfig
-from workers import guard, queue
+from workers import jobs, queue
 
 log = logging.getLogger("qloop.cron")
 
@@ -53,12 +54,8 @@ def lock_key() -> str:
 def register_schedule(sched: CronScheduler, config_path: str, cfg: AppConfig) -> list[CronJob]:
     """Register every scheduled job of ``cfg`` on ``sched``; returns the cron jobs."""
     path = str(Path(config_path).resolve())
-    entries: list[tuple[str, str | None, str]] = []
-    entries += [("sync", n, s.schedule) for n, s in cfg.sources.items() if s.enabled]
-    entries += [("collect", n, c.schedule) for n, c in cfg.channels.items() if c.enabled]
-    entries += [(k, None, cfg.schedules[k]) for k in ("dispatch", "evaluate", "track")]
     out = []
-    for kind, name, cron in entries:
+    for kind, name, cron in jobs.scheduled(cfg):
         out.append(
             sched.register(
                 queue.kick,
@@ -67,7 +64,7 @@ def register_schedule(sched: CronScheduler, config_path: str, cfg: AppConfig) ->
                 cron=cron,
                 job_timeout=KICK_TIMEOUT_S,
                 result_ttl=KICK_RESULT_TTL_S,
-                name=f"{queue.prefix()}{guard.job_key(kind, name)}",
+                name=f"{queue.prefix()}{jobs.job_key(kind, name)}",
             )
         )
     return out

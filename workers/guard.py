@@ -40,18 +40,6 @@ from core.timeutil import utcnow
 
 log = logging.getLogger("qloop.guard")
 
-NAMED_KINDS = frozenset({"sync", "collect"})
-"""Kinds of job run once per source or channel (the others run once per deployment)."""
-
-
-def job_key(kind: str, name: str | None = None) -> str:
-    """The lease key of a job: ``sync:itsm``, ``collect:phone``, ``dispatch``…"""
-    if kind in NAMED_KINDS and not name:
-        msg = f"a {kind} job needs a name"
-        raise ConfigError(msg)
-    return f"{kind}:{name}" if kind in NAMED_KINDS else kind
-
-
 DEFAULT_TTL_S = 120.0
 """How long a lease lives without renewal: a killed worker's key is free after this."""
 

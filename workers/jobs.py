@@ -11,11 +11,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import connectors  # noqa: F401  registers the built-in connector types
-from core.conf import load_config
-from core.errors import StateError
+from core.conf import AppConfig, load_config
+from core.errors import ConfigError, StateError
 from core.loop import (
     collect,
     evaluate,
@@ -98,23 +100,17 @@ def close_cut_off_runs(rt: Runtime, key: str) -> None:
     batches stand; the step resumes from its cursor).
     """
     kind, _, name = key.partition(":")
-    if kind == "sync":
-        covered = (name, "pull")
-    elif kind == "collect":
-        covered = (collect_state_name(name), "collect")
-    else:
+    spec = JOBS.get(kind)
+    if spec is None or spec.runs_of is None or not name:
         return
+    covered = spec.runs_of(name)
     if close_interrupted_runs(rt, *covered):
         log.warning("%s: closed a run cut off with its process; resuming from its cursor", key)
 
 
 def job_keys(rt: Runtime) -> list[str]:
-    """The lease keys of every job of the config: ``sync:*``, ``collect:*``, then the rest."""
-    return [
-        *(guard.job_key("sync", name) for name in rt.source_names()),
-        *(guard.job_key("collect", name) for name in rt.channel_names()),
-        *(guard.job_key(kind) for kind in ("dispatch", "evaluate", "track")),
-    ]
+    """The lease keys of every job of the config, in :data:`JOBS` order."""
+    return [job_key(kind, name) for kind, spec in JOBS.items() for name in spec.names(rt.config)]
 
 
 @contextmanager
@@ -180,3 +176,119 @@ def deliver(rt: Runtime) -> list[StepResult]:
     from workers.delivery import deliver_reports
 
     return [deliver_reports(rt)]
+
+
+# The job table -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One kind of job: what it runs, once per what, on which schedule.
+
+    Attributes:
+        kind: the job's kind, also its RQ queue and the start of its lease key.
+        per: ``"source"`` or ``"channel"`` for a job run once per enabled source
+            or channel (named ``sync:itsm``), None for one run once per deployment.
+        run: the steps, given the runtime and the source or channel name (None).
+        help: one line for logs and the CLI.
+        runs_of: for a named job, the ``(state name, step)`` of the sync runs it
+            leaves ``running`` when its process is killed (:func:`close_cut_off_runs`).
+        wanted: whether the config schedules the job at all (default: always).
+    """
+
+    kind: str
+    per: Literal["source", "channel"] | None
+    run: Callable[[Runtime, str | None], list[StepResult]]
+    help: str
+    runs_of: Callable[[str], tuple[str, str]] | None = None
+    wanted: Callable[[AppConfig], bool] | None = None
+
+    def cron(self, cfg: AppConfig, name: str | None) -> str:
+        """The job's cron string (UTC): the source's or channel's, else the config's."""
+        if self.per == "source" and name:
+            return cfg.sources[name].schedule
+        if self.per == "channel" and name:
+            return cfg.channels[name].schedule
+        return cfg.schedules[self.kind]
+
+    def names(self, cfg: AppConfig) -> list[str | None]:
+        """Whom the job runs for: each enabled source or channel, or [None] (once)."""
+        if self.wanted is not None and not self.wanted(cfg):
+            return []
+        if self.per == "source":
+            return [n for n, s in cfg.sources.items() if s.enabled]
+        if self.per == "channel":
+            return [n for n, c in cfg.channels.items() if c.enabled]
+        return [None]
+
+
+def _named(run: Callable[[Runtime, str], list[StepResult]]) -> Callable[..., list[StepResult]]:
+    def call(rt: Runtime, name: str | None) -> list[StepResult]:
+        if not name:
+            msg = f"{run.__name__} needs a source or channel name"
+            raise ConfigError(msg)
+        return run(rt, name)
+
+    return call
+
+
+JOBS: dict[str, Job] = {
+    job.kind: job
+    for job in (
+        Job("sync", "source", _named(sync_source), "pull a source, plan", lambda n: (n, "pull")),
+        Job("dispatch", None, lambda rt, _: dispatch(rt), "send what is due in the outbox"),
+        Job(
+            "collect",
+            "channel",
+            _named(collect_channel),
+            "collect a channel's outcomes, reconcile",
+            lambda n: (collect_state_name(n), "collect"),
+        ),
+        Job("evaluate", None, lambda rt, _: evaluate_all(rt), "evaluate, sample, raise NCs"),
+        Job("track", None, lambda rt, _: track_tickets(rt), "follow NC tickets, prune audit"),
+        Job(
+            "deliver",
+            None,
+            lambda rt, _: deliver(rt),
+            "send last month's report, once",
+            wanted=lambda cfg: bool(cfg.reports.send),
+        ),
+    )
+}
+"""Every kind of job, in priority order: queues, cron, the scheduler, leases and the CLI read it."""
+
+KINDS: tuple[str, ...] = tuple(JOBS)
+"""The kinds of job (one RQ queue each), in :data:`JOBS` order."""
+
+
+def job_spec(kind: str) -> Job:
+    """The :class:`Job` of ``kind``; ConfigError naming the known kinds otherwise."""
+    if kind not in JOBS:
+        msg = f"unknown kind of job {kind!r}; known: {', '.join(JOBS)}"
+        raise ConfigError(msg)
+    return JOBS[kind]
+
+
+def job_key(kind: str, name: str | None = None) -> str:
+    """The lease key of a job: ``sync:itsm``, ``collect:phone``, ``dispatch``…"""
+    spec = job_spec(kind)
+    if spec.per is None:
+        return kind
+    if not name:
+        msg = f"a {kind} job needs a {spec.per} name"
+        raise ConfigError(msg)
+    return f"{kind}:{name}"
+
+
+def scheduled(cfg: AppConfig) -> list[tuple[str, str | None, str]]:
+    """``(kind, name, cron)`` of every job the config schedules, in :data:`JOBS` order."""
+    return [
+        (kind, name, spec.cron(cfg, name))
+        for kind, spec in JOBS.items()
+        for name in spec.names(cfg)
+    ]
+
+
+def run_job(rt: Runtime, kind: str, name: str | None = None) -> list[StepResult]:
+    """Run the steps of job ``kind`` (for source or channel ``name``)."""
+    return job_spec(kind).run(rt, name)

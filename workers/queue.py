@@ -1,9 +1,10 @@
 """The loop's steps as RQ jobs: one queue per kind of work, unique job ids, retries.
 
-Queues: ``sync`` (one job per source), ``dispatch``, ``collect`` (one job per
-channel), ``evaluate`` and ``track``. The functions RQ calls take plain
-strings — the config file's path and a source or channel name — and open
-the runtime themselves (:func:`workers.jobs.runtime_for`).
+One queue per kind of job of :data:`workers.jobs.JOBS` (``sync``, one job per
+source; ``dispatch``; ``collect``, one job per channel; ``evaluate``;
+``track``). RQ calls :func:`run` with plain strings — the config file's path,
+the kind and a source or channel name — and it opens the runtime itself
+(:func:`workers.jobs.runtime_for`).
 
 Two layers keep a job from running twice at once:
 
@@ -44,12 +45,12 @@ from core.loop.common import StepResult
 from core.runtime import Runtime
 from core.timeutil import to_utc, utcnow
 from workers import guard, jobs
-from workers.guard import NAMED_KINDS, job_key
+from workers.jobs import job_key, job_spec
 
 log = logging.getLogger("qloop.queue")
 
-KINDS: tuple[str, ...] = ("sync", "dispatch", "collect", "evaluate", "track")
-"""The kinds of work, one RQ queue each."""
+KINDS: tuple[str, ...] = jobs.KINDS
+"""The kinds of work, one RQ queue each (the job table's order)."""
 
 JOB_TIMEOUT_S = 1800
 """A step running longer than this is killed by the worker (and retried)."""
@@ -78,9 +79,7 @@ def prefix() -> str:
 
 def queue_name(kind: str) -> str:
     """The RQ queue of ``kind`` (``sync``, ``dispatch``…), prefixed."""
-    if kind not in KINDS:
-        msg = f"unknown kind of job {kind!r}; known: {', '.join(KINDS)}"
-        raise ConfigError(msg)
+    job_spec(kind)  # ConfigError for an unknown kind
     return f"{prefix()}{kind}"
 
 
@@ -99,7 +98,7 @@ def all_queues(conn: Redis, kinds: Sequence[str] = KINDS) -> list[Queue]:
 
 def id_stem(kind: str, name: str | None = None) -> str:
     """The fixed start of a key's job ids: ``sync-itsm-``; names are made id-safe."""
-    if kind not in NAMED_KINDS or not name:
+    if job_spec(kind).per is None or not name:
         return f"{prefix()}{kind}-"
     safe = _ID_CHARS.sub("_", name)
     if safe != name:  # keep distinct names distinct once made safe
@@ -159,23 +158,24 @@ def enqueue(
     ``fire_at`` names the schedule slot the job is for; the same slot is only
     ever queued once (``unique=True``). Without it the job is a one-off.
     """
-    func = _JOB_FUNCS[kind]
+    key = job_key(kind, name)  # ConfigError for an unknown kind or a missing name
     jid = job_id(kind, name, fire_at)
     busy = pending_job(conn, kind, name)
     if busy is not None:
         return Enqueued(jid, False, f"already queued or running as {busy}")
-    args: tuple[str, ...] = (config_path, name) if kind in NAMED_KINDS and name else (config_path,)
     try:
         queue_for(conn, kind).enqueue(
-            func,
-            *args,
+            run,
+            config_path,
+            kind,
+            name if job_spec(kind).per else None,
             job_id=jid,
             unique=True,
             retry=retry,
             job_timeout=JOB_TIMEOUT_S,
             result_ttl=RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S,
-            description=f"{job_key(kind, name)} ({config_path})",
+            description=f"{key} ({config_path})",
         )
     except DuplicateJobError:
         return Enqueued(jid, False, "already queued")
@@ -215,46 +215,9 @@ def _run_guarded(config_path: str, key: str, step: Callable[[Runtime], list[Step
     return summary
 
 
-def run_sync(config_path: str, source: str) -> str:
-    """Pull source ``source`` and plan what its changes call for."""
-    return _run_guarded(
-        config_path,
-        job_key("sync", source),
-        lambda rt: jobs.sync_source(rt, source),
-    )
-
-
-def run_dispatch(config_path: str) -> str:
-    """Send everything due in the outbox."""
-    return _run_guarded(config_path, job_key("dispatch"), jobs.dispatch)
-
-
-def run_collect(config_path: str, channel: str) -> str:
-    """Collect channel ``channel``'s outcomes and match them to incidents."""
-    return _run_guarded(
-        config_path,
-        job_key("collect", channel),
-        lambda rt: jobs.collect_channel(rt, channel),
-    )
-
-
-def run_evaluate(config_path: str) -> str:
-    """Evaluate what changed, draw due samples, raise nonconformities."""
-    return _run_guarded(config_path, job_key("evaluate"), jobs.evaluate_all)
-
-
-def run_track(config_path: str) -> str:
-    """Follow nonconformity tickets until they are closed."""
-    return _run_guarded(config_path, job_key("track"), jobs.track_tickets)
-
-
-_JOB_FUNCS: dict[str, Callable[..., str]] = {
-    "sync": run_sync,
-    "dispatch": run_dispatch,
-    "collect": run_collect,
-    "evaluate": run_evaluate,
-    "track": run_track,
-}
+def run(config_path: str, kind: str, name: str | None = None) -> str:
+    """The function RQ runs: job ``kind`` of the table (for source or channel ``name``)."""
+    return _run_guarded(config_path, job_key(kind, name), lambda rt: jobs.run_job(rt, kind, name))
 
 
 def kick(config_path: str, kind: str, name: str | None = None) -> str:

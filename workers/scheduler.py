@@ -1,8 +1,9 @@
 """The embedded scheduler: runs the loop's jobs in-process on their cron schedules.
 
-Schedules: one ``sync`` job per source (its ``schedule``), one ``collect``
-job per channel (its ``schedule``), and the ``dispatch``, ``evaluate`` and
-``track`` jobs from the config's ``schedules``. Cron strings are read in UTC.
+Schedules: every job of the table (:func:`workers.jobs.scheduled`): one
+``sync`` job per source (its ``schedule``), one ``collect`` job per channel
+(its ``schedule``), and the ``dispatch``, ``evaluate`` and ``track`` jobs
+from the config's ``schedules``. Cron strings are read in UTC.
 A job is never run twice at once: one thread here, and each job runs under
 the same database lease as the RQ jobs (:mod:`workers.guard`, keys
 ``sync:itsm``, ``dispatch``…), so a second scheduler or a worker on the
@@ -44,29 +45,10 @@ class ScheduledJob:
 
 def build_jobs(rt: Runtime, now: datetime) -> list[ScheduledJob]:
     """The schedule of every job, from the config."""
-    specs: list[tuple[str, str, Callable[[], list[StepResult]]]] = []
-    for name in rt.source_names():
-        specs.append(
-            (
-                guard.job_key("sync", name),
-                rt.config.sources[name].schedule,
-                partial(jobs.sync_source, rt, name),
-            )
-        )
-    for name in rt.channel_names():
-        specs.append(
-            (
-                guard.job_key("collect", name),
-                rt.config.channels[name].schedule,
-                partial(jobs.collect_channel, rt, name),
-            )
-        )
-    sched = rt.config.schedules
-    specs.append(("dispatch", sched["dispatch"], lambda: jobs.dispatch(rt)))
-    specs.append(("evaluate", sched["evaluate"], lambda: jobs.evaluate_all(rt)))
-    specs.append(("track", sched["track"], lambda: jobs.track_tickets(rt)))
-    if rt.config.reports.send:
-        specs.append(("deliver", sched["deliver"], lambda: jobs.deliver(rt)))
+    specs = [
+        (jobs.job_key(kind, name), cron, partial(jobs.run_job, rt, kind, name))
+        for kind, name, cron in jobs.scheduled(rt.config)
+    ]
     out = []
     for name, cron, fn in specs:
         job = ScheduledJob(name, cron, fn, now)

@@ -84,7 +84,7 @@ class SyncRunner:
 
         try:
             owner = guard.default_owner(f"api-{job.run_id[:8]}")
-            with jobs.leased(self.rt, guard.job_key("sync", job.source), owner) as held_by:
+            with jobs.leased(self.rt, jobs.job_key("sync", job.source), owner) as held_by:
                 if held_by is not None:  # the scheduler or a worker is syncing it now
                     job.status = "skipped"
                     job.error = f"already running as {held_by.owner}"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from itertools import accumulate
 from typing import Any
@@ -243,6 +244,18 @@ def generate_incidents(
     The result depends only on the arguments; customers and their contacts
     depend only on ``seed``, so they recur from month to month. Records are
     ordered by creation, with ids ``10000 + n`` and keys ``SBX-<n+1>``.
+    A list of :func:`iter_incidents`; a large month should be streamed.
+    """
+    return list(iter_incidents(seed, month, count, tz))
+
+
+def iter_incidents(
+    seed: str, month: str, count: int, tz: str = "Asia/Shanghai"
+) -> Iterator[dict[str, Any]]:
+    """The incidents of :func:`generate_incidents`, one at a time.
+
+    Only compact drafts (times, picks, lifecycle) of the whole month are held
+    to order them by creation; each record is built as it is yielded.
     """
     year, mon = parse_month(month)
     zone, base = ZoneInfo(tz), datetime(year, mon, 1)
@@ -282,11 +295,9 @@ def generate_incidents(
             (created, prio, c, s, events, sla, person, engineer, rng.choice(SUMMARIES[s]))
         )
     drafts.sort(key=lambda d: d[0])
-    out = []
     for n, (_, prio, c, s, events, sla, person, engineer, summary) in enumerate(drafts):
         changelog = [{"at": stamp(t), "status": status} for t, status in events]
-        out.append(_record(n, prio, c, s, changelog, sla, person, engineer, summary))
-    return out
+        yield _record(n, prio, c, s, changelog, sla, person, engineer, summary)
 
 
 def _record(

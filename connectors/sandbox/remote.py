@@ -22,16 +22,20 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from core.errors import ConfigError, Problem, RetriableError
+
+STORE_CHUNK = 2000
+"""Generated incidents written per statement when a dataset is stored."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -199,22 +203,31 @@ class RemoteState:
         first, last = json.loads(rows[0][0])
         return int(first), int(last)
 
-    def store_dataset(self, dataset: str, records: list[dict[str, Any]]) -> None:
-        """Store generated incidents once (a concurrent second store is a no-op)."""
+    def store_dataset(self, dataset: str, records: Iterable[dict[str, Any]]) -> None:
+        """Store generated incidents once (a concurrent second store is a no-op).
+
+        ``records`` is read as a stream and written ``STORE_CHUNK`` at a time,
+        in one transaction: a month of any size costs one chunk of memory.
+        """
         with self.write() as db:
             if db.execute("SELECT 1 FROM meta WHERE key = ?", (f"dataset:{dataset}",)).fetchone():
                 return
             start = db.execute("SELECT COALESCE(MAX(id), 0) FROM incidents").fetchone()[0] + 1
-            rows: list[tuple[int, str, str, str]] = []
-            events: list[tuple[int, int]] = []
-            for n, raw in enumerate(records, start):
-                rows.append((n, dataset, raw["id"], json.dumps(raw, ensure_ascii=False)))
-                events.extend(
-                    (n, int(datetime.fromisoformat(e["at"]).timestamp())) for e in raw["changelog"]
-                )
-            db.executemany("INSERT INTO incidents VALUES (?, ?, ?, ?)", rows)
-            db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?)", events)
-            span = json.dumps([start, start + len(rows) - 1])
+            stored = 0
+            it = iter(records)
+            while chunk := list(islice(it, STORE_CHUNK)):
+                rows: list[tuple[int, str, str, str]] = []
+                events: list[tuple[int, int]] = []
+                for n, raw in enumerate(chunk, start + stored):
+                    rows.append((n, dataset, raw["id"], json.dumps(raw, ensure_ascii=False)))
+                    events.extend(
+                        (n, int(datetime.fromisoformat(e["at"]).timestamp()))
+                        for e in raw["changelog"]
+                    )
+                db.executemany("INSERT INTO incidents VALUES (?, ?, ?, ?)", rows)
+                db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?)", events)
+                stored += len(rows)
+            span = json.dumps([start, start + stored - 1])
             db.execute("INSERT INTO meta VALUES (?, ?)", (f"dataset:{dataset}", span))
 
     def changed(self, span: tuple[int, int], since: int | None, now: int) -> list[tuple[int, int]]:

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import mappings
-from connectors.sandbox.generator import generate_incidents, view_as_of
+from connectors.sandbox.generator import iter_incidents, view_as_of
 from connectors.sandbox.remote import THROTTLE_OPTIONS, RemoteState, resolve_options, unit
 from core.connector import ConnectorContext
 from core.errors import ConfigError, FatalError, InputError, StateError
@@ -142,7 +142,7 @@ class SandboxSource:
         span = self._state.dataset_range(self._dataset)
         if span is None:
             o = self._opts
-            raws = generate_incidents(o["seed"], o["month"], o["incidents"], o["timezone"])
+            raws = iter_incidents(o["seed"], o["month"], o["incidents"], o["timezone"])
             self._state.store_dataset(self._dataset, raws)
             span = self._state.dataset_range(self._dataset)
         if span is None:

@@ -21,8 +21,8 @@ from core.campaign.plan import campaign_config
 from core.errors import StateError
 from core.loop._bulk import chunks, insert_rows
 from core.loop.common import StepResult, audit
-from core.loop.dispatch import push
 from core.loop.outbox import message_payload, outbox_row
+from core.loop.push import push
 from core.runtime import Runtime
 from core.store.models import Campaign, CampaignMember, Incident, OutboxItem
 

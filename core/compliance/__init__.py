@@ -11,7 +11,7 @@ from core.compliance.callback import (
     ResolutionOutcome,
     SurveyAnswer,
 )
-from core.compliance.evaluate import Evaluation, IncidentFacts, evaluate
+from core.compliance.evaluate import Evaluation, IncidentFacts, evaluate_incident
 from core.compliance.indicators import (
     MonthlyIndicators,
     NonconformityState,
@@ -50,7 +50,7 @@ __all__ = [
     "SampleRule",
     "StratumReport",
     "SurveyAnswer",
-    "evaluate",
+    "evaluate_incident",
     "facts_as_of",
     "monthly_indicators",
     "normalise_score",

@@ -53,7 +53,7 @@ __all__ = [
     "IncidentFacts",
     "ResolutionOutcome",
     "SurveyAnswer",
-    "evaluate",
+    "evaluate_incident",
 ]
 
 
@@ -102,7 +102,7 @@ def _met(seconds: int | None, target: int | None) -> bool | None:
     return seconds <= target
 
 
-def evaluate(
+def evaluate_incident(
     facts: IncidentFacts,
     policy: Policy,
     now: datetime,

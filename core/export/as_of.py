@@ -33,7 +33,7 @@ from core.compliance import (
     MonthlyIndicators,
     NonconformityState,
     Policy,
-    evaluate,
+    evaluate_incident,
     monthly_indicators,
     seen_at,
     whole_second,
@@ -261,7 +261,9 @@ def judge_period(
         for inc in incs:
             if inc.id not in facts:
                 continue
-            ev = evaluate(facts[inc.id], pol, as_of, tracking_from=starts.get(inc.source) or as_of)
+            ev = evaluate_incident(
+                facts[inc.id], pol, as_of, tracking_from=starts.get(inc.source) or as_of
+            )
             if ev.month == month:
                 evaluated.append((inc, ev))
         keys = [dedup_key(inc, f.key) for inc, ev in evaluated for f in ev.findings]

@@ -5,11 +5,11 @@ step again changes nothing that is already done.
 """
 
 from core.loop.collect import collect
-from core.loop.dispatch import push
 from core.loop.evaluate import evaluate
-from core.loop.ingest import pull
 from core.loop.nonconformities import raise_nonconformities
 from core.loop.plan import plan
+from core.loop.pull import pull
+from core.loop.push import push
 from core.loop.reconcile import reconcile
 from core.loop.run import RunSummary, run_once
 from core.loop.sample import sample_surveys

@@ -22,8 +22,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, load_only
 
-from core.compliance import Evaluation, Finding
-from core.compliance import evaluate as evaluate_incident
+from core.compliance import Evaluation, Finding, evaluate_incident
 from core.loop._bulk import chunks, insert_rows, update_by_id
 from core.loop.common import StepResult
 from core.loop.facts import load_facts

@@ -17,6 +17,7 @@ unraised and is looked at again on the next cycle.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -132,6 +133,7 @@ def _raise_batch(
         newest[(inc.id, rec.policy)] = (rec, inc)
     incident_ids = sorted({inc.id for _, inc in rows})
     stored: dict[str, Nonconformity] = {}
+    by_incident: dict[int, list[Nonconformity]] = defaultdict(list)  # the stored ones, by id
     for chunk in chunks(incident_ids):
         for nc in s.scalars(
             select(Nonconformity)
@@ -139,6 +141,7 @@ def _raise_batch(
             .order_by(Nonconformity.id)
         ):
             stored[nc.dedup_key] = nc
+            by_incident[nc.incident_id].append(nc)
     holdback = Holdback(s, incident_ids)
     history = History(rt, s, result)
     done = [rec.id for rec, _ in rows if newest[(rec.incident_id, rec.policy)][0] is not rec]
@@ -169,14 +172,8 @@ def _raise_batch(
             tickets.append((key, item))
             stored[key] = Nonconformity(**nc_row)  # a later record of the batch sees it
             result.counts[f"raised_{f['severity']}"] += 1
-        for known in stored.values():
-            if (
-                known.id is not None
-                and known.incident_id == inc.id
-                and known.policy == rec.policy
-                and known.state in LIVE
-                and known.dedup_key not in wanted
-            ):
+        for known in by_incident.get(inc.id, ()):
+            if known.policy == rec.policy and known.state in LIVE and known.dedup_key not in wanted:
                 gone.append((known, rec))
         if not held:
             done.append(rec.id)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from core.errors import QloopError
 from core.loop.collect import collect
 from core.loop.common import StepResult, log
-from core.loop.dispatch import FOLLOW_UPS, push
 from core.loop.evaluate import evaluate
 from core.loop.housekeeping import prune_audit
-from core.loop.ingest import pull
 from core.loop.nonconformities import raise_nonconformities
 from core.loop.plan import plan
+from core.loop.pull import pull
+from core.loop.push import FOLLOW_UPS, push
 from core.loop.reconcile import reconcile
 from core.loop.sample import sample_surveys
 from core.loop.track import track

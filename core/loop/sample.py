@@ -36,8 +36,16 @@ from core.store.models import ComplianceRecord, Incident, OutboxItem, SampleRun,
 from core.timeutil import month_bounds
 
 
-def _stratum(inc: Incident, keys: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(str(getattr(inc, k, None) or "-") for k in keys)
+def _stratum_of(
+    keys: tuple[str, ...], columns: list[str], values: tuple[Any, ...]
+) -> tuple[str, ...]:
+    """An incident's stratum from its selected ``stratify_by`` columns; ``-`` when empty.
+
+    ``values`` holds the values of the keys that are columns, in order; a key
+    that names no column counts as empty.
+    """
+    it = iter(values)
+    return tuple(str((next(it) if k in columns else None) or "-") for k in keys)
 
 
 def survey_key(inc: Incident) -> str:
@@ -107,12 +115,22 @@ def _sample_month(
     policy = rt.policy(policy_name)
     assert pcfg.sample is not None
     now = rt.now()
+    keys = pcfg.sample.stratify_by
+    columns = Incident.__mapper__.column_attrs.keys()
+    key_columns = [getattr(Incident, k) for k in keys if k in columns]
     with rt.db.session() as s:
-        rows = list(
-            s.execute(
-                select(Incident, ComplianceRecord.resolved_at)
+        # the population as plain tuples (id, ingested, resolved, stratum values): a month
+        # of any size costs a few numbers and strings per incident, not an ORM object
+        rows = [
+            (row[0], row[1], row[2], _stratum_of(keys, columns, tuple(row[3:])))
+            for row in s.execute(
+                select(
+                    Incident.id,
+                    Incident.ingested_at,
+                    ComplianceRecord.resolved_at,
+                    *key_columns,
+                )
                 .join(ComplianceRecord, ComplianceRecord.incident_id == Incident.id)
-                .options(defer(Incident.raw))
                 .where(
                     ComplianceRecord.policy == policy_name,
                     ComplianceRecord.policy_version == policy.version,
@@ -126,7 +144,7 @@ def _sample_month(
                     ),
                 )
             )
-        )
+        ]
         runs = list(
             s.scalars(
                 select(SampleRun)
@@ -134,30 +152,29 @@ def _sample_month(
                 .order_by(SampleRun.draw)
             )
         )
-        considered = _considered(runs, {inc.id: inc.ingested_at for inc, _ in rows})
-        fresh = [(inc, at) for inc, at in rows if inc.id not in considered]
+        considered = _considered(runs, {inc_id: at for inc_id, at, _, _ in rows})
+        fresh = [row for row in rows if row[0] not in considered]
         if runs and not fresh:
             return  # no newcomer since the last draw
         draw = runs[-1].draw + 1 if runs else 0
         seed = draw_seed(pcfg.sample.seed, draw)
-        keys = pcfg.sample.stratify_by
-        by_id = {str(inc.id): inc for inc, _ in fresh}
-        resolved_at = {str(inc.id): at for inc, at in fresh if at is not None}  # month ⇒ resolved
+        strata = {inc_id: stratum for inc_id, _, _, stratum in fresh}
+        resolved_at = {str(inc_id): at for inc_id, _, at, _ in fresh if at is not None}
         drawn = stratified_sample(
-            ((i, _stratum(inc, keys)) for i, inc in by_id.items()),
+            ((str(inc_id), strata[inc_id]) for inc_id, _, _, _ in fresh),
             pcfg.sample.rate,
             seed,
         )
         members: dict[tuple[str, ...], list[int]] = {}
-        for inc, _ in fresh:
-            members.setdefault(_stratum(inc, keys), []).append(inc.id)
+        for inc_id, _, _, _ in fresh:
+            members.setdefault(strata[inc_id], []).append(inc_id)
         run = SampleRun(
             policy=policy_name,
             month=month,
             draw=draw,
             seed=seed,
             rate=pcfg.sample.rate,
-            population=len(by_id),
+            population=len(fresh),
             picked=len(drawn.picked),
             strata=[
                 {
@@ -183,13 +200,18 @@ def _sample_month(
                     )
                 )
             )
+        wanted = [inc_id for inc_id in picked if inc_id not in invited]
+        incidents: dict[int, Incident] = {}
+        for chunk in chunks(wanted):
+            for inc in s.scalars(
+                select(Incident).options(defer(Incident.raw)).where(Incident.id.in_(chunk))
+            ):
+                incidents[inc.id] = inc
         invitations: list[dict[str, Any]] = []
         items: list[tuple[str, dict[str, Any]]] = []
-        for inc_id in picked:
-            inc = by_id[str(inc_id)]
-            if inc.id in invited:
-                continue
-            stratum = _stratum(inc, keys)
+        for inc_id in wanted:
+            inc = incidents[inc_id]
+            stratum = strata[inc_id]
             row, item = _invitation(rt, inc, resolved_at[str(inc_id)], run, stratum, result)
             invitations.append(row)
             if item is not None:

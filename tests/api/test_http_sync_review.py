@@ -76,7 +76,8 @@ def test_with_redis_the_sync_is_enqueued_for_the_workers(queued: Served, redis_u
     conn = queue.connect(redis_url)
     try:
         job = Job.fetch(body["run_id"], connection=conn)
-        assert job.args == (str(queued.rt.config.path), "itsm")
+        assert job.func == queue.run
+        assert job.args == (str(queued.rt.config.path), "sync", "itsm")
         assert body["run_id"] in queue.queue_for(conn, "sync").get_job_ids()
         # a second trigger while it waits queues nothing new and names the pending job
         again = queued.client.post("/sources/itsm/sync", headers=auth("operator")).json()

@@ -22,8 +22,8 @@ from core.campaign import (
 )
 from core.campaign.frame import contact_keys
 from core.errors import StateError
-from core.loop.dispatch import CLAIM_LEASE_S, _claim, _send
-from core.loop.ingest import pull
+from core.loop.pull import pull
+from core.loop.push import CLAIM_LEASE_S, _claim, _send
 from core.runtime import Runtime
 from core.store.models import (
     CampaignMember,

@@ -30,7 +30,7 @@ from connectors.jira_sm.issues import sla_summary
 from connectors.jira_sm.tickets import OWN_LABEL
 from core.connector import ConnectorContext
 from core.errors import FatalError
-from core.loop.ingest import pull
+from core.loop.pull import pull
 from core.records import TicketRequest
 from core.runtime import Runtime
 from core.store.models import Incident, Nonconformity, StatusEvent, SyncRun

@@ -16,7 +16,7 @@ import mappings
 from connectors.glpi import GlpiSource
 from core.connector import ConnectorContext
 from core.errors import FatalError
-from core.loop.ingest import pull
+from core.loop.pull import pull
 from core.records import Category, TicketRequest
 from core.store.models import Incident, StatusEvent
 from tests.fakes.glpi import APP_TOKEN, USER_TOKEN, FakeGlpi

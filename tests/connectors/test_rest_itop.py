@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import FatalError
-from core.loop.ingest import pull
+from core.loop.pull import pull
 from tests.connectors.rest_examples import deployment, source
 from tests.connectors.test_first_contact_sources import incidents, last_run, ticket_request
 from tests.fakes.itop import PASSWORD, ZONE, FakeItop

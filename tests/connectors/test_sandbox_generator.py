@@ -6,11 +6,13 @@ import itertools
 import re
 from collections import Counter
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from connectors.sandbox.generator import generate_incidents, view_as_of
+from connectors.sandbox import remote
+from connectors.sandbox.generator import generate_incidents, iter_incidents, view_as_of
 
 TZ = ZoneInfo("Asia/Shanghai")
 STATUSES = {"Open", "In Progress", "Waiting for customer", "Resolved", "Closed", "Cancelled"}
@@ -193,3 +195,23 @@ def test_view_as_of_hides_the_resolution_verdict_until_final():
     assert view["fields"]["resolutiondate"] == first["at"]
     assert view["fields"]["sla"]["resolution_met"] is None
     assert reopened["fields"]["sla"]["resolution_met"] is not None
+
+
+def test_a_streamed_month_is_stored_whole_chunk_by_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote, "STORE_CHUNK", 7)
+    state = remote.RemoteState(tmp_path, "source", "itsm")
+    try:
+        stream = iter_incidents("test-seed", "2026-10", 30)
+        assert not isinstance(stream, list)  # a generator: the month is never held whole
+        state.store_dataset("d", stream)
+        lo, hi = state.dataset_range("d") or (0, -1)
+        stored = state.incidents(list(range(lo, hi + 1)))
+        assert [stored[i] for i in range(lo, hi + 1)] == generate_incidents(
+            "test-seed", "2026-10", 30
+        )
+        state.store_dataset("d", iter_incidents("test-seed", "2026-10", 30))  # stored once
+        assert state.dataset_range("d") == (lo, hi)
+    finally:
+        state.close()

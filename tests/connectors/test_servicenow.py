@@ -15,7 +15,7 @@ import connectors.servicenow  # noqa: F401
 import mappings
 from connectors.servicenow import ServiceNowSource
 from core.connector import ConnectorContext
-from core.loop.ingest import pull
+from core.loop.pull import pull
 from core.records import TicketComment
 from core.store.models import Incident
 from tests.connectors.test_first_contact_sources import (

@@ -12,7 +12,7 @@ outbox item must be sent, and the store must hold what an uninterrupted
 run of the same seed holds.
 
 Between rounds the claims of in-doubt items are aged past
-:data:`core.loop.dispatch.CLAIM_LEASE_S`, which stands for the operator
+:data:`core.loop.push.CLAIM_LEASE_S`, which stands for the operator
 waiting five minutes before restarting.
 """
 
@@ -34,7 +34,7 @@ import yaml
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from core.loop.dispatch import CLAIM_LEASE_S
+from core.loop.push import CLAIM_LEASE_S
 from core.store.models import (
     CallbackTask,
     ComplianceRecord,

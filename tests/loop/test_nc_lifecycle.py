@@ -26,7 +26,7 @@ from core.loop import (
     reconcile,
     run_once,
 )
-from core.loop.dispatch import FOLLOW_UPS
+from core.loop.push import FOLLOW_UPS
 from core.records import Category as C
 from core.records import Outcome
 from core.runtime import Runtime

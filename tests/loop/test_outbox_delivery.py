@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from core.errors import FatalError, RetriableError
 from core.loop import plan, pull, push
 from core.loop.common import StepResult
-from core.loop.dispatch import CLAIM_LEASE_S, _claim, replay_dead
+from core.loop.push import CLAIM_LEASE_S, _claim, replay_dead
 from core.records import Category as C
 from core.store.models import AuditLog, CallbackTask, OutboxItem
 from tests.utils.fixture_connectors import WORLD, incident, register_fixture_types
@@ -124,7 +124,7 @@ def test_crash_between_send_and_record_is_settled_by_asking_the_provider(
     # a dispatcher claims the items and the provider accepts them, then the process dies
     ids = _claim(rt, None)
     with rt.db.session() as s:
-        from core.loop.dispatch import _send
+        from core.loop.push import _send
 
         for item in s.scalars(select(OutboxItem).where(OutboxItem.id.in_(ids))):
             _send(rt, item)

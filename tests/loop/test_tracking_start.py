@@ -23,8 +23,8 @@ from api import console
 from core.export import period_indicators
 from core.loop import run_once
 from core.loop.common import StepResult
-from core.loop.ingest import upsert_records
 from core.loop.plan import plan
+from core.loop.pull import upsert_records
 from core.records import Category as C
 from core.store.models import (
     CallbackTask,

@@ -23,7 +23,7 @@ from api.cli import main
 from core.conf.masking import mask_text, scrub
 from core.errors import FatalError
 from core.logs import install_masking
-from core.loop.ingest import pull
+from core.loop.pull import pull
 from core.store.models import SourceState, SyncRun
 from tests.api.conftest import HOOK_SECRET, Served, auth
 from tests.safety import corpus

@@ -22,7 +22,7 @@ from core.loop import run_once
 from core.runtime import Runtime
 from tests.conftest import ROOT
 from tests.utils.loop import Deployment, FakeClock, sandbox_config
-from workers import guard, queue
+from workers import jobs, queue
 from workers.rq_worker import PUBSUB_POLL_S, build_worker
 
 
@@ -81,7 +81,7 @@ def test_rq_jobs_leave_the_same_state_as_the_embedded_loop(
         _work(conn)
         job = Job.fetch(done.job_id, connection=conn)
         assert job.get_status() == JobStatus.FINISHED, error_text(job)
-        assert str(job.return_value()).startswith(guard.job_key(kind, name))
+        assert str(job.return_value()).startswith(jobs.job_key(kind, name))
     assert _rows(rt) == expected
     conn.close()
 

@@ -51,13 +51,13 @@ def test_two_workers_racing_for_one_source_pull_it_once(
     conn = queue.connect(redis_url)
     sync = queue.queue_for(conn, "sync")
     stem = queue.id_stem("sync", "itsm")
-    first = sync.enqueue(queue.run_sync, str(path), "itsm", job_id=f"{stem}first")
+    first = sync.enqueue(queue.run, str(path), "sync", "itsm", job_id=f"{stem}first")
     child = spawn_worker(path, redis_url, delay=0.5)
     try:
         _wait_for(
             "the child to take the lease", lambda: guard.holder(rt.db, "sync:itsm") is not None
         )
-        second = sync.enqueue(queue.run_sync, str(path), "itsm", job_id=f"{stem}second")
+        second = sync.enqueue(queue.run, str(path), "sync", "itsm", job_id=f"{stem}second")
         _work(conn)  # this worker gets the second job while the child still runs the first
         assert second.get_status() == JobStatus.FINISHED
         skipped = str(second.return_value())
@@ -117,7 +117,7 @@ def test_a_worker_killed_mid_job_loses_nothing(
 
     # The dead worker's lease has not expired, but its process is gone from this machine:
     # another sync takes the lease over at once and finishes the pull.
-    other = sync.enqueue(queue.run_sync, str(path), "itsm", job_id=queue.job_id("sync", "itsm"))
+    other = sync.enqueue(queue.run, str(path), "sync", "itsm", job_id=queue.job_id("sync", "itsm"))
     _work(conn)
     assert str(other.return_value()).startswith("sync:itsm: pull itsm:")
     assert incident_state(rt) == expected  # nothing lost, nothing twice

@@ -1,4 +1,4 @@
-"""evaluate(): response/resolution times, reopen, cancel, close, month (Shanghai, CN holidays)."""
+"""evaluate_incident(): response/resolution times, reopen, cancel, close, month (CN holidays)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.calendar import BusinessCalendar
-from core.compliance import IncidentFacts, Policy, evaluate
+from core.compliance import IncidentFacts, Policy, evaluate_incident
 from core.errors import InputError
 from core.records import Category, StatusChange
 from core.timeutil import parse_duration
@@ -62,7 +62,7 @@ def test_policy_targets_in_business_seconds() -> None:
 
 
 def test_national_day_waiting_pauses() -> None:
-    ev = evaluate(national_day("P3"), POLICY, LATER)
+    ev = evaluate_incident(national_day("P3"), POLICY, LATER)
     # response: 09-30 17:00 -> 17:20 = 1200 s (target 4 h)
     assert ev.first_response_at == sh(2026, 9, 30, 17, 20)
     assert (ev.response_s, ev.response_target_s, ev.response_met) == (1200, 14_400, True)
@@ -80,7 +80,7 @@ def test_national_day_waiting_pauses() -> None:
 
 
 def test_national_day_breaches_for_p1() -> None:
-    ev = evaluate(national_day("P1"), POLICY, LATER)
+    ev = evaluate_incident(national_day("P1"), POLICY, LATER)
     assert ev.response_met is False  # 1200 > 900
     assert ev.resolution_met is False  # 25200 > 14400
     rules = {f.rule: f for f in ev.findings}
@@ -101,28 +101,32 @@ def test_national_day_breaches_for_p1() -> None:
 def test_p3_breach_is_minor() -> None:
     slow = facts("P3", sh(2026, 10, 12, 9), (sh(2026, 10, 12, 14), IP))
     # 09:00-12:00 + 13:00-14:00 = 4 h exactly: met (<=)
-    assert evaluate(slow, POLICY, LATER).response_met is True
+    assert evaluate_incident(slow, POLICY, LATER).response_met is True
     slower = facts("P3", sh(2026, 10, 12, 9), (sh(2026, 10, 12, 14, 0, 1), IP))
-    ev = evaluate(slower, POLICY, LATER)
+    ev = evaluate_incident(slower, POLICY, LATER)
     assert ev.response_s == 14_401
     assert [(f.rule, f.severity) for f in ev.findings] == [("response_breach", "minor")]
 
 
 def test_implicit_new_and_never_new() -> None:
     # history starts after created_at: new from created_at
-    ev = evaluate(facts("P2", sh(2026, 10, 12, 9), (sh(2026, 10, 12, 9, 20), IP)), POLICY, LATER)
+    ev = evaluate_incident(
+        facts("P2", sh(2026, 10, 12, 9), (sh(2026, 10, 12, 9, 20), IP)), POLICY, LATER
+    )
     assert ev.response_s == 1200 and ev.response_met is True
     # never new: the first entry is the first response
-    ev = evaluate(facts("P2", sh(2026, 10, 12, 9), (sh(2026, 10, 12, 9), IP)), POLICY, LATER)
+    ev = evaluate_incident(
+        facts("P2", sh(2026, 10, 12, 9), (sh(2026, 10, 12, 9), IP)), POLICY, LATER
+    )
     assert ev.first_response_at == sh(2026, 10, 12, 9) and ev.response_s == 0
     # empty history: still new, nothing measured
-    ev = evaluate(facts("P2", sh(2026, 10, 12, 9)), POLICY, LATER)
+    ev = evaluate_incident(facts("P2", sh(2026, 10, 12, 9)), POLICY, LATER)
     assert ev.first_response_at is None and ev.response_met is None and ev.findings == ()
 
 
 def test_sorting_and_truncation() -> None:
     created = sh(2026, 10, 12, 9) + timedelta(microseconds=900_000)
-    ev = evaluate(
+    ev = evaluate_incident(
         facts(
             "P3",
             created,
@@ -138,7 +142,7 @@ def test_sorting_and_truncation() -> None:
 
 
 def test_reopen_excludes_resolved_time() -> None:
-    ev = evaluate(
+    ev = evaluate_incident(
         facts(
             "P3",
             sh(2026, 10, 12, 9),
@@ -160,7 +164,7 @@ def test_reopen_excludes_resolved_time() -> None:
 
 
 def test_currently_reopened_has_no_resolution() -> None:
-    ev = evaluate(
+    ev = evaluate_incident(
         facts(
             "P3",
             sh(2026, 10, 12, 9),
@@ -177,7 +181,7 @@ def test_currently_reopened_has_no_resolution() -> None:
 
 
 def test_closed_without_resolved_counts() -> None:
-    ev = evaluate(
+    ev = evaluate_incident(
         facts(
             "P4", sh(2026, 10, 12, 9), (sh(2026, 10, 12, 10), IP), (sh(2026, 10, 13, 10), CLOSED)
         ),
@@ -188,7 +192,7 @@ def test_closed_without_resolved_counts() -> None:
     # new 10-12 09:00-10:00 (1 h) + in progress 10:00-18:00 (7 h) + 10-13 09:00-10:00 (1 h)
     assert ev.resolution_s == 9 * H
     # resolved, reopened, then closed from in_progress: the close is the final resolution
-    ev = evaluate(
+    ev = evaluate_incident(
         facts(
             "P4",
             sh(2026, 10, 12, 9),
@@ -204,7 +208,7 @@ def test_closed_without_resolved_counts() -> None:
 
 
 def test_cancelled_keeps_facts_but_no_findings() -> None:
-    ev = evaluate(
+    ev = evaluate_incident(
         facts(
             "P1",
             sh(2026, 10, 12, 9),
@@ -222,13 +226,13 @@ def test_cancelled_keeps_facts_but_no_findings() -> None:
 def test_month_in_calendar_zone() -> None:
     # 2026-10-31 17:00 UTC is 2026-11-01 01:00 in Shanghai
     resolved = datetime(2026, 10, 31, 17, tzinfo=UTC)
-    ev = evaluate(facts("P3", sh(2026, 10, 30, 9), (resolved, RES)), POLICY, LATER)
+    ev = evaluate_incident(facts("P3", sh(2026, 10, 30, 9), (resolved, RES)), POLICY, LATER)
     assert ev.month == "2026-11"
 
 
 def test_naive_and_unknown_category_refused() -> None:
     with pytest.raises(InputError):
-        evaluate(facts("P3", datetime(2026, 10, 12, 9)), POLICY, LATER)
+        evaluate_incident(facts("P3", datetime(2026, 10, 12, 9)), POLICY, LATER)
     bad = IncidentFacts("P3", sh(2026, 10, 12, 9), [StatusChange(sh(2026, 10, 12, 10), "done")])  # type: ignore[arg-type]
     with pytest.raises(InputError):
-        evaluate(bad, POLICY, LATER)
+        evaluate_incident(bad, POLICY, LATER)

@@ -12,7 +12,7 @@ from core.compliance import (
     IncidentFacts,
     Policy,
     SurveyAnswer,
-    evaluate,
+    evaluate_incident,
 )
 from core.records import Category, StatusChange
 
@@ -51,19 +51,22 @@ def incident(
 
 def test_boundary_due_equal_to_tracking_start_is_tracked() -> None:
     # due 2026-10-13T02:00:00Z; tracking from that very second: not "before" it
-    ev = evaluate(incident(), POLICY, LATER, tracking_from=DUE)
+    ev = evaluate_incident(incident(), POLICY, LATER, tracking_from=DUE)
     assert ev.callback_verdict == V.MISSED
     assert [f.rule for f in ev.findings] == ["callback_missed"]
 
 
 def test_due_one_second_before_tracking_start_is_untracked() -> None:
-    ev = evaluate(incident(), POLICY, LATER, tracking_from=DUE + S)
+    ev = evaluate_incident(incident(), POLICY, LATER, tracking_from=DUE + S)
     assert ev.callback_verdict == V.UNTRACKED and ev.callback_due == DUE
     assert ev.findings == () and ev.next_check_at is None
     # without a tracking start (or one far back) the same facts are missed
-    assert evaluate(incident(), POLICY, LATER).callback_verdict == V.MISSED
+    assert evaluate_incident(incident(), POLICY, LATER).callback_verdict == V.MISSED
     early = sh(2026, 1, 1, 0)
-    assert evaluate(incident(), POLICY, LATER, tracking_from=early).callback_verdict == V.MISSED
+    assert (
+        evaluate_incident(incident(), POLICY, LATER, tracking_from=early).callback_verdict
+        == V.MISSED
+    )
 
 
 def test_slas_are_judged_for_untracked_history() -> None:
@@ -75,7 +78,7 @@ def test_slas_are_judged_for_untracked_history() -> None:
         CREATED,
         [StatusChange(CREATED, Category.NEW), StatusChange(late, Category.RESOLVED)],
     )
-    ev = evaluate(facts, POLICY, LATER, tracking_from=LATER)
+    ev = evaluate_incident(facts, POLICY, LATER, tracking_from=LATER)
     assert ev.callback_verdict == V.UNTRACKED
     assert (ev.response_s, ev.response_met) == (144_000, False)
     assert (ev.resolution_s, ev.resolution_met) == (144_000, False)
@@ -85,7 +88,9 @@ def test_slas_are_judged_for_untracked_history() -> None:
 def test_untracked_raises_no_contact_finding_whatever_the_answers() -> None:
     answers = (SurveyAnswer(sh(2026, 10, 14, 9), 1.0, "sv"),)
     attempts = (Attempt(DUE + H * S, reached=True, confirmed=False, score=1.0, ref="c"),)
-    ev = evaluate(incident(attempts=attempts, answers=answers), POLICY, LATER, tracking_from=LATER)
+    ev = evaluate_incident(
+        incident(attempts=attempts, answers=answers), POLICY, LATER, tracking_from=LATER
+    )
     assert ev.callback_verdict == V.UNTRACKED
     assert ev.findings == ()  # no late, not_confirmed or low_satisfaction
     # the facts themselves are kept
@@ -100,7 +105,7 @@ def test_reopened_history_first_resolution_untracked_final_tracked() -> None:
         (sh(2026, 10, 14, 11), Category.RESOLVED),
     )
     start = sh(2026, 10, 13, 12)
-    ev = evaluate(incident(*reopen), POLICY, LATER, tracking_from=start)
+    ev = evaluate_incident(incident(*reopen), POLICY, LATER, tracking_from=start)
     first, final = ev.resolutions
     assert (first.verdict, final.verdict) == (V.UNTRACKED, V.MISSED)
     assert final.due == sh(2026, 10, 15, 11) and ev.callback_verdict == V.MISSED
@@ -108,13 +113,15 @@ def test_reopened_history_first_resolution_untracked_final_tracked() -> None:
         ("callback_missed", sh(2026, 10, 15, 11))
     ]
     # as of Thursday 10:00 the final one is still pending: it is looked at again at due + 1 s
-    ev = evaluate(incident(*reopen), POLICY, sh(2026, 10, 15, 10), tracking_from=start)
+    ev = evaluate_incident(incident(*reopen), POLICY, sh(2026, 10, 15, 10), tracking_from=start)
     assert ev.callback_verdict == V.PENDING and ev.next_check_at == sh(2026, 10, 15, 11) + S
 
 
 def test_untracked_comes_before_superseded() -> None:
     # reopened before due: superseded when tracked, untracked when due before the start
     reopen = ((sh(2026, 10, 12, 15), Category.IN_PROGRESS),)
-    assert evaluate(incident(*reopen), POLICY, LATER).resolutions[0].verdict == V.SUPERSEDED
-    ev = evaluate(incident(*reopen), POLICY, LATER, tracking_from=LATER)
+    assert (
+        evaluate_incident(incident(*reopen), POLICY, LATER).resolutions[0].verdict == V.SUPERSEDED
+    )
+    ev = evaluate_incident(incident(*reopen), POLICY, LATER, tracking_from=LATER)
     assert ev.resolutions[0].verdict == V.UNTRACKED
