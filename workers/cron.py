@@ -1,8 +1,9 @@
 """The RQ schedule: the config's cron strings on RQ's CronScheduler, one leader at a time.
 
 What fires: one ``sync`` per enabled source (its ``schedule``), one
-``collect`` per enabled channel (its ``schedule``), and ``dispatch``,
-``evaluate`` and ``track`` from the config's ``schedules``. Cron strings are
+``collect`` per enabled channel (its ``schedule``), ``dispatch``,
+``evaluate`` and ``track`` from the config's ``schedules``, and ``deliver``
+(``schedules.deliver``) when ``reports.send`` lists recipients. Cron strings are
 read in **UTC** (RQ 2.x evaluates them against ``rq.utils.now()``, which is
 UTC; RQ 3 would switch to local time, hence ``rq<3``).
 
@@ -57,6 +58,8 @@ def register_schedule(sched: CronScheduler, config_path: str, cfg: AppConfig) ->
     entries += [("sync", n, s.schedule) for n, s in cfg.sources.items() if s.enabled]
     entries += [("collect", n, c.schedule) for n, c in cfg.channels.items() if c.enabled]
     entries += [(k, None, cfg.schedules[k]) for k in ("dispatch", "evaluate", "track")]
+    if cfg.reports.send:
+        entries.append(("deliver", None, cfg.schedules["deliver"]))
     out = []
     for kind, name, cron in entries:
         out.append(

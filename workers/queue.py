@@ -1,9 +1,9 @@
 """The loop's steps as RQ jobs: one queue per kind of work, unique job ids, retries.
 
 Queues: ``sync`` (one job per source), ``dispatch``, ``collect`` (one job per
-channel), ``evaluate`` and ``track``. The functions RQ calls take plain
-strings — the config file's path and a source or channel name — and open
-the runtime themselves (:func:`workers.jobs.runtime_for`).
+channel), ``evaluate``, ``track`` and ``deliver`` (the monthly report). The
+functions RQ calls take plain strings — the config file's path and a source or
+channel name — and open the runtime themselves (:func:`workers.jobs.runtime_for`).
 
 Two layers keep a job from running twice at once:
 
@@ -48,7 +48,7 @@ from workers.guard import NAMED_KINDS, job_key
 
 log = logging.getLogger("qloop.queue")
 
-KINDS: tuple[str, ...] = ("sync", "dispatch", "collect", "evaluate", "track")
+KINDS: tuple[str, ...] = ("sync", "dispatch", "collect", "evaluate", "track", "deliver")
 """The kinds of work, one RQ queue each."""
 
 JOB_TIMEOUT_S = 1800
@@ -248,12 +248,18 @@ def run_track(config_path: str) -> str:
     return _run_guarded(config_path, job_key("track"), jobs.track_tickets)
 
 
+def run_deliver(config_path: str) -> str:
+    """Send last month's report to the configured recipients, once (when it is due)."""
+    return _run_guarded(config_path, job_key("deliver"), jobs.deliver)
+
+
 _JOB_FUNCS: dict[str, Callable[..., str]] = {
     "sync": run_sync,
     "dispatch": run_dispatch,
     "collect": run_collect,
     "evaluate": run_evaluate,
     "track": run_track,
+    "deliver": run_deliver,
 }
 
 
