@@ -80,12 +80,20 @@ def pack_months(start: str, end: str) -> list[str]:
     return months
 
 
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+"""The years a pack may cover (the months' bounds must be instants in every zone)."""
+
+
 def _month(text: str, where: str) -> tuple[int, int]:
     try:
-        return parse_month(text)
+        year, month = parse_month(text)
     except InputError as exc:
         msg = f"{where}: {exc}"
         raise InputError(msg, field=where) from None
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        msg = f"{where}: {text} is out of range; give a month from {FIRST_YEAR} to {LAST_YEAR}"
+        raise InputError(msg, field=where)
+    return year, month
 
 
 def manifest_bytes(digests: Digests) -> bytes:

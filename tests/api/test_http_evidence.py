@@ -69,6 +69,10 @@ def test_bad_requests_are_named(served: Served) -> None:
         "/evidence", params={"from": "2026-13", "to": "2026-10"}, headers=auth("admin")
     )
     assert r.status_code == 422
+    r = served.client.get(
+        "/evidence", params={"from": "0000-01", "to": "0000-01"}, headers=auth("admin")
+    )
+    assert r.status_code == 400 and "from: 0000-01 is out of range" in r.json()["detail"]
     with served.rt.db.session() as s:
         assert s.query(AuditLog).filter_by(action="evidence").count() == 0
 
