@@ -20,10 +20,12 @@ from core.conf import load_config
 from core.errors import InputError
 from core.evidence import verify_pack, write_pack
 from core.export.month import cli_actor
+from core.report import LANGS
 from core.runtime import open_runtime
 
 USAGE = (
-    "qloop evidence --from YYYY-MM --to YYYY-MM [--as-of INSTANT] --out FILE.zip\n"
+    "qloop evidence --from YYYY-MM --to YYYY-MM [--as-of INSTANT] [--lang zh-CN|en] "
+    "--out FILE.zip\n"
     "       qloop evidence verify FILE.zip"
 )
 
@@ -54,7 +56,9 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     rt = open_runtime(load_config(path), existing=True)
     try:
         as_of = args.as_of or whole_second(rt.now())
-        sha = write_pack(rt, args.start, args.end, as_of, Path(args.out), actor=cli_actor())
+        sha = write_pack(
+            rt, args.start, args.end, as_of, Path(args.out), actor=cli_actor(), lang=args.lang
+        )
     finally:
         rt.close()
     print(f"wrote {args.out} (as of {as_of.isoformat()})")
@@ -76,5 +80,11 @@ def add_commands(
     p.add_argument("--from", dest="start", type=period_arg, help="first month, YYYY-MM")
     p.add_argument("--to", dest="end", type=period_arg, help="last month, YYYY-MM (included)")
     p.add_argument("--as-of", type=as_of_arg, default=None, help=AS_OF_HELP)
+    p.add_argument(
+        "--lang",
+        choices=LANGS,
+        default=None,
+        help="the monthly reports' language (default: zh-CN for a CN calendar, else en)",
+    )
     p.add_argument("--out", help="the zip file to write (replaced whole, or left untouched)")
     p.set_defaults(func=cmd_evidence)

@@ -2,8 +2,9 @@
 
 What fires: every job of the table (:func:`workers.jobs.scheduled`): one
 ``sync`` per enabled source (its ``schedule``), one ``collect`` per enabled
-channel (its ``schedule``), and ``dispatch``, ``evaluate`` and ``track``
-from the config's ``schedules``. Cron strings are
+channel (its ``schedule``), ``dispatch``, ``evaluate`` and ``track`` from
+the config's ``schedules``, and ``deliver`` (``schedules.deliver``) when
+``reports.send`` lists recipients. Cron strings are
 read in **UTC** (RQ 2.x evaluates them against ``rq.utils.now()``, which is
 UTC; RQ 3 would switch to local time, hence ``rq<3``).
 

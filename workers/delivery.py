@@ -17,8 +17,9 @@ so the receiver can drop the duplicate.
 
 The report is evaluated as of the first instant of the month it is sent
 in (the policy calendar's zone): every recipient gets the same bytes,
-whenever the job runs. Until the report renderer is installed, the
-attachment is the month's XLSX export (:mod:`core.export`).
+whenever the job runs. The document is the monthly quality report of
+every policy (:mod:`core.report`) in the entry's format (default PDF) and
+language (default: the report's, zh-CN for a CN calendar).
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ from connectors.webhook.signing import decode_secret, signed_headers, webhook_id
 from core.calendar import BusinessCalendar
 from core.conf.model import ReportRecipient, SmtpConfig
 from core.errors import ConfigError, RetriableError
-from core.export.month import month_tables
-from core.export.writers import xlsx_chunks
 from core.loop.common import StepResult, audit
+from core.report import build_report, render_report
+from core.report.build import default_lang
+from core.report.model import MEDIA_TYPES
 from core.runtime import Runtime
 from core.stamps import Stamps
 from core.store.models import SentReport
@@ -53,7 +55,6 @@ from core.timeutil import month_bounds, previous_month
 log = logging.getLogger("qloop.delivery")
 ACTOR = "job:deliver"
 STALE_CLAIM = timedelta(hours=1)
-XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 @dataclass(frozen=True)
@@ -88,15 +89,11 @@ def due_period(rt: Runtime, now: datetime) -> tuple[str, datetime] | None:
 
 
 def build_document(rt: Runtime, period: str, as_of: datetime, fmt: str, lang: str) -> Document:
-    """The month's document: for now, every policy's export as one XLSX workbook."""
-    with rt.db.session() as s:
-        tables = [
-            table.__class__(f"{name}-{table.name}"[:31], table.columns, table.rows, table.document)
-            for name in sorted(rt.policies)
-            for table in month_tables(s, rt, name, period, unmask=False, as_of=as_of)
-        ]
-        data = b"".join(xlsx_chunks(tables, created=as_of))
-    return Document(f"qloop-{period}.xlsx", data, XLSX_TYPE)
+    """The month's quality report (every policy, and all together) as ``fmt`` in ``lang``."""
+    report = build_report(rt, period, as_of=as_of)
+    data = render_report(report, fmt, lang)
+    main, _, sub = MEDIA_TYPES[fmt].split(";")[0].partition("/")
+    return Document(f"{report.basename}.{fmt}", data, (main, sub))
 
 
 def _recipients(entry: ReportRecipient) -> list[str]:
@@ -201,13 +198,14 @@ def deliver_reports(
     period, as_of = due
     docs: dict[tuple[str, str], Document] = {}
     for entry in conf.send:
+        lang = entry.lang or default_lang(rt, sorted(rt.policies))
         for to in _recipients(entry):
             key = {
                 "period": period,
                 "recipient": to,
                 "via": entry.via,
                 "format": entry.format,
-                "lang": entry.lang,
+                "lang": lang,
             }
             row_id = _claim(rt, key, as_of, actor)
             if row_id is None:
@@ -215,10 +213,10 @@ def deliver_reports(
                 continue
             ident = webhook_id_for(json.dumps(key, sort_keys=True))
             try:
-                doc = docs.get((entry.format, entry.lang))
+                doc = docs.get((entry.format, lang))
                 if doc is None:
-                    doc = docs[(entry.format, entry.lang)] = document(
-                        rt, period, as_of, entry.format, entry.lang
+                    doc = docs[(entry.format, lang)] = document(
+                        rt, period, as_of, entry.format, lang
                     )
                 if entry.via == "email":
                     if conf.smtp is None:

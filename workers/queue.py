@@ -2,9 +2,9 @@
 
 One queue per kind of job of :data:`workers.jobs.JOBS` (``sync``, one job per
 source; ``dispatch``; ``collect``, one job per channel; ``evaluate``;
-``track``). RQ calls :func:`run` with plain strings — the config file's path,
-the kind and a source or channel name — and it opens the runtime itself
-(:func:`workers.jobs.runtime_for`).
+``track``; ``deliver``, the monthly report). RQ calls :func:`run` with plain
+strings — the config file's path, the kind and a source or channel name —
+and it opens the runtime itself (:func:`workers.jobs.runtime_for`).
 
 Two layers keep a job from running twice at once:
 

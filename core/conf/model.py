@@ -116,7 +116,8 @@ class ReportRecipient:
     via: str = "email"
     """``email`` (SMTP) or ``webhook`` (a signed POST)."""
     format: str = "pdf"
-    lang: str = "zh-CN"
+    lang: str | None = None
+    """The report's language; None: the report's default (zh-CN for a CN calendar, else en)."""
     secret: str | None = None
     """``webhook``: the Standard Webhooks signing secret (``whsec_…``)."""
 
@@ -152,7 +153,7 @@ def _reports(raw: Mapping[str, Any]) -> ReportsConfig:
                 to=tuple(r["to"]),
                 via=r.get("via", "email"),
                 format=r.get("format", "pdf"),
-                lang=r.get("lang", "zh-CN"),
+                lang=r.get("lang"),
                 secret=r.get("secret"),
             )
             for r in raw.get("send") or ()

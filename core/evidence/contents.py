@@ -30,6 +30,7 @@ from core.conf import policy_rules
 from core.export.month import month_tables
 from core.export.writers import files_of
 from core.privacy import mask_pii_text
+from core.report import build_report, render_report
 from core.runtime import Runtime
 from core.stamps import Stamps
 from core.store.models import (
@@ -83,6 +84,27 @@ def export_entries(
             tables = month_tables(s, rt, name, month, unmask=False, as_of=as_of)
             for file, data in files_of(f"qloop-{month}-{name}", "csv", tables, created=as_of):
                 yield f"export/{month}/{file}", data
+
+
+REPORT_FORMATS = ("html", "pdf")
+"""The formats of the monthly reports a pack holds."""
+
+
+def report_entries(
+    rt: Runtime, months: Sequence[str], as_of: datetime, lang: str | None
+) -> Iterator[Entry]:
+    """Each month's report (every policy, and all together) as HTML and PDF, as of ``as_of``.
+
+    One month's report is built when its first entry is reached and dropped
+    after its last, so the pack holds one month's report at a time. ``lang``
+    None: the report's default (zh-CN for a CN calendar).
+    """
+    for month in months:
+        report = build_report(rt, month, as_of=as_of)
+        for fmt in REPORT_FORMATS:
+            data = render_report(report, fmt, lang)
+            yield f"reports/{month}/{report.basename}.{fmt}", [data]
+        del report
 
 
 def _nc_document(nc: Nonconformity, key: str, source: str, events: list[Any]) -> dict[str, Any]:

@@ -7,6 +7,9 @@ Entries, in name order, then ``manifest.json`` last:
   ``as_of`` (incidents, indicators, nonconformities);
 - ``nonconformities.jsonl``: the period's nonconformities with their
   tickets, closure and full history;
+- ``reports/<month>/qloop-report-<month>-all.{html,pdf}``: each month's
+  quality report as of ``as_of``, in the pack's language (default: the
+  report's, zh-CN for a CN calendar);
 - ``review-decisions.jsonl``: the review-queue decisions and who made them;
 - ``policies.json``: the policies in force (version and rules) and the
   versions the period's records were computed under;
@@ -38,12 +41,14 @@ from core.evidence.contents import (
     json_bytes,
     nonconformity_lines,
     policies_document,
+    report_entries,
     review_lines,
     stored_versions,
     versions_document,
 )
 from core.evidence.zipstream import Digests, zip_chunks
 from core.loop.common import audit
+from core.report.model import check_lang
 from core.runtime import Runtime
 from core.stamps import Stamps
 from core.timeutil import month_bounds, parse_month
@@ -75,12 +80,20 @@ def pack_months(start: str, end: str) -> list[str]:
     return months
 
 
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+"""The years a pack may cover (the months' bounds must be instants in every zone)."""
+
+
 def _month(text: str, where: str) -> tuple[int, int]:
     try:
-        return parse_month(text)
+        year, month = parse_month(text)
     except InputError as exc:
         msg = f"{where}: {exc}"
         raise InputError(msg, field=where) from None
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        msg = f"{where}: {text} is out of range; give a month from {FIRST_YEAR} to {LAST_YEAR}"
+        raise InputError(msg, field=where)
+    return year, month
 
 
 def manifest_bytes(digests: Digests) -> bytes:
@@ -93,7 +106,12 @@ def manifest_bytes(digests: Digests) -> bytes:
 
 
 def _entries(
-    rt: Runtime, months: list[str], as_of: datetime, digests: Digests, manifest: list[bytes]
+    rt: Runtime,
+    months: list[str],
+    as_of: datetime,
+    lang: str | None,
+    digests: Digests,
+    manifest: list[bytes],
 ) -> Iterator[Entry]:
     tz = ZoneInfo(rt.config.timezone)
     start = month_bounds(months[0], tz)[0]
@@ -113,6 +131,7 @@ def _entries(
                         "as_of": as_of.isoformat(),
                         "timezone": rt.config.timezone,
                         "policies": sorted(rt.policies),
+                        "report_lang": lang,
                     }
                 )
             ],
@@ -121,9 +140,15 @@ def _entries(
             "versions.json": [json_bytes(versions_document(stored))],
         }
         exports = export_entries(s, rt, months, as_of)
-        # names in order: config, export/…, the others (the export's names sort after config)
+        # names in order: config, export/…, then the others with reports/… between
+        # policies.json and review-decisions.jsonl
         yield "config.json", fixed.pop("config.json")
         yield from exports
+        for name in sorted(fixed):
+            if name > "reports/":
+                break
+            yield name, fixed.pop(name)
+        yield from report_entries(rt, months, as_of, lang)
         for name in sorted(fixed):
             yield name, fixed[name]
 
@@ -136,17 +161,30 @@ def _entries(
 
 
 def build_pack(
-    rt: Runtime, start: str, end: str, as_of: datetime, manifest: list[bytes] | None = None
+    rt: Runtime,
+    start: str,
+    end: str,
+    as_of: datetime,
+    manifest: list[bytes] | None = None,
+    *,
+    lang: str | None = None,
 ) -> Iterator[bytes]:
     """The pack's zip bytes, in chunks, as they are produced (nothing is written to the store).
 
-    ``manifest``, when given, receives the manifest's bytes once the zip is complete.
+    ``manifest``, when given, receives the manifest's bytes once the zip is
+    complete. ``lang``: the reports' language (default: the report's own).
+
+    Raises:
+        InputError: a bad period, or an unknown ``lang`` (before any byte).
     """
     months = pack_months(start, end)
+    if lang is not None:
+        check_lang(lang)
     as_of = whole_second(as_of)
     digests = Digests()
     sink = manifest if manifest is not None else []
-    return zip_chunks(_entries(rt, months, as_of, digests, sink), stamp=as_of, digests=digests)
+    entries = _entries(rt, months, as_of, lang, digests, sink)
+    return zip_chunks(entries, stamp=as_of, digests=digests)
 
 
 def audit_pack(
@@ -168,9 +206,20 @@ def audit_pack(
         )
 
 
-def write_pack(rt: Runtime, start: str, end: str, as_of: datetime, out: Path, *, actor: str) -> str:
+def write_pack(
+    rt: Runtime,
+    start: str,
+    end: str,
+    as_of: datetime,
+    out: Path,
+    *,
+    actor: str,
+    lang: str | None = None,
+) -> str:
     """Write the pack to ``out`` (whole or not at all); returns the manifest's SHA-256."""
     pack_months(start, end)  # bad input is an error before any file is touched
+    if lang is not None:
+        check_lang(lang)
     if out.is_dir():
         msg = f"--out {str(out)!r} is a folder; give the zip's file name"
         raise InputError(msg, field="--out")
@@ -181,7 +230,7 @@ def write_pack(rt: Runtime, start: str, end: str, as_of: datetime, out: Path, *,
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.part")
     try:
         with tmp.open("xb") as fh:
-            for chunk in build_pack(rt, start, end, as_of, manifest):
+            for chunk in build_pack(rt, start, end, as_of, manifest, lang=lang):
                 fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())

@@ -36,7 +36,14 @@ def _text_query_parameters(operation: Any) -> list[str]:
 
 
 def test_read_endpoints_conform_to_their_openapi_schema(served: Served) -> None:
-    schema = schemathesis.openapi.from_asgi("/openapi.json", served.app).include(method="GET")
+    # /evidence builds a zip with each month's PDF report per call (seconds each), and
+    # answers 400 to a valid-looking period it cannot pack (from after to, over 120
+    # months); tests/api/test_http_evidence.py covers its answers
+    schema = (
+        schemathesis.openapi.from_asgi("/openapi.json", served.app)
+        .include(method="GET")
+        .exclude(path="/evidence")
+    )
     operations = [result.ok() for result in schema.get_all_operations()]
     paths = {op.path for op in operations}
     assert {"/incidents", "/incidents/{incident_id}", "/exports/{period}", "/review"} <= paths

@@ -50,6 +50,8 @@ def test_pack_verifies_and_names_every_tampered_file(
     assert listed == sorted(listed) and set(listed) == set(names) - {"manifest.json"}
     for month in ("2026-08", "2026-09", "2026-10"):
         assert f"export/{month}/qloop-{month}-default.csv" in names
+        for fmt in ("html", "pdf"):
+            assert f"reports/{month}/qloop-report-{month}-all.{fmt}" in names
     assert {"policies.json", "versions.json", "review-decisions.jsonl", "pack.json"} <= set(names)
     assert ncs and all(nc["history"] and nc["ticket"]["target"] for nc in ncs)
     assert config["database_url"]  # the config in force, with secrets masked by the loader's rule
@@ -89,6 +91,46 @@ def test_same_facts_and_as_of_give_the_same_bytes(loaded: Runtime, deployment: D
     assert earlier != first
 
 
+def test_reports_are_the_months_reports_as_of_the_pack(loaded: Runtime, tmp_path: Path) -> None:
+    """Each month's HTML and PDF are the bytes ``qloop report`` writes at the same ``as_of``."""
+    from core.report import build_report, render_report
+
+    data = b"".join(build_pack(loaded, "2026-09", "2026-10", AS_OF))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+        reports = {n: zf.read(n) for n in names if n.startswith("reports/")}
+        pack = json.loads(zf.read("pack.json"))
+    assert names.index("policies.json") < names.index(
+        "reports/2026-09/qloop-report-2026-09-all.html"
+    )
+    assert names.index("reports/2026-10/qloop-report-2026-10-all.pdf") < names.index(
+        "review-decisions.jsonl"
+    )
+    assert len(reports) == 4 and pack["report_lang"] is None
+    for month in ("2026-09", "2026-10"):
+        report = build_report(loaded, month, as_of=AS_OF)
+        assert report.default_lang == "zh-CN"  # the sandbox's CN calendar
+        html = reports[f"reports/{month}/qloop-report-{month}-all.html"]
+        pdf = reports[f"reports/{month}/qloop-report-{month}-all.pdf"]
+        assert html == render_report(report, "html")
+        assert pdf.startswith(b"%PDF") and pdf == render_report(report, "pdf")
+
+    english = b"".join(build_pack(loaded, "2026-10", "2026-10", AS_OF, lang="en"))
+    with zipfile.ZipFile(io.BytesIO(english)) as zf:
+        html = zf.read("reports/2026-10/qloop-report-2026-10-all.html")
+        assert json.loads(zf.read("pack.json"))["report_lang"] == "en"
+    report = build_report(loaded, "2026-10", as_of=AS_OF)
+    assert html == render_report(report, "html", "en") != render_report(report, "html", "zh-CN")
+
+
+def test_unknown_report_language_is_named(loaded: Runtime, tmp_path: Path) -> None:
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="lang: unknown report language 'fr'"):
+        write_pack(loaded, "2026-10", "2026-10", AS_OF, tmp_path / "p.zip", actor="t", lang="fr")
+    assert not list(tmp_path.glob("*.zip*")) and not list(tmp_path.glob(".p.zip*"))
+
+
 def test_bad_period_is_named(loaded: Runtime, tmp_path: Path) -> None:
     from core.errors import InputError
 
@@ -108,12 +150,18 @@ def _peak(rt: Runtime, start: str, end: str) -> tuple[int, int]:
         tracemalloc.stop()
 
 
-def test_memory_stays_flat_as_the_period_grows(loaded: Runtime) -> None:
+def test_memory_stays_flat_as_the_period_grows(
+    loaded: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Three months in one pack: the peak is one month's, not three times it.
 
-    The pack is written entry by entry; the only thing held whole is one
-    policy-month evaluated as of the instant (as ``qloop export --as-of`` does).
+    The pack is written entry by entry; the only things held whole are one
+    policy-month evaluated as of the instant (as ``qloop export --as-of`` does)
+    and one month's report. The reports are HTML only here: the PDF renderer
+    parses its CJK font (about 100 MB, the same for any month) and is many
+    times slower under tracemalloc.
     """
+    monkeypatch.setattr("core.evidence.contents.REPORT_FORMATS", ("html",))
     _peak(loaded, "2026-10", "2026-10")  # warm caches (imports, compiled statements)
     small_peak, small_size = _peak(loaded, "2026-10", "2026-10")
     big_peak, big_size = _peak(loaded, "2026-08", "2026-10")

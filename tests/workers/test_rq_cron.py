@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -9,11 +10,14 @@ from pathlib import Path
 
 import pytest
 from rq import cron as rq_cron
+from sqlalchemy import select
 
 from api.cli import main
 from core.conf import load_config
 from core.runtime import Runtime
+from core.store.models import SentReport
 from tests.utils.loop import FakeClock, sandbox_config
+from tests.workers.test_report_webhook import SECRET, Receiver
 from workers import queue
 from workers.cron import CronLeader
 from workers.rq_worker import build_worker
@@ -138,3 +142,61 @@ def test_scheduler_command_runs_the_rq_leader_with_redis_url(
     conn = queue.connect(redis_url)
     assert conn.get(f"{queue.prefix()}qloop:cron-leader") is None  # resigned on exit
     conn.close()
+
+
+def test_deliver_fires_on_its_schedule_and_the_worker_sends_the_report(
+    redis_url: str,
+    tmp_path: Path,
+    rq_clock: list[datetime],
+    seeded_runtime: Callable[[Path, FakeClock], Runtime],
+) -> None:
+    """With ``reports.send``, the RQ schedule fires ``deliver``; a worker sends the report once."""
+    receiver = Receiver()
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hooks/qa"
+    try:
+        plain = sandbox_config(
+            f"sqlite:///{tmp_path / 'plain.db'}", tmp_path, extra={"redis_url": redis_url}
+        )
+        names = [
+            j.name
+            for j in CronLeader(queue.connect(redis_url), str(plain), load_config(plain)).jobs
+        ]
+        assert not any(n.endswith("deliver") for n in names)  # no recipients, no job
+
+        path = sandbox_config(
+            f"sqlite:///{tmp_path / 'q.db'}",
+            tmp_path,
+            extra={
+                "redis_url": redis_url,
+                "schedules": {**SCHEDULES, "deliver": "0 2 * * *"},
+                "reports": {"send": [{"to": [url], "via": "webhook", "secret": SECRET}]},
+            },
+        )
+        cfg = load_config(path)
+        clock = FakeClock()
+        clock.now = datetime(2026, 11, 2, 2, tzinfo=UTC)  # November's first working day
+        rt = seeded_runtime(path, clock)
+        conn = queue.connect(redis_url)
+        leader = CronLeader(conn, str(path), cfg)
+        rq_clock[0] = datetime(2026, 11, 2, 1, 59, 30, tzinfo=UTC)
+        leader.tick()
+        rq_clock[0] = datetime(2026, 11, 2, 2, 0, 0, tzinfo=UTC)
+        assert queue.prefix() + "deliver" in leader.tick()
+        build_worker(conn, simple=True, kinds=("deliver",)).work(
+            burst=True, logging_level="WARNING"
+        )
+        build_worker(conn, simple=True, kinds=("deliver",)).work(
+            burst=True, logging_level="WARNING"
+        )
+        ((_, body),) = receiver.accepted
+        assert b'"name": "qloop-report-2026-10-all.pdf"' in body
+        with rt.db.session() as s:
+            (row,) = s.scalars(select(SentReport)).all()
+            assert row.state == "sent" and row.actor == "job:deliver"
+        leader.resign()
+        conn.close()
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
