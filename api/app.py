@@ -33,6 +33,7 @@ from api.routes import (
     incidents,
     metrics,
     nonconformities,
+    reports,
     review,
     sources,
     webhooks,
@@ -50,7 +51,17 @@ DESCRIPTION = (
     "sync status, incidents, callbacks, answers, review queue, nonconformities, "
     "compliance exports and monthly reports. Errors are RFC 9457 problem details."
 )
-ROUTERS = (health, metrics, sources, webhooks, incidents, review, nonconformities, exports)
+ROUTERS = (
+    health,
+    metrics,
+    sources,
+    webhooks,
+    incidents,
+    review,
+    nonconformities,
+    exports,
+    reports,
+)
 GUARD_RESPONSES = {
     "400": "Bad request (a NUL character in the path or query…)",
     "413": "Request body too large",
