@@ -28,6 +28,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,8 +115,9 @@ def _measure(store: str, incidents: int, what: str, out: str, queue: Any) -> Non
     sampler.start()
     started, cpu_started = time.perf_counter(), time.process_time()
     if what == "csv":
-        [path] = export_month(rt, month, "csv", Path(out), actor="bench", as_of=AS_OF)
-        data = path.read_bytes()
+        # the incidents, indicators and nonconformities files, as `qloop export` writes them
+        paths = export_month(rt, month, "csv", Path(out), actor="bench", as_of=AS_OF)
+        data = b"".join(p.read_bytes() for p in paths)
     else:
         report = build_report(rt, month, as_of=AS_OF)
         data = render_report(report, what)
@@ -138,7 +140,14 @@ def measure(store: Path, incidents: int, what: str) -> Measured:
     with tempfile.TemporaryDirectory(prefix="qloop-bench-report-") as out:
         proc = ctx.Process(target=_measure, args=(str(store), incidents, what, out, queue))
         proc.start()
-        result: Measured = queue.get()
+        while True:
+            try:
+                result: Measured = queue.get(timeout=1)
+                break
+            except Empty:
+                if not proc.is_alive():
+                    msg = f"{what}: the measuring process died (exit {proc.exitcode})"
+                    raise RuntimeError(msg) from None
         proc.join()
     if proc.exitcode != 0:
         msg = f"{what}: the measuring process exited with {proc.exitcode}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from starlette.responses import Response
 
 from api.problems import ApiError
@@ -56,9 +56,26 @@ class PolicyReport(BaseModel):
 
 
 class MonthlyReport(BaseModel):
+    """Without format: the month's indicators per policy."""
+
     period: str
     timezone: str
     policies: list[PolicyReport]
+
+
+class ReportDocument(BaseModel):
+    """With format=json: the monthly quality report's data (core.report, report_version 2)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    report_version: int
+    period: str
+    as_of: AwareDatetime
+    timezone: str
+    scope: str
+    lang: str
+    policies: list[dict[str, Any]]
+    all: dict[str, Any] | None
 
 
 def _documents() -> dict[int | str, dict[str, Any]]:
@@ -82,7 +99,9 @@ def _documents() -> dict[int | str, dict[str, Any]]:
     }
 
 
-@router.get("/reports/{period}", response_model=MonthlyReport, responses=_documents())
+@router.get(
+    "/reports/{period}", response_model=MonthlyReport | ReportDocument, responses=_documents()
+)
 def monthly_report(
     period: Period,
     rt: RuntimeDep,
