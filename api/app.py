@@ -34,6 +34,7 @@ from api.routes import (
     incidents,
     metrics,
     nonconformities,
+    reports,
     review,
     sources,
     webhooks,
@@ -61,6 +62,7 @@ ROUTERS = (
     nonconformities,
     exports,
     evidence,
+    reports,
 )
 GUARD_RESPONSES = {
     "400": "Bad request (a NUL character in the path or query…)",

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from api.auth import Permission, Principal, require
@@ -27,9 +27,7 @@ from api.problems import ApiError
 from api.routes.common import (
     MONTH_PATTERN,
     READ_PROBLEMS,
-    Reader,
     RuntimeDep,
-    SessionDep,
     problems,
 )
 from core.compliance import whole_second
@@ -201,58 +199,3 @@ def export_period(
             as_of=at,
         )
     return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
-
-
-class PolicyReport(BaseModel):
-    policy: str
-    version: str
-    indicators: dict[str, Any]
-
-
-class MonthlyReport(BaseModel):
-    period: str
-    timezone: str
-    policies: list[PolicyReport]
-
-
-@router.get("/reports/{period}", response_model=MonthlyReport)
-def monthly_report(
-    period: Period,
-    rt: RuntimeDep,
-    s: SessionDep,
-    _: Reader,
-    policy: PolicyName = None,
-    as_of: AsOf = None,
-) -> MonthlyReport:
-    """The month's indicators (R4) per policy: coverage, on time, CSAT, SLA compliance, NCs.
-
-    With ``as_of``: recomputed from the stored facts seen at that instant.
-    """
-    targets = _targets(rt, policy)
-    if as_of is not None:
-        at = whole_second(as_of)
-        reports = [
-            PolicyReport(
-                policy=name,
-                version=version,
-                indicators=indicators_as_of(rt, judge_period(rt, s, name, period, at)).as_dict(),
-            )
-            for name, version in targets
-        ]
-        return MonthlyReport(period=period, timezone=rt.config.timezone, policies=reports)
-    reports = [
-        PolicyReport(
-            policy=name,
-            version=version,
-            indicators=period_indicators(
-                s,
-                policy=name,
-                version=version,
-                month=period,
-                now=rt.now(),
-                rules=rt.policies[name],
-            ).as_dict(),
-        )
-        for name, version in targets
-    ]
-    return MonthlyReport(period=period, timezone=rt.config.timezone, policies=reports)

@@ -103,6 +103,7 @@ def build_report(rt: Runtime, period: str, *, as_of: datetime, policy: str | Non
         msg = f"policy: unknown policy {policy!r}; known: {', '.join(sorted(rt.policies))}"
         raise InputError(msg, field="policy")
     names = [policy] if policy else sorted(rt.policies)
+    scope = names[0] if len(names) == 1 else "all"
     stamps = Stamps.current()
     with rt.db.session() as s:
         cache = _Periods(rt, s, at)
@@ -113,7 +114,7 @@ def build_report(rt: Runtime, period: str, *, as_of: datetime, policy: str | Non
         "period": period,
         "as_of": at.isoformat(),
         "timezone": rt.config.timezone,
-        "scope": policy or "all",
+        "scope": scope,
         "qloop_version": stamps.qloop,
         "holidays_version": stamps.holidays,
         "policies": sections,
@@ -122,7 +123,7 @@ def build_report(rt: Runtime, period: str, *, as_of: datetime, policy: str | Non
     return Report(
         period=period,
         as_of=at,
-        scope=policy or "all",
+        scope=scope,
         default_lang=default_lang(rt, names),
         timezone=rt.config.timezone,
         data=data,

@@ -28,7 +28,8 @@ class Report:
     Attributes:
         period: ``YYYY-MM``.
         as_of: The evaluation instant (UTC, whole seconds).
-        scope: The policy reported on, or ``all``.
+        scope: The policy reported on (also when it is the only one configured),
+            or ``all`` for several.
         default_lang: ``zh-CN`` when a policy calendar's country is CN, else ``en``.
         timezone: The display zone (configuration's ``timezone``).
         data: Everything the documents show, as JSON-able values.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 from sqlalchemy import create_engine, func, select
 
 from api.cli import main
@@ -86,7 +87,7 @@ def test_outbox_and_review_commands(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["review", "match", "999", "-c", str(path), "--incident", "1"]) == 1
 
 
-def test_demo_runs_a_month_and_writes_exports(
+def test_demo_runs_a_month_and_writes_exports_and_the_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     workdir = tmp_path / "demo"
@@ -99,6 +100,20 @@ def test_demo_runs_a_month_and_writes_exports(
         "qloop-2026-10-default.jsonl",
     ):
         assert (workdir / "exports" / name).exists()
+    # the last step: the month's zh-CN report, HTML and PDF, and where they are
+    reports = workdir / "reports"
+    html, pdf = (
+        reports / "qloop-report-2026-10-default.html",
+        reports / "qloop-report-2026-10-default.pdf",
+    )
+    assert sorted(reports.iterdir()) == [html, pdf]
+    tail = out[out.index("Monthly quality report (zh-CN):") :]
+    assert f"  {html}" in tail and f"  {pdf}" in tail
+    page = html.read_text(encoding="utf-8")
+    assert "质量月报" in page and "2026-10" in page and "<svg" in page
+    assert "http://" not in page.replace("http://www.w3.org/", "")  # self-contained
+    text = PdfReader(pdf).pages[0].extract_text()
+    assert "质量月报2026-10" in "".join(text.replace("\x00", "").split())
 
 
 def test_run_refuses_while_another_process_runs_a_job_of_the_store(
