@@ -45,7 +45,8 @@ lock:
 	$(LOCKVENV)/bin/python -m pip install --quiet -e '.[dev]'
 	{ sed -n '/^#/p;/^-r /p' requirements-dev.lock; \
 	  $(LOCKVENV)/bin/python -m pip freeze --exclude-editable | sort -f \
-	    | grep -vxiFf requirements.lock.new; } > requirements-dev.lock
+	    | grep -vxiFf requirements.lock.new; } > requirements-dev.lock.new
+	mv requirements-dev.lock.new requirements-dev.lock
 	mv requirements.lock.new requirements.lock
 	rm -rf $(LOCKVENV)
 

@@ -47,7 +47,7 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 """Every page: nothing but our own stylesheet loads, no script runs, no framing, no caching."""
@@ -119,7 +119,13 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _same_origin(request: Request) -> bool:
-    """A POST from our own pages: its Origin (when the browser sends one) is this site."""
+    """A POST from our own pages: its Origin and Sec-Fetch-Site (when sent) say this site.
+
+    (The pages' ``Referrer-Policy: same-origin`` lets browsers send the Origin of
+    their own forms; ``no-referrer`` would make it ``null``.)
+    """
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
     if origin is None:
         return True
