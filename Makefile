@@ -46,8 +46,8 @@ lock:
 	{ sed -n '/^#/p;/^-r /p' requirements-dev.lock; \
 	  $(LOCKVENV)/bin/python -m pip freeze --exclude-editable | sort -f \
 	    | grep -vxiFf requirements.lock.new; } > requirements-dev.lock.new
-	mv requirements-dev.lock.new requirements-dev.lock
 	mv requirements.lock.new requirements.lock
+	mv requirements-dev.lock.new requirements-dev.lock
 	rm -rf $(LOCKVENV)
 
 clean:

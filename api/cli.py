@@ -33,6 +33,9 @@ COMMAND_MODULES = (
     "api.cli_serve",
     "api.cli_schema",
     "api.cli_evaluate",
+    "api.cli_report",
+    "api.cli_evidence",
+    "api.cli_recompute",
 )
 """Modules adding subcommands: each has ``add_commands(sub, with_config)``."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -4,7 +4,7 @@ It reads the stored facts (status changes, callback attempts, survey
 answers), evaluates the month's incidents as of ``--as-of`` (default now)
 in memory and prints the indicators as JSON; it writes nothing (SPEC §10,
 "Evaluation instant"). The same stored facts and ``--as-of`` print the same
-bytes whenever it runs. ``qloop report`` is the same command.
+bytes whenever it runs. ``qloop report`` writes the monthly report documents.
 """
 
 from __future__ import annotations
@@ -87,12 +87,12 @@ def add_commands(
     sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
 ) -> None:
-    """Add ``qloop evaluate`` (alias ``report``) to the ``qloop`` command."""
+    """Add ``qloop evaluate`` to the ``qloop`` command."""
     text = (
         "print a month's indicators as JSON, recomputed from the stored facts as of an "
         "instant; read-only"
     )
-    p = with_config(sub.add_parser("evaluate", aliases=["report"], help=text, description=text))
+    p = with_config(sub.add_parser("evaluate", help=text, description=text))
     p.add_argument("--period", required=True, type=period_arg, help="the month, YYYY-MM (required)")
     p.add_argument("--as-of", type=as_of_arg, default=None, help=AS_OF_HELP)
     p.add_argument("--policy", default=None, help="only this policy (default: every policy)")

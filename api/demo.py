@@ -13,11 +13,13 @@ from sqlalchemy import func, select
 
 import config
 from api import console
-from core.compliance import MonthlyIndicators, Ratio
+from core.compliance import MonthlyIndicators, Ratio, whole_second
 from core.conf import AppConfig, load_config
 from core.errors import InputError
 from core.export import period_indicators
+from core.export.files import write_files
 from core.loop import run_once
+from core.report import build_report, render_report
 from core.runtime import Runtime, open_runtime
 from core.store.models import Match, Nonconformity, OutboxItem, SampleRun, SurveyInvitation
 
@@ -159,6 +161,17 @@ def run_demo(workdir: Path, incidents: int | None = None) -> int:
         files = [p for fmt in ("csv", "xlsx", "jsonl") for p in console.export(rt, month, fmt, out)]
         print("\nExports (contact details masked):")
         for path in files:
+            print(f"  {path}")
+        report = build_report(rt, month, as_of=whole_second(rt.now()))
+        written = write_files(
+            workdir / "reports",
+            [
+                (f"{report.basename}.{f}", iter([render_report(report, f, "zh-CN")]))
+                for f in ("html", "pdf")
+            ],
+        )
+        print("\nMonthly quality report (zh-CN):")
+        for path in written:
             print(f"  {path}")
         home = workdir.resolve()
         print(

@@ -3,4 +3,12 @@
 Add a new connector type by appending its module to the import below.
 """
 
-from connectors import glpi, jira_sm, limesurvey, sandbox, twilio, webhook  # noqa: F401  (register on import)
+from connectors import (  # noqa: F401  (register on import)
+    glpi,
+    jira_sm,
+    limesurvey,
+    sandbox,
+    servicenow,
+    twilio,
+    webhook,
+)

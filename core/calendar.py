@@ -178,6 +178,11 @@ class BusinessCalendar:
         return f"BusinessCalendar({self.name!r}, {self._tz.key!r})"
 
     @property
+    def country(self) -> str | None:
+        """The ISO country code whose public holidays apply (None: no country)."""
+        return self._country
+
+    @property
     def tz(self) -> ZoneInfo:
         """The calendar's time zone."""
         return self._tz

@@ -57,6 +57,11 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def local_iso(value: datetime | None, tz: tzinfo) -> str | None:
+    """``value`` in zone ``tz`` as ISO 8601 (None stays None): how exports show instants."""
+    return value.astimezone(tz).isoformat() if value is not None else None
+
+
 @dataclass(frozen=True)
 class Duration:
     """A duration written in config: elapsed seconds plus business days.

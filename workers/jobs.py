@@ -173,3 +173,10 @@ def evaluate_all(rt: Runtime) -> list[StepResult]:
 def track_tickets(rt: Runtime) -> list[StepResult]:
     """Follow nonconformity tickets until they are closed; prune the audit log (hourly)."""
     return [track(rt), shared_step(rt, "housekeeping", lambda: prune_audit(rt))]
+
+
+def deliver(rt: Runtime) -> list[StepResult]:
+    """Send last month's report to the configured recipients, once (:mod:`workers.delivery`)."""
+    from workers.delivery import deliver_reports
+
+    return [deliver_reports(rt)]

@@ -65,6 +65,8 @@ def build_jobs(rt: Runtime, now: datetime) -> list[ScheduledJob]:
     specs.append(("dispatch", sched["dispatch"], lambda: jobs.dispatch(rt)))
     specs.append(("evaluate", sched["evaluate"], lambda: jobs.evaluate_all(rt)))
     specs.append(("track", sched["track"], lambda: jobs.track_tickets(rt)))
+    if rt.config.reports.send:
+        specs.append(("deliver", sched["deliver"], lambda: jobs.deliver(rt)))
     out = []
     for name, cron, fn in specs:
         job = ScheduledJob(name, cron, fn, now)

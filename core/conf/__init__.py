@@ -40,6 +40,7 @@ from core.conf.model import (
     parse_hours,
     parse_spans,
     parse_tracking_from,
+    policy_rules,
     policy_version,
 )
 from core.conf.validate import load_config, top_schema, validate
@@ -71,6 +72,7 @@ __all__ = [
     "parse_hours",
     "parse_spans",
     "parse_tracking_from",
+    "policy_rules",
     "policy_version",
     "read_yaml",
     "secret_paths_of",

@@ -36,6 +36,7 @@ DEFAULT_SCHEDULES = {
     "collect": "*/5 * * * *",
     "evaluate": "*/5 * * * *",
     "track": "0 * * * *",
+    "deliver": "0 2 * * *",
 }
 DEFAULT_SOURCE_SCHEDULE = "*/5 * * * *"
 DEFAULT_CHANNEL_SCHEDULE = "*/10 * * * *"
@@ -110,6 +111,70 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class ReportRecipient:
+    """One entry of ``reports.send``: where the monthly report goes, how, in which form."""
+
+    to: tuple[str, ...]
+    via: str = "email"
+    """``email`` (SMTP) or ``webhook`` (a signed POST)."""
+    format: str = "pdf"
+    lang: str = "zh-CN"
+    secret: str | None = None
+    """``webhook``: the Standard Webhooks signing secret (``whsec_…``)."""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """The SMTP server that sends the monthly report by e-mail."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    username: str | None = None
+    password: str | None = None
+    sender: str = "qloop@localhost"
+    cafile: str | None = None
+    """A CA bundle to verify the server's certificate with (default: the system's)."""
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    """``reports``: the monthly report's delivery (issue 11 item 2)."""
+
+    send: tuple[ReportRecipient, ...] = ()
+    smtp: SmtpConfig | None = None
+
+
+def _reports(raw: Mapping[str, Any]) -> ReportsConfig:
+    smtp = raw.get("smtp")
+    return ReportsConfig(
+        send=tuple(
+            ReportRecipient(
+                to=tuple(r["to"]),
+                via=r.get("via", "email"),
+                format=r.get("format", "pdf"),
+                lang=r.get("lang", "zh-CN"),
+                secret=r.get("secret"),
+            )
+            for r in raw.get("send") or ()
+        ),
+        smtp=SmtpConfig(
+            host=smtp["host"],
+            port=int(smtp.get("port", 587)),
+            starttls=bool(smtp.get("starttls", True)),
+            username=smtp.get("username"),
+            password=smtp.get("password"),
+            sender=smtp.get("from", "qloop@localhost"),
+            cafile=smtp.get("cafile"),
+            timeout_s=float(smtp.get("timeout_s", 30)),
+        )
+        if smtp
+        else None,
+    )
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole validated configuration."""
 
@@ -131,6 +196,7 @@ class AppConfig:
     data: dict[str, Any]
     secret_paths: frozenset[tuple[str | int, ...]]
     api: ApiConfig = field(default_factory=ApiConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     """Audit entries older than this many days are deleted by the housekeeping step."""
 
@@ -354,6 +420,13 @@ def policy_version(policy: Policy, calendar: CalendarConfig) -> str:
     Every rule field of :class:`Policy` and every calendar setting goes in, so a
     change of any rule (explicit or by a changed default) changes the version.
     """
+    blob = policy_rules(policy, calendar)
+    text = json.dumps(blob, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def policy_rules(policy: Policy, calendar: CalendarConfig) -> dict[str, Any]:
+    """The effective rules of ``policy`` and its calendar, as plain JSON (what is versioned)."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, Duration):
@@ -373,9 +446,7 @@ def policy_version(policy: Policy, calendar: CalendarConfig) -> str:
     rules = {key: plain(getattr(policy, fld)) for key, fld in _VERSIONED.items()}
     rules["calendar"] = calendar.name
     cal = {f.name: getattr(calendar, f.name) for f in fields(calendar) if f.name != "name"}
-    blob = {"policy": rules, "calendar": {"name": calendar.name, **plain(cal)}}
-    text = json.dumps(blob, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return {"policy": rules, "calendar": {"name": calendar.name, **plain(cal)}}
 
 
 def parse_tracking_from(value: Any, tz: ZoneInfo) -> datetime:
@@ -498,6 +569,7 @@ def build(
         data=dict(data),
         secret_paths=secret_paths,
         api=_api(data.get("api") or {}),
+        reports=_reports(data.get("reports") or {}),
         audit_retention_days=int(
             (data.get("audit") or {}).get("retention_days", DEFAULT_AUDIT_RETENTION_DAYS)
         ),

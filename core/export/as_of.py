@@ -32,6 +32,7 @@ from core.compliance import (
     Evaluation,
     MonthlyIndicators,
     NonconformityState,
+    Policy,
     evaluate,
     monthly_indicators,
     seen_at,
@@ -229,9 +230,21 @@ def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, S
     return out
 
 
-def judge_period(rt: Runtime, s: Session, policy: str, month: str, as_of: datetime) -> Period:
-    """Evaluate the policy's month from the stored facts seen at ``as_of`` (writes nothing)."""
-    pol = rt.policy(policy)
+def judge_period(
+    rt: Runtime,
+    s: Session,
+    policy: str,
+    month: str,
+    as_of: datetime,
+    *,
+    rules: Policy | None = None,
+) -> Period:
+    """Evaluate the policy's month from the stored facts seen at ``as_of`` (writes nothing).
+
+    ``rules``: judge the policy's incidents under these rules instead of the
+    policy's current ones (a recompute under another version).
+    """
+    pol = rules or rt.policy(policy)
     as_of = whole_second(as_of)
     sources = [name for name, cfg in rt.config.sources.items() if cfg.policy == policy]
     start, end = month_bounds(month, pol.calendar.tz)
@@ -258,7 +271,7 @@ def judge_period(rt: Runtime, s: Session, policy: str, month: str, as_of: dateti
             values = {
                 **evaluation_values(inc, ev),
                 "status": seen[-1].status if seen else inc.status,
-                "policy": pol.name,
+                "policy": policy,
                 "policy_version": pol.version,
             }
             ncs = {f.key: stored.get(dedup_key(inc, f.key)) for f in ev.findings}

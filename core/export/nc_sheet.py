@@ -13,7 +13,7 @@ is only known now, so it is left empty). Times are in the display zone;
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from sqlalchemy import select
@@ -24,7 +24,7 @@ from core.export.as_of import Period
 from core.export.writers import Table
 from core.privacy import mask_pii_text
 from core.store.models import ComplianceRecord, Incident, Nonconformity
-from core.timeutil import parse_instant
+from core.timeutil import local_iso, parse_instant
 
 NAME = "nonconformities"
 NC_COLUMNS: tuple[str, ...] = (
@@ -45,10 +45,6 @@ NC_COLUMNS: tuple[str, ...] = (
     "withdrawn_at",
     "detail",
 )
-
-
-def _local(value: datetime | None, tz: tzinfo) -> str | None:
-    return value.astimezone(tz).isoformat() if value is not None else None
 
 
 def _resolution(key: str, tz: tzinfo) -> str:
@@ -95,16 +91,16 @@ def nc_rows(
             "rule": nc.rule,
             "severity": nc.severity,
             "resolution": _resolution(nc.resolution_key, tz),
-            "raised_at": _local(nc.raised_at, tz),
-            "deadline": _local(nc.deadline, tz),
+            "raised_at": local_iso(nc.raised_at, tz),
+            "deadline": local_iso(nc.deadline, tz),
             "state": nc.state,
             "ticket_ref": nc.ticket_ref,
             "ticket_url": nc.ticket_url,
             "ticket_status": nc.ticket_status,
-            "closed_at": _local(nc.closed_at, tz),
+            "closed_at": local_iso(nc.closed_at, tz),
             "overdue": nc.overdue,
             "revision": nc.revision,
-            "withdrawn_at": _local(nc.withdrawn_at, tz),
+            "withdrawn_at": local_iso(nc.withdrawn_at, tz),
             "detail": _detail(nc.detail, unmask),
         }
 
@@ -120,17 +116,17 @@ def nc_rows_as_of(period: Period, *, tz: tzinfo, unmask: bool = False) -> Iterat
                 "incident_key": j.incident.key,
                 "rule": f.rule,
                 "severity": f.severity,
-                "resolution": _local(f.resolution_at, tz) or "response",
-                "raised_at": _local(f.raised_at, tz),
-                "deadline": _local(f.deadline, tz),
+                "resolution": local_iso(f.resolution_at, tz) or "response",
+                "raised_at": local_iso(f.raised_at, tz),
+                "deadline": local_iso(f.deadline, tz),
                 "state": nc.state if nc is not None else "not_raised",
                 "ticket_ref": nc.ticket_ref if nc else None,
                 "ticket_url": nc.ticket_url if nc else None,
                 "ticket_status": None,
-                "closed_at": _local(nc.closed_at, tz) if nc else None,
+                "closed_at": local_iso(nc.closed_at, tz) if nc else None,
                 "overdue": not closed and f.deadline < period.as_of,
                 "revision": nc.revision if nc else None,
-                "withdrawn_at": _local(nc.withdrawn_at, tz) if nc else None,
+                "withdrawn_at": local_iso(nc.withdrawn_at, tz) if nc else None,
                 "detail": _detail(f.detail, unmask),
             }
 

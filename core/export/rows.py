@@ -29,6 +29,7 @@ from core.store.models import (
     Nonconformity,
     SurveyInvitation,
 )
+from core.timeutil import local_iso
 
 COLUMNS: tuple[str, ...] = (
     "source",
@@ -70,10 +71,6 @@ COLUMNS: tuple[str, ...] = (
     "policy_version",
     "evaluated_at",
 )
-
-
-def _local(value: datetime | None, tz: tzinfo) -> str | None:
-    return value.astimezone(tz).isoformat() if value is not None else None
 
 
 def _final(resolutions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -194,9 +191,9 @@ def incident_row(
         "contact_email": inc.contact_email if unmask else mask_email(inc.contact_email),
         "priority": inc.priority,
         "status": rec.get("status", inc.status),
-        "created_at": _local(inc.created_at, tz),
-        "first_response_at": _local(rec["first_response_at"], tz),
-        "resolved_at": _local(rec["resolved_at"], tz),
+        "created_at": local_iso(inc.created_at, tz),
+        "first_response_at": local_iso(rec["first_response_at"], tz),
+        "resolved_at": local_iso(rec["resolved_at"], tz),
         "reopen_count": rec["reopen_count"],
         "response_s": rec["response_s"],
         "response_target_s": rec["response_target_s"],
@@ -207,10 +204,12 @@ def incident_row(
         "source_response_met": rec["source_response_met"],
         "source_resolution_met": rec["source_resolution_met"],
         "sla_disagreement": rec["sla_disagreement"],
-        "callback_due": _local(rec["callback_due"], tz),
+        "callback_due": local_iso(rec["callback_due"], tz),
         "callback_verdict": rec["callback_verdict"],
         "callback_attempts": final.get("attempts"),
-        "callback_first_reached_at": _local(datetime.fromisoformat(final["first_reached_at"]), tz)
+        "callback_first_reached_at": local_iso(
+            datetime.fromisoformat(final["first_reached_at"]), tz
+        )
         if final.get("first_reached_at")
         else None,
         "confirmed": rec["confirmed"],
@@ -222,7 +221,7 @@ def incident_row(
         "nonconformities_open": sum(1 for *_, is_open in ncs if is_open),
         "policy": rec["policy"],
         "policy_version": rec["policy_version"],
-        "evaluated_at": _local(rec["evaluated_at"], tz),
+        "evaluated_at": local_iso(rec["evaluated_at"], tz),
     }
 
 

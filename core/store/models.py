@@ -406,3 +406,31 @@ class RejectedRecord(Base):
     times: Mapped[int] = mapped_column(default=1)
     """How many versions of the record were rejected (the same one read twice counts once)."""
     resolved_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class SentReport(Base):
+    """One monthly report sent to one recipient (issue 11 item 2): who, when, which bytes.
+
+    Unique per (period, recipient, via, format, lang): the delivery job claims
+    the row (``state`` ``sending``) before it sends and marks it ``sent``
+    after, so a re-run of the job sends nothing twice.
+    """
+
+    __tablename__ = "sent_report"
+    __table_args__ = (
+        UniqueConstraint("period", "recipient", "via", "format", "lang", name="uq_sent_report"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(7))
+    recipient: Mapped[str] = mapped_column(String(400))
+    via: Mapped[str] = mapped_column(String(20))
+    format: Mapped[str] = mapped_column(String(10))
+    lang: Mapped[str] = mapped_column(String(10))
+    as_of: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20))
+    attachment: Mapped[str | None] = mapped_column(String(200))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(Integer)
+    claimed_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

@@ -69,6 +69,6 @@ def test_schema_of_one_type_as_markdown_and_json(capsys: pytest.CaptureFixture[s
 
 
 def test_schema_of_an_unknown_type_lists_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["schema", "servicenow"]) == 2
+    assert main(["schema", "zendesk"]) == 2
     err = capsys.readouterr().err
-    assert "unknown connector type 'servicenow'" in err and "jira_sm" in err and "webhook" in err
+    assert "unknown connector type 'zendesk'" in err and "jira_sm" in err and "webhook" in err

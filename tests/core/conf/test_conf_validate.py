@@ -138,6 +138,7 @@ def test_base_config_and_defaults(tmp_path, types):
         "collect": "*/5 * * * *",
         "evaluate": "*/5 * * * *",
         "track": "0 * * * *",
+        "deliver": "0 2 * * *",
     }
 
 

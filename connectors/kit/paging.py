@@ -1,0 +1,306 @@
+"""Paginators: small strategies that turn one page's answer into the next page's request.
+
+Each paginator is configured once and keeps no state between streams: the
+position lives in the :class:`PageRequest` it returns (an offset, a page
+number, a token, a URL), so one instance serves every window of a backfill.
+``advance`` gets the request just sent, the response and the records read
+from it, and returns the next request, or None at the end.
+
+:class:`LoopGuard` is the one guard against endless paging, used by the
+stream driver for every paginator: a request already sent in this stream
+(the same path and parameters: a tool repeating a token or a URL) or more
+than ``max_pages`` pages is a :class:`FatalError` naming the source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+
+from connectors.kit.paths import read
+from core.errors import FatalError
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One page to ask for: a path (or absolute URL) and its query parameters."""
+
+    path: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def with_params(self, **changes: Any) -> PageRequest:
+        params = {**self.params, **changes}
+        return PageRequest(
+            self.path, {k: v for k, v in params.items() if v is not None}, self.headers
+        )
+
+    def target(self) -> tuple[str, list[tuple[str, str]]]:
+        """The URL without its query, and every parameter (the URL's own ones first).
+
+        Send these (not ``path`` with ``params``): an HTTP client given
+        parameters replaces the query a next-page URL already carries.
+        """
+        split = urlsplit(self.path)
+        bare = split._replace(query="", fragment="").geturl()
+        query = [*parse_qsl(split.query, keep_blank_values=True)]
+        return bare, query + [(k, str(v)) for k, v in self.params.items()]
+
+    def identity(self) -> tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+        bare, query = self.target()
+        return bare, tuple(sorted(query)), tuple(sorted(self.headers.items()))
+
+
+class Paginator(Protocol):
+    def first(self, request: PageRequest) -> PageRequest:
+        """The first page's request (the paging parameters of page one added)."""
+        ...
+
+    def advance(
+        self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
+    ) -> PageRequest | None:
+        """The next page's request, or None when ``response`` was the last page."""
+        ...
+
+
+def _total(response: httpx.Response, header: str | None, path: str | None) -> int | None:
+    raw: Any = None
+    if header:
+        raw = response.headers.get(header)
+    if raw is None and path:
+        raw = read(_json(response), path)
+    try:
+        return None if raw is None else int(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class OffsetPaginator:
+    """``offset``/``limit`` parameters; ends on a short page or at the total when known.
+
+    ``total_header`` / ``total_path`` name where the tool gives its count
+    (``X-Total-Count``; ``meta.total``). A short page ends only when
+    ``short_page_ends`` (some tools apply access rules after the limit, so a
+    short page is not always the end: then the total or an empty page ends).
+    """
+
+    limit: int
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    total_header: str | None = None
+    total_path: str | None = None
+    short_page_ends: bool = True
+
+    def first(self, request: PageRequest) -> PageRequest:
+        return request.with_params(**{self.offset_param: 0, self.limit_param: self.limit})
+
+    def advance(
+        self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
+    ) -> PageRequest | None:
+        if not records:
+            return None
+        offset = int(request.params.get(self.offset_param, 0)) + self.limit
+        total = _total(response, self.total_header, self.total_path)
+        if total is not None and offset >= total:
+            return None
+        if total is None and self.short_page_ends and len(records) < self.limit:
+            return None
+        return request.with_params(**{self.offset_param: offset})
+
+
+@dataclass(frozen=True)
+class PageNumberPaginator:
+    """``page`` numbers (from ``base``) with a page size; ends on a short or empty page,
+    at ``total_pages_path`` when the tool gives it."""
+
+    size: int
+    page_param: str = "page"
+    size_param: str | None = "per_page"
+    base: int = 1
+    total_pages_path: str | None = None
+
+    def first(self, request: PageRequest) -> PageRequest:
+        params: dict[str, Any] = {self.page_param: self.base}
+        if self.size_param:
+            params[self.size_param] = self.size
+        return request.with_params(**params)
+
+    def advance(
+        self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
+    ) -> PageRequest | None:
+        page = int(request.params.get(self.page_param, self.base))
+        pages = _total(response, None, self.total_pages_path)
+        if not records or len(records) < self.size:
+            return None
+        if pages is not None and page - self.base + 1 >= pages:
+            return None
+        return request.with_params(**{self.page_param: page + 1})
+
+
+@dataclass(frozen=True)
+class NextTokenPaginator:
+    """An opaque token in the body (``nextPageToken``) sent back as a parameter.
+
+    A missing, null or empty token ends, and so does ``last_path`` when true
+    (Jira's ``isLast``).
+    """
+
+    token_path: str = "nextPageToken"
+    token_param: str = "nextPageToken"
+    last_path: str | None = None
+
+    def first(self, request: PageRequest) -> PageRequest:
+        return request
+
+    def advance(
+        self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
+    ) -> PageRequest | None:
+        body = _json(response)
+        token = read(body, self.token_path)
+        if token in (None, "") or (self.last_path and read(body, self.last_path) is True):
+            return None
+        return request.with_params(**{self.token_param: token})
+
+
+@dataclass(frozen=True)
+class NextUrlPaginator:
+    """The next page's URL in the body (``links.next``, ``next``); absent or null ends."""
+
+    url_path: str = "next"
+
+    def first(self, request: PageRequest) -> PageRequest:
+        return request
+
+    def advance(
+        self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
+    ) -> PageRequest | None:
+        url = read(_json(response), self.url_path)
+        if not url or not isinstance(url, str):
+            return None
+        return PageRequest(url, {}, request.headers)
+
+
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+
+
+def link_targets(header: str) -> dict[str, str]:
+    """An RFC 8288 ``Link`` header as {rel: URL} (a rel list gives each of its names)."""
+    found: dict[str, str] = {}
+    for url, attrs in _LINK.findall(header):
+        for attr in attrs.split(";"):
+            name, _, value = attr.strip().partition("=")
+            if name.strip().lower() == "rel":
+                for rel in value.strip().strip('"').split():
+                    found.setdefault(rel.lower(), url.strip())
+    return found
+
+
+@dataclass(frozen=True)
+class LinkHeaderPaginator:
+    """Follows ``Link: <…>; rel="next"`` (ServiceNow, GitHub, Zammad); no next link ends."""
+
+    rel: str = "next"
+
+    def first(self, request: PageRequest) -> PageRequest:
+        return request
+
+    def advance(
+        self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
+    ) -> PageRequest | None:
+        url = link_targets(response.headers.get("Link", "")).get(self.rel)
+        if not url or not records:
+            return None
+        return PageRequest(url, {}, request.headers)
+
+
+_CONTENT_RANGE = re.compile(r"(?:\w+\s+)?(\d+)-(\d+)/(\d+|\*)")
+
+
+@dataclass(frozen=True)
+class RangePaginator:
+    """Inclusive ranges ``start-end`` (GLPI's ``range`` parameter, or a ``Range`` header).
+
+    The answer's ``Content-Range: start-end/total`` says what remains; a
+    range past the end (GLPI answers 400 ``ERROR_RANGE_EXCEED_TOTAL``, which
+    the caller turns into an empty page) or a short page ends.
+    """
+
+    size: int
+    param: str | None = "range"
+    header: str | None = None
+    unit: str = "items"
+
+    def _ask(self, request: PageRequest, start: int) -> PageRequest:
+        text = f"{start}-{start + self.size - 1}"
+        if self.param:
+            return request.with_params(**{self.param: text})
+        headers = {**request.headers, self.header or "Range": f"{self.unit}={text}"}
+        return PageRequest(request.path, request.params, headers)
+
+    def _start(self, request: PageRequest) -> int:
+        text = (
+            str(request.params.get(self.param, "0-0"))
+            if self.param
+            else request.headers.get(self.header or "Range", "=0-0").split("=")[-1]
+        )
+        return int(text.split("-")[0])
+
+    def first(self, request: PageRequest) -> PageRequest:
+        return self._ask(request, 0)
+
+    def advance(
+        self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
+    ) -> PageRequest | None:
+        if not records:
+            return None
+        match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
+        if match is not None:
+            end = int(match.group(2))
+            total = match.group(3)
+            if total != "*" and end + 1 >= int(total):
+                return None
+            return self._ask(request, end + 1)
+        if len(records) < self.size:
+            return None
+        return self._ask(request, self._start(request) + self.size)
+
+
+class LoopGuard:
+    """Refuses a request already sent in this stream, and more than ``max_pages`` pages."""
+
+    def __init__(self, where: str, max_pages: int = 100_000) -> None:
+        self.where = where
+        self.max_pages = max_pages
+        self._sent: set[tuple[Any, ...]] = set()
+
+    def check(self, request: PageRequest) -> None:
+        """Call before sending ``request``.
+
+        Raises:
+            FatalError: the same page was asked for before (the tool repeats a
+                token or URL), or the stream passed ``max_pages``.
+        """
+        key = request.identity()
+        if key in self._sent:
+            msg = (
+                f"{self.where}: paging loop: the tool sent back a page already read "
+                f"({urlsplit(request.path).path}); stopped instead of paging forever"
+            )
+            raise FatalError(msg)
+        if len(self._sent) >= self.max_pages:
+            msg = f"{self.where}: more than {self.max_pages} pages in one stream; stopped"
+            raise FatalError(msg)
+        self._sent.add(key)

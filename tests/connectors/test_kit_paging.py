@@ -1,0 +1,168 @@
+"""Each paginator of the source kit against a respx-mocked API, and the one loop guard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from connectors.kit.paging import (
+    LinkHeaderPaginator,
+    LoopGuard,
+    NextTokenPaginator,
+    NextUrlPaginator,
+    OffsetPaginator,
+    PageNumberPaginator,
+    PageRequest,
+    Paginator,
+    RangePaginator,
+    link_targets,
+)
+from connectors.kit.paths import read
+from connectors.kit.stream import paginate
+from core.errors import FatalError
+
+BASE = "https://tool.example.com"
+ROWS = [{"id": n} for n in range(1, 24)]  # 23 records
+
+
+def walk(paginator: Paginator, records_path: str = "items", **params: Any) -> list[int]:
+    with httpx.Client(base_url=BASE) as client:
+
+        def send(req: PageRequest) -> httpx.Response:
+            url, params = req.target()
+            return client.get(url, params=params, headers=dict(req.headers))
+
+        pages = paginate(
+            send,
+            PageRequest("/tickets", params),
+            paginator,
+            lambda r: list(read(r.json(), records_path) or []),
+            LoopGuard("test"),
+        )
+        return [row["id"] for page in pages for row in page]
+
+
+@respx.mock
+def test_offset_limit_stops_at_the_total_header() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        off, lim = int(request.url.params["offset"]), int(request.url.params["limit"])
+        return httpx.Response(200, json={"items": ROWS[off : off + lim]},
+                              headers={"X-Total-Count": "23"})  # fmt: skip
+
+    route = respx.get(f"{BASE}/tickets").mock(side_effect=answer)
+    assert walk(OffsetPaginator(10, total_header="X-Total-Count"), q="x") == list(range(1, 24))
+    assert route.call_count == 3
+    assert route.calls[0].request.url.params["q"] == "x"
+
+
+@respx.mock
+def test_offset_without_total_goes_on_after_a_short_page_when_told() -> None:
+    # a tool applying access rules after the limit: page 1 is short, yet not the end
+    pages = {0: ROWS[:7], 10: ROWS[10:20], 20: []}
+    respx.get(f"{BASE}/tickets").mock(
+        side_effect=lambda r: httpx.Response(
+            200, json={"items": pages[int(r.url.params["offset"])]}
+        )
+    )
+    assert walk(OffsetPaginator(10, short_page_ends=False)) == list(range(1, 8)) + list(
+        range(11, 21)
+    )
+    assert walk(OffsetPaginator(10)) == list(range(1, 8))  # short page ends by default
+
+
+@respx.mock
+def test_page_number_stops_on_a_short_page() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        page, size = int(request.url.params["page"]), int(request.url.params["per_page"])
+        return httpx.Response(200, json={"items": ROWS[(page - 1) * size : page * size]})
+
+    route = respx.get(f"{BASE}/tickets").mock(side_effect=answer)
+    assert walk(PageNumberPaginator(10)) == list(range(1, 24))
+    assert [c.request.url.params["page"] for c in route.calls] == ["1", "2", "3"]
+
+
+@respx.mock
+def test_next_token_absent_on_the_last_page() -> None:
+    tokens = {None: ("A", ROWS[:10]), "A": ("B", ROWS[10:20]), "B": (None, ROWS[20:])}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        nxt, rows = tokens[request.url.params.get("nextPageToken")]
+        body: dict[str, Any] = {"issues": rows}
+        if nxt:
+            body["nextPageToken"] = nxt  # Jira leaves the key out on the last page
+        return httpx.Response(200, json=body)
+
+    respx.get(f"{BASE}/tickets").mock(side_effect=answer)
+    assert walk(NextTokenPaginator(), "issues") == list(range(1, 24))
+
+
+@respx.mock
+def test_next_url_in_the_body() -> None:
+    respx.get(f"{BASE}/tickets").mock(
+        return_value=httpx.Response(200, json={"data": ROWS[:10], "links": {"next": f"{BASE}/p2"}})
+    )
+    respx.get(f"{BASE}/p2").mock(
+        return_value=httpx.Response(200, json={"data": ROWS[10:], "links": {"next": None}})
+    )
+    assert walk(NextUrlPaginator("links.next"), "data") == list(range(1, 24))
+
+
+@respx.mock
+def test_link_header_next() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        first = f'<{BASE}/tickets?page=1>;rel="first"'
+        if request.url.params.get("page") == "2":
+            return httpx.Response(200, json={"items": ROWS[10:]}, headers={"Link": first})
+        link = f'<{BASE}/tickets?page=2>;rel="next", {first}'
+        return httpx.Response(200, json={"items": ROWS[:10]}, headers={"Link": link})
+
+    route = respx.get(f"{BASE}/tickets").mock(side_effect=answer)
+    assert walk(LinkHeaderPaginator()) == list(range(1, 24))
+    assert route.call_count == 2
+    both = link_targets('<a>; rel="next prev", <b>; rel=last')
+    assert both == {"next": "a", "prev": "a", "last": "b"}
+
+
+@respx.mock
+def test_range_parameter_with_content_range() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        lo, hi = (int(x) for x in request.url.params["range"].split("-"))
+        rows = ROWS[lo : hi + 1]
+        end = lo + len(rows) - 1
+        status = 206 if end + 1 < len(ROWS) else 200
+        return httpx.Response(status, json={"data": rows},
+                              headers={"Content-Range": f"{lo}-{end}/{len(ROWS)}"})  # fmt: skip
+
+    route = respx.get(f"{BASE}/tickets").mock(side_effect=answer)
+    assert walk(RangePaginator(10), "data") == list(range(1, 24))
+    assert [c.request.url.params["range"] for c in route.calls] == ["0-9", "10-19", "20-29"]
+
+
+@respx.mock
+def test_range_header() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        lo, hi = (int(x) for x in request.headers["Range"].split("=")[1].split("-"))
+        rows = ROWS[lo : hi + 1]
+        told = {"Content-Range": f"items {lo}-{lo + len(rows) - 1}/23"}
+        return httpx.Response(206, json={"items": rows}, headers=told)
+
+    route = respx.get(f"{BASE}/tickets").mock(side_effect=answer)
+    assert walk(RangePaginator(10, param=None, header="Range")) == list(range(1, 24))
+    assert route.calls[1].request.headers["Range"] == "items=10-19"
+
+
+@respx.mock
+def test_the_loop_guard_stops_a_repeated_token_and_too_many_pages() -> None:
+    respx.get(f"{BASE}/tickets").mock(
+        return_value=httpx.Response(200, json={"issues": ROWS[:2], "nextPageToken": "SAME"})
+    )
+    with pytest.raises(FatalError, match="paging loop"):
+        walk(NextTokenPaginator(), "issues")
+    guard = LoopGuard("src", max_pages=2)
+    guard.check(PageRequest("/a", {"p": 1}))
+    guard.check(PageRequest("/a", {"p": 2}))
+    with pytest.raises(FatalError, match="more than 2 pages"):
+        guard.check(PageRequest("/a", {"p": 3}))

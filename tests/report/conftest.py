@@ -1,0 +1,3 @@
+from tests.report.world import deployment
+
+__all__ = ["deployment"]
