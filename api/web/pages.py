@@ -28,9 +28,11 @@ from api.routes.exports import export_response, monthly_report
 from api.routes.nonconformities import nc_out, nc_query
 from api.routes.review import list_review, settle
 from api.token_use import TokenUse
-from api.web import i18n
+from api.web import documents, i18n
 from api.web.render import Renderer
 from api.web.session import COOKIE, LIFETIME, PRE_COOKIE, SessionCodec, WebSession, same_value
+from core.errors import InputError
+from core.report import FORMATS as REPORT_FORMATS
 from core.runtime import Runtime
 from core.states import NcState, Rule, Severity
 from core.store.models import ComplianceRecord, Incident, Nonconformity
@@ -136,16 +138,6 @@ def _same_origin(request: Request) -> bool:
 
 def _checked_post(request: Request, session: WebSession, form: Mapping[str, str]) -> bool:
     return _same_origin(request) and same_value(form.get("csrf"), session.csrf)
-
-
-def _months_back(month: str, n: int) -> list[str]:
-    """The ``n`` months ending with ``month``, oldest first."""
-    year, mon = int(month[:4]), int(month[5:])
-    out = []
-    for _ in range(n):
-        out.append(f"{year:04d}-{mon:02d}")
-        year, mon = (year - 1, 12) if mon == 1 else (year, mon - 1)
-    return out[::-1]
 
 
 def _latest_month(rt: Runtime) -> str:
@@ -269,14 +261,7 @@ def month_page(request: Request, month: str | None = None) -> Response:
     period, bad = _month(request, month)
     with rt.db.sessions() as s:
         report = monthly_report(period, rt, s, session.principal, None, None)
-        months = _months_back(period, 12)
-        trend = {
-            m: {
-                p.policy: p.indicators
-                for p in monthly_report(m, rt, s, session.principal, None, None).policies
-            }
-            for m in months
-        }
+    charts = documents.trend_charts(rt, period, _lang(request))
     return _page(
         request,
         "month.html",
@@ -284,8 +269,7 @@ def month_page(request: Request, month: str | None = None) -> Response:
         month=period,
         bad_month=bad,
         report=report,
-        months=months,
-        trend=trend,
+        charts=charts,
     )
 
 
@@ -423,6 +407,7 @@ def downloads_page(request: Request, month: str | None = None) -> Response:
         bad_month=bad,
         policies=sorted(rt.policies),
         formats=EXPORT_FORMATS,
+        report_formats=REPORT_FORMATS,
         may_export=session.principal.can(Permission.EXPORT),
     )
 
@@ -440,6 +425,29 @@ def download_export(
     return export_response(
         _rt(request), session.principal, period, format, policy=policy, as_of=None, via="web"
     )
+
+
+@router.get("/reports/{period}")
+def download_report(request: Request, period: str, format: str = "pdf") -> Response:
+    """The month's quality report as of now, in the page's language (audited via web)."""
+    session = _session(request)
+    if not session.principal.can(Permission.EXPORT):
+        return _page(request, "error.html", session, 403, error="forbidden")
+    if not _MONTH.match(period) or format not in REPORT_FORMATS:
+        raise ApiError(404, f"no report {period!r} in format {format!r}")
+    return documents.report_file(_rt(request), session.principal, period, format, _lang(request))
+
+
+@router.get("/evidence")
+def download_evidence(request: Request, start: str = "", end: str = "") -> Response:
+    """The audit evidence pack of months ``start``..``end`` (a zip, streamed; audited)."""
+    session = _session(request)
+    if not session.principal.can(Permission.EXPORT):
+        return _page(request, "error.html", session, 403, error="forbidden")
+    try:
+        return documents.evidence_file(_rt(request), session.principal, start, end)
+    except InputError as exc:
+        raise ApiError(422, str(exc)) from None
 
 
 def signin_redirect(request: Request, exc: Exception) -> Response:

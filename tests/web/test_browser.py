@@ -2,7 +2,7 @@
 
 The app runs under uvicorn on 127.0.0.1; Chromium signs in with the admin
 token, picks a month, filters the nonconformities, downloads the CSV
-export, settles a review item, and takes screenshots kept under
+export and the PDF report, settles a review item, and takes screenshots kept under
 ``test-artifacts/web/`` (ignored by git; the paths are printed). Every
 request the browser makes is recorded: none may leave 127.0.0.1. The test
 skips when Chromium or Playwright is missing, unless
@@ -127,6 +127,7 @@ def test_qa_signs_in_picks_a_month_filters_downloads_and_settles(
             page.wait_for_url(f"{site}/qa?month=2026-10")
             assert "2026-10" in page.inner_text("h1")
             assert page.locator("table.indicators meter").count() > 0
+            assert page.locator("#trend figure.chart svg").count() >= 6
             month_shot = ARTIFACTS / "qa-month.png"
             page.screenshot(path=str(month_shot), full_page=True)
 
@@ -148,6 +149,11 @@ def test_qa_signs_in_picks_a_month_filters_downloads_and_settles(
             assert saved.name == "qloop-2026-10.csv"
             rows = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
             assert rows[0][:2] == ["source", "incident_key"] and len(rows) > 1
+            with page.expect_download() as report:
+                page.click("#report-pdf")
+            pdf = ARTIFACTS / report.value.suggested_filename
+            report.value.save_as(pdf)
+            assert pdf.name.startswith("qloop-report-2026-10") and pdf.read_bytes()[:4] == b"%PDF"
 
             page.click("nav >> text=待复核")
             form = page.locator(f"#item-{item} form")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
+import zipfile
 from pathlib import Path
 
 from sqlalchemy import select
@@ -110,7 +112,9 @@ def test_the_month_shows_the_apis_indicators(served: Served) -> None:
     on_time = ind["callback_on_time"]
     row = f'{on_time["numerator"]}</td><td class="n">{on_time["denominator"]}</td>'
     assert row in html and f"{on_time['rate'] * 100:.1f}%" in html
-    assert "2025-11" in html and "2026-10" in html  # the 12 months of the trend
+    trend = html[html.index('id="trend"') :]
+    assert trend.count("<svg") >= 6 and "<script" not in trend  # the report's trend charts
+    assert "<title>" in trend and "2026-10" in trend
     bad = client.get("/qa", params={"month": "2026-13"}).text
     assert "2026-13" in bad and 'class="error"' in bad
 
@@ -242,3 +246,33 @@ def test_every_label_the_templates_use_is_in_the_catalogue() -> None:
     assert used and used <= set(labels), used - set(labels)
     for key in labels:
         assert set(labels[key]) >= set(i18n.LANGUAGES), key
+
+
+def test_report_and_evidence_downloads_are_audited_via_web(served: Served) -> None:
+    qa = signed_in(served, "qa-read")
+    page = qa.get("/qa/downloads", params={"month": "2026-10"}).text
+    assert 'href="/qa/reports/2026-10?format=pdf"' in page and 'action="/qa/evidence"' in page
+    pdf = qa.get("/qa/reports/2026-10", params={"format": "pdf"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert "qloop-report-2026-10-" in pdf.headers["content-disposition"]
+    qa.get("/qa/lang/en")
+    html = qa.get("/qa/reports/2026-10", params={"format": "html"})
+    assert html.status_code == 200 and b'<html lang="en">' in html.content
+    zipped = qa.get("/qa/evidence", params={"start": "2026-10", "end": "2026-10"})
+    assert zipped.status_code == 200 and zipped.content.startswith(b"PK")
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as z:
+        assert any(n.startswith("manifest") for n in z.namelist())
+    backwards = qa.get("/qa/evidence", params={"start": "2026-10", "end": "2026-09"})
+    assert backwards.status_code == 422 and "before" in backwards.text
+    exports = [
+        (e.actor, e.detail["format"], e.detail["via"]) for e in audit_entries(served, "export")
+    ]
+    assert exports == [
+        ("qa-read-user", "report:pdf", "web"),
+        ("qa-read-user", "report:html", "web"),
+    ]
+    [pack] = audit_entries(served, "evidence")
+    assert (pack.actor, pack.detail["via"]) == ("qa-read-user", "web")
+    ops = signed_in(served, "operator")
+    assert ops.get("/qa/reports/2026-10").status_code == 403
+    assert ops.get("/qa/evidence", params={"start": "2026-10", "end": "2026-10"}).status_code == 403
