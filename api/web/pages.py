@@ -375,12 +375,14 @@ async def settle_item(request: Request, item_id: int) -> Response:
     if not session.principal.can(Permission.REVIEW):
         return _page(request, "error.html", session, 403, error="forbidden")
     action = form.get("action")
+    month = form.get("month", "")
+    back = {"month": month} if _MONTH.match(month) else {}
     note = form.get("note", "").strip()[:2000] or None
     incident_id: int | None = None
     if action == "match":
         text = form.get("incident_id", "").strip()
         if not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
-            return _redirect(f"/qa/review?{urlencode({'error': 'need_incident'})}")
+            return _redirect(f"/qa/review?{urlencode({**back, 'error': 'need_incident'})}")
         incident_id = int(text)
     elif action != "dismiss":
         return _page(request, "error.html", session, 400, error="bad_form")
@@ -389,8 +391,10 @@ async def settle_item(request: Request, item_id: int) -> Response:
             settle, _rt(request), item_id, incident_id, session.principal, note
         )
     except ApiError as exc:
-        return _redirect(f"/qa/review?{urlencode({'error': exc.detail})}")
-    return _redirect(f"/qa/review?{urlencode({'settled': done.id, 'outcome': done.status})}")
+        return _redirect(f"/qa/review?{urlencode({**back, 'error': exc.detail})}")
+    return _redirect(
+        f"/qa/review?{urlencode({**back, 'settled': done.id, 'outcome': done.status})}"
+    )
 
 
 @router.get("/downloads", response_class=HTMLResponse)
