@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Permission, Principal
 from api.problems import ApiError
-from api.routes.common import MONTH_PATTERN, record_audit
+from api.routes.common import MAX_ID, MONTH_PATTERN, record_audit
 from api.routes.exports import export_response, monthly_report
 from api.routes.nonconformities import nc_out, nc_query
 from api.routes.review import list_review, settle
@@ -117,7 +117,11 @@ async def _form(request: Request) -> dict[str, str]:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise ApiError(400, "the form is not UTF-8") from None
-    return {k: v[0] for k, v in fields.items()}
+    form = {k: v[0] for k, v in fields.items()}
+    bad = sorted(k for k, v in form.items() if "\x00" in k or "\x00" in v)
+    if bad:
+        raise ApiError(400, f"form field {bad[0]!r}: the NUL character is not allowed")
+    return form
 
 
 def _same_origin(request: Request) -> bool:
@@ -304,7 +308,7 @@ def nc_page(
     with rt.db.sessions() as s:
         rows = list(
             s.scalars(
-                query.where(Nonconformity.id > max(after, 0))
+                query.where(Nonconformity.id > min(max(after, 0), MAX_ID))
                 .order_by(Nonconformity.id)
                 .limit(NC_PAGE + 1)
             )
@@ -374,6 +378,8 @@ async def settle_item(request: Request, item_id: int) -> Response:
         return _page(request, "error.html", session, 400, error="bad_form")
     if not session.principal.can(Permission.REVIEW):
         return _page(request, "error.html", session, 403, error="forbidden")
+    if not 1 <= item_id <= MAX_ID:
+        raise ApiError(404, f"review item {item_id} does not exist")
     action = form.get("action")
     month = form.get("month", "")
     back = {"month": month} if _MONTH.match(month) else {}

@@ -181,6 +181,12 @@ def test_operator_settles_a_review_item_audited_like_the_api(served: Served) -> 
     csrf = page_csrf(ops)
     no_csrf = ops.post(f"/qa/review/{first}", data={"action": "dismiss"})
     assert no_csrf.status_code == 400
+    nul = ops.post(
+        f"/qa/review/{first}", data={"csrf": csrf, "action": "dismiss", "note": "a\x00b"}
+    )
+    assert nul.status_code == 400 and "note" in nul.text
+    huge = ops.post(f"/qa/review/{2**40}", data={"csrf": csrf, "action": "dismiss"})
+    assert huge.status_code == 404
     assert audit_entries(served, "review.resolve") == []
     r = ops.post(
         f"/qa/review/{first}",
