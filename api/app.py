@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import connectors  # noqa: F401  registers the built-in connector types
-from api import problems
+from api import problems, web
 from api.auth import TokenStore
 from api.guards import RequestGuard
 from api.routes import (
@@ -119,6 +119,7 @@ def create_app(
     app.add_middleware(RequestGuard)
     for module in ROUTERS:
         app.include_router(module.router)
+    web.install(app, cfg, tokens, app.version)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

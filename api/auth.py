@@ -106,6 +106,13 @@ class TokenStore:
                 found = principal
         return found
 
+    def holder(self, name: str) -> tuple[Principal, bytes] | None:
+        """The principal named ``name`` and its token's SHA-256 digest, or None."""
+        for known, principal in self._tokens:
+            if principal.name == name:
+                return principal, known
+        return None
+
     def __len__(self) -> int:
         return len(self._tokens)
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 import config
 from api import console
+from api.demo_serve import write_serve_files
 from core.compliance import MonthlyIndicators, Ratio, whole_second
 from core.conf import AppConfig, load_config
 from core.errors import InputError
@@ -174,11 +175,18 @@ def run_demo(workdir: Path, incidents: int | None = None) -> int:
         for path in written:
             print(f"  {path}")
         home = workdir.resolve()
+        serve_cfg, serve_env = write_serve_files(workdir)
         print(
             f"\nDone in {elapsed:.1f}s. Go on with this month yourself:\n"
             f"  export QLOOP_DATABASE_URL=sqlite:///{home / 'qloop.db'} "
             f"QLOOP_STATE_DIR={home / 'state'}\n"
             f"  .venv/bin/qloop review list -c {config.path('sandbox.yaml')}"
+        )
+        print(
+            "\nQA web page of this month (the tokens are in serve.env, one per role):\n"
+            f"  set -a; . {serve_env}; set +a\n"
+            f"  .venv/bin/qloop serve -c {serve_cfg}\n"
+            f"  then open http://127.0.0.1:8000/qa and sign in with $QLOOP_DEMO_QA_TOKEN"
         )
     finally:
         rt.close()

@@ -40,7 +40,7 @@ from core.runtime import Runtime
 
 router = APIRouter(tags=["exports"], responses={**READ_PROBLEMS, **problems(404)})
 
-__all__ = ["CHUNK_BYTES", "router"]
+__all__ = ["CHUNK_BYTES", "MEDIA_TYPES", "export_response", "router"]
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "jsonl": "application/x-ndjson; charset=utf-8",
@@ -174,6 +174,26 @@ def export_period(
     ``as_of``, the month is recomputed from the stored facts seen at that
     instant: the same facts give the same bytes whenever it is asked.
     """
+    return export_response(rt, principal, period, fmt, policy=policy, as_of=as_of, via="api")
+
+
+def export_response(
+    rt: Runtime,
+    principal: Principal,
+    period: str,
+    fmt: str,
+    *,
+    policy: str | None,
+    as_of: datetime | None,
+    via: str,
+) -> StreamingResponse:
+    """The streamed export of ``period`` for ``principal``, audit-logged as coming ``via``.
+
+    The API's route and the QA web page's download both answer with this.
+
+    Raises:
+        ApiError: 404 for an unknown policy.
+    """
     targets = _targets(rt, policy)
     at = whole_second(as_of) if as_of is not None else None
     unmask = principal.sees_contacts
@@ -195,7 +215,7 @@ def export_period(
             fmt=fmt,
             policies=[name for name, _ in targets],
             masked=not unmask,
-            via="api",
+            via=via,
             as_of=at,
         )
     return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)

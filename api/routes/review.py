@@ -60,9 +60,16 @@ def list_review(
     return Page[ReviewItemOut](items=items, next_cursor=nxt)
 
 
-def _settle(
+def settle(
     rt: Runtime, item_id: int, incident_id: int | None, principal: Principal, note: str | None
 ) -> ReviewResolved:
+    """Tie review item ``item_id`` to an incident (or dismiss it with None), audited.
+
+    The API's routes and the QA web page's form both settle through here.
+
+    Raises:
+        ApiError: 404 unknown item, 409 already settled, 422 unknown incident.
+    """
     with rt.db.sessions() as s:
         match = s.get(Match, item_id)
         if match is None:
@@ -82,7 +89,7 @@ def match_item(
     item_id: Id, body: MatchRequest, rt: RuntimeDep, principal: Reviewer
 ) -> ReviewResolved:
     """Tie a review item to an incident (recorded in the audit log)."""
-    return _settle(rt, item_id, body.incident_id, principal, body.note)
+    return settle(rt, item_id, body.incident_id, principal, body.note)
 
 
 @router.post(
@@ -92,4 +99,4 @@ def dismiss_item(
     item_id: Id, rt: RuntimeDep, principal: Reviewer, body: DismissRequest | None = None
 ) -> ReviewResolved:
     """Dismiss a review item: the answer belongs to no incident (recorded in the audit log)."""
-    return _settle(rt, item_id, None, principal, body.note if body else None)
+    return settle(rt, item_id, None, principal, body.note if body else None)

@@ -103,9 +103,11 @@ class ApiTokenConfig:
 
 @dataclass(frozen=True)
 class ApiConfig:
-    """The HTTP API's settings: its bearer tokens."""
+    """The HTTP API's settings: its bearer tokens and the QA web page's session secret."""
 
     tokens: tuple[ApiTokenConfig, ...] = ()
+    session_secret: str | None = field(default=None, repr=False)
+    """Signs the QA web page's session cookies; None: a random one per process."""
 
 
 @dataclass(frozen=True)
@@ -555,7 +557,8 @@ def _api(raw: Mapping[str, Any]) -> ApiConfig:
                 channels=tuple(t.get("channels") or ()),
             )
             for t in raw.get("tokens") or ()
-        )
+        ),
+        session_secret=raw.get("session_secret") or None,
     )
 
 

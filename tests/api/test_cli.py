@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,37 @@ def test_run_refuses_while_another_process_runs_a_job_of_the_store(
             assert s.scalar(select(func.count()).select_from(JobLease)) == 0
     finally:
         rt.close()
+
+
+def test_demo_leaves_what_qloop_serve_needs_for_the_qa_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+    import stat
+    import warnings
+
+    from api.app import create_app
+    from api.demo_serve import QA_VAR, read_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--dir", str(workdir), "--incidents", "30"]) == 0
+    out = capsys.readouterr().out
+    env_file, cfg = workdir / "serve.env", workdir / "serve.yaml"
+    assert f". {env_file.resolve()}" in out and f"qloop serve -c {cfg.resolve()}" in out
+    assert "http://127.0.0.1:8000/qa" in out
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    env = read_env(env_file)
+    assert env[QA_VAR] not in out  # the token is in the file, never printed
+    app = create_app(load_config(cfg, env={**os.environ, **env}))
+    with TestClient(app, follow_redirects=False) as client:
+        form = client.get("/qa/signin").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+        r = client.post("/qa/signin", data={"csrf": csrf, "token": env[QA_VAR]})
+        assert r.status_code == 303
+        page = client.get("/qa", params={"month": "2026-10"})
+        assert page.status_code == 200 and "demo-qa-read" in page.text
+        assert 'id="resolved-default">' in page.text
