@@ -24,8 +24,9 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Permission, Principal
 from api.problems import ApiError
 from api.routes.common import MAX_ID, MONTH_PATTERN, record_audit
-from api.routes.exports import export_response, monthly_report
+from api.routes.exports import export_response
 from api.routes.nonconformities import nc_out, nc_query
+from api.routes.reports import MonthlyReport, monthly_report
 from api.routes.review import list_review, settle
 from api.token_use import TokenUse
 from api.web import documents, i18n
@@ -264,7 +265,8 @@ def month_page(request: Request, month: str | None = None) -> Response:
     rt = _rt(request)
     period, bad = _month(request, month)
     with rt.db.sessions() as s:
-        report = monthly_report(period, rt, s, session.principal, None, None)
+        report = monthly_report(period, rt, s, session.principal)
+    assert isinstance(report, MonthlyReport)  # no format asked: the indicators
     charts = documents.trend_charts(rt, period, _lang(request))
     return _page(
         request,
