@@ -7,7 +7,7 @@ Entries, in name order, then ``manifest.json`` last:
   ``as_of`` (incidents, indicators, nonconformities);
 - ``nonconformities.jsonl``: the period's nonconformities with their
   tickets, closure and full history;
-- ``reports/<month>/qloop-report-<month>-all.{html,pdf}``: each month's
+- ``reports/<month>/qloop-report-<month>-<policy, or all>.{html,pdf}``: each month's
   quality report as of ``as_of``, in the pack's language (default: the
   report's, zh-CN for a CN calendar);
 - ``review-decisions.jsonl``: the review-queue decisions and who made them;

@@ -34,7 +34,7 @@ def test_qa_downloads_the_pack_and_it_verifies(served: Served, tmp_path: Path) -
     assert r.content == same  # the CLI's writer, the same bytes
     with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
         names = zf.namelist()
-    assert "reports/2026-10/qloop-report-2026-10-all.pdf" in names
+    assert "reports/2026-10/qloop-report-2026-10-default.pdf" in names
     assert "export/2026-10/qloop-2026-10-default.csv" in names
     with served.rt.db.session() as s:
         (entry,) = s.query(AuditLog).filter_by(action="evidence").all()

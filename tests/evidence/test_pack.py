@@ -51,7 +51,7 @@ def test_pack_verifies_and_names_every_tampered_file(
     for month in ("2026-08", "2026-09", "2026-10"):
         assert f"export/{month}/qloop-{month}-default.csv" in names
         for fmt in ("html", "pdf"):
-            assert f"reports/{month}/qloop-report-{month}-all.{fmt}" in names
+            assert f"reports/{month}/qloop-report-{month}-default.{fmt}" in names
     assert {"policies.json", "versions.json", "review-decisions.jsonl", "pack.json"} <= set(names)
     assert ncs and all(nc["history"] and nc["ticket"]["target"] for nc in ncs)
     assert config["database_url"]  # the config in force, with secrets masked by the loader's rule
@@ -101,23 +101,23 @@ def test_reports_are_the_months_reports_as_of_the_pack(loaded: Runtime, tmp_path
         reports = {n: zf.read(n) for n in names if n.startswith("reports/")}
         pack = json.loads(zf.read("pack.json"))
     assert names.index("policies.json") < names.index(
-        "reports/2026-09/qloop-report-2026-09-all.html"
+        "reports/2026-09/qloop-report-2026-09-default.html"
     )
-    assert names.index("reports/2026-10/qloop-report-2026-10-all.pdf") < names.index(
+    assert names.index("reports/2026-10/qloop-report-2026-10-default.pdf") < names.index(
         "review-decisions.jsonl"
     )
     assert len(reports) == 4 and pack["report_lang"] is None
     for month in ("2026-09", "2026-10"):
         report = build_report(loaded, month, as_of=AS_OF)
         assert report.default_lang == "zh-CN"  # the sandbox's CN calendar
-        html = reports[f"reports/{month}/qloop-report-{month}-all.html"]
-        pdf = reports[f"reports/{month}/qloop-report-{month}-all.pdf"]
+        html = reports[f"reports/{month}/qloop-report-{month}-default.html"]
+        pdf = reports[f"reports/{month}/qloop-report-{month}-default.pdf"]
         assert html == render_report(report, "html")
         assert pdf.startswith(b"%PDF") and pdf == render_report(report, "pdf")
 
     english = b"".join(build_pack(loaded, "2026-10", "2026-10", AS_OF, lang="en"))
     with zipfile.ZipFile(io.BytesIO(english)) as zf:
-        html = zf.read("reports/2026-10/qloop-report-2026-10-all.html")
+        html = zf.read("reports/2026-10/qloop-report-2026-10-default.html")
         assert json.loads(zf.read("pack.json"))["report_lang"] == "en"
     report = build_report(loaded, "2026-10", as_of=AS_OF)
     assert html == render_report(report, "html", "en") != render_report(report, "html", "zh-CN")

@@ -156,7 +156,7 @@ def test_report_reaches_the_smtp_server_once(
         (part,) = [p for p in msg.walk() if p.get_filename()]
         data = part.get_payload(decode=True)
         assert isinstance(data, bytes) and data.startswith(b"%PDF")
-        assert part.get_filename() == "qloop-report-2026-10-all.pdf"
+        assert part.get_filename() == "qloop-report-2026-10-default.pdf"
         assert part.get_content_type() == "application/pdf"
         # the report of October as of November's first instant, in the CN calendar's zh-CN
         report = build_report(rt, "2026-10", as_of=datetime(2026, 10, 31, 16, tzinfo=UTC))
@@ -165,7 +165,7 @@ def test_report_reaches_the_smtp_server_once(
             rows = s.scalars(select(SentReport).order_by(SentReport.recipient)).all()
             assert [r.state for r in rows] == ["sent", "sent"]
             assert [(r.format, r.lang) for r in rows] == [("pdf", "zh-CN")] * 2
-            assert rows[0].attachment == "qloop-report-2026-10-all.pdf"
+            assert rows[0].attachment == "qloop-report-2026-10-default.pdf"
             assert {r.sha256 for r in rows} == {hashlib.sha256(data).hexdigest()}
             assert rows[0].as_of == datetime(2026, 10, 31, 16, tzinfo=UTC)
             assert rows[0].actor == "job:deliver" and rows[0].sent_at == FIRST_DAY

@@ -102,7 +102,7 @@ def test_signed_report_reaches_the_receiver_once(
         report = build_report(rt, "2026-10", as_of=datetime(2026, 10, 31, 16, tzinfo=UTC))
         assert content == render_report(report, "html", "en")
         assert doc["type"] == "report.monthly" and doc["period"] == "2026-10"
-        assert doc["name"] == "qloop-report-2026-10-all.html"
+        assert doc["name"] == "qloop-report-2026-10-default.html"
         assert doc["media_type"] == "text/html"
         assert doc["sha256"] == hashlib.sha256(content).hexdigest()
         with rt.db.session() as s:

@@ -191,7 +191,7 @@ def test_deliver_fires_on_its_schedule_and_the_worker_sends_the_report(
             burst=True, logging_level="WARNING"
         )
         ((_, body),) = receiver.accepted
-        assert b'"name": "qloop-report-2026-10-all.pdf"' in body
+        assert b'"name": "qloop-report-2026-10-default.pdf"' in body
         with rt.db.session() as s:
             (row,) = s.scalars(select(SentReport)).all()
             assert row.state == "sent" and row.actor == "job:deliver"
