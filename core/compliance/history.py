@@ -29,7 +29,7 @@ Decisions beyond the SPEC, applied exactly:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -154,6 +154,20 @@ def active_seconds(timeline: Timeline, calendar: BusinessCalendar, until: dateti
     Returns:
         Business seconds.
     """
+    return seconds_in(timeline, until, ACTIVE, calendar.business_seconds)
+
+
+def seconds_in(
+    timeline: Timeline,
+    until: datetime,
+    kinds: frozenset[Category] | set[Category],
+    measure: Callable[[datetime, datetime], int],
+) -> int:
+    """Time spent in the categories ``kinds`` within [created_at, until], by ``measure``.
+
+    ``measure(lo, hi)`` gives the length of one span (business or elapsed
+    seconds); the time before the first status change counts as ``new``.
+    """
     created = timeline.created_at
     entries = timeline.entries
     segments: list[tuple[datetime, datetime | None, Category]] = []
@@ -164,10 +178,10 @@ def active_seconds(timeline: Timeline, calendar: BusinessCalendar, until: dateti
         segments.append((entry.at, end, entry.category))
     total = 0
     for start, end, cat in segments:
-        if cat not in ACTIVE:
+        if cat not in kinds:
             continue
         lo = max(start, created)
         hi = until if end is None else min(end, until)
         if hi > lo:
-            total += calendar.business_seconds(lo, hi)
+            total += measure(lo, hi)
     return total

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.compliance import Evaluation, IncidentFacts, Policy
-from core.compliance.history import ACTIVE, Timeline, build_timeline
+from core.compliance.history import ACTIVE, Timeline, build_timeline, seconds_in
 from core.export.as_of import Period
 from core.loop._bulk import chunks
 from core.loop.facts import load_facts
@@ -44,27 +44,13 @@ def _seconds(
     business: bool,
 ) -> int:
     """Time spent in ``kinds`` within [created_at, until], business or elapsed."""
-    created = timeline.created_at
-    entries = timeline.entries
-    segments: list[tuple[datetime, datetime | None, Category]] = []
-    if not entries or entries[0].at > created:
-        segments.append((created, entries[0].at if entries else None, Category.NEW))
-    for i, entry in enumerate(entries):
-        end = entries[i + 1].at if i + 1 < len(entries) else None
-        segments.append((entry.at, end, entry.category))
-    total = 0
-    for start, end, cat in segments:
-        if cat not in kinds:
-            continue
-        lo = max(start, created)
-        hi = until if end is None else min(end, until)
-        if hi > lo:
-            total += (
-                policy.calendar.business_seconds(lo, hi)
-                if business
-                else int((hi - lo).total_seconds())
-            )
-    return total
+
+    def elapsed(lo: datetime, hi: datetime) -> int:
+        return int((hi - lo).total_seconds())
+
+    return seconds_in(
+        timeline, until, kinds, policy.calendar.business_seconds if business else elapsed
+    )
 
 
 def explain(
