@@ -35,10 +35,28 @@ def _flatten(node: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 @cache
 def messages(lang: str) -> dict[str, str]:
-    """The catalogue of ``lang`` as dotted key → text."""
+    """The catalogue of ``lang`` as dotted key → text.
+
+    ``locale/<lang>.yaml`` holds the monthly report's labels; each other
+    document adds its own file ``locale/<document>.<lang>.yaml`` (campaign
+    results, complaint report, review pack…). A key defined twice is an error.
+    """
     check_lang(lang)
-    text = resources.files("core.report").joinpath("locale", f"{lang}.yaml").read_text("utf-8")
-    return _flatten(yaml.safe_load(text))
+    folder = resources.files("core.report").joinpath("locale")
+    names = sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name == f"{lang}.yaml" or entry.name.endswith(f".{lang}.yaml")
+    )
+    out: dict[str, str] = {}
+    for name in names:
+        part = _flatten(yaml.safe_load(folder.joinpath(name).read_text("utf-8")) or {})
+        twice = sorted(set(part) & set(out))
+        if twice:
+            msg = f"report catalogue {lang}: {name} defines {twice[0]!r} again"
+            raise ConfigError(msg)
+        out.update(part)
+    return out
 
 
 class Labels:
