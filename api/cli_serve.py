@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     workers = int(getattr(args, "workers", 1) or 1)
     if workers > 1:
+        from api.web.session import SECRET_ENV
         from core.conf import load_config
         from core.runtime import open_runtime
 
         open_runtime(load_config(path)).close()  # create or migrate the schema once
         os.environ[CONFIG_ENV] = str(path.resolve())
+        # one session secret for every process (a cookie made by one is read by all)
+        os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
         uvicorn.run("api.cli_serve:app_from_env", factory=True, workers=workers, **common)
         return 0
     uvicorn.run(create_app(path), **common)

@@ -49,7 +49,7 @@ def list_status(rt: Runtime, kind: Kind, only: str | None = None) -> int:
         configured = {only: configured[only]}
     with rt.db.session() as s:
         states = {st.name: st for st in s.scalars(select(SourceState))}
-        rejected = rejects.open_counts(s) if kind == "source" else {}
+        rejected = rejects.open_counts(s)
     zone = ZoneInfo(rt.config.timezone)
     for name, cfg in configured.items():
         st = states.get(_state_name(kind, name))
@@ -65,8 +65,9 @@ def list_status(rt: Runtime, kind: Kind, only: str | None = None) -> int:
             print(f"  last error: {scrub(st.last_error)}")
         if kind == "source":
             print_first_sync(rt, name, zone)
-        if rejected.get(name):
-            print(f"  {rejected[name]} rejected record(s): qloop sources rejects {name}")
+        key = name if kind == "source" else collect_state_name(name)
+        if rejected.get(key):
+            print(f"  {rejected[key]} rejected record(s): qloop {kind}s rejects {name}")
     return 0
 
 
@@ -92,13 +93,27 @@ def print_first_sync(rt: Runtime, name: str, zone: ZoneInfo) -> None:
         print(f"  last run left out {last_own} of qloop's own ticket(s)")
 
 
-def list_rejects(rt: Runtime, name: str | None, show_all: bool) -> int:
-    """Print the records sources sent that could not be mapped (open ones, or ``show_all``)."""
+def list_rejects(rt: Runtime, kind: Kind, name: str | None, show_all: bool) -> int:
+    """Print the records a source (or channel) sent that could not be mapped.
+
+    The open ones, or with ``show_all`` the resolved ones too; every source's
+    (every channel's) when ``name`` is None.
+    """
     if name is not None:
-        rt.source_config(name)  # an unknown name is an error listing the valid ones
+        if kind == "source":
+            rt.source_config(name)  # an unknown name is an error listing the valid ones
+        elif name not in rt.config.channels:
+            known = ", ".join(sorted(rt.config.channels)) or "none configured"
+            msg = f"unknown channel {name!r}; known: {known}"
+            raise ConfigError(msg)
+    key = name if kind == "source" or name is None else collect_state_name(name)
     zone = ZoneInfo(rt.config.timezone)
     with rt.db.session() as s:
-        rows = rejects.listing(s, name, resolved=show_all)
+        rows = [
+            row
+            for row in rejects.listing(s, key, resolved=show_all)
+            if row.source.startswith(collect_state_name("")) == (kind == "channel")
+        ]
     if not rows:
         print("no rejected records" if show_all else "no open rejected records")
         return 0
@@ -115,10 +130,15 @@ def list_rejects(rt: Runtime, name: str | None, show_all: bool) -> int:
         )
         print(f"  {row.error}")
     open_rows = sum(1 for r in rows if r.resolved_at is None)
-    if open_rows:
+    if open_rows and kind == "source":
         print(
             f"{open_rows} open: fix the mapping, then `qloop sources resync NAME`; or fix the "
             "record in the source (its next version is pulled and resolves it)"
+        )
+    elif open_rows:
+        print(
+            f"{open_rows} open: fix the channel's mapping, or the record at the provider "
+            "(a corrected record the channel sends again is stored and resolves it)"
         )
     return 0
 
@@ -169,7 +189,7 @@ def _command(kind: Kind) -> Callable[[argparse.Namespace], int]:
             if args.action == "list":
                 return list_status(rt, kind, args.name)
             if args.action == "rejects":
-                return list_rejects(rt, args.name, args.all)
+                return list_rejects(rt, kind, args.name, args.all)
             if not args.name:
                 msg = f"qloop {kind}s {args.action} needs the {kind}'s name"
                 raise QloopError(msg)
@@ -190,20 +210,20 @@ def add_commands(
     for kind in ("source", "channel"):
         text = f"{kind}s' sync status; check a {kind}'s access"
         p = with_config(sub.add_parser(f"{kind}s", help=text, description=text))
-        actions = ("list", "test", "rejects", "resync") if kind == "source" else ("list", "test")
+        actions = ("list", "test", "rejects") + (("resync",) if kind == "source" else ())
         what = (
             "list: last sync and error (read-only); test NAME: check URL, credentials and "
             "permissions; rejects [NAME]: records the mapping refused; resync NAME: read it all "
             "again at the next sync"
             if kind == "source"
-            else "list: last collection and error (read-only); test NAME: check access"
+            else "list: last collection and error (read-only); test NAME: check access; "
+            "rejects [NAME]: records the channel's mapping refused"
         )
         p.add_argument("action", choices=actions, help=what)
         p.add_argument(
             "name", nargs="?", help=f"the {kind} to test, resync or list (default: every {kind})"
         )
-        if kind == "source":
-            p.add_argument(
-                "--all", action="store_true", help="rejects: resolved ones too (default: open ones)"
-            )
+        p.add_argument(
+            "--all", action="store_true", help="rejects: resolved ones too (default: open ones)"
+        )
         p.set_defaults(func=_command(kind))

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.auth import TokenStore
 from api.web import i18n, pages
+from api.web.ended import StoredEndedSessions
 from api.web.render import Renderer
 from api.web.session import SessionCodec
 from core.conf import AppConfig
@@ -22,9 +23,10 @@ STATIC = Path(__file__).with_name("static")
 
 
 def install(app: FastAPI, cfg: AppConfig, tokens: TokenStore, version: str) -> None:
-    """Serve the QA web page from ``app``."""
+    """Serve the QA web page from ``app`` (whose ``state.rt`` is set)."""
     i18n.catalogue()  # a missing label fails at start-up
-    app.state.web_sessions = SessionCodec(cfg.api.session_secret, tokens)
+    ended = StoredEndedSessions(app.state.rt)
+    app.state.web_sessions = SessionCodec(cfg.api.session_secret, tokens, ended)
     app.state.web_language = i18n.default_language(cfg)
     app.state.web_renderer = Renderer(timezone=cfg.timezone, version=version)
     app.add_exception_handler(pages.SignInFirst, pages.signin_redirect)

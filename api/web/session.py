@@ -7,7 +7,11 @@ an HMAC of the token's digest (so a changed or revoked token ends every
 session made with it, and the cookie reveals nothing usable), a CSRF value
 for the page's POST forms, a session id and an expiry. The cookie is
 HttpOnly, SameSite=Strict, and Secure when the page is served over https.
-Signing out forgets the session id in this process and clears the cookie.
+Signing out records the session id as ended (in the store, when the codec
+has one: every server process then refuses the cookie) and clears it.
+
+Without ``api.session_secret``, ``qloop serve --workers N`` draws one secret
+for all its processes (:data:`SECRET_ENV`); a lone process draws its own.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from api.auth import Principal, TokenStore
 
@@ -29,6 +35,16 @@ PRE_COOKIE = "qloop_qa_pre"
 LIFETIME = timedelta(hours=8)
 WEB_ROLES = frozenset({"admin", "operator", "qa-read"})
 """Roles that may sign in to the page (not ``channel``)."""
+SECRET_ENV = "QLOOP_WEB_SESSION_SECRET"
+"""Set by ``qloop serve --workers N`` for its processes when no ``api.session_secret`` is given."""
+
+
+class EndedSessions(Protocol):
+    """Where signed-out session ids are kept, so that every process refuses them."""
+
+    def end(self, sid: str, expires: datetime, now: datetime) -> None: ...
+
+    def ended(self, sid: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -52,9 +68,13 @@ def _unb64(text: str) -> bytes:
 class SessionCodec:
     """Makes and reads session cookies; remembers the ids signed out in this process."""
 
-    def __init__(self, secret: str | None, tokens: TokenStore) -> None:
-        self._key = hashlib.sha256((secret or secrets.token_urlsafe(32)).encode("utf-8")).digest()
+    def __init__(
+        self, secret: str | None, tokens: TokenStore, ended: EndedSessions | None = None
+    ) -> None:
+        chosen = secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32)
+        self._key = hashlib.sha256(chosen.encode("utf-8")).digest()
         self._tokens = tokens
+        self._store = ended
         self._ended: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
@@ -107,6 +127,8 @@ class SessionCodec:
         with self._lock:
             if sid in self._ended:
                 return None
+        if self._store is not None and self._store.ended(sid):
+            return None
         found = self._tokens.holder(name)
         if found is None:
             return None
@@ -116,7 +138,9 @@ class SessionCodec:
         return WebSession(principal, sid=sid, csrf=csrf, expires=expires)
 
     def sign_out(self, session: WebSession, now: datetime) -> None:
-        """Forget ``session`` here (its cookie is refused from now on)."""
+        """End ``session``: its cookie is refused from now on by every process sharing the store."""
+        if self._store is not None:
+            self._store.end(session.sid, session.expires, now)
         with self._lock:
             self._ended = {k: v for k, v in self._ended.items() if v > now}
             self._ended[session.sid] = session.expires

@@ -117,6 +117,16 @@ def _error_problems(
     return [index.problem(path, message)]
 
 
+def schema_problems(schema: dict[str, Any], data: Any, index: LineIndex) -> list[Problem]:
+    """Every problem of ``data`` against a JSON ``schema``, at its line (no value is secret)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    return [
+        p
+        for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path)))
+        for p in _error_problems(err, index, (), lambda _path: False)
+    ]
+
+
 def _connector_problems(
     data: Any, index: LineIndex, is_secret: Callable[[PathKey], bool]
 ) -> list[Problem]:

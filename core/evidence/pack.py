@@ -96,13 +96,13 @@ def _month(text: str, where: str) -> tuple[int, int]:
     return year, month
 
 
-def manifest_bytes(digests: Digests) -> bytes:
-    """The manifest: every entry's SHA-256 and size, sorted by name."""
+def manifest_bytes(digests: Digests, fmt: str = FORMAT) -> bytes:
+    """The manifest: every entry's SHA-256 and size, sorted by name (``fmt``: the pack's kind)."""
     files = [
         {"name": name, "sha256": sha, "size": size}
         for name, (sha, size) in sorted(digests.files.items())
     ]
-    return json_bytes({"format": FORMAT, "algorithm": "sha256", "files": files})
+    return json_bytes({"format": fmt, "algorithm": "sha256", "files": files})
 
 
 def _entries(
@@ -206,6 +206,32 @@ def audit_pack(
         )
 
 
+def check_out(out: Path) -> None:
+    """Raises InputError naming ``--out`` when ``out`` is a folder or its folder is missing."""
+    if out.is_dir():
+        msg = f"--out {str(out)!r} is a folder; give the zip's file name"
+        raise InputError(msg, field="--out")
+    if not out.parent.is_dir():
+        msg = f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist"
+        raise InputError(msg, field="--out")
+
+
+def write_whole(out: Path, chunks: Iterable[bytes]) -> None:
+    """Write ``chunks`` to ``out`` whole or not at all (a temporary file, then a rename)."""
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.part")
+    try:
+        with tmp.open("xb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
 def write_pack(
     rt: Runtime,
     start: str,
@@ -220,25 +246,9 @@ def write_pack(
     pack_months(start, end)  # bad input is an error before any file is touched
     if lang is not None:
         check_lang(lang)
-    if out.is_dir():
-        msg = f"--out {str(out)!r} is a folder; give the zip's file name"
-        raise InputError(msg, field="--out")
-    if not out.parent.is_dir():
-        msg = f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist"
-        raise InputError(msg, field="--out")
+    check_out(out)
     manifest: list[bytes] = []
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.part")
-    try:
-        with tmp.open("xb") as fh:
-            for chunk in build_pack(rt, start, end, as_of, manifest, lang=lang):
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    write_whole(out, build_pack(rt, start, end, as_of, manifest, lang=lang))
     sha = hashlib.sha256(manifest[0]).hexdigest()
     audit_pack(rt, actor=actor, start=start, end=end, as_of=whole_second(as_of), via="cli", sha=sha)
     return sha

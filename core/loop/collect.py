@@ -127,13 +127,18 @@ def collect(rt: Runtime, channel: str) -> StepResult:
         log.warning("collect %s: %s; resuming from the last cursor (restart %d)", channel, exc, n)
 
     error: str | None = None
+    with rt.db.session() as s:
+        pending = rejects.open_keys(s, state_name)
     try:
         for batch in resumable(conn.collect, load_cursor, on_retry, rt.sleep):
             with rt.db.session() as s:
                 _insert_outcomes(s, channel, batch.outcomes, rt.now(), result)
-                if batch.rejected:  # kept aside (qloop sources rejects): the others go on
-                    where = f"channel:{channel}"
-                    result.counts["rejected"] += rejects.store(s, where, batch.rejected, rt.now())
+                fixed = (k for o in batch.outcomes for k in (o.provider_event_id, o.provider_ref))
+                rejects.resolve_keys(s, state_name, pending, fixed, rt.now())
+                if batch.rejected:  # kept aside (qloop channels rejects): the others go on
+                    stored = rejects.store(s, state_name, batch.rejected, rt.now())
+                    result.counts["rejected"] += stored
+                    pending.update(r.key[:200] for r in batch.rejected)
                 connector_state(s, state_name).cursor = batch.cursor
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"

@@ -99,9 +99,17 @@ def resolve(
     now: datetime,
 ) -> None:
     """Mark resolved the pending keys that came back mapped in ``records``; updates ``pending``."""
+    keys = (k for r in records for k in (r.key, r.external_id))
+    resolve_keys(session, source, pending, keys, now)
+
+
+def resolve_keys(
+    session: Session, source: str, pending: set[str], keys: Iterable[str | None], now: datetime
+) -> None:
+    """Mark resolved the pending ``keys`` (now stored mapped); updates ``pending``."""
     if not pending:
         return
-    fixed = {k for r in records for k in (r.key, r.external_id) if k in pending}
+    fixed = {k for k in keys if k in pending}
     if not fixed:
         return
     session.execute(
@@ -110,7 +118,7 @@ def resolve(
         .values(resolved_at=now)
     )
     pending.difference_update(fixed)
-    log.info("pull %s: %d rejected record(s) now map and are stored", source, len(fixed))
+    log.info("%s: %d rejected record(s) now map and are stored", source, len(fixed))
 
 
 def listing(

@@ -84,3 +84,7 @@ def to_html(report: Report, lang: str) -> bytes:
         f'<p class="foot">{escape(meta)}</p>{body}</body></html>\n'
     )
     return page.encode("utf-8")
+
+
+table_html = _table
+"""One table as HTML with its footnote (shared by the other documents: review pack…)."""

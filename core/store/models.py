@@ -408,6 +408,18 @@ class RejectedRecord(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
+class WebSessionEnd(Base):
+    """A QA web page session signed out before its expiry: refused by every server process.
+
+    Rows past ``expires_at`` are useless (the cookie has expired anyway) and
+    are deleted when another session ends.
+    """
+
+    __tablename__ = "web_session_end"
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class SentReport(Base):
     """One monthly report sent to one recipient (issue 11 item 2): who, when, which bytes.
 

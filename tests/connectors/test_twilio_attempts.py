@@ -125,6 +125,41 @@ def test_attempt_lists_with_a_wrap_up_give_the_verdicts_of_the_calls_made(
         assert [r.times for r in s.scalars(select(RejectedRecord))] == [1]
 
 
+def test_channel_rejects_are_listed_and_resolved_when_the_record_maps(
+    world: tuple[Deployment, FakeTwilio], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli import main
+    from core.loop import rejects
+
+    dep, fake = world
+    rt = dep.open()
+    assert run_once(rt).errors == []
+    undated = sorted(fake.pending_tasks())[0]
+    fake.work_task(undated, [{"reached": False, "agent": "王芳"}], {"comment": "未接通"})
+    dep.clock.advance(minutes=5)
+    run_once(rt)
+    assert main(["channels", "-c", str(dep.path), "list", "phone"]) == 0
+    assert "1 rejected record(s): qloop channels rejects phone" in capsys.readouterr().out
+    assert main(["channels", "-c", str(dep.path), "rejects", "phone"]) == 0
+    out = capsys.readouterr().out
+    assert f"channel:phone {undated} [open] field callback_outcome.attempts[0].at" in out
+    assert "fix the channel's mapping" in out
+    assert main(["sources", "-c", str(dep.path), "rejects"]) == 0  # a source's list: not these
+    assert "no open rejected records" in capsys.readouterr().out
+    assert main(["channels", "-c", str(dep.path), "rejects", "nope"]) != 0
+    assert "unknown channel 'nope'; known:" in capsys.readouterr().err
+
+    # the provider's corrected record (same task) comes back mapped: the reject is resolved
+    with rt.db.session() as s:
+        pending = rejects.open_keys(s, "channel:phone")
+        rejects.resolve_keys(s, "channel:phone", pending, ["other", undated], rt.now())
+        s.commit()
+        [row] = s.scalars(select(RejectedRecord))
+        assert row.resolved_at is not None and pending == set()
+    assert main(["channels", "-c", str(dep.path), "rejects", "phone"]) == 0
+    assert "no open rejected records" in capsys.readouterr().out
+
+
 def test_a_pushed_callback_with_an_undated_attempt_is_refused_naming_the_field(
     world: tuple[Deployment, FakeTwilio],
 ) -> None:

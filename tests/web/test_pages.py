@@ -282,3 +282,34 @@ def test_report_and_evidence_downloads_are_audited_via_web(served: Served) -> No
     ops = signed_in(served, "operator")
     assert ops.get("/qa/reports/2026-10").status_code == 403
     assert ops.get("/qa/evidence", params={"start": "2026-10", "end": "2026-10"}).status_code == 403
+
+
+def test_sessions_work_across_server_processes_and_sign_out_ends_them_everywhere(
+    served: Served, monkeypatch: object
+) -> None:
+    """``qloop serve --workers N``: a cookie made by one process is read by the others, and a
+    sign-out through one is refused by all (the ended session is in the store)."""
+    import pytest
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.web.session import SECRET_ENV
+
+    mp: pytest.MonkeyPatch = monkeypatch  # type: ignore[assignment]
+    mp.setenv(SECRET_ENV, "one-secret-for-every-worker-process")
+    first_rt, second_rt = served.deployment.open(), served.deployment.open()
+    first = create_app(first_rt.config, runtime=first_rt)
+    second = create_app(second_rt.config, runtime=second_rt)
+    with (
+        TestClient(first, follow_redirects=False) as a,
+        TestClient(second, follow_redirects=False) as b,
+    ):
+        form = a.get("/qa/signin")
+        r = a.post("/qa/signin", data={"csrf": csrf_of(form.text), "token": TOKENS["qa-read"]})
+        assert r.status_code == 303
+        cookie = a.cookies["qloop_qa"]
+        b.cookies.set("qloop_qa", cookie, path="/qa")
+        assert b.get("/qa").status_code == 200  # the other process reads the cookie
+        assert a.post("/qa/signout", data={"csrf": page_csrf(a)}).status_code == 303
+        b.cookies.set("qloop_qa", cookie, path="/qa")
+        assert (b.get("/qa").status_code, b.get("/qa").headers["location"]) == (303, "/qa/signin")
