@@ -420,7 +420,7 @@ class LimeSurveyChannel:
             raise FatalError(msg)
         msg = (
             f"{self.where}: reminder {round_no} to participant tid {tid} is not due yet by "
-            f"LimeSurvey's clock (last mail {row.get('remindersent') or row.get('sent')})"
+            f"LimeSurvey's clock (invited {row.get('sent')}, reminded {row.get('remindersent')})"
         )
         raise RetriableError(msg, retry_after=3600)
 

@@ -2,8 +2,8 @@
 
 A member is due reminder ``n`` (``n`` = reminders so far + 1, at most
 ``reminders.max``) when they were invited, have not answered, and their
-last mail (the invitation, else the last reminder) is at least
-``reminders.every_days`` old. Each due reminder is one outbox item of kind
+last mail (the invitation, else the last reminder) is more than
+``reminders.every_days`` old (by a minute: LimeSurvey compares minutes). Each due reminder is one outbox item of kind
 ``campaign_remind`` with the key ``campaign:<id>:<member id>:remind:<n>``
 (unique in the store), committed before anything is sent; the dispatcher
 sends it through the channel's :meth:`~core.connector.CampaignSurveys.remind`
@@ -60,7 +60,8 @@ def send_reminders(rt: Runtime, name: str, actor: str = "qloop", *, send: bool =
     ):
         return Reminders(0, 0, StepResult("push"))
     collect_answers(rt, name)
-    every = timedelta(days=cfg.reminders.every_days)
+    # LimeSurvey compares minutes, strictly: a minute more keeps both clocks agreeing
+    every = timedelta(days=cfg.reminders.every_days, minutes=1)
     with rt.db.session() as s:
         campaign = s.get(Campaign, stored.id)
         assert campaign is not None
