@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.campaign.launch import stored_campaign
+from core.campaign.plan import campaign_config, questionnaire
 from core.connector import CampaignSurveys
 from core.loop._bulk import insert_rows
 from core.loop.common import audit
@@ -73,7 +74,12 @@ def collect_answers(rt: Runtime, name: str) -> Collected:
         return Collected(fresh, 0, 0)
     responses = rt.call(survey.campaign_responses)
     now = rt.now()
+    mapping = questionnaire(campaign_config(rt, name))
     with rt.db.session() as s:
+        if campaign.questionnaire != mapping:
+            s.execute(
+                update(Campaign).where(Campaign.id == campaign.id).values(questionnaire=mapping)
+            )
         members = {
             token: (mid, responded)
             for mid, token, responded in s.execute(

@@ -3,15 +3,16 @@
 A member is due reminder ``n`` (``n`` = reminders so far + 1, at most
 ``reminders.max``) when they were invited, have not answered, and their
 last mail (the invitation, else the last reminder) is more than
-``reminders.every_days`` old (by a minute: LimeSurvey compares minutes). Each due reminder is one outbox item of kind
-``campaign_remind`` with the key ``campaign:<id>:<member id>:remind:<n>``
-(unique in the store), committed before anything is sent; the dispatcher
-sends it through the channel's :meth:`~core.connector.CampaignSurveys.remind`
-(LimeSurvey ``remind_participants`` with ``iMaxReminders = n``, so the same
-round sent again after a crash mails nobody twice) and then counts it on
-the member (``reminders``, ``reminded_at``). Answers are refreshed first,
-so nobody who answered is reminded; nothing is reminded after the
-campaign's ``ends`` date or once it is closed.
+``reminders.every_days`` old (by a minute: LimeSurvey compares minutes).
+Each due reminder is one outbox item of kind ``campaign_remind`` with the
+key ``campaign:<id>:<member id>:remind:<n>`` (unique in the store),
+committed before anything is sent; the dispatcher sends it through the
+channel's :meth:`~core.connector.CampaignSurveys.remind` (LimeSurvey
+``remind_participants`` with ``iMaxReminders = n``, so the same round sent
+again after a crash mails nobody twice) and then counts it on the member
+(``reminders``, ``reminded_at``). Answers are refreshed first, so nobody
+who answered is reminded; nothing is reminded after the campaign's
+``ends`` date or once it is closed.
 """
 
 from __future__ import annotations

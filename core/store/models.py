@@ -463,6 +463,9 @@ class Campaign(Base):
     planned_at: Mapped[datetime]
     launched_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    questionnaire: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """The configured items, comment questions and previous campaign, as of the last
+    plan or collection: the results report reads them from here (stored facts)."""
 
 
 class CampaignMember(Base):

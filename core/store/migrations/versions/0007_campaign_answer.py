@@ -1,4 +1,4 @@
-"""campaign answers: the complete responses to a campaign's questionnaire
+"""campaign answers: the complete responses to a campaign's questionnaire, and its items
 
 Revision ID: 0007
 Revises: 0006
@@ -17,6 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("campaign") as batch:
+        batch.add_column(sa.Column("questionnaire", sa.JSON(), nullable=True))
     op.create_table(
         "campaign_answer",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -43,3 +45,5 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_campaign_answer_member_id"), table_name="campaign_answer")
     op.drop_index(op.f("ix_campaign_answer_campaign_id"), table_name="campaign_answer")
     op.drop_table("campaign_answer")
+    with op.batch_alter_table("campaign") as batch:
+        batch.drop_column("questionnaire")
