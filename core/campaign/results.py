@@ -5,9 +5,9 @@ its answers and the questionnaire stored with it), so the same stored facts
 give the same results, and :func:`render_results` the same bytes.
 
 * Scores: each configured item's answers (``CampaignItem.value``): a score
-  item's mean with a 95% Student t interval (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n; none
-  for a single answer); a yes/no item's share of yes with a 95% Wilson
-  score interval. Overall and per stratum.
+  item's mean with a 95% Student t interval (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n,
+  clipped to the item's scale; none for a single answer); a yes/no item's
+  share of yes with a 95% Wilson score interval. Overall and per stratum.
 * Comparison: the same items of the previous campaign (``previous:``, else
   the latest other campaign launched before this one), under that
   campaign's own stored questionnaire.
@@ -212,7 +212,14 @@ def _estimate(item: CampaignItem, answers: list[dict[str, Any]]) -> Estimate:
     values = [v for v in (item.value(a.get(item.question)) for a in answers) if v is not None]
     if item.is_yes_no:
         return wilson_interval(sum(1 for v in values if v == 1.0), len(values))
-    return mean_interval(values)
+    est = mean_interval(values)
+    lo, hi = item.scale  # a mean cannot leave the scale: the interval is clipped to it
+    return Estimate(
+        est.n,
+        est.value,
+        None if est.low is None else max(lo, est.low),
+        None if est.high is None else min(hi, est.high),
+    )
 
 
 def _answers(s: Session, campaign_id: int) -> list[tuple[str, CampaignAnswer]]:
