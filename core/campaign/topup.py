@@ -6,8 +6,9 @@ stratified sample took its first ``k`` from, so a top-up continues the
 same draw) and the next ``n`` are picked, where ``n`` is the fewest that
 would bring the stratum's response rate to ``coverage_target`` if they all
 answered: ``ceil((target × invited − answered) / (1 − target))`` (at least
-one), or ``count`` when given. People already picked are never drawn
-again. The new members are then invited like the others (outbox, once).
+one), or ``count`` when given; a person the channel cannot reach is
+picked (``not_surveyable``) but not counted. People already picked are
+never drawn again. The new members are then invited like the others (outbox, once).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def top_up(
     )
     channel = rt.channel(cfg.channel)
     added: dict[str, int] = {}
+    picked: dict[str, int] = {}
     with rt.db.session() as s:
         campaign = s.get(Campaign, stored.id)
         assert campaign is not None
@@ -103,22 +105,23 @@ def top_up(
                 reachable = inc is not None and channel.can_reach(incident_contact(inc))
                 member.state = "planned" if reachable else "not_surveyable"
                 taken += 1 if reachable else 0
+                picked[st.stratum] = picked.get(st.stratum, 0) + 1
             if taken:
                 added[st.stratum] = taken
-        if added:
+        if picked:
             strata = []
             for plan in campaign.strata:
                 key = STRATUM_SEP.join(plan["stratum"])
-                extra = added.get(key, 0)
-                if extra:
+                if key in picked:
                     plan = {
                         **plan,
-                        "picked": plan["picked"] + extra,
-                        "topped_up": plan.get("topped_up", 0) + extra,
+                        "picked": plan["picked"] + picked[key],
+                        "reachable": plan.get("reachable", 0) + added.get(key, 0),
+                        "topped_up": plan.get("topped_up", 0) + picked[key],
                     }
                 strata.append(plan)
             campaign.strata = strata
-            campaign.picked += sum(added.values())
-            audit(s, rt, "campaign.top_up", "campaign", campaign.id, actor, added=added)
+            campaign.picked += sum(picked.values())
+            audit(s, rt, "campaign.top_up", "campaign", campaign.id, actor, invited=added)
     launched = launch_campaign(rt, name, actor=actor, send=send) if added else None
     return TopUp(added=added, launch=launched)

@@ -191,14 +191,23 @@ def test_campaigns_job_closes_a_campaign_after_its_end(
     rt = _launched(deployment, fake)
     assert run_campaigns(rt).counts["closed"] == 0
     doc = yaml.safe_load(deployment.path.read_text("utf-8"))
-    doc["campaigns"]["annual"]["ends"] = (rt.now().date() + timedelta(days=3)).isoformat()
+    doc["campaigns"]["annual"]["ends"] = (rt.now().date() + timedelta(days=10)).isoformat()
     deployment.path.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
     later = deployment.open()
-    _advance(deployment, fake, 5)
+    _advance(deployment, fake, 8)
+    waiting = send_reminders(later, "annual", send=False).enqueued  # then the process stops
+    assert waiting > 0
+    _advance(deployment, fake, 3)  # past ends: the job closes it, the reminders are cancelled
     done = run_campaigns(later)
-    assert done.counts["closed"] == 1 and not done.errors
+    assert done.counts["closed"] == 1 and done.counts["cancelled"] == waiting
+    assert not done.errors
     with later.db.session() as s:
         assert s.scalar(select(Campaign.state).where(Campaign.name == "annual")) == "closed"
+        states = set(
+            s.scalars(select(OutboxItem.state).where(OutboxItem.kind == "campaign_remind"))
+        )
+    assert states == {"cancelled"}
+    assert [m for m in fake.mails if m.kind == "remind"] == []
     with pytest.raises(StateError):
         top_up(later, "annual")
     assert run_campaigns(later).counts["closed"] == 0
