@@ -118,6 +118,8 @@ def status_text(status: CampaignStatus) -> str:
         f"invited {status.invited}, answered {status.answered} ({rate:.1%}); "
         f"{flagged} of {len(status.strata)} strata below target"
     )
+    if flagged and status.state == "launched":
+        lines.append(f"to invite more of them: qloop campaign top-up {status.name}")
     return "\n".join(lines)
 
 

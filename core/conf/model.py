@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from core.calendar import BusinessCalendar
 from core.compliance.policy import Policy, SampleRule
 from core.conf.masking import mask, secret_values
-from core.errors import InputError
+from core.errors import ConfigError, InputError
 from core.timeutil import Duration, parse_duration, to_utc
 
 Spans = tuple[tuple[int, int], ...]
@@ -257,8 +257,11 @@ class CampaignConfig:
     """The campaign the results report compares with."""
 
 
-def _campaign_item(name: str, raw: Mapping[str, Any]) -> CampaignItem:
+def _campaign_item(campaign: str, name: str, raw: Mapping[str, Any]) -> CampaignItem:
     scale = raw.get("scale") or [1, 5]
+    if not float(scale[0]) < float(scale[1]):
+        msg = f"campaigns.{campaign}.items.{name}.scale: min must be below max, got {scale}"
+        raise ConfigError(msg)
     return CampaignItem(
         name=name,
         question=str(raw["question"]),
@@ -287,7 +290,7 @@ def _campaign(name: str, raw: Mapping[str, Any]) -> CampaignConfig:
             "previous": ("previous", str),
         },
     )
-    items = tuple(_campaign_item(k, v) for k, v in (raw.get("items") or {}).items())
+    items = tuple(_campaign_item(name, k, v) for k, v in (raw.get("items") or {}).items())
     return CampaignConfig(
         items=items,
         name=name,
