@@ -134,11 +134,13 @@ def run_campaign_demo(cfg: AppConfig, name: str, start: datetime, out: Path) -> 
         clock.now += timedelta(days=4)
         print(f"  day 4: {collect_answers(rt, name).responses} answer(s) collected")
         clock.now += timedelta(days=4)
+        got = collect_answers(rt, name).responses
         first = send_reminders(rt, name, actor="demo")
-        print(f"  day 8: {first.enqueued} reminder(s) to non-respondents")
+        print(f"  day 8: {got} more answer(s); {first.enqueued} reminder(s) to the others")
         clock.now += timedelta(days=8)
+        got = collect_answers(rt, name).responses
         second = send_reminders(rt, name, actor="demo")
-        print(f"  day 16: {second.enqueued} second reminder(s)")
+        print(f"  day 16: {got} more answer(s); {second.enqueued} second reminder(s)")
         clock.now += timedelta(days=4)
         print(f"  day 20: {collect_answers(rt, name).responses} more answer(s) collected")
         print(textwrap.indent(status_text(campaign_status(rt, name, refresh=False)), "  "))

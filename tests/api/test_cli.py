@@ -116,7 +116,7 @@ def test_demo_runs_a_month_and_writes_exports_and_the_report(
     assert f"  {html}" in tail and f"  {pdf}" in tail
     # one survey campaign end to end: some answer, some after a reminder, some never
     steps = out[out.index("Survey campaign annual") :]
-    assert "invitation(s) sent" in steps and "reminder(s) to non-respondents" in steps
+    assert "invitation(s) sent" in steps and "reminder(s) to the others" in steps
     assert f"    {campaign[0]}" in steps
     results = campaign[0].read_text(encoding="utf-8")
     assert "满意度调查结果" in results and "Wilson" in results
