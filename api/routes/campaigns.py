@@ -84,12 +84,13 @@ class CloseOut(BaseModel):
     cancelled: int
 
 
-def _known(rt: Runtime, name: str) -> None:
+def _known(rt: Runtime, name: str, *, stored_ok: bool = False) -> None:
+    """404 for a name neither configured nor stored; 409 for one only stored (unless ok)."""
     with rt.db.session() as s:
         stored = s.scalar(select(Campaign.id).where(Campaign.name == name))
     if name not in rt.config.campaigns and stored is None:
         raise ApiError(404, f"unknown campaign {name!r}")
-    if name not in rt.config.campaigns:
+    if name not in rt.config.campaigns and not stored_ok:
         raise ApiError(409, f"campaign {name!r} is no longer configured", slug="state")
 
 
@@ -214,8 +215,12 @@ def report(
         Query(description="Language; default zh-CN for a CN calendar, else en"),
     ] = None,
 ) -> Response:
-    """The campaign's results report (scores with 95% intervals, non-response, comments)."""
-    _known(rt, name)
+    """The campaign's results report (scores with 95% intervals, non-response, comments).
+
+    Built from the stored facts only, so a campaign no longer configured
+    still has its report.
+    """
+    _known(rt, name, stored_ok=True)
     language = lang or default_lang(rt, list(rt.config.policies))
     masked = not principal.sees_contacts
     results = campaign_results(s, name, masked=masked)

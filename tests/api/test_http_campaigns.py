@@ -67,6 +67,8 @@ def test_admin_runs_a_campaign_and_others_may_only_read(served: Served) -> None:
     assert [(x["name"], x["state"], x["configured"]) for x in listed] == [
         ("annual", "not_planned", True)
     ]
+    early = c.get("/campaigns/annual/report", headers=auth("qa-read"))
+    assert early.status_code == 409 and "no plan yet" in early.json()["detail"]
     for role in ("qa-read", "operator"):
         r = c.post("/campaigns/annual/plan", headers=auth(role))
         assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
