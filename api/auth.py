@@ -8,7 +8,7 @@ the token) is who the request is from, in the audit log.
 =========  =================================================================
 role       may
 =========  =================================================================
-admin      everything
+admin      everything (only admin plans, launches and closes survey campaigns)
 operator   read, see contact details, trigger syncs, settle the review queue
 qa-read    read and download exports; contact details masked
 channel    only post outcomes (webhooks, API) for its listed channels
@@ -46,6 +46,8 @@ class Permission(StrEnum):
     REVIEW = "review"
     EXPORT = "export"
     POST_OUTCOMES = "post_outcomes"
+    CAMPAIGNS = "campaigns"
+    """Plan, launch and close survey campaigns (admin only)."""
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import textwrap
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,16 @@ from sqlalchemy import func, select
 import config
 from api import console
 from api.demo_serve import write_serve_files
+from core.campaign import (
+    campaign_status,
+    collect_answers,
+    launch_campaign,
+    plan_campaign,
+    plan_text,
+    send_reminders,
+    status_text,
+)
+from core.campaign.results import campaign_results
 from core.compliance import MonthlyIndicators, Ratio, whole_second
 from core.conf import AppConfig, load_config
 from core.errors import InputError
@@ -21,6 +33,7 @@ from core.export import period_indicators
 from core.export.files import write_files
 from core.loop import run_once
 from core.report import build_report, render_report
+from core.report.campaign import render_results
 from core.runtime import Runtime, open_runtime
 from core.store.models import Match, Nonconformity, OutboxItem, SampleRun, SurveyInvitation
 
@@ -105,6 +118,59 @@ def _counts(rt: Runtime) -> dict[str, Any]:
         }
 
 
+def run_campaign_demo(cfg: AppConfig, name: str, start: datetime, out: Path) -> None:
+    """One survey campaign end to end on simulated days: plan, launch, remind, collect, report.
+
+    A runtime of its own with a clock the demo moves on (the sandbox
+    customers answer days after their invitation or a reminder).
+    """
+    clock = _Clock(start)
+    rt = open_runtime(cfg, clock=clock)
+    try:
+        print(f"\nSurvey campaign {name} (simulated days from now):")
+        print(textwrap.indent(plan_text(plan_campaign(rt, name, actor="demo")), "  "))
+        done = launch_campaign(rt, name, actor="demo")
+        print(f"  day 0: {done.enqueued} invitation(s) sent: {dict(done.push.counts)}")
+        clock.now += timedelta(days=4)
+        print(f"  day 4: {collect_answers(rt, name).responses} answer(s) collected")
+        clock.now += timedelta(days=4)
+        got = collect_answers(rt, name).responses
+        first = send_reminders(rt, name, actor="demo")
+        print(f"  day 8: {got} more answer(s); {first.enqueued} reminder(s) to the others")
+        clock.now += timedelta(days=8)
+        got = collect_answers(rt, name).responses
+        second = send_reminders(rt, name, actor="demo")
+        print(f"  day 16: {got} more answer(s); {second.enqueued} second reminder(s)")
+        clock.now += timedelta(days=4)
+        print(f"  day 20: {collect_answers(rt, name).responses} more answer(s) collected")
+        print(textwrap.indent(status_text(campaign_status(rt, name, refresh=False)), "  "))
+        with rt.db.session() as s:
+            results = campaign_results(s, name)
+        written = write_files(
+            out,
+            [
+                (
+                    f"qloop-campaign-{name}-zh-CN.{f}",
+                    iter([render_results(results, f, "zh-CN", cfg.timezone)]),
+                )
+                for f in ("html", "pdf")
+            ],
+        )
+        print("  results report (zh-CN, comments masked):")
+        for path in written:
+            print(f"    {path}")
+    finally:
+        rt.close()
+
+
+@dataclasses.dataclass
+class _Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 def run_demo(workdir: Path, incidents: int | None = None) -> int:
     if incidents is not None and incidents < 1:
         msg = f"the demo needs at least 1 incident, got {incidents}"
@@ -174,6 +240,8 @@ def run_demo(workdir: Path, incidents: int | None = None) -> int:
         print("\nMonthly quality report (zh-CN):")
         for path in written:
             print(f"  {path}")
+        if cfg.campaigns:
+            run_campaign_demo(cfg, next(iter(cfg.campaigns)), rt.now(), workdir / "reports")
         home = workdir.resolve()
         serve_cfg, serve_env = write_serve_files(workdir)
         print(

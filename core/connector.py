@@ -146,6 +146,32 @@ class CampaignSurveys(Protocol):
         """Correlation tokens of the participants who completed, with when (None: withheld)."""
         ...
 
+    def remind(self, provider_ref: str, round_no: int, min_days: int) -> str:
+        """Remind the invited participant ``provider_ref`` who has not answered, once per round.
+
+        ``round_no`` is the reminder's number (1 for the first): the service
+        must not remind anyone already reminded ``round_no`` times, so the
+        same call repeated (a lost reply, a crash) mails nobody twice; nor
+        anyone mailed less than ``min_days`` days ago. Returns ``reminded``,
+        ``already`` (reminded this round before) or ``answered`` (nothing to
+        remind). Raises FatalError when the participant cannot be reminded.
+        """
+        ...
+
+    def campaign_responses(self) -> list[CampaignResponse]:
+        """Every complete response of the questionnaire with its participant's correlation token."""
+        ...
+
+
+@dataclass(frozen=True)
+class CampaignResponse:
+    """One complete response to a campaign's questionnaire (question code → answer code)."""
+
+    correlation_token: str
+    response_id: str
+    submitted_at: datetime | None
+    values: Mapping[str, str]
+
 
 @runtime_checkable
 class ScopeCount(Protocol):

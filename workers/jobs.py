@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import connectors  # noqa: F401  registers the built-in connector types
+from core.campaign.run import run_campaigns
 from core.conf import AppConfig, load_config
 from core.errors import ConfigError, StateError
 from core.loop import (
@@ -246,6 +247,13 @@ JOBS: dict[str, Job] = {
         ),
         Job("evaluate", None, lambda rt, _: evaluate_all(rt), "evaluate, sample, raise NCs"),
         Job("track", None, lambda rt, _: track_tickets(rt), "follow NC tickets, prune audit"),
+        Job(
+            "campaigns",
+            None,
+            lambda rt, _: [run_campaigns(rt)],
+            "collect campaign answers, send due reminders, close ended campaigns",
+            wanted=lambda cfg: bool(cfg.campaigns),
+        ),
         Job(
             "deliver",
             None,

@@ -55,7 +55,7 @@ from connectors.limesurvey.answers import (
 )
 from connectors.limesurvey.options import LimeSurveyOptions, parse_options
 from connectors.limesurvey.rpc import RpcClient, status_of
-from core.connector import ConnectorContext
+from core.connector import CampaignResponse, ConnectorContext
 from core.errors import FatalError, InputError, RetriableError
 from core.limits import check_outcome
 from core.records import (
@@ -78,6 +78,9 @@ MAX_INVITE_CALLS = 1000
 _LEFT = re.compile(r"^\s*(-?\d+)\s+left to send\s*$")
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
 _PARTICIPANT_FIELDS = ("completed", "sent", "emailstatus")
+_RESPONSE_META = frozenset(
+    {"id", "submitdate", "lastpage", "startlanguage", "seed", "token", "startdate", "datestamp"}
+)
 
 
 class LimeSurveyChannel:
@@ -363,6 +366,132 @@ class LimeSurveyChannel:
                 )
             if not page or len(rows or []) < self.opts.batch_size:
                 return found
+
+    def remind(self, provider_ref: str, round_no: int, min_days: int) -> str:
+        """Mail reminder ``round_no`` to participant ``provider_ref`` (``<sid>:<tid>``).
+
+        ``remind_participants(sid, iMinDaysBetween=min_days,
+        iMaxReminders=round_no, aTokenIds=[tid])``: LimeSurvey only reminds a
+        participant invited, not completed, with ``emailstatus`` OK, whose
+        ``remindercount`` is below ``round_no`` and whose last mail is older
+        than ``min_days``, so repeating the call after a lost reply or a
+        crash mails nobody twice. When LimeSurvey finds no candidate the
+        participant row tells why: already reminded this round
+        (``already``), completed meanwhile (``answered``), or not remindable.
+
+        Raises:
+            FatalError: LimeSurvey refused the reminder, or the participant
+                was never invited or has a bad e-mail status.
+            RetriableError: not due yet by LimeSurvey's clock (``min_days``).
+        """
+        self.ensure_ready()
+        tid = int(provider_ref.rsplit(":", 1)[-1])
+        result = self.rpc.call(
+            "remind_participants", self.survey_id, min_days, round_no, [tid], empty={NO_CANDIDATES}
+        )
+        if isinstance(result, dict) and isinstance(result.get(str(tid)), dict):
+            item = result[str(tid)]
+            if item.get("status") == "OK":
+                return "reminded"
+            error = item.get("error") or item.get("status") or "unknown error"
+            msg = f"{self.where}: reminder {round_no} to participant tid {tid} failed: {error}"
+            raise FatalError(msg)
+        row = self.rpc.call(
+            "get_participant_properties",
+            self.survey_id,
+            tid,
+            ["completed", "sent", "remindercount", "remindersent", "emailstatus"],
+        )
+        if not isinstance(row, dict):
+            msg = f"{self.where}: get_participant_properties: unexpected reply for tid {tid}"
+            raise RetriableError(msg)
+        if int(row.get("remindercount") or 0) >= round_no:
+            return "already"
+        if str(row.get("completed") or "N").strip() not in ("N", ""):
+            return "answered"
+        if not _was_sent(row):
+            msg = f"{self.where}: participant tid {tid} was never invited: no reminder"
+            raise FatalError(msg)
+        if row.get("emailstatus") != "OK":
+            msg = (
+                f"{self.where}: participant tid {tid} has e-mail status "
+                f"{row.get('emailstatus')!r}: LimeSurvey sends no reminder"
+            )
+            raise FatalError(msg)
+        msg = (
+            f"{self.where}: reminder {round_no} to participant tid {tid} is not due yet by "
+            f"LimeSurvey's clock (invited {row.get('sent')}, reminded {row.get('remindersent')})"
+        )
+        raise RetriableError(msg, retry_after=3600)
+
+    def campaign_responses(self) -> list[CampaignResponse]:
+        """The questionnaire's complete responses, each with its participant's correlation token.
+
+        The completed participants (``list_participants``, paged by tid) give
+        LimeSurvey token → correlation token; one ``export_responses`` (JSON,
+        complete, question codes, short answers) gives the responses; a
+        response without a known token (added by hand, anonymized) is left out.
+        """
+        self.ensure_ready()
+        tokens: dict[str, str] = {}
+        last_tid = 0
+        while True:
+            rows = self.rpc.call(
+                "list_participants",
+                self.survey_id,
+                0,
+                self.opts.batch_size,
+                False,
+                self._fields(),
+                {"completed": ["<>", "N"], "tid": [">", last_tid]},
+                empty={NO_PARTICIPANTS},
+            )
+            page = sorted(
+                (r for r in rows or [] if isinstance(r, dict) and int(r["tid"]) > last_tid),
+                key=lambda r: int(r["tid"]),
+            )
+            for row in page:
+                last_tid = int(row["tid"])
+                corr = str(row.get(self.opts.correlation_attribute) or "")
+                if corr and row.get("token"):
+                    tokens[str(row["token"])] = corr
+            if not page or len(rows or []) < self.opts.batch_size:
+                break
+        if not tokens:
+            return []
+        data = self.rpc.call(
+            "export_responses",
+            self.survey_id,
+            "json",
+            None,
+            "complete",
+            "code",
+            "short",
+            empty=NO_RESPONSE,
+        )
+        if data is None:
+            return []
+        out = []
+        where = f"{self.where}: export_responses"
+        for row in decode_export(data, where):
+            owner = tokens.get(str(row.get("token") or ""))
+            rid = str(row.get("id") or "").strip()
+            if owner is None or not rid or not str(row.get("submitdate") or "").strip():
+                continue
+            values = {
+                str(k): str(v)
+                for k, v in row.items()
+                if v is not None and str(v).strip() != "" and k not in _RESPONSE_META
+            }
+            out.append(
+                CampaignResponse(
+                    correlation_token=owner,
+                    response_id=f"{self.survey_id}:{rid}",
+                    submitted_at=local_time(row.get("submitdate"), self.opts.server_timezone),
+                    values=values,
+                )
+            )
+        return out
 
     # -- Channel ---------------------------------------------------------------------
 

@@ -24,6 +24,10 @@ Surveys: ≈60% answer 1–5 days after resolution with a score (and half of
 them a comment); the others never answer. About 2% of outcomes come
 without the correlation token (provider ref only) and 2% with neither
 (only the contact); calls are placed 08:00–21:00 local time when possible.
+
+Campaign questionnaires (:meth:`SandboxChannel.for_survey`, invitations
+whose outbox key starts with ``campaign:``) are answered apart, with
+reminders: see :mod:`connectors.sandbox.questionnaire`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.sandbox.generator import chinese_name
+from connectors.sandbox.questionnaire import SandboxQuestionnaire
 from connectors.sandbox.remote import (
     THROTTLE_OPTIONS,
     Failure,
@@ -43,7 +48,7 @@ from connectors.sandbox.remote import (
     resolve_options,
     unit,
 )
-from core.connector import ConnectorContext
+from core.connector import CampaignResponse, ConnectorContext
 from core.errors import ConfigError, FatalError, InputError
 from core.records import CollectedBatch, Contact, OutboundMessage, Outcome, SendResult
 from core.timeutil import iso, parse_instant, to_utc
@@ -94,6 +99,8 @@ CHANNEL_OPTIONS_SCHEMA: dict[str, Any] = {
 }
 
 HOUR = 3600
+CAMPAIGN_KEY = "campaign:"
+"""Outbox keys of campaign invitations: they go to the campaign's questionnaire."""
 Fields = dict[str, Any]
 _SCORES_CONFIRMED = ((0.60, 5), (0.93, 4), (0.975, 3), (0.99, 2), (1.0, 1))
 _SCORES_UNCONFIRMED = ((0.15, 5), (0.40, 4), (0.70, 3), (0.88, 2), (1.0, 1))
@@ -165,6 +172,7 @@ class SandboxChannel:
         self._what = f"sandbox {role} service"
         self._prefix = "CB" if role == "callback" else "SV"
         self._state = RemoteState(ctx.state_dir, "channel", name)
+        self._questionnaires: dict[int, SandboxQuestionnaire] = {}
 
     def _roll(self) -> Failure | None:
         o = self._opts
@@ -195,6 +203,8 @@ class SandboxChannel:
         if message.kind not in self.kinds:
             msg = f"{self._what}: 400 cannot take a {message.kind!r} message"
             raise FatalError(msg)
+        if message.idempotency_key.startswith(CAMPAIGN_KEY):  # a campaign without survey_id
+            return self.for_survey(0).send(message)
         address = self._address(message.contact)
         if address is None:
             msg = f"{self._what}: 400 no usable {self._contact} for {message.incident_key}"
@@ -231,6 +241,8 @@ class SandboxChannel:
         failure = self._roll()
         if failure is not None:
             raise failure.error
+        if idempotency_key.startswith(CAMPAIGN_KEY):
+            return self.for_survey(0).lookup(idempotency_key)
         ref = self._state.lookup_message(idempotency_key)
         return None if ref is None else SendResult(provider_ref=ref)
 
@@ -259,6 +271,24 @@ class SandboxChannel:
     def close(self) -> None:
         """Close the state file."""
         self._state.close()
+
+    # -- campaigns (core.connector.CampaignSurveys) ----------------------------------
+
+    def for_survey(self, survey_id: int) -> SandboxQuestionnaire:
+        """This service on a campaign's questionnaire (:mod:`connectors.sandbox.questionnaire`)."""
+        if survey_id not in self._questionnaires:
+            self._questionnaires[survey_id] = SandboxQuestionnaire(self, survey_id)
+        return self._questionnaires[survey_id]
+
+    def respondents(self) -> dict[str, datetime | None]:
+        """Campaign respondents of the channel's own questionnaire (campaigns with no survey_id)."""
+        return self.for_survey(0).respondents()
+
+    def remind(self, provider_ref: str, round_no: int, min_days: int) -> str:
+        return self.for_survey(0).remind(provider_ref, round_no, min_days)
+
+    def campaign_responses(self) -> list[CampaignResponse]:
+        return self.for_survey(0).campaign_responses()
 
     # -- what the customers do ---------------------------------------------------
 

@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS outcomes (
     release_seq INTEGER UNIQUE);
 CREATE INDEX IF NOT EXISTS outcomes_pending ON outcomes (occurred_ts, id)
     WHERE release_seq IS NULL;
+CREATE TABLE IF NOT EXISTS campaign_participants (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, survey INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE, token TEXT NOT NULL, invited_ts INTEGER NOT NULL,
+    plan TEXT NOT NULL, reminded TEXT NOT NULL DEFAULT '[]');
 """
 
 OutcomePlan = list[tuple[str, int, dict[str, Any]]]
@@ -352,6 +356,57 @@ class RemoteState:
                 [(seq, ev, ts, json.dumps(p, ensure_ascii=False)) for ev, ts, p in plan(seq, ref)],
             )
         return ref
+
+    # -- campaign questionnaires -------------------------------------------------
+
+    def add_participant(
+        self, survey: int, idempotency_key: str, token: str, invited_ts: int, plan: dict[str, Any]
+    ) -> int:
+        """Store a campaign participant once per idempotency key; their number either way."""
+        with self.write() as db:
+            row = db.execute(
+                "SELECT seq FROM campaign_participants WHERE idempotency_key = ?",
+                (idempotency_key,),
+            ).fetchone()
+            if row:
+                return int(row[0])
+            cur = db.execute(
+                "INSERT INTO campaign_participants (survey, idempotency_key, token, invited_ts, "
+                "plan) VALUES (?, ?, ?, ?, ?)",
+                (survey, idempotency_key, token, invited_ts, json.dumps(plan, ensure_ascii=False)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def participant_seq(self, idempotency_key: str) -> int | None:
+        rows = self.read(
+            "SELECT seq FROM campaign_participants WHERE idempotency_key = ?", (idempotency_key,)
+        )
+        return int(rows[0][0]) if rows else None
+
+    def participants(self, survey: int) -> list[dict[str, Any]]:
+        """The survey's participants: seq, token, invited_ts, plan, reminded (epoch seconds)."""
+        rows = self.read(
+            "SELECT seq, token, invited_ts, plan, reminded FROM campaign_participants "
+            "WHERE survey = ? ORDER BY seq",
+            (survey,),
+        )
+        return [
+            {
+                "seq": int(seq),
+                "token": token,
+                "invited_ts": int(ts),
+                "plan": json.loads(plan),
+                "reminded": json.loads(reminded),
+            }
+            for seq, token, ts, plan, reminded in rows
+        ]
+
+    def set_reminded(self, seq: int, reminded: list[int]) -> None:
+        with self.write() as db:
+            db.execute(
+                "UPDATE campaign_participants SET reminded = ? WHERE seq = ?",
+                (json.dumps(reminded), seq),
+            )
 
     def lookup_message(self, idempotency_key: str) -> str | None:
         """The provider ref of the message stored under ``idempotency_key``, if any."""

@@ -58,6 +58,27 @@ def campaign_config(rt: Runtime, name: str) -> CampaignConfig:
         raise ConfigError(msg) from None
 
 
+def questionnaire(cfg: CampaignConfig) -> dict[str, Any]:
+    """The campaign's items, comment questions and previous campaign, as stored."""
+    return {
+        "items": [
+            {
+                "name": i.name,
+                "question": i.question,
+                "kind": "yes_no" if i.is_yes_no else "score",
+                "scale": list(i.scale),
+                "values": dict(sorted(i.values.items())),
+                "yes_codes": sorted(i.yes_codes),
+                "no_codes": sorted(i.no_codes),
+            }
+            for i in cfg.items
+        ],
+        "comments": list(cfg.comments),
+        "previous": cfg.previous,
+        "coverage_target": cfg.coverage_target,
+    }
+
+
 def _excluded_keys(
     s: Session, campaign_id: int | None, since: datetime
 ) -> tuple[set[str], set[str]]:
@@ -148,6 +169,7 @@ def plan_campaign(rt: Runtime, name: str, actor: str = "cli") -> Campaign:
             planned_at=now,
             launched_at=None,
             closed_at=None,
+            questionnaire=questionnaire(cfg),
         )
         s.add(campaign)
         s.flush()

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
+from core.campaign.answers import collect_answers
 from core.campaign.launch import KIND, invite_key, stored_campaign
 from core.campaign.plan import STRATUM_SEP, campaign_config
-from core.connector import CampaignSurveys
 from core.errors import StateError
+from core.loop._bulk import chunks
 from core.loop.common import audit
+from core.loop.push import REMIND
 from core.runtime import Runtime
 from core.store.models import Campaign, CampaignMember, OutboxItem
 
@@ -65,37 +67,12 @@ class CampaignStatus:
         return sum(s.answered for s in self.strata)
 
 
-def refresh_answers(rt: Runtime, campaign: Campaign) -> int:
-    """Record which invited members answered, from the channel; returns how many are new."""
-    channel = rt.channel(campaign.channel)
-    if not isinstance(channel, CampaignSurveys):
-        return 0
-    survey = channel.for_survey(campaign.survey_id) if campaign.survey_id else channel
-    if not isinstance(survey, CampaignSurveys):
-        return 0
-    done = rt.call(survey.respondents)
-    now = rt.now()
-    fresh = 0
-    with rt.db.session() as s:
-        for member in s.scalars(
-            select(CampaignMember).where(
-                CampaignMember.campaign_id == campaign.id,
-                CampaignMember.picked.is_(True),
-                CampaignMember.responded_at.is_(None),
-            )
-        ):
-            if member.correlation_token in done:
-                member.responded_at = done[member.correlation_token] or now
-                fresh += 1
-    return fresh
-
-
 def campaign_status(rt: Runtime, name: str, *, refresh: bool = True) -> CampaignStatus:
     """The campaign's response rate and coverage per stratum (answers refreshed first)."""
     cfg = campaign_config(rt, name)
     campaign = stored_campaign(rt, name)
     if refresh and campaign.state != "planned":
-        refresh_answers(rt, campaign)
+        collect_answers(rt, name)
     counts: dict[str, list[int]] = {}
     with rt.db.session() as s:
         for stratum, state, responded in s.execute(
@@ -141,11 +118,13 @@ def status_text(status: CampaignStatus) -> str:
         f"invited {status.invited}, answered {status.answered} ({rate:.1%}); "
         f"{flagged} of {len(status.strata)} strata below target"
     )
+    if flagged and status.state == "launched":
+        lines.append(f"to invite more of them: qloop campaign top-up {status.name}")
     return "\n".join(lines)
 
 
 def close_campaign(rt: Runtime, name: str, actor: str = "cli") -> int:
-    """Close the campaign; returns how many waiting invitations were cancelled.
+    """Close the campaign; returns how many waiting invitations and reminders were cancelled.
 
     Raises:
         StateError: never planned, or already closed.
@@ -171,6 +150,17 @@ def close_campaign(rt: Runtime, name: str, actor: str = "cli") -> int:
                 .where(
                     OutboxItem.kind == KIND,
                     OutboxItem.idempotency_key.in_(keys[start : start + 500]),
+                    OutboxItem.state.in_(["pending", "dead"]),
+                )
+                .values(state="cancelled")
+            )
+            cancelled += int(getattr(res, "rowcount", 0) or 0)
+        for chunk in chunks(member_ids):  # reminders not sent yet
+            res = s.execute(
+                update(OutboxItem)
+                .where(
+                    OutboxItem.kind == REMIND,
+                    OutboxItem.entity_id.in_(chunk),
                     OutboxItem.state.in_(["pending", "dead"]),
                 )
                 .values(state="cancelled")

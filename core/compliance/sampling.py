@@ -62,6 +62,11 @@ def _order_key(seed: str, member: str) -> tuple[str, str]:
     return hashlib.sha256(f"{seed}:{member}".encode()).hexdigest(), member
 
 
+def sample_order(seed: str, members: Iterable[str]) -> list[str]:
+    """``members`` in the seeded order :func:`stratified_sample` picks a stratum's first k from."""
+    return sorted(members, key=lambda m: _order_key(seed, m))
+
+
 def stratified_sample(
     population: Iterable[tuple[str, tuple[str, ...]]],
     rate: float,

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from core.calendar import BusinessCalendar
 from core.compliance.policy import Policy, SampleRule
 from core.conf.masking import mask, secret_values
-from core.errors import InputError
+from core.errors import ConfigError, InputError
 from core.timeutil import Duration, parse_duration, to_utc
 
 Spans = tuple[tuple[int, int], ...]
@@ -37,6 +37,7 @@ DEFAULT_SCHEDULES = {
     "evaluate": "*/5 * * * *",
     "track": "0 * * * *",
     "deliver": "0 2 * * *",
+    "campaigns": "0 * * * *",
 }
 DEFAULT_SOURCE_SCHEDULE = "*/5 * * * *"
 DEFAULT_CHANNEL_SCHEDULE = "*/10 * * * *"
@@ -190,6 +191,42 @@ class ReminderConfig:
 
 
 @dataclass(frozen=True)
+class CampaignItem:
+    """One named item of a campaign's questionnaire: where its answer is and what it means.
+
+    A score item reads the answer as a number on ``scale`` (an answer code
+    listed in ``values`` maps to its number); a yes/no item (``yes_codes``
+    given) is a proportion of yes among yes and no.
+    """
+
+    name: str
+    question: str
+    scale: tuple[float, float] = (1.0, 5.0)
+    values: Mapping[str, float] = field(default_factory=dict)
+    yes_codes: frozenset[str] = frozenset()
+    no_codes: frozenset[str] = frozenset({"N"})
+
+    @property
+    def is_yes_no(self) -> bool:
+        return bool(self.yes_codes)
+
+    def value(self, answer: str | None) -> float | None:
+        """The answer as a number (1.0/0.0 for yes/no), None when unanswered or unreadable."""
+        text = (answer or "").strip()
+        if not text:
+            return None
+        if self.is_yes_no:
+            return 1.0 if text in self.yes_codes else 0.0 if text in self.no_codes else None
+        if text in self.values:
+            return self.values[text]
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return number if self.scale[0] <= number <= self.scale[1] else None
+
+
+@dataclass(frozen=True)
 class CampaignConfig:
     """One company-level satisfaction survey campaign (R3, issue 12 item 1)."""
 
@@ -212,6 +249,27 @@ class CampaignConfig:
     cool_off_days: int = 180
     """Nobody invited by another campaign within this many days is framed again."""
     seed: str = "qloop"
+    items: tuple[CampaignItem, ...] = ()
+    """The questionnaire's named items, in report order."""
+    comments: tuple[str, ...] = ()
+    """Question codes of free-text answers (shown masked to qa-read)."""
+    previous: str | None = None
+    """The campaign the results report compares with."""
+
+
+def _campaign_item(campaign: str, name: str, raw: Mapping[str, Any]) -> CampaignItem:
+    scale = raw.get("scale") or [1, 5]
+    if not float(scale[0]) < float(scale[1]):
+        msg = f"campaigns.{campaign}.items.{name}.scale: min must be below max, got {scale}"
+        raise ConfigError(msg)
+    return CampaignItem(
+        name=name,
+        question=str(raw["question"]),
+        scale=(float(scale[0]), float(scale[1])),
+        values={str(k): float(v) for k, v in (raw.get("values") or {}).items()},
+        yes_codes=frozenset(str(c) for c in raw.get("yes_codes") or ()),
+        no_codes=frozenset(str(c) for c in raw.get("no_codes") or ("N",)),
+    )
 
 
 def _campaign(name: str, raw: Mapping[str, Any]) -> CampaignConfig:
@@ -228,9 +286,13 @@ def _campaign(name: str, raw: Mapping[str, Any]) -> CampaignConfig:
             "ends": ("ends", lambda v: date.fromisoformat(str(v))),
             "cool_off_days": ("cool_off_days", int),
             "seed": ("seed", str),
+            "comments": ("comments", lambda v: tuple(str(c) for c in v)),
+            "previous": ("previous", str),
         },
     )
+    items = tuple(_campaign_item(name, k, v) for k, v in (raw.get("items") or {}).items())
     return CampaignConfig(
+        items=items,
         name=name,
         window_from=date.fromisoformat(str(window["from"])),
         window_to=date.fromisoformat(str(window["to"])),

@@ -60,6 +60,8 @@ _ENTITY: dict[str, type[Entity]] = {
     "campaign_invite": CampaignMember,
 }
 """Kinds whose outcome changes their entity's state (sent, dead)."""
+REMIND = "campaign_remind"
+"""A campaign reminder: bumps its member's ``reminders``; the channel guards each round."""
 FOLLOW_UPS = ("ticket_comment", "ticket_resolve")
 """Kinds that follow a nonconformity's ticket; they leave the nonconformity's state alone."""
 
@@ -103,7 +105,8 @@ def _follow_up(rt: Runtime, item: OutboxItem) -> str:
 def _channel_of(rt: Runtime, item: OutboxItem) -> Channel:
     """The channel an item goes through: a campaign invitation on its campaign's survey."""
     channel = rt.channel(item.target)
-    survey_id = item.payload.get("survey_id") if item.kind == "campaign_invite" else None
+    campaign = item.kind in ("campaign_invite", REMIND)
+    survey_id = item.payload.get("survey_id") if campaign else None
     if survey_id is None:
         return channel
     if not isinstance(channel, CampaignSurveys):
@@ -122,14 +125,29 @@ def _send(rt: Runtime, item: OutboxItem) -> str:
         )
         item.payload = {**item.payload, "ticket_url": ref.url}
         return ref.ref
+    if item.kind == REMIND:
+        return _remind(rt, item)
     message = message_from_payload(item.payload)
     channel = _channel_of(rt, item)
     sent: SendResult = rt.call(lambda: channel.send(message))
     return sent.provider_ref
 
 
+def _remind(rt: Runtime, item: OutboxItem) -> str:
+    """A campaign reminder: ``<participant ref>:<round>:<reminded|already|answered>``."""
+    channel = _channel_of(rt, item)
+    if not isinstance(channel, CampaignSurveys):
+        msg = f"channels.{item.target}: this channel cannot send campaign reminders"
+        raise FatalError(msg)
+    ref, round_no = str(item.payload["provider_ref"]), int(item.payload["round"])
+    done = rt.call(lambda: channel.remind(ref, round_no, int(item.payload["min_days"])))
+    return f"{ref}:{round_no}:{done}"
+
+
 def _lookup(rt: Runtime, item: OutboxItem) -> str | None:
     """Ask the provider whether it holds the item; raises NotImplementedError if it can't say."""
+    if item.kind == REMIND:
+        raise NotImplementedError  # the channel's round guard makes sending again safe
     if item.kind == "ticket" or item.kind in FOLLOW_UPS:
         raise NotImplementedError  # the source searches the dedup or comment key itself
     channel = _channel_of(rt, item)
@@ -240,6 +258,17 @@ class _Outcomes:
             by_kind.setdefault(kind, []).append(row)
         return by_kind
 
+    def _reminder_rows(self) -> list[dict[str, Any]]:
+        """Members reminded in this batch: their count of reminders and when (never lowered)."""
+        rows: dict[int, dict[str, Any]] = {}
+        for item, ref, now in self.effects:
+            if item.kind != REMIND or ref is None or ref.endswith(":answered"):
+                continue
+            row = rows.setdefault(item.entity_id, {"id": item.entity_id, "reminders": 0})
+            row["reminders"] = max(row["reminders"], int(item.payload["round"]))
+            row["reminded_at"] = now
+        return list(rows.values())
+
     def write(self) -> None:
         """Store every outcome (the caller's transaction commits them)."""
         for item in self.items:
@@ -247,6 +276,7 @@ class _Outcomes:
         update_by_id(self.s, OutboxItem, list(self.item_rows.values()))
         for kind, rows in self._entity_rows().items():
             update_by_id(self.s, _ENTITY[kind], rows)
+        update_by_id(self.s, CampaignMember, self._reminder_rows())
         insert_rows(self.s, AuditLog, self.audits)
 
 

@@ -475,6 +475,9 @@ class Campaign(Base):
     planned_at: Mapped[datetime]
     launched_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    questionnaire: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """The configured items, comment questions and previous campaign, as of the last
+    plan or collection: the results report reads them from here (stored facts)."""
 
 
 class CampaignMember(Base):
@@ -509,6 +512,31 @@ class CampaignMember(Base):
     reminded_at: Mapped[datetime | None]
     responded_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class CampaignAnswer(Base):
+    """One complete response to a campaign's questionnaire, tied to its member by token.
+
+    ``values`` keeps the answers as the channel gave them (question code →
+    answer code), so the report maps them to the configured items and a
+    changed mapping needs no new collection. One row per response id.
+    """
+
+    __tablename__ = "campaign_answer"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "response_id", name="uq_campaign_answer_response"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
+    )
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign_member.id", ondelete="CASCADE"), index=True
+    )
+    response_id: Mapped[str] = mapped_column(String(REF_MAX))
+    submitted_at: Mapped[datetime | None]
+    values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    collected_at: Mapped[datetime]
 
 
 class ContactOptOut(Base):

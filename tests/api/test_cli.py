@@ -107,9 +107,19 @@ def test_demo_runs_a_month_and_writes_exports_and_the_report(
         reports / "qloop-report-2026-10-default.html",
         reports / "qloop-report-2026-10-default.pdf",
     )
-    assert sorted(reports.iterdir()) == [html, pdf]
+    campaign = [
+        reports / "qloop-campaign-annual-zh-CN.html",
+        reports / "qloop-campaign-annual-zh-CN.pdf",
+    ]
+    assert sorted(reports.iterdir()) == sorted([html, pdf, *campaign])
     tail = out[out.index("Monthly quality report (zh-CN):") :]
     assert f"  {html}" in tail and f"  {pdf}" in tail
+    # one survey campaign end to end: some answer, some after a reminder, some never
+    steps = out[out.index("Survey campaign annual") :]
+    assert "invitation(s) sent" in steps and "reminder(s) to the others" in steps
+    assert f"    {campaign[0]}" in steps
+    results = campaign[0].read_text(encoding="utf-8")
+    assert "满意度调查结果" in results and "Wilson" in results
     page = html.read_text(encoding="utf-8")
     assert "质量月报" in page and "2026-10" in page and "<svg" in page
     assert "http://" not in page.replace("http://www.w3.org/", "")  # self-contained

@@ -36,6 +36,24 @@ def test_a_campaign_gets_its_defaults(tmp_path: Path) -> None:
     assert (camp.rate, camp.min_per_stratum, camp.cool_off_days) == (0.1, 1, 180)
     assert (camp.reminders.every_days, camp.reminders.max_count) == (7, 2)
     assert camp.survey_id is None
+    assert (camp.items, camp.comments, camp.previous) == ((), (), None)
+
+
+def test_campaign_items_map_answer_codes(tmp_path: Path) -> None:
+    window = {"from": "2026-01-01", "to": "2026-12-31"}
+    items = {
+        "overall": {"question": "SAT", "scale": [0, 10]},
+        "speed": {"question": "Q2", "values": {"A1": 1, "A5": 5}},
+        "resolved": {"question": "CONF", "yes_codes": ["Y", "A1"]},
+    }
+    cfg = load_config(
+        _write(tmp_path, {"window": window, "channel": "survey-mail", "items": items})
+    )
+    by_name = {i.name: i for i in cfg.campaigns["annual"].items}
+    overall, speed, resolved = by_name["overall"], by_name["speed"], by_name["resolved"]
+    assert (overall.value("7"), overall.value("11"), overall.value("x")) == (7.0, None, None)
+    assert (speed.value("A5"), speed.value("A3"), speed.value(" ")) == (5.0, None, None)
+    assert (resolved.value("A1"), resolved.value("N"), resolved.value("?")) == (1.0, 0.0, None)
 
 
 @pytest.mark.parametrize(
@@ -65,6 +83,22 @@ def test_a_campaign_gets_its_defaults(tmp_path: Path) -> None:
         (
             {"window": {"from": "2026-01-01"}, "channel": "survey-mail", "rate": 0},
             "campaigns.annual.window",
+        ),
+        (
+            {
+                "window": {"from": "2026-01-01", "to": "2026-01-31"},
+                "channel": "survey-mail",
+                "items": {"overall": {"question": "SAT", "scale": [5, 1]}},
+            },
+            "campaigns.annual.items.overall.scale: min must be below max",
+        ),
+        (
+            {
+                "window": {"from": "2026-01-01", "to": "2026-01-31"},
+                "channel": "survey-mail",
+                "items": {"overall": {"scale": [1, 5]}},
+            },
+            "campaigns.annual.items.overall",
         ),
     ],
 )

@@ -14,6 +14,16 @@ Built from LimeSurvey's ``remotecontrol_handle`` behaviour as documented in
   tid lower bound, ordered by tid;
 * ``invite_participants`` mails at most :attr:`FakeLimeSurvey.max_emails`
   per call and answers ``"N left to send"``;
+* ``remind_participants(key, sid, iMinDaysBetween, iMaxReminders, aTokenIds)``
+  mails the reminder to invited (``sent`` not ``N``), not completed
+  participants with ``emailstatus`` ``OK`` and an e-mail, whose
+  ``remindercount`` is below ``iMaxReminders`` and whose last mail
+  (``remindersent``, else ``sent``) is older than ``iMinDaysBetween`` days;
+  at most ``max_emails`` per call; a participant outside ``validfrom`` /
+  ``validuntil`` fails (``Token not valid yet`` / ``anymore``). Each
+  reminder sets ``remindersent`` and adds one to ``remindercount``; the
+  ``left to send`` count is over the whole table, ignoring ``aTokenIds``
+  (as the real one's is);
 * ``export_responses_by_token`` answers a base64 JSON export;
 * dates are naive server-local (``server_tz``).
 
@@ -31,7 +41,7 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -75,6 +85,8 @@ class Mail:
     email: str
     token: str
     attributes: dict[str, Any]
+    kind: str = "invite"
+    """``invite`` or ``remind``."""
 
 
 class FakeLimeSurvey:
@@ -400,6 +412,112 @@ class FakeLimeSurvey:
             }
         result["status"] = f"{len(rest)} left to send"
         return result
+
+    def rpc_remind_participants(
+        self,
+        key: str,
+        sid: int,
+        min_days: Any = None,
+        max_reminders: Any = None,
+        token_ids: Any = False,
+        continue_on_error: bool = False,
+    ) -> Any:
+        survey = self._survey(key, sid)
+        if not isinstance(survey, FakeSurvey):
+            return survey
+        compared = (
+            self.local(self.now - timedelta(days=int(min_days)))[:16]
+            if min_days is not None
+            else None
+        )
+
+        def candidate(p: dict[str, Any]) -> bool:
+            sent, reminded = str(p["sent"] or "N"), str(p["remindersent"] or "N")
+            return (
+                p["completed"] in ("N", "")
+                and bool(p["token"])
+                and bool(p["email"])
+                and sent not in ("N", "")
+                and p["emailstatus"] == "OK"
+                and p.get("blacklisted") != "Y"
+                and (max_reminders is None or int(p["remindercount"] or 0) < int(max_reminders))
+                and (
+                    compared is None
+                    or (reminded == "N" and sent < compared)
+                    or (reminded != "N" and reminded < compared)
+                )
+            )
+
+        every = [p for _, p in sorted(survey.participants.items()) if candidate(p)]
+        wanted = {int(t) for t in token_ids} if token_ids else None
+        batch = [p for p in every if wanted is None or p["tid"] in wanted][: self.max_emails]
+        if not batch:
+            return {"status": "Error: No candidate tokens"}
+        stamp = self.local(self.now)
+        result: dict[str, Any] = {}
+        for part in batch:
+            name = f"{part['firstname']} {part['lastname']}".strip()
+            error = None
+            if part.get("validfrom") and str(part["validfrom"]) > stamp:
+                error = "Token not valid yet"
+            elif part.get("validuntil") and str(part["validuntil"]) < stamp:
+                error = "Token not valid anymore"
+            if error is not None:
+                result[str(part["tid"])] = {
+                    "name": name,
+                    "email": part["email"],
+                    "status": "fail",
+                    "error": error,
+                }
+                if not continue_on_error:
+                    break
+                continue
+            part["remindersent"] = stamp[:16]
+            part["remindercount"] = int(part["remindercount"] or 0) + 1
+            attrs = {a: part.get(a) for a in survey.attributes}
+            self.mails.append(
+                Mail(survey.sid, part["tid"], part["email"], part["token"], attrs, kind="remind")
+            )
+            result[str(part["tid"])] = {
+                "name": name,
+                "email": part["email"],
+                "status": "OK",
+                "warning": None,
+                "error": None,
+            }
+        result["status"] = f"{len(every) - len(batch)} left to send"
+        return result
+
+    def rpc_export_responses(
+        self,
+        key: str,
+        sid: int,
+        doc_type: str,
+        language: Any = None,
+        completion: str = "all",
+        heading: str = "code",
+        response_type: str = "short",
+        from_id: Any = None,
+        to_id: Any = None,
+        fields: Any = None,
+    ) -> Any:
+        survey = self._survey(key, sid)
+        if not isinstance(survey, FakeSurvey):
+            return survey
+        if not survey.responses:
+            return {"status": "No Data, could not get max id."}
+        rows = [
+            r
+            for r in survey.responses
+            if (from_id is None or int(r["id"]) >= int(from_id))
+            and (to_id is None or int(r["id"]) <= int(to_id))
+        ]
+        if completion == "complete":
+            rows = [r for r in rows if r.get("submitdate")]
+        elif completion == "incomplete":
+            rows = [r for r in rows if not r.get("submitdate")]
+        doc = json.dumps({"responses": rows}, ensure_ascii=False).encode("utf-8")
+        return base64.b64encode(doc).decode("ascii")
 
     def rpc_export_responses_by_token(
         self,

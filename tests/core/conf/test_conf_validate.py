@@ -139,6 +139,7 @@ def test_base_config_and_defaults(tmp_path, types):
         "evaluate": "*/5 * * * *",
         "track": "0 * * * *",
         "deliver": "0 2 * * *",
+        "campaigns": "0 * * * *",
     }
 
 
