@@ -41,6 +41,7 @@ FIELDS: dict[str, str] = {
     "1": "name",
     "2": "id",
     "3": "priority",
+    "4": "requesters",
     "7": "category",
     "10": "urgency",
     "12": "status",

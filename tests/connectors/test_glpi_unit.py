@@ -291,6 +291,8 @@ def test_an_unmappable_ticket_is_rejected_naming_it_and_the_pull_goes_on(tmp_pat
         return_value=empty
     )  # an empty trash
     respx.get(f"{BASE}/search/Ticket").mock(return_value=page([bad, good], 0, 2, 200))
+    logs = [{"id": 41, "_logs": {}}, {"id": 42, "_logs": []}]  # with_logs: none yet
+    respx.get(f"{BASE}/getMultipleItems").mock(return_value=httpx.Response(200, json=logs))
     respx.get(url__regex=rf"{BASE}/Ticket/4[12]/.*").mock(return_value=httpx.Response(200, json=[]))
     batches = list(source(tmp_path).pull(None))
     records = [r for b in batches for r in b.records]
