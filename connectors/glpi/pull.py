@@ -56,6 +56,7 @@ from connectors.glpi.convert import ServerClock, decode_text, shift_naive
 from connectors.glpi.search import DATE_MOD, is_own_title, scan_all, search_page, window
 from connectors.glpi.session import GlpiSession
 from connectors.glpi.tickets import TicketReader, as_int, digest
+from connectors.kit.cursor import SEEN_CAP
 from connectors.windows import prefetch, pull_windows
 from core.errors import InputError, StateError
 from core.mapping import map_incident
@@ -65,8 +66,8 @@ from core.timeutil import iso, parse_instant
 TRASHED = "Trashed"
 """The status a trashed ticket is delivered with (category ``cancelled``)."""
 
-MAX_SEEN = 20_000
-"""Entries kept in a cursor's ``seen`` set; beyond it the oldest go (a re-read is harmless)."""
+MAX_SEEN = SEEN_CAP
+"""Entries kept in a cursor's ``seen`` set (the kit's cap); beyond it the oldest go."""
 
 
 @dataclass

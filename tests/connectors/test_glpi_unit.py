@@ -303,3 +303,22 @@ def test_an_unmappable_ticket_is_rejected_naming_it_and_the_pull_goes_on(tmp_pat
     assert rejected[0].updated_at == datetime(2026, 10, 1, 8, 0, tzinfo=UTC)  # Paris, CEST
     cursor = Cursor.decode(batches[-1].cursor, "here")
     assert set(cursor.seen) == {41, 42}  # the same version is not rejected again
+
+
+@respx.mock
+def test_a_server_that_pages_forever_is_stopped_by_the_kits_loop_guard(tmp_path: Path) -> None:
+    """206 "more remain" for ever, the same rows whatever the range, no total: the scan
+    stops at the kit's LoopGuard bound with a FatalError naming the source."""
+    init_route()
+    endless = httpx.Response(206, json={"data": [row(1, "2026-10-01 10:00:00")]})
+    route = respx.get(f"{BASE}/search/Ticket").mock(return_value=endless)
+    respx.get(f"{BASE}/killSession").mock(return_value=httpx.Response(200, json=True))
+    src = source(tmp_path)
+    try:
+        with pytest.raises(
+            FatalError, match=r"sources\.glpi: GET /search/Ticket: more than 5 pages"
+        ):
+            list(scan(src.session, None, None, 1, max_pages=5))
+    finally:
+        src.close()
+    assert route.call_count == 5
