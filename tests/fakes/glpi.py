@@ -119,6 +119,7 @@ class FakeGlpi:
     calls: Counter[str] = field(default_factory=Counter)
     truth: dict[int, list[tuple[datetime, int]]] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _indexes: dict[int, tuple[int, dict[int, list[dict[str, Any]]]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- clock and data ----------------------------------------------------------
@@ -480,12 +481,26 @@ class FakeGlpi:
         """
         logins = [
             self.users[u["users_id"]]["name"]
-            for u in sorted(self.ticket_users, key=lambda u: u["id"])
-            if u["tickets_id"] == ticket_id and u["type"] == 1 and u["users_id"] in self.users
+            for u in sorted(
+                self._by_ticket(self.ticket_users, "tickets_id", ticket_id), key=lambda u: u["id"]
+            )
+            if u["type"] == 1 and u["users_id"] in self.users
         ]
         if not logins:
             return None
         return logins[0] if len(logins) == 1 else logins
+
+    def _by_ticket(self, rows: list[dict[str, Any]], key: str, ticket_id: int) -> list[dict]:
+        """The rows of an append-only list that belong to a ticket (an index kept per list,
+        rebuilt when the list grew: a search page must not scan every row per ticket)."""
+        index = self._indexes.get(id(rows))
+        if index is None or index[0] != len(rows):
+            by: dict[int, list[dict[str, Any]]] = {}
+            for r in rows:
+                by.setdefault(r[key], []).append(r)
+            index = (len(rows), by)
+            self._indexes[id(rows)] = index
+        return index[1].get(ticket_id, [])
 
     def _item(self, gate: dict[str, Any], itemtype: str, item_id: int,
               with_logs: bool) -> dict[str, Any] | None:  # fmt: skip
@@ -497,7 +512,7 @@ class FakeGlpi:
             body = {k: v for k, v in t.items() if k != "begin_waiting_date"}
             if with_logs:  # getAllDataFromTable('glpi_logs'): rows keyed by their id
                 body["_logs"] = {
-                    str(g["id"]): dict(g) for g in self.logs if g["items_id"] == item_id
+                    str(g["id"]): dict(g) for g in self._by_ticket(self.logs, "items_id", item_id)
                 }
             return body
         if itemtype == "User":
