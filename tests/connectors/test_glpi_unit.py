@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import respx
+import yaml
 
 import mappings
 from connectors.glpi import GlpiSource
@@ -25,6 +26,7 @@ from connectors.glpi.search import (
     search_page,
 )
 from core import registry
+from core.conf import load_config
 from core.connector import ConnectorContext, Probe, Source
 from core.errors import ConfigError, FatalError, InputError, RetriableError, StateError
 
@@ -62,15 +64,30 @@ def test_registered_with_schema_and_mapping(tmp_path: Path) -> None:
         ({**OPTS, "server_timezone": "Mars/Olympus"}, "sources.g.server_timezone"),
         ({**OPTS, "base_url": "https://glpi.example.test/api.php"}, "sources.g.base_url"),
         ({**OPTS, "overlap": "soon"}, "sources.g.overlap"),
-        ({**OPTS, "page_size": 0}, "sources.g.page_size"),
     ],
-    ids=["no-auth", "both-auths", "bad-zone", "not-apirest", "bad-overlap", "page-size"],
+    ids=["no-auth", "both-auths", "bad-zone", "not-apirest", "bad-overlap"],
 )
 def test_options_errors_name_the_key(options: dict, where: str) -> None:
     with pytest.raises(ConfigError) as err:
         resolve("g", options)
     assert where in {p.path for p in err.value.problems}
     assert "usr-tok" not in str(err.value)
+
+
+def test_schema_errors_are_found_once_by_the_config_validator(tmp_path: Path) -> None:
+    """What the schema says (a page size below 1) is checked when the file is loaded, with
+    its line; resolve() reads the options through the kit and does not check it again."""
+    doc = {"database_url": "sqlite://", "timezone": "Europe/Paris",
+           "sources": {"g": {"type": "glpi", **OPTS, "page_size": 0}}}  # fmt: skip
+    path = tmp_path / "qloop.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    line = next(n for n, t in enumerate(path.read_text().splitlines(), 1) if "page_size" in t)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert ("sources.g.page_size", line) in {(p.path, p.line) for p in err.value.problems}
+    assert "usr-tok" not in str(err.value)
+    assert resolve("g", {**OPTS, "page_size": 7}).page_size == 7
+    assert resolve("g", OPTS).page_size == 200 and resolve("g", OPTS).overlap_s == 300
 
 
 @respx.mock
