@@ -176,10 +176,11 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "ticket": {
             "type": "object", "additionalProperties": False,
             "required": ["create", "find", "status"],
-            "description": "write-back of nonconformity tickets (none: not pushed here). "
-                           "Placeholders: {title} {description} {dedup_key} {marker} {rule} "
-                           "{severity} {incident_key} {incident_external_id} {raised_at} "
-                           "{deadline} {labels}",
+            "description": "write-back of nonconformity tickets (none: not pushed here); "
+                           "comment and resolve are needed by a policy whose findings change "
+                           "or are withdrawn. Placeholders: {title} {description} {dedup_key} "
+                           "{marker} {rule} {severity} {incident_key} {incident_external_id} "
+                           "{raised_at} {deadline} {labels}",
             "properties": {
                 "create": _call("creates a ticket carrying {marker}",
                                 ref={**_PATH, "description": "the new ticket's id in the answer"},
@@ -193,6 +194,19 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                                 closed={"type": "array", "items": {"type": "string"},
                                         "description": "states that mean done"},
                                 closed_at={**_PATH, "description": "when it was closed"}),
+                "comment": _call("adds a comment to ticket {ref} (a changed or withdrawn "
+                                 "finding): {text} ends with its {marker}; {key} {plain}",
+                                 ref={**_PATH, "description": "the comment's id in the answer "
+                                      "(none: the marker stands for it)"}),
+                "comments": _call("lists ticket {ref}'s comments, so a comment whose text "
+                                  "holds its {marker} is never written twice",
+                                  records={**_PATH, "default": "$"},
+                                  text={**_PATH, "default": "body",
+                                        "description": "a comment's text in a record"},
+                                  ref={**_PATH, "default": "id",
+                                       "description": "a comment's id in a record"}),
+                "resolve": _call("resolves or closes ticket {ref} after its comment, unless "
+                                 "the status call says it is done already; {text} {plain}"),
             },
         },
         "errors": {

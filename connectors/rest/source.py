@@ -216,12 +216,12 @@ class RestSource:
         return self._desk().status(ref)
 
     def comment_ticket(self, ref: str, comment: TicketComment) -> str:
-        msg = f"{self.where}: the rest source does not comment tickets (no comment call yet)"
-        raise FatalError(msg, connector=self.name)
+        """Comment a ticket qloop created, once per comment key (``ticket.comment``)."""
+        return self._desk().comment(ref, comment)
 
     def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
-        msg = f"{self.where}: the rest source does not resolve tickets (no resolve call yet)"
-        raise FatalError(msg, connector=self.name)
+        """Comment and resolve a ticket qloop created (``ticket.resolve``; left when done)."""
+        return self._desk().resolve(ref, comment)
 
     def close(self) -> None:
         self.http.close()

@@ -11,6 +11,7 @@ import pytest
 from core.loop.pull import pull
 from tests.connectors.rest_examples import deployment, source
 from tests.connectors.test_first_contact_sources import incidents, last_run, ticket_request
+from tests.connectors.test_ticket_follow_ups import CHANGED, GONE
 from tests.fakes.server import serve
 from tests.fakes.zammad import TOKEN, FakeZammad
 
@@ -121,3 +122,31 @@ def test_probe_shows_the_first_page_mapped(
     assert any(line.startswith("first page: 100 records") for line in lines)
     mapped = [line for line in lines if " -> " in line]
     assert len(mapped) == 10 and all("P" in line for line in mapped)
+
+
+def test_comment_once_per_key_and_resolve_a_withdrawn_ticket_once(
+    tmp_path: Path, zammad: tuple[FakeZammad, dict[str, str]]
+) -> None:
+    """The lifecycle's ticket_comment / ticket_resolve through the example's YAML calls:
+    a note carrying the comment's marker, written once even when its answer was lost; the
+    withdrawn finding's ticket noted then closed, and left alone once closed."""
+    fake, env = zammad
+    src = source("zammad", env, tmp_path)
+    try:
+        ref = src.create_ticket(ticket_request("7", "31007", "zammad")).ref
+        fake.lose_next_article = True  # stored, but the answer is a 502
+        first = src.comment_ticket(ref, CHANGED)
+        assert src.comment_ticket(ref, CHANGED) == first  # a retry: found by its marker
+        (note,) = [a for a in fake.articles if a["ticket_id"] == int(ref)]
+        assert note["body"].endswith(CHANGED.marker) and "minor → major" in note["body"]
+        assert note["type"] == "note" and note["internal"] is True
+        assert fake.tickets[int(ref)]["state"] == "new"
+        assert src.resolve_ticket(ref, GONE) == "closed"
+        assert src.ticket_status(ref).is_done
+        assert src.resolve_ticket(ref, GONE) == "closed"  # closed already: left as it is
+        notes = [a["body"] for a in fake.articles if a["ticket_id"] == int(ref)]
+        assert len(notes) == 2 and notes[1].endswith(GONE.marker)
+        states = [h["value_to"] for h in fake.history[int(ref)] if h["type"] == "updated"]
+        assert states == ["closed"]
+    finally:
+        src.close()
