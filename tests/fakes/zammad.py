@@ -46,6 +46,14 @@ def z_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
+def _instant(text: str) -> datetime | str:
+    """An ISO instant as an aware datetime (``…Z``, with or without milliseconds), else text."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+
+
 class FakeZammad:
     def __init__(self) -> None:
         self.tickets: dict[int, dict[str, Any]] = {}
@@ -114,9 +122,10 @@ class FakeZammad:
                 raise ValueError(term)
             name, low, high, quoted, plain = match.groups()
             value = str(ticket.get(name) or "")
-            if low is not None:
-                low_ok = low == "*" or value >= low
-                if not (value and low_ok and (high == "*" or value <= high)):
+            if low is not None:  # Elasticsearch compares dates as instants, not as text
+                at = _instant(value)
+                low_ok = low == "*" or at >= _instant(low)
+                if not (value and low_ok and (high == "*" or at <= _instant(high))):
                     return False
             elif value != (quoted if quoted is not None else plain):
                 return False
