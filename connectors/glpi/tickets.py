@@ -12,13 +12,19 @@ so a page costs the search plus a constant number of calls, not calls per ticket
   ``GET /search/User`` (login ``^…$`` criteria joined by OR, displaying
   login, e-mail, phones, names), :data:`BULK` users a call.
 
+* the solutions of solved and closed tickets: GLPI logs each solution
+  added on its ticket as a sub-item (``itemtype_link`` ITILSolution,
+  ``linked_action`` 17, the new value ending in the solution's id), so the
+  logs above name them, and one more ``getMultipleItems`` (ITILSolution
+  lines) reads them; the last one not refused is the ticket's solution. A
+  ticket in any other status has no solution in force.
+
 The per-item calls below remain as the fallback, per ticket, where the bulk
 forms cannot give the data: an anonymous requester (no user, only an
 ``alternative_email``, which no search option shows), a ``_logs`` that GLPI
-withheld (the profile lacks the history right) or a chunk that
-``getMultipleItems`` refused (it fails whole when one item is gone), and the
-solution, which no bulk form lists: it is read for solved or closed tickets
-only (a ticket in any other status has no solution in force).
+withheld (the profile lacks the history right), a chunk that
+``getMultipleItems`` refused (it fails whole when one item is gone), and a
+solved ticket whose log names no solution (a purged history).
 
 The per-item reads are
 
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -67,6 +74,9 @@ BULK = 50
 USER_FIELDS = {"1": "name", "2": "id", "5": "email", "6": "phone", "9": "firstname",
                "10": "phone2", "11": "mobile", "34": "realname"}  # fmt: skip
 """User search options read for requesters (login, id, default e-mail, phones, names)."""
+ADD_SUBITEM = 17
+"""Log::HISTORY_ADD_SUBITEM: a child item (a solution) was added to the ticket."""
+_TRAILING_ID = re.compile(r"\((\d+)\)\s*$")
 _MULTI = "$$##$$"
 """GLPI's separator of a multi-valued search column (one value per linked row)."""
 _DATES = ("date", "date_mod", "solvedate", "closedate", "time_to_own", "time_to_resolve")
@@ -125,6 +135,29 @@ def status_changes(entries: Iterable[Any]) -> list[dict[str, Any]]:
     ]
 
 
+UNREAD: Any = object()
+"""A ticket's solution not read in bulk (read it per item)."""
+
+
+def added_solutions(entries: Iterable[Any]) -> list[int]:
+    """Ids of the solutions a ticket's log says were added (sub-item additions)."""
+    found = []
+    for e in entries:
+        if not isinstance(e, Mapping) or str(e.get("itemtype_link")) != "ITILSolution":
+            continue
+        if as_int(e.get("linked_action")) != ADD_SUBITEM:
+            continue
+        match = _TRAILING_ID.search(str(e.get("new_value") or ""))
+        if match:
+            found.append(int(match.group(1)))
+    return found
+
+
+def rows_status(rows: Sequence[Mapping[str, Any]], ticket_id: int) -> Any:
+    """The ``status`` of the search row of ``ticket_id`` in ``rows``."""
+    return next((r.get("status") for r in rows if as_int(r.get("id")) == ticket_id), None)
+
+
 def digest(raw: Mapping[str, Any]) -> str:
     """A short stable digest of a raw record (to tell a same-second change from a re-read)."""
     blob = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
@@ -141,6 +174,7 @@ class TicketReader:
         self._logins: dict[str, dict[str, Any] | None] = {}
         self._logs: dict[int, list[dict[str, Any]]] = {}
         self._requesters: dict[int, dict[str, Any]] = {}
+        self._solutions: dict[int, dict[str, Any] | None] = {}
         self._lock = threading.Lock()
 
     def forget_users(self) -> None:
@@ -156,15 +190,26 @@ class TicketReader:
         ids = [t for t in (as_int(r.get("id")) for r in rows) if t is not None]
         if not ids:
             return
-        logs = self.bulk_logs(ids)
+        logs, solution_ids = self.bulk_logs(ids)
         requesters = self.bulk_requesters(rows)
+        solved = {
+            t: solution_ids[t]
+            for t in (as_int(r.get("id")) for r in rows)
+            if t is not None and t in solution_ids and as_int(rows_status(rows, t)) in SOLVED
+        }
+        solutions = self.bulk_solutions(solved)
         with self._lock:
             self._logs.update(logs)
             self._requesters.update(requesters)
+            self._solutions.update(solutions)
 
-    def bulk_logs(self, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-        """Status logs of tickets by ``getMultipleItems`` with ``with_logs``; absent: per item."""
+    def bulk_logs(
+        self, ids: Sequence[int]
+    ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[int]]]:
+        """Status logs of tickets by ``getMultipleItems`` with ``with_logs`` (absent: read per
+        item), and the ids of the solutions their logs say were added."""
         out: dict[int, list[dict[str, Any]]] = {}
+        added: dict[int, list[int]] = {}
         for chunk in chunks(ids, BULK):
             params = [("with_logs", "true"), ("get_hateoas", "false")]
             for i, ticket_id in enumerate(chunk):
@@ -186,7 +231,53 @@ class TicketReader:
                 if not all(isinstance(e, Mapping) for e in entries):
                     continue  # GLPI's right error in place of the logs: read them per item
                 out[ticket_id] = status_changes(entries)
+                added[ticket_id] = added_solutions(entries)
+        return out, added
+
+    def bulk_solutions(self, wanted: Mapping[int, list[int]]) -> dict[int, dict[str, Any] | None]:
+        """The solution in force of each ticket, from its solutions read by ``getMultipleItems``.
+
+        A ticket whose solutions could not be read (a chunk refused) is left
+        out: :meth:`solution` reads it per item.
+        """
+        ids = sorted({s for found in wanted.values() for s in found})
+        read_rows: dict[int, dict[str, Any]] = {}
+        failed: set[int] = set()
+        for chunk in chunks(ids, BULK):
+            params = [("get_hateoas", "false")]
+            for i, solution_id in enumerate(chunk):
+                params += [(f"items[{i}][itemtype]", "ITILSolution"),
+                           (f"items[{i}][items_id]", str(solution_id))]  # fmt: skip
+            try:
+                data = self.session.get("/getMultipleItems", params=params)
+            except FatalError as exc:
+                if error_code(exc) in ("ERROR_ITEM_NOT_FOUND", "ERROR_RIGHT_MISSING"):
+                    failed |= set(chunk)
+                    continue
+                raise
+            for item in data if isinstance(data, list) else []:
+                if isinstance(item, Mapping) and as_int(item.get("id")) is not None:
+                    read_rows[int(item["id"])] = dict(item)
+        out: dict[int, dict[str, Any] | None] = {}
+        for ticket_id, found in wanted.items():
+            if failed & set(found) or not found:
+                continue
+            out[ticket_id] = self._in_force([read_rows[s] for s in found if s in read_rows])
         return out
+
+    def _in_force(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The last solution not refused, as the raw record carries it."""
+        rows = [s for s in rows if as_int(s.get("status")) != SOLUTION_REFUSED]
+        if not rows:
+            return None
+        rows.sort(key=lambda s: as_int(s.get("id")) or 0)
+        last = rows[-1]
+        return {
+            "id": as_int(last.get("id")),
+            "status": as_int(last.get("status")),
+            "content": html_to_text(last.get("content")),
+            "date": iso(self.clock.parse(last.get("date_creation") or last.get("date_mod"))),
+        }
 
     def bulk_requesters(self, rows: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
         """The first requester of each row from its option-4 logins, users read in bulk.
@@ -259,10 +350,15 @@ class TicketReader:
             "email": decode_text(email) if email else None,
         }
 
-    def _prefetched(self, ticket_id: int) -> tuple[Any, Any]:
-        """The bulk-read (log, requester) of a ticket, consumed; None each when not read."""
+    def _prefetched(self, ticket_id: int) -> tuple[Any, Any, Any]:
+        """The bulk-read (log, requester, solution) of a ticket, consumed; :data:`UNREAD`
+        for a solution not read (None is "no solution in force")."""
         with self._lock:
-            return self._logs.pop(ticket_id, None), self._requesters.pop(ticket_id, None)
+            return (
+                self._logs.pop(ticket_id, None),
+                self._requesters.pop(ticket_id, None),
+                self._solutions.pop(ticket_id, UNREAD),
+            )
 
     # -- per-item reads (fallback) -----------------------------------------------
 
@@ -316,16 +412,7 @@ class TicketReader:
             for s in self._list(f"/Ticket/{ticket_id}/ITILSolution")
             if as_int(s.get("status")) != SOLUTION_REFUSED
         ]
-        if not rows:
-            return None
-        rows.sort(key=lambda s: as_int(s.get("id")) or 0)
-        last = rows[-1]
-        return {
-            "id": as_int(last.get("id")),
-            "status": as_int(last.get("status")),
-            "content": html_to_text(last.get("content")),
-            "date": iso(self.clock.parse(last.get("date_creation") or last.get("date_mod"))),
-        }
+        return self._in_force(rows)
 
     def status_log(self, ticket_id: int) -> list[dict[str, Any]]:
         """Status changes from the ticket's log, oldest first (log ids are monotonic)."""
@@ -392,7 +479,7 @@ class TicketReader:
         for name in _DATES:
             raw[name] = row.get(name) or None
         created = self.clock.parse(row.get("date"))
-        log, requester = self._prefetched(ticket_id)
+        log, requester, solution = self._prefetched(ticket_id)
         if log is None:
             log = self.status_log(ticket_id)
         utc: dict[str, Any] = {
@@ -407,7 +494,11 @@ class TicketReader:
         raw["utc"] = utc
         raw["log"] = log
         raw["requester"] = requester if requester is not None else self.requester(ticket_id)
-        raw["solution"] = self.solution(ticket_id) if status in SOLVED else None
+        if status not in SOLVED:
+            solution = None
+        elif solution is UNREAD:
+            solution = self.solution(ticket_id)
+        raw["solution"] = solution
         raw["sla"] = self.sla(raw)
         return raw
 

@@ -2,11 +2,12 @@
 
 In-memory tickets generated deterministically (Chinese and Latin requesters,
 HTML-encoded text as GLPI 10 returns it, status logs with pending periods and
-reopens) in a server zone with DST (Europe/Paris by default). Implements
-initSession (user token and Basic), the App-Token check, session expiry,
-killSession, changeActiveEntities, getFullSession/getMyProfiles/
-getActiveEntities, ``getMultipleItems`` (Ticket and User lines, ``with_logs``
-giving ``_logs`` keyed by log id, all or nothing), ``/search/User`` (login
+reopens; a solution's addition logged on its ticket as GLPI logs a sub-item,
+``linked_action`` 17 with the solution's id) in a server zone with DST
+(Europe/Paris by default). Implements initSession (user token and Basic),
+the App-Token check, session expiry, killSession, changeActiveEntities,
+getFullSession/getMyProfiles/getActiveEntities, ``getMultipleItems`` (Ticket, User and ITILSolution
+lines, ``with_logs`` giving ``_logs`` keyed by log id, all or nothing), ``/search/User`` (login
 and id criteria, forcedisplay), ``/search/Ticket`` (option 4 lists the
 requesters' logins; criteria on fields 1, 2, 12, 19
 linked by AND/OR/AND NOT/OR NOT, the status values ``all``/``notold``/
@@ -240,6 +241,14 @@ class FakeGlpi:
                 "id": next(self._ids), "itemtype": "Ticket", "items_id": ticket_id,
                 "content": enc("<p>Redémarrage du service d'impression</p>"),
                 "date_creation": self.naive(at), "status": 2,
+            })  # fmt: skip
+            # CommonDBChild::post_addItem: the parent's history gets "add a sub-item"
+            # (Log::HISTORY_ADD_SUBITEM, 17), its new value the child's getNameID (forceid)
+            self.logs.append({
+                "id": next(self._ids), "itemtype": "Ticket", "items_id": ticket_id,
+                "itemtype_link": "ITILSolution", "linked_action": 17, "user_name": "tech (2)",
+                "date_mod": self.naive(at), "id_search_option": 0, "old_value": "",
+                "new_value": f"N/A ({self.solutions[-1]['id']})",
             })  # fmt: skip
             if refused:
                 for s in self.solutions:
@@ -504,7 +513,8 @@ class FakeGlpi:
 
     def _item(self, gate: dict[str, Any], itemtype: str, item_id: int,
               with_logs: bool) -> dict[str, Any] | None:  # fmt: skip
-        """What ``GET /:itemtype/:id`` returns (Ticket or User), ``_logs`` when asked."""
+        """What ``GET /:itemtype/:id`` returns (Ticket, User, ITILSolution), ``_logs`` when
+        asked."""
         if itemtype == "Ticket":
             t = self._ticket(gate, item_id)
             if t is None:
@@ -518,6 +528,11 @@ class FakeGlpi:
         if itemtype == "User":
             user = self.users.get(item_id)
             return dict(user) if user is not None else None
+        if itemtype == "ITILSolution":
+            found = next((x for x in self.solutions if x["id"] == item_id), None)
+            if found is None or self._ticket(gate, found["items_id"]) is None:
+                return None
+            return dict(found)
         return None
 
     async def multiple_items(self, request: Request) -> Response:
