@@ -17,7 +17,6 @@ never appear in messages.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -42,9 +41,6 @@ HINTS = {
     "ERROR_RIGHT_MISSING": "the API user's profile lacks a right",
     "ERROR_LOGIN_WITH_CREDENTIALS_DISABLED": "Basic login is disabled: use user_token",
 }
-
-log = logging.getLogger("qloop.glpi")
-
 
 def glpi_message(response: httpx.Response) -> str | None:
     """GLPI's own error text, ``ERROR_CODE: message``, from a failed response."""
