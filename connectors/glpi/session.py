@@ -42,6 +42,7 @@ HINTS = {
     "ERROR_LOGIN_WITH_CREDENTIALS_DISABLED": "Basic login is disabled: use user_token",
 }
 
+
 def glpi_message(response: httpx.Response) -> str | None:
     """GLPI's own error text, ``ERROR_CODE: message``, from a failed response."""
     try:
