@@ -1,25 +1,27 @@
 """Options of the ``glpi`` source: their JSON Schema and the resolved, typed form.
 
-The schema is what ``qloop config validate`` checks a ``type: glpi`` block
-against; :func:`resolve` validates once more (the factory may be called
-without the validator), fills in defaults and returns :class:`GlpiOptions`.
+The schema is what ``qloop validate`` (and every configuration load) checks
+a ``type: glpi`` block against, once. :func:`resolve` then reads the
+options through the kit's :class:`~connectors.kit.options.Options` (the
+schema's defaults filled in, values typed) and checks only what a schema
+cannot say: the time zone exists, ``base_url`` is the legacy API root, the
+durations and instants parse; and, as the session needs them, that exactly
+one kind of credentials is given (the schema's ``oneOf``, worded plainly).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import jsonschema
-
 from connectors.http import http_options_schema
+from connectors.kit.options import Options
 from connectors.windows import BACKFILL_OPTIONS_SCHEMA
 from core.errors import ConfigError, InputError, Problem
-from core.timeutil import parse_duration, parse_instant
+from core.timeutil import parse_instant
 
 _DURATION = {"type": ["string", "integer"], "description": "e.g. 30s, 5m, 1h (or seconds)"}
 
@@ -127,78 +129,63 @@ class GlpiOptions:
     ticket: Mapping[str, int] = field(default_factory=dict)
 
 
-def _problems(schema: Mapping[str, Any], options: Mapping[str, Any], where: str) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(schema)
-    out = []
-    for err in sorted(validator.iter_errors(dict(options)), key=lambda e: list(map(str, e.path))):
-        message = err.message
-        if err.validator == "oneOf":
-            message = "give either user_token, or username and password (not both)"
-        elif any(k in str(err.path[-1] if err.path else "") for k in ("token", "password")):
-            message = f"invalid value ({err.validator})"  # never quote a secret
-        out.append(Problem("config", None, ".".join([where, *map(str, err.path)]), message))
-    return out
-
-
 def resolve(name: str, options: Mapping[str, Any]) -> GlpiOptions:
-    """Validate ``options`` of source ``name`` and return them typed, defaults filled in.
+    """The typed options of source ``name``, defaults filled in (already schema-valid).
 
     Raises:
-        ConfigError: listing every problem, each at ``sources.<name>.<key>``.
+        ConfigError: a value the schema cannot check (zone, base URL, a
+            duration or instant that does not parse, a value of the wrong
+            type in options built by hand), at ``sources.<name>.<key>``.
     """
     where = f"sources.{name}"
-    problems = _problems(OPTIONS_SCHEMA, options, where)
-    if problems:
-        msg = f"invalid options for {where}"
-        raise ConfigError(msg, problems)
-    opts = dict(options)
-    for key, prop in OPTIONS_SCHEMA["properties"].items():
-        if key not in opts and "default" in prop:
-            opts[key] = copy.deepcopy(prop["default"])
+    opts = Options(where, options, OPTIONS_SCHEMA)
 
     def fail(key: str, message: str) -> ConfigError:
         text = f"invalid options for {where}"
         return ConfigError(text, [Problem("config", None, f"{where}.{key}", message)])
 
     try:
-        tz = ZoneInfo(opts["server_timezone"])
+        tz = ZoneInfo(opts.text("server_timezone"))
     except (ZoneInfoNotFoundError, ValueError):
-        problem = f"unknown time zone {opts['server_timezone']!r}"
+        problem = f"unknown time zone {opts.raw('server_timezone')!r}"
         err = fail("server_timezone", problem)
         raise err from None
     try:
-        overlap = parse_duration(opts["overlap"], allow_business_days=False).seconds
-    except InputError as exc:
-        err = fail("overlap", str(exc))
+        overlap = opts.seconds("overlap")
+    except ConfigError as exc:
+        err = fail("overlap", str(exc).split(": ", 1)[-1])
         raise err from None
     backfill_from = None
-    if opts.get("backfill_from"):
+    if opts.has("backfill_from"):
         try:
-            backfill_from = parse_instant(str(opts["backfill_from"]), tz)
+            backfill_from = parse_instant(str(opts.raw("backfill_from")), tz)
         except InputError as exc:
             err = fail("backfill_from", str(exc))
             raise err from None
-    base = str(opts["base_url"]).rstrip("/")
+    if opts.has("user_token") == (opts.has("username") and opts.has("password")):
+        text = f"invalid options for {where}"
+        problem = "give either user_token, or username and password (not both)"
+        raise ConfigError(text, [Problem("config", None, where, problem)])
+    base = opts.text("base_url").rstrip("/")
     if not base.endswith("apirest.php"):
-        problem = "must end with /apirest.php (the legacy REST API root)"
-        err = fail("base_url", problem)
+        err = fail("base_url", "must end with /apirest.php (the legacy REST API root)")
         raise err
     return GlpiOptions(
         base_url=base,
         server_tz=tz,
-        app_token=opts.get("app_token"),
-        user_token=opts.get("user_token"),
-        username=opts.get("username"),
-        password=opts.get("password"),
-        page_size=int(opts["page_size"]),
-        overlap_s=int(overlap),
-        entity=opts.get("entity"),
+        app_token=opts.optional_text("app_token"),
+        user_token=opts.optional_text("user_token"),
+        username=opts.optional_text("username"),
+        password=opts.optional_text("password"),
+        page_size=opts.integer("page_size"),
+        overlap_s=overlap,
+        entity=opts.integer("entity") if opts.has("entity") else None,
         backfill_from=backfill_from,
-        backfill_parts=int(opts["backfill_parts"]),
-        backfill_workers=int(opts["backfill_workers"]),
-        detail_workers=int(opts["detail_workers"]),
-        rate=float(opts["rate"]),
-        timeout=float(opts["timeout"]),
-        verify_tls=opts["verify_tls"],
-        ticket=dict(opts.get("ticket") or {}),
+        backfill_parts=opts.integer("backfill_parts"),
+        backfill_workers=opts.integer("backfill_workers"),
+        detail_workers=opts.integer("detail_workers"),
+        rate=opts.number("rate"),
+        timeout=opts.number("timeout"),
+        verify_tls=opts.raw("verify_tls", True),
+        ticket={k: int(v) for k, v in opts.section("ticket").values.items()},
     )

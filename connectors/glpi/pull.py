@@ -1,13 +1,15 @@
 """Pulling tickets: the cursor, the incremental stream and the concurrent backfill.
 
-The cursor is this connector's own JSON string::
+The cursor is the kit's (:mod:`connectors.kit.cursor`) with a digest per
+seen ticket::
 
-    {"v": 1, "w": "2026-10-25T00:59:12+00:00", "seen": {"4821": [1792889952, "9f…"]}}
+    {"v": 1, "w": "2026-10-25T00:59:12.000+00:00", "seen": [["4821", 1792889952000]],
+     "d": {"4821": "9f…"}}
 
 ``w`` is the watermark, the greatest ``date_mod`` read (UTC, first reading
 of GLPI's naive value); ``seen`` holds each ticket read with a ``date_mod``
-inside the overlap window ``[w − overlap, w]``: its ``date_mod`` (epoch
-seconds) and a digest of its raw record.
+inside the overlap window ``[w − overlap, w]`` (epoch milliseconds) and
+``d`` a digest of its raw record.
 
 The next pull asks for ``date_mod ≥ w − overlap`` (converted to the
 server's naive time so that it also holds across the end of DST, when
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,22 +58,30 @@ from connectors.glpi.convert import ServerClock, decode_text, shift_naive
 from connectors.glpi.search import DATE_MOD, is_own_title, scan_all, search_page, window
 from connectors.glpi.session import GlpiSession
 from connectors.glpi.tickets import TicketReader, as_int, digest
+from connectors.kit.cursor import SEEN_CAP, from_ms, to_ms
+from connectors.kit.cursor import Cursor as KitCursor
 from connectors.windows import prefetch, pull_windows
 from core.errors import InputError, StateError
 from core.mapping import map_incident
 from core.records import Category, IncidentRecord, PulledBatch, Rejected, StatusChange
-from core.timeutil import iso, parse_instant
+from core.timeutil import parse_instant
 
 TRASHED = "Trashed"
 """The status a trashed ticket is delivered with (category ``cancelled``)."""
 
-MAX_SEEN = 20_000
-"""Entries kept in a cursor's ``seen`` set; beyond it the oldest go (a re-read is harmless)."""
-
 
 @dataclass
 class Cursor:
-    """Watermark plus the tickets read inside the overlap window (see the module docstring)."""
+    """GLPI's reading of the kit's cursor (:mod:`connectors.kit.cursor`).
+
+    Ticket ids as ints, ``date_mod`` as epoch seconds, and with each ticket
+    read inside the overlap window the digest of its raw record (the kit
+    cursor's ``digests``): GLPI's ``date_mod`` has one-second granularity, so
+    a change within the watermark's second is told by its digest. Encoding,
+    the cap on ``seen`` and reading a hand-set instant are the kit's; a
+    cursor stored by an earlier qloop (``"seen": {id: [epoch, digest]}``) is
+    still read.
+    """
 
     watermark: datetime | None = None
     seen: dict[int, tuple[int, str]] = field(default_factory=dict)
@@ -79,28 +89,26 @@ class Cursor:
     def encode(self) -> str | None:
         if self.watermark is None:
             return None
-        seen = {str(k): [e, d] for k, (e, d) in sorted(self.seen.items(), key=lambda i: i[1][0])}
-        return json.dumps({"v": 1, "w": iso(self.watermark), "seen": seen}, separators=(",", ":"))
+        updated_ms = to_ms(self.watermark)
+        kit = KitCursor(
+            updated_ms,
+            {str(k): e * 1000 for k, (e, _) in sorted(self.seen.items(), key=lambda i: i[1][0])},
+            overlap_ms=updated_ms,  # pruned by prune() already; the kit keeps its cap
+            digests={str(k): d for k, (_, d) in self.seen.items()},
+        )
+        return kit.encode()
 
     @classmethod
     def decode(cls, text: str | None, where: str) -> Cursor:
-        """Read a cursor; a bare ISO instant (an older or hand-set cursor) is a watermark."""
-        if not text:
+        """Read a cursor; a bare ISO instant (a hand-set cursor) is a watermark."""
+        legacy = _legacy(text, where)
+        if legacy is not None:
+            return legacy
+        kit = KitCursor.decode(text, 0, where)
+        if kit.updated_ms is None:
             return cls()
-        if not text.lstrip().startswith("{"):
-            try:
-                return cls(parse_instant(text.strip()))
-            except InputError as exc:
-                msg = f"{where}: stored cursor is not this connector's: {exc}"
-                raise StateError(msg) from None
-        try:
-            doc = json.loads(text)
-            watermark = parse_instant(str(doc["w"])) if doc.get("w") else None
-            seen = {int(k): (int(v[0]), str(v[1])) for k, v in (doc.get("seen") or {}).items()}
-        except (ValueError, KeyError, TypeError, IndexError, InputError) as exc:
-            msg = f"{where}: stored cursor is unreadable ({type(exc).__name__}: {exc})"
-            raise StateError(msg) from None
-        return cls(watermark, seen)
+        seen = {int(k): (ms // 1000, kit.digests.get(k, "")) for k, ms in kit.seen.items()}
+        return cls(from_ms(kit.updated_ms), seen)
 
     def add(self, ticket_id: int, epoch: int, dig: str) -> None:
         self.seen[ticket_id] = (epoch, dig)
@@ -114,7 +122,26 @@ class Cursor:
         floor = int(self.watermark.timestamp()) - overlap_s
         kept = [(k, v) for k, v in self.seen.items() if v[0] >= floor]
         kept.sort(key=lambda item: item[1][0])
-        self.seen = dict(kept[-MAX_SEEN:])
+        self.seen = dict(kept[-SEEN_CAP:])
+
+
+def _legacy(text: str | None, where: str) -> Cursor | None:
+    """A cursor in the format of earlier releases (``seen`` an object), else None."""
+    if not text or not text.lstrip().startswith("{"):
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("seen"), dict):
+        return None
+    try:
+        watermark = parse_instant(str(doc["w"])) if doc.get("w") else None
+        seen = {int(k): (int(v[0]), str(v[1])) for k, v in doc["seen"].items()}
+    except (ValueError, KeyError, TypeError, IndexError, InputError) as exc:
+        msg = f"{where}: stored cursor is unreadable ({type(exc).__name__}: {exc})"
+        raise StateError(msg) from None
+    return Cursor(watermark, seen)
 
 
 OWN: Literal["own"] = "own"
@@ -170,8 +197,18 @@ class Puller:
         """Stop the detail-reading threads."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def read_all(self, jobs: list[Callable[[], Read]]) -> list[Read]:
-        """Run one page's ticket reads concurrently (each reads 3–5 sub-items), in order."""
+    def read_all(
+        self, jobs: list[Callable[[], Read]], rows: Sequence[Mapping[str, Any]] = ()
+    ) -> list[Read]:
+        """Run one page's ticket reads, in order, after reading ``rows``' details in bulk.
+
+        ``rows`` are the page's search rows to be read (qloop's own left out):
+        their logs and requesters come in a constant number of bulk calls
+        (:meth:`TicketReader.prefetch`); what remains per ticket runs concurrently.
+        """
+        reading = [row for row in rows if not is_own_title(decode_text(row.get("name")))]
+        if reading:
+            self.reader.prefetch(reading)
         if len(jobs) <= 1:
             return [job() for job in jobs]
         return list(self._pool.map(lambda job: job(), jobs))
@@ -235,6 +272,7 @@ class Puller:
         def pages() -> Iterator[list[Read]]:
             for rows in scan_all(self.session, lower, None, self.page_size):
                 out: list[Callable[[], Read]] = []
+                todo: list[Mapping[str, Any]] = []
                 for row in rows:
                     ticket_id = as_int(row.get("id"))
                     late = self.clock.parse_late(row.get("date_mod"))
@@ -246,9 +284,11 @@ class Puller:
                         if epoch != hot:
                             continue  # delivered before, and settled
                         out.append(self.job(row, previous))
+                        todo.append(row)
                         continue
                     out.append(self.job(row))
-                yield self.read_all(out)
+                    todo.append(row)
+                yield self.read_all(out, todo)
 
         state = Cursor(start.watermark, dict(start.seen))
         for page in prefetch(pages(), depth=1):
@@ -292,13 +332,11 @@ class Puller:
             lower = self.clock.lower_bound(lo)
             upper = shift_naive(self.clock.upper_bound(hi), 1)
             for rows in scan_all(self.session, lower, upper, self.page_size):
-                out: list[Callable[[], Read]] = [
-                    self.job(row)
-                    for row in rows
-                    if lo <= datetime.fromtimestamp(self._epoch(row), UTC) < hi
+                todo = [
+                    row for row in rows if lo <= datetime.fromtimestamp(self._epoch(row), UTC) < hi
                 ]
-                if out:
-                    yield self.read_all(out)
+                if todo:
+                    yield self.read_all([self.job(row) for row in todo], todo)
 
         tail = Cursor()
         floor = int(newest.timestamp()) - self.overlap_s

@@ -35,12 +35,14 @@ from typing import Any, NamedTuple
 
 from connectors.glpi.convert import shift_naive
 from connectors.glpi.session import GlpiSession, error_code
+from connectors.kit.paging import LoopGuard, PageRequest
 from core.errors import FatalError, RetriableError
 
 FIELDS: dict[str, str] = {
     "1": "name",
     "2": "id",
     "3": "priority",
+    "4": "requesters",
     "7": "category",
     "10": "urgency",
     "12": "status",
@@ -230,8 +232,13 @@ def scan(
     page_size: int,
     extra: list[Criterion] | None = None,
     trash: bool = False,
+    max_pages: int = 100_000,
 ) -> Iterator[list[dict[str, Any]]]:
     """Rows with naive ``lower <= date_mod < upper``, oldest first, one list per page.
+
+    The kit's :class:`~connectors.kit.paging.LoopGuard` stops a scan that
+    asks for a page it asked for before (a server ignoring the criteria or
+    the range) or passes ``max_pages``, with a :class:`FatalError`.
 
     Args:
         session: The open session.
@@ -248,10 +255,13 @@ def scan(
     anchor = lower
     at_anchor = 0
     recent: set[tuple[Any, Any]] = set()
+    guard = LoopGuard(f"sources.{session.name}: GET /search/Ticket", max_pages)
     while True:
         criteria = [*window(anchor, upper), *(extra or [])]
         margin = min(MARGIN, size // 2)
         start = max(0, at_anchor - margin)
+        guard.check(PageRequest("/search/Ticket", dict(search_params(criteria, start, size,
+                                                                     trash=trash))))  # fmt: skip
         page = search_page(session, criteria, start, size, trash=trash)
         if page.max_range is not None and page.max_range < size:
             size = max(page.max_range, 1)

@@ -1,31 +1,32 @@
-"""A GLPI API session over :class:`connectors.http.HttpService`.
+"""A GLPI API session: the kit's session scheme over :class:`connectors.http.HttpService`.
 
-``initSession`` with ``Authorization: user_token …`` (or Basic) plus the
-``App-Token`` header returns a ``session_token``, sent as ``Session-Token``
-on every later call. PHP sessions expire when idle: a call answered
+:class:`connectors.kit.auth.SessionAuth` signs every call: ``initSession``
+with ``Authorization: user_token …`` (or Basic) plus the ``App-Token``
+header returns a ``session_token``, sent as ``Session-Token`` on every later
+call, and ``changeActiveEntities`` follows each login when ``entity`` is
+set. PHP sessions expire when idle: a call answered
 ``401 ["ERROR_SESSION_TOKEN_INVALID", …]`` re-opens the session once and is
 retried; a second refusal goes up. ``close()`` calls ``killSession``.
 
 GLPI's errors are ``["ERROR_CODE", "message"]`` arrays; they surface in the
 project's errors as ``ERROR_CODE: message`` (HttpService maps 429/5xx to
 :class:`RetriableError` honouring ``Retry-After``, other 4xx to
-:class:`FatalError`). The tokens never appear in messages.
+:class:`FatalError`; a refused login is mapped the same way). The tokens
+never appear in messages.
 """
 
 from __future__ import annotations
 
-import base64
-import logging
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from connectors.glpi.options import GlpiOptions
-from connectors.http import HttpService
-from core.errors import ConnectorError, FatalError
+from connectors.http import RETRIABLE_STATUS, HttpService, parse_retry_after
+from connectors.kit.auth import SessionAuth, basic_header
+from core.errors import ConnectorError, FatalError, RetriableError
 
 _CODE = re.compile(r"\b(ERROR_[A-Z_]+)\b")
 SESSION_INVALID = "ERROR_SESSION_TOKEN_INVALID"
@@ -40,8 +41,6 @@ HINTS = {
     "ERROR_RIGHT_MISSING": "the API user's profile lacks a right",
     "ERROR_LOGIN_WITH_CREDENTIALS_DISABLED": "Basic login is disabled: use user_token",
 }
-
-log = logging.getLogger("qloop.glpi")
 
 
 def glpi_message(response: httpx.Response) -> str | None:
@@ -72,6 +71,11 @@ def with_hint(exc: ConnectorError) -> str:
     return f"{exc} ({hint})" if hint else str(exc)
 
 
+def expired(response: httpx.Response) -> bool:
+    """Whether GLPI says the session is gone (``401 ERROR_SESSION_TOKEN_INVALID``)."""
+    return response.status_code == 401 and SESSION_INVALID in response.text
+
+
 class GlpiSession:
     """An open (or lazily opened) session on one GLPI server; thread-safe.
 
@@ -92,14 +96,27 @@ class GlpiSession:
         redis_url: str | None = None,
     ) -> None:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if opts.app_token:
-            headers["App-Token"] = opts.app_token
         self.name = name
         self.opts = opts
+        base = opts.base_url.rstrip("/")
+        if opts.user_token:
+            credentials = f"user_token {opts.user_token}"
+        else:
+            credentials = basic_header(opts.username or "", opts.password or "")
+        self.auth = SessionAuth(
+            httpx.Request("GET", f"{base}/initSession", headers={"Authorization": credentials}),
+            "Session-Token",
+            logout=httpx.Request("GET", f"{base}/killSession"),
+            extra={"App-Token": opts.app_token} if opts.app_token else None,
+            expired=expired,
+            refused=self._refused,
+            after_login=self._after_login if opts.entity is not None else None,
+        )
         self.http = HttpService(
             name,
             opts.base_url,
             headers=headers,
+            auth=self.auth,
             timeout=opts.timeout,
             verify=opts.verify_tls,
             rate=opts.rate,
@@ -108,59 +125,49 @@ class GlpiSession:
             transport=transport,
             redis_url=redis_url,
         )
-        self._token: str | None = None
-        self._lock = threading.Lock()
-        self.reopened = 0
 
-    # -- session ---------------------------------------------------------------
-
-    def _login_header(self) -> str:
-        if self.opts.user_token:
-            return f"user_token {self.opts.user_token}"
-        pair = f"{self.opts.username}:{self.opts.password}".encode()
-        return "Basic " + base64.b64encode(pair).decode("ascii")
-
-    def _open(self) -> str:
-        response = self.http.request(
-            "GET", "/initSession", headers={"Authorization": self._login_header()}
-        )
-        data = self.http.json_of(response, "GET", "/initSession")
-        token = data.get("session_token") if isinstance(data, dict) else None
-        if not token:
-            msg = f"{self.name}: GET /initSession returned no session_token (is this GLPI?)"
-            raise FatalError(msg, connector=self.name)
-        self._token = str(token)
-        if self.opts.entity is not None:
-            self.http.request(
-                "POST",
-                "/changeActiveEntities",
-                headers={"Session-Token": self._token},
-                json={"entities_id": self.opts.entity, "is_recursive": True},
+    def _refused(self, where: str, response: httpx.Response) -> ConnectorError:
+        """A refused login as the other calls' errors: GLPI's code, 429/5xx retriable."""
+        server = glpi_message(response)
+        detail = f"HTTP {response.status_code}" + (f": {server}" if server else "")
+        msg = f"{self.name}: {where.replace(' (session login)', '')}: {detail}"
+        if response.status_code in RETRIABLE_STATUS:
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            return RetriableError(
+                msg, retry_after=wait, connector=self.name, status=response.status_code
             )
-        return self._token
+        return FatalError(msg, connector=self.name, status=response.status_code)
+
+    def _after_login(self, token: str) -> list[httpx.Request]:
+        url = f"{self.opts.base_url.rstrip('/')}/changeActiveEntities"
+        body = {"entities_id": self.opts.entity, "is_recursive": True}
+        return [httpx.Request("POST", url, json=body)]
+
+    @property
+    def reopened(self) -> int:
+        """Sessions opened after the first one (expired ones re-opened)."""
+        return max(self.auth.logins - 1, 0)
 
     def token(self) -> str:
         """The current session token, opening the session when there is none."""
-        with self._lock:
-            return self._token or self._open()
-
-    def _reopen(self, stale: str) -> str:
-        with self._lock:
-            if self._token == stale or self._token is None:  # else another thread already did
-                self._token = None
-                self.reopened += 1
-                return self._open()
-            return self._token
+        try:
+            return self.auth.login(self.http.client)
+        except httpx.ConnectError as exc:  # as HttpService words it (TLS, no connection)
+            text = str(exc)
+            where = f"{self.name}: GET /initSession"
+            if "CERTIFICATE" in text.upper() or "SSL" in text.upper():
+                msg = f"{where}: TLS error talking to {self.http.host}: {text}"
+                raise FatalError(msg, connector=self.name) from None
+            msg = f"{where}: cannot connect to {self.http.host}: {text or type(exc).__name__}"
+            raise RetriableError(msg, connector=self.name, unsent=True) from None
+        except httpx.HTTPError as exc:
+            msg = f"{self.name}: GET /initSession: transport error: {exc or type(exc).__name__}"
+            raise RetriableError(msg, connector=self.name) from None
 
     def close(self) -> None:
         """Kill the session (best effort) and close the HTTP client."""
-        with self._lock:
-            token, self._token = self._token, None
         try:
-            if token:
-                self.http.send_once("GET", "/killSession", headers={"Session-Token": token})
-        except ConnectorError as exc:  # the session expires on its own; closing must not fail
-            log.info("%s: killSession failed (%s); it will expire", self.http.name, exc)
+            self.auth.logout(self.http.client)
         finally:
             self.http.close()
 
@@ -169,20 +176,13 @@ class GlpiSession:
     def request(
         self, method: str, path: str, *, once: bool = False, **kwargs: Any
     ) -> httpx.Response:
-        """A call with the session token; an expired session is re-opened once.
+        """A call with the session token (an expired session is re-opened once).
 
         ``once``: no in-call retry on retriable failures (for writes that are
         not idempotent: the caller checks what happened before trying again).
         """
         send = self.http.send_once if once else self.http.request
-        token = self.token()
-        try:
-            return send(method, path, headers={"Session-Token": token}, **kwargs)
-        except FatalError as exc:
-            if exc.status != 401 or error_code(exc) != SESSION_INVALID:
-                raise
-        token = self._reopen(token)
-        return send(method, path, headers={"Session-Token": token}, **kwargs)
+        return send(method, path, **kwargs)
 
     def get(self, path: str, params: Any = None) -> Any:
         """GET ``path`` and return its JSON."""

@@ -1,6 +1,32 @@
 """One GLPI ticket as the raw record qloop maps: search row + actors + solution + status log.
 
-For each ticket found by the search, :class:`TicketReader` reads
+A page of search rows is read in bulk first (:meth:`TicketReader.prefetch`),
+so a page costs the search plus a constant number of calls, not calls per ticket:
+
+* ``GET /getMultipleItems`` with ``items[i][itemtype]=Ticket``,
+  ``items[i][items_id]=…`` and ``with_logs=true`` (apirest.md, "Get multiple
+  items"): each ticket comes back with its ``_logs`` (every row of
+  ``glpi_logs`` for it), :data:`BULK` tickets a call;
+* the requesters' logins come in the search row itself (``forcedisplay``
+  of option 4, Requester), and every user not yet known is read with one
+  ``GET /search/User`` (login ``^…$`` criteria joined by OR, displaying
+  login, e-mail, phones, names), :data:`BULK` users a call.
+
+* the solutions of solved and closed tickets: GLPI logs each solution
+  added on its ticket as a sub-item (``itemtype_link`` ITILSolution,
+  ``linked_action`` 17, the new value ending in the solution's id), so the
+  logs above name them, and one more ``getMultipleItems`` (ITILSolution
+  lines) reads them; the last one not refused is the ticket's solution. A
+  ticket in any other status has no solution in force.
+
+The per-item calls below remain as the fallback, per ticket, where the bulk
+forms cannot give the data: an anonymous requester (no user, only an
+``alternative_email``, which no search option shows), a ``_logs`` that GLPI
+withheld (the profile lacks the history right), a chunk that
+``getMultipleItems`` refused (it fails whole when one item is gone), and a
+solved ticket whose log names no solution (a purged history).
+
+The per-item reads are
 
 * ``/Ticket/{id}/Ticket_User``: the requester (``type`` 1; an anonymous one
   has ``users_id`` 0 and an ``alternative_email``);
@@ -20,8 +46,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +68,17 @@ STATUS_NAMES = {
     6: "Closed",
 }
 SOLUTION_REFUSED = 4
+SOLVED = (5, 6)
+BULK = 50
+"""Items per ``getMultipleItems`` or users per ``/search/User`` call (keeps URLs short)."""
+USER_FIELDS = {"1": "name", "2": "id", "5": "email", "6": "phone", "9": "firstname",
+               "10": "phone2", "11": "mobile", "34": "realname"}  # fmt: skip
+"""User search options read for requesters (login, id, default e-mail, phones, names)."""
+ADD_SUBITEM = 17
+"""Log::HISTORY_ADD_SUBITEM: a child item (a solution) was added to the ticket."""
+_TRAILING_ID = re.compile(r"\((\d+)\)\s*$")
+_MULTI = "$$##$$"
+"""GLPI's separator of a multi-valued search column (one value per linked row)."""
 _DATES = ("date", "date_mod", "solvedate", "closedate", "time_to_own", "time_to_resolve")
 _TEXT = ("name", "category", "entity")
 
@@ -60,6 +98,66 @@ def _flag(value: Any) -> bool | None:
     return None if number is None else bool(number)
 
 
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def values_of(cell: Any) -> list[str]:
+    """A search cell as its values: a list, or a string GLPI joined with ``$$##$$``.
+
+    A value of the form ``name$#$id`` (the search engine's raw form) keeps its name.
+    """
+    parts: Iterable[Any] = cell if isinstance(cell, list) else str(cell or "").split(_MULTI)
+    out = []
+    for part in parts:
+        text = str(part if part is not None else "").split("$#$", 1)[0].strip()
+        if text:
+            out.append(text)
+    return out
+
+
+def status_changes(entries: Iterable[Any]) -> list[dict[str, Any]]:
+    """Status changes (search option 12) of log rows, oldest first (log ids are monotonic)."""
+    changes = [
+        e for e in entries
+        if isinstance(e, Mapping) and str(e.get("id_search_option")) == STATUS_FIELD
+    ]  # fmt: skip
+    changes.sort(key=lambda e: as_int(e.get("id")) or 0)
+    return [
+        {
+            "id": as_int(e.get("id")),
+            "date_mod": e.get("date_mod"),
+            "old": as_int(e.get("old_value")),
+            "new": as_int(e.get("new_value")),
+        }
+        for e in changes
+    ]
+
+
+UNREAD: Any = object()
+"""A ticket's solution not read in bulk (read it per item)."""
+
+
+def added_solutions(entries: Iterable[Any]) -> list[int]:
+    """Ids of the solutions a ticket's log says were added (sub-item additions)."""
+    found = []
+    for e in entries:
+        if not isinstance(e, Mapping) or str(e.get("itemtype_link")) != "ITILSolution":
+            continue
+        if as_int(e.get("linked_action")) != ADD_SUBITEM:
+            continue
+        match = _TRAILING_ID.search(str(e.get("new_value") or ""))
+        if match:
+            found.append(int(match.group(1)))
+    return found
+
+
+def rows_status(rows: Sequence[Mapping[str, Any]], ticket_id: int) -> Any:
+    """The ``status`` of the search row of ``ticket_id`` in ``rows``."""
+    return next((r.get("status") for r in rows if as_int(r.get("id")) == ticket_id), None)
+
+
 def digest(raw: Mapping[str, Any]) -> str:
     """A short stable digest of a raw record (to tell a same-second change from a re-read)."""
     blob = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
@@ -73,12 +171,196 @@ class TicketReader:
         self.session = session
         self.clock = clock
         self._users: dict[int, dict[str, Any]] = {}
+        self._logins: dict[str, dict[str, Any] | None] = {}
+        self._logs: dict[int, list[dict[str, Any]]] = {}
+        self._requesters: dict[int, dict[str, Any]] = {}
+        self._solutions: dict[int, dict[str, Any] | None] = {}
         self._lock = threading.Lock()
 
     def forget_users(self) -> None:
         """Drop cached users (each pull reads contact details afresh)."""
         with self._lock:
             self._users.clear()
+            self._logins.clear()
+
+    # -- bulk reads --------------------------------------------------------------
+
+    def prefetch(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Read the logs and requesters of a page of search rows in bulk (see the docstring)."""
+        ids = [t for t in (as_int(r.get("id")) for r in rows) if t is not None]
+        if not ids:
+            return
+        logs, solution_ids = self.bulk_logs(ids)
+        requesters = self.bulk_requesters(rows)
+        solved = {
+            t: solution_ids[t]
+            for t in (as_int(r.get("id")) for r in rows)
+            if t is not None and t in solution_ids and as_int(rows_status(rows, t)) in SOLVED
+        }
+        solutions = self.bulk_solutions(solved)
+        with self._lock:
+            self._logs.update(logs)
+            self._requesters.update(requesters)
+            self._solutions.update(solutions)
+
+    def bulk_logs(
+        self, ids: Sequence[int]
+    ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[int]]]:
+        """Status logs of tickets by ``getMultipleItems`` with ``with_logs`` (absent: read per
+        item), and the ids of the solutions their logs say were added."""
+        out: dict[int, list[dict[str, Any]]] = {}
+        added: dict[int, list[int]] = {}
+        for chunk in chunks(ids, BULK):
+            params = [("with_logs", "true"), ("get_hateoas", "false")]
+            for i, ticket_id in enumerate(chunk):
+                params += [(f"items[{i}][itemtype]", "Ticket"),
+                           (f"items[{i}][items_id]", str(ticket_id))]  # fmt: skip
+            try:
+                data = self.session.get("/getMultipleItems", params=params)
+            except FatalError as exc:  # all or nothing: one trashed-and-purged item fails it
+                if error_code(exc) in ("ERROR_ITEM_NOT_FOUND", "ERROR_RIGHT_MISSING"):
+                    continue
+                raise
+            for item in data if isinstance(data, list) else []:
+                if not isinstance(item, Mapping):
+                    continue
+                ticket_id, logs = as_int(item.get("id")), item.get("_logs")
+                entries = list(logs.values()) if isinstance(logs, Mapping) else logs
+                if ticket_id is None or not isinstance(entries, list):
+                    continue
+                if not all(isinstance(e, Mapping) for e in entries):
+                    continue  # GLPI's right error in place of the logs: read them per item
+                out[ticket_id] = status_changes(entries)
+                added[ticket_id] = added_solutions(entries)
+        return out, added
+
+    def bulk_solutions(self, wanted: Mapping[int, list[int]]) -> dict[int, dict[str, Any] | None]:
+        """The solution in force of each ticket, from its solutions read by ``getMultipleItems``.
+
+        A ticket whose solutions could not be read (a chunk refused) is left
+        out: :meth:`solution` reads it per item.
+        """
+        ids = sorted({s for found in wanted.values() for s in found})
+        read_rows: dict[int, dict[str, Any]] = {}
+        failed: set[int] = set()
+        for chunk in chunks(ids, BULK):
+            params = [("get_hateoas", "false")]
+            for i, solution_id in enumerate(chunk):
+                params += [(f"items[{i}][itemtype]", "ITILSolution"),
+                           (f"items[{i}][items_id]", str(solution_id))]  # fmt: skip
+            try:
+                data = self.session.get("/getMultipleItems", params=params)
+            except FatalError as exc:
+                if error_code(exc) in ("ERROR_ITEM_NOT_FOUND", "ERROR_RIGHT_MISSING"):
+                    failed |= set(chunk)
+                    continue
+                raise
+            for item in data if isinstance(data, list) else []:
+                if isinstance(item, Mapping) and as_int(item.get("id")) is not None:
+                    read_rows[int(item["id"])] = dict(item)
+        out: dict[int, dict[str, Any] | None] = {}
+        for ticket_id, found in wanted.items():
+            if failed & set(found) or not found:
+                continue
+            out[ticket_id] = self._in_force([read_rows[s] for s in found if s in read_rows])
+        return out
+
+    def _in_force(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The last solution not refused, as the raw record carries it."""
+        rows = [s for s in rows if as_int(s.get("status")) != SOLUTION_REFUSED]
+        if not rows:
+            return None
+        rows.sort(key=lambda s: as_int(s.get("id")) or 0)
+        last = rows[-1]
+        return {
+            "id": as_int(last.get("id")),
+            "status": as_int(last.get("status")),
+            "content": html_to_text(last.get("content")),
+            "date": iso(self.clock.parse(last.get("date_creation") or last.get("date_mod"))),
+        }
+
+    def bulk_requesters(self, rows: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+        """The first requester of each row from its option-4 logins, users read in bulk.
+
+        A row without a requester login (an anonymous requester, or none) is
+        left out: :meth:`requester` reads it per item.
+        """
+        firsts: dict[int, str] = {}
+        for row in rows:
+            ticket_id, logins = as_int(row.get("id")), values_of(row.get("requesters"))
+            if ticket_id is not None and logins:
+                firsts[ticket_id] = decode_text(logins[0]) or logins[0]
+        with self._lock:
+            unknown = sorted({login for login in firsts.values() if login not in self._logins})
+        found = self.bulk_users(unknown)
+        with self._lock:
+            for login in unknown:
+                self._logins[login] = found.get(login)
+            known = {t: self._logins.get(login) for t, login in firsts.items()}
+        return {t: user for t, user in known.items() if user is not None}
+
+    def bulk_users(self, logins: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Users by login through ``/search/User`` (``^login$`` criteria joined by OR)."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in chunks(list(logins), BULK):
+            params: list[tuple[str, str]] = []
+            for i, login in enumerate(chunk):
+                if i:
+                    params.append((f"criteria[{i}][link]", "OR"))
+                params += [(f"criteria[{i}][field]", "1"),
+                           (f"criteria[{i}][searchtype]", "contains"),
+                           (f"criteria[{i}][value]", f"^{login}$")]  # fmt: skip
+            params += [(f"forcedisplay[{i}]", f) for i, f in enumerate(USER_FIELDS)]
+            params.append(("range", f"0-{len(chunk) - 1}"))
+            try:
+                data = self.session.get("/search/User", params=params)
+            except FatalError as exc:
+                if error_code(exc) in ("ERROR_RIGHT_MISSING", "ERROR_RANGE_EXCEED_TOTAL"):
+                    continue  # no right to search users: per item
+                raise
+            rows = data.get("data") if isinstance(data, Mapping) else None
+            for row in rows.values() if isinstance(rows, Mapping) else rows or []:
+                if not isinstance(row, Mapping):
+                    continue
+                named = {USER_FIELDS.get(str(k), str(k)): v for k, v in row.items()}
+                user_id = as_int(named.get("id"))
+                if user_id is None:
+                    continue
+                emails = values_of(named.get("email"))
+                user = self._user_record(user_id, named, emails[0] if emails else None)
+                login = user["login"] or ""
+                out[login] = user
+                with self._lock:
+                    self._users[user_id] = user
+        return out
+
+    @staticmethod
+    def _user_record(user_id: int, data: Mapping[str, Any], email: Any) -> dict[str, Any]:
+        first, last = decode_text(data.get("firstname")), decode_text(data.get("realname"))
+        display = " ".join(p for p in (first, last) if p) or decode_text(data.get("name"))
+        return {
+            "id": user_id,
+            "login": decode_text(data.get("name")),
+            "firstname": first,
+            "realname": last,
+            "display": display,
+            "phone": decode_text(data.get("phone")) or None,
+            "phone2": decode_text(data.get("phone2")) or None,
+            "mobile": decode_text(data.get("mobile")) or None,
+            "email": decode_text(email) if email else None,
+        }
+
+    def _prefetched(self, ticket_id: int) -> tuple[Any, Any, Any]:
+        """The bulk-read (log, requester, solution) of a ticket, consumed; :data:`UNREAD`
+        for a solution not read (None is "no solution in force")."""
+        with self._lock:
+            return (
+                self._logs.pop(ticket_id, None),
+                self._requesters.pop(ticket_id, None),
+                self._solutions.pop(ticket_id, UNREAD),
+            )
+
+    # -- per-item reads (fallback) -----------------------------------------------
 
     def _list(self, path: str) -> list[dict[str, Any]]:
         try:
@@ -104,19 +386,7 @@ class TicketReader:
         data = data if isinstance(data, Mapping) else {}
         emails = self._list(f"/User/{user_id}/UserEmail") if data else []
         emails.sort(key=lambda e: (-(as_int(e.get("is_default")) or 0), as_int(e.get("id")) or 0))
-        first, last = decode_text(data.get("firstname")), decode_text(data.get("realname"))
-        display = " ".join(p for p in (first, last) if p) or decode_text(data.get("name"))
-        user = {
-            "id": user_id,
-            "login": decode_text(data.get("name")),
-            "firstname": first,
-            "realname": last,
-            "display": display,
-            "phone": decode_text(data.get("phone")) or None,
-            "phone2": decode_text(data.get("phone2")) or None,
-            "mobile": decode_text(data.get("mobile")) or None,
-            "email": decode_text(emails[0].get("email")) if emails else None,
-        }
+        user = self._user_record(user_id, data, emails[0].get("email") if emails else None)
         with self._lock:
             self._users[user_id] = user
         return user
@@ -142,33 +412,11 @@ class TicketReader:
             for s in self._list(f"/Ticket/{ticket_id}/ITILSolution")
             if as_int(s.get("status")) != SOLUTION_REFUSED
         ]
-        if not rows:
-            return None
-        rows.sort(key=lambda s: as_int(s.get("id")) or 0)
-        last = rows[-1]
-        return {
-            "id": as_int(last.get("id")),
-            "status": as_int(last.get("status")),
-            "content": html_to_text(last.get("content")),
-            "date": iso(self.clock.parse(last.get("date_creation") or last.get("date_mod"))),
-        }
+        return self._in_force(rows)
 
     def status_log(self, ticket_id: int) -> list[dict[str, Any]]:
         """Status changes from the ticket's log, oldest first (log ids are monotonic)."""
-        changes = [
-            e for e in self._list(f"/Ticket/{ticket_id}/Log")
-            if str(e.get("id_search_option")) == STATUS_FIELD
-        ]  # fmt: skip
-        changes.sort(key=lambda e: as_int(e.get("id")) or 0)
-        return [
-            {
-                "id": as_int(e.get("id")),
-                "date_mod": e.get("date_mod"),
-                "old": as_int(e.get("old_value")),
-                "new": as_int(e.get("new_value")),
-            }
-            for e in changes
-        ]
+        return status_changes(self._list(f"/Ticket/{ticket_id}/Log"))
 
     def history(
         self,
@@ -231,7 +479,9 @@ class TicketReader:
         for name in _DATES:
             raw[name] = row.get(name) or None
         created = self.clock.parse(row.get("date"))
-        log = self.status_log(ticket_id)
+        log, requester, solution = self._prefetched(ticket_id)
+        if log is None:
+            log = self.status_log(ticket_id)
         utc: dict[str, Any] = {
             n: iso(self.clock.parse(row.get(n), not_before=created)) for n in _DATES
         }
@@ -243,8 +493,12 @@ class TicketReader:
         utc["history"] = history
         raw["utc"] = utc
         raw["log"] = log
-        raw["requester"] = self.requester(ticket_id)
-        raw["solution"] = self.solution(ticket_id)
+        raw["requester"] = requester if requester is not None else self.requester(ticket_id)
+        if status not in SOLVED:
+            solution = None
+        elif solution is UNREAD:
+            solution = self.solution(ticket_id)
+        raw["solution"] = solution
         raw["sla"] = self.sla(raw)
         return raw
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -195,6 +195,15 @@ class SessionAuth(httpx.Auth):
         extra: Headers sent on every request (GLPI's ``App-Token``).
         expired: Whether an answer means the session expired (default: 401);
             the login is then done once more and the request retried once.
+        refused: The error a refused login (or after-login call) raises, from
+            where it was and the answer (default: a :class:`FatalError` with
+            the OAuth-style ``error`` text); a tool passes its own to keep its
+            error codes and to make 429/5xx retriable.
+        after_login: Calls made with the new session right after each login
+            (GLPI's ``changeActiveEntities``), from the new token.
+
+    Safe to share between threads: one login at a time, and a thread that
+    finds the session already renewed by another uses it.
     """
 
     requires_response_body = True
@@ -208,11 +217,21 @@ class SessionAuth(httpx.Auth):
         logout: httpx.Request | None = None,
         extra: Mapping[str, str] | None = None,
         expired: Callable[[httpx.Response], bool] = lambda r: r.status_code == 401,
+        refused: Callable[[str, httpx.Response], Exception] | None = None,
+        after_login: Callable[[str], Sequence[httpx.Request]] | None = None,
     ) -> None:
         self.login_request, self.header, self.token_path = login, header, token_path
         self.logout_request, self.extra, self.expired = logout, dict(extra or {}), expired
+        self.refused = refused or _refused
+        self.after_login = after_login
         self.token: str | None = None
         self.logins = 0
+        self._lock = threading.RLock()
+
+    def _check(self, where: str, response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            response.read()
+            raise self.refused(where, response)
 
     def _login(self) -> Flow:
         request = self.login_request
@@ -220,12 +239,16 @@ class SessionAuth(httpx.Auth):
             request.headers[name] = value
         response = yield request
         where = f"{request.method} {request.url.path} (session login)"
-        if response.status_code >= 400:
-            raise _refused(where, response)
+        self._check(where, response)
         token = read(response.json(), self.token_path)
         if not token:
             msg = f"{where}: no session token at {self.token_path!r} in the answer"
             raise FatalError(msg, status=response.status_code)
+        for call in self.after_login(str(token)) if self.after_login else ():
+            for name, value in {**self.extra, self.header: str(token)}.items():
+                call.headers[name] = value
+            answer = yield call
+            self._check(f"{call.method} {call.url.path} (after the session login)", answer)
         self.token = str(token)
         self.logins += 1
 
@@ -234,16 +257,36 @@ class SessionAuth(httpx.Auth):
             request.headers[name] = value
         request.headers[self.header] = self.token or ""
 
+    def _renew(self, stale: str | None) -> Flow:
+        """Log in unless another thread already replaced ``stale`` (one login at a time)."""
+        with self._lock:
+            if self.token is None or self.token == stale:
+                self.token = None
+                yield from self._login()
+
     def auth_flow(self, request: httpx.Request) -> Flow:
         if self.token is None:
-            yield from self._login()
+            yield from self._renew(None)
         self._sign(request)
+        sent = self.token
         response = yield request
         if self.expired(response):
-            self.token = None
-            yield from self._login()
+            yield from self._renew(sent)
             self._sign(request)
             yield request
+
+    def login(self, client: httpx.Client) -> str:
+        """Open the session now (when none is open) through ``client``; the token."""
+        flow = self._renew(None)
+        try:
+            request = next(flow)
+            while True:
+                response = client.send(request, auth=_unsigned)
+                response.read()
+                request = flow.send(response)
+        except StopIteration:
+            pass
+        return self.token or ""
 
     def logout(self, client: httpx.Client) -> None:
         """End the session (when one is open); a failure to end it is not an error."""

@@ -15,8 +15,10 @@ delivered again, which the core's idempotent upsert makes harmless, but
 never skipped. Instants are compared as aware UTC milliseconds, so a
 source's zone never changes what is "after" the watermark.
 
-A bare ISO instant (a hand-set cursor) is read as a watermark with nothing
-seen. Anything else is a :class:`StateError` naming where the cursor came from.
+A source whose ``updated`` is too coarse to tell two versions apart (GLPI's
+one-second ``date_mod``) may keep a digest per seen key, ``"d": {key:
+digest}``. A bare ISO instant (a hand-set cursor) is read as a watermark
+with nothing seen. Anything else is a :class:`StateError` naming where the cursor came from.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class Cursor:
     updated_ms: int | None = None
     seen: dict[str, int] = field(default_factory=dict)
     overlap_ms: int = 120_000
+    digests: dict[str, str] = field(default_factory=dict)
+    """Optional: a digest per seen key (``"d"`` in the JSON), for a tool whose ``updated``
+    is too coarse to tell two versions apart (GLPI's one-second ``date_mod``)."""
 
     @classmethod
     def decode(cls, text: str | None, overlap_s: int, where: str) -> Cursor:
@@ -72,6 +77,7 @@ class Cursor:
                 None if watermark is None else to_ms(datetime.fromisoformat(watermark))
             )
             mark.seen = {str(k): int(ms) for k, ms in doc.get("seen") or []}
+            mark.digests = {str(k): str(d) for k, d in (doc.get("d") or {}).items()}
         except (ValueError, TypeError, AttributeError, StateError) as exc:
             msg = f"{where}: the stored cursor is not a source cursor ({exc}): {text[:80]!r}"
             raise StateError(msg) from None
@@ -83,7 +89,7 @@ class Cursor:
         return cls(updated_ms=to_ms(instant), overlap_ms=overlap_s * 1000)
 
     def copy(self) -> Cursor:
-        return Cursor(self.updated_ms, dict(self.seen), self.overlap_ms)
+        return Cursor(self.updated_ms, dict(self.seen), self.overlap_ms, dict(self.digests))
 
     def since(self) -> datetime | None:
         """Lower bound of the next query: watermark − overlap (None: from the start)."""
@@ -114,9 +120,13 @@ class Cursor:
     def encode(self) -> str | None:
         if self.updated_ms is None:
             return None
-        doc = {
+        recent = self._recent()
+        doc: dict[str, object] = {
             "v": 1,
             "w": from_ms(self.updated_ms).isoformat(timespec="milliseconds"),
-            "seen": sorted([k, ms] for k, ms in self._recent().items()),
+            "seen": sorted([k, ms] for k, ms in recent.items()),
         }
+        digests = {k: d for k, d in sorted(self.digests.items()) if k in recent}
+        if digests:
+            doc["d"] = digests
         return json.dumps(doc, separators=(",", ":"))

@@ -98,7 +98,8 @@ PAGINATOR_SCHEMA: dict[str, Any] = {
 SINCE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "the 'updated since' filter: the instant is written as {since} in the list "
-    "call (and sent as `param` when given)",
+    "call (and sent as `param` when given); {until}, when the call has it, bounds a window "
+    "of a windowed first sync (exclusive; records at or after it are dropped)",
     "additionalProperties": False,
     "properties": {
         "param": {**_TEXT, "description": "query parameter that takes the instant"},
@@ -107,6 +108,9 @@ SINCE_SCHEMA: dict[str, Any] = {
                    "pattern such as %Y-%m-%d %H:%M:%S"},
         "timezone": {"type": "string", "default": "UTC",
                      "description": "zone the tool reads the instant in (IANA name)"},
+        "open": {"type": "string",
+                 "description": "what {until} is written as when a pull has no upper bound "
+                 "(Zammad's *); none: a day after now, in the same format"},
     },
 }  # fmt: skip
 
@@ -176,10 +180,11 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "ticket": {
             "type": "object", "additionalProperties": False,
             "required": ["create", "find", "status"],
-            "description": "write-back of nonconformity tickets (none: not pushed here). "
-                           "Placeholders: {title} {description} {dedup_key} {marker} {rule} "
-                           "{severity} {incident_key} {incident_external_id} {raised_at} "
-                           "{deadline} {labels}",
+            "description": "write-back of nonconformity tickets (none: not pushed here); "
+                           "comment and resolve are needed by a policy whose findings change "
+                           "or are withdrawn. Placeholders: {title} {description} {dedup_key} "
+                           "{marker} {rule} {severity} {incident_key} {incident_external_id} "
+                           "{raised_at} {deadline} {labels}",
             "properties": {
                 "create": _call("creates a ticket carrying {marker}",
                                 ref={**_PATH, "description": "the new ticket's id in the answer"},
@@ -193,6 +198,19 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                                 closed={"type": "array", "items": {"type": "string"},
                                         "description": "states that mean done"},
                                 closed_at={**_PATH, "description": "when it was closed"}),
+                "comment": _call("adds a comment to ticket {ref} (a changed or withdrawn "
+                                 "finding): {text} ends with its {marker}; {key} {plain}",
+                                 ref={**_PATH, "description": "the comment's id in the answer "
+                                      "(none: the marker stands for it)"}),
+                "comments": _call("lists ticket {ref}'s comments, so a comment whose text "
+                                  "holds its {marker} is never written twice",
+                                  records={**_PATH, "default": "$"},
+                                  text={**_PATH, "default": "body",
+                                        "description": "a comment's text in a record"},
+                                  ref={**_PATH, "default": "id",
+                                       "description": "a comment's id in a record"}),
+                "resolve": _call("resolves or closes ticket {ref} after its comment, unless "
+                                 "the status call says it is done already; {text} {plain}"),
             },
         },
         "errors": {
@@ -207,7 +225,12 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         },
         "backfill_from": {"type": "string",
                           "description": "first sync: ISO 8601 instant to read from "
-                          "(none: everything)"},
+                          "(none: everything); with {until} in the list call, the first sync "
+                          "reads [backfill_from, now) in backfill_parts windows at once"},
+        "backfill_parts": {"type": "integer", "minimum": 1, "maximum": 256, "default": 8,
+                           "description": "first sync with backfill_from and {until}: windows"},
+        "backfill_workers": {"type": "integer", "minimum": 1, "maximum": 32, "default": 4,
+                             "description": "first sync: windows pulled at the same time"},
         "overlap": {"type": ["string", "integer"], "default": "2m",
                     "description": "re-read this much before the watermark (e.g. 2m)"},
         **http_options_schema(default_rate=5),

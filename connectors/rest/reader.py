@@ -2,16 +2,18 @@
 
 The list call is sent with ``{since}`` (the cursor's lower bound, or the
 configured start on a first sync) written as the ``since`` options say: in
-the tool's time zone and format. Records are read at ``list.records``; each
-page gets its history in bulk when the history call takes ``{ids}``, else
-with one call per record (a tool without a bulk form).
+the tool's time zone and format; ``{until}``, when the call has it, is the
+upper bound of a window of a windowed first sync (else ``since.open``).
+Records are read at ``list.records``; each page gets its history in bulk
+when the history call takes ``{ids}``, else with one call per record (a
+tool without a bulk form).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,6 +53,8 @@ class Reader:
         since = dict(spec.get("since") or {})
         self.since_param = since.get("param")
         self.since_format = str(since.get("format") or "iso")
+        self.open_end: str | None = since.get("open")
+        self.windowed = "until" in self.list.uses()
         try:
             self.zone = ZoneInfo(str(since.get("timezone") or "UTC"))
         except (ZoneInfoNotFoundError, ValueError):
@@ -65,8 +69,17 @@ class Reader:
 
     # -- the list -----------------------------------------------------------------------
 
-    def values(self, since: datetime) -> dict[str, Any]:
-        return {"since": format_instant(since, self.since_format, self.zone)}
+    def values(self, since: datetime, until: datetime | None = None) -> dict[str, Any]:
+        """``{since}`` and ``{until}`` as the tool writes them (no bound: ``since.open``)."""
+        if until is not None:
+            end = format_instant(until, self.since_format, self.zone)
+        elif self.open_end is not None:
+            end = self.open_end
+        else:
+            end = format_instant(
+                datetime.now(UTC) + timedelta(days=1), self.since_format, self.zone
+            )
+        return {"since": format_instant(since, self.since_format, self.zone), "until": end}
 
     def _send(self, values: dict[str, Any], request: PageRequest) -> httpx.Response:
         if request.path != self.list.path:  # a next-page URL the tool gave: as it is
@@ -87,9 +100,10 @@ class Reader:
             answer(self.http, response, self.list, self.errors), self.records, self.list.where
         )
 
-    def pages(self, since: datetime) -> Iterator[list[Raw]]:
-        """Pages of the records updated at or after ``since``, as the tool orders them."""
-        values = self.values(since)
+    def pages(self, since: datetime, until: datetime | None = None) -> Iterator[list[Raw]]:
+        """Pages of the records updated at or after ``since`` (and before ``until`` when the
+        list call takes ``{until}``), as the tool orders them."""
+        values = self.values(since, until)
         guard = LoopGuard(self.list.where)
         first = PageRequest(self.list.path)
         yield from paginate(

@@ -92,13 +92,17 @@ class RestSource:
         own = opts.section("own")
         self.own_path = own.optional_text("path")
         self.own_text = own.text("contains", "qloop:")
+        windowed = self.reader.windowed and opts.has("backfill_from")
         self.driver = Driver(
             self.where,
-            lambda since, until: self.reader.pages(since or self.start),
+            self._fetch,
             self._identify,
             self._convert,
             is_own=self._is_own,
             overlap_s=opts.seconds("overlap"),
+            backfill_from=self.start if windowed else None,
+            backfill_parts=opts.integer("backfill_parts"),
+            backfill_workers=opts.integer("backfill_workers"),
             clock=ctx.clock,
         )
         ticket = opts.raw("ticket")
@@ -127,6 +131,22 @@ class RestSource:
         except (InputError, ValueError, OverflowError):
             msg = f"{self.where}: record {key}: updated_at {updated!r} is not an instant"
             raise InputError(msg, record=str(key), field="updated_at") from None
+
+    def _fetch(self, since: datetime | None, until: datetime | None) -> Iterator[list[Raw]]:
+        """Pages updated since ``since``; in a window, only records updated before ``until``
+        (a tool's bounds may be inclusive: a record at ``until`` belongs to the next window)."""
+        pages = self.reader.pages(since or self.start, until if self.reader.windowed else None)
+        if until is None:
+            yield from pages
+            return
+        for page in pages:
+            yield [raw for raw in page if self._before(raw, until)]
+
+    def _before(self, raw: Raw, until: datetime) -> bool:
+        try:
+            return self._identify(raw)[1] < until
+        except InputError:
+            return True  # kept: the driver rejects it, naming the record
 
     def _is_own(self, raw: Raw) -> bool:
         if self.own_path is None:
@@ -216,12 +236,12 @@ class RestSource:
         return self._desk().status(ref)
 
     def comment_ticket(self, ref: str, comment: TicketComment) -> str:
-        msg = f"{self.where}: the rest source does not comment tickets (no comment call yet)"
-        raise FatalError(msg, connector=self.name)
+        """Comment a ticket qloop created, once per comment key (``ticket.comment``)."""
+        return self._desk().comment(ref, comment)
 
     def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
-        msg = f"{self.where}: the rest source does not resolve tickets (no resolve call yet)"
-        raise FatalError(msg, connector=self.name)
+        """Comment and resolve a ticket qloop created (``ticket.resolve``; left when done)."""
+        return self._desk().resolve(ref, comment)
 
     def close(self) -> None:
         self.http.close()

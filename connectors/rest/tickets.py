@@ -7,6 +7,13 @@ fixed 70 characters, so it fits any text field). Before creating, the
 makes a second ticket. The status is the ``status`` call's ``field``: a
 value in ``closed`` is done (closed); otherwise the mapping's status_map
 gives its category.
+
+The nonconformity lifecycle comments and resolves the ticket as it does
+Jira's or GLPI's: ``comment`` writes the text with its marker on the last
+line (``{text}``), after the ``comments`` call (when configured) found no
+comment holding that marker; a comment whose answer was lost is looked up
+again before the error goes up. ``resolve`` comments, reads the status,
+and sends the ``resolve`` call only when the ticket is not done already.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from connectors.http import HttpService
 from connectors.kit.paths import read
 from connectors.rest.calls import Call, answer, records_at, render_text
 from core.errors import ConnectorError, FatalError, InputError
-from core.records import Category, TicketRef, TicketRequest, TicketStatus
+from core.records import Category, TicketComment, TicketRef, TicketRequest, TicketStatus
 from core.timeutil import parse_instant
 
 OWN_PREFIX = "qloop:"
@@ -53,6 +60,65 @@ class TicketDesk:
         self.find_call = Call.of(spec["find"], f"{where}.find")
         self.status_call = Call.of(spec["status"], f"{where}.status")
         self.spec = {k: dict(v) for k, v in spec.items()}
+        self.calls = {
+            name: Call.of(spec[name], f"{where}.{name}")
+            for name in ("comment", "comments", "resolve")
+            if spec.get(name)
+        }
+
+    def _call(self, name: str) -> Call:
+        call = self.calls.get(name)
+        if call is None:
+            msg = f"{self.where}.{name}: not configured: this source cannot {name} tickets"
+            raise FatalError(msg, connector=self.http.name)
+        return call
+
+    @staticmethod
+    def _comment_values(ref: str, comment: TicketComment) -> dict[str, Any]:
+        return {"ref": ref, "text": comment.stamped(), "plain": comment.text,
+                "marker": comment.marker, "key": comment.key}  # fmt: skip
+
+    def _existing_comment(self, values: Mapping[str, Any]) -> str | None:
+        call = self.calls.get("comments")
+        if call is None:
+            return None
+        spec = self.spec["comments"]
+        doc = answer(self.http, call.send(self.http, values, idempotent=True), call, self.errors)
+        for record in records_at(doc, str(spec.get("records") or "$"), call.where):
+            if str(values["marker"]) in str(read(record, str(spec.get("text") or "body")) or ""):
+                found = read(record, str(spec.get("ref") or "id"))
+                return str(found) if found not in (None, "") else str(values["marker"])
+        return None
+
+    def comment(self, ref: str, comment: TicketComment) -> str:
+        """Comment ticket ``ref`` unless a comment holds ``comment.marker``; its id."""
+        call = self._call("comment")
+        values = self._comment_values(ref, comment)
+        existing = self._existing_comment(values)
+        if existing is not None:
+            return existing
+        try:
+            response = call.send(self.http, values, idempotent=False)
+        except ConnectorError:
+            again = self._existing_comment(values)  # the answer may be lost, not the comment
+            if again is not None:
+                return again
+            raise
+        doc = answer(self.http, response, call, self.errors)
+        path = self.spec["comment"].get("ref")
+        made = read(doc, str(path)) if path else None
+        return str(made) if made not in (None, "") else comment.marker
+
+    def resolve(self, ref: str, comment: TicketComment) -> str:
+        """Comment, then the ``resolve`` call unless the ticket is done; its status then."""
+        call = self._call("resolve")
+        self.comment(ref, comment)
+        current = self.status(ref)
+        if current.category in DONE:
+            return current.status
+        values = self._comment_values(ref, comment)
+        answer(self.http, call.send(self.http, values), call, self.errors)
+        return self.status(ref).status
 
     def _ref_url(self, ref: str) -> TicketRef:
         url = self.spec["create"].get("url")

@@ -48,9 +48,9 @@ def deployment(name: str, env: dict[str, str], database_url: str, tmp_path: Path
     return Deployment(path)
 
 
-def source(name: str, env: dict[str, str], tmp_path: Path) -> RestSource:
+def source(name: str, env: dict[str, str], tmp_path: Path, **extra: Any) -> RestSource:
     doc = example(name, env)
-    block = dict(doc["sources"][name])
+    block = {**doc["sources"][name], **extra}
     mapping = merge_mapping(mappings.load("rest"), block.pop("mapping", {}))
     for key in ("type", "policy", "schedule", "tracking_from", "enabled"):
         block.pop(key, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from sqlalchemy import select
 import connectors.glpi  # noqa: F401  (registers the type)
 import mappings
 from connectors.glpi import GlpiSource
+from connectors.glpi.search import search_page, window
 from core.connector import ConnectorContext
 from core.errors import FatalError
 from core.loop.pull import pull
@@ -201,3 +203,77 @@ def test_probe_reports_the_session_and_names_missing_rights(
     finally:
         for src in sources:
             src.close()
+
+
+def test_a_page_costs_the_search_plus_a_constant_number_of_bulk_calls(tmp_path: Path) -> None:
+    """Logs come by getMultipleItems, requesters by option 4 + one user search: no Log,
+    User or UserEmail call per ticket; per-item calls only where no bulk form exists."""
+    glpi = FakeGlpi()
+    glpi.generate(120)
+    with serve(glpi.app()) as url:
+        src = make_source(tmp_path, f"{url}/apirest.php", page_size=40)
+        try:
+            batches = list(src.pull(None))
+        finally:
+            src.close()
+    records = [r for b in batches for r in b.records]
+    assert len(records) == 120
+    calls = glpi.calls
+    per_ticket = Counter(p.rsplit("/", 1)[-1] for p in calls if p.startswith("/Ticket/"))
+    assert per_ticket["Log"] == 0
+    assert not [p for p in calls if p.startswith("/User/")]
+    # 3 live pages of 40 (+ the trash's empty one): per page one getMultipleItems of the
+    # tickets with their logs and one of the solutions the logs name (40 fit one call);
+    # the five requesters are searched once per pull
+    assert calls["/getMultipleItems"] == 3 * 2
+    assert calls["/search/User"] == 1
+    assert per_ticket["ITILSolution"] == 0
+    anonymous = [t for t in glpi.tickets if t % 11 == 5]  # only an alternative_email
+    assert per_ticket["Ticket_User"] == len(anonymous)  # the one per-item fallback left
+    bulk = calls["/search/Ticket"] + calls["/getMultipleItems"] + calls["/search/User"]
+    per_item = len(anonymous)
+    assert sum(calls.values()) == bulk + per_item + calls["/initSession"] + calls["/killSession"]
+    assert sum(calls.values()) < 40  # was 4 calls a ticket and 2 a requester (≥ 490)
+
+
+def test_bulk_reads_build_the_same_raw_records_as_per_item_reads(
+    fake: tuple[FakeGlpi, str], tmp_path: Path
+) -> None:
+    glpi, url = fake
+    glpi.modify(3, status=2)  # reopened: its old solution is no longer in force
+    src = make_source(tmp_path, url)
+    try:
+        page = search_page(src.session, window(None, None), 0, 100)
+        rows = page.rows
+        assert len(rows) == 24 and all("requesters" in r for r in rows)
+        alone = {r["id"]: src.puller.reader.build(r) for r in rows}
+        src.puller.reader.forget_users()
+        src.puller.reader.prefetch(rows)
+        bulk = {r["id"]: src.puller.reader.build(r) for r in rows}
+    finally:
+        src.close()
+    for ticket_id, raw in alone.items():
+        assert bulk[ticket_id] == raw, ticket_id
+    reopened = [t for t in (5, 12, 19) if alone[t]["status"] == 5]  # solved, reopened, solved
+    assert reopened and all(alone[t]["solution"]["status"] == 2 for t in reopened)
+    assert glpi.calls["/getMultipleItems"] == 2  # the page's tickets, then their solutions
+    assert bulk[2]["requester"]["email"] == "jose@example.fr" and bulk[2]["log"]
+
+
+def test_a_refused_bulk_read_falls_back_to_per_item_calls(
+    fake: tuple[FakeGlpi, str], tmp_path: Path
+) -> None:
+    """getMultipleItems fails whole when one item is gone: that chunk is read per item."""
+    glpi, url = fake
+    src = make_source(tmp_path, url)
+    try:
+        rows = search_page(src.session, window(None, None), 0, 100).rows
+        reader = src.puller.reader
+        assert reader.bulk_logs([1, 2, 99_999]) == ({}, {})  # 99999 does not exist: a 404
+        fallback = reader.build(rows[1])  # nothing prefetched: its log is read per item
+        reader.prefetch(rows[:1])
+        raw = reader.build(rows[0])
+    finally:
+        src.close()
+    assert raw["log"] and glpi.calls[f"/Ticket/{rows[0]['id']}/Log"] == 0
+    assert fallback["log"] and glpi.calls[f"/Ticket/{rows[1]['id']}/Log"] == 1

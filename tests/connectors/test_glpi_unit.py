@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import respx
+import yaml
 
 import mappings
 from connectors.glpi import GlpiSource
@@ -25,6 +26,7 @@ from connectors.glpi.search import (
     search_page,
 )
 from core import registry
+from core.conf import load_config
 from core.connector import ConnectorContext, Probe, Source
 from core.errors import ConfigError, FatalError, InputError, RetriableError, StateError
 
@@ -62,15 +64,30 @@ def test_registered_with_schema_and_mapping(tmp_path: Path) -> None:
         ({**OPTS, "server_timezone": "Mars/Olympus"}, "sources.g.server_timezone"),
         ({**OPTS, "base_url": "https://glpi.example.test/api.php"}, "sources.g.base_url"),
         ({**OPTS, "overlap": "soon"}, "sources.g.overlap"),
-        ({**OPTS, "page_size": 0}, "sources.g.page_size"),
     ],
-    ids=["no-auth", "both-auths", "bad-zone", "not-apirest", "bad-overlap", "page-size"],
+    ids=["no-auth", "both-auths", "bad-zone", "not-apirest", "bad-overlap"],
 )
 def test_options_errors_name_the_key(options: dict, where: str) -> None:
     with pytest.raises(ConfigError) as err:
         resolve("g", options)
     assert where in {p.path for p in err.value.problems}
     assert "usr-tok" not in str(err.value)
+
+
+def test_schema_errors_are_found_once_by_the_config_validator(tmp_path: Path) -> None:
+    """What the schema says (a page size below 1) is checked when the file is loaded, with
+    its line; resolve() reads the options through the kit and does not check it again."""
+    doc = {"database_url": "sqlite://", "timezone": "Europe/Paris",
+           "sources": {"g": {"type": "glpi", **OPTS, "page_size": 0}}}  # fmt: skip
+    path = tmp_path / "qloop.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    line = next(n for n, t in enumerate(path.read_text().splitlines(), 1) if "page_size" in t)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert ("sources.g.page_size", line) in {(p.path, p.line) for p in err.value.problems}
+    assert "usr-tok" not in str(err.value)
+    assert resolve("g", {**OPTS, "page_size": 7}).page_size == 7
+    assert resolve("g", OPTS).page_size == 200 and resolve("g", OPTS).overlap_s == 300
 
 
 @respx.mock
@@ -291,6 +308,8 @@ def test_an_unmappable_ticket_is_rejected_naming_it_and_the_pull_goes_on(tmp_pat
         return_value=empty
     )  # an empty trash
     respx.get(f"{BASE}/search/Ticket").mock(return_value=page([bad, good], 0, 2, 200))
+    logs = [{"id": 41, "_logs": {}}, {"id": 42, "_logs": []}]  # with_logs: none yet
+    respx.get(f"{BASE}/getMultipleItems").mock(return_value=httpx.Response(200, json=logs))
     respx.get(url__regex=rf"{BASE}/Ticket/4[12]/.*").mock(return_value=httpx.Response(200, json=[]))
     batches = list(source(tmp_path).pull(None))
     records = [r for b in batches for r in b.records]
@@ -301,3 +320,22 @@ def test_an_unmappable_ticket_is_rejected_naming_it_and_the_pull_goes_on(tmp_pat
     assert rejected[0].updated_at == datetime(2026, 10, 1, 8, 0, tzinfo=UTC)  # Paris, CEST
     cursor = Cursor.decode(batches[-1].cursor, "here")
     assert set(cursor.seen) == {41, 42}  # the same version is not rejected again
+
+
+@respx.mock
+def test_a_server_that_pages_forever_is_stopped_by_the_kits_loop_guard(tmp_path: Path) -> None:
+    """206 "more remain" for ever, the same rows whatever the range, no total: the scan
+    stops at the kit's LoopGuard bound with a FatalError naming the source."""
+    init_route()
+    endless = httpx.Response(206, json={"data": [row(1, "2026-10-01 10:00:00")]})
+    route = respx.get(f"{BASE}/search/Ticket").mock(return_value=endless)
+    respx.get(f"{BASE}/killSession").mock(return_value=httpx.Response(200, json=True))
+    src = source(tmp_path)
+    try:
+        with pytest.raises(
+            FatalError, match=r"sources\.glpi: GET /search/Ticket: more than 5 pages"
+        ):
+            list(scan(src.session, None, None, 1, max_pages=5))
+    finally:
+        src.close()
+    assert route.call_count == 5

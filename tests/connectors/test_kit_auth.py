@@ -139,3 +139,47 @@ def test_session_login_once_relogin_on_expiry_and_logout() -> None:
     assert logout.calls[0].request.headers["Session-Token"] == "S2"
     with pytest.raises(ConfigError, match=r"sources.x.auth.scheme: unknown scheme 'ntlm'"):
         build_auth({"scheme": "ntlm"}, BASE, "sources.x")
+
+
+@respx.mock
+def test_session_after_login_calls_own_refusals_and_one_login_for_many_threads() -> None:
+    """after_login runs with the new session; ``refused`` words a failed login; threads
+    that find no session at once log in once; ``login()`` opens it before any call."""
+    import threading
+    import time
+
+    from core.errors import RetriableError
+
+    def slow_login(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.05)  # the other threads arrive while this login is under way
+        return httpx.Response(200, json={"session_token": f"S{login.call_count + 1}"})
+
+    login = respx.get(f"{BASE}/initSession").mock(side_effect=slow_login)
+    scope = respx.post(f"{BASE}/changeActiveEntities").mock(return_value=httpx.Response(200))
+    api = respx.get(f"{BASE}/Ticket").mock(return_value=httpx.Response(200, json=[]))
+
+    def refused(where: str, response: httpx.Response) -> Exception:
+        return RetriableError(f"{where}: {response.json()[0]}", status=response.status_code)
+
+    auth = SessionAuth(
+        httpx.Request("GET", f"{BASE}/initSession"), "Session-Token",
+        refused=refused,
+        after_login=lambda token: [httpx.Request("POST", f"{BASE}/changeActiveEntities")],
+    )  # fmt: skip
+    with httpx.Client(base_url=BASE, auth=auth) as client:
+        threads = [threading.Thread(target=client.get, args=("/Ticket",)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert login.call_count == 1 and api.call_count == 4 and auth.logins == 1
+        assert scope.calls[0].request.headers["Session-Token"] == "S1"
+        assert {c.request.headers["Session-Token"] for c in api.calls} == {"S1"}
+        login.mock(return_value=httpx.Response(503, json=["ERROR_DOWN", "maintenance"]))
+        fresh = SessionAuth(httpx.Request("GET", f"{BASE}/initSession"), "Session-Token",
+                            refused=refused)  # fmt: skip
+        with pytest.raises(RetriableError, match=r"GET /initSession \(session login\): ERROR_DOWN"):
+            fresh.login(client)
+        login.mock(return_value=httpx.Response(200, json={"session_token": "S9"}))
+        assert fresh.login(client) == "S9" and fresh.login(client) == "S9"  # once
+    assert login.call_count == 3

@@ -12,6 +12,7 @@ from core.errors import FatalError
 from core.loop.pull import pull
 from tests.connectors.rest_examples import deployment, source
 from tests.connectors.test_first_contact_sources import incidents, last_run, ticket_request
+from tests.connectors.test_ticket_follow_ups import CHANGED, GONE
 from tests.fakes.itop import PASSWORD, ZONE, FakeItop
 from tests.fakes.server import serve
 
@@ -117,3 +118,21 @@ def test_429_waited_out_and_an_error_code_is_not_an_empty_page(
             list(wrong.pull(None))
     finally:
         wrong.close()
+
+
+def test_comment_once_per_key_in_the_public_log_and_no_resolve_configured(
+    tmp_path: Path, itop: tuple[FakeItop, dict[str, str]]
+) -> None:
+    fake, env = itop
+    src = source("itop", env, tmp_path)
+    try:
+        ref = src.create_ticket(ticket_request("3", "R-000003", "itop")).ref
+        first = src.comment_ticket(ref, CHANGED)
+        assert first == CHANGED.marker  # iTop's log entries have no id: the marker names it
+        assert src.comment_ticket(ref, CHANGED) == first  # a retry: found in the log
+        (entry,) = fake.objects["UserRequest"][int(ref)]["public_log"]
+        assert entry["message"].endswith(CHANGED.marker) and "minor → major" in entry["message"]
+        with pytest.raises(FatalError, match=r"sources\.itop\.ticket\.resolve: not configured"):
+            src.resolve_ticket(ref, GONE)
+    finally:
+        src.close()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from connectors.windows import split_range
 from core.loop.pull import pull
 from tests.connectors.rest_examples import deployment, source
 from tests.connectors.test_first_contact_sources import incidents, last_run, ticket_request
+from tests.connectors.test_ticket_follow_ups import CHANGED, GONE
 from tests.fakes.server import serve
-from tests.fakes.zammad import TOKEN, FakeZammad
+from tests.fakes.zammad import TOKEN, FakeZammad, z_time
 
 MONTH = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
 
@@ -121,3 +124,65 @@ def test_probe_shows_the_first_page_mapped(
     assert any(line.startswith("first page: 100 records") for line in lines)
     mapped = [line for line in lines if " -> " in line]
     assert len(mapped) == 10 and all("P" in line for line in mapped)
+
+
+def test_comment_once_per_key_and_resolve_a_withdrawn_ticket_once(
+    tmp_path: Path, zammad: tuple[FakeZammad, dict[str, str]]
+) -> None:
+    """The lifecycle's ticket_comment / ticket_resolve through the example's YAML calls:
+    a note carrying the comment's marker, written once even when its answer was lost; the
+    withdrawn finding's ticket noted then closed, and left alone once closed."""
+    fake, env = zammad
+    src = source("zammad", env, tmp_path)
+    try:
+        ref = src.create_ticket(ticket_request("7", "31007", "zammad")).ref
+        fake.lose_next_article = True  # stored, but the answer is a 502
+        first = src.comment_ticket(ref, CHANGED)
+        assert src.comment_ticket(ref, CHANGED) == first  # a retry: found by its marker
+        (note,) = [a for a in fake.articles if a["ticket_id"] == int(ref)]
+        assert note["body"].endswith(CHANGED.marker) and "minor → major" in note["body"]
+        assert note["type"] == "note" and note["internal"] is True
+        assert fake.tickets[int(ref)]["state"] == "new"
+        assert src.resolve_ticket(ref, GONE) == "closed"
+        assert src.ticket_status(ref).is_done
+        assert src.resolve_ticket(ref, GONE) == "closed"  # closed already: left as it is
+        notes = [a["body"] for a in fake.articles if a["ticket_id"] == int(ref)]
+        assert len(notes) == 2 and notes[1].endswith(GONE.marker)
+        states = [h["value_to"] for h in fake.history[int(ref)] if h["type"] == "updated"]
+        assert states == ["closed"]
+    finally:
+        src.close()
+
+
+def test_a_first_sync_with_backfill_from_reads_windows_each_ticket_once(
+    tmp_path: Path, zammad: tuple[FakeZammad, dict[str, str]]
+) -> None:
+    """{until} in the list query: the first sync is [backfill_from, now) cut into windows read
+    at once; Zammad's inclusive ranges put a ticket at a bound in one window only."""
+    fake, env = zammad
+    start, end = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    bound = split_range(start, end, 6)[1][0]  # where window 0 ends and window 1 begins
+    on_bound = next(iter(fake.tickets.values()))
+    on_bound["updated_at"] = z_time(bound)  # in both inclusive ranges [A TO B]
+    src = source("zammad", env, tmp_path, backfill_from="2026-10-01T00:00:00Z",
+                 backfill_parts=6, backfill_workers=3)  # fmt: skip
+    src.driver = replace(src.driver, clock=lambda: end)
+    searches: list[str] = []
+    send = src.http.request
+
+    def spy(method: str, path: str, **kwargs: object) -> object:
+        params = kwargs.get("params")
+        if path.endswith("/tickets/search") and isinstance(params, dict):
+            searches.append(str(params["query"]))
+        return send(method, path, **kwargs)  # type: ignore[arg-type]
+
+    src.http.request = spy  # type: ignore[method-assign]
+    try:
+        batches = list(src.pull(None))
+    finally:
+        src.close()
+    ids = [r.external_id for b in batches for r in b.records]
+    assert len(ids) == len(set(ids)) == 130 and str(on_bound["id"]) in ids
+    windows = {q for q in searches if "TO *]" not in q}
+    assert len(windows) == 6  # each window's own bounded query
+    assert batches[-1].cursor is not None

@@ -2,10 +2,14 @@
 
 In-memory tickets generated deterministically (Chinese and Latin requesters,
 HTML-encoded text as GLPI 10 returns it, status logs with pending periods and
-reopens) in a server zone with DST (Europe/Paris by default). Implements
-initSession (user token and Basic), the App-Token check, session expiry,
-killSession, changeActiveEntities, getFullSession/getMyProfiles/
-getActiveEntities, ``/search/Ticket`` (criteria on fields 1, 2, 12, 19
+reopens; a solution's addition logged on its ticket as GLPI logs a sub-item,
+``linked_action`` 17 with the solution's id) in a server zone with DST
+(Europe/Paris by default). Implements initSession (user token and Basic),
+the App-Token check, session expiry, killSession, changeActiveEntities,
+getFullSession/getMyProfiles/getActiveEntities, ``getMultipleItems`` (Ticket, User and ITILSolution
+lines, ``with_logs`` giving ``_logs`` keyed by log id, all or nothing), ``/search/User`` (login
+and id criteria, forcedisplay), ``/search/Ticket`` (option 4 lists the
+requesters' logins; criteria on fields 1, 2, 12, 19
 linked by AND/OR/AND NOT/OR NOT, the status values ``all``/``notold``/
 ``notclosed``/``old``/``process``; sort; ``range`` with 200/206,
 ``Content-Range``, ``Accept-Range`` and ``ERROR_RANGE_EXCEED_TOTAL``), with
@@ -116,6 +120,7 @@ class FakeGlpi:
     calls: Counter[str] = field(default_factory=Counter)
     truth: dict[int, list[tuple[datetime, int]]] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _indexes: dict[int, tuple[int, dict[int, list[dict[str, Any]]]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- clock and data ----------------------------------------------------------
@@ -237,6 +242,14 @@ class FakeGlpi:
                 "content": enc("<p>Redémarrage du service d'impression</p>"),
                 "date_creation": self.naive(at), "status": 2,
             })  # fmt: skip
+            # CommonDBChild::post_addItem: the parent's history gets "add a sub-item"
+            # (Log::HISTORY_ADD_SUBITEM, 17), its new value the child's getNameID (forceid)
+            self.logs.append({
+                "id": next(self._ids), "itemtype": "Ticket", "items_id": ticket_id,
+                "itemtype_link": "ITILSolution", "linked_action": 17, "user_name": "tech (2)",
+                "date_mod": self.naive(at), "id_search_option": 0, "old_value": "",
+                "new_value": f"N/A ({self.solutions[-1]['id']})",
+            })  # fmt: skip
             if refused:
                 for s in self.solutions:
                     if s["items_id"] == ticket_id and s["id"] != self.solutions[-1]["id"]:
@@ -313,6 +326,8 @@ class FakeGlpi:
             Route(f"{r}/getMyProfiles", self.my_profiles, methods=["GET"]),
             Route(f"{r}/getActiveEntities", self.active_entities, methods=["GET"]),
             Route(f"{r}/search/Ticket", self.search, methods=["GET"]),
+            Route(f"{r}/search/User", self.search_users, methods=["GET"]),
+            Route(f"{r}/getMultipleItems", self.multiple_items, methods=["GET"]),
             Route(f"{r}/Ticket", self.create_ticket, methods=["POST"]),
             Route(f"{r}/Ticket_Ticket", self.create_link, methods=["POST"]),
             Route(f"{r}/ITILFollowup", self.add_followup, methods=["POST"]),
@@ -462,8 +477,157 @@ class FakeGlpi:
             "82": int(solved_late or unsolved_late), "150": took,
             "153": t["waiting_duration"], "154": t["solve_delay_stat"], "155": tto,
             "159": int(bool(tto and owned_at and owned_at > tto)),
+            "4": self._requester_logins(t["id"]),
         }  # fmt: skip
         return {k: v for k, v in values.items() if k in fields or k in ("1", "2", "80")}
+
+    def _requester_logins(self, ticket_id: int) -> str | list[str] | None:
+        """Search option 4 (Requester): the requester users' logins; one is a bare string.
+
+        A multi-valued column lists one value per linked row; an anonymous
+        requester (``users_id`` 0, only an ``alternative_email``) has no user
+        and shows nothing.
+        """
+        logins = [
+            self.users[u["users_id"]]["name"]
+            for u in sorted(
+                self._by_ticket(self.ticket_users, "tickets_id", ticket_id), key=lambda u: u["id"]
+            )
+            if u["type"] == 1 and u["users_id"] in self.users
+        ]
+        if not logins:
+            return None
+        return logins[0] if len(logins) == 1 else logins
+
+    def _by_ticket(self, rows: list[dict[str, Any]], key: str, ticket_id: int) -> list[dict]:
+        """The rows of an append-only list that belong to a ticket (an index kept per list,
+        rebuilt when the list grew: a search page must not scan every row per ticket)."""
+        index = self._indexes.get(id(rows))
+        if index is None or index[0] != len(rows):
+            by: dict[int, list[dict[str, Any]]] = {}
+            for r in rows:
+                by.setdefault(r[key], []).append(r)
+            index = (len(rows), by)
+            self._indexes[id(rows)] = index
+        return index[1].get(ticket_id, [])
+
+    def _item(self, gate: dict[str, Any], itemtype: str, item_id: int,
+              with_logs: bool) -> dict[str, Any] | None:  # fmt: skip
+        """What ``GET /:itemtype/:id`` returns (Ticket, User, ITILSolution), ``_logs`` when
+        asked."""
+        if itemtype == "Ticket":
+            t = self._ticket(gate, item_id)
+            if t is None:
+                return None
+            body = {k: v for k, v in t.items() if k != "begin_waiting_date"}
+            if with_logs:  # getAllDataFromTable('glpi_logs'): rows keyed by their id
+                body["_logs"] = {
+                    str(g["id"]): dict(g) for g in self._by_ticket(self.logs, "items_id", item_id)
+                }
+            return body
+        if itemtype == "User":
+            user = self.users.get(item_id)
+            return dict(user) if user is not None else None
+        if itemtype == "ITILSolution":
+            found = next((x for x in self.solutions if x["id"] == item_id), None)
+            if found is None or self._ticket(gate, found["items_id"]) is None:
+                return None
+            return dict(found)
+        return None
+
+    async def multiple_items(self, request: Request) -> Response:
+        """``GET /getMultipleItems?items[i][itemtype]=…&items[i][items_id]=…``: Get an item
+        for each line, in order; one missing item fails the whole call (404)."""
+        gate = await self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        lines: dict[str, dict[str, str]] = {}
+        for key, value in request.query_params.multi_items():
+            if key.startswith("items["):
+                idx, _, rest = key[len("items[") :].partition("]")
+                lines.setdefault(idx, {})[rest.strip("[]")] = value
+        if not lines:
+            return error(400, "ERROR_BAD_ARRAY", "items parameter is mandatory")
+        with_logs = request.query_params.get("with_logs", "false") in ("1", "true")
+        out = []
+        with self.lock:
+            for idx in sorted(lines, key=int):
+                line = lines[idx]
+                item = self._item(gate, line.get("itemtype", ""), int(line.get("items_id", -1)),
+                                  with_logs)  # fmt: skip
+                if item is None:
+                    return error(404, "ERROR_ITEM_NOT_FOUND", "Item not found")
+                out.append(item)
+        return JSONResponse(out)
+
+    def _user_row(self, user: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+        emails = sorted((e for e in self.user_emails if e["users_id"] == user["id"]),
+                        key=lambda e: (-e["is_default"], e["id"]))  # fmt: skip
+        values = {
+            "1": user["name"], "2": user["id"], "5": [e["email"] for e in emails] or None,
+            "6": user["phone"], "9": user["firstname"], "10": user["phone2"],
+            "11": user["mobile"], "34": user["realname"],
+        }  # fmt: skip
+        return {k: v for k, v in values.items() if k in fields or k in ("1", "2", "80")}
+
+    async def search_users(self, request: Request) -> Response:
+        """``GET /search/User``: criteria on 1 (login: contains with ^/$ anchors, equals)
+        and 2 (id), linked by AND/OR; forcedisplay; range with 200/206."""
+        gate = await self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        q = request.query_params
+        crit: dict[str, dict[str, str]] = {}
+        fields = set()
+        for key, value in q.multi_items():
+            if key.startswith("criteria["):
+                idx, _, rest = key[len("criteria[") :].partition("]")
+                crit.setdefault(idx, {})[rest.strip("[]")] = value
+            elif key.startswith("forcedisplay["):
+                fields.add(value)
+        criteria = [crit[k] for k in sorted(crit, key=int)]
+
+        def hit(user: dict[str, Any], c: dict[str, str]) -> bool:
+            have = str(user["name"] if c.get("field") == "1" else user["id"])
+            value, kind = c.get("value", ""), c.get("searchtype")
+            if kind == "equals":
+                return have == value
+            core = value.removeprefix("^").removesuffix("$")
+            if value.startswith("^") and value.endswith("$"):
+                return have.lower() == core.lower()
+            if value.startswith("^"):
+                return have.lower().startswith(core.lower())
+            return core.lower() in have.lower()
+
+        def matches(user: dict[str, Any]) -> bool:
+            groups: list[list[bool]] = []
+            for i, c in enumerate(criteria):
+                link = (c.get("link") or "AND").upper() if i else "AND"
+                h = hit(user, c)
+                if link.endswith("NOT"):
+                    h = not h
+                if i == 0 or link.startswith("OR"):
+                    groups.append([h])
+                else:
+                    groups[-1].append(h)
+            return not groups or any(all(g) for g in groups)
+
+        with self.lock:
+            rows = sorted((u for u in self.users.values() if matches(u)), key=lambda u: u["name"])
+            total = len(rows)
+            start_s, _, end_s = q.get("range", "0-49").partition("-")
+            start, end = int(start_s), int(end_s)
+            if start > total or total == 0:
+                return error(400, "ERROR_RANGE_EXCEED_TOTAL",
+                             f"Provided range exceed total count of data: {total}")  # fmt: skip
+            end = min(end, start + self.max_range - 1, total - 1)
+            page = [self._user_row(u, fields) for u in rows[start : end + 1]]
+        content_range = f"{start}-{end}/{total}"
+        body = {"totalcount": total, "count": len(page), "content-range": content_range,
+                "data": page}  # fmt: skip
+        return JSONResponse(body, status_code=206 if end + 1 < total else 200,
+                            headers={"Content-Range": content_range,
+                                     "Accept-Range": f"User {self.max_range}"})  # fmt: skip
 
     async def search(self, request: Request) -> Response:
         gate = await self._gate(request)

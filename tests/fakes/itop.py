@@ -12,6 +12,10 @@
   objects; no order is promised (the fake answers in id order);
 * ``core/create`` answers the created object's ``key``; an error is HTTP
   200 with ``code`` non-zero (iTop's convention);
+* ``core/update`` sets ``fields`` of the object at ``key``; a case log
+  (``public_log``) takes an entry as ``{"add_item": {"message", "format"}}``
+  and ``core/get`` shows it as ``{"entries": [{"date", "user_login",
+  "user_id", "message", "message_html"}]}``, newest first;
 * instants are the server's zone (here Europe/Paris), ``YYYY-MM-DD
   HH:MM:SS``; status history is ``CMDBChangeOpSetAttributeScalar``
   (``objclass``, ``objkey``, ``attcode``, ``oldvalue``, ``newvalue``, ``date``);
@@ -81,9 +85,23 @@ class FakeItop:
             "priority": "3", "org_id_friendlyname": "Demo", "service_name": "Printing",
             "caller_id_friendlyname": f"Caller {key % 5}", "start_date": itop_time(at),
             "last_update": itop_time(at), "resolution_date": "", "close_date": "",
-            "description": "", **fields,
+            "description": "", "public_log": [], **fields,
         }  # fmt: skip
         return table[key]
+
+    def _out(self, row: dict[str, Any], name: str) -> Any:
+        """A field as core/get shows it: a case log is ``{"entries": [...]}``, newest first."""
+        if name == "public_log":
+            return {"entries": list(reversed(row.get("public_log") or []))}
+        return row.get(name, "")
+
+    def _objects(self, doc: dict[str, Any]) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
+        key = str(doc["key"])
+        if key.isdigit():  # a key may be the object's id
+            cls = str(doc.get("class"))
+            found = self.objects.get(cls, {}).get(int(key))
+            return cls, [(int(key), found)] if found else []
+        return self.select(key)
 
     def set_status(self, key: int, status: str, at: datetime | None = None) -> None:
         at = at or self.now
@@ -147,19 +165,13 @@ class FakeItop:
     def operate(self, doc: dict[str, Any]) -> dict[str, Any]:
         op = doc.get("operation")
         if op == "core/get":
-            key = str(doc["key"])
-            if key.isdigit():  # a key may be the object's id
-                cls = str(doc.get("class"))
-                found = self.objects.get(cls, {}).get(int(key))
-                rows = [(int(key), found)] if found else []
-            else:
-                cls, rows = self.select(key)
+            cls, rows = self._objects(doc)
             limit, page = int(doc.get("limit") or 0), int(doc.get("page") or 1)
             chunk = rows[(page - 1) * limit : page * limit] if limit else rows
             wanted = [f.strip() for f in str(doc.get("output_fields") or "id").split(",")]
             objects = {
                 f"{cls}::{k}": {"code": 0, "message": "", "class": cls, "key": str(k),
-                                "fields": {f: r.get(f, "") for f in wanted}}
+                                "fields": {f: self._out(r, f) for f in wanted}}
                 for k, r in chunk
             }  # fmt: skip
             return {"objects": objects or None, "code": 0, "message": f"Found: {len(rows)}"}
@@ -172,6 +184,30 @@ class FakeItop:
             key = row["id"]
             return {"objects": {f"UserRequest::{key}": {"code": 0, "message": "created",
                     "class": "UserRequest", "key": key, "fields": {"id": key}}},
+                    "code": 0, "message": None}  # fmt: skip
+        if op == "core/update" and doc.get("class") == "UserRequest":
+            cls, rows = self._objects(doc)
+            if len(rows) != 1:
+                return {"objects": None, "code": 100, "message": f"Error: {len(rows)} objects"}
+            key, row = rows[0]
+            fields = dict(doc.get("fields") or {})
+            log = fields.pop("public_log", None)
+            if log is not None:  # a case log gets an entry through {"add_item": {...}}
+                item = log.get("add_item") if isinstance(log, dict) else None
+                if not isinstance(item, dict) or not str(item.get("message") or "").strip():
+                    return {
+                        "objects": None,
+                        "code": 100,
+                        "message": "Error: public_log: add_item with a message expected",
+                    }
+                row["public_log"].append({
+                    "date": itop_time(self.now), "user_login": USER, "user_id": "7",
+                    "message": str(item["message"]), "message_html": str(item["message"]),
+                })  # fmt: skip
+            row.update({k: str(v) for k, v in fields.items()})
+            row["last_update"] = itop_time(self.now)
+            return {"objects": {f"UserRequest::{key}": {"code": 0, "message": "updated",
+                    "class": "UserRequest", "key": str(key), "fields": {"id": str(key)}}},
                     "code": 0, "message": None}  # fmt: skip
         return {"code": 1, "message": f"Error: unknown operation {op!r}"}
 

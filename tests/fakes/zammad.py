@@ -8,7 +8,12 @@
   names (``state``, ``priority``, ``customer``…), otherwise
   ``{"tickets": [ids], "tickets_count": N, "assets": {"Ticket": {...}}}``;
 * ``GET /api/v1/tickets/{id}`` (``expand=true``), ``POST /api/v1/tickets``
-  (title, group, customer, article, custom attributes such as ``qloop_key``);
+  (title, group, customer, article, custom attributes such as ``qloop_key``),
+  ``PUT /api/v1/tickets/{id}`` (attributes such as ``state`` by name);
+* ``POST /api/v1/ticket_articles`` (``ticket_id``, ``body``, ``type`` note,
+  ``internal``; 201 with the article) and
+  ``GET /api/v1/ticket_articles/by_ticket/{id}`` (every article of a ticket);
+  ``lose_next_article``: the article is stored but the answer is a 502;
 * ``GET /api/v1/ticket_history/{id}``: ``{"history": [{"object": "Ticket",
   "type": "created"|"updated", "attribute", "value_from", "value_to",
   "created_at", "o_id"}]}``;
@@ -41,6 +46,14 @@ def z_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
+def _instant(text: str) -> datetime | str:
+    """An ISO instant as an aware datetime (``…Z``, with or without milliseconds), else text."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+
+
 class FakeZammad:
     def __init__(self) -> None:
         self.tickets: dict[int, dict[str, Any]] = {}
@@ -49,6 +62,8 @@ class FakeZammad:
         self.calls: Counter[str] = Counter()
         self.burst = 0
         self.lose_next_create = False
+        self.lose_next_article = False
+        self.articles: list[dict[str, Any]] = []
 
     # -- data ---------------------------------------------------------------------------
 
@@ -107,9 +122,10 @@ class FakeZammad:
                 raise ValueError(term)
             name, low, high, quoted, plain = match.groups()
             value = str(ticket.get(name) or "")
-            if low is not None:
-                low_ok = low == "*" or value >= low
-                if not (value and low_ok and (high == "*" or value <= high)):
+            if low is not None:  # Elasticsearch compares dates as instants, not as text
+                at = _instant(value)
+                low_ok = low == "*" or at >= _instant(low)
+                if not (value and low_ok and (high == "*" or at <= _instant(high))):
                     return False
             elif value != (quoted if quoted is not None else plain):
                 return False
@@ -172,6 +188,53 @@ class FakeZammad:
                 return JSONResponse({"error": "Bad Gateway"}, status_code=502)
             return JSONResponse(made, status_code=201)
 
+        async def update(request: Request) -> Response:
+            """``PUT /api/v1/tickets/{id}``: the attributes given change (a state by name)."""
+            if (refused := guard(request)) is not None:
+                return refused
+            tid = int(request.path_params["tid"])
+            if tid not in self.tickets:
+                return JSONResponse({"error": "Not authorized"}, status_code=404)
+            body = await request.json()
+            state = body.pop("state", None)
+            if state is not None and state not in {*STATES, "closed", "merged", "removed"}:
+                return JSONResponse({"error": f"No lookup value found for 'state': {state!r}"},
+                                    status_code=422)  # fmt: skip
+            if state is not None and state != self.tickets[tid]["state"]:
+                self.set_state(tid, state)
+            self.tickets[tid].update({k: v for k, v in body.items() if k in ("priority", "title")})
+            return JSONResponse(self.tickets[tid])
+
+        async def add_article(request: Request) -> Response:
+            """``POST /api/v1/ticket_articles``: an article (a note) on a ticket; 201."""
+            if (refused := guard(request)) is not None:
+                return refused
+            body = await request.json()
+            tid = int(body.get("ticket_id") or 0)
+            if tid not in self.tickets or not str(body.get("body") or "").strip():
+                return JSONResponse({"error": "ticket_id and body are needed"}, status_code=422)
+            article = {
+                "id": len(self.articles) + 1, "ticket_id": tid, "body": body["body"],
+                "type": body.get("type", "note"), "internal": bool(body.get("internal", False)),
+                "content_type": body.get("content_type", "text/plain"),
+                "created_at": z_time(self.now),
+            }  # fmt: skip
+            self.articles.append(article)
+            self.tickets[tid]["updated_at"] = z_time(self.now)
+            if self.lose_next_article:
+                self.lose_next_article = False
+                return JSONResponse({"error": "Bad Gateway"}, status_code=502)
+            return JSONResponse(article, status_code=201)
+
+        async def articles_of(request: Request) -> Response:
+            """``GET /api/v1/ticket_articles/by_ticket/{id}``: every article of a ticket."""
+            if (refused := guard(request)) is not None:
+                return refused
+            tid = int(request.path_params["tid"])
+            if tid not in self.tickets:
+                return JSONResponse({"error": "Not authorized"}, status_code=404)
+            return JSONResponse([a for a in self.articles if a["ticket_id"] == tid])
+
         async def history(request: Request) -> Response:
             if (refused := guard(request)) is not None:
                 return refused
@@ -181,6 +244,9 @@ class FakeZammad:
         return Starlette(routes=[
             Route("/api/v1/tickets/search", search),
             Route("/api/v1/tickets/{tid:int}", ticket),
+            Route("/api/v1/tickets/{tid:int}", update, methods=["PUT"]),
+            Route("/api/v1/ticket_articles", add_article, methods=["POST"]),
+            Route("/api/v1/ticket_articles/by_ticket/{tid:int}", articles_of),
             Route("/api/v1/tickets", create, methods=["POST"]),
             Route("/api/v1/ticket_history/{tid:int}", history),
         ])  # fmt: skip
