@@ -16,7 +16,10 @@ never skipped. Instants are compared as aware UTC milliseconds, so a
 source's zone never changes what is "after" the watermark.
 
 A bare ISO instant (a hand-set cursor) is read as a watermark with nothing
-seen. Anything else is a :class:`StateError` naming where the cursor came from.
+seen, and so is the key ``updated`` in place of ``w`` (the cursors the
+``jira_sm`` source stored before it moved onto the kit), so an upgrade
+resumes where it was instead of pulling everything again. Anything else
+is a :class:`StateError` naming where the cursor came from.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class Cursor:
                 mark.updated_ms = to_ms(datetime.fromisoformat(body.replace("Z", "+00:00")))
                 return mark
             doc = json.loads(body)
-            watermark = doc.get("w")
+            watermark = doc.get("w", doc.get("updated"))
             mark.updated_ms = (
                 None if watermark is None else to_ms(datetime.fromisoformat(watermark))
             )

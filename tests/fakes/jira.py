@@ -18,7 +18,10 @@ the ``jira_sm`` connector makes, with Jira's shapes and quirks:
   any search of their project finds, issue GET, properties, ``issueLink``;
   JSM ``/servicedeskapi/info``, ``/request/{key}/sla`` (a new resolution
   cycle at each reopen: ``completedCycles`` plus ``ongoingCycle``) and
-  ``/participant``; issue comments (ADF, paged) and workflow transitions
+  ``/participant``; ``/rest/api/3/field`` (system fields and custom ones, among them
+  JSM's two SLA fields, whose values in a search or issue GET are the same metric
+  objects as the SLA endpoint's, ``null`` on an issue that is not a request);
+  issue comments (ADF, paged) and workflow transitions
   (``GET``/``POST …/transitions``, 204; an id not offered now is a 400);
   JQL ``IN``/``NOT IN``/``IS [NOT] EMPTY``, where ``!=`` and ``NOT IN``
   never match an empty field, as in Jira;
@@ -91,6 +94,10 @@ LINK_TYPES = {"Relates", "Blocks", "Duplicate", "Cloners"}
 ISSUE_TYPES = {"Incident", "Service request", "Task", "Nonconformity"}
 PHONE_FIELD = "customfield_10042"
 ORG_FIELD = "customfield_10002"
+SLA_FIELDS = {"customfield_10030": 1, "customfield_10031": 2}
+"""JSM's SLA custom fields (``schema.custom`` ``com.atlassian.servicedesk:sd-sla-field``):
+field id → the metric id of ``/request/{key}/sla`` they hold."""
+SLA_TYPE = "com.atlassian.servicedesk:sd-sla-field"
 TRANSITIONS = (
     ("11", "Start Progress", "In Progress"),
     ("21", "Resolve Issue", "Resolved"),
@@ -220,6 +227,8 @@ class FakeJira:
         self.can_create = {project: True, ticket_project: True}
         self.service_desk = True
         """Jira Service Management on the site (False: /rest/servicedeskapi/* answers 404)."""
+        self.sla_fields = True
+        """JSM's SLA fields listed by ``/field`` and served in issues (False: an older site)."""
         self.sla_now: int | None = None
         """The instant (ms) ongoing SLA cycles are judged at (None: never breached yet)."""
         self.server_url = "http://127.0.0.1"
@@ -393,9 +402,28 @@ class FakeJira:
             "issuelinks": issue.links,
             **issue.extra,
         }
+        if self.service_desk and self.sla_fields:
+            wants = set(wanted)
+            metrics: list[Any] | None = None
+            for fid in SLA_FIELDS:
+                if fid in wants or "*all" in wants:
+                    if metrics is None:
+                        metrics = self._sla_metrics(issue) if issue.is_request else []
+                    everything[fid] = self._sla_field(metrics, SLA_FIELDS[fid])
         if any(w in ("*all", "*navigable") for w in wanted):
             return everything
         return {w: everything.get(w) for w in wanted if w in everything and w != "id"}
+
+    def _sla_field(self, metrics: list[dict[str, Any]], ident: int) -> dict[str, Any] | None:
+        """An SLA field's value: the metric with that id, as the SLA endpoint gives it."""
+        found = next((m for m in metrics if m["id"] == str(ident)), None)
+        if found is None:
+            return None
+        return {
+            **found,
+            "_links": {"self": f"{self.server_url}/rest/servicedeskapi/request/sla/{ident}"},
+            "slaDisplayFormat": "NEW_SLA_FORMAT",
+        }
 
     def _history_json(self, h: dict[str, Any]) -> dict[str, Any]:
         author = {"accountId": "agent", "displayName": "Service Agent"}
@@ -645,6 +673,7 @@ class FakeJira:
             Route("/rest/api/3/search/jql", g(self.search), methods=["GET", "POST"]),
             Route("/rest/api/3/search/approximate-count", g(self.count), methods=["POST"]),
             Route("/rest/api/3/mypermissions", g(self.permissions)),
+            Route("/rest/api/3/field", g(self.field_list)),
             Route("/rest/api/3/issue", g(self.create), methods=["POST"]),
             Route("/rest/api/3/issue/{key}", g(self.get_issue)),
             Route("/rest/api/3/issue/{key}/changelog", g(self.changelog)),
@@ -707,6 +736,65 @@ class FakeJira:
                 "_links": {"self": f"{self.server_url}/rest/servicedeskapi/info"},
             }
         )
+
+    async def field_list(self, request: Request) -> Response:
+        """``GET /rest/api/3/field``: a few system fields, the custom ones, JSM's SLA fields."""
+
+        def system(ident: str, name: str, kind: str) -> dict[str, Any]:
+            return {
+                "id": ident,
+                "key": ident,
+                "name": name,
+                "custom": False,
+                "orderable": True,
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": [ident],
+                "schema": {"type": kind, "system": ident},
+            }
+
+        def custom(ident: str, name: str, kind: str, custom_type: str) -> dict[str, Any]:
+            number = int(ident.rsplit("_", 1)[1])
+            return {
+                "id": ident,
+                "key": ident,
+                "name": name,
+                "untranslatedName": name,
+                "custom": True,
+                "orderable": True,
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": [f"cf[{number}]", name],
+                "schema": {"type": kind, "custom": custom_type, "customId": number},
+            }
+
+        out = [
+            system("summary", "Summary", "string"),
+            system("status", "Status", "status"),
+            system("priority", "Priority", "priority"),
+            system("updated", "Updated", "datetime"),
+            system("labels", "Labels", "array"),
+            custom(
+                PHONE_FIELD,
+                "Callback phone",
+                "string",
+                "com.atlassian.jira.plugin.system.customfieldtypes:textfield",
+            ),
+        ]
+        if self.service_desk:
+            out.append(
+                custom(
+                    ORG_FIELD,
+                    "Organizations",
+                    "array",
+                    "com.atlassian.servicedesk:sd-customer-organizations",
+                )
+            )
+            if self.sla_fields:
+                names = {1: "Time to first response", 2: "Time to resolution"}
+                for fid, metric in SLA_FIELDS.items():
+                    out.append(custom(fid, names[metric], "sd-servicelevelagreement", SLA_TYPE))
+        return JSONResponse(out)
 
     async def removed_search(self, request: Request) -> Response:
         return error(410, REMOVED)
