@@ -185,6 +185,8 @@ class FakeJira:
         profile_zone: The account's profile time zone (``/myself``).
         start: Earliest creation instant.
         expand_cap: Histories embedded by ``expand=changelog`` (Jira: ~40).
+        busy_every: Every n-th issue gets more histories than ``expand_cap`` (its
+            expanded changelog is cut); 0: none.
         cloud_id: Also serve under ``/ex/jira/{cloud_id}`` (the API gateway form).
     """
 
@@ -198,6 +200,7 @@ class FakeJira:
         profile_zone: str = "Asia/Shanghai",
         start: datetime = datetime(2026, 10, 1, tzinfo=UTC),
         expand_cap: int = 40,
+        busy_every: int = 7,
         email: str = "ops@example.com",
         api_token: str = "api-token-123",
         bearer_token: str = "bearer-xyz",
@@ -206,6 +209,7 @@ class FakeJira:
         self.zone = ZoneInfo(profile_zone)
         self.project, self.ticket_project = project, ticket_project
         self.expand_cap = expand_cap
+        self.busy_every = busy_every
         self.email, self.api_token, self.bearer_token = email, api_token, bearer_token
         self.lock = threading.Lock()
         self.issues: dict[str, FakeIssue] = {}
@@ -276,7 +280,8 @@ class FakeJira:
                     {"accountId": "qm:p2", "displayName": "韩梅梅", "emailAddress": "han@ex.cn"},
                 ]
             self.issues[key] = issue
-            self._live(issue, rng, long_changelog=i % 7 == 3)
+            busy = bool(self.busy_every) and i % self.busy_every == 3 % self.busy_every
+            self._live(issue, rng, long_changelog=busy)
 
     def _live(self, issue: FakeIssue, rng: random.Random, long_changelog: bool) -> None:
         t = issue.created
