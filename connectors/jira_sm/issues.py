@@ -116,11 +116,13 @@ def _slug(name: str) -> str:
 
 
 def _ms(node: Any) -> int | None:
-    if isinstance(node, Mapping):
-        for key in ("epochMillis", "millis"):
-            if isinstance(node.get(key), int):
-                return int(node[key])
-    return None
+    """``epochMillis`` of a JSM date, ``millis`` of a duration (None: neither)."""
+    if not isinstance(node, dict):
+        return None
+    value = node.get("epochMillis")
+    if type(value) is not int:
+        value = node.get("millis")
+    return value if type(value) is int else None
 
 
 def sla_summary(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -204,9 +206,8 @@ class IssueReader:
         fields = dict(issue.get("fields") or {})
         metrics = self.sla_metrics(key, fields) if self.sla else None
         changelog = issue.get("changelog") or {}
-        histories = list(changelog.get("histories") or [])
-        total = changelog.get("total")
-        if not changelog or (isinstance(total, int) and total > len(histories)):
+        histories = changelog.get("histories") or []
+        if _cut(changelog):
             histories = list(self.client.changelog(key))
         reporter = fields.get("reporter") or {}
         contact = {
@@ -255,7 +256,25 @@ class IssueReader:
             except InputError as exc:
                 return exc
 
-        if self.workers <= 1 or len(issues) <= 1:
+        calling = [i for i in issues if self.needs_call(i)]
+        if self.workers <= 1 or len(calling) <= 1:
             return [one(i) for i in issues]
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jira") as pool:
             return list(pool.map(one, issues))
+
+    def needs_call(self, issue: Mapping[str, Any]) -> bool:
+        """Whether an issue of a search page needs a request of its own (a cut changelog,
+        SLA cycles not in the page, participants): only then is a page read on threads."""
+        if self.contact == "participants" or _cut(issue.get("changelog") or {}):
+            return True
+        if not self.sla:
+            return False
+        fields = issue.get("fields") or {}
+        return not any(f in fields for f in self.sla_fields or ())
+
+
+def _cut(changelog: Mapping[str, Any]) -> bool:
+    """Whether an expanded changelog is missing (not expanded) or truncated."""
+    total = changelog.get("total")
+    histories = changelog.get("histories") or []
+    return not changelog or (isinstance(total, int) and total > len(histories))

@@ -236,6 +236,14 @@ class FakeJira:
         self.sla_now: int | None = None
         """The instant (ms) ongoing SLA cycles are judged at (None: never breached yet)."""
         self.server_url = "http://127.0.0.1"
+        self._version = 0
+        """Bumped by every change of an issue: a cached search result is then stale."""
+        self._hits: dict[str, tuple[int, list[FakeIssue]]] = {}
+        """The last query's sorted hits, for its next pages (a first page always scans)."""
+        self._render_cache: dict[tuple[Any, ...], bytes] = {}
+        self._render_version = 0
+        self._lagging = 0
+        """The search count until which a created issue is still invisible (index lag)."""
         self._generate(issues, seed, start)
         routes = self._routes()
         self.app = Starlette(routes=[*routes, Mount(f"/ex/jira/{cloud_id}", routes=routes)])
@@ -243,6 +251,7 @@ class FakeJira:
     # -- data -----------------------------------------------------------------
 
     def _new_key(self, project: str) -> tuple[int, str]:
+        self._version += 1
         self.next_id += 1
         self.counters[project] = self.counters.get(project, 0) + 1
         return self.next_id, f"{project}-{self.counters[project]}"
@@ -306,6 +315,7 @@ class FakeJira:
             self._move(issue, t, status)
 
     def _history(self, issue: FakeIssue, ms: int, fld: str, old: Any, new: Any) -> None:
+        self._version += 1
         self.next_id += 1
         item = {
             "field": fld,
@@ -837,18 +847,44 @@ class FakeJira:
         with self.lock:
             self.searches += 1
             reconcile = {int(x) for x in body.get("reconcileIssues") or []}
-            hits = [
-                i
-                for i in self.issues.values()
-                if (i.visible_from <= self.searches or i.id in reconcile) and predicate(i)
-            ]
-            hits = self._sorted(hits, order)
-            page = [self._issue_json(i, wanted, expand) for i in hits[offset : offset + size]]
-        out: dict[str, Any] = {"issues": page, "isLast": offset + size >= len(hits)}
+            paging = bool(body.get("nextPageToken")) and not reconcile
+            known = self._hits.get(jql) if paging else None
+            if known is not None and known[0] == self._version and self._lagging <= self.searches:
+                hits = known[1]  # a next page of an unchanged result: no new scan of every issue
+            else:
+                hits = [
+                    i
+                    for i in self.issues.values()
+                    if (i.visible_from <= self.searches or i.id in reconcile) and predicate(i)
+                ]
+                hits = self._sorted(hits, order)
+                if not reconcile and self._lagging <= self.searches:
+                    self._hits = {jql: (self._version, hits)}
+            shape = (tuple(wanted), expand)
+            page = [self._rendered(i, shape) for i in hits[offset : offset + size]]
+        out: dict[str, Any] = {"isLast": offset + size >= len(hits)}
         if not out["isLast"]:
             token = json.dumps({"o": offset + size, "q": digest, "n": self.searches})
             out["nextPageToken"] = base64.urlsafe_b64encode(token.encode()).decode()
-        return JSONResponse(out)
+        tail = json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
+        content = b'{"issues":[' + b",".join(page) + b"]," + tail[1:]
+        return Response(content, media_type="application/json")
+
+    def _rendered(self, issue: FakeIssue, shape: tuple[tuple[str, ...], str]) -> bytes:
+        """An issue's JSON as a search renders it, kept until any issue changes (a 50k
+        benchmark must measure the client, not the fake's rendering)."""
+        if self._render_version != self._version or self.sla_now is not None:
+            self._render_cache.clear()  # an ongoing SLA cycle's elapsed time moves with sla_now
+            self._render_version = self._version
+        state = (issue.updated, len(issue.histories), issue.status, tuple(issue.labels))
+        knobs = (self.server_url, self.expand_cap, self.service_desk, self.sla_fields)
+        key = (issue.key, *state, *knobs, *shape)
+        found = self._render_cache.get(key)
+        if found is None:
+            doc = self._issue_json(issue, list(shape[0]), shape[1])
+            found = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+            self._render_cache[key] = found
+        return found
 
     async def count(self, request: Request) -> Response:
         predicate, _ = self.parse_jql(str((await request.json()).get("jql") or ""))
@@ -930,6 +966,7 @@ class FakeJira:
                 description=fields.get("description"),
                 visible_from=self.searches + self.index_lag + 1,
             )
+            self._lagging = max(self._lagging, issue.visible_from)
             for prop in body.get("properties") or []:
                 issue.properties[prop["key"]] = prop["value"]
             for link in (body.get("update") or {}).get("issuelinks") or []:
