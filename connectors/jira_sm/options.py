@@ -107,7 +107,8 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "minimum": 1,
             "maximum": 16,
             "default": 4,
-            "description": "concurrent per-issue calls (changelog, SLA, participants) per page",
+            "description": "concurrent per-issue calls per page, when a page needs any "
+            "(a cut changelog, SLA fields missing, participants)",
         },
         **http_options_schema(default_rate=10),
         "ticket": {
@@ -153,7 +154,12 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "default": "reporter",
             "description": "reporter, participants (first with an e-mail) or a phone custom field",
         },
-        "sla": {"type": "boolean", "default": True, "description": "fetch JSM SLA cycles"},
+        "sla": {
+            "type": "boolean",
+            "default": True,
+            "description": "read JSM SLA cycles: from the search page (SLA fields found via "
+            "/rest/api/3/field), else one /servicedeskapi call per issue",
+        },
     },
 }
 
