@@ -13,8 +13,8 @@ replays qloop's calls.
 
 Then, at a page latency (default 20 ms), qloop's single stream and its
 partitioned windows (backfill in 8 windows, 8 workers) beside the ceiling of
-one token stream (page size / latency), and qloop again at N/5 to show that
-its peak memory does not grow with N. Wall seconds, CPU seconds of the
+one token stream (page size / latency), and qloop at N/5 (run first, on a fresh
+heap) to show whether its peak memory grows with N. Wall seconds, CPU seconds of the
 measuring process (the server's are not counted) and peak RSS are printed.
 
     python bench/ingest.py                 # 50k Jira, 5k GLPI
@@ -309,8 +309,18 @@ def jira_bare(url: str, first: dict[str, Any], db: Path) -> Figures:
 def bench_jira(n: int, tmp: Path, latency_ms: float) -> dict[str, Any]:
     # issues created over the 20 days from ``start``, updated up to a few days later
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
-    server = ChildServer("jira", n, start)
     out: dict[str, Any] = {}
+    # N/5 first, on a fresh heap: its peak against N's shows whether memory grows with N
+    small = max(n // 5, 100)
+    server = ChildServer("jira", small, start)
+    try:
+        opts = {"type": "jira_sm", **source_options(server.url, page_size=100)}
+        (tmp / "small").mkdir()
+        out["small"] = run_qloop(tmp / "small", "jira", opts)
+        out["small_n"] = small
+    finally:
+        server.close()
+    server = ChildServer("jira", n, start)
     try:
         opts = {"type": "jira_sm", **source_options(server.url, page_size=100)}
         out["qloop"] = run_qloop(tmp, "jira", opts)
@@ -330,15 +340,6 @@ def bench_jira(n: int, tmp: Path, latency_ms: float) -> dict[str, Any]:
             (tmp / "p").mkdir()
             out["partitioned"] = run_qloop(tmp / "p", "jira", backfill)
             out["ceiling"] = 100 / (latency_ms / 1000)
-    finally:
-        server.close()
-    small = max(n // 5, 100)
-    server = ChildServer("jira", small, start)
-    try:
-        opts = {"type": "jira_sm", **source_options(server.url, page_size=100)}
-        (tmp / "small").mkdir()
-        out["small"] = run_qloop(tmp / "small", "jira", opts)
-        out["small_n"] = small
     finally:
         server.close()
     return out
