@@ -239,7 +239,7 @@ class FakeJira:
         self._version = 0
         """Bumped by every change of an issue: a cached search result is then stale."""
         self._hits: dict[str, tuple[int, list[FakeIssue]]] = {}
-        """The last query's sorted hits, for its next pages (a first page always scans)."""
+        """Recent queries' sorted hits, for their next pages (a first page always scans)."""
         self._render_cache: dict[tuple[Any, ...], bytes] = {}
         self._render_version = 0
         self._lagging = 0
@@ -859,7 +859,10 @@ class FakeJira:
                 ]
                 hits = self._sorted(hits, order)
                 if not reconcile and self._lagging <= self.searches:
-                    self._hits = {jql: (self._version, hits)}
+                    self._hits.pop(jql, None)
+                    self._hits[jql] = (self._version, hits)  # newest last
+                    while len(self._hits) > 32:  # concurrent windows each keep theirs
+                        del self._hits[next(iter(self._hits))]
             shape = (tuple(wanted), expand)
             page = [self._rendered(i, shape) for i in hits[offset : offset + size]]
         out: dict[str, Any] = {"isLast": offset + size >= len(hits)}
