@@ -4,8 +4,9 @@ Pulls incidents by ``updated`` through ``/rest/api/3/search/jql`` with a
 cursor that cannot skip or duplicate, reads full status histories, JSM SLA
 cycles and the customer contact, and writes nonconformity tickets back
 exactly once. Modules: :mod:`.options` (schema), :mod:`.client` (REST
-calls), :mod:`.search` (JQL and paging), :mod:`.cursor`, :mod:`.issues`
-(raw dict and mapping), :mod:`.pull`, :mod:`.tickets`, :mod:`.source`.
+calls, paged by the kit), :mod:`.search` (JQL), :mod:`.issues`
+(raw dict and mapping), :mod:`.pull` (on the kit's driver), :mod:`.tickets`,
+:mod:`.source`.
 """
 
 from __future__ import annotations

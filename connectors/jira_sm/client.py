@@ -1,8 +1,12 @@
 """The Jira Cloud / JSM REST calls the source makes, on one :class:`HttpService`.
 
-One method per endpoint, returning plain JSON. Paging loops that need no
-state of the caller live here too (changelog, SLA, participants); the issue
-search is paged by :mod:`connectors.jira_sm.search`.
+One method per endpoint, returning plain JSON. Every paged endpoint is
+walked by the kit's :func:`~connectors.kit.stream.paginate` with its one
+:class:`~connectors.kit.paging.LoopGuard`: the issue search with a
+:class:`~connectors.kit.paging.NextTokenPaginator` (``nextPageToken`` in the
+body, sent back in the next POST body), the changelog and comments with
+``startAt``/``maxResults`` and the JSM endpoints with ``start``/``limit``
+(:class:`~connectors.kit.paging.OffsetPaginator`).
 """
 
 from __future__ import annotations
@@ -16,11 +20,42 @@ import httpx
 
 from connectors.http import HttpService
 from connectors.jira_sm.options import JiraOptions
+from connectors.kit.paging import (
+    LoopGuard,
+    NextTokenPaginator,
+    OffsetPaginator,
+    PageRequest,
+    Paginator,
+    body_of,
+)
+from connectors.kit.stream import paginate
 from core.errors import ConnectorError, FatalError
 
 SEARCH = "/rest/api/3/search/jql"
 CHANGELOG_PAGE = 100
 SD_PAGE = 50
+COMMENT_PAGE = 100
+SEARCH_PAGING = NextTokenPaginator(last_path="isLast")
+"""``/search/jql``: the last page has no ``nextPageToken`` (or ``isLast: true``)."""
+CHANGELOG_PAGING = OffsetPaginator(
+    CHANGELOG_PAGE,
+    offset_param="startAt",
+    limit_param="maxResults",
+    total_path="total",
+    last_path="isLast",
+    by_records=True,
+)
+COMMENT_PAGING = OffsetPaginator(
+    COMMENT_PAGE,
+    offset_param="startAt",
+    limit_param="maxResults",
+    total_path="total",
+    by_records=True,
+)
+SD_PAGING = OffsetPaginator(
+    SD_PAGE, offset_param="start", limit_param="limit", last_path="isLastPage", by_records=True
+)
+"""JSM pages (``start``/``limit``, ``isLastPage``)."""
 
 
 def jira_message(response: httpx.Response) -> str | None:
@@ -52,9 +87,6 @@ def auth_headers(opts: JiraOptions) -> dict[str, str]:
 
 def issue_path(key: str, tail: str = "") -> str:
     return f"/rest/api/3/issue/{quote(key, safe='')}{tail}"
-
-
-COMMENT_PAGE = 100
 
 
 class JiraClient:
@@ -93,6 +125,13 @@ class JiraClient:
     def close(self) -> None:
         self.http.close()
 
+    def _json(self, response: httpx.Response, method: str, path: str, what: str) -> dict[str, Any]:
+        """A page's JSON object, parsed once (the paginator reads the same parse)."""
+        data = body_of(response)
+        if data is None:
+            data = self.http.json_of(response, method, path)  # not JSON: its error
+        return self._dict(data, what)
+
     def _dict(self, value: Any, what: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             msg = f"{self.name}: {what}: expected a JSON object, got {type(value).__name__}"
@@ -117,6 +156,36 @@ class JiraClient:
         """One page of ``POST /rest/api/3/search/jql`` (``body``: jql, fields, nextPageToken…)."""
         return self._dict(self.http.post_json(SEARCH, body, idempotent=True), f"POST {SEARCH}")
 
+    def _search(self, request: PageRequest) -> httpx.Response:
+        """POST one search page: the request's parameters are the JSON body."""
+        return self.http.request("POST", SEARCH, json=dict(request.params), idempotent=True)
+
+    def _issues(self, response: httpx.Response) -> list[dict[str, Any]]:
+        data = self._json(response, "POST", SEARCH, f"POST {SEARCH}")
+        return [i for i in data.get("issues") or [] if isinstance(i, dict)]
+
+    def search(self, body: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """Pages of issues of a search (``body``: jql, fields, maxResults, expand).
+
+        Ends on the last page (no ``nextPageToken``, or ``isLast``) or an
+        empty page; a token coming back twice is the kit's loop guard's
+        :class:`FatalError` (tokens are opaque and expire: never stored).
+        """
+        guard = LoopGuard(f"{self.name}: POST {SEARCH}")
+        first = PageRequest(SEARCH, body)
+        for issues in paginate(self._search, first, SEARCH_PAGING, self._issues, guard):
+            if not issues:
+                return
+            yield issues
+
+    def fields(self) -> list[dict[str, Any]]:
+        """``GET /rest/api/3/field``: every field of the site, system and custom."""
+        data = self.http.get_json("/rest/api/3/field")
+        if not isinstance(data, list):
+            msg = f"{self.name}: GET /rest/api/3/field: expected a JSON list"
+            raise FatalError(msg, connector=self.name)
+        return [f for f in data if isinstance(f, dict)]
+
     def approximate_count(self, jql: str) -> int:
         data = self.http.post_json(
             "/rest/api/3/search/approximate-count", {"jql": jql}, idempotent=True
@@ -133,37 +202,31 @@ class JiraClient:
 
     # -- per issue ------------------------------------------------------------
 
+    def _pages(
+        self, path: str, params: dict[str, Any], paging: Paginator, items: str, what: str
+    ) -> Iterator[dict[str, Any]]:
+        """Every item (under ``items``) of a paged GET, as ``paging`` walks it."""
+
+        def send(request: PageRequest) -> httpx.Response:
+            url, query = request.target()
+            return self.http.request("GET", url, params=query)
+
+        def records(response: httpx.Response) -> list[dict[str, Any]]:
+            data = self._json(response, "GET", path, what)
+            return [v for v in data.get(items) or [] if isinstance(v, dict)]
+
+        guard = LoopGuard(f"{self.name}: {what}")
+        for page in paginate(send, PageRequest(path, params), paging, records, guard):
+            yield from page
+
     def changelog(self, key: str) -> Iterator[dict[str, Any]]:
         """Every history of issue ``key``, oldest first, paging ``startAt``/``maxResults``."""
-        start = 0
-        while True:
-            data = self._dict(
-                self.http.get_json(
-                    issue_path(key, "/changelog"),
-                    params={"startAt": start, "maxResults": CHANGELOG_PAGE},
-                ),
-                f"changelog of {key}",
-            )
-            values = data.get("values") or []
-            yield from values
-            start += len(values)
-            total = data.get("total")
-            if not values or data.get("isLast") is True:
-                return
-            if isinstance(total, int) and start >= total:
-                return
+        return self._pages(
+            issue_path(key, "/changelog"), {}, CHANGELOG_PAGING, "values", f"changelog of {key}"
+        )
 
     def _servicedesk_pages(self, path: str, what: str) -> Iterator[dict[str, Any]]:
-        start = 0
-        while True:
-            data = self._dict(
-                self.http.get_json(path, params={"start": start, "limit": SD_PAGE}), what
-            )
-            values = data.get("values") or []
-            yield from values
-            start += len(values)
-            if not values or data.get("isLastPage", True):
-                return
+        return self._pages(path, {}, SD_PAGING, "values", what)
 
     def sla(self, key: str) -> list[dict[str, Any]]:
         """The JSM SLA metrics of request ``key`` (empty when it is not a JSM request)."""
@@ -210,21 +273,13 @@ class JiraClient:
 
     def comments(self, key: str) -> Iterator[dict[str, Any]]:
         """Every comment of issue ``key``, oldest first (``GET …/comment``, paged)."""
-        start = 0
-        while True:
-            data = self._dict(
-                self.http.get_json(
-                    issue_path(key, "/comment"),
-                    params={"startAt": start, "maxResults": COMMENT_PAGE, "orderBy": "created"},
-                ),
-                f"comments of {key}",
-            )
-            values = data.get("comments") or []
-            yield from values
-            start += len(values)
-            total = data.get("total")
-            if not values or (isinstance(total, int) and start >= total):
-                return
+        return self._pages(
+            issue_path(key, "/comment"),
+            {"orderBy": "created"},
+            COMMENT_PAGING,
+            "comments",
+            f"comments of {key}",
+        )
 
     def add_comment(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
         """``POST …/comment`` sent once (the caller looks for the comment before a retry)."""

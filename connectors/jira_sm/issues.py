@@ -11,13 +11,20 @@ The raw dict keeps what the search returned plus what needs more calls::
 
 The status history comes from ``expand=changelog``; when Jira truncated it
 (``total`` > number of histories) the whole changelog is read from
-``/issue/{key}/changelog``. SLA cycles come from the JSM request endpoint.
+``/issue/{key}/changelog``. SLA cycles come from the search page itself:
+JSM's SLA fields (custom fields of type :data:`SLA_FIELD_TYPES`, found once
+per sync through ``GET /rest/api/3/field``) hold the same metric objects
+(``completedCycles``, ``ongoingCycle``) as the JSM request endpoint
+``/rest/servicedeskapi/request/{key}/sla``, which is only the fallback (the
+fields could not be found, or the issue came back without them). The SLA
+fields are taken out of ``fields``: an ongoing cycle's elapsed time changes
+at every read and would make every pull look like a change.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +35,9 @@ from core.errors import InputError
 from core.mapping import map_incident
 from core.records import IncidentRecord
 
+SLA_FIELD_TYPES = ("com.atlassian.servicedesk:sd-sla-field", "com.atlassian.servicedesk:sla-field")
+"""``schema.custom`` of JSM's SLA fields in ``GET /rest/api/3/field`` (Cloud documents the
+first; the second is accepted as well)."""
 ALWAYS = ("created", "updated", "status", "labels")
 """Fields read whatever the mapping says (the cursor, the history, own-ticket labels)."""
 
@@ -54,6 +64,16 @@ def mapped_fields(mapping: Mapping[str, Any], contact: str) -> list[str]:
         if extra and extra not in found:
             found.append(extra)
     return found
+
+
+def sla_field_ids(fields: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The ids of the SLA fields among a site's fields (``GET /rest/api/3/field``)."""
+    found = []
+    for f in fields:
+        schema = f.get("schema") or {}
+        if isinstance(schema, Mapping) and schema.get("custom") in SLA_FIELD_TYPES and f.get("id"):
+            found.append(str(f["id"]))
+    return tuple(found)
 
 
 def parse_updated(issue: Mapping[str, Any]) -> datetime:
@@ -96,11 +116,13 @@ def _slug(name: str) -> str:
 
 
 def _ms(node: Any) -> int | None:
-    if isinstance(node, Mapping):
-        for key in ("epochMillis", "millis"):
-            if isinstance(node.get(key), int):
-                return int(node[key])
-    return None
+    """``epochMillis`` of a JSM date, ``millis`` of a duration (None: neither)."""
+    if not isinstance(node, dict):
+        return None
+    value = node.get("epochMillis")
+    if type(value) is not int:
+        value = node.get("millis")
+    return value if type(value) is int else None
 
 
 def sla_summary(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -166,15 +188,26 @@ class IssueReader:
     contact: str = "reporter"
     sla: bool = True
     workers: int = 4
+    sla_fields: tuple[str, ...] | None = None
+    """This sync's SLA field ids (None: unknown, read each issue's SLA endpoint)."""
+
+    def sla_metrics(self, key: str, fields: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
+        """The SLA metrics of an issue: from its SLA fields (taken out of ``fields``) when
+        the search returned them, else from the JSM request endpoint."""
+        ids = self.sla_fields or ()
+        if ids and any(f in fields for f in ids):
+            values = [fields.pop(f, None) for f in ids]
+            return [v for v in values if isinstance(v, Mapping)]
+        return self.client.sla(key)
 
     def raw(self, issue: Mapping[str, Any]) -> dict[str, Any]:
         """The raw dict of one search result (module docstring)."""
         key = str(issue.get("key"))
         fields = dict(issue.get("fields") or {})
+        metrics = self.sla_metrics(key, fields) if self.sla else None
         changelog = issue.get("changelog") or {}
-        histories = list(changelog.get("histories") or [])
-        total = changelog.get("total")
-        if not changelog or (isinstance(total, int) and total > len(histories)):
+        histories = changelog.get("histories") or []
+        if _cut(changelog):
             histories = list(self.client.changelog(key))
         reporter = fields.get("reporter") or {}
         contact = {
@@ -203,14 +236,14 @@ class IssueReader:
             "history": status_history(histories),
             "contact": contact,
         }
-        if self.sla:
-            raw["sla"] = sla_summary(self.client.sla(key))
+        if metrics is not None:
+            raw["sla"] = sla_summary(metrics)
         return raw
 
     def record(self, issue: Mapping[str, Any]) -> IncidentRecord:
         return map_incident(self.raw(issue), self.mapping)
 
-    def records(self, issues: list[Mapping[str, Any]]) -> list[IncidentRecord | InputError]:
+    def records(self, issues: Sequence[Mapping[str, Any]]) -> list[IncidentRecord | InputError]:
         """Records of a page, in page order; a record that fails mapping is its InputError.
 
         The per-issue calls run on up to ``workers`` threads; connector errors
@@ -223,7 +256,25 @@ class IssueReader:
             except InputError as exc:
                 return exc
 
-        if self.workers <= 1 or len(issues) <= 1:
+        calling = [i for i in issues if self.needs_call(i)]
+        if self.workers <= 1 or len(calling) <= 1:
             return [one(i) for i in issues]
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jira") as pool:
             return list(pool.map(one, issues))
+
+    def needs_call(self, issue: Mapping[str, Any]) -> bool:
+        """Whether an issue of a search page needs a request of its own (a cut changelog,
+        SLA cycles not in the page, participants): only then is a page read on threads."""
+        if self.contact == "participants" or _cut(issue.get("changelog") or {}):
+            return True
+        if not self.sla:
+            return False
+        fields = issue.get("fields") or {}
+        return not any(f in fields for f in self.sla_fields or ())
+
+
+def _cut(changelog: Mapping[str, Any]) -> bool:
+    """Whether an expanded changelog is missing (not expanded) or truncated."""
+    total = changelog.get("total")
+    histories = changelog.get("histories") or []
+    return not changelog or (isinstance(total, int) and total > len(histories))

@@ -1,10 +1,11 @@
 """Options of the ``jira_sm`` source: their JSON Schema and the validated value object.
 
 The config validator checks a deployment's options against
-:data:`OPTIONS_SCHEMA`; :func:`resolve_options` checks them again when the
-connector is built (it may be built from a dict in code) and turns them into
-a frozen :class:`JiraOptions`, so the rest of the package never reads raw
-option dicts.
+:data:`OPTIONS_SCHEMA`, once (``qloop validate`` and every start-up);
+:func:`resolve_options` reads them through the kit's
+:class:`~connectors.kit.options.Options` (the schema's defaults, typed
+reads) into a frozen :class:`JiraOptions`, so the rest of the package never
+reads raw option dicts.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import jsonschema
-
 from connectors.http import http_options_schema
+from connectors.kit.options import Options
 from connectors.windows import BACKFILL_OPTIONS_SCHEMA
-from core.errors import ConfigError, InputError, Problem
-from core.timeutil import parse_duration, parse_instant
+from core.errors import ConfigError
 
 _DURATION = {"type": ["string", "integer"], "description": "e.g. 2m, 30s, 1h (no bd)"}
 
@@ -108,7 +107,8 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "minimum": 1,
             "maximum": 16,
             "default": 4,
-            "description": "concurrent per-issue calls (changelog, SLA, participants) per page",
+            "description": "concurrent per-issue calls per page, when a page needs any "
+            "(a cut changelog, SLA fields missing, participants)",
         },
         **http_options_schema(default_rate=10),
         "ticket": {
@@ -154,7 +154,12 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "default": "reporter",
             "description": "reporter, participants (first with an e-mail) or a phone custom field",
         },
-        "sla": {"type": "boolean", "default": True, "description": "fetch JSM SLA cycles"},
+        "sla": {
+            "type": "boolean",
+            "default": True,
+            "description": "read JSM SLA cycles: from the search page (SLA fields found via "
+            "/rest/api/3/field), else one /servicedeskapi call per issue",
+        },
     },
 }
 
@@ -200,82 +205,76 @@ class JiraOptions:
         return f"JiraOptions(api_url={self.api_url!r}, jql={self.jql!r})"
 
 
-def _defaults(schema: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(data)
-    for key, prop in schema.get("properties", {}).items():
-        if key not in out and "default" in prop:
-            out[key] = prop["default"]
-    return out
-
-
 def resolve_options(name: str, options: Mapping[str, Any]) -> JiraOptions:
-    """Validate ``options`` of source ``name`` and build :class:`JiraOptions`.
+    """Read the options of source ``name`` (validated at config load) into :class:`JiraOptions`.
+
+    The values are read through :class:`connectors.kit.options.Options`, with
+    the schema's defaults; a value of the wrong type (options built by hand)
+    is a :class:`ConfigError` naming ``sources.<name>.<key>``, and secret
+    values are never quoted.
 
     Raises:
-        ConfigError: every problem, each at ``sources.<name>.<key>``; secret
-            values are never quoted.
+        ConfigError: a missing or mistyped option, both or neither of
+            ``base_url`` and ``cloud_id``, an unreadable ``overlap`` or
+            ``backfill_from``.
     """
     where = f"sources.{name}"
-    validator = jsonschema.Draft202012Validator(OPTIONS_SCHEMA)
-    problems = [
-        Problem("config", None, ".".join([where, *map(str, e.path)]), _message(e))
-        for e in sorted(validator.iter_errors(dict(options)), key=lambda e: list(map(str, e.path)))
-    ]
-    if problems:
-        msg = f"invalid options for {where}"
-        raise ConfigError(msg, problems)
-    opts = _defaults(OPTIONS_SCHEMA, options)
-    try:
-        overlap = parse_duration(opts["overlap"], allow_business_days=False).seconds
-    except InputError as exc:
-        msg = f"{where}.overlap: {exc}"
-        raise ConfigError(msg) from None
-    backfill = None
-    if opts.get("backfill_from"):
-        try:
-            backfill = parse_instant(str(opts["backfill_from"]))
-        except InputError as exc:
-            msg = f"{where}.backfill_from: {exc} (write e.g. 2026-01-01T00:00:00+08:00)"
-            raise ConfigError(msg) from None
-    site = str(opts["base_url"]).rstrip("/") if opts.get("base_url") else None
-    api = site or f"{str(opts['gateway_url']).rstrip('/')}/ex/jira/{opts['cloud_id']}"
+    opts = Options(where, options, OPTIONS_SCHEMA)
+    if opts.has("base_url") == opts.has("cloud_id"):
+        msg = f"{where}: give exactly one of base_url or cloud_id"
+        raise ConfigError(msg)
+    site = opts.text("base_url").rstrip("/") if opts.has("base_url") else None
+    api = site or f"{opts.text('gateway_url').rstrip('/')}/ex/jira/{opts.text('cloud_id')}"
+    auth = _auth(where, opts.raw("auth"))
     ticket = None
-    if opts.get("ticket"):
-        t = _defaults(OPTIONS_SCHEMA["properties"]["ticket"], opts["ticket"])
+    if opts.has("ticket"):
+        t = Options(f"{where}.ticket", opts.raw("ticket"), OPTIONS_SCHEMA["properties"]["ticket"])
         ticket = TicketOptions(
-            t["project"],
-            t["issue_type"],
-            t["link_type"],
-            tuple(t.get("labels") or ()),
-            t.get("resolve_transition"),
+            t.text("project"),
+            t.text("issue_type"),
+            t.text("link_type"),
+            tuple(t.strings("labels")),
+            t.optional_text("resolve_transition"),
         )
-    auth = opts["auth"]
     return JiraOptions(
         api_url=api,
         site_url=site,
         email=auth.get("email"),
         api_token=auth.get("api_token"),
         bearer_token=auth.get("bearer_token"),
-        jql=str(opts["jql"]).strip(),
-        page_size=int(opts["page_size"]),
-        overlap_s=overlap,
-        timezone_mode=opts["timezone_mode"],
-        backfill_from=backfill,
-        backfill_parts=int(opts["backfill_parts"]),
-        backfill_workers=int(opts["backfill_workers"]),
-        fetch_workers=int(opts["fetch_workers"]),
-        rate=float(opts["rate"]),
-        timeout=float(opts["timeout"]),
-        verify_tls=opts["verify_tls"],
+        jql=opts.text("jql").strip(),
+        page_size=opts.integer("page_size"),
+        overlap_s=opts.seconds("overlap"),
+        timezone_mode=_mode(opts),
+        backfill_from=opts.instant("backfill_from"),
+        backfill_parts=opts.integer("backfill_parts"),
+        backfill_workers=opts.integer("backfill_workers"),
+        fetch_workers=opts.integer("fetch_workers"),
+        rate=opts.number("rate"),
+        timeout=opts.number("timeout"),
+        verify_tls=opts.raw("verify_tls", True),
         ticket=ticket,
-        contact=str(opts["contact"]),
-        sla=bool(opts["sla"]),
+        contact=opts.text("contact"),
+        sla=opts.flag("sla"),
     )
 
 
-def _message(err: jsonschema.ValidationError) -> str:
-    if any(str(p) == "auth" for p in err.absolute_path) or err.validator == "oneOf":
-        if err.validator == "oneOf" and not err.absolute_path:
-            return "give exactly one of base_url or cloud_id"
-        return "auth must be {email, api_token} or {bearer_token} (values hidden)"
-    return err.message
+def _auth(where: str, auth: Any) -> dict[str, str]:
+    """``{email, api_token}`` or ``{bearer_token}``, every value a non-empty string."""
+    pairs = ({"email", "api_token"}, {"bearer_token"})
+    if (
+        not isinstance(auth, Mapping)
+        or set(auth) not in pairs
+        or not all(isinstance(v, str) and v for v in auth.values())
+    ):
+        msg = f"{where}.auth: must be {{email, api_token}} or {{bearer_token}} (values hidden)"
+        raise ConfigError(msg)
+    return {str(k): str(v) for k, v in auth.items()}
+
+
+def _mode(opts: Options) -> TimezoneMode:
+    mode = opts.text("timezone_mode")
+    if mode not in ("epoch", "profile"):
+        msg = f"{opts.where}.timezone_mode: expected epoch or profile, got {mode!r}"
+        raise ConfigError(msg)
+    return "epoch" if mode == "epoch" else "profile"

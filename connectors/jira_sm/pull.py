@@ -1,14 +1,18 @@
-"""Incremental pull by ``updated``: one prefetched stream, or a backfill in parallel windows.
+"""Incremental pull by ``updated`` on the kit's :class:`~connectors.kit.stream.Driver`.
 
 Every query is ``(jql) AND updated >= since [AND updated < until] ORDER BY
-updated ASC, key ASC``. A stream starts at the cursor's watermark minus the
-overlap and skips the ``(key, updated)`` pairs the cursor says were
-delivered; each page is yielded with the cursor after it, which never goes
-past a record not yet yielded (the order is ascending).
+updated ASC, key ASC``. The driver runs one prefetched stream from the
+kit's cursor (watermark − overlap, the ``(key, updated)`` pairs already
+delivered skipped), or, on a first sync with ``backfill_from``, disjoint
+windows pulled concurrently, each page carrying the windows' *safe* cursor.
+Instants are floored to what a JQL literal can express (:class:`DateFormat`).
 
-A first sync with ``backfill_from`` splits ``[backfill_from, now)`` into
-disjoint windows pulled concurrently (:func:`connectors.windows.pull_windows`);
-each page then carries the windows' *safe* cursor.
+Each sync first looks up the ids of JSM's SLA fields (``GET
+/rest/api/3/field``, once) and asks for them in the search, so a page
+carries its issues' SLA cycles; the changelog comes expanded. An issue then
+needs a call of its own only when its changelog was truncated, when the SLA
+fields could not be found (the per-issue SLA endpoint is the fallback), or
+for ``contact: participants``.
 
 A record that fails mapping (:class:`InputError`) is not dropped and does
 not hold back the records after it: it goes in the batch's ``rejected``
@@ -23,46 +27,23 @@ without any further call and counted in the batch's ``skipped_own``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.jira_sm.client import JiraClient
-from connectors.jira_sm.cursor import Watermark, to_ms
-from connectors.jira_sm.issues import IssueReader, parse_updated
+from connectors.jira_sm.issues import IssueReader, parse_updated, sla_field_ids
 from connectors.jira_sm.options import JiraOptions
-from connectors.jira_sm.search import DateFormat, scope_jql, search_pages, window_jql
+from connectors.jira_sm.search import DateFormat, scope_jql, window_jql
 from connectors.jira_sm.tickets import is_own
-from connectors.windows import prefetch, pull_windows
-from core.errors import FatalError, InputError
-from core.records import IncidentRecord, PulledBatch, Rejected
+from connectors.kit.stream import Driver, Raw
+from core.errors import ConnectorError, FatalError, InputError
+from core.records import IncidentRecord, PulledBatch
 
-OWN: Literal["own"] = "own"
-Item = tuple[str, int, IncidentRecord | InputError | Literal["own"]]
-"""One issue of a page: key, ``updated`` in epoch ms, its record, why it failed, or
-:data:`OWN` (qloop's own ticket, skipped)."""
-
-
-def _file(
-    key: str,
-    ms: int,
-    result: IncidentRecord | InputError | Literal["own"],
-    records: list[IncidentRecord],
-    rejected: list[Rejected],
-) -> int:
-    """Put one item in ``records`` or ``rejected``; 1 when it is qloop's own ticket."""
-    if isinstance(result, InputError):
-        rejected.append(_rejected(key, ms, result))
-    elif isinstance(result, IncidentRecord):
-        records.append(result)
-    return 1 if result == OWN else 0
-
-
-def _rejected(key: str, ms: int, exc: InputError) -> Rejected:
-    updated = datetime.fromtimestamp(ms / 1000, UTC) if ms else None
-    return Rejected.of(key, exc, updated)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,13 +72,58 @@ class Puller:
             )
             raise FatalError(msg, connector=self.name) from None
 
+    def sla_fields(self) -> tuple[str, ...] | None:
+        """The ids of JSM's SLA fields (None: not looked up, or the lookup failed).
+
+        None makes the reader fall back on the per-issue SLA endpoint.
+        """
+        if not self.reader.sla:
+            return None
+        try:
+            return sla_field_ids(self.client.fields())
+        except ConnectorError as exc:
+            log.warning(
+                "%s: GET /rest/api/3/field failed (%s): SLA cycles are read one request per "
+                "issue this sync",
+                self.name,
+                exc,
+            )
+            return None
+
+    def driver(self, fmt: DateFormat, reader: IssueReader, fields: list[str]) -> Driver:
+        """The kit's driver over this sync's search (date format and fields known)."""
+        body: dict[str, Any] = {"fields": fields, "maxResults": self.opts.page_size}
+        if self.expand:
+            body["expand"] = self.expand
+
+        def fetch(since: datetime | None, until: datetime | None) -> Iterator[list[Raw]]:
+            jql = window_jql(self.opts.jql, fmt, since, until)
+            return self.client.search({"jql": jql, **body})
+
+        def convert(issues: list[Raw]) -> Sequence[IncidentRecord | InputError]:
+            return reader.records(issues)
+
+        return Driver(
+            f"sources.{self.name}",
+            fetch,
+            _identify,
+            convert,
+            is_own=lambda issue: is_own((issue.get("fields") or {}).get("labels")),
+            overlap_s=self.opts.overlap_s,
+            backfill_from=self.opts.backfill_from,
+            backfill_parts=self.opts.backfill_parts,
+            backfill_workers=self.opts.backfill_workers,
+            clock=self.clock,
+            floor=fmt.floor,
+            key_of=lambda issue: str(issue.get("key") or issue.get("id") or "?"),
+        )
+
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
-        mark = Watermark.decode(cursor, self.opts.overlap_s, f"sources.{self.name}")
         fmt = self.date_format()
-        if mark.updated_ms is None and self.opts.backfill_from is not None:
-            yield from self._backfill(fmt)
-        else:
-            yield from self._stream(mark, fmt)
+        sla_ids = self.sla_fields()
+        reader = replace(self.reader, sla_fields=sla_ids)
+        fields = [*self.fields, *(f for f in sla_ids or () if f not in self.fields)]
+        yield from self.driver(fmt, reader, fields).pull(cursor)
 
     def count_in_scope(self) -> int:
         """Jira's approximate count of what a first sync reads (same JQL, no window end)."""
@@ -105,59 +131,6 @@ class Puller:
         lo = fmt.floor(self.opts.backfill_from) if self.opts.backfill_from else None
         return self.client.approximate_count(scope_jql(self.opts.jql, fmt, lo))
 
-    def _items(self, issues: list[dict[str, Any]], skip: Watermark | None) -> list[Item]:
-        keyed: list[tuple[str, int, dict[str, Any], InputError | Literal["own"] | None]] = []
-        for issue in issues:
-            key = str(issue.get("key"))
-            try:
-                ms = to_ms(parse_updated(issue))
-            except InputError as exc:
-                keyed.append((key, 0, issue, exc))
-                continue
-            if skip is None or not skip.is_seen(key, ms):
-                own = is_own((issue.get("fields") or {}).get("labels"))
-                keyed.append((key, ms, issue, OWN if own else None))
-        mapped = iter(self.reader.records([i for _, _, i, err in keyed if err is None]))
-        return [(k, ms, err if err is not None else next(mapped)) for k, ms, _, err in keyed]
 
-    def _pages(self, jql: str, skip: Watermark | None) -> Iterator[list[Item]]:
-        for issues in search_pages(self.client, jql, self.fields, self.opts.page_size, self.expand):
-            yield self._items(issues, skip)
-
-    def _stream(self, mark: Watermark, fmt: DateFormat) -> Iterator[PulledBatch]:
-        jql = window_jql(self.opts.jql, fmt, mark.since(), None)
-        start = Watermark(mark.updated_ms, dict(mark.seen), mark.overlap_ms)
-        for page in prefetch(self._pages(jql, start), depth=1):
-            records: list[IncidentRecord] = []
-            rejected: list[Rejected] = []
-            own = 0
-            for key, ms, result in page:
-                if ms and mark.is_seen(key, ms):  # the same version twice in one run
-                    continue
-                own += _file(key, ms, result, records, rejected)
-                if ms:
-                    mark.add(key, ms)
-            yield PulledBatch(records, mark.encode(), rejected, skipped_own=own)
-
-    def _backfill(self, fmt: DateFormat) -> Iterator[PulledBatch]:
-        assert self.opts.backfill_from is not None
-        start = fmt.floor(self.opts.backfill_from)
-        end = fmt.floor(self.clock())
-
-        def fetch(lo: datetime, hi: datetime) -> Iterator[list[Item]]:
-            return self._pages(window_jql(self.opts.jql, fmt, lo, hi), None)
-
-        for page, safe in pull_windows(
-            fetch,
-            start,
-            max(end, start),
-            parts=self.opts.backfill_parts,
-            workers=self.opts.backfill_workers,
-        ):
-            cursor = Watermark.at(fmt.floor(safe), self.opts.overlap_s).encode()
-            records: list[IncidentRecord] = []
-            rejected: list[Rejected] = []
-            own = 0
-            for key, ms, result in page:
-                own += _file(key, ms, result, records, rejected)
-            yield PulledBatch(records, cursor, rejected, skipped_own=own)
+def _identify(issue: Raw) -> tuple[str, datetime]:
+    return str(issue.get("key")), parse_updated(issue)

@@ -1,9 +1,9 @@
-"""Issue search: JQL built from a time window, and pages read by ``nextPageToken``.
+"""Issue search: the JQL of a time window (the pages are read by :meth:`JiraClient.search`).
 
 ``/rest/api/3/search/jql`` has no ``total`` and no ``startAt``: the last
 page has *no* ``nextPageToken`` (absent, not null), an empty page also ends
-the stream, and a token coming back twice would loop for ever, so it is an
-error. Tokens are opaque and expire: they are never stored in a cursor.
+the stream, and a token coming back twice would loop for ever, so the kit's
+loop guard stops it. Tokens are opaque and expire: never stored in a cursor.
 
 Date literals are written either as epoch milliseconds (exact, independent
 of any zone) or as ``"yyyy-MM-dd HH:mm"`` in the account's profile zone
@@ -15,14 +15,10 @@ Every pull query leaves out the tickets qloop created (they carry
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
 
-from connectors.jira_sm.client import JiraClient
 from connectors.jira_sm.tickets import OWN_LABEL
-from core.errors import FatalError
 
 ORDER = "ORDER BY updated ASC, key ASC"
 
@@ -75,37 +71,3 @@ def window_jql(base: str, fmt: DateFormat, lo: datetime | None, hi: datetime | N
     if hi is not None:
         jql += f" AND updated < {fmt.literal(hi)}"
     return jql + " " + ORDER
-
-
-def search_pages(
-    client: JiraClient,
-    jql: str,
-    fields: list[str],
-    page_size: int,
-    expand: str | None = None,
-) -> Iterator[list[dict[str, Any]]]:
-    """Pages of issues matching ``jql``; stops on a missing token or an empty page.
-
-    Raises:
-        FatalError: the server handed back a token it already gave (a loop).
-    """
-    body: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": page_size}
-    if expand:
-        body["expand"] = expand
-    seen: set[str] = set()
-    while True:
-        data = client.search_page(body)
-        issues = data.get("issues") or []
-        if issues:
-            yield issues
-        token = data.get("nextPageToken")
-        if not issues or not token or data.get("isLast") is True:
-            return
-        if token in seen:
-            msg = (
-                f"{client.name}: POST /rest/api/3/search/jql returned page token "
-                f"#{len(seen) + 1} twice: stopping instead of looping (jql {jql!r})"
-            )
-            raise FatalError(msg, connector=client.name)
-        seen.add(token)
-        body = {**body, "nextPageToken": token}

@@ -18,7 +18,10 @@ source's zone never changes what is "after" the watermark.
 A source whose ``updated`` is too coarse to tell two versions apart (GLPI's
 one-second ``date_mod``) may keep a digest per seen key, ``"d": {key:
 digest}``. A bare ISO instant (a hand-set cursor) is read as a watermark
-with nothing seen. Anything else is a :class:`StateError` naming where the cursor came from.
+with nothing seen, and so is the key ``updated`` in place of ``w`` (the
+cursors the ``jira_sm`` source stored before it moved onto the kit), so an
+upgrade resumes where it was instead of pulling everything again. Anything
+else is a :class:`StateError` naming where the cursor came from.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class Cursor:
                 mark.updated_ms = to_ms(datetime.fromisoformat(body.replace("Z", "+00:00")))
                 return mark
             doc = json.loads(body)
-            watermark = doc.get("w")
+            watermark = doc.get("w", doc.get("updated"))
             mark.updated_ms = (
                 None if watermark is None else to_ms(datetime.fromisoformat(watermark))
             )

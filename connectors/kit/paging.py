@@ -80,11 +80,26 @@ def _total(response: httpx.Response, header: str | None, path: str | None) -> in
         return None
 
 
+_BODY = "qloop.kit.json"
+
+
+def body_of(response: httpx.Response) -> Any:
+    """The response's JSON (None when it is not JSON), parsed once and kept on the response.
+
+    A stream's ``records_of`` and its paginator both read the body: through
+    this helper a page of a hundred issues with their changelogs is parsed
+    once, not twice.
+    """
+    if _BODY not in response.extensions:
+        try:
+            response.extensions[_BODY] = response.json()
+        except ValueError:
+            response.extensions[_BODY] = None
+    return response.extensions[_BODY]
+
+
 def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    return body_of(response)
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,11 @@ class OffsetPaginator:
     (``X-Total-Count``; ``meta.total``). A short page ends only when
     ``short_page_ends`` (some tools apply access rules after the limit, so a
     short page is not always the end: then the total or an empty page ends).
+    ``last_path`` names a flag in the body that ends when true (Jira's
+    ``isLast``, JSM's ``isLastPage``). With ``by_records`` the next offset is
+    this one plus the records received, not plus ``limit``: for a tool that
+    may return fewer than asked (Jira caps ``maxResults`` as it likes), where
+    a short page is no end either.
     """
 
     limit: int
@@ -103,6 +123,8 @@ class OffsetPaginator:
     total_header: str | None = None
     total_path: str | None = None
     short_page_ends: bool = True
+    last_path: str | None = None
+    by_records: bool = False
 
     def first(self, request: PageRequest) -> PageRequest:
         return request.with_params(**{self.offset_param: 0, self.limit_param: self.limit})
@@ -112,11 +134,15 @@ class OffsetPaginator:
     ) -> PageRequest | None:
         if not records:
             return None
-        offset = int(request.params.get(self.offset_param, 0)) + self.limit
+        if self.last_path and read(_json(response), self.last_path) is True:
+            return None
+        step = len(records) if self.by_records else self.limit
+        offset = int(request.params.get(self.offset_param, 0)) + step
         total = _total(response, self.total_header, self.total_path)
         if total is not None and offset >= total:
             return None
-        if total is None and self.short_page_ends and len(records) < self.limit:
+        short = self.short_page_ends and not self.by_records
+        if total is None and short and len(records) < self.limit:
             return None
         return request.with_params(**{self.offset_param: offset})
 

@@ -74,6 +74,8 @@ class Driver:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     floor: Callable[[datetime], datetime] = lambda at: at.replace(microsecond=0)
     """Rounds an instant down to what the tool's filter can express (seconds, minutes)."""
+    key_of: Callable[[Raw], str] = lambda raw: str(raw.get("id", "?"))
+    """The key a record whose ``identify`` failed is rejected under (its ``id`` by default)."""
 
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
         mark = Cursor.decode(cursor, self.overlap_s, self.where)
@@ -89,7 +91,7 @@ class Driver:
                 key, updated = self.identify(raw)
                 ms = to_ms(updated)
             except InputError as exc:
-                keyed.append((str(raw.get("id", "?")), 0, raw, exc))
+                keyed.append((self.key_of(raw), 0, raw, exc))
                 continue
             if skip is not None and skip.is_seen(key, ms):
                 continue

@@ -10,17 +10,19 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
+import jsonschema
 import pytest
 import respx
 
 import mappings
 from connectors.jira_sm import JiraSource
-from connectors.jira_sm.cursor import Watermark
+from connectors.jira_sm.options import OPTIONS_SCHEMA
 from connectors.jira_sm.search import DateFormat, window_jql
 from connectors.jira_sm.tickets import PROPERTY, adf, dedup_label
+from connectors.kit.cursor import Cursor
 from core import registry
 from core.connector import ConnectorContext, Probe, Source
-from core.errors import ConfigError, FatalError, InputError, RetriableError
+from core.errors import ConfigError, FatalError, RetriableError, StateError
 from core.records import TicketRequest
 
 SITE = "https://acme.atlassian.net"
@@ -84,13 +86,22 @@ def test_bearer_token_through_the_gateway_with_cloud_id(tmp_path: Path) -> None:
     assert route.calls.last.request.headers["Authorization"] == "Bearer oauth-tok"
 
 
-def test_options_name_every_problem_and_hide_tokens(tmp_path: Path) -> None:
+def test_the_schema_validated_at_config_load_names_every_problem() -> None:
+    base = {"auth": {"email": "a@b.c", "api_token": "hidden-value"}, "jql": "project = X"}
+    validator = jsonschema.Draft202012Validator(OPTIONS_SCHEMA)
+    bad = {**base, "base_url": SITE, "cloud_id": "x", "page_size": 0}
+    found = {(".".join(map(str, e.path)), e.validator) for e in validator.iter_errors(bad)}
+    assert found == {("page_size", "minimum"), ("", "oneOf")}
+    assert list(validator.iter_errors({**base, "base_url": SITE})) == []
+
+
+def test_options_built_by_hand_name_the_key_and_hide_tokens(tmp_path: Path) -> None:
     ctx = ConnectorContext(tmp_path)
     base = {"auth": {"email": "a@b.c", "api_token": "hidden-value"}, "jql": "project = X"}
-    with pytest.raises(ConfigError) as err:
-        JiraSource("j", {**base, "base_url": SITE, "cloud_id": "x", "page_size": 0}, ctx)
-    text = str(err.value)
-    assert "sources.j.page_size" in text and "exactly one of base_url or cloud_id" in text
+    with pytest.raises(ConfigError, match="exactly one of base_url or cloud_id"):
+        JiraSource("j", {**base, "base_url": SITE, "cloud_id": "x"}, ctx)
+    with pytest.raises(ConfigError, match=r"sources\.j\.page_size: expected an integer"):
+        JiraSource("j", {**base, "base_url": SITE, "page_size": "20"}, ctx)
     with pytest.raises(ConfigError) as err:
         JiraSource("j", {**base, "base_url": SITE, "auth": {"api_token": "hidden-value"}}, ctx)
     assert "hidden-value" not in str(err.value) and "sources.j.auth" in str(err.value)
@@ -127,7 +138,7 @@ def test_paging_follows_tokens_and_stops_when_the_token_is_absent(tmp_path: Path
     assert set(bodies[0]["fields"]) >= {"summary", "status", "priority", "created", "updated"}
     assert bodies[0]["expand"] == "changelog"
     cursor = json.loads(batches[-1].cursor or "")
-    assert cursor["updated"] == "2026-03-03T10:00:00.000+00:00"
+    assert cursor["w"] == "2026-03-03T10:00:00.000+00:00"
     assert cursor["seen"] == [["SUP-2", 1772532000000]]
 
 
@@ -142,7 +153,7 @@ def test_paging_stops_on_an_empty_page_even_with_a_token(tmp_path: Path) -> None
 def test_a_repeated_page_token_is_an_error_not_a_loop(tmp_path: Path) -> None:
     page = {"issues": [issue("SUP-1", "2026-03-03T10:00:00.000+0100")], "nextPageToken": "same"}
     route = respx.post(SEARCH).respond(json=page)
-    with pytest.raises(FatalError, match="twice"):
+    with pytest.raises(FatalError, match="paging loop"):
         list(make(tmp_path).pull(None))
     assert route.call_count == 2
 
@@ -282,16 +293,30 @@ def test_a_wall_time_in_a_dst_fold_steps_back_to_an_unambiguous_minute() -> None
 
 
 def test_cursor_round_trip_and_foreign_cursor_is_refused() -> None:
-    mark = Watermark(overlap_ms=120_000)
+    mark = Cursor(overlap_ms=120_000)
     mark.add("SUP-1", 1_000_000)
     mark.add("SUP-2", 1_100_000)
     mark.add("SUP-3", 1_200_000)
-    again = Watermark.decode(mark.encode(), 120, "sources.j")
+    again = Cursor.decode(mark.encode(), 120, "sources.j")
     assert again.updated_ms == 1_200_000
     assert again.seen == {"SUP-2": 1_100_000, "SUP-3": 1_200_000}  # SUP-1 is outside the overlap
     assert again.since() == datetime.fromtimestamp(1_080, UTC)
-    with pytest.raises(InputError, match=r"sources\.j"):
-        Watermark.decode("2026-03-03T10:00:00Z", 120, "sources.j")
+    with pytest.raises(StateError, match=r"sources\.j"):
+        Cursor.decode("page-token-abc", 120, "sources.j")
+
+
+@respx.mock
+def test_a_cursor_stored_before_the_kit_resumes_where_it_was(tmp_path: Path) -> None:
+    """The jira_sm cursor of old (``updated``, not ``w``) is not a reason to pull everything."""
+    route = respx.post(SEARCH).respond(
+        json={"issues": [issue("SUP-2", "2026-03-03T11:00:00.000+0100")], "isLast": True}
+    )
+    old = '{"v":1,"updated":"2026-03-03T10:00:00.000+00:00","seen":[["SUP-2",1772532000000]]}'
+    batches = list(make(tmp_path).pull(old))
+    assert [r.key for b in batches for r in b.records] == []  # SUP-2's version was seen
+    jql = json.loads(route.calls.last.request.content)["jql"]
+    since = int(datetime(2026, 3, 3, 9, 58, tzinfo=UTC).timestamp() * 1000)
+    assert f"updated >= {since}" in jql  # watermark − 2 min overlap
 
 
 @respx.mock

@@ -93,7 +93,7 @@ def test_incremental_syncs_mirror_jira_across_boundary_updates_and_429_storms(
     database_url: str, tmp_path: Path, fake: tuple[FakeJira, str], mode: str, retry_after: str
 ) -> None:
     jira, url = fake
-    jira.throttle = (6, 2, retry_after)  # two 429s in a row every six requests
+    jira.throttle = (4, 2, retry_after)  # two 429s in a row every four requests
     dep = deploy(database_url, tmp_path, url, timezone_mode=mode, fetch_workers=3)
     try:
         rt = dep.open()
@@ -105,7 +105,7 @@ def test_incremental_syncs_mirror_jira_across_boundary_updates_and_429_storms(
         assert jira.throttled > 5 and dep.clock.slept  # the storm was waited out
 
         # updates landing exactly on the watermark, on its minute, and just inside the overlap
-        mark = datetime.fromisoformat(cursor_of(rt)["updated"])
+        mark = datetime.fromisoformat(cursor_of(rt)["w"])
         on_minute = mark.replace(second=0, microsecond=0)
         keys = [
             k for k in jira.issues if jira.issues[k].updated < int(on_minute.timestamp() * 1000)
@@ -151,7 +151,7 @@ def test_backfill_in_parallel_windows_pulls_every_issue_exactly_once(
         assert_mirrors(rt, jira)
         windows = [p for m, p in jira.log if p == "/rest/api/3/search/jql"]
         assert len(windows) >= 6
-        mark = datetime.fromisoformat(cursor_of(rt)["updated"])
+        mark = datetime.fromisoformat(cursor_of(rt)["w"])
         assert mark == dep.clock.now.replace(second=0, microsecond=0)
         jira.update_issue("ITSD-3", dep.clock.now + timedelta(minutes=5), "Closed")
         dep.clock.advance(minutes=10)

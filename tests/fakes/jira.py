@@ -18,7 +18,10 @@ the ``jira_sm`` connector makes, with Jira's shapes and quirks:
   any search of their project finds, issue GET, properties, ``issueLink``;
   JSM ``/servicedeskapi/info``, ``/request/{key}/sla`` (a new resolution
   cycle at each reopen: ``completedCycles`` plus ``ongoingCycle``) and
-  ``/participant``; issue comments (ADF, paged) and workflow transitions
+  ``/participant``; ``/rest/api/3/field`` (system fields and custom ones, among them
+  JSM's two SLA fields, whose values in a search or issue GET are the same metric
+  objects as the SLA endpoint's, ``null`` on an issue that is not a request);
+  issue comments (ADF, paged) and workflow transitions
   (``GET``/``POST …/transitions``, 204; an id not offered now is a 400);
   JQL ``IN``/``NOT IN``/``IS [NOT] EMPTY``, where ``!=`` and ``NOT IN``
   never match an empty field, as in Jira;
@@ -91,6 +94,10 @@ LINK_TYPES = {"Relates", "Blocks", "Duplicate", "Cloners"}
 ISSUE_TYPES = {"Incident", "Service request", "Task", "Nonconformity"}
 PHONE_FIELD = "customfield_10042"
 ORG_FIELD = "customfield_10002"
+SLA_FIELDS = {"customfield_10030": 1, "customfield_10031": 2}
+"""JSM's SLA custom fields (``schema.custom`` ``com.atlassian.servicedesk:sd-sla-field``):
+field id → the metric id of ``/request/{key}/sla`` they hold."""
+SLA_TYPE = "com.atlassian.servicedesk:sd-sla-field"
 TRANSITIONS = (
     ("11", "Start Progress", "In Progress"),
     ("21", "Resolve Issue", "Resolved"),
@@ -178,6 +185,8 @@ class FakeJira:
         profile_zone: The account's profile time zone (``/myself``).
         start: Earliest creation instant.
         expand_cap: Histories embedded by ``expand=changelog`` (Jira: ~40).
+        busy_every: Every n-th issue gets more histories than ``expand_cap`` (its
+            expanded changelog is cut); 0: none.
         cloud_id: Also serve under ``/ex/jira/{cloud_id}`` (the API gateway form).
     """
 
@@ -191,6 +200,7 @@ class FakeJira:
         profile_zone: str = "Asia/Shanghai",
         start: datetime = datetime(2026, 10, 1, tzinfo=UTC),
         expand_cap: int = 40,
+        busy_every: int = 7,
         email: str = "ops@example.com",
         api_token: str = "api-token-123",
         bearer_token: str = "bearer-xyz",
@@ -199,6 +209,7 @@ class FakeJira:
         self.zone = ZoneInfo(profile_zone)
         self.project, self.ticket_project = project, ticket_project
         self.expand_cap = expand_cap
+        self.busy_every = busy_every
         self.email, self.api_token, self.bearer_token = email, api_token, bearer_token
         self.lock = threading.Lock()
         self.issues: dict[str, FakeIssue] = {}
@@ -220,9 +231,19 @@ class FakeJira:
         self.can_create = {project: True, ticket_project: True}
         self.service_desk = True
         """Jira Service Management on the site (False: /rest/servicedeskapi/* answers 404)."""
+        self.sla_fields = True
+        """JSM's SLA fields listed by ``/field`` and served in issues (False: an older site)."""
         self.sla_now: int | None = None
         """The instant (ms) ongoing SLA cycles are judged at (None: never breached yet)."""
         self.server_url = "http://127.0.0.1"
+        self._version = 0
+        """Bumped by every change of an issue: a cached search result is then stale."""
+        self._hits: dict[str, tuple[int, list[FakeIssue]]] = {}
+        """Recent queries' sorted hits, for their next pages (a first page always scans)."""
+        self._render_cache: dict[tuple[Any, ...], bytes] = {}
+        self._render_version = 0
+        self._lagging = 0
+        """The search count until which a created issue is still invisible (index lag)."""
         self._generate(issues, seed, start)
         routes = self._routes()
         self.app = Starlette(routes=[*routes, Mount(f"/ex/jira/{cloud_id}", routes=routes)])
@@ -230,6 +251,7 @@ class FakeJira:
     # -- data -----------------------------------------------------------------
 
     def _new_key(self, project: str) -> tuple[int, str]:
+        self._version += 1
         self.next_id += 1
         self.counters[project] = self.counters.get(project, 0) + 1
         return self.next_id, f"{project}-{self.counters[project]}"
@@ -267,7 +289,8 @@ class FakeJira:
                     {"accountId": "qm:p2", "displayName": "韩梅梅", "emailAddress": "han@ex.cn"},
                 ]
             self.issues[key] = issue
-            self._live(issue, rng, long_changelog=i % 7 == 3)
+            busy = bool(self.busy_every) and i % self.busy_every == 3 % self.busy_every
+            self._live(issue, rng, long_changelog=busy)
 
     def _live(self, issue: FakeIssue, rng: random.Random, long_changelog: bool) -> None:
         t = issue.created
@@ -292,6 +315,7 @@ class FakeJira:
             self._move(issue, t, status)
 
     def _history(self, issue: FakeIssue, ms: int, fld: str, old: Any, new: Any) -> None:
+        self._version += 1
         self.next_id += 1
         item = {
             "field": fld,
@@ -393,9 +417,28 @@ class FakeJira:
             "issuelinks": issue.links,
             **issue.extra,
         }
+        if self.service_desk and self.sla_fields:
+            wants = set(wanted)
+            metrics: list[Any] | None = None
+            for fid in SLA_FIELDS:
+                if fid in wants or "*all" in wants:
+                    if metrics is None:
+                        metrics = self._sla_metrics(issue) if issue.is_request else []
+                    everything[fid] = self._sla_field(metrics, SLA_FIELDS[fid])
         if any(w in ("*all", "*navigable") for w in wanted):
             return everything
         return {w: everything.get(w) for w in wanted if w in everything and w != "id"}
+
+    def _sla_field(self, metrics: list[dict[str, Any]], ident: int) -> dict[str, Any] | None:
+        """An SLA field's value: the metric with that id, as the SLA endpoint gives it."""
+        found = next((m for m in metrics if m["id"] == str(ident)), None)
+        if found is None:
+            return None
+        return {
+            **found,
+            "_links": {"self": f"{self.server_url}/rest/servicedeskapi/request/sla/{ident}"},
+            "slaDisplayFormat": "NEW_SLA_FORMAT",
+        }
 
     def _history_json(self, h: dict[str, Any]) -> dict[str, Any]:
         author = {"accountId": "agent", "displayName": "Service Agent"}
@@ -645,6 +688,7 @@ class FakeJira:
             Route("/rest/api/3/search/jql", g(self.search), methods=["GET", "POST"]),
             Route("/rest/api/3/search/approximate-count", g(self.count), methods=["POST"]),
             Route("/rest/api/3/mypermissions", g(self.permissions)),
+            Route("/rest/api/3/field", g(self.field_list)),
             Route("/rest/api/3/issue", g(self.create), methods=["POST"]),
             Route("/rest/api/3/issue/{key}", g(self.get_issue)),
             Route("/rest/api/3/issue/{key}/changelog", g(self.changelog)),
@@ -708,6 +752,65 @@ class FakeJira:
             }
         )
 
+    async def field_list(self, request: Request) -> Response:
+        """``GET /rest/api/3/field``: a few system fields, the custom ones, JSM's SLA fields."""
+
+        def system(ident: str, name: str, kind: str) -> dict[str, Any]:
+            return {
+                "id": ident,
+                "key": ident,
+                "name": name,
+                "custom": False,
+                "orderable": True,
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": [ident],
+                "schema": {"type": kind, "system": ident},
+            }
+
+        def custom(ident: str, name: str, kind: str, custom_type: str) -> dict[str, Any]:
+            number = int(ident.rsplit("_", 1)[1])
+            return {
+                "id": ident,
+                "key": ident,
+                "name": name,
+                "untranslatedName": name,
+                "custom": True,
+                "orderable": True,
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": [f"cf[{number}]", name],
+                "schema": {"type": kind, "custom": custom_type, "customId": number},
+            }
+
+        out = [
+            system("summary", "Summary", "string"),
+            system("status", "Status", "status"),
+            system("priority", "Priority", "priority"),
+            system("updated", "Updated", "datetime"),
+            system("labels", "Labels", "array"),
+            custom(
+                PHONE_FIELD,
+                "Callback phone",
+                "string",
+                "com.atlassian.jira.plugin.system.customfieldtypes:textfield",
+            ),
+        ]
+        if self.service_desk:
+            out.append(
+                custom(
+                    ORG_FIELD,
+                    "Organizations",
+                    "array",
+                    "com.atlassian.servicedesk:sd-customer-organizations",
+                )
+            )
+            if self.sla_fields:
+                names = {1: "Time to first response", 2: "Time to resolution"}
+                for fid, metric in SLA_FIELDS.items():
+                    out.append(custom(fid, names[metric], "sd-servicelevelagreement", SLA_TYPE))
+        return JSONResponse(out)
+
     async def removed_search(self, request: Request) -> Response:
         return error(410, REMOVED)
 
@@ -744,18 +847,47 @@ class FakeJira:
         with self.lock:
             self.searches += 1
             reconcile = {int(x) for x in body.get("reconcileIssues") or []}
-            hits = [
-                i
-                for i in self.issues.values()
-                if (i.visible_from <= self.searches or i.id in reconcile) and predicate(i)
-            ]
-            hits = self._sorted(hits, order)
-            page = [self._issue_json(i, wanted, expand) for i in hits[offset : offset + size]]
-        out: dict[str, Any] = {"issues": page, "isLast": offset + size >= len(hits)}
+            paging = bool(body.get("nextPageToken")) and not reconcile
+            known = self._hits.get(jql) if paging else None
+            if known is not None and known[0] == self._version and self._lagging <= self.searches:
+                hits = known[1]  # a next page of an unchanged result: no new scan of every issue
+            else:
+                hits = [
+                    i
+                    for i in self.issues.values()
+                    if (i.visible_from <= self.searches or i.id in reconcile) and predicate(i)
+                ]
+                hits = self._sorted(hits, order)
+                if not reconcile and self._lagging <= self.searches:
+                    self._hits.pop(jql, None)
+                    self._hits[jql] = (self._version, hits)  # newest last
+                    while len(self._hits) > 32:  # concurrent windows each keep theirs
+                        del self._hits[next(iter(self._hits))]
+            shape = (tuple(wanted), expand)
+            page = [self._rendered(i, shape) for i in hits[offset : offset + size]]
+        out: dict[str, Any] = {"isLast": offset + size >= len(hits)}
         if not out["isLast"]:
             token = json.dumps({"o": offset + size, "q": digest, "n": self.searches})
             out["nextPageToken"] = base64.urlsafe_b64encode(token.encode()).decode()
-        return JSONResponse(out)
+        tail = json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
+        content = b'{"issues":[' + b",".join(page) + b"]," + tail[1:]
+        return Response(content, media_type="application/json")
+
+    def _rendered(self, issue: FakeIssue, shape: tuple[tuple[str, ...], str]) -> bytes:
+        """An issue's JSON as a search renders it, kept until any issue changes (a 50k
+        benchmark must measure the client, not the fake's rendering)."""
+        if self._render_version != self._version or self.sla_now is not None:
+            self._render_cache.clear()  # an ongoing SLA cycle's elapsed time moves with sla_now
+            self._render_version = self._version
+        state = (issue.updated, len(issue.histories), issue.status, tuple(issue.labels))
+        knobs = (self.server_url, self.expand_cap, self.service_desk, self.sla_fields)
+        key = (issue.key, *state, *knobs, *shape)
+        found = self._render_cache.get(key)
+        if found is None:
+            doc = self._issue_json(issue, list(shape[0]), shape[1])
+            found = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+            self._render_cache[key] = found
+        return found
 
     async def count(self, request: Request) -> Response:
         predicate, _ = self.parse_jql(str((await request.json()).get("jql") or ""))
@@ -837,6 +969,7 @@ class FakeJira:
                 description=fields.get("description"),
                 visible_from=self.searches + self.index_lag + 1,
             )
+            self._lagging = max(self._lagging, issue.visible_from)
             for prop in body.get("properties") or []:
                 issue.properties[prop["key"]] = prop["value"]
             for link in (body.get("update") or {}).get("issuelinks") or []:
