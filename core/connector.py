@@ -28,6 +28,7 @@ from core.records import (
     PulledBatch,
     SendResult,
     TicketComment,
+    TicketNote,
     TicketRef,
     TicketRequest,
     TicketStatus,
@@ -144,6 +145,15 @@ class CampaignSurveys(Protocol):
 
     def respondents(self) -> dict[str, datetime | None]:
         """Correlation tokens of the participants who completed, with when (None: withheld)."""
+        ...
+
+
+@runtime_checkable
+class TicketNotes(Protocol):
+    """A source that can read the comments of its tickets (complaints' root cause, issue 12)."""
+
+    def ticket_notes(self, ref: str) -> list[TicketNote]:
+        """The comments of ticket ``ref``, oldest first."""
         ...
 
 

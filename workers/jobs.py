@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import connectors  # noqa: F401  registers the built-in connector types
+from core.complaints import PUSHED, follow_complaints, raise_complaints
 from core.conf import AppConfig, load_config
 from core.errors import ConfigError, StateError
 from core.loop import (
@@ -31,6 +32,7 @@ from core.loop import (
 )
 from core.loop.common import StepResult, close_interrupted_runs, collect_state_name
 from core.loop.housekeeping import prune_audit
+from core.loop.push import FOLLOW_UPS
 from core.runtime import Runtime, open_runtime
 from workers import guard
 
@@ -171,6 +173,19 @@ def track_tickets(rt: Runtime) -> list[StepResult]:
     return [track(rt), shared_step(rt, "housekeeping", lambda: prune_audit(rt))]
 
 
+def complaint_steps(rt: Runtime) -> list[StepResult]:
+    """Raise complaints, push their tickets, follow them, push follow-up calls, send notices."""
+    from workers.complaint_notices import send_notices
+
+    return [
+        raise_complaints(rt),
+        push(rt, kinds=(*PUSHED, *FOLLOW_UPS)),
+        follow_complaints(rt),
+        push(rt, kinds=PUSHED),
+        send_notices(rt),
+    ]
+
+
 def deliver(rt: Runtime) -> list[StepResult]:
     """Send last month's report to the configured recipients, once (:mod:`workers.delivery`)."""
     from workers.delivery import deliver_reports
@@ -246,6 +261,13 @@ JOBS: dict[str, Job] = {
         ),
         Job("evaluate", None, lambda rt, _: evaluate_all(rt), "evaluate, sample, raise NCs"),
         Job("track", None, lambda rt, _: track_tickets(rt), "follow NC tickets, prune audit"),
+        Job(
+            "complaints",
+            None,
+            lambda rt, _: complaint_steps(rt),
+            "raise, follow, notify complaints",
+            wanted=lambda cfg: cfg.complaints is not None,
+        ),
         Job(
             "deliver",
             None,

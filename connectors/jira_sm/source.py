@@ -16,7 +16,14 @@ from connectors.jira_sm.pull import Puller
 from connectors.jira_sm.tickets import Ledger, TicketDesk
 from core.connector import ConnectorContext
 from core.errors import ConnectorError, FatalError
-from core.records import PulledBatch, TicketComment, TicketRef, TicketRequest, TicketStatus
+from core.records import (
+    PulledBatch,
+    TicketComment,
+    TicketNote,
+    TicketRef,
+    TicketRequest,
+    TicketStatus,
+)
 
 T = TypeVar("T")
 
@@ -114,6 +121,10 @@ class JiraSource:
 
     def ticket_status(self, ref: str) -> TicketStatus:
         return self._desk().status(ref)
+
+    def ticket_notes(self, ref: str) -> list[TicketNote]:
+        """The comments of issue ``ref`` as plain text, oldest first (complaints' root cause)."""
+        return self._desk().notes(ref)
 
     def count_in_scope(self) -> int:
         """Jira's approximate count of the issues a first sync reads (own tickets left out)."""

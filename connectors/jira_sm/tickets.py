@@ -31,7 +31,7 @@ from connectors.jira_sm.client import JiraClient
 from connectors.jira_sm.options import TicketOptions
 from core.errors import FatalError, RetriableError
 from core.mapping import render_ticket
-from core.records import Category, TicketComment, TicketRef, TicketRequest, TicketStatus
+from core.records import Category, TicketComment, TicketNote, TicketRef, TicketRequest, TicketStatus
 from core.timeutil import iso, parse_instant
 
 PROPERTY = "qloop.nonconformity"
@@ -250,6 +250,15 @@ class TicketDesk:
             msg = f"{self.name}: POST comment on {ref} answered without a comment id"
             raise RetriableError(msg, connector=self.name)
         return str(reply["id"])
+
+    def notes(self, ref: str) -> list[TicketNote]:
+        """Every comment of issue ``ref`` as plain text with its ``created`` instant."""
+        out = []
+        for found in self.client.comments(ref):
+            created = found.get("created")
+            at = parse_instant(str(created)) if created else None
+            out.append(TicketNote(text=adf_text(found.get("body")), at=at))
+        return out
 
     def resolve(self, ref: str, comment: TicketComment) -> str:
         """Comment issue ``ref`` and move it to a done status (unless done); the status's name.
