@@ -28,6 +28,7 @@ from api import problems, web
 from api.auth import TokenStore
 from api.guards import RequestGuard
 from api.routes import (
+    complaints,
     evidence,
     exports,
     health,
@@ -63,6 +64,7 @@ ROUTERS = (
     exports,
     evidence,
     reports,
+    complaints,
 )
 GUARD_RESPONSES = {
     "400": "Bad request (a NUL character in the path or query…)",

@@ -29,7 +29,7 @@ from email.utils import format_datetime
 from sqlalchemy import or_, select, update
 
 from connectors.webhook.signing import webhook_id_for
-from core.complaints import NOTICE
+from core.complaints.following import NOTICE
 from core.conf.masking import scrub
 from core.conf.model import ComplaintRecipient, ComplaintsConfig
 from core.errors import ConfigError, FatalError, QloopError, RetriableError

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 import connectors  # noqa: F401  registers the built-in connector types
-from core.complaints import PUSHED, follow_complaints, raise_complaints
+from core.complaints.following import PUSHED, follow_complaints
+from core.complaints.raising import raise_complaints
 from core.conf import AppConfig, load_config
 from core.errors import ConfigError, StateError
 from core.loop import (

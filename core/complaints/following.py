@@ -58,6 +58,8 @@ NOTICE = "complaint_notice"
 """Outbox kind of a notification (new complaint, escalation): sent by ``workers``, not push."""
 FOLLOW_UP = "follow_up"
 """Outbox kind of the follow-up call (a callback message through a channel, sent by push)."""
+PUSHED = (TICKET, FOLLOW_UP)
+"""Outbox kinds of complaints that the push step sends (notices go through ``workers``)."""
 READ_BACK_DAYS = 30
 """A closed ticket still lacking root cause or rectification is read this long after closing."""
 

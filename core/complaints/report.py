@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import InputError
+from core.privacy import mask_pii_text
 from core.report import html, pdf, xlsx
 from core.report.catalogue import Labels
 from core.report.model import check_format, check_lang
@@ -127,22 +128,34 @@ def period_bounds(period: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
         InputError: naming ``period`` when it is neither.
     """
     text = period.strip()
-    if len(text) == 4 and text.isdigit():
-        return (
-            to_utc(datetime(int(text), 1, 1, tzinfo=tz)),
-            to_utc(datetime(int(text) + 1, 1, 1, tzinfo=tz)),
-        )
     try:
+        if len(text) == 4 and text.isdigit():
+            return (
+                to_utc(datetime(int(text), 1, 1, tzinfo=tz)),
+                to_utc(datetime(int(text) + 1, 1, 1, tzinfo=tz)),
+            )
         return month_bounds(text, tz)
-    except (InputError, ValueError):
+    except (InputError, ValueError, OverflowError):
         msg = f"period: {period!r} is not a month (YYYY-MM) or a year (YYYY)"
         raise InputError(msg, field="period") from None
 
 
 def complaint_report(
-    session: Session, start: datetime, end: datetime, *, as_of: datetime | None = None
+    session: Session,
+    start: datetime,
+    end: datetime,
+    *,
+    as_of: datetime | None = None,
+    masked: bool = True,
 ) -> ComplaintReport:
-    """The complaints received in ``[start, end)`` with their times, counts and medians."""
+    """The complaints received in ``[start, end)`` with their times, counts and medians.
+
+    Phone numbers and e-mail addresses inside free text (titles, why, root
+    cause, rectification, the follow-up's comment) are masked unless
+    ``masked`` is False. ``as_of`` (default: the latest change read) is
+    when open complaints are judged past their deadline.
+    """
+    text = mask_pii_text if masked else (lambda value: value)
     found = session.execute(
         select(Complaint, Incident)
         .join(Incident, Incident.id == Complaint.incident_id)
@@ -154,12 +167,12 @@ def complaint_report(
         ComplaintRow(
             key=c.key,
             incident_key=inc.key,
-            title=inc.title,
+            title=text(inc.title) or "",
             source=inc.source,
             customer=inc.customer,
             service=inc.service,
             origin=c.origin,
-            detail=c.detail,
+            detail=text(c.detail) or "",
             state=c.state,
             ticket_ref=c.ticket_ref,
             ticket_url=c.ticket_url,
@@ -172,9 +185,11 @@ def complaint_report(
             closed_at=c.closed_at,
             follow_up_reached_at=c.follow_up_reached_at,
             escalated_at=c.escalated_at,
-            root_cause=c.root_cause,
-            rectification=c.rectification,
-            follow_up=dict(c.follow_up_outcome or {}),
+            root_cause=text(c.root_cause),
+            rectification=text(c.rectification),
+            follow_up={
+                k: text(v) if k == "comment" else v for k, v in (c.follow_up_outcome or {}).items()
+            },
         )
         for c, inc in found
     )
@@ -335,4 +350,17 @@ def render_complaints(doc: ComplaintDocument, fmt: str, lang: str) -> bytes:
         )
     return xlsx.tables_workbook(
         labels, [(labels("complaints.title"), doc.period), *meta], tables, created=doc.report.as_of
+    )
+
+
+def complaint_document(
+    session: Session, period: str, timezone: str, *, as_of: datetime
+) -> ComplaintDocument:
+    """The complaint report of ``period`` (``YYYY-MM`` or ``YYYY``, in ``timezone``) as of
+    ``as_of``."""
+    start, end = period_bounds(period, ZoneInfo(timezone))
+    return ComplaintDocument(
+        period=period,
+        timezone=timezone,
+        report=complaint_report(session, start, end, as_of=as_of),
     )

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.complaints import PUSHED, follow_complaints, raise_complaints
+from core.complaints.following import PUSHED, follow_complaints
+from core.complaints.raising import raise_complaints
 from core.errors import QloopError
 from core.loop.collect import collect
 from core.loop.common import StepResult, log
