@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.complaints.following import PUSHED, follow_complaints
-from core.complaints.raising import raise_complaints
 from core.errors import QloopError
 from core.loop.collect import collect
 from core.loop.common import StepResult, log
@@ -84,6 +82,10 @@ def run_once(rt: Runtime, progress: Progress | None = None) -> RunSummary:
     step("push back", lambda: push(rt, kinds=("ticket", *FOLLOW_UPS)))
     step("track", lambda: track(rt))
     if rt.config.complaints is not None:
+        # imported here: core.complaints builds on the loop's modules (outbox, bulk writes)
+        from core.complaints.following import PUSHED, follow_complaints
+        from core.complaints.raising import raise_complaints
+
         step("complaints", lambda: raise_complaints(rt))
         step("push complaints", lambda: push(rt, kinds=(*PUSHED, *FOLLOW_UPS)))
         step("follow complaints", lambda: follow_complaints(rt))
