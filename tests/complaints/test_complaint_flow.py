@@ -33,7 +33,9 @@ from core.records import Category as C
 from core.runtime import Runtime
 from core.store.models import Complaint, ComplaintEvent, Match, OutboxItem
 from tests.utils.fixture_connectors import (
+    OPTIONS,
     WORLD,
+    FixtureChannel,
     FixtureSource,
     attempt,
     incident,
@@ -293,5 +295,37 @@ def test_without_a_complaints_block_nothing_is_a_complaint(
         assert summary.errors == []
         assert not any("complaint" in step.step for step, _ in summary.steps)
         assert _complaints(rt) == []
+    finally:
+        dep.close()
+
+
+def test_an_answer_its_channel_flags_is_a_complaint(database_url: str, tmp_path: Path) -> None:
+    register_fixture_types()
+    WORLD.reset()
+    # the scripted phone channel, with the webhook channel's mapping to add a complaint flag
+    registry.register("channel", "fixture-mapped", FixtureChannel, OPTIONS, "webhook")
+    path = fixture_config(database_url, tmp_path, extra={"complaints": {"deadline": "60bd"}})
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["channels"]["phone"]["type"] = "fixture-mapped"
+    doc["channels"]["phone"]["mapping"] = {
+        "complaint": {"flag": {"field": "answers.wants_to_complain", "equals": "yes"}}
+    }
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    dep = Deployment(path)
+    try:
+        WORLD.incidents = [_resolved("ITSD-5", 15), _resolved("ITSD-6", 15)]
+        said = attempt(L(10, 16, 9), True, True, 5)
+        WORLD.answers = {
+            "ITSD-5": [replace(said, raw={"answers": {"wants_to_complain": "YES"}})],
+            "ITSD-6": [replace(said, raw={"answers": {"wants_to_complain": "no"}})],
+        }
+        rt = dep.open()
+        for _ in range(2):
+            assert run_once(rt).errors == []
+        (c,) = _complaints(rt)
+        assert (c.origin, c.key) == ("channel", "complaint:itsm:5")
+        assert c.received_at == L(10, 16, 9)  # when the customer said it
+        assert c.detail == "flagged by channel phone: answers.wants_to_complain equals 'yes'"
+        assert c.ticket_ref is not None and WORLD.tickets[c.ticket_ref].rule == "complaint"
     finally:
         dep.close()
