@@ -27,7 +27,8 @@ from core.report.model import MEDIA_TYPES
 
 router = APIRouter(tags=["complaints"], responses={**READ_PROBLEMS, **problems(404)})
 
-PERIOD_PATTERN = r"^[0-9]{4}(-(0[1-9]|1[0-2]))?$"
+PERIOD_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})(-(0[1-9]|1[0-2]))?$"
+"""A month or a year from 1970 to 2999."""
 AS_OF_HEADER = "X-Qloop-As-Of"
 
 
@@ -64,8 +65,11 @@ def list_complaints(
             "description": "The complaint report as an attachment "
             "qloop-complaints-<period>.<format>",
             "content": {
-                MEDIA_TYPES[f].split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
-                for f in ("html", "pdf", "xlsx", "json")
+                **{
+                    MEDIA_TYPES[f].split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+                    for f in ("html", "pdf", "xlsx")
+                },
+                MEDIA_TYPES["json"]: {"schema": {"type": "object"}},
             },
         }
     },

@@ -107,7 +107,11 @@ def test_demo_runs_a_month_and_writes_exports_and_the_report(
         reports / "qloop-report-2026-10-default.html",
         reports / "qloop-report-2026-10-default.pdf",
     )
-    assert sorted(reports.iterdir()) == [html, pdf]
+    complaints = [reports / f"qloop-complaints-2026-10.{f}" for f in ("html", "pdf")]
+    assert sorted(reports.iterdir()) == sorted([html, pdf, *complaints])
+    story = out[out.index("One complaint, SBX-") : out.index("Complaint report (zh-CN)")]
+    assert " received " in story and " ticketed " in story  # one complaint's history
+    assert "投诉报告 2026-10" in complaints[0].read_text(encoding="utf-8")
     tail = out[out.index("Monthly quality report (zh-CN):") :]
     assert f"  {html}" in tail and f"  {pdf}" in tail
     page = html.read_text(encoding="utf-8")
