@@ -158,6 +158,15 @@ class TicketNotes(Protocol):
 
 
 @runtime_checkable
+class TicketFields(Protocol):
+    """A source that can read fields of its tickets (a root cause kept in a field)."""
+
+    def ticket_fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
+        """The values of fields ``names`` of ticket ``ref`` (rich text as plain text)."""
+        ...
+
+
+@runtime_checkable
 class ScopeCount(Protocol):
     """A source that can say how many records its first sync should read (SPEC §11)."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -121,6 +121,10 @@ class JiraSource:
 
     def ticket_status(self, ref: str) -> TicketStatus:
         return self._desk().status(ref)
+
+    def ticket_fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
+        """Fields ``names`` of issue ``ref`` (a rich-text field as plain text)."""
+        return self._desk().fields(ref, names)
 
     def ticket_notes(self, ref: str) -> list[TicketNote]:
         """The comments of issue ``ref`` as plain text, oldest first (complaints' root cause)."""

@@ -23,7 +23,7 @@ import hashlib
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,16 @@ class TicketDesk:
             msg = f"{self.name}: POST comment on {ref} answered without a comment id"
             raise RetriableError(msg, connector=self.name)
         return str(reply["id"])
+
+    def fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
+        """Fields ``names`` of issue ``ref``; an Atlassian Document comes as its plain text."""
+        data = self.client.issue(ref, list(names)).get("fields") or {}
+        out: dict[str, Any] = {}
+        for name in names:
+            value = data.get(name)
+            is_doc = isinstance(value, Mapping) and value.get("type") == "doc"
+            out[name] = adf_text(value) if is_doc else value
+        return out
 
     def notes(self, ref: str) -> list[TicketNote]:
         """Every comment of issue ``ref`` as plain text with its ``created`` instant."""

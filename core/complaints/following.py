@@ -31,10 +31,10 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from core.complaints.match import read_back
+from core.complaints.match import field_names, read_back
 from core.complaints.raising import TICKET
 from core.conf.model import ComplaintsConfig
-from core.connector import TicketNotes
+from core.connector import TicketFields, TicketNotes
 from core.errors import QloopError
 from core.loop._bulk import insert_rows
 from core.loop.common import StepResult, audit_row, log
@@ -201,13 +201,18 @@ def _ticket_of(s: Session, c: Complaint) -> tuple[str | None, str | None]:
     return item.provider_ref, item.payload.get("ticket_url")
 
 
-def _read(rt: Runtime, c: Complaint) -> tuple[TicketStatus, list[TicketNote] | None]:
-    """The ticket's status and, when the source can say, its comments."""
+def _read(
+    rt: Runtime, c: Complaint, names: list[str]
+) -> tuple[TicketStatus, list[TicketNote] | None, dict[str, Any]]:
+    """The ticket's status and, when the source can say, its comments and fields ``names``."""
     assert c.ticket_ref is not None
     ref, source = c.ticket_ref, rt.source(c.ticket_target)
     status = rt.call(lambda: source.ticket_status(ref))
     notes = rt.call(lambda: source.ticket_notes(ref)) if isinstance(source, TicketNotes) else None
-    return status, notes
+    fields: dict[str, Any] = {}
+    if names and isinstance(source, TicketFields):
+        fields = rt.call(lambda: source.ticket_fields(ref, names))
+    return status, notes, fields
 
 
 def _follow_up(
@@ -268,8 +273,10 @@ def _track_one(
     if c.ticket_ref is None:
         return
     notice_items(changes, conf, c, inc, "notify", known)
+    block = rt.source_mapping(c.ticket_target).get("complaint") or {}
+    names = field_names(block.get("root_cause"), block.get("rectification"))
     try:
-        status, notes = _read(rt, c)
+        status, notes, fields = _read(rt, c, names)
     except QloopError as exc:
         changes.result.errors.append(f"complaint {c.key} ({c.ticket_ref}): {exc}")
         log.warning("complaint %s: reading ticket %s failed: %s", c.key, c.ticket_ref, exc)
@@ -280,13 +287,12 @@ def _track_one(
         changes.set(
             c, "acknowledged", f"ticket {c.ticket_ref} is {status.status}", acknowledged_at=now
         )
-    block = rt.source_mapping(c.ticket_target).get("complaint") or {}
     where = f"sources.{c.ticket_target}.mapping.complaint"
     for field, at_field, kind in (
         ("root_cause", "root_cause_at", "root_cause"),
         ("rectification", "rectified_at", "rectified"),
     ):
-        found = read_back(notes or [], block.get(field), f"{where}.{field}")
+        found = read_back(notes or [], block.get(field), f"{where}.{field}", fields)
         if found is not None and found[0] != getattr(c, field):
             text, at = found
             changes.set(

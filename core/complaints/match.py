@@ -12,8 +12,10 @@ A source's mapping (and a channel's) may hold a ``complaint:`` block::
 A matcher reads ``field`` (a dotted path, as in the rest of the mapping)
 and tests it with ``equals`` (a string compared case-insensitively),
 ``contains`` (an element of a list, or a part of a text, case-insensitively)
-or ``in`` (one of a list). A read-back spec takes the newest ticket comment
-that starts with ``comment_prefix`` (the text after it) or that
+or ``in`` (one of a list). A read-back spec takes a ticket ``field`` (a dotted
+path into the ticket's fields, e.g. ``customfield_10070``; sources that
+can read ticket fields: Jira Service Management), else the newest ticket
+comment that starts with ``comment_prefix`` (the text after it) or that
 ``comment_pattern`` finds (its first group, else the whole match).
 """
 
@@ -73,16 +75,34 @@ def flagged_by(raw: Any, matchers: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def field_names(*specs: Mapping[str, Any] | None) -> list[str]:
+    """The ticket fields the read-back ``specs`` read (the first part of each ``field``)."""
+    return sorted({str(s["field"]).split(".")[0] for s in specs if s and s.get("field")})
+
+
 def read_back(
-    notes: Sequence[TicketNote], spec: Mapping[str, Any] | None, where: str
+    notes: Sequence[TicketNote],
+    spec: Mapping[str, Any] | None,
+    where: str,
+    fields: Mapping[str, Any] | None = None,
 ) -> tuple[str, datetime | None] | None:
-    """The text ``spec`` finds in the newest matching note, with the note's time (None: none).
+    """The text ``spec`` finds: its ticket ``field`` (from ``fields``, no time), else the newest
+    matching note with the note's time (None: none).
 
     Raises:
         ConfigError: ``comment_pattern`` is not a regular expression (naming ``where``).
     """
     if not spec:
         return None
+    if spec.get("field"):
+        value = get_path(dict(fields or {}), str(spec["field"]))
+        if isinstance(value, Mapping):  # a select list's option
+            value = value.get("value") or value.get("name")
+        text = "" if value is None else str(value).strip()
+        if text:
+            return text, None
+        if not (spec.get("comment_prefix") or spec.get("comment_pattern")):
+            return None
     prefix = spec.get("comment_prefix")
     pattern = None
     if spec.get("comment_pattern"):

@@ -16,8 +16,8 @@ import pytest
 import mappings
 from connectors.jira_sm import JiraSource
 from connectors.jira_sm.tickets import adf
-from core.complaints.match import flag_matchers, flagged_by, read_back
-from core.connector import ConnectorContext, TicketNotes
+from core.complaints.match import field_names, flag_matchers, flagged_by, read_back
+from core.connector import ConnectorContext, TicketFields, TicketNotes
 from core.errors import ConfigError
 from core.records import TicketNote
 from tests.connectors.test_jira_sm_tickets import request
@@ -117,5 +117,35 @@ def test_jira_comments_are_read_back_as_the_root_cause(
         fix = read_back(notes, block["rectification"], "jira.rectification")
         assert cause == ("证书过期未续签", datetime(2026, 11, 2, 3, tzinfo=UTC))
         assert fix == ("证书到期前 30 天自动告警", datetime(2026, 11, 3, 1, 30, tzinfo=UTC))
+    finally:
+        src.close()
+
+
+def test_a_ticket_field_holds_the_root_cause_before_any_comment(
+    tmp_path: Path, jira: tuple[FakeJira, str]
+) -> None:
+    fake, url = jira
+    ctx = ConnectorContext(tmp_path, mappings.load("jira_sm"), sleep=lambda _: None)
+    opts = source_options(url)
+    opts["ticket"] = {**opts.get("ticket", {"project": "QA"})}
+    src = JiraSource("jira", opts, ctx)
+    try:
+        assert isinstance(src, TicketFields)
+        ref = src.create_ticket(request()).ref
+        fake.issues[ref].extra.update(
+            customfield_10070=adf("备份任务未监控"),  # a rich-text field
+            customfield_10071={"id": "3", "value": "流程整改"},  # a select list
+        )
+        cause = {"field": "customfield_10070", "comment_prefix": "Root cause:"}
+        fix = {"field": "customfield_10071"}
+        names = field_names(cause, fix, None)
+        assert names == ["customfield_10070", "customfield_10071"]
+        fields = src.ticket_fields(ref, names)
+        notes = [TicketNote("Root cause: 旧的判断", T1)]
+        assert read_back(notes, cause, "m", fields) == ("备份任务未监控", None)
+        assert read_back(notes, fix, "m", fields) == ("流程整改", None)
+        # an empty field: the comment prefix still counts
+        assert read_back(notes, cause, "m", {}) == ("旧的判断", T1)
+        assert read_back(notes, fix, "m", {}) is None
     finally:
         src.close()
