@@ -29,6 +29,7 @@ from api.auth import TokenStore
 from api.guards import RequestGuard
 from api.routes import (
     campaigns,
+    complaints,
     evidence,
     exports,
     health,
@@ -65,6 +66,7 @@ ROUTERS = (
     evidence,
     reports,
     campaigns,
+    complaints,
 )
 GUARD_RESPONSES = {
     "400": "Bad request (a NUL character in the path or query…)",

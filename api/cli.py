@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "api.cli_recompute",
     "api.cli_campaign",
     "api.cli_review",
+    "api.cli_complaints",
 )
 """Modules adding subcommands: each has ``add_commands(sub, with_config)``."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -52,7 +52,20 @@ def run_cycles(rt: Runtime, cycles: int = 1, quiet: bool = False) -> int:
             print(f"loop {n}/{cycles}", flush=True)
         summary = run_once(rt, progress=None if quiet else _progress)
         failed = failed or bool(summary.errors)
+        notices = send_complaint_notices(rt)
+        if notices is not None and not quiet:
+            _progress("complaint notices", notices, 0.0)
+        failed = failed or bool(notices and notices.errors)
     return 1 if failed else 0
+
+
+def send_complaint_notices(rt: Runtime) -> StepResult | None:
+    """Send the complaint notices the loop queued (None: complaints are not configured)."""
+    if rt.config.complaints is None:
+        return None
+    from workers.complaint_notices import send_notices
+
+    return send_notices(rt)
 
 
 def export(

@@ -10,6 +10,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -26,6 +27,7 @@ from core.campaign import (
     status_text,
 )
 from core.campaign.results import campaign_results
+from core.complaints.report import complaint_document, render_complaints
 from core.compliance import MonthlyIndicators, Ratio, whole_second
 from core.conf import AppConfig, load_config
 from core.errors import InputError
@@ -35,7 +37,18 @@ from core.loop import run_once
 from core.report import build_report, render_report
 from core.report.campaign import render_results
 from core.runtime import Runtime, open_runtime
-from core.store.models import Match, Nonconformity, OutboxItem, SampleRun, SurveyInvitation
+from core.states import ComplaintState
+from core.store.models import (
+    Complaint,
+    ComplaintEvent,
+    Incident,
+    Match,
+    Nonconformity,
+    OutboxItem,
+    SampleRun,
+    SurveyInvitation,
+)
+from core.timeutil import utcnow
 
 MAX_CYCLES = 5
 
@@ -171,6 +184,88 @@ class _Clock:
         return self.now
 
 
+def _story(rt: Runtime) -> tuple[Complaint, Incident, list[ComplaintEvent]] | None:
+    """The complaint to tell: one the ITSM flagged that went furthest, else any."""
+    order = {state.value: n for n, state in enumerate(ComplaintState)}
+    with rt.db.session() as s:
+        rows = s.execute(select(Complaint, Incident).join(Incident)).all()
+        if not rows:
+            return None
+        c, inc = max(
+            rows,
+            key=lambda r: (
+                order[r[0].state],
+                r[0].origin == "source",
+                r[0].follow_up_outcome.get("planned") is not False,
+                -r[0].id,
+            ),
+        )
+        events = list(
+            s.scalars(
+                select(ComplaintEvent)
+                .where(ComplaintEvent.complaint_id == c.id)
+                .order_by(ComplaintEvent.revision)
+            )
+        )
+        return c, inc, events
+
+
+FOLLOW_UP_JUMP = timedelta(days=2)
+"""How far the demo moves its clock on for customers to answer the follow-up calls."""
+
+
+def answer_follow_ups(cfg: AppConfig) -> None:
+    """Run the loop two days later: the follow-up calls of complaints closed now get answered.
+
+    Complaint tickets close as the demo runs (today), so their follow-up calls
+    are due after it; a second runtime on a clock moved on by
+    :data:`FOLLOW_UP_JUMP` collects the sandbox customers' answers.
+    """
+    later = open_runtime(cfg, clock=lambda: utcnow() + FOLLOW_UP_JUMP)
+    try:
+        print(f"\nTwo days later (demo clock +{FOLLOW_UP_JUMP.days}d): complaints' follow-up calls")
+        for _ in range(2):
+            summary = run_once(later)
+            follow = [r for r, _ in summary.steps if r.step == "complaints follow"]
+            print(f"  {follow[0] if follow else 'complaints: not configured'}")
+    finally:
+        later.close()
+
+
+def print_complaints(rt: Runtime, month: str, out: Path, cfg: AppConfig) -> None:
+    """One complaint from flag to follow-up call, and the month's complaint report."""
+    if rt.config.complaints is None:
+        return
+    answer_follow_ups(cfg)
+    story = _story(rt)
+    if story is None:
+        print("\nComplaints: none this month")
+        return
+    c, inc, events = story
+    tz = ZoneInfo(rt.config.timezone)
+    print(f"\nOne complaint, {inc.key} ({c.detail}):")
+    for e in events:
+        print(f"  {e.at.astimezone(tz):%Y-%m-%d %H:%M}  {e.kind:<18} {e.reason}")
+    if c.root_cause:
+        print(f"  root cause: {c.root_cause}\n  rectification: {c.rectification}")
+    with rt.db.session() as s:
+        doc = complaint_document(s, month, rt.config.timezone, as_of=whole_second(rt.now()))
+    counts = doc.report.counts
+    written = write_files(
+        out,
+        [
+            (f"{doc.basename}.{f}", iter([render_complaints(doc, f, "zh-CN")]))
+            for f in ("html", "pdf")
+        ],
+    )
+    print(
+        f"Complaint report (zh-CN): {counts['total']} complaint(s), "
+        f"{counts['state.followed_up']} followed up, {counts['escalated']} escalated"
+    )
+    for path in written:
+        print(f"  {path}")
+
+
 def run_demo(workdir: Path, incidents: int | None = None) -> int:
     if incidents is not None and incidents < 1:
         msg = f"the demo needs at least 1 incident, got {incidents}"
@@ -242,6 +337,7 @@ def run_demo(workdir: Path, incidents: int | None = None) -> int:
             print(f"  {path}")
         if cfg.campaigns:
             run_campaign_demo(cfg, next(iter(cfg.campaigns)), rt.now(), workdir / "reports")
+        print_complaints(rt, month, workdir / "reports", cfg)
         home = workdir.resolve()
         serve_cfg, serve_env = write_serve_files(workdir)
         print(

@@ -28,6 +28,7 @@ from core.records import (
     PulledBatch,
     SendResult,
     TicketComment,
+    TicketNote,
     TicketRef,
     TicketRequest,
     TicketStatus,
@@ -171,6 +172,24 @@ class CampaignResponse:
     response_id: str
     submitted_at: datetime | None
     values: Mapping[str, str]
+
+
+@runtime_checkable
+class TicketNotes(Protocol):
+    """A source that can read the comments of its tickets (complaints' root cause, issue 12)."""
+
+    def ticket_notes(self, ref: str) -> list[TicketNote]:
+        """The comments of ticket ``ref``, oldest first."""
+        ...
+
+
+@runtime_checkable
+class TicketFields(Protocol):
+    """A source that can read fields of its tickets (a root cause kept in a field)."""
+
+    def ticket_fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
+        """The values of fields ``names`` of ticket ``ref`` (rich text as plain text)."""
+        ...
 
 
 @runtime_checkable

@@ -228,6 +228,15 @@ class TicketComment:
 
 
 @dataclass(frozen=True)
+class TicketNote:
+    """A comment found on a ticket (read back for a complaint's root cause and rectification)."""
+
+    text: str
+    at: datetime | None = None
+    """When the tool says it was written (None: it does not say)."""
+
+
+@dataclass(frozen=True)
 class TicketRef:
     ref: str
     url: str | None = None

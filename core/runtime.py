@@ -97,6 +97,11 @@ class Runtime:
             self._mappings[name] = self._mapping("source", cfg.type, cfg.mapping)
         return self._mappings[name]
 
+    def channel_mapping(self, name: str) -> dict[str, Any]:
+        """The effective mapping of channel ``name`` (defaults merged with overrides)."""
+        cfg = self.config.channels[name]
+        return self._mapping("channel", cfg.type, cfg.mapping)
+
     def _context(self, mapping: dict[str, Any]) -> ConnectorContext:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         return ConnectorContext(

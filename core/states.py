@@ -68,3 +68,21 @@ class Severity(StrEnum):
 
     MAJOR = "major"
     MINOR = "minor"
+
+
+class ComplaintState(StrEnum):
+    """A complaint (R5, issue 12 item 2), from its receipt to the customer's follow-up call.
+
+    ``received`` → ``ticketed`` (its ticket exists in the ITSM) → ``acknowledged``
+    (the team took the ticket) → ``analysed`` (root cause recorded) →
+    ``rectified`` (rectification recorded) → ``closed`` (ticket closed; the
+    follow-up call is planned) → ``followed_up`` (the customer was reached).
+    """
+
+    RECEIVED = "received"
+    TICKETED = "ticketed"
+    ACKNOWLEDGED = "acknowledged"
+    ANALYSED = "analysed"
+    RECTIFIED = "rectified"
+    CLOSED = "closed"
+    FOLLOWED_UP = "followed_up"

@@ -119,6 +119,11 @@ def send_email(
         f"SHA-256 {doc.sha256}).\n\n本月质量月报见附件。\n"
     )
     msg.add_attachment(doc.data, maintype=doc.media[0], subtype=doc.media[1], filename=doc.name)
+    smtp_send(smtp, msg)
+
+
+def smtp_send(smtp: SmtpConfig, msg: EmailMessage) -> None:
+    """Send ``msg`` through ``smtp`` (STARTTLS and login as configured); retriable on failure."""
     try:
         with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s) as client:
             if smtp.starttls:
@@ -151,7 +156,19 @@ def send_webhook(
         },
         sort_keys=True,
     ).encode("utf-8")
-    key = decode_secret(entry.secret, "reports.send.secret")
+    post_signed(entry.secret, "reports.send.secret", url, body, webhook_id, at)
+
+
+def post_signed(
+    secret: str, where: str, url: str, body: bytes, webhook_id: str, at: datetime
+) -> None:
+    """POST JSON ``body`` to ``url`` with Standard Webhooks headers signed by ``secret``.
+
+    Raises:
+        ConfigError: ``secret`` is not a ``whsec_`` secret (naming ``where``).
+        RetriableError: the receiver did not answer 2xx.
+    """
+    key = decode_secret(secret, where)
     headers = {"content-type": "application/json", **signed_headers([key], webhook_id, at, body)}
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=30.0)

@@ -17,6 +17,8 @@ from typing import Literal
 
 import connectors  # noqa: F401  registers the built-in connector types
 from core.campaign.run import run_campaigns
+from core.complaints.following import PUSHED, follow_complaints
+from core.complaints.raising import raise_complaints
 from core.conf import AppConfig, load_config
 from core.errors import ConfigError, StateError
 from core.loop import (
@@ -32,6 +34,7 @@ from core.loop import (
 )
 from core.loop.common import StepResult, close_interrupted_runs, collect_state_name
 from core.loop.housekeeping import prune_audit
+from core.loop.push import FOLLOW_UPS
 from core.runtime import Runtime, open_runtime
 from workers import guard
 
@@ -172,6 +175,19 @@ def track_tickets(rt: Runtime) -> list[StepResult]:
     return [track(rt), shared_step(rt, "housekeeping", lambda: prune_audit(rt))]
 
 
+def complaint_steps(rt: Runtime) -> list[StepResult]:
+    """Raise complaints, push their tickets, follow them, push follow-up calls, send notices."""
+    from workers.complaint_notices import send_notices
+
+    return [
+        raise_complaints(rt),
+        push(rt, kinds=(*PUSHED, *FOLLOW_UPS)),
+        follow_complaints(rt),
+        push(rt, kinds=PUSHED),
+        send_notices(rt),
+    ]
+
+
 def deliver(rt: Runtime) -> list[StepResult]:
     """Send last month's report to the configured recipients, once (:mod:`workers.delivery`)."""
     from workers.delivery import deliver_reports
@@ -253,6 +269,13 @@ JOBS: dict[str, Job] = {
             lambda rt, _: [run_campaigns(rt)],
             "collect campaign answers, send due reminders, close ended campaigns",
             wanted=lambda cfg: bool(cfg.campaigns),
+        ),
+        Job(
+            "complaints",
+            None,
+            lambda rt, _: complaint_steps(rt),
+            "raise, follow, notify complaints",
+            wanted=lambda cfg: cfg.complaints is not None,
         ),
         Job(
             "deliver",

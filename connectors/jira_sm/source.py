@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -16,7 +16,14 @@ from connectors.jira_sm.pull import Puller
 from connectors.jira_sm.tickets import Ledger, TicketDesk
 from core.connector import ConnectorContext
 from core.errors import ConnectorError, FatalError
-from core.records import PulledBatch, TicketComment, TicketRef, TicketRequest, TicketStatus
+from core.records import (
+    PulledBatch,
+    TicketComment,
+    TicketNote,
+    TicketRef,
+    TicketRequest,
+    TicketStatus,
+)
 
 T = TypeVar("T")
 
@@ -114,6 +121,14 @@ class JiraSource:
 
     def ticket_status(self, ref: str) -> TicketStatus:
         return self._desk().status(ref)
+
+    def ticket_fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
+        """Fields ``names`` of issue ``ref`` (a rich-text field as plain text)."""
+        return self._desk().fields(ref, names)
+
+    def ticket_notes(self, ref: str) -> list[TicketNote]:
+        """The comments of issue ``ref`` as plain text, oldest first (complaints' root cause)."""
+        return self._desk().notes(ref)
 
     def count_in_scope(self) -> int:
         """Jira's approximate count of the issues a first sync reads (own tickets left out)."""

@@ -23,7 +23,7 @@ import hashlib
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from connectors.jira_sm.client import JiraClient
 from connectors.jira_sm.options import TicketOptions
 from core.errors import FatalError, RetriableError
 from core.mapping import render_ticket
-from core.records import Category, TicketComment, TicketRef, TicketRequest, TicketStatus
+from core.records import Category, TicketComment, TicketNote, TicketRef, TicketRequest, TicketStatus
 from core.timeutil import iso, parse_instant
 
 PROPERTY = "qloop.nonconformity"
@@ -250,6 +250,25 @@ class TicketDesk:
             msg = f"{self.name}: POST comment on {ref} answered without a comment id"
             raise RetriableError(msg, connector=self.name)
         return str(reply["id"])
+
+    def fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
+        """Fields ``names`` of issue ``ref``; an Atlassian Document comes as its plain text."""
+        data = self.client.issue(ref, list(names)).get("fields") or {}
+        out: dict[str, Any] = {}
+        for name in names:
+            value = data.get(name)
+            is_doc = isinstance(value, Mapping) and value.get("type") == "doc"
+            out[name] = adf_text(value) if is_doc else value
+        return out
+
+    def notes(self, ref: str) -> list[TicketNote]:
+        """Every comment of issue ``ref`` as plain text with its ``created`` instant."""
+        out = []
+        for found in self.client.comments(ref):
+            created = found.get("created")
+            at = parse_instant(str(created)) if created else None
+            out.append(TicketNote(text=adf_text(found.get("body")), at=at))
+        return out
 
     def resolve(self, ref: str, comment: TicketComment) -> str:
         """Comment issue ``ref`` and move it to a done status (unless done); the status's name.

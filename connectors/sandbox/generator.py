@@ -20,7 +20,9 @@ Cancelled; priorities Highest/High/Medium/Low (P1..P4). The changelog is the
 full, future included, history; :func:`view_as_of` shows it as the ITSM
 would at an instant. The ``sla`` flags are the tool's own verdicts on a
 plain Mon–Fri 09:00–18:00 calendar (no holidays), and about 3% of them are
-deliberately wrong, as real tools are.
+deliberately wrong, as real tools are. About 3% carry ``"labels":
+["complaint"]`` in ``fields``: the customer complained (the sandbox
+mapping's ``complaint.flag``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ from itertools import accumulate
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connectors.sandbox.remote import unit
 from core.timeutil import parse_month
+
+COMPLAINT_RATE = 0.03
+"""Share of incidents the sandbox ITSM labels ``complaint`` (the customer complained)."""
 
 DAY, OPEN_S, CLOSE_S, HOUR = 86_400, 9 * 3600, 18 * 3600, 3600
 BUSINESS_DAY = CLOSE_S - OPEN_S
@@ -297,7 +303,10 @@ def iter_incidents(
     drafts.sort(key=lambda d: d[0])
     for n, (_, prio, c, s, events, sla, person, engineer, summary) in enumerate(drafts):
         changelog = [{"at": stamp(t), "status": status} for t, status in events]
-        yield _record(n, prio, c, s, changelog, sla, person, engineer, summary)
+        record = _record(n, prio, c, s, changelog, sla, person, engineer, summary)
+        if unit(seed, month, count, "complaint", n) < COMPLAINT_RATE:
+            record["fields"]["labels"] = ["complaint"]  # drawn apart: the other picks stay put
+        yield record
 
 
 def _record(

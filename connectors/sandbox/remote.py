@@ -305,6 +305,18 @@ class RemoteState:
             )
         return int(cur.lastrowid or 0)
 
+    def ticket_payload(self, seq: int) -> dict[str, Any] | None:
+        """The payload ticket ``seq`` was created with (None: no ticket)."""
+        rows = self.read("SELECT payload FROM tickets WHERE seq = ?", (seq,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def ticket_notes(self, seq: int) -> list[tuple[str, str]]:
+        """The comments of ticket ``seq`` with when they were written, oldest first."""
+        rows = self.read(
+            "SELECT body, created_at FROM ticket_comments WHERE ticket = ? ORDER BY id", (seq,)
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def ticket_comments(self, seq: int) -> list[str]:
         """The comments of ticket ``seq``, oldest first."""
         rows = self.read("SELECT body FROM ticket_comments WHERE ticket = ? ORDER BY id", (seq,))

@@ -25,6 +25,7 @@ from core.records import (
     PulledBatch,
     Rejected,
     TicketComment,
+    TicketNote,
     TicketRef,
     TicketRequest,
     TicketStatus,
@@ -98,6 +99,26 @@ def ticket_plan(seed: str, ref: str) -> list[tuple[int, str]]:
     if unit(seed, "close", ref) < 0.6:
         steps.append((second + 1 + int(unit(seed, "third", ref) * 2), "Closed"))
     return steps
+
+
+def complaint_plan(seed: str, ref: str) -> list[tuple[int, str]]:
+    """How a complaint's ticket moves: the team always works it through to Closed."""
+    first = 1 + int(unit(seed, "first", ref) * 2)
+    second = first + 1 + int(unit(seed, "second", ref) * 2)
+    return [(0, "Open"), (first, "In Progress"), (second, "Resolved"), (second + 1, "Closed")]
+
+
+COMPLAINT_MARK = "customer complaint"
+"""Words qloop writes on a ticket that is (or became) a complaint's."""
+ROOT_CAUSES = (
+    ("Root cause: 变更窗口内配置下发遗漏，未执行回退检查。",
+     "Rectification: 补充变更核对清单并对值班工程师复训；已与客户确认恢复。"),
+    ("Root cause: 一线工程师未按 SLA 升级，工单在队列中滞留。",
+     "Rectification: 增加队列超时自动升级规则，本周完成复盘。"),
+    ("Root cause: 知识库方案过期，首次处理未解决问题。",
+     "Rectification: 更新知识库条目并加入季度审查。"),
+)  # fmt: skip
+"""What the sandbox team writes on a complaint's ticket: (root cause, rectification)."""
 
 
 class SandboxSource:
@@ -253,11 +274,16 @@ class SandboxSource:
             done = TICKET_CATEGORIES[new] in _DONE
             return new, closed_at or (now if done else None)
 
+        complaint = seq is not None and self._is_complaint(seq)
+        if complaint:
+            plan = complaint_plan(self._opts["seed"], ref)
         result = None if seq is None else self._state.advance_ticket(seq, step)
         if result is None:
             msg = f"{WHAT}: 404 ticket {ref!r} not found"
             raise FatalError(msg, ref=ref)
         status, closed_at = result
+        if complaint and seq is not None and status != "Open":
+            self._team_writes(seq, ref, status)
         return TicketStatus(
             ref=ref,
             status=status,
@@ -296,6 +322,29 @@ class SandboxSource:
             msg = f"{WHAT}: 404 ticket {ref!r} not found"
             raise FatalError(msg, ref=ref)
         return status
+
+    def _is_complaint(self, seq: int) -> bool:
+        """A complaint's own ticket, or a nonconformity's that qloop said is a complaint."""
+        payload = self._state.ticket_payload(seq) or {}
+        if payload.get("rule") == "complaint":
+            return True
+        return any(COMPLAINT_MARK in body for body in self._state.ticket_comments(seq))
+
+    def _team_writes(self, seq: int, ref: str, status: str) -> None:
+        """The team records the root cause once working, the rectification once resolved."""
+        cause, fix = ROOT_CAUSES[int(unit(self._opts["seed"], "cause", ref) * len(ROOT_CAUSES))]
+        now = iso(self._now()) or ""
+        self._state.comment_ticket(seq, "sandbox:root-cause", cause, now)
+        if TICKET_CATEGORIES[status] in _DONE:
+            self._state.comment_ticket(seq, "sandbox:rectification", fix, now)
+
+    def ticket_notes(self, ref: str) -> list[TicketNote]:
+        """The comments of ticket ``ref`` with when they were written, oldest first."""
+        self._call()
+        return [
+            TicketNote(text=body, at=parse_instant(at) if at else None)
+            for body, at in self._state.ticket_notes(self._seq(ref))
+        ]
 
     def ticket_comments(self, ref: str) -> list[str]:
         """The comments written on ticket ``ref`` (for tests and the demo)."""

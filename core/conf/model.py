@@ -38,6 +38,7 @@ DEFAULT_SCHEDULES = {
     "track": "0 * * * *",
     "deliver": "0 2 * * *",
     "campaigns": "0 * * * *",
+    "complaints": "*/10 * * * *",
 }
 DEFAULT_SOURCE_SCHEDULE = "*/5 * * * *"
 DEFAULT_CHANNEL_SCHEDULE = "*/10 * * * *"
@@ -173,6 +174,46 @@ def _reports(raw: Mapping[str, Any]) -> ReportsConfig:
         )
         if smtp
         else None,
+    )
+
+
+@dataclass(frozen=True)
+class ComplaintRecipient:
+    """One entry of ``complaints.notify`` or ``complaints.escalate``."""
+
+    to: tuple[str, ...]
+    via: str = "email"
+    """``email`` (through ``reports.smtp``) or ``webhook`` (a signed POST)."""
+    secret: str | None = None
+
+
+@dataclass(frozen=True)
+class ComplaintsConfig:
+    """The ``complaints`` block: what makes a complaint, who is told, the deadline (R5)."""
+
+    deadline: Duration
+    severities: tuple[str, ...] = ("major",)
+    follow_up_channel: str | None = None
+    notify: tuple[ComplaintRecipient, ...] = ()
+    escalate: tuple[ComplaintRecipient, ...] = ()
+
+
+def _complaints(raw: Mapping[str, Any] | None) -> ComplaintsConfig | None:
+    if raw is None:
+        return None
+
+    def recipients(key: str) -> tuple[ComplaintRecipient, ...]:
+        return tuple(
+            ComplaintRecipient(to=tuple(r["to"]), via=r.get("via", "email"), secret=r.get("secret"))
+            for r in raw.get(key) or ()
+        )
+
+    return ComplaintsConfig(
+        deadline=duration(raw.get("deadline", "3bd")),
+        severities=tuple(raw.get("severities") or ("major",)),
+        follow_up_channel=raw.get("follow_up_channel"),
+        notify=recipients("notify"),
+        escalate=recipients("escalate"),
     )
 
 
@@ -331,6 +372,8 @@ class AppConfig:
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     """Audit entries older than this many days are deleted by the housekeeping step."""
     campaigns: dict[str, CampaignConfig] = field(default_factory=dict)
+    complaints: ComplaintsConfig | None = None
+    """None: no ``complaints`` block, nothing is treated as a complaint."""
 
     def masked(self) -> dict[str, Any]:
         """The interpolated configuration with every secret replaced by ``***``."""
@@ -706,4 +749,5 @@ def build(
             (data.get("audit") or {}).get("retention_days", DEFAULT_AUDIT_RETENTION_DAYS)
         ),
         campaigns={n: _campaign(n, c) for n, c in (data.get("campaigns") or {}).items()},
+        complaints=_complaints((data.get("complaints") or {}) if "complaints" in data else None),
     )

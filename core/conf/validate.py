@@ -444,6 +444,15 @@ class _Refs:
             self.cron(("schedules", name), expr)
         for name, camp in _d(data.get("campaigns")).items():
             self.campaign(("campaigns", name), _d(camp))
+        complaints = _d(data.get("complaints"))
+        self.duration(("complaints", "deadline"), complaints.get("deadline"))
+        if complaints.get("follow_up_channel") is not None:
+            self.exists(
+                ("complaints", "follow_up_channel"),
+                complaints["follow_up_channel"],
+                "channels",
+                "channel",
+            )
         return self.problems
 
     def campaign(self, path: PathKey, camp: dict[str, Any]) -> None:

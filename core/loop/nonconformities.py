@@ -49,7 +49,7 @@ def dedup_key(inc: Incident, finding_key: str) -> str:
     return f"qloop:{inc.source}:{inc.external_id}:{finding_key}"
 
 
-def _ticket_payload(
+def ticket_payload(
     rt: Runtime, inc: Incident, target: str, f: dict[str, Any], key: str
 ) -> dict[str, Any]:
     tz = rt.policy_for_source(inc.source).calendar.tz
@@ -179,7 +179,7 @@ def _raise_batch(
             done.append(rec.id)
     history.load_tickets([nc.id for nc, *_ in changed] + [nc.id for nc, _ in gone])
     for nc, f, inc, action in changed:
-        payload = _ticket_payload(rt, inc, nc.ticket_target, f, nc.dedup_key)
+        payload = ticket_payload(rt, inc, nc.ticket_target, f, nc.dedup_key)
         if action == "update":
             history.updated(nc, f, payload)
         else:
@@ -225,5 +225,5 @@ def _new_nonconformity(
         "revision": 1,
         "withdrawn_at": None,
     }
-    payload = _ticket_payload(rt, inc, target, f, key)
+    payload = ticket_payload(rt, inc, target, f, key)
     return nc, outbox_row(key=key, kind="ticket", target=target, payload=payload, now=now)

@@ -11,6 +11,11 @@ claim is older than :data:`CLAIM_LEASE_S` they are *in doubt*, and the
 dispatcher asks the provider (``lookup``) before sending again; a provider
 that cannot be asked gets the same idempotency key again.
 
+Complaints (:mod:`core.complaints`) add ``complaint_ticket`` (a ticket of
+its own, created like a nonconformity's) and ``follow_up`` (the follow-up
+call, a callback message); their notices (``complaint_notice``) are sent
+by the workers' notifier, never claimed here.
+
 Besides callbacks, surveys and tickets, the outbox carries what follows a
 ticket once it exists: ``ticket_comment`` (a changed finding, written as a
 comment) and ``ticket_resolve`` (a withdrawn finding: comment, then resolve
@@ -64,6 +69,10 @@ REMIND = "campaign_remind"
 """A campaign reminder: bumps its member's ``reminders``; the channel guards each round."""
 FOLLOW_UPS = ("ticket_comment", "ticket_resolve")
 """Kinds that follow a nonconformity's ticket; they leave the nonconformity's state alone."""
+TICKETS = ("ticket", "complaint_ticket")
+"""Kinds that create a ticket in a source (a nonconformity's, a complaint's own)."""
+ELSEWHERE = ("complaint_notice",)
+"""Kinds another sender delivers (the workers' complaint notifier): push never claims them."""
 
 
 def ticket_from_payload(payload: dict[str, Any]) -> TicketRequest:
@@ -119,7 +128,7 @@ def _send(rt: Runtime, item: OutboxItem) -> str:
     """Send one item; returns the provider's reference."""
     if item.kind in FOLLOW_UPS:
         return _follow_up(rt, item)
-    if item.kind == "ticket":
+    if item.kind in TICKETS:
         ref: TicketRef = rt.call(
             lambda: rt.source(item.target).create_ticket(ticket_from_payload(item.payload))
         )
@@ -148,7 +157,7 @@ def _lookup(rt: Runtime, item: OutboxItem) -> str | None:
     """Ask the provider whether it holds the item; raises NotImplementedError if it can't say."""
     if item.kind == REMIND:
         raise NotImplementedError  # the channel's round guard makes sending again safe
-    if item.kind == "ticket" or item.kind in FOLLOW_UPS:
+    if item.kind in TICKETS or item.kind in FOLLOW_UPS:
         raise NotImplementedError  # the source searches the dedup or comment key itself
     channel = _channel_of(rt, item)
     found = rt.call(lambda: channel.lookup(item.idempotency_key))
@@ -180,7 +189,7 @@ class _Outcomes:
         """Record that the provider holds ``item`` under ``ref``."""
         row = self._item(item)
         row.update(state="sent", provider_ref=ref, sent_at=now, last_error=None)
-        if item.kind == "ticket":
+        if item.kind in TICKETS:
             row["payload"] = item.payload  # _send added the ticket's URL
         self.effects.append((item, ref, now))
 
@@ -291,6 +300,8 @@ def _claim(rt: Runtime, kinds: Iterable[str] | None) -> list[int]:
         )
         if kinds:
             query = query.where(OutboxItem.kind.in_(list(kinds)))
+        else:
+            query = query.where(OutboxItem.kind.not_in(ELSEWHERE))
         ids = list(s.scalars(query))
         if ids:
             # the state guard makes a racing dispatcher's claim a no-op
@@ -310,7 +321,9 @@ def recover_in_doubt(rt: Runtime, result: StepResult) -> None:
         items = list(
             s.scalars(
                 select(OutboxItem).where(
-                    OutboxItem.state == "sending", OutboxItem.claimed_at <= stale
+                    OutboxItem.state == "sending",
+                    OutboxItem.claimed_at <= stale,
+                    OutboxItem.kind.not_in(ELSEWHERE),
                 )
             )
         )

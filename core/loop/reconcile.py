@@ -4,7 +4,10 @@ In order: the correlation token qloop issued; else the provider's own
 reference for a task or invitation of that channel; else the customer's
 contact (phone or e-mail) and a time window after a resolution. An answer
 that matches nothing, or more than one incident, goes to the review queue
-with the reason and the candidates: never guessed, never dropped.
+with the reason and the candidates: never guessed, never dropped. An
+answer to a complaint's follow-up call (its token is the complaint's
+``follow_up_token``) is matched with status ``follow_up``: it belongs to the
+complaint (:mod:`core.complaints`), not to the incident's callback verdicts.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from core.privacy import email_key, phone_key
 from core.runtime import Runtime
 from core.store.models import (
     CallbackTask,
+    Complaint,
     Incident,
     Match,
     Response,
@@ -85,11 +89,36 @@ Decision = tuple[int | None, str | None, str, str | None, list[int]]
 """(incident id, method, status, reason, candidates) of one response's match."""
 
 
+def _follow_up_owner(s: Session, resp: Response) -> int | None:
+    """The incident of the complaint whose follow-up call ``resp`` answers (None: not one)."""
+    if resp.kind != "callback_attempt" or not resp.correlation_token:
+        return None
+    return s.scalar(
+        select(Complaint.incident_id).where(Complaint.follow_up_token == resp.correlation_token)
+    )
+
+
 class _Prefetched:
     """Token and provider-reference owners of a batch of responses, read with ``IN`` queries."""
 
     def __init__(self, s: Session, batch: Sequence[Response]) -> None:
         self.tokens: dict[tuple[bool, str], int] = {}
+        self.follow_ups: dict[str, int] = {}
+        calls = sorted(
+            {
+                r.correlation_token
+                for r in batch
+                if r.kind == "callback_attempt" and r.correlation_token
+            }
+        )
+        for chunk in chunks(calls):
+            for token, inc_id in s.execute(
+                select(Complaint.follow_up_token, Complaint.incident_id).where(
+                    Complaint.follow_up_token.in_(chunk)
+                )
+            ):
+                if token is not None:
+                    self.follow_ups[token] = inc_id
         self.refs: dict[tuple[bool, str | None, str | None], set[int]] = {}
         for is_callback in (True, False):
             model = CallbackTask if is_callback else SurveyInvitation
@@ -118,6 +147,11 @@ class _Prefetched:
             return None
         return self.tokens.get((resp.kind == "callback_attempt", resp.correlation_token))
 
+    def follow_up(self, resp: Response) -> int | None:
+        if resp.kind != "callback_attempt" or not resp.correlation_token:
+            return None
+        return self.follow_ups.get(resp.correlation_token)
+
     def by_provider_ref(self, resp: Response) -> int | None:
         if not resp.provider_ref:
             return None
@@ -137,14 +171,21 @@ class _Queried:
     def by_provider_ref(self, resp: Response) -> int | None:
         return _by_provider_ref(self.s, resp)
 
+    def follow_up(self, resp: Response) -> int | None:
+        return _follow_up_owner(self.s, resp)
+
 
 def _decide(
     s: Session, resp: Response, window: timedelta, known: _Prefetched | _Queried
 ) -> Decision:
-    """Token, else provider reference, else contact and window; else review."""
+    """A complaint's follow-up token, else token, else provider reference, else contact and
+    window; else review."""
     error = resp.raw.get("_qloop_error") if isinstance(resp.raw, dict) else None
     found: Decision
-    if (inc := known.by_token(resp)) is not None:
+    if (inc := known.follow_up(resp)) is not None:
+        # a complaint's follow-up call: its own record, never a callback of the incident
+        found = (inc, "token", "follow_up", None, [])
+    elif (inc := known.by_token(resp)) is not None:
         found = (inc, "token", "matched", None, [])
     elif (inc := known.by_provider_ref(resp)) is not None:
         found = (inc, "provider_ref", "matched", None, [])
@@ -206,6 +247,8 @@ def reconcile(rt: Runtime) -> StepResult:
                 if status == "matched" and incident_id is not None:
                     touched.add(incident_id)
                     result.counts[f"matched_{method}"] += 1
+                elif status == "follow_up":
+                    result.counts["follow_up"] += 1
                 else:
                     result.counts["review"] += 1
             insert_rows(s, Match, matches)

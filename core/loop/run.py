@@ -1,5 +1,6 @@
 """The whole loop once, in order: pull → plan → push → collect → reconcile →
-evaluate → sample → raise → push back → track → housekeeping (audit retention).
+evaluate → sample → raise → push back → track → complaints (raise, push their
+tickets, follow, push follow-up calls) → housekeeping (audit retention).
 
 Every step is idempotent, so running the loop again sends nothing twice;
 one failing connector does not stop the others (its error is reported).
@@ -80,5 +81,14 @@ def run_once(rt: Runtime, progress: Progress | None = None) -> RunSummary:
     step("raise", lambda: raise_nonconformities(rt))
     step("push back", lambda: push(rt, kinds=("ticket", *FOLLOW_UPS)))
     step("track", lambda: track(rt))
+    if rt.config.complaints is not None:
+        # imported here: core.complaints builds on the loop's modules (outbox, bulk writes)
+        from core.complaints.following import PUSHED, follow_complaints
+        from core.complaints.raising import raise_complaints
+
+        step("complaints", lambda: raise_complaints(rt))
+        step("push complaints", lambda: push(rt, kinds=(*PUSHED, *FOLLOW_UPS)))
+        step("follow complaints", lambda: follow_complaints(rt))
+        step("push follow-ups", lambda: push(rt, kinds=PUSHED))
     step("housekeeping", lambda: prune_audit(rt))
     return summary

@@ -86,5 +86,24 @@ def to_html(report: Report, lang: str) -> bytes:
     return page.encode("utf-8")
 
 
+def tables_page(
+    labels: Labels,
+    title: str,
+    subtitle: str,
+    meta: list[tuple[str, str]],
+    tables: list[ReportTable],
+) -> bytes:
+    """A page of plain tables with the report's look (other documents: complaints…)."""
+    about = " · ".join(f"{k}: {v}" for k, v in meta)
+    body = "".join(_table(labels, t, about) for t in tables)
+    page = (
+        f'<!DOCTYPE html><html lang="{escape(labels.lang)}"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{escape(title)}</h1><p>{escape(subtitle)}</p>"
+        f'<p class="foot">{escape(about)}</p>{body}</body></html>\n'
+    )
+    return page.encode("utf-8")
+
+
 table_html = _table
 """One table as HTML with its footnote (shared by the other documents: review pack…)."""

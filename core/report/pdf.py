@@ -10,6 +10,7 @@ the same bytes.
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -129,4 +130,35 @@ def to_pdf(report: Report, lang: str) -> bytes:
         pdf.multi_cell(0, 6, f"{key}: {value}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     for section in sections(data):
         _section(pdf, labels, data, section)
+    return bytes(pdf.output())
+
+
+def tables_pdf(
+    labels: Labels,
+    title: str,
+    subtitle: str,
+    meta: list[tuple[str, str]],
+    tables: list[ReportTable],
+    *,
+    created: datetime,
+) -> bytes:
+    """A PDF of plain tables with the report's look and font (other documents: complaints…)."""
+    about = " · ".join(f"{k}: {v}" for k, v in meta)
+    pdf = _Doc(f"{title} · {about}")
+    pdf.set_creation_date(created)
+    pdf.set_title(title)
+    pdf.set_lang(labels.lang)
+    pdf.set_creator("qloop")
+    pdf.add_font(FONT, fname=str(font_path()))
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page(orientation="landscape")
+    pdf.set_font(FONT, size=18)
+    pdf.multi_cell(0, 11, title, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font(FONT, size=10)
+    pdf.multi_cell(0, 6, subtitle, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    for key, value in meta:
+        pdf.multi_cell(0, 6, f"{key}: {value}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(2)
+    for table in tables:
+        _table(pdf, labels, table, about)
     return bytes(pdf.output())

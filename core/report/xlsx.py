@@ -7,12 +7,13 @@ seconds, text as text (never a formula). The workbook's creation date is
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from core.export.writers import Table, xlsx_chunks
 from core.report.catalogue import Labels
 from core.report.model import Report
-from core.report.tables import Rate, Seconds, display, section_tables, sections
+from core.report.tables import Rate, ReportTable, Seconds, display, section_tables, sections
 
 
 def _raw(labels: Labels, cell: Any) -> Any:
@@ -48,3 +49,16 @@ def to_xlsx(report: Report, lang: str) -> bytes:
             }
             tables.append(Table(f"{n}-{t.key}", heads, [*rows, note]))
     return b"".join(xlsx_chunks(tables, created=report.as_of))
+
+
+def tables_workbook(
+    labels: Labels, about: list[tuple[str, str]], tables: list[ReportTable], *, created: datetime
+) -> bytes:
+    """A workbook of plain tables: an ``about`` sheet, then one sheet per table."""
+    cols = (labels("column.indicator"), labels("column.value"))
+    sheets = [Table("about", cols, [dict(zip(cols, kv, strict=True)) for kv in about])]
+    for n, t in enumerate(tables, start=1):
+        heads = tuple(t.columns)
+        rows = [dict(zip(heads, [_raw(labels, c) for c in row], strict=True)) for row in t.rows]
+        sheets.append(Table(f"{n}-{t.key}", heads, rows))
+    return b"".join(xlsx_chunks(sheets, created=created))

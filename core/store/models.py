@@ -549,3 +549,70 @@ class ContactOptOut(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+
+
+class Complaint(Base):
+    """A complaint (R5): a major nonconformity, or an incident a source or channel flags.
+
+    One per incident (``key``); ``origin`` says what made it one first
+    (``nonconformity``, ``source``, ``channel``) and ``origins`` every reason
+    seen since. Its ticket is its nonconformity's, else one of its own
+    (outbox kind ``complaint_ticket``). Root cause and rectification are read
+    back from the ticket; once the ticket is closed a follow-up call to the
+    customer is planned once (``follow_up_token``); past ``deadline`` without
+    a closed, rectified ticket it is escalated once (``escalated_at``).
+    """
+
+    __tablename__ = "complaint"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), unique=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
+    nonconformity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("nonconformity.id", ondelete="SET NULL")
+    )
+    origin: Mapped[str] = mapped_column(String(20))
+    origins: Mapped[list[Any]] = mapped_column(default=list)
+    detail: Mapped[str] = mapped_column(Text)
+    policy: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    received_at: Mapped[datetime]
+    deadline: Mapped[datetime]
+    ticket_target: Mapped[str] = mapped_column(String(200))
+    ticket_ref: Mapped[str | None] = mapped_column(String(200))
+    ticket_url: Mapped[str | None] = mapped_column(Text)
+    ticket_status: Mapped[str | None] = mapped_column(String(100))
+    notified_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    root_cause: Mapped[str | None] = mapped_column(Text)
+    root_cause_at: Mapped[datetime | None]
+    rectification: Mapped[str | None] = mapped_column(Text)
+    rectified_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    follow_up_channel: Mapped[str | None] = mapped_column(String(200))
+    follow_up_token: Mapped[str | None] = mapped_column(String(TOKEN_MAX), unique=True)
+    follow_up_planned_at: Mapped[datetime | None]
+    follow_up_reached_at: Mapped[datetime | None]
+    follow_up_outcome: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    escalated_at: Mapped[datetime | None]
+    revision: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ComplaintEvent(Base):
+    """One change of a complaint (received, ticketed, root cause…), kept for audits."""
+
+    __tablename__ = "complaint_event"
+    __table_args__ = (
+        UniqueConstraint("complaint_id", "revision", name="uq_complaint_event_revision"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    complaint_id: Mapped[int] = mapped_column(ForeignKey("complaint.id", ondelete="CASCADE"))
+    revision: Mapped[int]
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(20))
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Field → [before, after] (instants as ISO strings)."""
+    reason: Mapped[str] = mapped_column(Text)

@@ -111,7 +111,11 @@ def test_demo_runs_a_month_and_writes_exports_and_the_report(
         reports / "qloop-campaign-annual-zh-CN.html",
         reports / "qloop-campaign-annual-zh-CN.pdf",
     ]
-    assert sorted(reports.iterdir()) == sorted([html, pdf, *campaign])
+    complaints = [reports / f"qloop-complaints-2026-10.{f}" for f in ("html", "pdf")]
+    assert sorted(reports.iterdir()) == sorted([html, pdf, *campaign, *complaints])
+    story = out[out.index("One complaint, SBX-") : out.index("Complaint report (zh-CN)")]
+    assert " received " in story and " ticketed " in story  # one complaint's history
+    assert "投诉报告 2026-10" in complaints[0].read_text(encoding="utf-8")
     tail = out[out.index("Monthly quality report (zh-CN):") :]
     assert f"  {html}" in tail and f"  {pdf}" in tail
     # one survey campaign end to end: some answer, some after a reminder, some never

@@ -26,6 +26,7 @@ from core.records import (
     SendResult,
     StatusChange,
     TicketComment,
+    TicketNote,
     TicketRef,
     TicketRequest,
     TicketStatus,
@@ -35,9 +36,12 @@ from core.records import (
 @dataclass
 class World:
     incidents: list[IncidentRecord] = field(default_factory=list)
-    answers: dict[str, list[Outcome]] = field(default_factory=dict)  # by incident key
+    answers: dict[str, list[Outcome]] = field(default_factory=dict)
+    """By incident key; or by a message's idempotency key (e.g. a complaint's follow-up call),
+    which then wins over the incident's."""
     sent: dict[str, OutboundMessage] = field(default_factory=dict)
     send_calls: int = 0
+    send_keys: list[str] = field(default_factory=list)  # every send call's idempotency key
     send_errors: list[Exception] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     tickets: dict[str, TicketRequest] = field(default_factory=dict)
@@ -94,6 +98,9 @@ class FixtureSource:
         said.append(comment.stamped())
         return f"{ref}#{len(said) - 1}"
 
+    def ticket_notes(self, ref: str) -> list[TicketNote]:
+        return [TicketNote(text) for text in WORLD.comments.get(ref, [])]
+
     def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
         self.comment_ticket(ref, comment)
         if WORLD.ticket_status[ref] not in ("Closed", "Resolved"):
@@ -117,12 +124,16 @@ class FixtureChannel:
 
     def send(self, message: OutboundMessage) -> SendResult:
         WORLD.send_calls += 1
+        WORLD.send_keys.append(message.idempotency_key)
         if WORLD.send_errors:
             raise WORLD.send_errors.pop(0)
         if message.idempotency_key not in WORLD.sent:
             WORLD.sent[message.idempotency_key] = message
             kind = "callback_attempt" if message.kind == "callback" else "survey_answer"
-            for out in WORLD.answers.get(message.incident_key, []):
+            scripted = WORLD.answers.get(message.idempotency_key)
+            if scripted is None:
+                scripted = WORLD.answers.get(message.incident_key, [])
+            for out in scripted:
                 if out.kind == kind:
                     token = message.correlation_token if out.correlation_token == "*" else None
                     WORLD.outcomes.append(replace(out, correlation_token=token))

@@ -140,7 +140,9 @@ def test_base_config_and_defaults(tmp_path, types):
         "track": "0 * * * *",
         "deliver": "0 2 * * *",
         "campaigns": "0 * * * *",
+        "complaints": "*/10 * * * *",
     }
+    assert cfg.complaints is None  # no complaints block: nothing is a complaint
 
 
 def test_policy_version_follows_policy_and_calendar(tmp_path, types):
