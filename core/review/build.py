@@ -2,28 +2,50 @@
 
 Sections: ``kpi`` (per policy: every month's KPIs against the policy's
 targets, and the year), ``nonconformities`` (closure statistics per month,
-per severity and for the year), ``audit_findings`` (the auditors' file,
-with the rectification state as of ``as_of``'s day). The months are the
-year's in the configured zone, up to ``as_of``'s month.
+per severity and for the year), ``campaigns`` (the survey campaigns whose
+window overlaps the year, results as stored), ``complaints`` (the year's
+complaint report as of ``as_of``: counts and median times),
+``audit_findings`` (the auditors' file, with the rectification state as of
+``as_of``'s day). The months are the year's in the configured zone, up to
+``as_of``'s month.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.campaign.results import CampaignResults
+from core.complaints.report import ComplaintDocument
 from core.compliance import whole_second
 from core.errors import InputError
 from core.report.build import default_lang
 from core.review.closure import closure_section
 from core.review.findings import Finding, findings_section
 from core.review.kpi import kpi_section
+from core.review.sections import (
+    campaign_summary,
+    complaint_summary,
+    year_campaigns,
+    year_complaints,
+)
 from core.runtime import Runtime
 from core.stamps import Stamps
 
 REVIEW_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Documents:
+    """The campaigns' results and the year's complaint report the pack also carries."""
+
+    campaigns: list[CampaignResults]
+    complaints: ComplaintDocument
+
+
 FIRST_YEAR, LAST_YEAR = 1970, 9998
 
 
@@ -57,6 +79,20 @@ def build_review(
     Raises:
         InputError: A bad year or a naive ``as_of``.
     """
+    return review_and_documents(
+        rt, year, as_of=as_of, findings=findings, findings_file=findings_file
+    )[0]
+
+
+def review_and_documents(
+    rt: Runtime,
+    year: int,
+    *,
+    as_of: datetime,
+    findings: Sequence[Finding] = (),
+    findings_file: str | None = None,
+) -> tuple[dict[str, Any], Documents]:
+    """The review's data and the campaigns' and complaints' documents behind it."""
     if as_of.tzinfo is None:
         msg = "as_of: give an instant with a zone"
         raise InputError(msg, field="as_of")
@@ -68,7 +104,9 @@ def build_review(
     with rt.db.session() as s:
         kpis = [kpi_section(rt, s, name, months, at) for name in names]
         closure = closure_section(s, months, rt.config.timezone, at)
-    return {
+        campaigns = year_campaigns(s, year)
+        complaints = year_complaints(s, year, rt.config.timezone, at)
+    data = {
         "review_version": REVIEW_VERSION,
         "year": year,
         "months": months,
@@ -80,8 +118,11 @@ def build_review(
         "policies": names,
         "kpi": kpis,
         "nonconformities": closure,
+        "campaigns": [campaign_summary(c) for c in campaigns],
+        "complaints": complaint_summary(complaints),
         "audit_findings": {
             "file": findings_file,
             **findings_section(list(findings), today),
         },
     }
+    return data, Documents(campaigns, complaints)

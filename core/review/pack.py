@@ -9,6 +9,10 @@ Entries, in name order, then ``manifest.json`` last (checked by
 - ``review.xlsx``: the tables as sheets;
 - ``kpi.csv``, ``nonconformity-closure.csv``, ``audit-findings.csv``: the
   same tables as CSV;
+- ``campaigns/qloop-campaign-<name>-<lang>.{html,xlsx}``: the results report
+  of each survey campaign whose window overlaps the year;
+- ``complaints/qloop-complaints-<year>-<lang>.{html,xlsx}``: the year's
+  complaint report;
 - ``manifest.json``: every other entry's SHA-256 and size.
 
 Every entry carries ``as_of`` as its timestamp, so the same stored facts,
@@ -28,9 +32,10 @@ from core.evidence.zipstream import Digests, zip_chunks
 from core.export.writers import csv_chunks, xlsx_chunks
 from core.loop.common import audit
 from core.report.model import check_lang
-from core.review.build import build_review
+from core.review.build import review_and_documents
 from core.review.findings import Finding
 from core.review.page import to_html
+from core.review.sections import documents
 from core.review.tables import review_tables
 from core.runtime import Runtime
 from core.stamps import Stamps
@@ -56,7 +61,9 @@ def review_chunks(
     """
     if lang is not None:
         check_lang(lang)
-    data = build_review(rt, year, as_of=as_of, findings=findings, findings_file=findings_file)
+    data, docs = review_and_documents(
+        rt, year, as_of=as_of, findings=findings, findings_file=findings_file
+    )
     data["lang"] = lang or data["default_lang"]
     at = datetime.fromisoformat(data["as_of"])
     tables = review_tables(data)
@@ -69,6 +76,12 @@ def review_chunks(
 
     entries: list[tuple[str, Iterable[bytes]]] = [
         ("audit-findings.csv", csv_chunks(tables[2])),
+        *(
+            (name, [blob])
+            for name, blob in documents(
+                docs.campaigns, docs.complaints, data["lang"], data["timezone"]
+            )
+        ),
         ("kpi.csv", csv_chunks(tables[0])),
         ("nonconformity-closure.csv", csv_chunks(tables[1])),
         ("review.html", [to_html(data, data["lang"])]),

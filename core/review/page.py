@@ -110,6 +110,55 @@ def _findings_table(labels: Labels, findings: list[dict[str, Any]]) -> ReportTab
     return ReportTable("findings", labels("review.findings"), columns, rows)
 
 
+def _campaigns_table(labels: Labels, campaigns: list[dict[str, Any]]) -> ReportTable:
+    rows: list[list[Cell]] = []
+    for c in campaigns:
+        items = "; ".join(
+            f"{i['item']} {labels.number(i['value'], 2)} "
+            f"[{labels.number(i['low'], 2)}, {labels.number(i['high'], 2)}] (n={i['n']})"
+            if i["kind"] == "score"
+            else f"{i['item']} {labels.rate(i['value'])} "
+            f"[{labels.rate(i['low'])}, {labels.rate(i['high'])}] (n={i['n']})"
+            for i in c["items"]
+        )
+        rows.append(
+            [
+                c["name"],
+                c["state"],
+                f"{c['window'][0]} – {c['window'][1]}",
+                c["invited"],
+                c["answered"],
+                Rate(c["response_rate"]),
+                c["strata_below_target"],
+                items,
+            ]
+        )
+    columns = [
+        labels(f"review.campaign.{k}")
+        for k in ("name", "state", "window", "invited", "answered", "rate", "below", "items")
+    ]
+    return ReportTable("campaigns", labels("review.campaigns"), columns, rows)
+
+
+def _complaints_table(labels: Labels, summary: dict[str, Any]) -> ReportTable:
+    counts, medians = summary["counts"], summary["medians"]
+    rows: list[list[Cell]] = [
+        [labels(f"complaints.count.{k}"), counts.get(k, 0)]
+        for k in ("total", "escalated", "open_past_deadline")
+    ]
+    rows += [
+        [labels.maybe(f"complaints.{k}", k), n]
+        for k, n in sorted(counts.items())
+        if k.startswith(("state.", "origin."))
+    ]
+    rows += [
+        [f"{labels('complaints.section.medians')} {labels(f'complaints.median.{k}')}", Seconds(v)]
+        for k, v in medians.items()
+    ]
+    columns = [labels("complaints.column.what"), labels("complaints.column.count")]
+    return ReportTable("complaints", labels("review.complaints"), columns, rows)
+
+
 def to_html(data: dict[str, Any], lang: str) -> bytes:
     """The review of ``data`` (:func:`core.review.build_review`) as HTML in ``lang``."""
     labels = Labels(lang, data["timezone"])
@@ -131,6 +180,14 @@ def to_html(data: dict[str, Any], lang: str) -> bytes:
         "<section>" + "".join(table_html(labels, t, foot) for t in _closure_tables(labels, data))
     )
     parts[-1] += "</section>"
+    parts.append(
+        f"<section><h2>{escape(labels('review.campaigns'))}</h2>"
+        f"<p>{escape(labels('review.campaigns_note'))}</p>"
+        f"{table_html(labels, _campaigns_table(labels, data['campaigns']), foot)}"
+        f"<h2>{escape(labels('review.complaints'))}</h2>"
+        f"<p>{escape(labels('review.complaints_note'))}</p>"
+        f"{table_html(labels, _complaints_table(labels, data['complaints']), foot)}</section>"
+    )
     found = data["audit_findings"]
     intro = (
         labels("review.findings_file", file=found["file"])

@@ -163,6 +163,15 @@ def test_pack_verifies_is_reproducible_and_names_tampering(
     assert names[-1] == "manifest.json" and sha == hashlib.sha256(manifest).hexdigest()
     assert json.loads(manifest)["format"] == "qloop-review/1"
     assert {"kpi.csv", "nonconformity-closure.csv", "review.xlsx"} <= set(names)
+    # the year's complaint report rides along, and its counts are the review's
+    assert {
+        "complaints/qloop-complaints-2026-zh-CN.html",
+        "complaints/qloop-complaints-2026-zh-CN.xlsx",
+    } <= set(names)
+    assert (
+        set(doc["complaints"]) == {"counts", "medians"} and "total" in doc["complaints"]["counts"]
+    )
+    assert doc["campaigns"] == []  # no campaign planned in this deployment
     assert doc["lang"] == "zh-CN" and "2026 年度管理评审" in html
     assert [r["id"] for r in rows] == ["IA-2026-01", "IA-2026-02"]
     assert rows[1]["finding"].startswith("'=")  # never a formula in a spreadsheet
