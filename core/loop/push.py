@@ -29,10 +29,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.conf.masking import scrub
-from core.connector import CampaignSurveys, Channel
+from core.connector import CampaignSurveys, Channel, SendMany, TicketBatches
 from core.errors import FatalError, QloopError, RetriableError
 from core.loop._bulk import chunks, insert_rows, update_by_id
-from core.loop.common import StepResult, audit, audit_row, log
+from core.loop.common import StepResult, audit, audit_row, log, replaying
 from core.loop.outbox import message_from_payload
 from core.records import SendResult, TicketComment, TicketRef, TicketRequest
 from core.retry import outbox_delay
@@ -112,20 +112,91 @@ def _channel_of(rt: Runtime, item: OutboxItem) -> Channel:
     return channel.for_survey(int(survey_id))
 
 
-def _send(rt: Runtime, item: OutboxItem) -> str:
-    """Send one item; returns the provider's reference."""
+def _send(rt: Runtime, item: OutboxItem, first: Exception | None = None) -> str:
+    """Send one item; returns the provider's reference.
+
+    ``first`` is what a batch call answered for the item (a retriable error):
+    the item is then sent again on its own, as a retry of that attempt.
+    """
     if item.kind in FOLLOW_UPS:
         return _follow_up(rt, item)
     if item.kind == "ticket":
-        ref: TicketRef = rt.call(
-            lambda: rt.source(item.target).create_ticket(ticket_from_payload(item.payload))
-        )
+        request = ticket_from_payload(item.payload)
+        source = rt.source(item.target)
+        ref: TicketRef = rt.call(replaying(first, lambda: source.create_ticket(request)))
         item.payload = {**item.payload, "ticket_url": ref.url}
         return ref.ref
     message = message_from_payload(item.payload)
     channel = _channel_of(rt, item)
-    sent: SendResult = rt.call(lambda: channel.send(message))
+    sent: SendResult = rt.call(replaying(first, lambda: channel.send(message)))
     return sent.provider_ref
+
+
+Answer = str | Exception
+"""What a batch call answered for one item: its provider reference, or the error."""
+
+
+def _send_batches(rt: Runtime, items: list[OutboxItem]) -> dict[int, Answer]:
+    """Send the items whose connector takes batches, one call per connector; answers by item id.
+
+    Callbacks and surveys go to a :class:`SendMany` channel, tickets to a
+    :class:`TicketBatches` source; other items (follow-ups, campaign
+    invitations, connectors without batches) get no answer here and are
+    sent one by one. A batch call that fails as a whole answers nothing.
+    """
+    groups: dict[tuple[str, str], list[OutboxItem]] = {}
+    for item in items:
+        if item.kind in ("callback", "survey", "ticket"):
+            groups.setdefault((item.kind, item.target), []).append(item)
+    answers: dict[int, Answer] = {}
+    for (kind, target), group in groups.items():
+        try:
+            if kind == "ticket":
+                answers.update(_ticket_batch(rt, target, group))
+            else:
+                answers.update(_message_batch(rt, target, group))
+        except Exception as exc:  # each item is sent on its own below, with its own retries
+            log.warning("push: batch of %d %s to %s failed: %s", len(group), kind, target, exc)
+    return answers
+
+
+def _message_batch(rt: Runtime, target: str, group: list[OutboxItem]) -> dict[int, Answer]:
+    channel = rt.channel(target)
+    if not isinstance(channel, SendMany):
+        return {}
+    messages = [message_from_payload(item.payload) for item in group]
+    results = rt.call(lambda: channel.send_many(messages))
+    return {
+        item.id: r if isinstance(r, Exception) else r.provider_ref
+        for item, r in zip(group, results, strict=True)
+    }
+
+
+def _ticket_batch(rt: Runtime, target: str, group: list[OutboxItem]) -> dict[int, Answer]:
+    source = rt.source(target)
+    if not isinstance(source, TicketBatches):
+        return {}
+    requests = [ticket_from_payload(item.payload) for item in group]
+    results = rt.call(lambda: source.create_tickets(requests))
+    answers: dict[int, Answer] = {}
+    for item, r in zip(group, results, strict=True):
+        if isinstance(r, Exception):
+            answers[item.id] = r
+        else:
+            item.payload = {**item.payload, "ticket_url": r.url}
+            answers[item.id] = r.ref
+    return answers
+
+
+def _deliver(rt: Runtime, item: OutboxItem, answer: Answer | None) -> str:
+    """The item's provider reference: its batch's answer, else sent (or retried) on its own."""
+    if isinstance(answer, str):
+        return answer
+    if isinstance(answer, RetriableError):
+        return _send(rt, item, first=answer)
+    if answer is not None:
+        raise answer
+    return _send(rt, item)
 
 
 def _lookup(rt: Runtime, item: OutboxItem) -> str | None:
@@ -320,10 +391,11 @@ def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
                 )
             )
             outcomes = _Outcomes(rt, s, items)
+            answers = _send_batches(rt, items)
             for item in items:
                 now = rt.now()
                 try:
-                    ref = _send(rt, item)
+                    ref = _deliver(rt, item, answers.get(item.id))
                 except Exception as exc:
                     result.counts[outcomes.failed(item, exc, now)] += 1
                     continue
