@@ -132,6 +132,37 @@ class Channel(Protocol):
 
 
 @runtime_checkable
+class SendMany(Protocol):
+    """A channel that takes a batch of messages in one call (optional, for throughput).
+
+    The loop falls back to :meth:`Channel.send` per message for any message
+    whose answer is an exception, so a batch must hold the same promises as
+    one ``send`` per message: each ``idempotency_key`` delivered at most once.
+    """
+
+    def send_many(self, messages: Sequence[OutboundMessage]) -> list[SendResult | Exception]:
+        """Deliver ``messages``; one answer per message, in order (an exception when it failed)."""
+        ...
+
+
+@runtime_checkable
+class TicketBatches(Protocol):
+    """A source that creates and reads tickets a batch per call (optional, for throughput).
+
+    As with :class:`SendMany`, each answer is a result or the exception the
+    single call would have raised; a batch keeps the dedup-key promise.
+    """
+
+    def create_tickets(self, tickets: Sequence[TicketRequest]) -> list[TicketRef | Exception]:
+        """Create (or find by dedup key) each ticket; one answer per ticket, in order."""
+        ...
+
+    def ticket_statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """Read each ticket's status; one answer per ref, in order."""
+        ...
+
+
+@runtime_checkable
 class CampaignSurveys(Protocol):
     """A survey channel that can run company-level campaigns (issue 12 item 1).
 

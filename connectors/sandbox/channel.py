@@ -33,7 +33,7 @@ reminders: see :mod:`connectors.sandbox.questionnaire`.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,11 +45,12 @@ from connectors.sandbox.remote import (
     Failure,
     OutcomePlan,
     RemoteState,
+    StoredMessage,
     resolve_options,
     unit,
 )
 from core.connector import CampaignResponse, ConnectorContext
-from core.errors import ConfigError, FatalError, InputError
+from core.errors import ConfigError, FatalError, InputError, RetriableError
 from core.records import CollectedBatch, Contact, OutboundMessage, Outcome, SendResult
 from core.timeutil import iso, parse_instant, to_utc
 
@@ -200,18 +201,66 @@ class SandboxChannel:
             RetriableError: simulated outage; sometimes (504) after the
                 message was stored, as real providers do.
         """
+        if message.kind in self.kinds and message.idempotency_key.startswith(CAMPAIGN_KEY):
+            return self.for_survey(0).send(message)  # a campaign without survey_id
+        answer = self.send_many([message])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def send_many(self, messages: Sequence[OutboundMessage]) -> list[SendResult | Exception]:
+        """:meth:`send` for each message, stored in one write transaction of the remote.
+
+        Each message is its own call for the simulated failures (one roll per
+        message): a failed message gets its error as its answer, the others
+        are stored together.
+        """
+        answers: list[SendResult | Exception | None] = []
+        failures: dict[int, Failure] = {}
+        stored: list[tuple[int, StoredMessage]] = []
+        for n, message in enumerate(messages):
+            if message.idempotency_key.startswith(CAMPAIGN_KEY):
+                try:
+                    answers.append(self.send(message))
+                except (FatalError, RetriableError) as exc:
+                    answers.append(exc)
+                continue
+            try:
+                address = self._accepts(message)
+            except FatalError as exc:
+                answers.append(exc)
+                continue
+            failure = self._roll()
+            if failure is not None and not failure.after_write:
+                answers.append(failure.error)
+                continue
+            if failure is not None:
+                failures[n] = failure
+            answers.append(None)
+            stored.append((n, self._stored(message, address)))
+        refs = self._state.store_messages(
+            [m for _, m in stored],
+            iso(to_utc(self._ctx.clock())) or "",
+            lambda seq: f"{self._prefix}-{seq:06d}",
+        )
+        for (n, _), ref in zip(stored, refs, strict=True):
+            failure = failures.get(n)
+            answers[n] = failure.error if failure is not None else SendResult(provider_ref=ref)
+        return [a for a in answers if a is not None]
+
+    def _accepts(self, message: OutboundMessage) -> str:
+        """The address ``message`` goes to; FatalError (400) when it cannot be taken."""
         if message.kind not in self.kinds:
             msg = f"{self._what}: 400 cannot take a {message.kind!r} message"
             raise FatalError(msg)
-        if message.idempotency_key.startswith(CAMPAIGN_KEY):  # a campaign without survey_id
-            return self.for_survey(0).send(message)
         address = self._address(message.contact)
         if address is None:
             msg = f"{self._what}: 400 no usable {self._contact} for {message.incident_key}"
             raise FatalError(msg)
-        failure = self._roll()
-        if failure is not None and not failure.after_write:
-            raise failure.error
+        return address
+
+    def _stored(self, message: OutboundMessage, address: str) -> StoredMessage:
+        """What the remote keeps of ``message``, with how its customer will answer."""
         payload = {
             "kind": message.kind,
             "token": message.correlation_token,
@@ -224,17 +273,12 @@ class SandboxChannel:
             "resolved_at": iso(to_utc(message.resolved_at)),
             "due_at": iso(message.due_at),
         }
-        ref = self._state.store_message(
+        return StoredMessage(
             message.idempotency_key,
             message.kind,
             payload,
-            iso(to_utc(self._ctx.clock())) or "",
-            lambda seq: f"{self._prefix}-{seq:06d}",
             lambda seq, ref: self._plan(message, address, seq, ref),
         )
-        if failure is not None:
-            raise failure.error
-        return SendResult(provider_ref=ref)
 
     def lookup(self, idempotency_key: str) -> SendResult | None:
         """The stored result for ``idempotency_key``, or None when never accepted."""

@@ -22,7 +22,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,6 +70,18 @@ CREATE TABLE IF NOT EXISTS campaign_participants (
 
 OutcomePlan = list[tuple[str, int, dict[str, Any]]]
 """Outcomes to store with a message: (event id, occurred at epoch seconds, payload)."""
+TicketStep = Callable[[int, str, str | None], tuple[str, str | None]]
+"""How one read moves a ticket: (reads so far, status, closed at) → (status, closed at)."""
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message for :meth:`RemoteState.store_messages`; ``plan(seq, ref)`` gives its outcomes."""
+
+    idempotency_key: str
+    kind: str
+    payload: dict[str, Any]
+    plan: Callable[[int, str], OutcomePlan]
 
 
 THROTTLE_OPTIONS: dict[str, Any] = {
@@ -259,34 +271,56 @@ class RemoteState:
 
     def create_ticket(self, dedup_key: str, payload: dict[str, Any], now: str) -> int:
         """Store a ticket unless its dedup key exists; its sequence number either way."""
-        with self.write() as db:
-            row = db.execute("SELECT seq FROM tickets WHERE dedup_key = ?", (dedup_key,)).fetchone()
-            if row:
-                return int(row[0])
-            cur = db.execute(
-                "INSERT INTO tickets (dedup_key, payload, created_at, status) "
-                "VALUES (?, ?, ?, 'Open')",
-                (dedup_key, json.dumps(payload, ensure_ascii=False), now),
-            )
-        return int(cur.lastrowid or 0)
+        return self.create_tickets([(dedup_key, payload)], now)[0]
 
-    def advance_ticket(
-        self, seq: int, step: Callable[[int, str, str | None], tuple[str, str | None]]
-    ) -> tuple[str, str | None] | None:
-        """Count one read of ticket ``seq`` and let ``step(reads, status, closed_at)`` move it."""
+    def create_tickets(self, tickets: Sequence[tuple[str, dict[str, Any]]], now: str) -> list[int]:
+        """:meth:`create_ticket` for each ``(dedup key, payload)``, in one write transaction."""
+        seqs: list[int] = []
+        if not tickets:
+            return seqs
         with self.write() as db:
-            row = db.execute(
-                "SELECT reads, status, closed_at FROM tickets WHERE seq = ?", (seq,)
-            ).fetchone()
-            if row is None:
-                return None
-            reads = row[0] + 1
-            status, closed_at = step(reads, row[1], row[2])
-            db.execute(
-                "UPDATE tickets SET reads = ?, status = ?, closed_at = ? WHERE seq = ?",
-                (reads, status, closed_at, seq),
+            for dedup_key, payload in tickets:
+                query = "SELECT seq FROM tickets WHERE dedup_key = ?"
+                row = db.execute(query, (dedup_key,)).fetchone()
+                if row:
+                    seqs.append(int(row[0]))
+                    continue
+                cur = db.execute(
+                    "INSERT INTO tickets (dedup_key, payload, created_at, status) "
+                    "VALUES (?, ?, ?, 'Open')",
+                    (dedup_key, json.dumps(payload, ensure_ascii=False), now),
+                )
+                seqs.append(int(cur.lastrowid or 0))
+        return seqs
+
+    def advance_ticket(self, seq: int, step: TicketStep) -> tuple[str, str | None] | None:
+        """Count one read of ticket ``seq`` and let ``step(reads, status, closed_at)`` move it."""
+        return self.advance_tickets([(seq, step)])[0]
+
+    def advance_tickets(
+        self, reads: Sequence[tuple[int, TicketStep]]
+    ) -> list[tuple[str, str | None] | None]:
+        """:meth:`advance_ticket` for each ``(seq, step)``, in one write transaction."""
+        moved: list[tuple[str, str | None] | None] = []
+        updates: list[tuple[int, str, str | None, int]] = []
+        if not reads:
+            return moved
+        with self.write() as db:
+            for seq, step in reads:
+                row = db.execute(
+                    "SELECT reads, status, closed_at FROM tickets WHERE seq = ?", (seq,)
+                ).fetchone()
+                if row is None:
+                    moved.append(None)
+                    continue
+                count = row[0] + 1
+                status, closed_at = step(count, row[1], row[2])
+                updates.append((count, status, closed_at, seq))
+                moved.append((status, closed_at))
+            db.executemany(
+                "UPDATE tickets SET reads = ?, status = ?, closed_at = ? WHERE seq = ?", updates
             )
-        return status, closed_at
+        return moved
 
     def comment_ticket(self, seq: int, marker: str, body: str, now: str) -> int | None:
         """Comment ticket ``seq`` unless a comment carries ``marker``; its id (None: no ticket)."""
@@ -348,26 +382,50 @@ class RemoteState:
         plan: Callable[[int, str], OutcomePlan],
     ) -> str:
         """Store a message and its future outcomes once; its provider ref either way."""
+        message = StoredMessage(idempotency_key, kind, payload, plan)
+        return self.store_messages([message], accepted_at, make_ref)[0]
+
+    def store_messages(
+        self, messages: Sequence[StoredMessage], accepted_at: str, make_ref: Callable[[int], str]
+    ) -> list[str]:
+        """:meth:`store_message` for each message, in one write transaction."""
+        if not messages:
+            return []
+        refs: list[str] = []
+        outcomes: list[tuple[int, str, int, str]] = []
         with self.write() as db:
-            row = db.execute(
-                "SELECT provider_ref FROM messages WHERE idempotency_key = ?", (idempotency_key,)
-            ).fetchone()
-            if row:
-                return str(row[0])
-            cur = db.execute(
-                "INSERT INTO messages (idempotency_key, kind, payload, accepted_at) "
-                "VALUES (?, ?, ?, ?)",
-                (idempotency_key, kind, json.dumps(payload, ensure_ascii=False), accepted_at),
-            )
-            seq = int(cur.lastrowid or 0)
-            ref = make_ref(seq)
-            db.execute("UPDATE messages SET provider_ref = ? WHERE seq = ?", (ref, seq))
+            for m in messages:
+                row = db.execute(
+                    "SELECT provider_ref FROM messages WHERE idempotency_key = ?",
+                    (m.idempotency_key,),
+                ).fetchone()
+                if row:
+                    refs.append(str(row[0]))
+                    continue
+                cur = db.execute(
+                    "INSERT INTO messages (idempotency_key, kind, payload, accepted_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (
+                        m.idempotency_key,
+                        m.kind,
+                        json.dumps(m.payload, ensure_ascii=False),
+                        accepted_at,
+                    ),
+                )
+                seq = int(cur.lastrowid or 0)
+                ref = make_ref(seq)
+                db.execute("UPDATE messages SET provider_ref = ? WHERE seq = ?", (ref, seq))
+                outcomes.extend(
+                    (seq, ev, ts, json.dumps(p, ensure_ascii=False))
+                    for ev, ts, p in m.plan(seq, ref)
+                )
+                refs.append(ref)
             db.executemany(
                 "INSERT INTO outcomes (message, event_id, occurred_ts, payload) "
                 "VALUES (?, ?, ?, ?)",
-                [(seq, ev, ts, json.dumps(p, ensure_ascii=False)) for ev, ts, p in plan(seq, ref)],
+                outcomes,
             )
-        return ref
+        return refs
 
     # -- campaign questionnaires -------------------------------------------------
 

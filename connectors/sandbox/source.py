@@ -9,16 +9,23 @@ state lives in ``<state_dir>/sandbox-source-<name>.sqlite3``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import mappings
 from connectors.sandbox.generator import iter_incidents, view_as_of
-from connectors.sandbox.remote import THROTTLE_OPTIONS, RemoteState, resolve_options, unit
+from connectors.sandbox.remote import (
+    THROTTLE_OPTIONS,
+    Failure,
+    RemoteState,
+    TicketStep,
+    resolve_options,
+    unit,
+)
 from core.connector import ConnectorContext
-from core.errors import ConfigError, FatalError, InputError, StateError
+from core.errors import ConfigError, FatalError, InputError, RetriableError, StateError
 from core.mapping import map_incident
 from core.records import (
     Category,
@@ -235,25 +242,42 @@ class SandboxSource:
 
     def create_ticket(self, ticket: TicketRequest) -> TicketRef:
         """Create a ticket, or return the one already holding ``ticket.dedup_key``."""
-        failure = self._state.roll(
-            self._opts["seed"], self._opts["failure_rate"], WHAT, self._opts["retry_after"]
+        answer = self.create_tickets([ticket])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def create_tickets(self, tickets: Sequence[TicketRequest]) -> list[TicketRef | Exception]:
+        """:meth:`create_ticket` for each ticket, stored in one write transaction.
+
+        Each ticket is its own call for the simulated failures: a failed one
+        gets its error as its answer (after it was stored, for a lost answer).
+        """
+        answers: list[TicketRef | Exception | None] = []
+        failures: dict[int, Failure] = {}
+        stored: list[tuple[int, TicketRequest]] = []
+        for n, ticket in enumerate(tickets):
+            failure = self._state.roll(
+                self._opts["seed"], self._opts["failure_rate"], WHAT, self._opts["retry_after"]
+            )
+            if failure is not None and not failure.after_write:
+                answers.append(failure.error)
+                continue
+            if failure is not None:
+                failures[n] = failure
+            answers.append(None)
+            stored.append((n, ticket))
+        seqs = self._state.create_tickets(
+            [(t.dedup_key, _ticket_payload(t)) for _, t in stored], iso(self._now()) or ""
         )
-        if failure is not None and not failure.after_write:
-            raise failure.error
-        payload = {
-            "title": ticket.title,
-            "description": ticket.description,
-            "labels": list(ticket.labels),
-            "incident": {"id": ticket.incident_external_id, "key": ticket.incident_key},
-            "rule": ticket.rule,
-            "severity": ticket.severity,
-            "raised_at": iso(ticket.raised_at),
-            "deadline": iso(ticket.deadline),
-        }
-        seq = self._state.create_ticket(ticket.dedup_key, payload, iso(self._now()) or "")
-        if failure is not None:
-            raise failure.error
-        return TicketRef(ref=f"SBX-QA-{seq}", url=f"sandbox://itsm/{self.name}/SBX-QA-{seq}")
+        for (n, _), seq in zip(stored, seqs, strict=True):
+            failure = failures.get(n)
+            answers[n] = (
+                failure.error
+                if failure is not None
+                else TicketRef(ref=f"SBX-QA-{seq}", url=f"sandbox://itsm/{self.name}/SBX-QA-{seq}")
+            )
+        return [a for a in answers if a is not None]
 
     def ticket_status(self, ref: str) -> TicketStatus:
         """Read a ticket; each read moves it along its deterministic plan.
@@ -261,11 +285,54 @@ class SandboxSource:
         Raises:
             FatalError: no such ticket (404).
         """
-        self._call()
-        prefix, _, number = ref.rpartition("-")
-        seq = int(number) if prefix == "SBX-QA" and number.isdigit() else None
+        answer = self.ticket_statuses([ref])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def ticket_statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """:meth:`ticket_status` for each ref, read (and moved) in one write transaction."""
         now = iso(self._now())
-        plan = ticket_plan(self._opts["seed"], ref)
+        answers: list[TicketStatus | Exception | None] = []
+        reads: list[tuple[int, TicketStep]] = []
+        wanted: list[tuple[int, str]] = []
+        complaints: set[int] = set()
+        for n, ref in enumerate(refs):
+            try:
+                self._call()
+            except RetriableError as exc:
+                answers.append(exc)
+                continue
+            answers.append(None)
+            prefix, _, number = ref.rpartition("-")
+            if prefix == "SBX-QA" and number.isdigit():
+                complaint = self._is_complaint(int(number))
+                reads.append((int(number), self._ticket_step(ref, now, complaint)))
+                wanted.append((n, ref))
+                if complaint:
+                    complaints.add(n)
+            else:
+                answers[n] = _not_found(ref)
+        moved = self._state.advance_tickets(reads)
+        for (n, ref), result in zip(wanted, moved, strict=True):
+            if result is None:
+                answers[n] = _not_found(ref)
+                continue
+            status, closed_at = result
+            if n in complaints and status != "Open":
+                self._team_writes(self._seq(ref), ref, status)
+            answers[n] = TicketStatus(
+                ref=ref,
+                status=status,
+                category=TICKET_CATEGORIES[status],
+                closed_at=None if closed_at is None else parse_instant(closed_at),
+            )
+        return [a for a in answers if a is not None]
+
+    def _ticket_step(self, ref: str, now: str | None, complaint: bool = False) -> TicketStep:
+        """How one read moves ticket ``ref`` along its plan (a complaint's own plan)."""
+        seed = self._opts["seed"]
+        plan = complaint_plan(seed, ref) if complaint else ticket_plan(seed, ref)
 
         def step(reads: int, status: str, closed_at: str | None) -> tuple[str, str | None]:
             new = [s for need, s in plan if need <= reads][-1]
@@ -274,22 +341,7 @@ class SandboxSource:
             done = TICKET_CATEGORIES[new] in _DONE
             return new, closed_at or (now if done else None)
 
-        complaint = seq is not None and self._is_complaint(seq)
-        if complaint:
-            plan = complaint_plan(self._opts["seed"], ref)
-        result = None if seq is None else self._state.advance_ticket(seq, step)
-        if result is None:
-            msg = f"{WHAT}: 404 ticket {ref!r} not found"
-            raise FatalError(msg, ref=ref)
-        status, closed_at = result
-        if complaint and seq is not None and status != "Open":
-            self._team_writes(seq, ref, status)
-        return TicketStatus(
-            ref=ref,
-            status=status,
-            category=TICKET_CATEGORIES[status],
-            closed_at=None if closed_at is None else parse_instant(closed_at),
-        )
+        return step
 
     def _seq(self, ref: str) -> int:
         prefix, _, number = ref.rpartition("-")
@@ -353,3 +405,21 @@ class SandboxSource:
     def close(self) -> None:
         """Close the state file."""
         self._state.close()
+
+
+def _ticket_payload(ticket: TicketRequest) -> dict[str, Any]:
+    """What the sandbox ITSM keeps of a ticket."""
+    return {
+        "title": ticket.title,
+        "description": ticket.description,
+        "labels": list(ticket.labels),
+        "incident": {"id": ticket.incident_external_id, "key": ticket.incident_key},
+        "rule": ticket.rule,
+        "severity": ticket.severity,
+        "raised_at": iso(ticket.raised_at),
+        "deadline": iso(ticket.deadline),
+    }
+
+
+def _not_found(ref: str) -> FatalError:
+    return FatalError(f"{WHAT}: 404 ticket {ref!r} not found", ref=ref)

@@ -181,3 +181,21 @@ def audit(
     **detail: object,
 ) -> None:
     session.add(AuditLog(**audit_row(rt, action, entity, entity_id, actor, **detail)))
+
+
+def replaying(first: Exception | None, call: Callable[[], T]) -> Callable[[], T]:
+    """``call``, except that its first attempt raises ``first`` (a batch's answer) when given.
+
+    Under ``rt.call`` a message a batch failed for is retried as if that
+    batch had been its first attempt: same waits, same number of tries.
+    """
+    if first is None:
+        return call
+    pending = [first]
+
+    def attempt() -> T:
+        if pending:
+            raise pending.pop()
+        return call()
+
+    return attempt

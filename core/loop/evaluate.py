@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from core.compliance import Evaluation, Finding, evaluate_incident
 from core.loop._bulk import chunks, insert_rows, update_by_id
@@ -225,17 +225,14 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
     while True:
         with rt.db.session() as s:
             query = (
-                select(Incident)
-                .options(
-                    load_only(
-                        Incident.id,
-                        Incident.source,
-                        Incident.key,
-                        Incident.priority,
-                        Incident.created_at,
-                        Incident.source_sla,
-                        Incident.revision,
-                    )
+                select(
+                    Incident.id,
+                    Incident.source,
+                    Incident.key,
+                    Incident.priority,
+                    Incident.created_at,
+                    Incident.source_sla,
+                    Incident.revision,
                 )
                 .where(Incident.id > last_id)
                 .order_by(Incident.id)
@@ -254,7 +251,7 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
                         Incident.evaluate_after <= now,
                     )
                 )
-            batch = list(s.scalars(query))
+            batch: list[Any] = list(s.execute(query))  # plain rows, attribute access
             if not batch and wanted is not None:
                 last_id = ahead[-1]  # none of these exist (any more): on to the next ids
                 continue

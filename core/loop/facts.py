@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.compliance import Attempt, IncidentFacts, SurveyAnswer, facts_as_of
 from core.loop._bulk import chunks
 from core.records import Category, StatusChange
-from core.store.models import Incident, Match, Response, StatusEvent
+from core.store.models import Match, Response, StatusEvent
 
 
 def load_history(session: Session, ids: Sequence[int]) -> dict[int, list[StatusChange]]:
@@ -73,12 +74,15 @@ def load_answers(
 
 def load_facts(
     session: Session,
-    incidents: Sequence[Incident],
+    incidents: Sequence[Any],
     with_answers: bool = True,
     *,
     as_of: datetime | None = None,
 ) -> dict[int, IncidentFacts]:
     """IncidentFacts per incident id (history, and matched attempts and answers).
+
+    ``incidents`` are ``Incident`` objects or rows with their ``id``,
+    ``priority`` and ``created_at``.
 
     With ``as_of``, only what happened at or before it (SPEC §10
     "Evaluation instant"); incidents created after it are left out.

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from core.compliance.history import Timeline, build_timeline
 from core.loop._bulk import chunks, insert_returning_ids, insert_rows, update_by_id
@@ -34,9 +34,25 @@ from core.states import CallbackState
 from core.store.models import CallbackTask, Incident, OutboxItem
 
 BATCH = 1000
+_COLUMNS = (
+    Incident.id,
+    Incident.source,
+    Incident.external_id,
+    Incident.key,
+    Incident.title,
+    Incident.priority,
+    Incident.service,
+    Incident.customer,
+    Incident.contact_name,
+    Incident.contact_phone,
+    Incident.contact_email,
+    Incident.created_at,
+    Incident.revision,
+)
+"""What plan reads of an incident (as plain rows: attribute access, no ORM instances)."""
 
 
-def callback_key(inc: Incident, resolution_at_iso: str) -> str:
+def callback_key(inc: Any, resolution_at_iso: str) -> str:
     return f"callback:{inc.source}:{inc.external_id}:{resolution_at_iso}"
 
 
@@ -74,25 +90,8 @@ def plan(rt: Runtime) -> StepResult:
     while True:
         with rt.db.session() as s:
             batch = list(
-                s.scalars(
-                    select(Incident)
-                    .options(
-                        load_only(
-                            Incident.id,
-                            Incident.source,
-                            Incident.external_id,
-                            Incident.key,
-                            Incident.title,
-                            Incident.priority,
-                            Incident.service,
-                            Incident.customer,
-                            Incident.contact_name,
-                            Incident.contact_phone,
-                            Incident.contact_email,
-                            Incident.created_at,
-                            Incident.revision,
-                        )
-                    )
+                s.execute(
+                    select(*_COLUMNS)
                     .where(Incident.planned_revision < Incident.revision, Incident.id > last_id)
                     .order_by(Incident.id)
                     .limit(BATCH)
@@ -102,10 +101,15 @@ def plan(rt: Runtime) -> StepResult:
                 break
             last_id = batch[-1].id
             history = load_history(s, [i.id for i in batch])
-            tasks: dict[int, list[CallbackTask]] = {}
+            tasks: dict[int, list[Any]] = {}
             for chunk in chunks([i.id for i in batch]):
-                for task in s.scalars(
-                    select(CallbackTask).where(CallbackTask.incident_id.in_(chunk))
+                for task in s.execute(
+                    select(
+                        CallbackTask.id,
+                        CallbackTask.incident_id,
+                        CallbackTask.resolution_at,
+                        CallbackTask.state,
+                    ).where(CallbackTask.incident_id.in_(chunk))
                 ):
                     tasks.setdefault(task.incident_id, []).append(task)
             pending = _Pending()
@@ -120,6 +124,9 @@ def plan(rt: Runtime) -> StepResult:
 
 def _write(s: Session, pending: _Pending) -> None:
     """Store one batch's plan: superseded tasks' items cancelled, new tasks and items inserted."""
+    update_by_id(
+        s, CallbackTask, [{"id": i, "state": CallbackState.SUPERSEDED} for i in pending.superseded]
+    )
     _cancel_outbox(s, pending.superseded)
     ids = insert_returning_ids(s, CallbackTask, pending.tasks, "correlation_token")
     insert_rows(s, OutboxItem, [{**row, "entity_id": ids[token]} for token, row in pending.items])
@@ -128,9 +135,9 @@ def _write(s: Session, pending: _Pending) -> None:
 
 def _plan_one(
     rt: Runtime,
-    inc: Incident,
+    inc: Any,
     timeline: Timeline,
-    tasks: list[CallbackTask],
+    tasks: list[Any],
     now: datetime,
     tracking_from: datetime | None,
     result: StepResult,
@@ -153,7 +160,6 @@ def _plan_one(
     for task in tasks:
         stale = standing is None or task.resolution_at != standing.at
         if stale and task.state in (CallbackState.PLANNED, CallbackState.NO_CONTACT):
-            task.state = CallbackState.SUPERSEDED
             pending.superseded.append(task.id)
             result.counts["superseded"] += 1
     if standing is None or standing.at in by_resolution or not policy.callback_channel:

@@ -26,7 +26,8 @@ in the comment and looked for before writing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -34,10 +35,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.conf.masking import scrub
-from core.connector import CampaignSurveys, Channel
+from core.connector import CampaignSurveys, Channel, SendMany, TicketBatches
 from core.errors import FatalError, QloopError, RetriableError
 from core.loop._bulk import chunks, insert_rows, update_by_id
-from core.loop.common import StepResult, audit, audit_row, log
+from core.loop.common import StepResult, audit, audit_row, log, replaying
 from core.loop.outbox import message_from_payload
 from core.records import SendResult, TicketComment, TicketRef, TicketRequest
 from core.retry import outbox_delay
@@ -56,6 +57,40 @@ from core.timeutil import parse_instant
 BATCH = 200
 CLAIM_LEASE_S = 300
 """A claim older than this, still ``sending``, is in doubt (its process died)."""
+
+
+@dataclass(slots=True)
+class _Item:
+    """What push reads of an outbox item (a plain row: no ORM instance, no flush)."""
+
+    id: int
+    kind: str
+    target: str
+    entity_id: int
+    idempotency_key: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+_ITEM_COLUMNS = (
+    OutboxItem.id,
+    OutboxItem.kind,
+    OutboxItem.target,
+    OutboxItem.entity_id,
+    OutboxItem.idempotency_key,
+    OutboxItem.payload,
+    OutboxItem.attempts,
+)
+
+
+def _items(s: Session, *where: Any) -> list[_Item]:
+    """The outbox items matching ``where``, in id order."""
+    query = select(*_ITEM_COLUMNS).where(*where).order_by(OutboxItem.id)
+    return [_Item(*row) for row in s.execute(query)]
+
+
+Item = OutboxItem | _Item
+"""An outbox item as push handles it (tests hand it ORM objects too)."""
 
 Entity = CallbackTask | SurveyInvitation | Nonconformity | CampaignMember
 _ENTITY: dict[str, type[Entity]] = {
@@ -100,7 +135,7 @@ def _ticket_ref(rt: Runtime, nc_id: int) -> str:
     return ref
 
 
-def _follow_up(rt: Runtime, item: OutboxItem) -> str:
+def _follow_up(rt: Runtime, item: Item) -> str:
     """Comment (``ticket_comment``) or comment and resolve (``ticket_resolve``) a ticket."""
     ref = _ticket_ref(rt, item.entity_id)
     comment = TicketComment(key=item.idempotency_key, text=str(item.payload["text"]))
@@ -111,7 +146,7 @@ def _follow_up(rt: Runtime, item: OutboxItem) -> str:
     return f"{ref}:{status}"
 
 
-def _channel_of(rt: Runtime, item: OutboxItem) -> Channel:
+def _channel_of(rt: Runtime, item: Item) -> Channel:
     """The channel an item goes through: a campaign invitation on its campaign's survey."""
     channel = rt.channel(item.target)
     campaign = item.kind in ("campaign_invite", REMIND)
@@ -124,25 +159,29 @@ def _channel_of(rt: Runtime, item: OutboxItem) -> Channel:
     return channel.for_survey(int(survey_id))
 
 
-def _send(rt: Runtime, item: OutboxItem) -> str:
-    """Send one item; returns the provider's reference."""
+def _send(rt: Runtime, item: Item, first: Exception | None = None) -> str:
+    """Send one item; returns the provider's reference.
+
+    ``first`` is what a batch call answered for the item (a retriable error):
+    the item is then sent again on its own, as a retry of that attempt.
+    """
     if item.kind in FOLLOW_UPS:
         return _follow_up(rt, item)
     if item.kind in TICKETS:
-        ref: TicketRef = rt.call(
-            lambda: rt.source(item.target).create_ticket(ticket_from_payload(item.payload))
-        )
+        request = ticket_from_payload(item.payload)
+        source = rt.source(item.target)
+        ref: TicketRef = rt.call(replaying(first, lambda: source.create_ticket(request)))
         item.payload = {**item.payload, "ticket_url": ref.url}
         return ref.ref
     if item.kind == REMIND:
         return _remind(rt, item)
     message = message_from_payload(item.payload)
     channel = _channel_of(rt, item)
-    sent: SendResult = rt.call(lambda: channel.send(message))
+    sent: SendResult = rt.call(replaying(first, lambda: channel.send(message)))
     return sent.provider_ref
 
 
-def _remind(rt: Runtime, item: OutboxItem) -> str:
+def _remind(rt: Runtime, item: Item) -> str:
     """A campaign reminder: ``<participant ref>:<round>:<reminded|already|answered>``."""
     channel = _channel_of(rt, item)
     if not isinstance(channel, CampaignSurveys):
@@ -153,7 +192,74 @@ def _remind(rt: Runtime, item: OutboxItem) -> str:
     return f"{ref}:{round_no}:{done}"
 
 
-def _lookup(rt: Runtime, item: OutboxItem) -> str | None:
+Answer = str | Exception
+"""What a batch call answered for one item: its provider reference, or the error."""
+
+
+def _send_batches(rt: Runtime, items: Sequence[Item]) -> dict[int, Answer]:
+    """Send the items whose connector takes batches, one call per connector; answers by item id.
+
+    Callbacks and surveys go to a :class:`SendMany` channel, tickets to a
+    :class:`TicketBatches` source; other items (follow-ups, campaign
+    invitations, connectors without batches) get no answer here and are
+    sent one by one. A batch call that fails as a whole answers nothing.
+    """
+    groups: dict[tuple[str, str], list[Item]] = {}
+    for item in items:
+        if item.kind in ("callback", "survey", "ticket"):
+            groups.setdefault((item.kind, item.target), []).append(item)
+    answers: dict[int, Answer] = {}
+    for (kind, target), group in groups.items():
+        try:
+            if kind == "ticket":
+                answers.update(_ticket_batch(rt, target, group))
+            else:
+                answers.update(_message_batch(rt, target, group))
+        except Exception as exc:  # each item is sent on its own below, with its own retries
+            log.warning("push: batch of %d %s to %s failed: %s", len(group), kind, target, exc)
+    return answers
+
+
+def _message_batch(rt: Runtime, target: str, group: list[Item]) -> dict[int, Answer]:
+    channel = rt.channel(target)
+    if not isinstance(channel, SendMany):
+        return {}
+    messages = [message_from_payload(item.payload) for item in group]
+    results = rt.call(lambda: channel.send_many(messages))
+    return {
+        item.id: r if isinstance(r, Exception) else r.provider_ref
+        for item, r in zip(group, results, strict=True)
+    }
+
+
+def _ticket_batch(rt: Runtime, target: str, group: list[Item]) -> dict[int, Answer]:
+    source = rt.source(target)
+    if not isinstance(source, TicketBatches):
+        return {}
+    requests = [ticket_from_payload(item.payload) for item in group]
+    results = rt.call(lambda: source.create_tickets(requests))
+    answers: dict[int, Answer] = {}
+    for item, r in zip(group, results, strict=True):
+        if isinstance(r, Exception):
+            answers[item.id] = r
+        else:
+            item.payload = {**item.payload, "ticket_url": r.url}
+            answers[item.id] = r.ref
+    return answers
+
+
+def _deliver(rt: Runtime, item: Item, answer: Answer | None) -> str:
+    """The item's provider reference: its batch's answer, else sent (or retried) on its own."""
+    if isinstance(answer, str):
+        return answer
+    if isinstance(answer, RetriableError):
+        return _send(rt, item, first=answer)
+    if answer is not None:
+        raise answer
+    return _send(rt, item)
+
+
+def _lookup(rt: Runtime, item: Item) -> str | None:
     """Ask the provider whether it holds the item; raises NotImplementedError if it can't say."""
     if item.kind == REMIND:
         raise NotImplementedError  # the channel's round guard makes sending again safe
@@ -171,21 +277,21 @@ class _Outcomes:
     memory; :meth:`write` then reads the state of the items' tasks,
     invitations and nonconformities, applies the outcomes to them in order,
     and stores everything in the caller's transaction, which commits it all
-    together (as one ORM flush did). The items' ORM objects are only read.
+    together (as one ORM flush did).
     """
 
-    def __init__(self, rt: Runtime, s: Session, items: list[OutboxItem]) -> None:
+    def __init__(self, rt: Runtime, s: Session, items: Sequence[Item]) -> None:
         self.rt, self.s, self.items = rt, s, items
         self.item_rows: dict[int, dict[str, Any]] = {}
-        self.effects: list[tuple[OutboxItem, str | None, datetime | None]] = []
+        self.effects: list[tuple[Item, str | None, datetime | None]] = []
         """(item, provider ref, when) sent, or (item, None, None) dead-lettered, in order."""
         self.audits: list[dict[str, Any]] = []
 
-    def _item(self, item: OutboxItem) -> dict[str, Any]:
+    def _item(self, item: Item) -> dict[str, Any]:
         """The columns of ``item`` this batch changes (only those are written)."""
         return self.item_rows.setdefault(item.id, {"id": item.id})
 
-    def sent(self, item: OutboxItem, ref: str, now: datetime) -> None:
+    def sent(self, item: Item, ref: str, now: datetime) -> None:
         """Record that the provider holds ``item`` under ``ref``."""
         row = self._item(item)
         row.update(state="sent", provider_ref=ref, sent_at=now, last_error=None)
@@ -193,7 +299,7 @@ class _Outcomes:
             row["payload"] = item.payload  # _send added the ticket's URL
         self.effects.append((item, ref, now))
 
-    def failed(self, item: OutboxItem, exc: Exception, now: datetime) -> str:
+    def failed(self, item: Item, exc: Exception, now: datetime) -> str:
         """Record a failed attempt: again later after a backoff, or dead; returns which."""
         rt, row = self.rt, self._item(item)
         row["attempts"] = row.get("attempts", item.attempts) + 1
@@ -219,11 +325,11 @@ class _Outcomes:
         )
         return "dead"
 
-    def requeue(self, item: OutboxItem, now: datetime) -> None:
+    def requeue(self, item: Item, now: datetime) -> None:
         """Make ``item`` due again now."""
         self._item(item).update(state="pending", next_attempt_at=now)
 
-    def audit(self, action: str, item: OutboxItem, **detail: object) -> None:
+    def audit(self, action: str, item: Item, **detail: object) -> None:
         self.audits.append(audit_row(self.rt, action, "outbox_item", item.id, "qloop", **detail))
 
     def _entity_rows(self) -> dict[str, list[dict[str, Any]]]:
@@ -280,8 +386,6 @@ class _Outcomes:
 
     def write(self) -> None:
         """Store every outcome (the caller's transaction commits them)."""
-        for item in self.items:
-            self.s.expunge(item)  # the rows below are their new state: no ORM flush of them
         update_by_id(self.s, OutboxItem, list(self.item_rows.values()))
         for kind, rows in self._entity_rows().items():
             update_by_id(self.s, _ENTITY[kind], rows)
@@ -318,14 +422,11 @@ def recover_in_doubt(rt: Runtime, result: StepResult) -> None:
     now = rt.now()
     stale = now - timedelta(seconds=CLAIM_LEASE_S)
     with rt.db.session() as s:
-        items = list(
-            s.scalars(
-                select(OutboxItem).where(
-                    OutboxItem.state == "sending",
-                    OutboxItem.claimed_at <= stale,
-                    OutboxItem.kind.not_in(ELSEWHERE),
-                )
-            )
+        items = _items(
+            s,
+            OutboxItem.state == "sending",
+            OutboxItem.claimed_at <= stale,
+            OutboxItem.kind.not_in(ELSEWHERE),
         )
         outcomes = _Outcomes(rt, s, items)
         for item in items:
@@ -357,16 +458,13 @@ def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
             break
         seen.update(ids)
         with rt.db.session() as s:
-            items = list(
-                s.scalars(
-                    select(OutboxItem).where(OutboxItem.id.in_(ids), OutboxItem.state == "sending")
-                )
-            )
+            items = _items(s, OutboxItem.id.in_(ids), OutboxItem.state == "sending")
             outcomes = _Outcomes(rt, s, items)
+            answers = _send_batches(rt, items)
             for item in items:
                 now = rt.now()
                 try:
-                    ref = _send(rt, item)
+                    ref = _deliver(rt, item, answers.get(item.id))
                 except Exception as exc:
                     result.counts[outcomes.failed(item, exc, now)] += 1
                     continue

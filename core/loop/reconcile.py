@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -35,6 +36,18 @@ from core.store.models import (
 from core.timeutil import format_seconds
 
 BATCH = 1000
+_RESPONSE_COLUMNS = (
+    Response.id,
+    Response.kind,
+    Response.channel,
+    Response.occurred_at,
+    Response.correlation_token,
+    Response.provider_ref,
+    Response.contact_phone,
+    Response.contact_email,
+    Response.raw,
+)
+"""What matching reads of a response (as rows, not ORM instances)."""
 
 
 def _by_token(s: Session, resp: Response) -> int | None:
@@ -217,9 +230,9 @@ def reconcile(rt: Runtime) -> StepResult:
     window = timedelta(seconds=rt.config.matching_window_s)
     while True:
         with rt.db.session() as s:
-            batch = list(
-                s.scalars(
-                    select(Response)
+            batch: list[Any] = list(  # plain rows with the attributes _decide reads
+                s.execute(
+                    select(*_RESPONSE_COLUMNS)
                     .where(Response.matched.is_(False))
                     .order_by(Response.id)
                     .limit(BATCH)

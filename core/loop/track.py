@@ -2,17 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
 
-from core.errors import QloopError
+from core.connector import TicketBatches
+from core.errors import QloopError, RetriableError
 from core.loop._bulk import insert_rows, update_by_id
-from core.loop.common import StepResult, audit_row, log
+from core.loop.common import StepResult, audit_row, log, replaying
+from core.records import TicketStatus
 from core.runtime import Runtime
 from core.store.models import AuditLog, Nonconformity
 
 BATCH = 200
+
+
+def _statuses(rt: Runtime, batch: Sequence[Any]) -> dict[str, TicketStatus | Exception]:
+    """Each ticket's status by ref: one call per source that reads batches, else one per ticket.
+
+    A ticket a batch failed for (retriable) is read again on its own, as a
+    retry of that attempt; an error that is not a :class:`QloopError` goes up.
+    """
+    by_target: dict[str, list[str]] = {}
+    for row in batch:
+        by_target.setdefault(row.ticket_target, []).append(row.ticket_ref)
+    found: dict[str, TicketStatus | Exception] = {}
+    for target, refs in by_target.items():
+        source = rt.source(target)
+        first: dict[str, TicketStatus | Exception] = {}
+        if isinstance(source, TicketBatches):
+            try:
+                answers = rt.call(lambda source=source, refs=refs: source.ticket_statuses(refs))  # type: ignore[misc]
+                first = dict(zip(refs, answers, strict=True))
+            except QloopError as exc:
+                log.warning("track: batch of %d tickets in %s failed: %s", len(refs), target, exc)
+        for ref in refs:
+            answer = first.get(ref)
+            if isinstance(answer, TicketStatus):
+                found[ref] = answer
+                continue
+            if answer is not None and not isinstance(answer, RetriableError):
+                found[ref] = answer
+                continue
+            try:
+                found[ref] = rt.call(
+                    replaying(answer, lambda ref=ref, source=source: source.ticket_status(ref))  # type: ignore[misc]
+                )
+            except QloopError as exc:
+                found[ref] = exc
+    return found
 
 
 def track(rt: Runtime) -> StepResult:
@@ -23,8 +62,15 @@ def track(rt: Runtime) -> StepResult:
     while True:
         with rt.db.session() as s:
             batch = list(
-                s.scalars(
-                    select(Nonconformity)
+                s.execute(
+                    select(
+                        Nonconformity.id,
+                        Nonconformity.ticket_ref,
+                        Nonconformity.ticket_target,
+                        Nonconformity.state,
+                        Nonconformity.closed_at,
+                        Nonconformity.overdue,
+                    )
                     .where(Nonconformity.state == "ticketed", Nonconformity.id > last_id)
                     .order_by(Nonconformity.id)
                     .limit(BATCH)
@@ -33,20 +79,15 @@ def track(rt: Runtime) -> StepResult:
             if not batch:
                 break
             last_id = batch[-1].id
+            statuses = _statuses(rt, batch)
             rows: list[dict[str, Any]] = []
             audits: list[dict[str, Any]] = []
             for nc in batch:
                 assert nc.ticket_ref is not None
-                ref = nc.ticket_ref
-                try:
-                    status = rt.call(
-                        lambda ref=ref, target=nc.ticket_target: (  # type: ignore[misc]
-                            rt.source(target).ticket_status(ref)
-                        )
-                    )
-                except QloopError as exc:
-                    result.errors.append(f"{nc.ticket_ref}: {exc}")
-                    log.warning("track %s failed: %s", nc.ticket_ref, exc)
+                status = statuses[nc.ticket_ref]
+                if isinstance(status, Exception):
+                    result.errors.append(f"{nc.ticket_ref}: {status}")
+                    log.warning("track %s failed: %s", nc.ticket_ref, status)
                     continue
                 row = {
                     "id": nc.id,

@@ -279,3 +279,46 @@ def test_failures_at_the_configured_rate_and_retries_succeed(tmp_path):
     flaky.close()
     channel.close()
     clean.close()
+
+
+def test_send_many_answers_per_message_and_stores_each_key_once(tmp_path):
+    clock = Clock(T0)
+    channel = make(tmp_path, clock)
+    before = channel.send(message(0)).provider_ref
+    batch = [message(0), message(1), message(2, phone="n/a"), message(1), message(3)]
+    answers = channel.send_many(batch)
+    assert isinstance(answers[2], FatalError) and "400" in str(answers[2])
+    refs = [a.provider_ref for a in answers if not isinstance(a, Exception)]
+    assert refs[0] == before and refs[1] == refs[2] and len(set(refs)) == 3
+    stored = channel._state.read("SELECT idempotency_key FROM messages ORDER BY seq")
+    assert [k for (k,) in stored] == ["callback-0", "callback-1", "callback-3"]
+    # the outcomes planned with a batch are those a single send plans
+    clock.now = T0 + 10 * DAY
+    batched, _ = collect_all(channel, None)
+    alone_clock = Clock(T0)
+    alone = make(tmp_path / "other", alone_clock)
+    for i in (0, 1, 3):
+        alone.send(message(i))
+    alone_clock.now = T0 + 10 * DAY
+    single, _ = collect_all(alone, None)
+    assert [(o.correlation_token, o.score, o.occurred_at) for o in batched] == [
+        (o.correlation_token, o.score, o.occurred_at) for o in single
+    ]
+    alone.close()
+    channel.close()
+
+
+def test_send_many_with_failures_is_retried_to_exactly_once(tmp_path):
+    channel = make(tmp_path, Clock(T0), failure_rate=0.5)
+    pending = [message(i) for i in range(40)]
+    failures = 0
+    while pending:
+        answers = channel.send_many(pending)
+        failures += sum(isinstance(a, RetriableError) for a in answers)
+        pending = [
+            m for m, a in zip(pending, answers, strict=True) if isinstance(a, RetriableError)
+        ]
+    assert failures > 5
+    stored = channel._state.read("SELECT idempotency_key FROM messages")
+    assert sorted(k for (k,) in stored) == sorted(f"callback-{i}" for i in range(40))
+    channel.close()

@@ -16,7 +16,7 @@ from connectors.sandbox import SandboxSource
 from core import registry
 from core.connector import ConnectorContext, Source
 from core.errors import ConfigError, FatalError, RetriableError
-from core.records import Category, TicketRequest
+from core.records import Category, TicketRequest, TicketStatus
 
 START = datetime(2026, 9, 30, 16, 0, tzinfo=UTC)  # 2026-10-01 00:00 in Shanghai
 
@@ -243,4 +243,50 @@ def test_unknown_ticket_is_fatal(tmp_path):
     for ref in ("SBX-QA-99", "nonsense", "SBX-QA-x"):
         with pytest.raises(FatalError, match="404"):
             source.ticket_status(ref)
+    source.close()
+
+
+def test_ticket_batches_answer_as_single_calls_would(tmp_path):
+    """create_tickets / ticket_statuses: one answer per item, same promises as one call each."""
+    clock = Clock(datetime(2026, 10, 20, tzinfo=UTC))
+    source = make(tmp_path, clock)
+    first = source.create_ticket(ticket("nc-0")).ref
+    made = source.create_tickets([ticket("nc-0"), ticket("nc-1"), ticket("nc-1"), ticket("nc-2")])
+    assert [m.ref for m in made] == [first, "SBX-QA-2", "SBX-QA-2", "SBX-QA-3"]  # type: ignore[union-attr]
+    twin = make(tmp_path, clock)  # the same remote, read one ticket at a time
+    answers = source.ticket_statuses(["SBX-QA-1", "nonsense", "SBX-QA-99", "SBX-QA-2"])
+    assert isinstance(answers[1], FatalError) and isinstance(answers[2], FatalError)
+    assert "404" in str(answers[1]) and "404" in str(answers[2])
+    for ref, got in (("SBX-QA-1", answers[0]), ("SBX-QA-2", answers[3])):
+        assert isinstance(got, TicketStatus) and got.ref == ref
+    # each batch read moved its ticket by one read, as a single read would have
+    for _ in range(6):
+        batch = source.ticket_statuses(["SBX-QA-1", "SBX-QA-3"])
+        single = [twin.ticket_status("SBX-QA-2")]
+        assert all(isinstance(a, TicketStatus) for a in batch + single)
+    reads = dict(source._state.read("SELECT seq, reads FROM tickets"))
+    assert reads == {1: 7, 2: 7, 3: 6}
+    twin.close()
+    source.close()
+
+
+def test_ticket_batch_with_failures_loses_and_doubles_nothing(tmp_path):
+    source = make(tmp_path, Clock(START), failure_rate=0.5)
+    pending = [ticket(f"nc-{i}") for i in range(40)]
+    refs: dict[str, str] = {}
+    failures = 0
+    while pending:
+        answers = source.create_tickets(pending)
+        retry = []
+        for t, a in zip(pending, answers, strict=True):
+            if isinstance(a, RetriableError):
+                failures += 1
+                retry.append(t)
+            else:
+                refs[t.dedup_key] = a.ref
+        pending = retry
+    assert failures > 5
+    assert sorted(refs.values(), key=lambda r: int(r.rsplit("-", 1)[1])) == [
+        f"SBX-QA-{n}" for n in range(1, 41)
+    ]
     source.close()
