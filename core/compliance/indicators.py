@@ -130,10 +130,8 @@ class IndicatorsFold:
         self.month, self.now, self.policy = month, now, policy
         self.resolved = self.untracked = self.judged = self.covered = self.on_time = 0
         self.confirmed = self.answered = 0
-        self.csat: dict[str, list[int]] = {ch: [0, 0] for ch in CHANNELS}
-        """Channel → [scores not low, scores given]."""
-        self.score_sums: dict[str, Fraction] = {ch: Fraction(0) for ch in CHANNELS}
-        """Channel → exact sum of its scores (the mean's numerator; scores given is its n)."""
+        self.scores: dict[str, dict[float, int]] = {ch: {} for ch in CHANNELS}
+        """Channel → score → how many incidents had it (scores take few values)."""
         self.priorities: set[str] = set()
         self.met: dict[str, dict[str, list[int]]] = {"response": {}, "resolution": {}}
         """Kind → priority → [met, measured]."""
@@ -157,21 +155,21 @@ class IndicatorsFold:
         if e.confirmed is not None:
             self.answered += 1
             self.confirmed += int(bool(e.confirmed))
-        for channel, score in (("callback", e.callback_score), ("survey", e.survey_score)):
-            if score is None:
-                continue
-            share = self.csat[channel]
-            share[1] += 1
-            if not self.policy.is_low(score):
-                share[0] += 1
-            self.score_sums[channel] += exact(score)
+        score = e.callback_score
+        if score is not None:
+            counts = self.scores["callback"]
+            counts[score] = counts.get(score, 0) + 1
+        score = e.survey_score
+        if score is not None:
+            counts = self.scores["survey"]
+            counts[score] = counts.get(score, 0) + 1
         self.priorities.add(priority)
         for kind, met in (("response", e.response_met), ("resolution", e.resolution_met)):
             if met is None:
                 continue
-            counts = self.met[kind].setdefault(priority, [0, 0])
-            counts[1] += 1
-            counts[0] += int(met)
+            tally = self.met[kind].setdefault(priority, [0, 0])
+            tally[1] += 1
+            tally[0] += int(met)
 
     def add_nc(self, nc: NonconformityState) -> None:
         """One nonconformity of the month's incidents."""
@@ -183,10 +181,26 @@ class IndicatorsFold:
         elif nc.deadline < self.now:
             self.nc_overdue += 1
 
+    def scored(self, channel: str) -> int:
+        """How many incidents have a score of the channel."""
+        return sum(self.scores[channel].values())
+
+    def score_sum(self, channel: str) -> Fraction:
+        """The exact sum of the channel's scores (each read as the decimal it prints as)."""
+        return sum(
+            (exact(v) * n for v, n in sorted(self.scores[channel].items())), start=Fraction(0)
+        )
+
+    def csat(self, channel: str) -> Ratio:
+        """Scores of the channel that are not low over scores given (:meth:`Policy.csat_share`)."""
+        counts = self.scores[channel]
+        ok = sum(n for v, n in counts.items() if not self.policy.is_low(v))
+        return Ratio(ok, sum(counts.values()))
+
     def mean(self, channel: str) -> float | None:
         """The exact mean of the channel's scores, rounded to 4 decimals; None without one."""
-        n = self.csat[channel][1]
-        return round4(self.score_sums[channel] / n) if n else None
+        n = self.scored(channel)
+        return round4(self.score_sum(channel) / n) if n else None
 
     def _compliance(self, kind: str) -> tuple[Ratio, dict[str, Ratio]]:
         keys = list(PRIORITIES) + sorted(self.priorities - set(PRIORITIES))
@@ -210,7 +224,7 @@ class IndicatorsFold:
             callback_coverage=Ratio(self.covered, self.judged),
             callback_on_time=Ratio(self.on_time, self.judged),
             confirmed_resolution=Ratio(self.confirmed, self.answered),
-            csat={ch: Ratio(*self.csat[ch]) for ch in CHANNELS},
+            csat={ch: self.csat(ch) for ch in CHANNELS},
             mean_score={ch: self.mean(ch) for ch in CHANNELS},
             response=response,
             response_by_priority=response_by,

@@ -187,9 +187,19 @@ def _surveys(
 def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, StoredNc]:
     """The stored nonconformities among ``keys`` that existed at ``as_of``, as they were."""
     limit = seen_before(as_of)
-    found: dict[str, Nonconformity] = {}
+    found: dict[str, Any] = {}
     for chunk in chunks(list(keys)):
-        for nc in s.scalars(select(Nonconformity).where(Nonconformity.dedup_key.in_(chunk))):
+        for nc in s.execute(
+            select(
+                Nonconformity.id,
+                Nonconformity.dedup_key,
+                Nonconformity.created_at,
+                Nonconformity.closed_at,
+                Nonconformity.withdrawn_at,
+                Nonconformity.ticket_ref,
+                Nonconformity.ticket_url,
+            ).where(Nonconformity.dedup_key.in_(chunk))
+        ):
             if nc.created_at < limit:
                 found[nc.dedup_key] = nc
     revisions: dict[int, int] = {}

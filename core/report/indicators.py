@@ -55,8 +55,8 @@ def indicators_of(folds: Sequence[IndicatorsFold]) -> dict[str, Any]:
         _add(total, fold.result().as_dict())
     _rates(total)
     for channel in CHANNELS:
-        n = sum(f.csat[channel][1] for f in folds)
-        exact_sum = sum((f.score_sums[channel] for f in folds), start=Fraction(0))
+        n = sum(f.scored(channel) for f in folds)
+        exact_sum = sum((f.score_sum(channel) for f in folds), start=Fraction(0))
         total.setdefault("mean_score", {})[channel] = round4(exact_sum / n) if n else None
     return total
 
