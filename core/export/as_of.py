@@ -40,7 +40,7 @@ from core.compliance import (
 )
 from core.errors import InputError
 from core.export.rows import incident_row
-from core.loop._bulk import chunks
+from core.loop._bulk import IN_CHUNK, chunks
 from core.loop.evaluate import evaluation_values
 from core.loop.facts import load_answers
 from core.loop.nonconformities import dedup_key
@@ -59,6 +59,8 @@ from core.store.models import (
 from core.timeutil import month_bounds, parse_instant
 
 _ENDS = (Category.RESOLVED.value, Category.CLOSED.value)
+JUDGE_CHUNK = IN_CHUNK
+"""Incidents judged at a time by :func:`judge_chunks` (what a reader of the month holds)."""
 
 
 def parse_as_of(text: str, where: str = "--as-of") -> datetime:
@@ -248,7 +250,9 @@ def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, S
     return out
 
 
-def _facts(s: Session, incs: Sequence[Incident], as_of: datetime) -> dict[int, IncidentFacts]:
+def facts_seen_at(
+    s: Session, incs: Sequence[Incident], as_of: datetime
+) -> dict[int, IncidentFacts]:
     """The incidents' facts seen at ``as_of`` (those created after it left out).
 
     The same facts as :func:`core.loop.facts.load_facts` with ``as_of``,
@@ -312,11 +316,11 @@ def judge_chunks(
     sources = [name for name, cfg in rt.config.sources.items() if cfg.policy == policy]
     start, end = month_bounds(month, pol.calendar.tz)
     starts = tracking_starts(rt)
-    for chunk in chunks(_candidates(s, sources, start, end, as_of)):
+    for chunk in chunks(_candidates(s, sources, start, end, as_of), JUDGE_CHUNK):
         incs = list(
             s.scalars(select(Incident).options(defer(Incident.raw)).where(Incident.id.in_(chunk)))
         )
-        facts = _facts(s, incs, as_of)
+        facts = facts_seen_at(s, incs, as_of)
         surveys = _surveys(s, incs, as_of)
         evaluated: list[tuple[Incident, Evaluation]] = []
         for inc in incs:
