@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session, load_only
 
 from core.compliance import (
     Evaluation,
@@ -39,7 +39,7 @@ from core.compliance import (
     whole_second,
 )
 from core.errors import InputError
-from core.export.rows import incident_row
+from core.export.rows import INCIDENT_FIELDS, incident_row
 from core.loop._bulk import IN_CHUNK, chunks
 from core.loop.evaluate import evaluation_values
 from core.loop.facts import load_answers
@@ -59,6 +59,10 @@ from core.store.models import (
 from core.timeutil import month_bounds, parse_instant
 
 _ENDS = (Category.RESOLVED.value, Category.CLOSED.value)
+_SHOWN = load_only(
+    *(getattr(Incident, name) for name in (*INCIDENT_FIELDS, "source_sla")), raiseload=True
+)
+"""The incident columns judging and its readers use (export rows, report); others raise."""
 JUDGE_CHUNK = IN_CHUNK
 """Incidents judged at a time by :func:`judge_chunks` (what a reader of the month holds)."""
 
@@ -317,9 +321,7 @@ def judge_chunks(
     start, end = month_bounds(month, pol.calendar.tz)
     starts = tracking_starts(rt)
     for chunk in chunks(_candidates(s, sources, start, end, as_of), JUDGE_CHUNK):
-        incs = list(
-            s.scalars(select(Incident).options(defer(Incident.raw)).where(Incident.id.in_(chunk)))
-        )
+        incs = list(s.scalars(select(Incident).options(_SHOWN).where(Incident.id.in_(chunk))))
         facts = facts_seen_at(s, incs, as_of)
         surveys = _surveys(s, incs, as_of)
         evaluated: list[tuple[Incident, Evaluation]] = []
