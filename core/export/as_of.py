@@ -20,6 +20,7 @@ in memory, and write nothing. Decisions beyond the SPEC:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -134,6 +135,40 @@ def _candidates(
             )
         )
     )
+
+
+def month_candidates(
+    rt: Runtime, s: Session, policy: str, months: Sequence[str], as_of: datetime
+) -> dict[str, list[int]]:
+    """The incidents :func:`judge_chunks` judges for each of ``months``, in one read.
+
+    What ``_candidates`` gives month by month (the incidents of the policy's
+    sources that entered resolved or closed within the month, at or before
+    ``as_of``), from one scan of the end events of all the months: a
+    report's twelve-month trend reads the status events once, not twelve times.
+    """
+    tz = rt.policy(policy).calendar.tz
+    sources = [name for name, cfg in rt.config.sources.items() if cfg.policy == policy]
+    bounds = sorted((*month_bounds(m, tz), m) for m in months)
+    limit = seen_before(as_of)
+    found: dict[str, set[int]] = {m: set() for m in months}
+    if not bounds:
+        return {}
+    starts = [b[0] for b in bounds]
+    for inc_id, at in s.execute(
+        select(StatusEvent.incident_id, StatusEvent.at)
+        .join(Incident, Incident.id == StatusEvent.incident_id)
+        .where(
+            Incident.source.in_(sources),
+            StatusEvent.category.in_(_ENDS),
+            StatusEvent.at >= bounds[0][0],
+            StatusEvent.at < min(max(b[1] for b in bounds), limit),
+        )
+    ):
+        i = bisect_right(starts, at) - 1
+        if i >= 0 and at < bounds[i][1] and at < limit:
+            found[bounds[i][2]].add(inc_id)
+    return {m: sorted(ids) for m, ids in found.items()}
 
 
 def seen_before(as_of: datetime) -> datetime:
@@ -308,19 +343,23 @@ def judge_chunks(
     as_of: datetime,
     *,
     rules: Policy | None = None,
+    candidates: Sequence[int] | None = None,
 ) -> Iterator[Chunk]:
     """The policy's month judged from the stored facts seen at ``as_of``, a chunk at a time.
 
     What :func:`judge_period` returns, without holding the month: a reader
     that folds each chunk keeps only its aggregates (the report). ``rules``:
     judge under these rules instead of the policy's current ones.
+    ``candidates``: the month's from :func:`month_candidates` (else read here).
     """
     pol = rules or rt.policy(policy)
     as_of = whole_second(as_of)
     sources = [name for name, cfg in rt.config.sources.items() if cfg.policy == policy]
     start, end = month_bounds(month, pol.calendar.tz)
     starts = tracking_starts(rt)
-    for chunk in chunks(_candidates(s, sources, start, end, as_of), JUDGE_CHUNK):
+    if candidates is None:
+        candidates = _candidates(s, sources, start, end, as_of)
+    for chunk in chunks(candidates, JUDGE_CHUNK):
         incs = list(s.scalars(select(Incident).options(_SHOWN).where(Incident.id.in_(chunk))))
         facts = facts_seen_at(s, incs, as_of)
         surveys = _surveys(s, incs, as_of)

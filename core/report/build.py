@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.compliance import whole_second
 from core.errors import InputError
+from core.export.as_of import month_candidates
 from core.report.fold import MonthFold
 from core.report.indicators import breakdown, indicators_of
 from core.report.model import Report
@@ -34,16 +35,27 @@ REPORT_VERSION = 2
 
 
 class _Months:
-    """Folded months, each judged once per report (the trend and every section share them)."""
+    """Folded months, each judged once per report (the trend and every section share them).
 
-    def __init__(self, rt: Runtime, s: Session, as_of: datetime) -> None:
+    The incidents of a policy's trend months are found in one read
+    (:func:`month_candidates`) when the first of its months is asked for.
+    """
+
+    def __init__(self, rt: Runtime, s: Session, as_of: datetime, period: str) -> None:
         self.rt, self.s, self.as_of = rt, s, as_of
+        self.months = months_back(period)
         self.cache: dict[tuple[str, str], MonthFold] = {}
+        self.candidates: dict[str, dict[str, list[int]]] = {}
 
     def get(self, policy: str, month: str) -> MonthFold:
         key = (policy, month)
         if key not in self.cache:
-            self.cache[key] = MonthFold.judge(self.rt, self.s, policy, month, self.as_of)
+            if policy not in self.candidates:
+                self.candidates[policy] = month_candidates(
+                    self.rt, self.s, policy, self.months, self.as_of
+                )
+            ids = self.candidates[policy].get(month)
+            self.cache[key] = MonthFold.judge(self.rt, self.s, policy, month, self.as_of, ids)
         return self.cache[key]
 
 
@@ -103,7 +115,7 @@ def build_report(rt: Runtime, period: str, *, as_of: datetime, policy: str | Non
     scope = names[0] if len(names) == 1 else "all"
     stamps = Stamps.current()
     with rt.db.session() as s:
-        cache = _Months(rt, s, at)
+        cache = _Months(rt, s, at, period)
         sections = [_section(rt, s, cache, [n], period) for n in names]
         together = _section(rt, s, cache, names, period) if len(names) > 1 else None
     data: dict[str, Any] = {

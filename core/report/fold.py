@@ -12,6 +12,7 @@ evaluations).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -65,10 +66,21 @@ class MonthFold:
             self.answered.add(j.incident.id)
 
     @classmethod
-    def judge(cls, rt: Runtime, s: Session, policy: str, month: str, as_of: datetime) -> MonthFold:
-        """Judge the policy's month from the stored facts seen at ``as_of`` and fold it."""
+    def judge(
+        cls,
+        rt: Runtime,
+        s: Session,
+        policy: str,
+        month: str,
+        as_of: datetime,
+        candidates: Sequence[int] | None = None,
+    ) -> MonthFold:
+        """Judge the policy's month from the stored facts seen at ``as_of`` and fold it.
+
+        ``candidates``: the month's incidents to judge (:func:`month_candidates`).
+        """
         fold = cls(rt, policy, month, as_of)
-        for chunk in judge_chunks(rt, s, policy, month, as_of):
+        for chunk in judge_chunks(rt, s, policy, month, as_of, candidates=candidates):
             for j in chunk.incidents:
                 fold._add(j)
             for n, row in disagreements(s, fold.rules, chunk.incidents, chunk.facts):

@@ -90,3 +90,26 @@ def test_chunk_boundaries_change_no_byte(
     sec = whole.data["policies"][0]
     assert sec["indicators"]["resolved"] == 4
     assert [d["incident_key"] for d in sec["sla_disagreements"]] == ["R-4"]
+
+
+@pytest.mark.parametrize("at", [parse_as_of(AS_OF), L(10, 14, 15), L(10, 14, 14, 59)])
+def test_one_read_finds_each_months_incidents(deployment: Deployment, at: object) -> None:
+    rt = deployment.open()
+    run_once(rt)
+    months = ["2026-08", "2026-09", "2026-10", "2026-11"]
+    with rt.db.session() as s:
+        found = as_of_module.month_candidates(rt, s, "default", months, at)  # type: ignore[arg-type]
+        for month in months:
+            judged = judge_period(rt, s, "default", month, at)  # type: ignore[arg-type]
+            ids = list(as_of_module.judge_chunks(rt, s, "default", month, at))  # type: ignore[arg-type]
+            mine = {j.incident.id for c in ids for j in c.incidents}
+            assert {j.incident.id for j in judged.incidents} <= set(found[month])
+            assert mine == {j.incident.id for j in judged.incidents}
+            tz = rt.policy("default").calendar.tz
+            start, end = as_of_module.month_bounds(month, tz)
+            sources = list(rt.config.sources)
+            assert found[month] == as_of_module._candidates(s, sources, start, end, at)  # type: ignore[arg-type]
+    assert len(found["2026-09"]) == 1  # S-9
+    assert len(found["2026-10"]) == (
+        4 if at == parse_as_of(AS_OF) else 2 if at == L(10, 14, 15) else 1
+    )
