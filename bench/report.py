@@ -165,7 +165,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="qloop-bench-store-") as tmp:
         store = args.store or Path(tmp)
         prepare(store, args.incidents)
-        base_s, base_cpu, base_mb, base_size, _ = measure(store, args.incidents, "csv")
+        base_s, base_cpu, base_mb, base_size, base_digest = measure(store, args.incidents, "csv")
         print(f"\n{args.incidents} incidents, report as of {AS_OF.isoformat()}")
         print(
             f"  {'format':<8} {'seconds':>8} {'cpu s':>8} {'peak MB':>8} {'bytes':>11} "
@@ -173,7 +173,7 @@ def main() -> int:
         )
         print(
             f"  {'csv':<8} {base_s:8.2f} {base_cpu:8.2f} {base_mb:8.0f} {base_size:11d} "
-            f"{1:7.2f} {1:7.2f} {1:9.2f}  (baseline: the plain CSV export)"
+            f"{1:7.2f} {1:7.2f} {1:9.2f}  {base_digest[:16]} (baseline: the CSV export)"
         )
         missed = []
         for fmt in formats:

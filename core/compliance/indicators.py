@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 from core.compliance.evaluate import Evaluation
 from core.compliance.policy import MAJOR, MINOR, CallbackVerdict, Policy
 from core.compliance.rules import RULES
-from core.compliance.scores import mean_score
+from core.compliance.scores import exact, round4
 from core.records import PRIORITIES
 from core.timeutil import parse_month
 
@@ -116,23 +117,124 @@ class MonthlyIndicators:
         }
 
 
-def _compliance(
-    rows: list[tuple[str, bool | None]],
-) -> tuple[Ratio, dict[str, Ratio]]:
-    keys = list(PRIORITIES) + sorted({p for p, _ in rows} - set(PRIORITIES))
-    counts = {k: [0, 0] for k in keys}
-    for priority, met in rows:
-        if met is None:
-            continue
-        counts[priority][1] += 1
-        counts[priority][0] += int(met)
-    overall = Ratio(sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values()))
-    return overall, {k: Ratio(c[0], c[1]) for k, c in counts.items()}
+class IndicatorsFold:
+    """The month's indicators folded one evaluation at a time, in constant memory.
 
+    :func:`monthly_indicators` is this fold over its rows and nonconformities;
+    feed :meth:`add` and :meth:`add_nc` in any order (the severities of a
+    rule keep the order they were first met in), then call :meth:`result`.
+    """
 
-def _scores(policy: Policy, values: list[float | None]) -> tuple[Ratio, float | None]:
-    ok, scored = policy.csat_share(values)
-    return Ratio(ok, scored), mean_score(v for v in values if v is not None)
+    def __init__(self, month: str, now: datetime, *, policy: Policy) -> None:
+        parse_month(month)
+        self.month, self.now, self.policy = month, now, policy
+        self.resolved = self.untracked = self.judged = self.covered = self.on_time = 0
+        self.confirmed = self.answered = 0
+        self.scores: dict[str, dict[float, int]] = {ch: {} for ch in CHANNELS}
+        """Channel → score → how many incidents had it (scores take few values)."""
+        self.priorities: set[str] = set()
+        self.met: dict[str, dict[str, list[int]]] = {"response": {}, "resolution": {}}
+        """Kind → priority → [met, measured]."""
+        self.by_rule: dict[str, dict[str, int]] = {r: {MAJOR: 0, MINOR: 0} for r in RULES}
+        self.nc_total = self.nc_closed = self.nc_overdue = 0
+
+    def add(self, priority: str, e: Evaluation) -> None:
+        """One incident's evaluation (skipped when of another month or cancelled)."""
+        if e.month != self.month or e.cancelled:
+            return
+        self.resolved += 1
+        v = e.callback_verdict
+        if v not in _NOT_JUDGED:
+            self.judged += 1
+        if v == CallbackVerdict.UNTRACKED:
+            self.untracked += 1
+        if v in _COVERED:
+            self.covered += 1
+        if v == CallbackVerdict.ON_TIME:
+            self.on_time += 1
+        if e.confirmed is not None:
+            self.answered += 1
+            self.confirmed += int(bool(e.confirmed))
+        score = e.callback_score
+        if score is not None:
+            counts = self.scores["callback"]
+            counts[score] = counts.get(score, 0) + 1
+        score = e.survey_score
+        if score is not None:
+            counts = self.scores["survey"]
+            counts[score] = counts.get(score, 0) + 1
+        self.priorities.add(priority)
+        for kind, met in (("response", e.response_met), ("resolution", e.resolution_met)):
+            if met is None:
+                continue
+            tally = self.met[kind].setdefault(priority, [0, 0])
+            tally[1] += 1
+            tally[0] += int(met)
+
+    def add_nc(self, nc: NonconformityState) -> None:
+        """One nonconformity of the month's incidents."""
+        sev = self.by_rule.setdefault(nc.rule, {MAJOR: 0, MINOR: 0})
+        sev[nc.severity] = sev.get(nc.severity, 0) + 1
+        self.nc_total += 1
+        if nc.closed:
+            self.nc_closed += 1
+        elif nc.deadline < self.now:
+            self.nc_overdue += 1
+
+    def scored(self, channel: str) -> int:
+        """How many incidents have a score of the channel."""
+        return sum(self.scores[channel].values())
+
+    def score_sum(self, channel: str) -> Fraction:
+        """The exact sum of the channel's scores (each read as the decimal it prints as)."""
+        return sum(
+            (exact(v) * n for v, n in sorted(self.scores[channel].items())), start=Fraction(0)
+        )
+
+    def csat(self, channel: str) -> Ratio:
+        """Scores of the channel that are not low over scores given (:meth:`Policy.csat_share`)."""
+        counts = self.scores[channel]
+        ok = sum(n for v, n in counts.items() if not self.policy.is_low(v))
+        return Ratio(ok, sum(counts.values()))
+
+    def mean(self, channel: str) -> float | None:
+        """The exact mean of the channel's scores, rounded to 4 decimals; None without one."""
+        n = self.scored(channel)
+        return round4(self.score_sum(channel) / n) if n else None
+
+    def _compliance(self, kind: str) -> tuple[Ratio, dict[str, Ratio]]:
+        keys = list(PRIORITIES) + sorted(self.priorities - set(PRIORITIES))
+        counts = self.met[kind]
+        by = {k: Ratio(*counts.get(k, (0, 0))) for k in keys}
+        overall = Ratio(
+            sum(r.numerator for r in by.values()), sum(r.denominator for r in by.values())
+        )
+        return overall, by
+
+    def result(self) -> MonthlyIndicators:
+        """The indicators of what was added so far."""
+        response, response_by = self._compliance("response")
+        resolution, resolution_by = self._compliance("resolution")
+        ordered = {r: dict(self.by_rule[r]) for r in RULES}
+        ordered.update({r: dict(self.by_rule[r]) for r in sorted(set(self.by_rule) - set(RULES))})
+        return MonthlyIndicators(
+            month=self.month,
+            resolved=self.resolved,
+            untracked=self.untracked,
+            callback_coverage=Ratio(self.covered, self.judged),
+            callback_on_time=Ratio(self.on_time, self.judged),
+            confirmed_resolution=Ratio(self.confirmed, self.answered),
+            csat={ch: self.csat(ch) for ch in CHANNELS},
+            mean_score={ch: self.mean(ch) for ch in CHANNELS},
+            response=response,
+            response_by_priority=response_by,
+            resolution=resolution,
+            resolution_by_priority=resolution_by,
+            nonconformities=ordered,
+            nonconformities_total=self.nc_total,
+            nonconformities_closed=self.nc_closed,
+            nonconformities_open_past_deadline=self.nc_overdue,
+        )
 
 
 def monthly_indicators(
@@ -143,7 +245,7 @@ def monthly_indicators(
     *,
     policy: Policy,
 ) -> MonthlyIndicators:
-    """Aggregate the month's evaluations into indicators.
+    """Aggregate the month's evaluations into indicators (:class:`IndicatorsFold` over them).
 
     Args:
         month: ``YYYY-MM``.
@@ -155,47 +257,9 @@ def monthly_indicators(
     Returns:
         The indicators.
     """
-    parse_month(month)
-    kept = [(p, e) for p, e in rows if e.month == month and not e.cancelled]
-    verdicts = [e.callback_verdict for _, e in kept]
-    judged = sum(1 for v in verdicts if v not in _NOT_JUDGED)
-    untracked = sum(1 for v in verdicts if v == CallbackVerdict.UNTRACKED)
-    covered = sum(1 for v in verdicts if v in _COVERED)
-    on_time = sum(1 for v in verdicts if v == CallbackVerdict.ON_TIME)
-    answered = [e.confirmed for _, e in kept if e.confirmed is not None]
-    csat_cb, mean_cb = _scores(policy, [e.callback_score for _, e in kept])
-    csat_sv, mean_sv = _scores(policy, [e.survey_score for _, e in kept])
-    response, response_by = _compliance([(p, e.response_met) for p, e in kept])
-    resolution, resolution_by = _compliance([(p, e.resolution_met) for p, e in kept])
-
-    by_rule: dict[str, dict[str, int]] = {r: {MAJOR: 0, MINOR: 0} for r in RULES}
-    total = closed = overdue = 0
-    for nc in sorted(nonconformities, key=lambda n: n.rule):
-        by_rule.setdefault(nc.rule, {MAJOR: 0, MINOR: 0})
-        by_rule[nc.rule][nc.severity] = by_rule[nc.rule].get(nc.severity, 0) + 1
-        total += 1
-        if nc.closed:
-            closed += 1
-        elif nc.deadline < now:
-            overdue += 1
-    ordered = {r: by_rule[r] for r in RULES}
-    ordered.update({r: by_rule[r] for r in sorted(set(by_rule) - set(RULES))})
-
-    return MonthlyIndicators(
-        month=month,
-        resolved=len(kept),
-        untracked=untracked,
-        callback_coverage=Ratio(covered, judged),
-        callback_on_time=Ratio(on_time, judged),
-        confirmed_resolution=Ratio(sum(1 for c in answered if c), len(answered)),
-        csat={"callback": csat_cb, "survey": csat_sv},
-        mean_score={"callback": mean_cb, "survey": mean_sv},
-        response=response,
-        response_by_priority=response_by,
-        resolution=resolution,
-        resolution_by_priority=resolution_by,
-        nonconformities=ordered,
-        nonconformities_total=total,
-        nonconformities_closed=closed,
-        nonconformities_open_past_deadline=overdue,
-    )
+    fold = IndicatorsFold(month, now, policy=policy)
+    for priority, e in rows:
+        fold.add(priority, e)
+    for nc in nonconformities:
+        fold.add_nc(nc)
+    return fold.result()

@@ -20,33 +20,34 @@ in memory, and write nothing. Decisions beyond the SPEC:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session, load_only
 
 from core.compliance import (
     Evaluation,
+    IncidentFacts,
     MonthlyIndicators,
     NonconformityState,
     Policy,
     evaluate_incident,
     monthly_indicators,
-    seen_at,
     whole_second,
 )
 from core.errors import InputError
-from core.export.rows import incident_row
-from core.loop._bulk import chunks
+from core.export.rows import INCIDENT_FIELDS, incident_row
+from core.loop._bulk import IN_CHUNK, chunks
 from core.loop.evaluate import evaluation_values
-from core.loop.facts import load_facts, load_history
+from core.loop.facts import load_answers
 from core.loop.nonconformities import dedup_key
 from core.loop.sample import survey_key
 from core.loop.tracking import tracking_starts
-from core.records import Category
+from core.records import Category, StatusChange
 from core.runtime import Runtime
 from core.store.models import (
     Incident,
@@ -59,6 +60,12 @@ from core.store.models import (
 from core.timeutil import month_bounds, parse_instant
 
 _ENDS = (Category.RESOLVED.value, Category.CLOSED.value)
+_SHOWN = load_only(
+    *(getattr(Incident, name) for name in (*INCIDENT_FIELDS, "source_sla")), raiseload=True
+)
+"""The incident columns judging and its readers use (export rows, report); others raise."""
+JUDGE_CHUNK = IN_CHUNK
+"""Incidents judged at a time by :func:`judge_chunks` (what a reader of the month holds)."""
 
 
 def parse_as_of(text: str, where: str = "--as-of") -> datetime:
@@ -130,7 +137,49 @@ def _candidates(
     )
 
 
+def month_candidates(
+    rt: Runtime, s: Session, policy: str, months: Sequence[str], as_of: datetime
+) -> dict[str, list[int]]:
+    """The incidents :func:`judge_chunks` judges for each of ``months``, in one read.
+
+    What ``_candidates`` gives month by month (the incidents of the policy's
+    sources that entered resolved or closed within the month, at or before
+    ``as_of``), from one scan of the end events of all the months: a
+    report's twelve-month trend reads the status events once, not twelve times.
+    """
+    tz = rt.policy(policy).calendar.tz
+    sources = [name for name, cfg in rt.config.sources.items() if cfg.policy == policy]
+    bounds = sorted((*month_bounds(m, tz), m) for m in months)
+    limit = seen_before(as_of)
+    found: dict[str, set[int]] = {m: set() for m in months}
+    if not bounds:
+        return {}
+    starts = [b[0] for b in bounds]
+    for inc_id, at in s.execute(
+        select(StatusEvent.incident_id, StatusEvent.at)
+        .join(Incident, Incident.id == StatusEvent.incident_id)
+        .where(
+            Incident.source.in_(sources),
+            StatusEvent.category.in_(_ENDS),
+            StatusEvent.at >= bounds[0][0],
+            StatusEvent.at < min(max(b[1] for b in bounds), limit),
+        )
+    ):
+        i = bisect_right(starts, at) - 1
+        if i >= 0 and at < bounds[i][1] and at < limit:
+            found[bounds[i][2]].add(inc_id)
+    return {m: sorted(ids) for m, ids in found.items()}
+
+
+def seen_before(as_of: datetime) -> datetime:
+    """The first instant a fact is not seen at ``as_of``: ``x < seen_before(as_of)`` is
+    :func:`core.compliance.seen_at` (``x`` truncated to the second is at or before
+    ``as_of`` truncated) for an aware ``x``, in one comparison."""
+    return whole_second(as_of) + timedelta(seconds=1)
+
+
 def _sent_before(s: Session, keys: Sequence[str], kind: str, as_of: datetime) -> set[str]:
+    limit = seen_before(as_of)
     sent: set[str] = set()
     for chunk in chunks(list(keys)):
         for key, at in s.execute(
@@ -140,7 +189,7 @@ def _sent_before(s: Session, keys: Sequence[str], kind: str, as_of: datetime) ->
                 OutboxItem.sent_at.is_not(None),
             )
         ):
-            if at is not None and seen_at(at, as_of):
+            if at is not None and at < limit:
                 sent.add(key)
     return sent
 
@@ -164,9 +213,10 @@ def _surveys(
     by_id = {i.id: i for i in incs}
     keys = [survey_key(by_id[r.incident_id]) for r in rows]
     sent = _sent_before(s, keys, "survey", as_of)
+    limit = seen_before(as_of)
     out: dict[int, tuple[str | None, str | None]] = {}
     for row, key in zip(rows, keys, strict=True):
-        if not seen_at(row.created_at, as_of):
+        if not row.created_at < limit:
             continue
         if row.state == "not_surveyable":
             out[row.incident_id] = ("not_surveyable", row.channel)
@@ -177,10 +227,21 @@ def _surveys(
 
 def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, StoredNc]:
     """The stored nonconformities among ``keys`` that existed at ``as_of``, as they were."""
-    found: dict[str, Nonconformity] = {}
+    limit = seen_before(as_of)
+    found: dict[str, Any] = {}
     for chunk in chunks(list(keys)):
-        for nc in s.scalars(select(Nonconformity).where(Nonconformity.dedup_key.in_(chunk))):
-            if seen_at(nc.created_at, as_of):
+        for nc in s.execute(
+            select(
+                Nonconformity.id,
+                Nonconformity.dedup_key,
+                Nonconformity.created_at,
+                Nonconformity.closed_at,
+                Nonconformity.withdrawn_at,
+                Nonconformity.ticket_ref,
+                Nonconformity.ticket_url,
+            ).where(Nonconformity.dedup_key.in_(chunk))
+        ):
+            if nc.created_at < limit:
                 found[nc.dedup_key] = nc
     revisions: dict[int, int] = {}
     withdrawn_at: dict[int, datetime | None] = {}
@@ -195,20 +256,18 @@ def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, S
             .where(NonconformityEvent.nonconformity_id.in_(ids))
             .order_by(NonconformityEvent.revision)
         ):
-            if seen_at(at, as_of):
+            if at < limit:
                 revisions[nc_id] = max(revisions.get(nc_id, 1), revision)
                 if kind in ("withdrawn", "reinstated"):  # the last one at as_of decides
                     withdrawn_at[nc_id] = at if kind == "withdrawn" else None
     ticketed = _sent_before(s, list(found), "ticket", as_of)
     out: dict[str, StoredNc] = {}
     for key, nc in found.items():
-        closed = nc.closed_at if nc.closed_at and seen_at(nc.closed_at, as_of) else None
+        closed = nc.closed_at if nc.closed_at and nc.closed_at < limit else None
         if nc.id in withdrawn_at:  # from the history: a reinstatement clears it
             withdrawn = withdrawn_at[nc.id]
         else:  # no withdrawal in the history (rows older than it)
-            withdrawn = (
-                nc.withdrawn_at if nc.withdrawn_at and seen_at(nc.withdrawn_at, as_of) else None
-            )
+            withdrawn = nc.withdrawn_at if nc.withdrawn_at and nc.withdrawn_at < limit else None
         has_ticket = key in ticketed
         state = (
             "closed"
@@ -230,7 +289,53 @@ def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, S
     return out
 
 
-def judge_period(
+def facts_seen_at(
+    s: Session, incs: Sequence[Incident], as_of: datetime
+) -> dict[int, IncidentFacts]:
+    """The incidents' facts seen at ``as_of`` (those created after it left out).
+
+    The same facts as :func:`core.loop.facts.load_facts` with ``as_of``,
+    read in one pass: each history holds only the changes seen at ``as_of``.
+    """
+    limit = seen_before(as_of)
+    ids = [i.id for i in incs]
+    history: dict[int, list[StatusChange]] = {}
+    categories = {c.value: c for c in Category}
+    for chunk in chunks(ids):
+        for inc_id, at, category, status in s.execute(
+            select(
+                StatusEvent.incident_id, StatusEvent.at, StatusEvent.category, StatusEvent.status
+            )
+            .where(StatusEvent.incident_id.in_(chunk))
+            .order_by(StatusEvent.incident_id, StatusEvent.seq)
+        ):
+            if at < limit:
+                cat = categories.get(category) or Category(category)
+                history.setdefault(inc_id, []).append(StatusChange(at, cat, status))
+    attempts, answers = load_answers(s, ids)
+    return {
+        inc.id: IncidentFacts(
+            priority=inc.priority,
+            created_at=inc.created_at,
+            history=history.get(inc.id, []),
+            attempts=[a for a in attempts.get(inc.id, ()) if a.at < limit],
+            survey_answers=[a for a in answers.get(inc.id, ()) if a.at < limit],
+        )
+        for inc in incs
+        if inc.created_at < limit
+    }
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Some of a month's incidents judged as of an instant, and the facts they were judged on."""
+
+    incidents: list[Judged]
+    """In incident id order (not the period's order)."""
+    facts: dict[int, IncidentFacts]
+
+
+def judge_chunks(
     rt: Runtime,
     s: Session,
     policy: str,
@@ -238,24 +343,25 @@ def judge_period(
     as_of: datetime,
     *,
     rules: Policy | None = None,
-) -> Period:
-    """Evaluate the policy's month from the stored facts seen at ``as_of`` (writes nothing).
+    candidates: Sequence[int] | None = None,
+) -> Iterator[Chunk]:
+    """The policy's month judged from the stored facts seen at ``as_of``, a chunk at a time.
 
-    ``rules``: judge the policy's incidents under these rules instead of the
-    policy's current ones (a recompute under another version).
+    What :func:`judge_period` returns, without holding the month: a reader
+    that folds each chunk keeps only its aggregates (the report). ``rules``:
+    judge under these rules instead of the policy's current ones.
+    ``candidates``: the month's from :func:`month_candidates` (else read here).
     """
     pol = rules or rt.policy(policy)
     as_of = whole_second(as_of)
     sources = [name for name, cfg in rt.config.sources.items() if cfg.policy == policy]
     start, end = month_bounds(month, pol.calendar.tz)
     starts = tracking_starts(rt)
-    judged: list[Judged] = []
-    for chunk in chunks(_candidates(s, sources, start, end, as_of)):
-        incs = list(
-            s.scalars(select(Incident).options(defer(Incident.raw)).where(Incident.id.in_(chunk)))
-        )
-        facts = load_facts(s, incs, as_of=as_of)
-        history = load_history(s, [i.id for i in incs])
+    if candidates is None:
+        candidates = _candidates(s, sources, start, end, as_of)
+    for chunk in chunks(candidates, JUDGE_CHUNK):
+        incs = list(s.scalars(select(Incident).options(_SHOWN).where(Incident.id.in_(chunk))))
+        facts = facts_seen_at(s, incs, as_of)
         surveys = _surveys(s, incs, as_of)
         evaluated: list[tuple[Incident, Evaluation]] = []
         for inc in incs:
@@ -268,8 +374,9 @@ def judge_period(
                 evaluated.append((inc, ev))
         keys = [dedup_key(inc, f.key) for inc, ev in evaluated for f in ev.findings]
         stored = _stored_ncs(s, keys, as_of)
+        judged: list[Judged] = []
         for inc, ev in evaluated:
-            seen = [c for c in history.get(inc.id, []) if seen_at(c.at, as_of)]
+            seen = facts[inc.id].history
             values = {
                 **evaluation_values(inc, ev),
                 "status": seen[-1].status if seen else inc.status,
@@ -278,7 +385,36 @@ def judge_period(
             }
             ncs = {f.key: stored.get(dedup_key(inc, f.key)) for f in ev.findings}
             judged.append(Judged(inc, ev, values, surveys.get(inc.id, (None, None)), ncs))
-    judged.sort(key=lambda j: (j.evaluation.resolved_at or as_of, j.incident.id))
+        yield Chunk(judged, facts)
+
+
+def period_order(j: Judged, as_of: datetime) -> tuple[datetime, int]:
+    """A judged incident's place in its period: by resolution, then incident id."""
+    return (j.evaluation.resolved_at or as_of, j.incident.id)
+
+
+def judge_period(
+    rt: Runtime,
+    s: Session,
+    policy: str,
+    month: str,
+    as_of: datetime,
+    *,
+    rules: Policy | None = None,
+) -> Period:
+    """Evaluate the policy's month from the stored facts seen at ``as_of`` (writes nothing).
+
+    ``rules``: judge the policy's incidents under these rules instead of the
+    policy's current ones (a recompute under another version). The whole
+    month in memory, in period order; :func:`judge_chunks` streams it.
+    """
+    as_of = whole_second(as_of)
+    judged = [
+        j
+        for chunk in judge_chunks(rt, s, policy, month, as_of, rules=rules)
+        for j in chunk.incidents
+    ]
+    judged.sort(key=lambda j: period_order(j, as_of))
     return Period(policy, month, as_of, judged)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import InputError
 from core.export.as_of import Period
+from core.export.rows import closing_result
 from core.export.writers import Table
 from core.privacy import mask_pii_text
 from core.store.models import ComplianceRecord, Incident, Nonconformity
@@ -70,7 +71,24 @@ def nc_rows(
 ) -> Iterator[dict[str, Any]]:
     """The stored nonconformities of the month's incidents (ordered by incident, raised-at)."""
     query = (
-        select(Nonconformity, Incident.source, Incident.key)
+        select(
+            Incident.source,
+            Incident.key,
+            Nonconformity.rule,
+            Nonconformity.severity,
+            Nonconformity.resolution_key,
+            Nonconformity.raised_at,
+            Nonconformity.deadline,
+            Nonconformity.state,
+            Nonconformity.ticket_ref,
+            Nonconformity.ticket_url,
+            Nonconformity.ticket_status,
+            Nonconformity.closed_at,
+            Nonconformity.overdue,
+            Nonconformity.revision,
+            Nonconformity.withdrawn_at,
+            Nonconformity.detail,
+        )
         .join(Incident, Incident.id == Nonconformity.incident_id)
         .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
         .where(
@@ -83,11 +101,12 @@ def nc_rows(
         .order_by(
             ComplianceRecord.resolved_at, Incident.id, Nonconformity.raised_at, Nonconformity.id
         )
+        .execution_options(yield_per=2000)
     )
-    for nc, source, key in session.execute(query):
+    for nc in closing_result(session.execute(query)):
         yield {
-            "source": source,
-            "incident_key": key,
+            "source": nc.source,
+            "incident_key": nc.key,
             "rule": nc.rule,
             "severity": nc.severity,
             "resolution": _resolution(nc.resolution_key, tz),

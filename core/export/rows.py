@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Result, select
 from sqlalchemy.orm import Session
@@ -20,8 +20,8 @@ from core.compliance import (
     MonthlyIndicators,
     NonconformityState,
     Policy,
-    monthly_indicators,
 )
+from core.compliance.indicators import IndicatorsFold
 from core.privacy import mask_email, mask_name, mask_phone, mask_pii_text
 from core.store.models import (
     ComplianceRecord,
@@ -30,6 +30,9 @@ from core.store.models import (
     SurveyInvitation,
 )
 from core.timeutil import local_iso
+
+EXPORT_BATCH = 2000
+"""Rows read from the database at a time."""
 
 COLUMNS: tuple[str, ...] = (
     "source",
@@ -78,7 +81,7 @@ def _final(resolutions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     return finals[-1] if finals else {}
 
 
-def _closing(result: Result[Any]) -> Iterator[Any]:
+def closing_result(result: Result[Any]) -> Iterator[Any]:
     """The result's rows; its cursor is closed even when the reader stops half-way."""
     try:
         yield from result
@@ -86,12 +89,72 @@ def _closing(result: Result[Any]) -> Iterator[Any]:
         result.close()
 
 
+INCIDENT_FIELDS = (
+    "id",
+    "source",
+    "key",
+    "external_id",
+    "title",
+    "service",
+    "customer",
+    "contact_name",
+    "contact_phone",
+    "contact_email",
+    "priority",
+    "status",
+    "created_at",
+)
+"""The incident's columns an export row shows (:class:`IncidentFields`)."""
+
+
+class IncidentFields(Protocol):
+    """What an export row reads of an incident: an ORM ``Incident`` or a row of its columns."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def service(self) -> str | None: ...
+    @property
+    def customer(self) -> str | None: ...
+    @property
+    def contact_name(self) -> str | None: ...
+    @property
+    def contact_phone(self) -> str | None: ...
+    @property
+    def contact_email(self) -> str | None: ...
+    @property
+    def priority(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
 def export_rows(
     session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
 ) -> Iterator[dict[str, Any]]:
-    """One dict per incident of ``month`` under the policy version, in COLUMNS order."""
+    """One dict per incident of ``month`` under the policy version, in COLUMNS order.
+
+    The rows stream (``yield_per``) as plain tuples of the columns shown,
+    never ORM objects: the export of a month of any size holds one batch.
+    """
+    record_columns = [getattr(ComplianceRecord, name) for name in RECORD_FIELDS]
+    incident_columns = [getattr(Incident, name) for name in INCIDENT_FIELDS]
     query = (
-        select(ComplianceRecord, Incident, SurveyInvitation.state, SurveyInvitation.channel)
+        select(
+            *incident_columns,
+            SurveyInvitation.state,
+            SurveyInvitation.channel,
+            *record_columns,
+        )
         .join(Incident, Incident.id == ComplianceRecord.incident_id)
         .outerjoin(SurveyInvitation, SurveyInvitation.incident_id == Incident.id)
         .where(
@@ -101,9 +164,9 @@ def export_rows(
             ComplianceRecord.cancelled.is_(False),
         )
         .order_by(ComplianceRecord.resolved_at, Incident.id)
-        .execution_options(yield_per=1000)
+        .execution_options(yield_per=EXPORT_BATCH)
     )
-    ncs: dict[int, list[tuple[str, str, str]]] = {}
+    ncs: dict[int, list[tuple[str, str, bool]]] = {}
     for inc_id, rule, severity, state in session.execute(
         select(
             Nonconformity.incident_id,
@@ -120,11 +183,12 @@ def export_rows(
             Nonconformity.state != "withdrawn",
         )
     ):
-        ncs.setdefault(inc_id, []).append((rule, severity, state))
-    for rec, inc, survey_state, survey_channel in _closing(session.execute(query)):
-        mine = [(r, sev, st != "closed") for r, sev, st in ncs.get(inc.id, [])]
+        ncs.setdefault(inc_id, []).append((rule, severity, state != "closed"))
+    n_inc = len(INCIDENT_FIELDS)
+    for row in closing_result(session.execute(query)):
+        rec = dict(zip(RECORD_FIELDS, row[n_inc + 2 :], strict=True))
         yield incident_row(
-            record_values(rec), inc, (survey_state, survey_channel), mine, tz=tz, unmask=unmask
+            rec, row, (row[n_inc], row[n_inc + 1]), ncs.get(row.id, ()), tz=tz, unmask=unmask
         )
 
 
@@ -154,14 +218,9 @@ RECORD_FIELDS = (
 """The compliance record's columns an export row shows."""
 
 
-def record_values(rec: ComplianceRecord) -> dict[str, Any]:
-    """The stored record's :data:`RECORD_FIELDS`."""
-    return {name: getattr(rec, name) for name in RECORD_FIELDS}
-
-
 def incident_row(
     rec: Mapping[str, Any],
-    inc: Incident,
+    inc: IncidentFields,
     survey: tuple[str | None, str | None],
     ncs: Sequence[tuple[str, str, bool]],
     *,
@@ -225,29 +284,43 @@ def incident_row(
     }
 
 
-def _as_evaluation(rec: ComplianceRecord) -> Evaluation:
-    """Enough of an Evaluation, rebuilt from its stored record, for the indicators."""
+_INDICATOR_FIELDS = (
+    "month",
+    "cancelled",
+    "response_met",
+    "resolution_met",
+    "callback_verdict",
+    "confirmed",
+    "callback_score",
+    "survey_score",
+)
+"""The record's columns the indicators read."""
+
+
+def _as_evaluation(values: Mapping[str, Any]) -> Evaluation:
+    """Enough of an Evaluation, rebuilt from its stored record's columns, for the indicators."""
+    verdict = values["callback_verdict"]
     return Evaluation(
-        policy_name=rec.policy,
-        policy_version=rec.policy_version,
-        evaluated_at=rec.evaluated_at,
-        cancelled=rec.cancelled,
-        first_response_at=rec.first_response_at,
-        resolved_at=rec.resolved_at,
-        month=rec.month,
-        reopen_count=rec.reopen_count,
-        response_s=rec.response_s,
-        response_target_s=rec.response_target_s,
-        response_met=rec.response_met,
-        resolution_s=rec.resolution_s,
-        resolution_target_s=rec.resolution_target_s,
-        resolution_met=rec.resolution_met,
+        policy_name="",
+        policy_version="",
+        evaluated_at=datetime.min,
+        cancelled=values["cancelled"],
+        first_response_at=None,
+        resolved_at=None,
+        month=values["month"],
+        reopen_count=0,
+        response_s=None,
+        response_target_s=None,
+        response_met=values["response_met"],
+        resolution_s=None,
+        resolution_target_s=None,
+        resolution_met=values["resolution_met"],
         resolutions=(),
-        callback_verdict=CallbackVerdict(rec.callback_verdict) if rec.callback_verdict else None,
-        callback_due=rec.callback_due,
-        confirmed=rec.confirmed,
-        callback_score=rec.callback_score,
-        survey_score=rec.survey_score,
+        callback_verdict=CallbackVerdict(verdict) if verdict else None,
+        callback_due=None,
+        confirmed=values["confirmed"],
+        callback_score=values["callback_score"],
+        survey_score=values["survey_score"],
         findings=(),
         next_check_at=None,
     )
@@ -258,35 +331,37 @@ def period_indicators(
 ) -> MonthlyIndicators:
     """The month's indicators (R4) from the stored compliance records.
 
-    ``rules`` is the policy named ``policy`` (its CSAT threshold).
+    ``rules`` is the policy named ``policy`` (its CSAT threshold). The
+    records stream as tuples of the columns the indicators read and are
+    folded one at a time (:class:`IndicatorsFold`).
     """
-    rows = [
-        (priority, _as_evaluation(rec))
-        for rec, priority in session.execute(
-            select(ComplianceRecord, Incident.priority)
+    fold = IndicatorsFold(month, now, policy=rules)
+    for row in closing_result(
+        session.execute(
+            select(Incident.priority, *[getattr(ComplianceRecord, f) for f in _INDICATOR_FIELDS])
             .join(Incident, Incident.id == ComplianceRecord.incident_id)
             .where(
                 ComplianceRecord.policy == policy,
                 ComplianceRecord.policy_version == version,
                 ComplianceRecord.month == month,
             )
+            .execution_options(yield_per=EXPORT_BATCH)
         )
-    ]
-    states = [
-        NonconformityState(
-            rule=nc.rule, severity=nc.severity, closed=nc.state == "closed", deadline=nc.deadline
+    ):
+        fold.add(row[0], _as_evaluation(dict(zip(_INDICATOR_FIELDS, row[1:], strict=True))))
+    for rule, severity, state, deadline in session.execute(
+        select(
+            Nonconformity.rule, Nonconformity.severity, Nonconformity.state, Nonconformity.deadline
         )
-        for nc in session.scalars(
-            select(Nonconformity)
-            .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
-            .where(
-                ComplianceRecord.policy == policy,
-                ComplianceRecord.policy_version == version,
-                ComplianceRecord.month == month,
-                ComplianceRecord.cancelled.is_(False),
-                Nonconformity.policy == policy,
-                Nonconformity.state != "withdrawn",
-            )
+        .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
+        .where(
+            ComplianceRecord.policy == policy,
+            ComplianceRecord.policy_version == version,
+            ComplianceRecord.month == month,
+            ComplianceRecord.cancelled.is_(False),
+            Nonconformity.policy == policy,
+            Nonconformity.state != "withdrawn",
         )
-    ]
-    return monthly_indicators(month, rows, states, now, policy=rules)
+    ):
+        fold.add_nc(NonconformityState(rule, severity, state == "closed", deadline))
+    return fold.result()

@@ -4,7 +4,8 @@
 (:func:`build_report`), ``render`` turns it into JSON, HTML, XLSX or PDF in
 zh-CN or en (:func:`render_report`); ``charts`` draws the SVG charts the
 HTML report and the QA page show. The numbers are the export's: the same
-:func:`core.export.as_of.judge_period` and indicators.
+:func:`core.export.as_of.judge_chunks`, folded into the same indicators
+(:class:`core.compliance.indicators.IndicatorsFold`), a chunk at a time.
 """
 
 from core.report.build import build_report

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from core.compliance import whole_second
 from core.errors import InputError
-from core.export.as_of import Period, judge_period
+from core.export.as_of import month_candidates
+from core.report.fold import MonthFold
 from core.report.indicators import breakdown, indicators_of
 from core.report.model import Report
 from core.report.ncs import nc_section
-from core.report.sla import disagreements
 from core.report.survey import survey_section
 from core.report.trend import months_back, summary, trend_point
 from core.runtime import Runtime
@@ -34,29 +34,40 @@ REPORT_VERSION = 2
 """Version of the JSON document (1: the indicators-only ``GET /reports/{period}``)."""
 
 
-class _Periods:
-    """Judged months, each computed once per report."""
+class _Months:
+    """Folded months, each judged once per report (the trend and every section share them).
 
-    def __init__(self, rt: Runtime, s: Session, as_of: datetime) -> None:
+    The incidents of a policy's trend months are found in one read
+    (:func:`month_candidates`) when the first of its months is asked for.
+    """
+
+    def __init__(self, rt: Runtime, s: Session, as_of: datetime, period: str) -> None:
         self.rt, self.s, self.as_of = rt, s, as_of
-        self.cache: dict[tuple[str, str], Period] = {}
+        self.months = months_back(period)
+        self.cache: dict[tuple[str, str], MonthFold] = {}
+        self.candidates: dict[str, dict[str, list[int]]] = {}
 
-    def get(self, policy: str, month: str) -> Period:
+    def get(self, policy: str, month: str) -> MonthFold:
         key = (policy, month)
         if key not in self.cache:
-            self.cache[key] = judge_period(self.rt, self.s, policy, month, self.as_of)
+            if policy not in self.candidates:
+                self.candidates[policy] = month_candidates(
+                    self.rt, self.s, policy, self.months, self.as_of
+                )
+            ids = self.candidates[policy].get(month)
+            self.cache[key] = MonthFold.judge(self.rt, self.s, policy, month, self.as_of, ids)
         return self.cache[key]
 
 
 def _section(
-    rt: Runtime, s: Session, cache: _Periods, names: Sequence[str], period: str
+    rt: Runtime, s: Session, cache: _Months, names: Sequence[str], period: str
 ) -> dict[str, Any]:
-    periods = [cache.get(n, period) for n in names]
+    folds = [cache.get(n, period) for n in names]
     trend = []
     indicators: dict[str, Any] = {}
     previous: dict[str, Any] | None = None
     for month in months_back(period):
-        ind = indicators_of(rt, [cache.get(n, month) for n in names])
+        ind = indicators_of([cache.get(n, month).indicators for n in names])
         trend.append(trend_point(ind))
         if month == period:
             indicators = ind
@@ -67,16 +78,14 @@ def _section(
         "policies": list(names),
         "version": rt.policy(names[0]).version if len(names) == 1 else None,
         "indicators": indicators,
-        "breakdown": breakdown(rt, periods),
+        "breakdown": breakdown([f.groups for f in folds]),
         "trend": trend,
         "summary": summary(indicators, previous) if previous is not None else [],
-        "nonconformities": nc_section(periods),
-        "sla_disagreements": [
-            row
-            for n, p in zip(names, periods, strict=True)
-            for row in disagreements(s, rt.policy(n), p)
+        "nonconformities": nc_section([f.ncs for f in folds]),
+        "sla_disagreements": [row for f in folds for row in f.sla_disagreements],
+        "survey": [
+            row for f in folds for row in survey_section(s, f.policy, f.month, f.as_of, f.answered)
         ],
-        "survey": survey_section(s, periods),
     }
 
 
@@ -106,7 +115,7 @@ def build_report(rt: Runtime, period: str, *, as_of: datetime, policy: str | Non
     scope = names[0] if len(names) == 1 else "all"
     stamps = Stamps.current()
     with rt.db.session() as s:
-        cache = _Periods(rt, s, at)
+        cache = _Months(rt, s, at, period)
         sections = [_section(rt, s, cache, [n], period) for n in names]
         together = _section(rt, s, cache, names, period) if len(names) > 1 else None
     data: dict[str, Any] = {

@@ -67,6 +67,8 @@ class Labels:
         self.msgs = messages(lang)
         self.locale = Locale.parse(lang.replace("-", "_"))
         self.tz = ZoneInfo(timezone)
+        self._instants: dict[datetime | str, str] = {}
+        """Instants already formatted (a month's report shows many, often the same)."""
 
     def __call__(self, key: str, **values: Any) -> str:
         """The label ``key``, with ``{name}`` fields filled from ``values``."""
@@ -98,9 +100,13 @@ class Labels:
         """An instant in the display zone, the locale's medium date and time."""
         if value is None:
             return self("none")
-        when = datetime.fromisoformat(value) if isinstance(value, str) else value
-        text = format_datetime(when, "medium", tzinfo=self.tz, locale=self.locale)
-        return text.replace("\u202f", " ")  # CLDR's narrow space: not every font has it
+        text = self._instants.get(value)
+        if text is None:
+            when = datetime.fromisoformat(value) if isinstance(value, str) else value
+            text = format_datetime(when, "medium", tzinfo=self.tz, locale=self.locale)
+            text = text.replace("\u202f", " ")  # CLDR's narrow space: not every font has it
+            self._instants[value] = text
+        return text
 
     def duration(self, seconds: int | None) -> str:
         """Seconds as hours with one decimal, e.g. ``12.5 h`` (``—`` when None)."""

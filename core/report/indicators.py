@@ -1,19 +1,21 @@
-"""A month's §10 indicators over one or more policies' judged incidents, and per group.
+"""A month's §10 indicators over one or more policies' folds, and per group.
 
 One policy: exactly :func:`core.export.as_of.indicators_as_of` (the export's
-numbers). Several policies together: every count, numerator and denominator
-is the sum of the policies' (each judged under its own rules); the mean
-scores are recomputed over all the scores, never averaged from means.
+numbers; both are :class:`core.compliance.indicators.IndicatorsFold`).
+Several policies together: every count, numerator and denominator is the
+sum of the policies' (each judged under its own rules); the mean scores are
+recomputed over all the scores (their exact sums), never averaged from means.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
-from core.compliance.scores import mean_score
-from core.export.as_of import Judged, Period, indicators_as_of
-from core.runtime import Runtime
+from core.compliance.indicators import CHANNELS, IndicatorsFold
+from core.compliance.scores import round4
+from core.export.as_of import Judged
 
 DIMENSIONS: dict[str, Callable[[Judged], str]] = {
     "source": lambda j: j.incident.source,
@@ -22,9 +24,6 @@ DIMENSIONS: dict[str, Callable[[Judged], str]] = {
     "customer": lambda j: j.incident.customer or "",
 }
 """The breakdowns of the report: source, service, priority, customer organisation."""
-
-CHANNELS_SCORES = {"callback": "callback_score", "survey": "survey_score"}
-"""Score channel → the evaluation's attribute holding that channel's score."""
 
 
 def _add(into: dict[str, Any], other: dict[str, Any]) -> None:
@@ -47,35 +46,33 @@ def _rates(doc: dict[str, Any]) -> None:
                 _rates(value)
 
 
-def indicators_of(rt: Runtime, periods: Sequence[Period]) -> dict[str, Any]:
-    """The indicators (``MonthlyIndicators.as_dict()`` form) of ``periods`` together."""
-    if len(periods) == 1:
-        return indicators_as_of(rt, periods[0]).as_dict()
+def indicators_of(folds: Sequence[IndicatorsFold]) -> dict[str, Any]:
+    """The indicators (``MonthlyIndicators.as_dict()`` form) of ``folds`` together."""
+    if len(folds) == 1:
+        return folds[0].result().as_dict()
     total: dict[str, Any] = {}
-    for p in periods:
-        _add(total, indicators_as_of(rt, p).as_dict())
+    for fold in folds:
+        _add(total, fold.result().as_dict())
     _rates(total)
-    for channel, attr in CHANNELS_SCORES.items():
-        scores = [
-            getattr(j.evaluation, attr)
-            for p in periods
-            for j in p.incidents
-            if getattr(j.evaluation, attr) is not None
-        ]
-        total.setdefault("mean_score", {})[channel] = mean_score(scores)
+    for channel in CHANNELS:
+        n = sum(f.scored(channel) for f in folds)
+        exact_sum = sum((f.score_sum(channel) for f in folds), start=Fraction(0))
+        total.setdefault("mean_score", {})[channel] = round4(exact_sum / n) if n else None
     return total
 
 
-def breakdown(rt: Runtime, periods: Sequence[Period]) -> dict[str, dict[str, Any]]:
-    """Dimension → group value → the group's indicators (groups in sorted order)."""
+def breakdown(
+    groups: Sequence[dict[str, dict[str, IndicatorsFold]]],
+) -> dict[str, dict[str, Any]]:
+    """Dimension → group value → the group's indicators (groups in sorted order).
+
+    ``groups``: per policy, dimension → group value → that group's fold.
+    """
     out: dict[str, dict[str, Any]] = {}
-    for dim, key in DIMENSIONS.items():
-        groups: dict[str, list[Period]] = {}
-        for p in periods:
-            members: dict[str, list[Judged]] = {}
-            for j in p.incidents:
-                members.setdefault(key(j), []).append(j)
-            for value, judged in members.items():
-                groups.setdefault(value, []).append(Period(p.policy, p.month, p.as_of, judged))
-        out[dim] = {value: indicators_of(rt, groups[value]) for value in sorted(groups)}
+    for dim in DIMENSIONS:
+        merged: dict[str, list[IndicatorsFold]] = {}
+        for per_policy in groups:
+            for value, fold in per_policy.get(dim, {}).items():
+                merged.setdefault(value, []).append(fold)
+        out[dim] = {value: indicators_of(merged[value]) for value in sorted(merged)}
     return out

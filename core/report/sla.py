@@ -26,9 +26,8 @@ from sqlalchemy.orm import Session
 
 from core.compliance import Evaluation, IncidentFacts, Policy
 from core.compliance.history import ACTIVE, Timeline, build_timeline, seconds_in
-from core.export.as_of import Period
+from core.export.as_of import Judged
 from core.loop._bulk import chunks
-from core.loop.facts import load_facts
 from core.records import Category
 from core.store.models import ComplianceRecord
 
@@ -138,15 +137,24 @@ def _earlier_targets(
     return out
 
 
-def disagreements(s: Session, policy: Policy, period: Period) -> list[dict[str, Any]]:
-    """The month's ITSM-vs-qloop SLA disagreements with their causes (no personal data)."""
-    found = [j for j in period.incidents if j.values.get("sla_disagreement")]
+def disagreements(
+    s: Session,
+    policy: Policy,
+    judged: Sequence[Judged],
+    facts: Mapping[int, IncidentFacts],
+) -> list[tuple[int, dict[str, Any]]]:
+    """The ITSM-vs-qloop SLA disagreements among ``judged`` with their causes (no personal data).
+
+    ``facts``: the incidents' facts as of the instant they were judged at
+    (:class:`core.export.as_of.Chunk`). Each row comes with the position of its
+    incident in ``judged``.
+    """
+    found = [(n, j) for n, j in enumerate(judged) if j.values.get("sla_disagreement")]
     if not found:
         return []
-    facts = load_facts(s, [j.incident for j in found], as_of=period.as_of)
-    earlier = _earlier_targets(s, policy, [j.incident.id for j in found])
-    out: list[dict[str, Any]] = []
-    for j in found:
+    earlier = _earlier_targets(s, policy, [j.incident.id for _, j in found])
+    out: list[tuple[int, dict[str, Any]]] = []
+    for n, j in found:
         inc = j.incident
         flags = inc.source_sla if isinstance(inc.source_sla, dict) else {}
         for kind in str(j.values["sla_disagreement"]).split(","):
@@ -162,15 +170,18 @@ def disagreements(s: Session, policy: Policy, period: Period) -> list[dict[str, 
                 earlier.get(inc.id, {}).get(kind, {}),
             )
             out.append(
-                {
-                    "policy": period.policy,
-                    "source": inc.source,
-                    "incident_key": inc.key,
-                    "external_id": inc.external_id,
-                    "priority": inc.priority,
-                    "service": inc.service,
-                    "customer": inc.customer,
-                    **row,
-                }
+                (
+                    n,
+                    {
+                        "policy": j.values["policy"],
+                        "source": inc.source,
+                        "incident_key": inc.key,
+                        "external_id": inc.external_id,
+                        "priority": inc.priority,
+                        "service": inc.service,
+                        "customer": inc.customer,
+                        **row,
+                    },
+                )
             )
     return out
