@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core.export.as_of import judge_period
+from core.report.fold import MonthFold
 from core.report.indicators import indicators_of
 from core.runtime import Runtime
 
@@ -63,7 +63,7 @@ def kpi_section(
     rows: list[dict[str, Any]] = []
     sums = {name: [0, 0] for name in KPIS}
     for month in months:
-        ind = indicators_of(rt, [judge_period(rt, s, policy, month, as_of)])
+        ind = indicators_of([MonthFold.judge(rt, s, policy, month, as_of).indicators])
         cells = {}
         for name, path in KPIS.items():
             num, den = _ratio(ind, path)
