@@ -1,7 +1,8 @@
 """Webhook deliveries committed together under load, each answered only after its commit.
 
-One writer thread per server process takes the verified deliveries waiting
-for it and stores them all in one short transaction
+A few writer threads per server process (:data:`WRITERS`, each keeping
+its connection while there is work) take the verified deliveries waiting for them and
+store them in one short transaction per batch
 (:func:`core.loop.intake.store_deliveries`), then resolves each request's
 future; the request answers 2xx only then. Idle, a delivery is committed
 alone at once (no wait is added to gather a batch); under load the
@@ -22,6 +23,8 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+from sqlalchemy import Connection
+
 from core.loop.intake import Delivery, Stored, store_deliveries
 from core.runtime import Runtime
 
@@ -30,7 +33,9 @@ log = logging.getLogger("qloop.intake")
 MAX_ROWS = 1000
 """Most outcomes one transaction takes; the rest wait for the next."""
 IDLE_S = 2.0
-"""How long the writer thread waits for work before it ends."""
+"""How long a writer thread waits for work before it ends."""
+WRITERS = 4
+"""Transactions in flight at once per process: one commit's wait overlaps the next batch."""
 
 _Item = tuple[Delivery, "Future[Stored]"]
 
@@ -38,13 +43,21 @@ _Item = tuple[Delivery, "Future[Stored]"]
 class IntakeWriter:
     """Stores verified deliveries for one runtime, batching those that arrive together."""
 
-    def __init__(self, rt: Runtime, *, max_rows: int = MAX_ROWS, idle_s: float = IDLE_S) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        max_rows: int = MAX_ROWS,
+        idle_s: float = IDLE_S,
+        writers: int = WRITERS,
+    ) -> None:
         self.rt = rt
         self.max_rows = max_rows
         self.idle_s = idle_s
+        self.writers = writers
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._running = False
+        self._threads = 0
         self.commits = 0
         """Transactions committed (a test and a benchmark read it)."""
 
@@ -53,8 +66,8 @@ class IntakeWriter:
         done: Future[Stored] = Future()
         with self._lock:
             self._queue.put((delivery, done))
-            if not self._running:
-                self._running = True
+            if self._threads < self.writers:
+                self._threads += 1
                 threading.Thread(target=self._run, name="qloop-intake", daemon=True).start()
         return done
 
@@ -64,7 +77,7 @@ class IntakeWriter:
         except queue.Empty:
             with self._lock:
                 if self._queue.empty():  # nothing came in meanwhile: end; submit restarts us
-                    self._running = False
+                    self._threads -= 1
                     return None
             return []
         batch, rows = [first], len(first[0].outcomes)
@@ -78,32 +91,48 @@ class IntakeWriter:
         return batch
 
     def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            # a request gone meanwhile (its client hung up) is still stored: the
-            # provider retries it and the retry is a duplicate; from here no future
-            # can be cancelled any more, so each gets its answer
-            for _, done in batch:
-                done.set_running_or_notify_cancel()
-            if batch:
-                self._write(batch)
-
-    def _write(self, batch: Sequence[_Item]) -> None:
+        conn: Connection | None = None
         try:
-            with self.rt.db.engine.begin() as conn:  # committed when the block ends
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                # a request gone meanwhile (its client hung up) is still stored: the
+                # provider retries it and the retry is a duplicate; from here no future
+                # can be cancelled any more, so each gets its answer
+                for _, done in batch:
+                    done.set_running_or_notify_cancel()
+                if batch:
+                    conn = self._write(conn, batch)
+                if conn is not None and self._queue.empty():  # idle: the pool gets it back
+                    conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _write(self, conn: Connection | None, batch: Sequence[_Item]) -> Connection | None:
+        """Store ``batch`` in one transaction on the thread's connection; the connection next."""
+        try:
+            if conn is None:
+                conn = self.rt.db.engine.connect()
+            with conn.begin():  # committed when the block ends
                 stored = store_deliveries(conn, [d for d, _ in batch], self.rt.now())
             self.commits += 1
         except Exception as exc:
+            if conn is not None:  # the connection may be broken: the next batch takes a new one
+                conn.invalidate()
+                conn.close()
+                conn = None
             if len(batch) > 1:  # find the delivery the store refuses: the others go in
                 log.warning("intake: a batch of %d failed (%s); one by one", len(batch), exc)
                 for item in batch:
-                    self._write([item])
-                return
+                    conn = self._write(conn, [item])
+                return conn
             if not batch[0][1].cancelled():
                 batch[0][1].set_exception(exc)
-            return
+            return conn
         for (_, done), result in zip(batch, stored, strict=True):
             if not done.cancelled():
                 done.set_result(result)
+        return conn

@@ -74,7 +74,7 @@ def test_deliveries_arriving_together_share_a_commit_and_wait_for_it(
     rt = deployment.open()
     gate = _Gate(intake.store_deliveries)
     monkeypatch.setattr(intake, "store_deliveries", gate)
-    writer = IntakeWriter(rt)
+    writer = IntakeWriter(rt, writers=1)  # one transaction at a time: batches are exact
     first = writer.submit(_delivery("e1"))
     assert gate.entered.wait(30)
     # these arrive while the first transaction is open: they wait, then go in together
@@ -114,7 +114,7 @@ def test_a_delivery_the_store_refuses_fails_alone(
         return gate(conn, deliveries, now)
 
     monkeypatch.setattr(intake, "store_deliveries", refusing)
-    writer = IntakeWriter(rt)
+    writer = IntakeWriter(rt, writers=1)  # one transaction at a time: batches are exact
     first = writer.submit(_delivery("a1"))
     assert gate.entered.wait(30)
     good1 = writer.submit(_delivery("a2"))
