@@ -1,4 +1,4 @@
-"""intake: outcomes pushed to qloop (webhooks) stored with one statement per page of rows.
+"""intake: outcomes pushed to qloop (webhooks) stored with one statement per batch.
 
 Each delivery's outcomes become ``response`` rows inserted with ``INSERT …
 ON CONFLICT (channel, provider_event_id) DO NOTHING RETURNING``: an event
@@ -23,9 +23,6 @@ from core.errors import ConfigError
 from core.loop.collect import response_row
 from core.records import Outcome
 from core.store.models import Response
-
-ROWS_PER_STATEMENT = 200
-"""Rows per INSERT: about 4,000 bound parameters, far below both databases' limits."""
 
 _INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
@@ -65,15 +62,14 @@ def store_deliveries(
         for out in delivery.outcomes:
             rows.append(response_row(delivery.channel, out, now))
             owners.append((n, delivery.channel, out.provider_event_id))
+    stmt = (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["channel", "provider_event_id"])
+        .returning(table.c.channel, table.c.provider_event_id)
+    )
     inserted: set[tuple[str, str]] = set()
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        stmt = (
-            insert(table)
-            .values(rows[start : start + ROWS_PER_STATEMENT])
-            .on_conflict_do_nothing(index_elements=["channel", "provider_event_id"])
-            .returning(table.c.channel, table.c.provider_event_id)
-        )
-        inserted.update((c, e) for c, e in conn.execute(stmt))
+    if rows:  # one compiled statement, sent as multi-row VALUES pages ("insertmanyvalues")
+        inserted.update((c, e) for c, e in conn.execute(stmt, rows))
     created = [0] * len(deliveries)
     duplicates = [0] * len(deliveries)
     for n, channel, event in owners:
