@@ -192,7 +192,11 @@ def evaluate_part(rt: Runtime, name: str) -> list[StepResult]:
     The n partitions are disjoint, so n workers run them at once, each under
     its own lease (``evaluate-part:0/2``…). Sampling and raising need the
     whole month evaluated: the ``evaluate`` job runs them once every
-    partition is done (:func:`workers.queue.enqueue_partitions`).
+    partition is done (:func:`workers.queue.enqueue_partitions`). Should a
+    whole ``evaluate`` (a cron fire) overlap a partition, the record of an
+    incident both insert is refused once by its unique key
+    ``(incident, policy, version)``: that job fails, nothing is stored
+    twice, and its retry finds the incident evaluated.
     """
     k, n = parse_part(name)
     return [evaluate(rt, partition=(k, n))]
