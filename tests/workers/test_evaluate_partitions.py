@@ -167,3 +167,18 @@ def test_partitions_are_not_scheduled_and_only_partitioned_kinds_fan_out(
             queue.enqueue_partitions(conn, str(path), 0)
     finally:
         conn.close()
+
+
+def test_the_cli_enqueues_a_partition_and_refuses_a_malformed_one(
+    tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli import main
+
+    path = sandbox_config(
+        f"sqlite:///{tmp_path / 'q.db'}", tmp_path, extra={"redis_url": redis_url}
+    )
+    assert main(["jobs", "-c", str(path), "enqueue", "evaluate-part", "1/2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(queue.id_stem("evaluate-part", "1/2")) and out.strip().endswith("queued")
+    assert main(["jobs", "-c", str(path), "enqueue", "evaluate-part", "2/2"]) != 0
+    assert "evaluate partition '2/2'" in capsys.readouterr().err
