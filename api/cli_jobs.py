@@ -153,7 +153,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             raise InputError(msg) from exc
     else:  # enqueue KIND [NAME]
         if not args.args:
-            msg = f"jobs enqueue: name a kind ({', '.join(queue.KINDS)}) and a source/channel"
+            msg = (
+                f"jobs enqueue: name a kind ({', '.join(queue.KINDS)}) "
+                "and a source, channel or partition k/n"
+            )
             raise InputError(msg)
         kind, name = args.args[0], (args.args[1] if len(args.args) > 1 else None)
         print(queue.enqueue(conn, str(path.resolve()), kind, name))
@@ -193,7 +196,7 @@ def add_commands(
         "args",
         nargs="*",
         help=f"requeue: job ids; enqueue: KIND ({', '.join(queue.KINDS)}) and, for sync and "
-        "collect, the source or channel name",
+        "collect, the source or channel name; for evaluate-part, the partition k/n",
     )
     p.add_argument(
         "--all", action="store_true", help="requeue: every failed job (default: only those named)"

@@ -8,6 +8,7 @@ does no harm.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -170,6 +171,41 @@ def evaluate_all(rt: Runtime) -> list[StepResult]:
     return [evaluate(rt), sample_surveys(rt), raise_nonconformities(rt)]
 
 
+PART_PATTERN = re.compile(r"^(0|[1-9][0-9]{0,3})/([1-9][0-9]{0,3})$")
+MAX_PARTS = 1024
+
+
+def part_name(k: int, n: int) -> str:
+    """The name of partition ``k`` of ``n``: ``"0/2"``."""
+    return f"{k}/{n}"
+
+
+def parse_part(name: str) -> tuple[int, int]:
+    """``"k/n"`` as ``(k, n)``; ConfigError unless ``0 <= k < n <= MAX_PARTS``."""
+    found = PART_PATTERN.match(name)
+    k, n = (int(found.group(1)), int(found.group(2))) if found else (-1, 0)
+    if not 0 <= k < n <= MAX_PARTS:
+        msg = f"evaluate partition {name!r}: write k/n with 0 <= k < n <= {MAX_PARTS} (0/2, 1/2)"
+        raise ConfigError(msg, field="partition")
+    return k, n
+
+
+def evaluate_part(rt: Runtime, name: str) -> list[StepResult]:
+    """Evaluate one partition ``k/n`` of what changed: the incidents with ``id % n == k``.
+
+    The n partitions are disjoint, so n workers run them at once, each under
+    its own lease (``evaluate-part:0/2``…). Sampling and raising need the
+    whole month evaluated: the ``evaluate`` job runs them once every
+    partition is done (:func:`workers.queue.enqueue_partitions`). Should a
+    whole ``evaluate`` (a cron fire) overlap a partition, the record of an
+    incident both insert is refused once by its unique key
+    ``(incident, policy, version)``: that job fails, nothing is stored
+    twice, and its retry finds the incident evaluated.
+    """
+    k, n = parse_part(name)
+    return [evaluate(rt, partition=(k, n))]
+
+
 def track_tickets(rt: Runtime) -> list[StepResult]:
     """Follow nonconformity tickets until they are closed; prune the audit log (hourly)."""
     return [track(rt), shared_step(rt, "housekeeping", lambda: prune_audit(rt))]
@@ -205,7 +241,9 @@ class Job:
     Attributes:
         kind: the job's kind, also its RQ queue and the start of its lease key.
         per: ``"source"`` or ``"channel"`` for a job run once per enabled source
-            or channel (named ``sync:itsm``), None for one run once per deployment.
+            or channel (named ``sync:itsm``), ``"partition"`` for a job run once per
+            partition ``k/n`` of its work (enqueued by hand or by a fan-out, never
+            by the cron), None for one run once per deployment.
         run: the steps, given the runtime and the source or channel name (None).
         help: one line for logs and the CLI.
         runs_of: for a named job, the ``(state name, step)`` of the sync runs it
@@ -214,7 +252,7 @@ class Job:
     """
 
     kind: str
-    per: Literal["source", "channel"] | None
+    per: Literal["source", "channel", "partition"] | None
     run: Callable[[Runtime, str | None], list[StepResult]]
     help: str
     runs_of: Callable[[str], tuple[str, str]] | None = None
@@ -236,6 +274,8 @@ class Job:
             return [n for n, s in cfg.sources.items() if s.enabled]
         if self.per == "channel":
             return [n for n, c in cfg.channels.items() if c.enabled]
+        if self.per == "partition":
+            return []  # not scheduled: a fan-out enqueues the parts it wants
         return [None]
 
 
@@ -262,6 +302,12 @@ JOBS: dict[str, Job] = {
             lambda n: (collect_state_name(n), "collect"),
         ),
         Job("evaluate", None, lambda rt, _: evaluate_all(rt), "evaluate, sample, raise NCs"),
+        Job(
+            "evaluate-part",
+            "partition",
+            _named(evaluate_part),
+            "evaluate one partition k/n (incident id % n == k)",
+        ),
         Job("track", None, lambda rt, _: track_tickets(rt), "follow NC tickets, prune audit"),
         Job(
             "campaigns",
@@ -308,6 +354,8 @@ def job_key(kind: str, name: str | None = None) -> str:
     if not name:
         msg = f"a {kind} job needs a {spec.per} name"
         raise ConfigError(msg)
+    if spec.per == "partition":
+        parse_part(name)  # ConfigError for a malformed k/n
     return f"{kind}:{name}"
 
 

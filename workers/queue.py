@@ -2,9 +2,11 @@
 
 One queue per kind of job of :data:`workers.jobs.JOBS` (``sync``, one job per
 source; ``dispatch``; ``collect``, one job per channel; ``evaluate``;
-``track``; ``deliver``, the monthly report). RQ calls :func:`run` with plain
-strings — the config file's path, the kind and a source or channel name —
-and it opens the runtime itself (:func:`workers.jobs.runtime_for`).
+``evaluate-part``, one job per partition ``k/n``, see
+:func:`enqueue_partitions`; ``track``; ``deliver``, the monthly report).
+RQ calls :func:`run` with plain strings — the config file's path, the kind
+and a source, channel or partition name — and it opens the runtime itself
+(:func:`workers.jobs.runtime_for`).
 
 Two layers keep a job from running twice at once:
 
@@ -180,6 +182,35 @@ def enqueue(
     except DuplicateJobError:
         return Enqueued(jid, False, "already queued")
     return Enqueued(jid, True)
+
+
+def enqueue_partitions(
+    conn: Redis,
+    config_path: str,
+    parts: int,
+    kind: str = "evaluate-part",
+    *,
+    retry: Retry | None = DEFAULT_RETRY,
+) -> list[Enqueued]:
+    """Queue the ``parts`` partitions ``0/n … n-1/n`` of a partitioned ``kind``, one job each.
+
+    Idle workers take them at once; each runs under its own lease, and the
+    partitions are disjoint, so nothing is done twice. Queue the whole job
+    (``evaluate``: sample, raise) once they are done.
+    """
+    spec = job_spec(kind)
+    if spec.per != "partition":
+        msg = f"{kind} jobs are not partitioned; partitioned: " + ", ".join(
+            k for k, j in jobs.JOBS.items() if j.per == "partition"
+        )
+        raise ConfigError(msg)
+    if not 1 <= parts <= jobs.MAX_PARTS:
+        msg = f"partitions: {parts} is not between 1 and {jobs.MAX_PARTS}"
+        raise ConfigError(msg, field="partitions")
+    return [
+        enqueue(conn, config_path, kind, jobs.part_name(k, parts), retry=retry)
+        for k in range(parts)
+    ]
 
 
 # The functions RQ runs -------------------------------------------------------------------

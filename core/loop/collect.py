@@ -40,6 +40,39 @@ from core.store.models import Response
 from core.timeutil import to_utc
 
 
+def response_row(channel: str, out: Outcome, now: datetime) -> dict[str, Any]:
+    """The ``response`` row of one outcome received at ``now`` (a score off its scale is
+    kept with the raw payload and an error, for reconcile to send to review)."""
+    raw = dict(out.raw)
+    score = None
+    if out.score is not None:
+        try:
+            score = normalise_score(out.score, out.scale[0], out.scale[1])
+        except InputError as exc:
+            raw["_qloop_error"] = str(exc)
+    return {
+        "channel": channel,
+        "provider_event_id": out.provider_event_id,
+        "kind": out.kind,
+        "occurred_at": to_utc(out.occurred_at),
+        "received_at": now,
+        "correlation_token": out.correlation_token,
+        "provider_ref": out.provider_ref,
+        "contact_phone": out.contact.phone if out.contact else None,
+        "contact_email": out.contact.email if out.contact else None,
+        "reached": out.reached,
+        "confirmed": out.confirmed,
+        "score_raw": out.score,
+        "scale_min": out.scale[0],
+        "scale_max": out.scale[1],
+        "score": score,
+        "comment": out.comment,
+        "agent": out.agent,
+        "raw": raw,
+        "matched": False,
+    }
+
+
 def _new_rows(
     session: Session, channel: str, outcomes: Sequence[Outcome], now: datetime, result: StepResult
 ) -> list[dict[str, Any]]:
@@ -60,36 +93,7 @@ def _new_rows(
             result.counts["duplicates"] += 1
             continue
         known.add(out.provider_event_id)
-        raw = dict(out.raw)
-        score = None
-        if out.score is not None:
-            try:
-                score = normalise_score(out.score, out.scale[0], out.scale[1])
-            except InputError as exc:
-                raw["_qloop_error"] = str(exc)
-        rows.append(
-            {
-                "channel": channel,
-                "provider_event_id": out.provider_event_id,
-                "kind": out.kind,
-                "occurred_at": to_utc(out.occurred_at),
-                "received_at": now,
-                "correlation_token": out.correlation_token,
-                "provider_ref": out.provider_ref,
-                "contact_phone": out.contact.phone if out.contact else None,
-                "contact_email": out.contact.email if out.contact else None,
-                "reached": out.reached,
-                "confirmed": out.confirmed,
-                "score_raw": out.score,
-                "scale_min": out.scale[0],
-                "scale_max": out.scale[1],
-                "score": score,
-                "comment": out.comment,
-                "agent": out.agent,
-                "raw": raw,
-                "matched": False,
-            }
-        )
+        rows.append(response_row(channel, out, now))
         result.counts["created"] += 1
     return rows
 

@@ -206,10 +206,15 @@ def explain_version_change(
         )
 
 
-def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
+def evaluate(
+    rt: Runtime, incident_ids: list[int] | None = None, partition: tuple[int, int] | None = None
+) -> StepResult:
     """Evaluate incidents whose facts changed or whose pending verdict fell due.
 
     With ``incident_ids``, evaluate exactly those (used to recompute a period).
+    With ``partition`` ``(k, n)``, only the incidents whose ``id % n == k``:
+    the n partitions of a step are disjoint and together cover it, so n
+    workers may run them at once (:func:`workers.jobs.evaluate_part`).
     """
     result = StepResult("evaluate")
     now = rt.now()
@@ -238,6 +243,8 @@ def evaluate(rt: Runtime, incident_ids: list[int] | None = None) -> StepResult:
                 .order_by(Incident.id)
                 .limit(BATCH)
             )
+            if partition is not None:
+                query = query.where(Incident.id % partition[1] == partition[0])
             if wanted is not None:
                 # the next BATCH ids asked for: a bounded IN list however many were asked
                 ahead = wanted[bisect_right(wanted, last_id) :][:BATCH]

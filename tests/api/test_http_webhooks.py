@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from api.routes import webhooks
+from api import intake
 from core.store.models import AuditLog, Response
 from tests.api.conftest import Served, auth, sign
 
@@ -101,7 +101,7 @@ def test_no_2xx_when_storing_fails(served: Served, monkeypatch: pytest.MonkeyPat
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(webhooks, "accept_outcomes", broken)
+    monkeypatch.setattr(intake, "store_deliveries", broken)
     served.client.__exit__(None, None, None)
     from tests.api.conftest import TestClient
 
