@@ -30,7 +30,8 @@ USAGE = (
 )
 
 
-def _verify(path: str) -> int:
+def verify_file(path: str) -> int:
+    """Check a pack (evidence or review) against its manifest; 1 when a file changed."""
     result = verify_pack(Path(path))
     for line in result.lines():
         print(line, file=sys.stdout if result.ok else sys.stderr)
@@ -43,7 +44,7 @@ def cmd_evidence(args: argparse.Namespace) -> int:
         if len(args.action) != 2 or args.action[0] != "verify":
             msg = f"unexpected {' '.join(args.action)!r}; usage: {USAGE}"
             raise InputError(msg)
-        return _verify(args.action[1])
+        return verify_file(args.action[1])
     missing = [
         opt
         for opt, value in (("--from", args.start), ("--to", args.end), ("--out", args.out))

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from api.cli_evaluate import AS_OF_HELP, as_of_arg
+from api.cli_evidence import verify_file
 from core.compliance import whole_second
 from core.conf import load_config
 from core.errors import InputError
-from core.evidence import verify_pack
 from core.export.month import cli_actor
 from core.report import LANGS
 from core.review import load_findings, write_review_pack, year_months
@@ -31,20 +30,12 @@ USAGE = (
 )
 
 
-def _verify(path: str) -> int:
-    result = verify_pack(Path(path))
-    for line in result.lines():
-        print(line, file=sys.stdout if result.ok else sys.stderr)
-    print(f"manifest sha256: {result.manifest_sha256}")
-    return 0 if result.ok else 1
-
-
 def cmd_review_pack(args: argparse.Namespace) -> int:
     if args.action:
         if len(args.action) != 2 or args.action[0] != "verify":
             msg = f"unexpected {' '.join(args.action)!r}; usage: {USAGE}"
             raise InputError(msg)
-        return _verify(args.action[1])
+        return verify_file(args.action[1])
     missing = [opt for opt, value in (("--year", args.year), ("--out", args.out)) if not value]
     if missing:
         msg = f"{', '.join(missing)} required; usage: {USAGE}"

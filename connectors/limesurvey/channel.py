@@ -336,8 +336,21 @@ class LimeSurveyChannel:
         ``completed`` ``Y`` (completed, time withheld) maps to None; ``N`` and
         ``Q`` (screened out by a quota) are not completions.
         """
-        self.ensure_ready()
         found: dict[str, datetime | None] = {}
+        for row in self._not_unfinished():
+            token = str(row.get(self.opts.correlation_attribute) or "")
+            completed = str(row.get("completed") or "N").strip()
+            if not token or completed in ("N", "Q", ""):
+                continue
+            stamp = completed[:16] if _STAMP.match(completed) else None
+            found[token] = (
+                local_time(stamp, self.opts.server_timezone) if stamp is not None else None
+            )
+        return found
+
+    def _not_unfinished(self) -> Iterator[dict[str, Any]]:
+        """The survey's participants whose ``completed`` is not ``N``, paged by tid."""
+        self.ensure_ready()
         last_tid = 0
         while True:
             rows = self.rpc.call(
@@ -356,16 +369,9 @@ class LimeSurveyChannel:
             )
             for row in page:
                 last_tid = int(row["tid"])
-                token = str(row.get(self.opts.correlation_attribute) or "")
-                completed = str(row.get("completed") or "N").strip()
-                if not token or completed in ("N", "Q", ""):
-                    continue
-                stamp = completed[:16] if _STAMP.match(completed) else None
-                found[token] = (
-                    local_time(stamp, self.opts.server_timezone) if stamp is not None else None
-                )
+                yield row
             if not page or len(rows or []) < self.opts.batch_size:
-                return found
+                return
 
     def remind(self, provider_ref: str, round_no: int, min_days: int) -> str:
         """Mail reminder ``round_no`` to participant ``provider_ref`` (``<sid>:<tid>``).
@@ -432,31 +438,11 @@ class LimeSurveyChannel:
         complete, question codes, short answers) gives the responses; a
         response without a known token (added by hand, anonymized) is left out.
         """
-        self.ensure_ready()
         tokens: dict[str, str] = {}
-        last_tid = 0
-        while True:
-            rows = self.rpc.call(
-                "list_participants",
-                self.survey_id,
-                0,
-                self.opts.batch_size,
-                False,
-                self._fields(),
-                {"completed": ["<>", "N"], "tid": [">", last_tid]},
-                empty={NO_PARTICIPANTS},
-            )
-            page = sorted(
-                (r for r in rows or [] if isinstance(r, dict) and int(r["tid"]) > last_tid),
-                key=lambda r: int(r["tid"]),
-            )
-            for row in page:
-                last_tid = int(row["tid"])
-                corr = str(row.get(self.opts.correlation_attribute) or "")
-                if corr and row.get("token"):
-                    tokens[str(row["token"])] = corr
-            if not page or len(rows or []) < self.opts.batch_size:
-                break
+        for row in self._not_unfinished():
+            corr = str(row.get(self.opts.correlation_attribute) or "")
+            if corr and row.get("token"):
+                tokens[str(row["token"])] = corr
         if not tokens:
             return []
         data = self.rpc.call(

@@ -19,12 +19,12 @@ from fpdf.enums import XPos, YPos
 from core.export.writers import Table, xlsx_chunks
 from core.report.catalogue import Labels
 from core.report.html import CSS
-from core.report.html import _table as html_table
+from core.report.html import table_html as html_table
 from core.report.model import check_format, check_lang
-from core.report.pdf import FONT, _Doc, font_path
-from core.report.pdf import _table as pdf_table
+from core.report.pdf import FONT, ReportPdf, font_path
+from core.report.pdf import table_pdf as pdf_table
 from core.report.tables import Cell, Rate, ReportTable, display
-from core.report.xlsx import _raw
+from core.report.xlsx import raw_cell
 
 if TYPE_CHECKING:
     from core.campaign.results import CampaignResults, Estimate, ItemResult
@@ -154,7 +154,7 @@ def to_html(res: CampaignResults, labels: Labels) -> bytes:
 def to_pdf(res: CampaignResults, labels: Labels) -> bytes:
     title = f"{labels('campaign.title')} {res.name}"
     foot = f"{title} · {labels('as_of')}: {labels.instant(res.as_of)}"
-    pdf = _Doc(foot)
+    pdf = ReportPdf(foot)
     pdf.set_creation_date(datetime.fromisoformat(res.as_of))
     pdf.set_title(title)
     pdf.set_lang(labels.lang)
@@ -184,7 +184,7 @@ def to_xlsx(res: CampaignResults, labels: Labels) -> bytes:
     sheets = [Table("about", cols, about)]
     for t in tables(labels, res):
         heads = tuple(t.columns)
-        rows = [dict(zip(heads, [_raw(labels, c) for c in row], strict=True)) for row in t.rows]
+        rows = [dict(zip(heads, [raw_cell(labels, c) for c in row], strict=True)) for row in t.rows]
         sheets.append(Table(t.key, heads, rows))
     return b"".join(xlsx_chunks(sheets, created=datetime.fromisoformat(res.as_of)))
 

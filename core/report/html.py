@@ -25,7 +25,8 @@ CSS = (
 )
 
 
-def _table(labels: Labels, table: ReportTable, foot: str) -> str:
+def table_html(labels: Labels, table: ReportTable, foot: str) -> str:
+    """One table as HTML with its footnote (every document: report, review, campaign…)."""
     head = "".join(f"<th>{escape(col)}</th>" for col in table.columns)
     body = (
         "".join(
@@ -57,7 +58,7 @@ def _section(labels: Labels, data: dict[str, Any], section: dict[str, Any]) -> s
     )
     summary = "".join(f"<li>{escape(line)}</li>" for line in summary_lines(labels, section))
     charts = "".join(section_charts(labels, data, section))
-    tables = "".join(_table(labels, t, foot) for t in section_tables(labels, section))
+    tables = "".join(table_html(labels, t, foot) for t in section_tables(labels, section))
     return (
         f"<section><h2>{escape(labels('policy'))}: {escape(name)}{version}</h2>"
         f"<h3>{escape(labels('section.summary'))}</h3><ul>{summary}</ul>"
@@ -95,7 +96,7 @@ def tables_page(
 ) -> bytes:
     """A page of plain tables with the report's look (other documents: complaints…)."""
     about = " · ".join(f"{k}: {v}" for k, v in meta)
-    body = "".join(_table(labels, t, about) for t in tables)
+    body = "".join(table_html(labels, t, about) for t in tables)
     page = (
         f'<!DOCTYPE html><html lang="{escape(labels.lang)}"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
@@ -103,7 +104,3 @@ def tables_page(
         f'<p class="foot">{escape(about)}</p>{body}</body></html>\n'
     )
     return page.encode("utf-8")
-
-
-table_html = _table
-"""One table as HTML with its footnote (shared by the other documents: review pack…)."""

@@ -44,7 +44,9 @@ def font_path() -> Path:
     return path
 
 
-class _Doc(FPDF):
+class ReportPdf(FPDF):
+    """An A4 page set in the shipped CJK font, ``foot`` at the bottom of every page."""
+
     def __init__(self, foot: str) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
         self.foot = foot
@@ -55,7 +57,8 @@ class _Doc(FPDF):
         self.cell(0, 5, f"{self.foot} · {self.page_no()}", align="C")
 
 
-def _table(pdf: FPDF, labels: Labels, table: ReportTable, foot: str) -> None:
+def table_pdf(pdf: FPDF, labels: Labels, table: ReportTable, foot: str) -> None:
+    """One table into ``pdf`` with its footnote (every document's PDF)."""
     pdf.set_font(FONT, size=10)
     pdf.multi_cell(0, 6, table.title, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(FONT, size=7)
@@ -91,7 +94,7 @@ def _section(pdf: FPDF, labels: Labels, data: dict[str, Any], section: dict[str,
         pdf.multi_cell(0, 5, f"• {line}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(2)
     for table in section_tables(labels, section):
-        _table(pdf, labels, table, foot)
+        table_pdf(pdf, labels, table, foot)
     pdf.add_page()
     pdf.set_font(FONT, size=11)
     pdf.multi_cell(0, 7, labels("section.trend"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
@@ -107,7 +110,7 @@ def to_pdf(report: Report, lang: str) -> bytes:
     labels = Labels(lang, report.timezone)
     data = report.data
     title = f"{labels('title')} {data['period']}"
-    pdf = _Doc(f"{title} · {labels('as_of')}: {labels.instant(data['as_of'])}")
+    pdf = ReportPdf(f"{title} · {labels('as_of')}: {labels.instant(data['as_of'])}")
     pdf.set_creation_date(report.as_of)
     pdf.set_title(title)
     pdf.set_lang(lang)
@@ -144,7 +147,7 @@ def tables_pdf(
 ) -> bytes:
     """A PDF of plain tables with the report's look and font (other documents: complaints…)."""
     about = " · ".join(f"{k}: {v}" for k, v in meta)
-    pdf = _Doc(f"{title} · {about}")
+    pdf = ReportPdf(f"{title} · {about}")
     pdf.set_creation_date(created)
     pdf.set_title(title)
     pdf.set_lang(labels.lang)
@@ -160,5 +163,5 @@ def tables_pdf(
         pdf.multi_cell(0, 6, f"{key}: {value}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(2)
     for table in tables:
-        _table(pdf, labels, table, about)
+        table_pdf(pdf, labels, table, about)
     return bytes(pdf.output())

@@ -16,7 +16,8 @@ from core.report.model import Report
 from core.report.tables import Rate, ReportTable, Seconds, display, section_tables, sections
 
 
-def _raw(labels: Labels, cell: Any) -> Any:
+def raw_cell(labels: Labels, cell: Any) -> Any:
+    """A cell as XLSX keeps it: numbers as numbers, other cells as the reader sees them."""
     if isinstance(cell, Rate | Seconds):
         return cell.value
     if isinstance(cell, bool):
@@ -42,7 +43,9 @@ def to_xlsx(report: Report, lang: str) -> bytes:
         name = labels("policy_all") if section["policy"] == "all" else section["policy"]
         for t in section_tables(labels, section):
             heads = tuple(t.columns)
-            rows = [dict(zip(heads, [_raw(labels, c) for c in row], strict=True)) for row in t.rows]
+            rows = [
+                dict(zip(heads, [raw_cell(labels, c) for c in row], strict=True)) for row in t.rows
+            ]
             note = {col: "" for col in heads} | {
                 heads[0]: f"{t.title} — {labels('policy')}: {name} — {labels('as_of')}: "
                 f"{labels.instant(data['as_of'])} — {labels('version')}: {data['qloop_version']}"
@@ -59,6 +62,6 @@ def tables_workbook(
     sheets = [Table("about", cols, [dict(zip(cols, kv, strict=True)) for kv in about])]
     for n, t in enumerate(tables, start=1):
         heads = tuple(t.columns)
-        rows = [dict(zip(heads, [_raw(labels, c) for c in row], strict=True)) for row in t.rows]
+        rows = [dict(zip(heads, [raw_cell(labels, c) for c in row], strict=True)) for row in t.rows]
         sheets.append(Table(f"{n}-{t.key}", heads, rows))
     return b"".join(xlsx_chunks(sheets, created=created))
