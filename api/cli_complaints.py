@@ -69,7 +69,9 @@ def add_commands(
     """Add ``qloop complaints report`` to the ``qloop`` command."""
     text = "complaints (R5): the complaint report of a period"
     p = sub.add_parser("complaints", help=text, description=text)
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = p.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="report: write the complaint report"
+    )
     help_text = "write the complaint report (HTML, PDF, XLSX or JSON) of a month or year"
     r = with_config(actions.add_parser("report", help=help_text, description=help_text))
     r.add_argument("--period", required=True, help="YYYY-MM or YYYY (required)")
