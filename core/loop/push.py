@@ -406,15 +406,27 @@ def _claim(rt: Runtime, kinds: Iterable[str] | None) -> list[int]:
             query = query.where(OutboxItem.kind.in_(list(kinds)))
         else:
             query = query.where(OutboxItem.kind.not_in(ELSEWHERE))
-        ids = list(s.scalars(query))
-        if ids:
-            # the state guard makes a racing dispatcher's claim a no-op
-            s.execute(
-                update(OutboxItem)
-                .where(OutboxItem.id.in_(ids), OutboxItem.state == "pending")
-                .values(state="sending", claimed_at=now)
-            )
-        return ids
+        return take(s, list(s.scalars(query)), now)
+
+
+def take(s: Session, ids: list[int], now: datetime) -> list[int]:
+    """Claim the items ``ids`` still pending; only the ids this claim moved to ``sending``.
+
+    Another dispatcher (a dispatch job, the campaigns or complaints job
+    pushing their own kinds) may have claimed some of them between the
+    select and this update: the state guard leaves those out, and so must
+    the ids returned, or both would send them.
+    """
+    if not ids:
+        return []
+    won = s.scalars(
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(ids), OutboxItem.state == "pending")
+        .values(state="sending", claimed_at=now)
+        .returning(OutboxItem.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(won)
 
 
 def recover_in_doubt(rt: Runtime, result: StepResult) -> None:

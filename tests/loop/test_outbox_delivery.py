@@ -142,3 +142,29 @@ def test_crash_between_send_and_record_is_settled_by_asking_the_provider(
     with rt2.db.session() as s:
         refs = {t.provider_ref for t in s.scalars(select(CallbackTask))}
     assert None not in refs and len(refs) == 3
+
+
+def test_a_claim_returns_only_the_items_it_took_from_pending(deployment: Deployment) -> None:
+    """Two dispatchers select the same pending items; the one whose update comes second
+    must get none of them back, or both would send them."""
+    from core.loop.push import take
+
+    rt = deployment.open()
+    pull(rt, "itsm")
+    plan(rt)
+    with rt.db.session() as s:
+        ids = sorted(s.scalars(select(OutboxItem.id).where(OutboxItem.state == "pending")))
+    assert len(ids) == 3
+    now = rt.now()
+    with rt.db.session() as s:  # the other dispatcher's claim landed first, on one item
+        assert take(s, ids[:1], now) == ids[:1]
+        s.commit()
+    with rt.db.session() as s:  # this one selected all three before that update
+        assert take(s, ids, now) == ids[1:]
+        s.commit()
+    with rt.db.session() as s:
+        assert take(s, ids, now) == []
+        s.commit()
+    assert _states(rt) == {"sending": 3}
+    push(rt)  # nothing is sent twice: the claimed items wait for their lease to run out
+    assert WORLD.send_calls == 0 and _states(rt) == {"sending": 3}
