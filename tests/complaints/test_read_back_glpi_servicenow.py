@@ -5,15 +5,19 @@ GLPI: a ticket's followups (``ITILFollowup`` sub-items, paged with
 fields (``GET /Ticket/{id}``). ServiceNow: an incident's journal entries
 (``sys_journal_field``, comments and work notes, paged by the ``Link``
 header; UTC) and its field values. An unknown ticket is a FatalError naming it.
+End to end, a GLPI complaint's ticket gets its root cause and rectification
+from followups and, once closed, its follow-up call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
+from sqlalchemy import select
 
 import mappings
 from connectors.glpi import GlpiSource
@@ -22,11 +26,14 @@ from connectors.servicenow import readback as sn_readback
 from core.complaints.match import field_names, read_back
 from core.connector import ConnectorContext, TicketFields, TicketNotes
 from core.errors import FatalError
+from core.loop import run_once
 from core.records import TicketComment, TicketNote
+from core.store.models import Complaint
 from tests.connectors.test_jira_sm_tickets import request
 from tests.fakes.glpi import APP_TOKEN, USER_TOKEN, FakeGlpi, enc
 from tests.fakes.server import serve
 from tests.fakes.servicenow import PASSWORD, USER, FakeServiceNow
+from tests.utils.loop import Deployment
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)
 FIX = {"comment_pattern": r"(?i)rectification[:：]\s*(.+)"}
@@ -239,3 +246,73 @@ def test_servicenow_unknown_ticket_is_fatal_naming_it(
             src.ticket_fields(unknown, ["close_notes"])
     finally:
         src.close()
+
+
+# -- end to end: a GLPI complaint from flag to closed ticket -----------------------------
+
+
+def test_a_glpi_complaint_gets_its_root_cause_from_followups_and_closes(
+    database_url: str, tmp_path: Path, glpi: tuple[FakeGlpi, str]
+) -> None:
+    fake, url = glpi
+    doc = {
+        "database_url": database_url,
+        "timezone": "Europe/Paris",
+        "state_dir": str(tmp_path / "state"),
+        "calendars": {"fr": {"timezone": "Europe/Paris", "hours": {"mon-fri": "09:00-18:00"}}},
+        "sources": {
+            "glpi": {
+                "type": "glpi",
+                "base_url": url,
+                "app_token": APP_TOKEN,
+                "user_token": USER_TOKEN,
+                "server_timezone": "Europe/Paris",
+                "mapping": {
+                    "complaint": {
+                        "flag": {"field": "category", "contains": "Imprimante"},
+                        "rectification": {"comment_prefix": None, **FIX},
+                    }
+                },
+            }
+        },
+        "channels": {"phone": {"type": "sandbox", "role": "callback", "seed": "g"}},
+        "policies": {
+            "default": {
+                "calendar": "fr",
+                "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
+                "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
+                "callback": {"channel": "phone", "within": "24h"},
+                "nonconformity": {"push_to": "source", "rectify_within": "10bd"},
+            }
+        },
+        "complaints": {"deadline": "60bd"},
+    }
+    path = tmp_path / "qloop.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    dep = Deployment(path)
+    try:
+        rt = dep.open()
+        assert run_once(rt).errors == []
+        with rt.db.session() as s:
+            found = list(s.scalars(select(Complaint).order_by(Complaint.id)))
+        flagged = [t for t in fake.tickets.values() if t["itilcategories_id"] == 2]
+        assert flagged and len(found) == len(flagged)  # one complaint per flagged ticket
+        c = found[0]
+        assert c.ticket_ref is not None and c.root_cause is None
+        tid = int(c.ticket_ref)
+        assert tid in fake.tickets and tid not in {t["id"] for t in flagged}
+        fake.followup(tid, "<p>Root cause: 打印驱动与新固件不兼容</p>", private=True)
+        fake.followup(tid, "<p>Rectification：统一驱动版本</p>")
+        fake.advance(600)
+        fake.close(tid)
+        dep.clock.advance(hours=1)
+        assert run_once(rt).errors == []
+        with rt.db.session() as s:
+            c = s.get(Complaint, c.id)
+            assert c is not None
+            assert c.root_cause == "打印驱动与新固件不兼容"
+            assert c.rectification == "统一驱动版本"
+            assert c.root_cause_at == fake.now - timedelta(seconds=600)
+            assert c.closed_at is not None and c.follow_up_token is not None
+    finally:
+        dep.close()
