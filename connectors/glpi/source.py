@@ -16,7 +16,7 @@ work stays on ``apirest.php``. 11.0.7 broke some ``apirest.php`` sessions
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -27,16 +27,24 @@ from connectors.glpi.convert import ServerClock, decode_text
 from connectors.glpi.options import GlpiOptions, resolve
 from connectors.glpi.probe import explain
 from connectors.glpi.pull import Cursor, Puller
+from connectors.glpi.readback import ReadBack
 from connectors.glpi.search import count, search_page, window
 from connectors.glpi.session import GlpiSession
 from connectors.glpi.writeback import TicketWriter
 from core.connector import ConnectorContext
 from core.errors import ConnectorError, FatalError
-from core.records import PulledBatch, TicketComment, TicketRef, TicketRequest, TicketStatus
+from core.records import (
+    PulledBatch,
+    TicketComment,
+    TicketNote,
+    TicketRef,
+    TicketRequest,
+    TicketStatus,
+)
 
 
 class GlpiSource:
-    """A GLPI server as a qloop source (implements ``Source`` and ``Probe``).
+    """A GLPI server as a qloop source (``Source``, ``Probe``, ``TicketNotes``, ``TicketFields``).
 
     Args:
         name: The source's name in the configuration.
@@ -67,6 +75,7 @@ class GlpiSource:
             self.opts.detail_workers,
         )
         self.writer = TicketWriter(self.session, self.clock, self.mapping, self.opts.ticket)
+        self.readback = ReadBack(self.session, self.clock)
 
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
         """Tickets changed since ``cursor`` (see :mod:`connectors.glpi.pull`).
@@ -104,6 +113,14 @@ class GlpiSource:
     def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
         """Followup and solution of a ticket qloop created (left alone when done)."""
         return self.writer.resolve(ref, comment)
+
+    def ticket_notes(self, ref: str) -> list[TicketNote]:
+        """The followups of ticket ``ref`` (private and public) as plain text, oldest first."""
+        return self.readback.notes(ref)
+
+    def ticket_fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
+        """Fields ``names`` of ticket ``ref`` (``GET /Ticket/{id}``; rich text as plain text)."""
+        return self.readback.fields(ref, names)
 
     def probe(self) -> list[str]:
         """Session, profile, entities and the tickets in scope, or a FatalError naming the cause.

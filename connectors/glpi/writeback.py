@@ -14,7 +14,7 @@ and 6 Closed are done, with ``solvedate``/``closedate`` as the closing time.
 
 A changed finding is written as a followup (``POST /ITILFollowup``, itemtype
 Ticket) whose text carries its key; the ticket's followups are read first
-(``GET /Ticket/{id}/ITILFollowup``), so a retry never writes it twice. A
+(``GET /Ticket/{id}/ITILFollowup``, every page), so a retry never writes it twice. A
 withdrawn finding's ticket gets the followup, then a solution
 (``POST /ITILSolution``: GLPI moves the ticket to 5 Solved) unless it is
 solved or closed already.
@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.glpi.convert import ServerClock, decode_text, html_to_text
+from connectors.glpi.readback import followups
 from connectors.glpi.search import NAME, search_page
 from connectors.glpi.session import GlpiSession, error_code
 from connectors.glpi.tickets import STATUS_NAMES, as_int
@@ -170,8 +171,7 @@ class TicketWriter:
     def comment(self, ref: str, comment: TicketComment) -> str:
         """Add a followup to ticket ``ref`` unless one carries ``comment.marker``; its id."""
         ticket_id = self._ticket_id(ref)
-        found = self.session.get(f"/Ticket/{ticket_id}/ITILFollowup")
-        for row in found if isinstance(found, list) else []:
+        for row in followups(self.session, ticket_id):  # every page: GLPI pages sub-items
             if comment.marker in (html_to_text(row.get("content")) or ""):
                 return str(row.get("id"))
         body = {

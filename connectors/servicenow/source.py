@@ -21,6 +21,7 @@ from connectors.kit.auth import BasicAuth, OAuth2Auth
 from connectors.kit.options import Options
 from connectors.kit.stream import Driver, Raw
 from connectors.servicenow.options import OPTIONS_SCHEMA
+from connectors.servicenow.readback import ReadBack
 from connectors.servicenow.reader import OWN_PREFIX, Reader, parse_sn_time, sn_time
 from connectors.servicenow.tickets import TicketDesk
 from core.connector import ConnectorContext
@@ -30,6 +31,7 @@ from core.records import (
     IncidentRecord,
     PulledBatch,
     TicketComment,
+    TicketNote,
     TicketRef,
     TicketRequest,
     TicketStatus,
@@ -49,7 +51,7 @@ def _message(response: httpx.Response) -> str | None:
 
 
 class ServiceNowSource:
-    """ServiceNow (Table API) as a qloop source (pull, count, probe, tickets)."""
+    """ServiceNow (Table API) as a qloop source (pull, count, probe, tickets, read-back)."""
 
     def __init__(
         self,
@@ -116,6 +118,7 @@ class ServiceNowSource:
         self.desk = TicketDesk(
             self.http, self.base_url, ticket.text("table", "incident"), fields, self.mapping
         )
+        self.readback = ReadBack(self.http, self.desk.table)
 
     def _identify(self, raw: Raw) -> tuple[str, datetime]:
         sys_id = str(raw.get("sys_id") or "")
@@ -175,6 +178,14 @@ class ServiceNowSource:
 
     def resolve_ticket(self, ref: str, comment: TicketComment) -> str:
         return self._desk().resolve(ref, comment)
+
+    def ticket_notes(self, ref: str) -> list[TicketNote]:
+        """Comments and work notes of ticket ``ref`` (``sys_journal_field``), oldest first."""
+        return self.readback.notes(ref)
+
+    def ticket_fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
+        """Values of fields ``names`` of ticket ``ref`` (not display values)."""
+        return self.readback.fields(ref, names)
 
     def close(self) -> None:
         self.http.close()

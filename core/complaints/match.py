@@ -14,7 +14,7 @@ and tests it with ``equals`` (a string compared case-insensitively),
 ``contains`` (an element of a list, or a part of a text, case-insensitively)
 or ``in`` (one of a list). A read-back spec takes a ticket ``field`` (a dotted
 path into the ticket's fields, e.g. ``customfield_10070``; sources that
-can read ticket fields: Jira Service Management), else the newest ticket
+can read ticket fields: Jira Service Management, GLPI, ServiceNow), else the newest ticket
 comment that starts with ``comment_prefix`` (the text after it) or that
 ``comment_pattern`` finds (its first group, else the whole match).
 """

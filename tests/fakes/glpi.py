@@ -17,7 +17,8 @@ GLPI's defaults: a search without criteria gets Ticket's default search
 (status ``notold``: solved and closed tickets are left out, sorted by
 ``date_mod`` descending), and only ``is_deleted=1`` shows the trash, which a
 normal search leaves out. Ticket, its Ticket_User/Log/ITILSolution/
-ITILFollowup/Ticket_Ticket sub-items, User and UserEmail, Ticket and
+ITILFollowup/Ticket_Ticket sub-items (paged as getItems pages: ``range``
+default ``0-49``, 206, ``Content-Range``), User and UserEmail, Ticket and
 Ticket_Ticket creation, ITILFollowup and ITILSolution adds (a solution
 moves the ticket to 5 Solved; refused on a solved or closed ticket).
 Errors are GLPI's ``["ERROR_…", "message"]`` arrays.
@@ -25,7 +26,8 @@ Errors are GLPI's ``["ERROR_…", "message"]`` arrays.
 Tests drive it through :class:`FakeGlpi`: ``now`` is the server's clock
 (``advance``), ``modify``/``close``/``trash`` change tickets, ``expire_sessions``,
 ``burst`` (429s with Retry-After), ``latency`` (seconds per request),
-``lose_next_create`` (the ticket is created but the answer is a 502).
+``lose_next_create`` (the ticket is created but the answer is a 502),
+``followup`` (a technician's followup, private or public).
 """
 
 from __future__ import annotations
@@ -755,7 +757,24 @@ class FakeGlpi:
             else:
                 return error(400, "ERROR_ITEM_NOT_FOUND", f"unknown sub-item type {sub}")
             rows = [dict(r) for r in rows]
-        return JSONResponse(rows)
+        return self._collection(request, sub, rows)
+
+    def _collection(self, request: Request, itemtype: str, rows: list[dict]) -> Response:
+        """A collection as GLPI's getItems answers it: ``range`` (inclusive, default
+        ``0-49``, capped at ``max_range``), 206 while rows remain, ``Content-Range`` when
+        there are rows, ``Accept-Range``; a start past the total is ERROR_RANGE_EXCEED_TOTAL."""
+        total = len(rows)
+        start_s, _, end_s = request.query_params.get("range", "0-49").partition("-")
+        start, end = int(start_s), int(end_s)
+        if start > total:
+            return error(400, "ERROR_RANGE_EXCEED_TOTAL",
+                         f"Provided range exceed total count of data: {total}")  # fmt: skip
+        end = min(end, start + self.max_range - 1, total - 1)
+        headers = {"Accept-Range": f"{itemtype} {self.max_range}"}
+        if total:
+            headers["Content-Range"] = f"{start}-{end}/{total}"
+        status = 206 if end - start + 1 < total else 200
+        return JSONResponse(rows[start : end + 1], status_code=status, headers=headers)
 
     async def get_user(self, request: Request) -> Response:
         gate = await self._gate(request)
@@ -823,12 +842,26 @@ class FakeGlpi:
             return found
         data, t = found
         with self.lock:
-            row = {"id": next(self._ids), "itemtype": "Ticket", "items_id": t["id"],
-                   "content": enc(str(data["content"])), "is_private": 0,
-                   "date": self.naive(self.now), "date_creation": self.naive(self.now)}  # fmt: skip
-            self.followups.append(row)
-            t["date_mod"] = self.naive(self.now)
+            row = self._followup(t, str(data["content"]), self.now,
+                                 bool(int(data.get("is_private") or 0)))  # fmt: skip
         return JSONResponse({"id": row["id"], "message": ""}, status_code=201)
+
+    def _followup(self, t: dict[str, Any], content: str, at: datetime, private: bool) -> dict:
+        row = {"id": next(self._ids), "itemtype": "Ticket", "items_id": t["id"],
+               "content": enc(content), "is_private": int(private), "users_id": 7,
+               "date": self.naive(at), "date_creation": self.naive(at),
+               "date_mod": self.naive(at)}  # fmt: skip
+        self.followups.append(row)
+        t["date_mod"] = self.naive(max(at, self.now))
+        return row
+
+    def followup(
+        self, ticket_id: int, html_content: str, at: datetime | None = None, private: bool = False
+    ) -> int:
+        """A technician's followup on a ticket (its rich text as GLPI stores it); its id."""
+        with self.lock:
+            return int(self._followup(self.tickets[ticket_id], html_content, at or self.now,
+                                      private)["id"])  # fmt: skip
 
     async def add_solution(self, request: Request) -> Response:
         """``POST /ITILSolution``: the ticket becomes 5 Solved; refused when solved or closed."""

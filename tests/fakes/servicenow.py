@@ -24,8 +24,12 @@ Values are strings, as the API gives them; instants are stored UTC
 * Basic auth and OAuth ``/oauth_token.do`` (password grant, refresh
   tokens); 429 with ``Retry-After`` and ServiceNow's error body (``burst``);
 * deleting an incident writes ``sys_audit_delete`` with the record's XML
-  ``payload``; state changes write ``sys_audit`` rows; ``work_notes``
-  writes go to ``sys_journal_field``.
+  ``payload``; state changes write ``sys_audit`` rows; ``work_notes`` and
+  ``comments`` writes are journal entries in ``sys_journal_field``
+  (``element``, ``element_id``, ``name``, ``value``, ``sys_created_on``),
+  never values on the record (``journal`` adds one as a technician would);
+* ``empty_list_404``: the unversioned API's 404 "No Record found" for a
+  list query matching nothing (v2 answers ``200 []``).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ STATE_LABELS = {
 }
 _OPS = "ISNOTEMPTY|ISEMPTY|NOT LIKE|LIKE|STARTSWITH|ENDSWITH|NOT IN|IN|>=|<=|!=|>|<|="
 _COND = re.compile(rf"^([A-Za-z0-9_.]+?)({_OPS})(.*)$")
+JOURNAL_FIELDS = ("comments", "work_notes")
 
 
 def sn_time(at: datetime) -> str:
@@ -147,6 +152,7 @@ class FakeServiceNow:
         self.burst = 0
         self.on_page: Callable[[str, int], None] | None = None
         self.lose_next_create = False
+        self.empty_list_404 = False
         self.tokens: dict[str, str] = {}
         self.refresh_tokens: set[str] = set()
         self._lock = threading.RLock()
@@ -207,26 +213,41 @@ class FakeServiceNow:
                 "category": "inquiry",
                 "company": "",
             }
-            doc.update({k: str(v) for k, v in fields.items() if k != "work_notes"})
+            doc.update({k: str(v) for k, v in fields.items() if k not in JOURNAL_FIELDS})
             self.tables["incident"][sys_id] = doc
             self._audit(doc, "", doc["state"], at)
+            for element in JOURNAL_FIELDS:
+                if fields.get(element):
+                    self.journal(sys_id, element, str(fields[element]), at)
             return sys_id
+
+    def journal(
+        self, sys_id: str, element: str, value: str, at: datetime | None = None,
+        by: str = "itil.tech",
+    ) -> str:  # fmt: skip
+        """A journal entry (``comments`` or ``work_notes``) on incident ``sys_id``; its sys_id."""
+        with self._lock:
+            table = self.tables["sys_journal_field"]
+            jid = _sys_id("journal", sys_id, len(table))
+            table[jid] = {
+                "sys_id": jid,
+                "element_id": sys_id,
+                "element": element,
+                "name": "incident",
+                "value": value,
+                "sys_created_on": sn_time(at or self.now),
+                "sys_created_by": by,
+            }
+            return jid
 
     def update(self, sys_id: str, at: datetime | None = None, **fields: str) -> None:
         with self._lock:
             at = at or self.now
             doc = self.tables["incident"][sys_id]
-            notes = fields.pop("work_notes", None)
-            if notes:
-                jid = _sys_id("journal", sys_id, len(self.tables["sys_journal_field"]))
-                self.tables["sys_journal_field"][jid] = {
-                    "sys_id": jid,
-                    "element_id": sys_id,
-                    "element": "work_notes",
-                    "name": "incident",
-                    "value": notes,
-                    "sys_created_on": sn_time(at),
-                }
+            for element in JOURNAL_FIELDS:  # journal fields: entries, not values on the record
+                text = fields.pop(element, None)
+                if text:
+                    self.journal(sys_id, element, text, at)
             state = fields.get("state")
             if state and state != doc["state"]:
                 self._audit(doc, doc["state"], state, at)
@@ -416,6 +437,12 @@ class FakeServiceNow:
         limit = int(params.get("sysparm_limit", "10000"))
         offset = int(params.get("sysparm_offset", "0"))
         page = rows[offset : offset + limit]
+        if not rows and self.empty_list_404 and "/v2/" not in request.url.path:
+            return self._error(
+                404,
+                "No Record found",
+                "Records matching query not found. Check query parameter or offset parameter",
+            )
         if self.on_page is not None and name == "incident":
             self.on_page(name, offset)
         response = JSONResponse({"result": [self._shape(d, fields, display) for d in page]})

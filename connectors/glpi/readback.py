@@ -1,0 +1,125 @@
+"""What the team wrote on a GLPI ticket, read back: its followups and its fields.
+
+A complaint's root cause and rectification are recorded on its ticket
+(SPEC R5): as followups matching a prefix or pattern, or in a ticket field
+(``content``, a plugin's field), as the source's mapping says.
+
+* Followups are the ticket's ``ITILFollowup`` sub-items
+  (``GET /Ticket/{id}/ITILFollowup``), private and public alike (what the
+  API user's profile may see). GLPI pages sub-items like any collection:
+  ``range`` (inclusive, ``0-49`` by default), ``Content-Range:
+  start-end/total``, ``206`` while more remain, ``Accept-Range`` capping a
+  page, and a start past the total is ``400 ERROR_RANGE_EXCEED_TOTAL``; so
+  they are read page by page. Their ``content`` is rich text (HTML,
+  entity-encoded up to GLPI 10): read as plain text. Their time is
+  ``date_creation`` (else ``date``), naive in the server's zone like every
+  GLPI time, converted to UTC.
+* Fields come from ``GET /Ticket/{id}``; a text value is read as plain text.
+
+An unknown ticket (``404 ERROR_ITEM_NOT_FOUND``) is a FatalError naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.glpi.convert import ServerClock, html_to_text
+from connectors.glpi.search import parse_accept_range, parse_content_range
+from connectors.glpi.session import GlpiSession, error_code
+from connectors.glpi.tickets import as_int
+from core.errors import FatalError
+from core.records import TicketNote
+
+PAGE = 200
+"""Followups asked per page (shrunk to the server's ``Accept-Range``)."""
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+"""Where a followup without a time sorts (first; then by id)."""
+
+
+def ticket_id_of(session: GlpiSession, ref: str) -> int:
+    """``ref`` as a GLPI ticket id.
+
+    Raises:
+        FatalError: ``ref`` is not a ticket id.
+    """
+    ticket_id = as_int(ref)
+    if ticket_id is None or ticket_id <= 0:
+        msg = f"{session.name}: {ref!r} is not a GLPI ticket id"
+        raise FatalError(msg, connector=session.name, ref=ref)
+    return ticket_id
+
+
+def _not_found(session: GlpiSession, ref: str, exc: FatalError) -> FatalError:
+    msg = f"{session.name}: ticket {ref} not found ({exc})"
+    return FatalError(msg, connector=session.name, status=exc.attrs.get("status"), ref=ref)
+
+
+def followups(session: GlpiSession, ticket_id: int, size: int = PAGE) -> Iterator[dict[str, Any]]:
+    """Every ``ITILFollowup`` row of ticket ``ticket_id``, page by page (``range``).
+
+    Raises:
+        FatalError: no such ticket (naming it), or GLPI refused the read.
+    """
+    path = f"/Ticket/{ticket_id}/ITILFollowup"
+    start, seen = 0, set()
+    while True:
+        params = {"range": f"{start}-{start + size - 1}", "get_hateoas": "false"}
+        try:
+            response = session.request("GET", path, params=params)
+        except FatalError as exc:
+            code = error_code(exc)
+            if code == "ERROR_RANGE_EXCEED_TOTAL":
+                return
+            if code == "ERROR_ITEM_NOT_FOUND" or exc.attrs.get("status") == 404:
+                raise _not_found(session, str(ticket_id), exc) from None
+            raise
+        data = session.http.json_of(response, "GET", path)
+        rows = [r for r in data if isinstance(r, Mapping)] if isinstance(data, list) else []
+        fresh = [r for r in rows if as_int(r.get("id")) not in seen]
+        for row in fresh:
+            seen.add(as_int(row.get("id")))
+            yield dict(row)
+        span = parse_content_range(response.headers.get("Content-Range"))
+        cap = parse_accept_range(response.headers.get("Accept-Range"))
+        if cap is not None and cap < size:
+            size = max(cap, 1)
+        start += len(rows)
+        done = response.status_code != 206 or (span is not None and start >= span[2])
+        if not fresh or done:
+            return
+
+
+class ReadBack:
+    """Reads followups and fields of tickets through one session."""
+
+    def __init__(self, session: GlpiSession, clock: ServerClock) -> None:
+        self.session = session
+        self.clock = clock
+
+    def notes(self, ref: str) -> list[TicketNote]:
+        """The followups of ticket ``ref`` as plain text with their UTC time, oldest first."""
+        ticket_id = ticket_id_of(self.session, ref)
+        found = []
+        for row in followups(self.session, ticket_id):
+            at = self.clock.parse(row.get("date_creation") or row.get("date"))
+            text = html_to_text(row.get("content")) or ""
+            found.append((at, as_int(row.get("id")) or 0, TicketNote(text=text, at=at)))
+        found.sort(key=lambda f: (f[0] or EARLIEST, f[1]))
+        return [note for _, _, note in found]
+
+    def fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
+        """Fields ``names`` of ticket ``ref`` (text as plain text; absent: None)."""
+        ticket_id = ticket_id_of(self.session, ref)
+        try:
+            data = self.session.get(f"/Ticket/{ticket_id}", params={"get_hateoas": "false"})
+        except FatalError as exc:
+            if error_code(exc) == "ERROR_ITEM_NOT_FOUND" or exc.attrs.get("status") == 404:
+                raise _not_found(self.session, ref, exc) from None
+            raise
+        ticket = data if isinstance(data, Mapping) else {}
+        return {
+            name: html_to_text(value) if isinstance(value, str) else value
+            for name, value in ((n, ticket.get(n)) for n in names)
+        }
