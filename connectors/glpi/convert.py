@@ -17,17 +17,15 @@ GLPI 11 returns it raw. :func:`decode_text` handles both.
 from __future__ import annotations
 
 import html
-import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from connectors.kit.text import html_text
 from core.errors import InputError
 
 NAIVE_FORMAT = "%Y-%m-%d %H:%M:%S"
 DST_PAD = timedelta(hours=3)
 """Longer than any UTC-offset change, so bounds computed over it cover a transition."""
-_TAG = re.compile(r"<[^>]+>")
-_BLOCK_END = re.compile(r"</(p|div|li|h[1-6])>|<br\s*/?>", re.IGNORECASE)
 
 
 def decode_text(value: object) -> str | None:
@@ -45,9 +43,7 @@ def html_to_text(value: object) -> str | None:
     text = decode_text(value)
     if text is None:
         return None
-    text = _BLOCK_END.sub("\n", text)
-    text = html.unescape(_TAG.sub("", text))
-    return "\n".join(line.strip() for line in text.splitlines()).strip()
+    return html_text(text)
 
 
 class ServerClock:

@@ -23,7 +23,6 @@ is read as none.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from connectors.http import HttpService
 from connectors.kit.paging import LinkHeaderPaginator, LoopGuard, PageRequest
 from connectors.kit.stream import paginate
+from connectors.kit.text import html_text
 from connectors.servicenow.reader import parse_sn_time
 from core.errors import FatalError
 from core.records import TicketNote
@@ -39,16 +39,13 @@ JOURNAL = "sys_journal_field"
 ELEMENTS = ("comments", "work_notes")
 PAGE = 1000
 _HTML = re.compile(r"<(p|div|br|span|ul|ol|li|b|i|u|strong|em|h[1-6]|table|tr|td)\b[^>]*>", re.I)
-_BLOCK_END = re.compile(r"</(p|div|li|h[1-6]|tr)>|<br\s*/?>", re.I)
-_TAG = re.compile(r"<[^>]+>")
 
 
 def plain(value: Any) -> Any:
     """An HTML field's value as plain text (paragraphs on their own lines); others as they are."""
     if not isinstance(value, str) or not _HTML.search(value):
         return value
-    text = html.unescape(_TAG.sub("", _BLOCK_END.sub("\n", value)))
-    return "\n".join(line.strip() for line in text.splitlines()).strip()
+    return html_text(value)
 
 
 class ReadBack:
