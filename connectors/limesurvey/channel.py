@@ -349,7 +349,12 @@ class LimeSurveyChannel:
         return found
 
     def _not_unfinished(self) -> Iterator[dict[str, Any]]:
-        """The survey's participants whose ``completed`` is not ``N``, paged by tid."""
+        """The survey's participants whose ``completed`` is not ``N``, in tid order."""
+        for page in self._not_unfinished_pages():
+            yield from page
+
+    def _not_unfinished_pages(self) -> Iterator[list[dict[str, Any]]]:
+        """Those participants a page of ``list_participants`` at a time (paged by tid)."""
         self.ensure_ready()
         last_tid = 0
         while True:
@@ -367,9 +372,9 @@ class LimeSurveyChannel:
                 (r for r in rows or [] if isinstance(r, dict) and int(r["tid"]) > last_tid),
                 key=lambda r: int(r["tid"]),
             )
-            for row in page:
-                last_tid = int(row["tid"])
-                yield row
+            if page:
+                last_tid = int(page[-1]["tid"])
+                yield page
             if not page or len(rows or []) < self.opts.batch_size:
                 return
 
@@ -541,31 +546,12 @@ class LimeSurveyChannel:
     def collect(self, cursor: str | None) -> Iterator[CollectedBatch]:
         """Yield the answers of participants who completed since ``cursor``."""
         since = _load_cursor(cursor, self.where)
-        self.ensure_ready()
         newest = since
-        last_tid = 0
         fallback = to_utc(self._ctx.clock())
-        while True:
-            rows = self.rpc.call(
-                "list_participants",
-                self.survey_id,
-                0,
-                self.opts.batch_size,
-                False,
-                self._fields(),
-                {"completed": ["<>", "N"], "tid": [">", last_tid]},
-                empty={NO_PARTICIPANTS},
-            )
-            page = sorted(
-                (r for r in rows or [] if isinstance(r, dict) and int(r["tid"]) > last_tid),
-                key=lambda r: int(r["tid"]),
-            )
-            if not page:
-                break
+        for page in self._not_unfinished_pages():
             outcomes: list[Outcome] = []
             rejected: list[Rejected] = []
             for row in page:
-                last_tid = int(row["tid"])
                 completed = str(row.get("completed") or "N").strip()
                 stamp = completed[:16] if _STAMP.match(completed) else None
                 if stamp is None and completed != "Y":
@@ -579,8 +565,6 @@ class LimeSurveyChannel:
                 yield CollectedBatch(
                     outcomes=outcomes, cursor=_dump_cursor(since), rejected=rejected
                 )
-            if len(rows or []) < self.opts.batch_size:
-                break
         if newest != since:
             yield CollectedBatch(outcomes=[], cursor=_dump_cursor(newest))
 
