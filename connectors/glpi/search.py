@@ -7,13 +7,15 @@ A start past the total is ``400 ERROR_RANGE_EXCEED_TOTAL``: the end of data,
 not an error. Rows are keyed by search-option ids (``"19"`` is ``date_mod``);
 :data:`FIELDS` renames them.
 
-:func:`scan` pages keyset-style over ``date_mod`` (field 19, ascending):
-each page re-anchors its criteria at the last ``date_mod`` read and skips,
-by range offset, the rows already read at that second (less a margin, so a
-row that moved away mid-scan cannot make another one skipped). Offsets thus
-stay small whatever the size of the data, and a row modified during the
-scan comes again later with its new ``date_mod``. Comparisons are on
-GLPI's naive server-local strings, as GLPI itself does.
+:func:`scan` pages keyset-style over ``date_mod`` (field 19, ascending) with
+the kit's :class:`~connectors.kit.paging.KeysetRangePaginator` and
+:func:`~connectors.kit.stream.paginate`: each page re-anchors its criteria
+at the last ``date_mod`` read (:class:`DateModAnchor`) and skips, by range
+offset, the rows already read at that second (less a margin, so a row that
+moved away mid-scan cannot make another one skipped; the rows read twice
+are dropped). Offsets thus stay small whatever the size of the data, and a
+row modified during the scan comes again later with its new ``date_mod``.
+Comparisons are on GLPI's naive server-local strings, as GLPI itself does.
 
 Every search says what it wants. A search without criteria gets the item
 type's default search, which for Ticket is "not solved" (status
@@ -31,11 +33,15 @@ import heapq
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
+
+import httpx
 
 from connectors.glpi.convert import shift_naive
 from connectors.glpi.session import GlpiSession, error_code
-from connectors.kit.paging import LoopGuard, PageRequest
+from connectors.kit.paging import KeysetRangePaginator, LoopGuard, PageRequest, body_of
+from connectors.kit.stream import paginate
 from core.errors import FatalError, RetriableError
 
 FIELDS: dict[str, str] = {
@@ -67,6 +73,7 @@ NAME = "1"
 STATUS = "12"
 MARGIN = 10
 """Rows re-read at the anchor second on each page (deduplicated)."""
+SEARCH = "/search/Ticket"
 _RANGE = re.compile(r"^\s*(\d+)-(-?\d+)/(\d+)\s*$")
 OWN_MARKER = "[qloop:"
 """How the title of every ticket qloop creates begins its dedup-key suffix (writeback)."""
@@ -96,12 +103,10 @@ def is_own_title(name: object) -> bool:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of search rows (renamed with :data:`FIELDS`) and whether it is the last."""
+    """One page of search rows (renamed with :data:`FIELDS`) and GLPI's count of the search."""
 
     rows: list[dict[str, Any]]
     total: int | None
-    last: bool
-    max_range: int | None = None
 
 
 def parse_content_range(value: str | None) -> tuple[int, int, int] | None:
@@ -122,6 +127,22 @@ def parse_accept_range(value: str | None) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+def criteria_params(criteria: Iterable[tuple[str, ...]]) -> list[tuple[str, str]]:
+    """The ``criteria[i][…]`` parameters of :class:`Criterion` (or plain ``(field,
+    searchtype, value)`` tuples, joined with AND)."""
+    params: list[tuple[str, str]] = []
+    for i, raw in enumerate(criteria):
+        c = Criterion(*raw)
+        if i:
+            params.append((f"criteria[{i}][link]", c.link))
+        params += [
+            (f"criteria[{i}][field]", c.field),
+            (f"criteria[{i}][searchtype]", c.searchtype),
+            (f"criteria[{i}][value]", c.value),
+        ]
+    return params
+
+
 def search_params(
     criteria: Iterable[tuple[str, ...]],
     start: int,
@@ -139,16 +160,7 @@ def search_params(
     Raises:
         ValueError: no criteria: GLPI would apply Ticket's default search.
     """
-    params: list[tuple[str, str]] = []
-    for i, raw in enumerate(criteria):
-        c = Criterion(*raw)
-        if i:
-            params.append((f"criteria[{i}][link]", c.link))
-        params += [
-            (f"criteria[{i}][field]", c.field),
-            (f"criteria[{i}][searchtype]", c.searchtype),
-            (f"criteria[{i}][value]", c.value),
-        ]
+    params = criteria_params(criteria)
     if not params:
         msg = "a /search/Ticket without criteria gets GLPI's default search (open tickets only)"
         raise ValueError(msg)
@@ -164,6 +176,34 @@ def rename(row: Mapping[str, Any]) -> dict[str, Any]:
     return {FIELDS.get(str(k), str(k)): v for k, v in row.items()}
 
 
+_PAST_THE_END = {"totalcount": 0, "count": 0, "data": []}
+
+
+def send(session: GlpiSession, request: PageRequest) -> httpx.Response:
+    """One search call; a range past the total (400 ``ERROR_RANGE_EXCEED_TOTAL``) is the
+    end of data, answered here as an empty page."""
+    url, params = request.target()
+    try:
+        return session.request("GET", url, params=params)
+    except FatalError as exc:
+        if error_code(exc) == "ERROR_RANGE_EXCEED_TOTAL":
+            return httpx.Response(200, json=_PAST_THE_END)
+        raise
+
+
+def rows_of(session: GlpiSession, trash: bool, response: httpx.Response) -> list[dict[str, Any]]:
+    """A search answer's rows, renamed; rows of the trash (``trash``) carry ``is_deleted`` 1."""
+    data = body_of(response)
+    if not isinstance(data, dict):
+        msg = f"{session.name}: GET {SEARCH}: unexpected reply {response.text[:120]!r}"
+        raise RetriableError(msg, connector=session.name)
+    rows = [rename(r) for r in data.get("data") or [] if isinstance(r, Mapping)]
+    if trash:
+        for row in rows:
+            row["is_deleted"] = 1
+    return rows
+
+
 def search_page(
     session: GlpiSession,
     criteria: Iterable[tuple[str, ...]],
@@ -173,35 +213,18 @@ def search_page(
     order: str = "ASC",
     trash: bool = False,
 ) -> Page:
-    """One page of ``/search/Ticket`` (rows renamed); a range past the total is the end.
+    """One page of ``/search/Ticket`` (rows renamed); a range past the total is empty.
 
     Rows of the trash (``trash``) carry ``is_deleted`` 1.
     """
     params = search_params(criteria, start, size, sort, order, trash)
-    try:
-        response = session.request("GET", "/search/Ticket", params=params)
-    except FatalError as exc:
-        if error_code(exc) == "ERROR_RANGE_EXCEED_TOTAL":
-            return Page([], None, True)
-        raise
-    data = session.http.json_of(response, "GET", "/search/Ticket")
-    if not isinstance(data, dict):
-        msg = f"{session.name}: GET /search/Ticket: unexpected reply {str(data)[:120]!r}"
-        raise RetriableError(msg, connector=session.name)
-    rows = [rename(r) for r in data.get("data") or [] if isinstance(r, Mapping)]
-    if trash:
-        for row in rows:
-            row["is_deleted"] = 1
-    total = data.get("totalcount")
+    response = send(session, PageRequest(SEARCH, dict(params)))
+    rows = rows_of(session, trash, response)
+    total = body_of(response).get("totalcount")
     span = parse_content_range(response.headers.get("Content-Range"))
     if span is not None:
         total = span[2]
-    total = int(total) if total is not None else None
-    last = not rows if response.status_code == 206 else True  # 206: more remain
-    if total is not None and start + len(rows) >= total:
-        last = True
-    max_range = parse_accept_range(response.headers.get("Accept-Range"))
-    return Page(rows, total, last, max_range)
+    return Page(rows, int(total) if total is not None else None)
 
 
 def window(lower: str | None, upper: str | None) -> list[Criterion]:
@@ -225,59 +248,82 @@ def count(session: GlpiSession, lower: str | None = None) -> int | None:
     return sum(t or 0 for t in totals)
 
 
+@dataclass(frozen=True)
+class DateModAnchor:
+    """A scan's lower bound on ``date_mod``: the criterion ``date_mod > key − 1 s`` of
+    :func:`window` (GLPI has no "at or after"), for the kit's keyset paginator."""
+
+    upper: str | None
+
+    def of(self, request: PageRequest) -> str | None:
+        params = request.params
+        for i in range(len(SCOPE), len(SCOPE) + 2):  # window()'s bounds follow SCOPE
+            field = params.get(f"criteria[{i}][field]")
+            if field == DATE_MOD and params.get(f"criteria[{i}][searchtype]") == "morethan":
+                return shift_naive(str(params[f"criteria[{i}][value]"]), 1)
+        return None
+
+    def at(self, request: PageRequest, key: str) -> PageRequest:
+        rest = {k: v for k, v in request.params.items() if not k.startswith("criteria[")}
+        bounds = dict(criteria_params(window(key, self.upper)))
+        return PageRequest(request.path, {**bounds, **rest}, request.headers)
+
+
 def scan(
     session: GlpiSession,
     lower: str | None,
     upper: str | None,
     page_size: int,
-    extra: list[Criterion] | None = None,
     trash: bool = False,
     max_pages: int = 100_000,
 ) -> Iterator[list[dict[str, Any]]]:
     """Rows with naive ``lower <= date_mod < upper``, oldest first, one list per page.
 
-    The kit's :class:`~connectors.kit.paging.LoopGuard` stops a scan that
-    asks for a page it asked for before (a server ignoring the criteria or
-    the range) or passes ``max_pages``, with a :class:`FatalError`.
+    GLPI answers ``206`` while rows remain; ``Content-Range`` (else
+    ``totalcount``) gives the count, ``Accept-Range`` the largest page. The
+    kit's :class:`~connectors.kit.paging.LoopGuard` stops a scan that asks
+    for a page it asked for before (a server ignoring the criteria or the
+    range) or passes ``max_pages``, with a :class:`FatalError`.
 
     Args:
         session: The open session.
         lower: Naive lower bound (inclusive), None for no bound.
         upper: Naive upper bound (exclusive), None for no bound.
         page_size: Rows per request (shrunk to the server's ``Accept-Range``).
-        extra: More criteria ANDed to :data:`SCOPE` and the date ones.
         trash: Scan the trash instead of the live tickets.
 
     A row is yielded once per (id, date_mod) in a scan; a row modified while
     the scan runs is yielded again with its new ``date_mod``.
     """
     size = max(page_size, 1)
-    anchor = lower
-    at_anchor = 0
-    recent: set[tuple[Any, Any]] = set()
-    guard = LoopGuard(f"sources.{session.name}: GET /search/Ticket", max_pages)
-    while True:
-        criteria = [*window(anchor, upper), *(extra or [])]
-        margin = min(MARGIN, size // 2)
-        start = max(0, at_anchor - margin)
-        guard.check(PageRequest("/search/Ticket", dict(search_params(criteria, start, size,
-                                                                     trash=trash))))  # fmt: skip
-        page = search_page(session, criteria, start, size, trash=trash)
-        if page.max_range is not None and page.max_range < size:
-            size = max(page.max_range, 1)
-        fresh = [r for r in page.rows if (r.get("id"), r.get("date_mod")) not in recent]
+    paginator = KeysetRangePaginator(
+        size,
+        partial_status=True,
+        size_header="Accept-Range",
+        key_path="date_mod",
+        anchor=DateModAnchor(upper),
+        margin=MARGIN,
+        total_path="totalcount",
+    )
+    first = PageRequest(SEARCH, dict(search_params(window(lower, upper), 0, size, trash=trash)))
+    guard = LoopGuard(f"sources.{session.name}: GET {SEARCH}", max_pages)
+    top: Any = None
+    at_top: set[Any] = set()  # ids read at the greatest date_mod so far: the re-read margin
+    for rows in paginate(
+        partial(send, session), first, paginator, partial(rows_of, session, trash), guard
+    ):
+        fresh = []
+        for row in rows:
+            ticket_id, date_mod = row.get("id"), str(row.get("date_mod"))
+            if top is None or date_mod > top:
+                top, at_top = date_mod, set()
+            if date_mod == top:
+                if ticket_id in at_top:
+                    continue  # read on the page before (the margin)
+                at_top.add(ticket_id)
+            fresh.append(row)
         if fresh:
             yield fresh
-        if not page.rows or page.last:
-            return
-        last = str(page.rows[-1].get("date_mod"))
-        if last == anchor:
-            at_anchor = start + len(page.rows)
-        else:
-            anchor = last
-            at_anchor = sum(1 for r in page.rows if str(r.get("date_mod")) == last)
-            recent = set()
-        recent |= {(r.get("id"), r.get("date_mod")) for r in page.rows if r.get("date_mod") == last}
 
 
 def scan_all(

@@ -26,7 +26,7 @@ import mappings
 from connectors.glpi.convert import ServerClock, decode_text
 from connectors.glpi.options import GlpiOptions, resolve
 from connectors.glpi.probe import explain
-from connectors.glpi.pull import Cursor, Puller
+from connectors.glpi.pull import Puller
 from connectors.glpi.readback import ReadBack
 from connectors.glpi.search import count, search_page, window
 from connectors.glpi.session import GlpiSession
@@ -65,15 +65,7 @@ class GlpiSource:
         self.mapping = dict(ctx.mapping) if ctx.mapping else mappings.load("glpi")
         self.clock = ServerClock(self.opts.server_tz)
         self.session = GlpiSession(name, self.opts, ctx.sleep, transport, ctx.redis_url)
-        self.puller = Puller(
-            name,
-            self.session,
-            self.clock,
-            self.mapping,
-            self.opts.page_size,
-            self.opts.overlap_s,
-            self.opts.detail_workers,
-        )
+        self.puller = Puller(name, self.session, self.clock, self.mapping, self.opts)
         self.writer = TicketWriter(self.session, self.clock, self.mapping, self.opts.ticket)
         self.readback = ReadBack(self.session, self.clock)
 
@@ -83,12 +75,7 @@ class GlpiSource:
         Without a cursor and with ``backfill_from``, a concurrent backfill of
         everything modified since then; without either, every visible ticket.
         """
-        start = Cursor.decode(cursor, f"source {self.name}")
-        if start.watermark is None and self.opts.backfill_from is not None:
-            return self.puller.backfill(
-                self.opts.backfill_from, self.opts.backfill_parts, self.opts.backfill_workers
-            )
-        return self.puller.incremental(start)
+        return self.puller.pull(cursor)
 
     def count_in_scope(self) -> int | None:
         """GLPI's ``totalcount`` of what a first sync reads: live and trashed tickets of

@@ -16,12 +16,18 @@ never skipped. Instants are compared as aware UTC milliseconds, so a
 source's zone never changes what is "after" the watermark.
 
 A source whose ``updated`` is too coarse to tell two versions apart (GLPI's
-one-second ``date_mod``) may keep a digest per seen key, ``"d": {key:
-digest}``. A bare ISO instant (a hand-set cursor) is read as a watermark
-with nothing seen, and so is the key ``updated`` in place of ``w`` (the
-cursors the ``jira_sm`` source stored before it moved onto the kit), so an
-upgrade resumes where it was instead of pulling everything again. Anything
-else is a :class:`StateError` naming where the cursor came from.
+one-second ``date_mod``) keeps a digest per seen key, ``"d": {key:
+digest}``: a pair at the watermark's own instant is then seen only while
+its digest is the same (the record may have changed again within that
+instant); a pair below the watermark is settled.
+
+A bare ISO instant (a hand-set cursor) is read as a watermark with nothing
+seen, and so is the key ``updated`` in place of ``w`` (the cursors the
+``jira_sm`` source stored before it moved onto the kit); ``seen`` as an
+object ``{key: [epoch seconds, digest]}`` is the format the ``glpi`` source
+stored before it moved onto the kit. So an upgrade resumes where it was
+instead of pulling everything again. Anything else is a
+:class:`StateError` naming where the cursor came from.
 """
 
 from __future__ import annotations
@@ -79,9 +85,14 @@ class Cursor:
             mark.updated_ms = (
                 None if watermark is None else to_ms(datetime.fromisoformat(watermark))
             )
-            mark.seen = {str(k): int(ms) for k, ms in doc.get("seen") or []}
-            mark.digests = {str(k): str(d) for k, d in (doc.get("d") or {}).items()}
-        except (ValueError, TypeError, AttributeError, StateError) as exc:
+            seen = doc.get("seen") or []
+            if isinstance(seen, dict):  # glpi's own format: {id: [epoch seconds, digest]}
+                mark.seen = {str(k): int(v[0]) * 1000 for k, v in seen.items()}
+                mark.digests = {str(k): str(v[1]) for k, v in seen.items()}
+            else:
+                mark.seen = {str(k): int(ms) for k, ms in seen}
+                mark.digests = {str(k): str(d) for k, d in (doc.get("d") or {}).items()}
+        except (ValueError, TypeError, AttributeError, IndexError, StateError) as exc:
             msg = f"{where}: the stored cursor is not a source cursor ({exc}): {text[:80]!r}"
             raise StateError(msg) from None
         return mark
@@ -100,17 +111,28 @@ class Cursor:
             return None
         return from_ms(self.updated_ms - self.overlap_ms)
 
-    def is_seen(self, key: str, updated_ms: int) -> bool:
-        return self.seen.get(key) == updated_ms
+    def is_seen(self, key: str, updated_ms: int, digest: str | None = None) -> bool:
+        """Whether this version of ``key`` was delivered.
 
-    def add(self, key: str, updated_ms: int) -> None:
-        """Record a delivered record; the watermark only moves forward."""
+        With ``digest`` (a source whose ``updated`` is too coarse) a pair at
+        the watermark's own instant is seen only when its kept digest is the same.
+        """
+        if self.seen.get(key) != updated_ms:
+            return False
+        return digest is None or updated_ms != self.updated_ms or self.digests.get(key) == digest
+
+    def add(self, key: str, updated_ms: int, digest: str | None = None) -> None:
+        """Record a delivered record (and its digest); the watermark only moves forward."""
         if self.updated_ms is None or updated_ms > self.updated_ms:
             self.updated_ms = updated_ms
         self.seen.pop(key, None)  # re-inserted last: the dict stays oldest-first
         self.seen[key] = updated_ms
+        if digest is not None:
+            self.digests[key] = digest
         if len(self.seen) > SEEN_CAP or next(iter(self.seen.values())) < self._low():
             self.seen = self._recent()
+            if self.digests:
+                self.digests = {k: d for k, d in self.digests.items() if k in self.seen}
 
     def _low(self) -> int:
         return (self.updated_ms or 0) - self.overlap_ms

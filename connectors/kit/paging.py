@@ -253,6 +253,13 @@ class LinkHeaderPaginator:
 
 
 _CONTENT_RANGE = re.compile(r"(?:\w+\s+)?(\d+)-(\d+)/(\d+|\*)")
+_LAST_NUMBER = re.compile(r"(\d+)\s*$")
+
+
+def _number_in(response: httpx.Response, header: str | None) -> int | None:
+    """The last number of header ``header`` (GLPI's ``Accept-Range: Ticket 990``), if any."""
+    match = _LAST_NUMBER.search(response.headers.get(header, "")) if header else None
+    return int(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)
@@ -261,28 +268,40 @@ class RangePaginator:
 
     The answer's ``Content-Range: start-end/total`` says what remains; a
     range past the end (GLPI answers 400 ``ERROR_RANGE_EXCEED_TOTAL``, which
-    the caller turns into an empty page) or a short page ends.
+    the caller turns into an empty page) or a short page ends. With
+    ``partial_status`` only ``206 Partial Content`` says more remain (any
+    other answer is the last page, a short 206 is not). ``size_header``
+    names a header whose last number caps the page size (GLPI's
+    ``Accept-Range: Ticket 990``): the next ranges shrink to it.
     """
 
     size: int
     param: str | None = "range"
     header: str | None = None
     unit: str = "items"
+    partial_status: bool = False
+    size_header: str | None = None
 
-    def _ask(self, request: PageRequest, start: int) -> PageRequest:
-        text = f"{start}-{start + self.size - 1}"
+    def _ask(self, request: PageRequest, start: int, size: int | None = None) -> PageRequest:
+        text = f"{start}-{start + (size or self.size) - 1}"
         if self.param:
             return request.with_params(**{self.param: text})
         headers = {**request.headers, self.header or "Range": f"{self.unit}={text}"}
         return PageRequest(request.path, request.params, headers)
 
-    def _start(self, request: PageRequest) -> int:
+    def _span(self, request: PageRequest) -> tuple[int, int]:
+        """The asked range's start and size."""
         text = (
-            str(request.params.get(self.param, "0-0"))
+            str(request.params.get(self.param, f"0-{self.size - 1}"))
             if self.param
-            else request.headers.get(self.header or "Range", "=0-0").split("=")[-1]
+            else request.headers.get(self.header or "Range", f"=0-{self.size - 1}").split("=")[-1]
         )
-        return int(text.split("-")[0])
+        start, _, end = text.partition("-")
+        return int(start), max(int(end) - int(start) + 1, 1)
+
+    def _next_size(self, response: httpx.Response, size: int) -> int:
+        cap = _number_in(response, self.size_header)
+        return size if cap is None else max(min(size, cap), 1)
 
     def first(self, request: PageRequest) -> PageRequest:
         return self._ask(request, 0)
@@ -290,18 +309,91 @@ class RangePaginator:
     def advance(
         self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
     ) -> PageRequest | None:
-        if not records:
+        if not records or (self.partial_status and response.status_code != 206):
             return None
+        start, size = self._span(request)
+        size = self._next_size(response, size)
         match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
         if match is not None:
             end = int(match.group(2))
             total = match.group(3)
             if total != "*" and end + 1 >= int(total):
                 return None
-            return self._ask(request, end + 1)
-        if len(records) < self.size:
+            return self._ask(request, end + 1, size)
+        if not self.partial_status and len(records) < size:
             return None
-        return self._ask(request, self._start(request) + self.size)
+        return self._ask(request, start + len(records), size)
+
+
+class Anchor(Protocol):
+    """Where a request's lower bound on the sort key sits (keyset paging)."""
+
+    def of(self, request: PageRequest) -> str | None:
+        """The key the request starts at (inclusive), None when it has no lower bound."""
+        ...
+
+    def at(self, request: PageRequest, key: str) -> PageRequest:
+        """The request starting at ``key`` (inclusive)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ParamAnchor:
+    """The lower bound is one query parameter, inclusive (``updated_since=<key>``)."""
+
+    param: str = "since"
+
+    def of(self, request: PageRequest) -> str | None:
+        value = request.params.get(self.param)
+        return None if value is None else str(value)
+
+    def at(self, request: PageRequest, key: str) -> PageRequest:
+        return request.with_params(**{self.param: key})
+
+
+@dataclass(frozen=True)
+class KeysetRangePaginator(RangePaginator):
+    """Ranges over records sorted ascending on ``key_path``, re-anchored on the last key read.
+
+    Plain offsets grow with the data and drift when records change during
+    the scan (GLPI's search by ``date_mod``). Each next request moves the
+    lower bound (``anchor``) to the last key of the page and starts its
+    range after the records already read at that key, less ``margin`` of
+    them (at most half a page), so that a record moving away mid-scan cannot
+    make another one skipped; the caller drops the few records read twice
+    (same id and key). A record changed during the scan comes again later
+    with its new key. Ends on an empty page, at the total (``Content-Range``,
+    else ``total_path`` in the body) and as :class:`RangePaginator` says
+    (``partial_status``, ``size_header``).
+    """
+
+    key_path: str = "updated"
+    anchor: Anchor = field(default_factory=ParamAnchor)
+    margin: int = 10
+    total_path: str | None = None
+
+    def advance(
+        self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
+    ) -> PageRequest | None:
+        if not records or (self.partial_status and response.status_code != 206):
+            return None
+        start, size = self._span(request)
+        match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
+        total = (
+            _total(response, None, self.total_path)
+            if match is None or match.group(3) == "*"
+            else int(match.group(3))
+        )
+        if total is not None and start + len(records) >= total:
+            return None
+        size = self._next_size(response, size)
+        last = str(read(records[-1], self.key_path))
+        if last == self.anchor.of(request):
+            read_at_last = start + len(records)
+        else:
+            request = self.anchor.at(request, last)
+            read_at_last = sum(1 for r in records if str(read(r, self.key_path)) == last)
+        return self._ask(request, max(0, read_at_last - min(self.margin, size // 2)), size)
 
 
 class LoopGuard:

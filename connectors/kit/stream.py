@@ -17,6 +17,15 @@ next page fetched while the current one is stored), or, on a first sync
 with ``backfill_from``, a backfill in disjoint windows pulled concurrently
 (:func:`connectors.windows.pull_windows`), each page carrying the windows'
 safe cursor. :func:`paginate` walks a paginator with the one loop guard.
+
+A tool whose ``updated`` is too coarse to tell two versions apart (GLPI's
+one-second ``date_mod``) gives ``digest``: the cursor keeps a digest per
+record near the watermark (:class:`~connectors.kit.cursor.Cursor`), a
+record seen at the watermark's own instant is delivered again when its
+digest changed, and a backfill's last cursor is its newest record with
+those near it (so a change within that instant is still seen). A tool that
+knows its newest ``updated`` gives ``backfill_until`` so that a backfill
+ends there rather than at qloop's clock.
 """
 
 from __future__ import annotations
@@ -37,8 +46,9 @@ from core.records import IncidentRecord, PulledBatch, Rejected
 Raw = dict[str, Any]
 OWN: Literal["own"] = "own"
 Result = IncidentRecord | InputError | Literal["own"]
-Item = tuple[str, int, Result]
-"""One record of a page: its key, ``updated`` in epoch ms (0: unreadable), what it became."""
+Item = tuple[str, int, Result, str | None]
+"""One record of a page: its key, ``updated`` in epoch ms (0: unreadable), what it became,
+its digest (None without ``Driver.digest``)."""
 
 
 def paginate(
@@ -76,6 +86,10 @@ class Driver:
     """Rounds an instant down to what the tool's filter can express (seconds, minutes)."""
     key_of: Callable[[Raw], str] = lambda raw: str(raw.get("id", "?"))
     """The key a record whose ``identify`` failed is rejected under (its ``id`` by default)."""
+    digest: Callable[[Raw], str] | None = None
+    """A digest of a raw record, for a tool whose ``updated`` is too coarse (module docstring)."""
+    backfill_until: Callable[[], datetime | None] | None = None
+    """The end of a backfill, asked once (default: ``clock``); None: nothing to pull yet."""
 
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
         mark = Cursor.decode(cursor, self.overlap_s, self.where)
@@ -85,20 +99,23 @@ class Driver:
             yield from self._stream(mark)
 
     def _items(self, raws: list[Raw], skip: Cursor | None) -> list[Item]:
-        keyed: list[tuple[str, int, Raw, Result | None]] = []
+        keyed: list[tuple[str, int, Raw, Result | None, str | None]] = []
         for raw in raws:
             try:
                 key, updated = self.identify(raw)
                 ms = to_ms(updated)
             except InputError as exc:
-                keyed.append((self.key_of(raw), 0, raw, exc))
+                keyed.append((self.key_of(raw), 0, raw, exc, None))
                 continue
-            if skip is not None and skip.is_seen(key, ms):
+            digest = None if self.digest is None else self.digest(raw)
+            if skip is not None and skip.is_seen(key, ms, digest):
                 continue
-            keyed.append((key, ms, raw, OWN if self.is_own(raw) else None))
-        todo = [raw for _, _, raw, done in keyed if done is None]
+            keyed.append((key, ms, raw, OWN if self.is_own(raw) else None, digest))
+        todo = [raw for _, _, raw, done, _ in keyed if done is None]
         mapped = iter(self.convert(todo) if todo else ())
-        return [(k, ms, done if done is not None else next(mapped)) for k, ms, _, done in keyed]
+        return [
+            (k, ms, done if done is not None else next(mapped), d) for k, ms, _, done, d in keyed
+        ]
 
     def _pages(
         self, since: datetime | None, until: datetime | None, skip: Cursor | None
@@ -111,7 +128,7 @@ class Driver:
         records: list[IncidentRecord] = []
         rejected: list[Rejected] = []
         own = 0
-        for key, ms, result in page:
+        for key, ms, result, _ in page:
             if isinstance(result, InputError):
                 at = datetime.fromtimestamp(ms / 1000, UTC) if ms else None
                 rejected.append(Rejected.of(key, result, at))
@@ -125,17 +142,21 @@ class Driver:
         since = mark.since()
         for page in prefetch(self._pages(since, None, mark.copy()), depth=1):
             fresh = []
-            for key, ms, result in page:
-                if ms and mark.is_seen(key, ms):  # the same version twice in one run
+            for key, ms, result, digest in page:
+                if ms and mark.is_seen(key, ms, digest):  # the same version twice in one run
                     continue
-                fresh.append((key, ms, result))
+                fresh.append((key, ms, result, digest))
                 if ms:
-                    mark.add(key, ms)
+                    mark.add(key, ms, digest)
             yield self._batch(fresh, mark.encode())
 
     def _backfill(self, start_at: datetime) -> Iterator[PulledBatch]:
         start = self.floor(start_at)
-        end = max(self.floor(self.clock()), start)
+        until = self.clock() if self.backfill_until is None else self.backfill_until()
+        if until is None:
+            return
+        end = max(self.floor(until), start)
+        tail = Cursor(overlap_ms=self.overlap_s * 1000) if self.digest is not None else None
 
         def fetch(lo: datetime, hi: datetime) -> Iterator[list[Item]]:
             return self._pages(lo, hi, None)
@@ -143,5 +164,11 @@ class Driver:
         for page, safe in pull_windows(
             fetch, start, end, parts=self.backfill_parts, workers=self.backfill_workers
         ):
+            if tail is not None:
+                for key, ms, _, digest in page:
+                    if ms:
+                        tail.add(key, ms, digest)
             cursor = Cursor.at(self.floor(safe), self.overlap_s).encode()
+            if tail is not None and safe >= end:
+                cursor = tail.encode() or cursor  # the newest record, for its instant's digests
             yield self._batch(page, cursor)

@@ -10,6 +10,8 @@ is cancelled; JSM's SLA flag counts a breach in any cycle.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -275,10 +277,12 @@ def test_glpi_own_ticket_that_slips_past_the_search_is_skipped_by_its_title(
         # search returns the ticket, its title still says it is qloop's
         rows = [{"id": int(ref), "name": fake.tickets[int(ref)]["name"],
                  "date_mod": fake.tickets[int(ref)]["date_mod"]}]  # fmt: skip
-        job = src.puller.job(rows[0])
-        ticket_id, _, _, what = job()
-        assert (ticket_id, what) == (int(ref), "own")
+        driver = dataclasses.replace(src.puller.driver, fetch=lambda since, until: iter([rows]))
+        (batch,) = list(driver.pull(None))
+        assert batch.records == [] and batch.rejected == [] and batch.skipped_own == 1
+        assert [key for key, _ in json.loads(batch.cursor or "")["seen"]] == [ref]  # kept
         assert fake.calls[f"/Ticket/{ref}/Log"] == 0  # skipped without reading its details
+        assert fake.calls["/getMultipleItems"] == 0
     finally:
         src.close()
 

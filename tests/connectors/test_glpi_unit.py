@@ -17,7 +17,6 @@ import mappings
 from connectors.glpi import GlpiSource
 from connectors.glpi.convert import ServerClock, decode_text, html_to_text
 from connectors.glpi.options import resolve
-from connectors.glpi.pull import Cursor
 from connectors.glpi.search import (
     SCOPE,
     parse_accept_range,
@@ -25,6 +24,7 @@ from connectors.glpi.search import (
     scan,
     search_page,
 )
+from connectors.kit.cursor import Cursor, to_ms
 from core import registry
 from core.conf import load_config
 from core.connector import ConnectorContext, Probe, Source
@@ -194,7 +194,7 @@ def test_range_exceeding_the_total_is_the_end_of_data(tmp_path: Path) -> None:
     )
     src = source(tmp_path)
     result = search_page(src.session, SCOPE, 200, 100)
-    assert result.rows == [] and result.last
+    assert result.rows == [] and result.total == 0
 
 
 @respx.mock
@@ -280,12 +280,16 @@ def test_naive_times_across_the_dst_end() -> None:
 
 
 def test_cursor_round_trip_and_errors() -> None:
-    cur = Cursor(datetime(2026, 10, 1, tzinfo=UTC), {5: (1790000000, "ab")})
-    again = Cursor.decode(cur.encode(), "here")
-    assert again.watermark == cur.watermark and again.seen == {5: (1790000000, "ab")}
-    assert Cursor.decode("2026-10-01T00:00:00+00:00", "here").watermark == cur.watermark
+    watermark = to_ms(datetime(2026, 10, 1, tzinfo=UTC))
+    cur = Cursor(watermark, {"5": watermark - 1000}, 300_000, {"5": "ab"})
+    again = Cursor.decode(cur.encode(), 300, "here")
+    assert again.updated_ms == watermark and again.seen == {"5": watermark - 1000}
+    assert again.digests == {"5": "ab"}
+    assert Cursor.decode("2026-10-01T00:00:00+00:00", 300, "here").updated_ms == watermark
     with pytest.raises(StateError, match="here"):
-        Cursor.decode('{"w": 5}', "here")
+        Cursor.decode('{"w": 5}', 300, "here")
+    with pytest.raises(StateError, match="here"):
+        Cursor.decode('{"w": "2026-10-01T00:00:00+00:00", "seen": {"5": []}}', 300, "here")
 
 
 @respx.mock
@@ -318,8 +322,8 @@ def test_an_unmappable_ticket_is_rejected_naming_it_and_the_pull_goes_on(tmp_pat
     assert [r.key for r in rejected] == ["41"]
     assert "glpi: record 41" in rejected[0].error and "priority 9" in rejected[0].error
     assert rejected[0].updated_at == datetime(2026, 10, 1, 8, 0, tzinfo=UTC)  # Paris, CEST
-    cursor = Cursor.decode(batches[-1].cursor, "here")
-    assert set(cursor.seen) == {41, 42}  # the same version is not rejected again
+    cursor = Cursor.decode(batches[-1].cursor, 300, "here")
+    assert set(cursor.seen) == {"41", "42"}  # the same version is not rejected again
 
 
 @respx.mock

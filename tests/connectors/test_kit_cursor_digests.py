@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from connectors.glpi.pull import Cursor as GlpiCursor
 from connectors.kit.cursor import Cursor
 
 
@@ -23,13 +22,21 @@ def test_digests_round_trip_only_for_kept_pairs_and_are_absent_when_unused() -> 
     assert "d" not in json.loads(plain.encode() or "")  # other sources' cursors unchanged
 
 
-def test_glpi_cursor_is_the_kit_cursor_and_still_reads_an_earlier_release() -> None:
-    cur = GlpiCursor(datetime(2026, 10, 1, tzinfo=UTC), {5: (1790812790, "ab")})
-    text = cur.encode() or ""
-    doc = json.loads(text)
-    assert doc["seen"] == [["5", 1790812790000]] and doc["d"] == {"5": "ab"}
-    again = GlpiCursor.decode(text, "here")
-    assert again.watermark == cur.watermark and again.seen == cur.seen
+def test_a_change_within_the_watermark_instant_is_told_by_its_digest() -> None:
+    mark = Cursor(overlap_ms=60_000)
+    mark.add("a", 1_000_000, "d-a")
+    mark.add("b", 1_050_000, "d-b")  # the watermark
+    assert mark.is_seen("b", 1_050_000, "d-b") and not mark.is_seen("b", 1_050_000, "d-b2")
+    assert mark.is_seen("a", 1_000_000, "d-a2")  # below the watermark: settled
+    assert mark.is_seen("b", 1_050_000)  # no digest asked: the pair alone
+    mark.add("c", 2_000_000, "d-c")  # a and b leave the window, their digests with them
+    assert mark.digests == {"c": "d-c"}
+
+
+def test_the_cursor_glpi_stored_before_the_kit_is_still_read() -> None:
     old = '{"v":1,"w":"2026-10-01T00:00:00+00:00","seen":{"5":[1790812790,"ab"]}}'
-    legacy = GlpiCursor.decode(old, "here")
-    assert legacy.watermark == cur.watermark and legacy.seen == cur.seen
+    legacy = Cursor.decode(old, 300, "here")
+    assert legacy.updated_ms == int(datetime(2026, 10, 1, tzinfo=UTC).timestamp() * 1000)
+    assert legacy.seen == {"5": 1790812790000} and legacy.digests == {"5": "ab"}
+    doc = json.loads(legacy.encode() or "")  # written back in the kit's format
+    assert doc["seen"] == [["5", 1790812790000]] and doc["d"] == {"5": "ab"}
