@@ -9,6 +9,7 @@ import pytest
 import respx
 
 from connectors.kit.paging import (
+    KeysetRangePaginator,
     LinkHeaderPaginator,
     LoopGuard,
     NextTokenPaginator,
@@ -17,6 +18,7 @@ from connectors.kit.paging import (
     PageNumberPaginator,
     PageRequest,
     Paginator,
+    ParamAnchor,
     RangePaginator,
     link_targets,
 )
@@ -166,3 +168,86 @@ def test_the_loop_guard_stops_a_repeated_token_and_too_many_pages() -> None:
     guard.check(PageRequest("/a", {"p": 2}))
     with pytest.raises(FatalError, match="more than 2 pages"):
         guard.check(PageRequest("/a", {"p": 3}))
+
+
+@respx.mock
+def test_range_with_partial_status_and_a_size_cap() -> None:
+    """206 while more remain (a short 206 is no end), 200 ends; ``Accept-Range`` caps a page."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        lo, hi = (int(x) for x in request.url.params["range"].split("-"))
+        rows = ROWS[lo : min(hi, lo + 3) + 1]  # never more than 4 a page
+        status = 206 if lo + len(rows) < len(ROWS) else 200
+        return httpx.Response(status, json={"data": rows}, headers={"Accept-Range": "Ticket 4"})
+
+    route = respx.get(f"{BASE}/tickets").mock(side_effect=answer)
+    paginator = RangePaginator(10, partial_status=True, size_header="Accept-Range")
+    assert walk(paginator, "data") == list(range(1, 24))
+    sent = [c.request.url.params["range"] for c in route.calls]
+    assert sent[:3] == ["0-9", "4-7", "8-11"] and len(sent) == 6
+
+
+class KeyedTool:
+    """Records sorted on (updated, id), ``updated >= since`` and a range, as GLPI's search."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.rows = [{"id": n, "updated": k} for n, k in enumerate(keys, 1)]
+        self.starts: list[int] = []
+        self.after_first: dict[int, str] = {}
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        if self.starts and self.after_first:  # changed while the scan runs
+            for row in self.rows:
+                row["updated"] = self.after_first.get(row["id"], row["updated"])
+            self.after_first = {}
+        since = request.url.params.get("since", "")
+        lo, hi = (int(x) for x in request.url.params["range"].split("-"))
+        self.starts.append(lo)
+        found = sorted((r for r in self.rows if r["updated"] >= since),
+                       key=lambda r: (r["updated"], r["id"]))  # fmt: skip
+        page = [dict(r) for r in found[lo : hi + 1]]
+        status = 206 if lo + len(page) < len(found) else 200
+        told = {"Content-Range": f"{lo}-{lo + len(page) - 1}/{len(found)}"} if page else {}
+        return httpx.Response(status, json={"data": page}, headers=told)
+
+
+def keyset_walk(tool: KeyedTool, size: int) -> list[tuple[int, str]]:
+    respx.get(f"{BASE}/tickets").mock(side_effect=tool.answer)
+    paginator = KeysetRangePaginator(
+        size, partial_status=True, key_path="updated", anchor=ParamAnchor("since"), margin=1
+    )
+    read_at: dict[tuple[int, str], int] = {}
+    with httpx.Client(base_url=BASE) as client:
+
+        def send(req: PageRequest) -> httpx.Response:
+            url, params = req.target()
+            return client.get(url, params=params)
+
+        for page in paginate(
+            send, PageRequest("/tickets"), paginator, lambda r: r.json()["data"], LoopGuard("t")
+        ):
+            for row in page:
+                pair = (row["id"], row["updated"])
+                read_at[pair] = read_at.get(pair, 0) + 1
+    return sorted(read_at)
+
+
+@respx.mock
+def test_keyset_range_reanchors_on_the_last_key_and_keeps_offsets_small() -> None:
+    keys = ["a", "b", "b", "b", "b", "b", "c", "d", "d", "e", "f", "g", "h", "i", "j"]
+    tool = KeyedTool(keys)
+    assert keyset_walk(tool, 4) == sorted((n, k) for n, k in enumerate(keys, 1))
+    # offsets count only the rows read at the anchor key (less the margin), not the data
+    assert max(tool.starts) <= keys.count("b") and tool.starts[0] == 0
+
+
+@respx.mock
+def test_keyset_range_loses_no_record_that_moves_during_the_scan() -> None:
+    """A record at the anchor key modified after page one moves away (a later key): plain
+    offsets would skip the record that slides into its place; the margin re-reads it."""
+    keys = ["a", "b", "b", "b", "c", "c", "d", "e"]
+    tool = KeyedTool(keys)
+    tool.after_first = {2: "z"}  # id 2 ("b", read on page one) moves to the end
+    pairs = keyset_walk(tool, 3)
+    assert {n for n, _ in pairs} == set(range(1, 9))
+    assert (2, "b") in pairs and (2, "z") in pairs  # read again with its new key
