@@ -10,7 +10,8 @@ A complaint's root cause and rectification are recorded on its ticket
   ``range`` (inclusive, ``0-49`` by default), ``Content-Range:
   start-end/total``, ``206`` while more remain, ``Accept-Range`` capping a
   page, and a start past the total is ``400 ERROR_RANGE_EXCEED_TOTAL``; so
-  they are read page by page. Their ``content`` is rich text (HTML,
+  they are read page by page with the kit's
+  :class:`~connectors.kit.paging.RangePaginator`. Their ``content`` is rich text (HTML,
   entity-encoded up to GLPI 10): read as plain text. Their time is
   ``date_creation`` (else ``date``), naive in the server's zone like every
   GLPI time, converted to UTC.
@@ -25,10 +26,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from connectors.glpi.convert import ServerClock, html_to_text
-from connectors.glpi.search import parse_accept_range, parse_content_range
 from connectors.glpi.session import GlpiSession, error_code
 from connectors.glpi.tickets import as_int
+from connectors.kit.paging import LoopGuard, PageRequest, RangePaginator, body_of
+from connectors.kit.stream import paginate
 from core.errors import FatalError
 from core.records import TicketNote
 
@@ -63,32 +67,34 @@ def followups(session: GlpiSession, ticket_id: int, size: int = PAGE) -> Iterato
         FatalError: no such ticket (naming it), or GLPI refused the read.
     """
     path = f"/Ticket/{ticket_id}/ITILFollowup"
-    start, seen = 0, set()
-    while True:
-        params = {"range": f"{start}-{start + size - 1}", "get_hateoas": "false"}
+
+    def send(request: PageRequest) -> httpx.Response:
+        url, params = request.target()
         try:
-            response = session.request("GET", path, params=params)
+            return session.request("GET", url, params=params)
         except FatalError as exc:
             code = error_code(exc)
             if code == "ERROR_RANGE_EXCEED_TOTAL":
-                return
+                return httpx.Response(200, json=[])  # past the end: an empty last page
             if code == "ERROR_ITEM_NOT_FOUND" or exc.attrs.get("status") == 404:
                 raise _not_found(session, str(ticket_id), exc) from None
             raise
-        data = session.http.json_of(response, "GET", path)
-        rows = [r for r in data if isinstance(r, Mapping)] if isinstance(data, list) else []
+
+    def rows_of(response: httpx.Response) -> list[dict[str, Any]]:
+        data = body_of(response)
+        return [dict(r) for r in data if isinstance(r, Mapping)] if isinstance(data, list) else []
+
+    paginator = RangePaginator(max(size, 1), partial_status=True, size_header="Accept-Range")
+    first = PageRequest(path, {"get_hateoas": "false"})
+    guard = LoopGuard(f"{session.name}: GET {path}")
+    seen: set[int | None] = set()
+    for rows in paginate(send, first, paginator, rows_of, guard):
         fresh = [r for r in rows if as_int(r.get("id")) not in seen]
         for row in fresh:
             seen.add(as_int(row.get("id")))
-            yield dict(row)
-        span = parse_content_range(response.headers.get("Content-Range"))
-        cap = parse_accept_range(response.headers.get("Accept-Range"))
-        if cap is not None and cap < size:
-            size = max(cap, 1)
-        start += len(rows)
-        done = response.status_code != 206 or (span is not None and start >= span[2])
-        if not fresh or done:
-            return
+            yield row
+        if not fresh:
+            return  # only rows read before: a server ignoring the range
 
 
 class ReadBack:

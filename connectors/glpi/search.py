@@ -119,14 +119,6 @@ def parse_content_range(value: str | None) -> tuple[int, int, int] | None:
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
-def parse_accept_range(value: str | None) -> int | None:
-    """``Accept-Range: Ticket 990`` as 990."""
-    if not value:
-        return None
-    tail = value.strip().rsplit(" ", 1)[-1]
-    return int(tail) if tail.isdigit() else None
-
-
 def criteria_params(criteria: Iterable[tuple[str, ...]]) -> list[tuple[str, str]]:
     """The ``criteria[i][…]`` parameters of :class:`Criterion` (or plain ``(field,
     searchtype, value)`` tuples, joined with AND)."""

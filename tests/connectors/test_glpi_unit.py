@@ -19,7 +19,6 @@ from connectors.glpi.convert import ServerClock, decode_text, html_to_text
 from connectors.glpi.options import resolve
 from connectors.glpi.search import (
     SCOPE,
-    parse_accept_range,
     parse_content_range,
     scan,
     search_page,
@@ -245,11 +244,10 @@ def test_probe_names_a_wrong_app_token_and_a_wrong_url(tmp_path: Path) -> None:
     assert "usr-tok" not in str(err.value)
 
 
-def test_content_and_accept_range_parsing() -> None:
+def test_content_range_parsing() -> None:
     assert parse_content_range("0-199/1234") == (0, 199, 1234)
     assert parse_content_range("0--1/0") == (0, -1, 0)
     assert parse_content_range("bytes */0") is None and parse_content_range(None) is None
-    assert parse_accept_range("Ticket 990") == 990 and parse_accept_range("Ticket") is None
 
 
 def test_html_entities_are_decoded() -> None:
