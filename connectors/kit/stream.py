@@ -157,6 +157,7 @@ class Driver:
             return
         end = max(self.floor(until), start)
         tail = Cursor(overlap_ms=self.overlap_s * 1000) if self.digest is not None else None
+        near_end = to_ms(end) - self.overlap_s * 1000  # what the last cursor may keep
 
         def fetch(lo: datetime, hi: datetime) -> Iterator[list[Item]]:
             return self._pages(lo, hi, None)
@@ -166,7 +167,7 @@ class Driver:
         ):
             if tail is not None:
                 for key, ms, _, digest in page:
-                    if ms:
+                    if ms >= near_end:
                         tail.add(key, ms, digest)
             cursor = Cursor.at(self.floor(safe), self.overlap_s).encode()
             if tail is not None and safe >= end:
