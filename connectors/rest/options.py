@@ -83,7 +83,7 @@ PAGINATOR_SCHEMA: dict[str, Any] = {
     "description": "how the list is paged (connectors/kit/paging.py); the other keys are the "
     "paginator's own (page_param, size_param, base, total_pages_path, offset_param, "
     "limit_param, total_header, total_path, token_path, token_param, last_path, url_path, rel, "
-    "param, header, unit)",
+    "param, header, unit, partial_status, size_header)",
     "required": ["type"],
     "properties": {
         "type": {"enum": list(PAGINATOR_TYPES), "description": "the paging strategy"},
