@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from connectors.jira_sm.client import JiraClient
@@ -112,7 +112,9 @@ def status_history(histories: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
     return out
 
 
+@lru_cache(maxsize=256)
 def _slug(name: str) -> str:
+    """An SLA's name as a key (``Time to resolution`` → ``time_to_resolution``)."""
     return re.sub(r"[^0-9a-z]+", "_", name.casefold()).strip("_") or "sla"
 
 
