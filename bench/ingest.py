@@ -1,21 +1,29 @@
 """Ingest benchmark: qloop's pull from the local fake Jira and GLPI, beside a bare loop.
 
-Each fake ITSM runs in a child process (its memory and CPU are not counted).
-For each it runs a first sync of N incidents through the real ``pull`` step
-(connector + mapping + store, SQLite) and, against the same server, a *bare
-loop*: the practical limit of the same work. For Jira that is plain httpx
-paging the same search qloop sent (same JQL, fields, page size and expanded
-changelog; pages only, no per-issue call), orjson, and an SQLite upsert of
-the same incident and status rows, one transaction per page. The fake's
-issues all fit their expanded changelog (``busy_every=0``), so neither side
-needs a per-issue call and both do the same requests. GLPI's bare loop
-replays qloop's calls.
+Each fake ITSM runs in a child process (its memory and CPU are not counted),
+and each qloop pull in a fresh process of its own (``bench/pull_once.py``:
+its CPU seconds, its RSS before the pull and its peak are the pull's). For
+each tool it runs a first sync of N incidents through the real ``pull``
+step (connector + mapping + store, SQLite) and, against the same server, a
+*bare loop*: the practical limit of the same work. For Jira that is plain
+httpx paging the same search qloop sent (same JQL, fields, page size and
+expanded changelog; pages only, no per-issue call), orjson, and an SQLite
+upsert of the same incident and status rows with qloop's pragmas, one
+transaction per page. The fake's issues all fit their expanded changelog
+(``busy_every=0``), so neither side needs a per-issue call and both do the
+same requests. GLPI's bare loop replays qloop's calls.
 
-Then, at a page latency (default 20 ms), qloop's single stream and its
-partitioned windows (backfill in 8 windows, 8 workers) beside the ceiling of
-one token stream (page size / latency), and qloop at N/5 (run first, on a fresh
-heap) to show whether its peak memory grows with N. Wall seconds, CPU seconds of the
-measuring process (the server's are not counted) and peak RSS are printed.
+The fake Jira is the test fake with its JQL parsed once per query (it
+walked every issue on each page) and every issue rendered before the timed
+runs: a page costs it a slice and a join, well under the page latency, so
+the client is what is measured. Its paging is the fake's own
+(``nextPageToken`` absent on the last page, ``isLast``).
+
+Then, at a page latency (default 20 ms), qloop's single stream, its
+partitioned windows (backfill in 8 windows, 8 workers) and the bare loop
+beside the ceiling of one token stream (page size / latency), with the CPU
+qloop spends per page (the ceiling needs less than the latency), and qloop
+at N/5 (run first) to show whether its peak memory grows with N.
 
     python bench/ingest.py                 # 50k Jira, 5k GLPI
     python bench/ingest.py --jira 2000 --glpi 500 --latency-ms 20
