@@ -21,6 +21,7 @@ needs and none should re-implement:
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import math
 import random
@@ -34,6 +35,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from core.errors import FatalError, RetriableError
 from core.retry import DEFAULT_ATTEMPTS, DEFAULT_MAX_WAIT, call_with_retry, make_retrying
@@ -70,6 +72,32 @@ PAUSING_STATUS = frozenset({429, 503})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 MessageOf = Callable[[httpx.Response], str | None]
 """Extracts the server's own error message from a failed response (None: none found)."""
+
+
+_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+"""19 digits in a row (once every digit reads 0): maybe an integer orjson would read as a
+float (beyond 64 bits). Translating and searching cost a tenth of the parse."""
+
+
+def json_loads(content: bytes) -> Any:
+    """A JSON body parsed as ``json.loads`` parses it, by orjson when it can.
+
+    orjson reads a page of a hundred issues with their changelogs in about
+    half the time. What it refuses and the ``json`` module accepts (``NaN``,
+    overflowing floats, UTF-16 or UTF-32 text) is parsed by ``json``, and so
+    is a body holding a run of 19 digits or more (orjson would read an
+    integer beyond 64 bits as a float): the result is the same either way.
+
+    Raises:
+        ValueError: the body is not JSON (``json.JSONDecodeError``).
+    """
+    if _LONG_RUN not in content.translate(_DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(content)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -510,7 +538,7 @@ class HttpService:
         if response.status_code == 204 or not response.content:
             return None
         try:
-            return response.json()
+            return json_loads(response.content)
         except ValueError:
             msg = f"{self._where(method, path)}: the reply is not JSON ({response.text[:120]!r})"
             raise RetriableError(msg, connector=self.name) from None

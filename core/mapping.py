@@ -46,6 +46,11 @@ numbers (GLPI's priorities). Instants are ISO 8601 strings, epoch seconds
 or milliseconds, or datetimes; they come out aware UTC, whole seconds.
 The history comes out sorted oldest first.
 
+A source that maps many records prepares its mapping once with
+:class:`Mapper` (``Mapper(mapping).map(raw)``): the same result as
+:func:`map_incident`, without reading the mapping document again for each
+record.
+
 Any bad record (missing required field, unmapped status or priority, bad
 instant) raises :class:`core.errors.InputError` naming the record and the
 field/path; a mapping that maps to an unknown category or priority raises
@@ -56,8 +61,9 @@ from __future__ import annotations
 
 import copy
 import string
+import threading
+from collections.abc import Callable, Sequence
 from collections.abc import Mapping as AbcMapping
-from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from typing import Any, NoReturn
@@ -133,21 +139,6 @@ def _resolve(raw: Any, spec: Any) -> tuple[Any, str]:
     raise ConfigError(msg)
 
 
-class _Ctx:
-    """What error messages need to name the record."""
-
-    def __init__(self, raw: Any, rec: AbcMapping[str, Any]) -> None:
-        ident = _opt_str(_resolve(raw, rec.get("external_id"))[0])
-        key = _opt_str(_resolve(raw, rec.get("key"))[0])
-        shown = f"{key} (id {ident})" if key and ident else (ident or key or "without id")
-        self.label, self.ident = f"record {shown}", ident
-
-    def fail(self, message: str, field: str, path: str) -> NoReturn:
-        where = f" at {path!r}" if path else ""
-        text = f"{self.label}: {field}{where}: {message}"
-        raise InputError(text, record=self.ident, field=field, path=path)
-
-
 def _lookup(table: AbcMapping[Any, Any], raw_value: Any) -> Any:
     if isinstance(raw_value, str | int) and raw_value in table:
         return table[raw_value]
@@ -203,42 +194,6 @@ def _timezone(mapping: AbcMapping[str, Any], default_tz: tzinfo | None) -> tzinf
         raise ConfigError(msg) from None
 
 
-def _history(
-    raw: Any, mapping: AbcMapping[str, Any], ctx: _Ctx, created: datetime, tz: tzinfo | None
-) -> list[StatusChange]:
-    spec = mapping.get("history") or {}
-    if not spec.get("path"):
-        return []
-    path = str(spec["path"])
-    items = get_path(raw, path)
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        ctx.fail("the status history is not a list", "history", path)
-    status_map = mapping.get("status_map") or {}
-    at_path, status_path = str(spec.get("at", "at")), str(spec.get("status", "status"))
-    entries: list[tuple[StatusChange, Any]] = []
-    for i, item in enumerate(items):
-        at_raw = get_path(item, at_path)
-        status_raw = get_path(item, status_path)
-        if at_raw in (None, ""):
-            ctx.fail("history entry has no instant", "history", f"{path}.{i}.{at_path}")
-        if status_raw in (None, ""):
-            ctx.fail("history entry has no status", "history", f"{path}.{i}.{status_path}")
-        at = _instant(ctx, at_raw, "history", f"{path}.{i}.{at_path}", tz)
-        cat = _category(ctx, status_map, status_raw, f"{path}.{i}.{status_path}")
-        entries.append((StatusChange(at=at, category=cat, status=str(status_raw)), item))
-    entries.sort(key=lambda entry: entry[0].at)
-    out = [change for change, _ in entries]
-    from_path = spec.get("from")
-    if from_path and out and out[0].at > created:
-        before = get_path(entries[0][1], str(from_path))
-        if before not in (None, ""):
-            cat = _category(ctx, status_map, before, f"{path}.0.{from_path}")
-            out.insert(0, StatusChange(at=created, category=cat, status=str(before)))
-    return out
-
-
 def derive_milestones(
     history: Sequence[StatusChange],
 ) -> tuple[datetime | None, datetime | None, datetime | None]:
@@ -284,67 +239,301 @@ def map_incident(
             and the field/path.
         ConfigError: the mapping itself is unusable.
     """
-    rec = mapping.get("record")
-    if not isinstance(rec, AbcMapping):
-        msg = "mapping: 'record' section is missing"
-        raise ConfigError(msg)
-    ctx = _Ctx(raw, rec)
-    tz = _timezone(mapping, default_tz)
-    values: dict[str, Any] = {}
-    for name in (*_REQUIRED, "key", "updated_at", "service", "customer"):
-        value, path = _resolve(raw, rec.get(name))
-        if name in _REQUIRED and value in (None, ""):
-            ctx.fail("required field is missing", name, path or "(not mapped)")
-        values[name] = (value, path)
+    return _mapper(mapping, default_tz).map(raw)
 
-    created = _instant(ctx, values["created_at"][0], "created_at", values["created_at"][1], tz)
-    history = _history(raw, mapping, ctx, created, tz)
-    raw_status, status_path = values["status"]
-    category = _category(ctx, mapping.get("status_map") or {}, raw_status, status_path)
-    raw_priority, priority_path = values["priority"]
-    priority = _lookup(mapping.get("priority_map") or {}, raw_priority)
-    if priority is _MISSING:
-        known = ", ".join(repr(str(k)) for k in (mapping.get("priority_map") or {})) or "(empty)"
-        text = f"priority {raw_priority!r} is not in priority_map (known: {known})"
-        ctx.fail(text, "priority", priority_path)
-    if priority not in PRIORITIES:
-        msg = f"mapping: priority_map[{raw_priority!r}] = {priority!r} is not one of {PRIORITIES}"
-        raise ConfigError(msg)
 
-    updated_raw, updated_path = values["updated_at"]
-    updated = history[-1].at if history else created
-    if updated_raw not in (None, ""):
-        updated = _instant(ctx, updated_raw, "updated_at", updated_path, tz)
+_MAPPERS: dict[tuple[int, tzinfo | None], tuple[AbcMapping[str, Any], Any, Mapper]] = {}
+"""Recently used mappings' :class:`Mapper`, with a copy of the document each was built from."""
+_MAPPERS_LOCK = threading.Lock()
 
-    first_response, resolved, closed = derive_milestones(history)
-    explicit: dict[str, datetime | None] = {}
-    for name in ("first_response_at", "resolved_at", "closed_at"):
-        value, path = _resolve(raw, rec.get(name))
-        explicit[name] = None if value in (None, "") else _instant(ctx, value, name, path, tz)
 
-    contact_spec = rec.get("contact") or {}
-    contact = {n: _opt_str(_resolve(raw, contact_spec.get(n))[0]) for n in Contact.__annotations__}
-    sla = {str(n): _resolve(raw, spec)[0] for n, spec in (mapping.get("source_sla") or {}).items()}
-    key_value = values["key"][0]
-    return IncidentRecord(
-        external_id=str(values["external_id"][0]),
-        key=str(key_value) if key_value not in (None, "") else str(values["external_id"][0]),
-        title=str(values["title"][0]),
-        priority=str(priority),
-        status=str(raw_status),
-        category=category,
-        created_at=created,
-        updated_at=updated,
-        history=tuple(history),
-        service=_opt_str(values["service"][0]),
-        customer=_opt_str(values["customer"][0]),
-        contact=Contact(**contact),
-        first_response_at=explicit["first_response_at"] or first_response,
-        resolved_at=explicit["resolved_at"] or resolved,
-        closed_at=explicit["closed_at"] or closed,
-        source_sla=sla,
-        raw=raw,
-    )
+def _mapper(mapping: AbcMapping[str, Any], default_tz: tzinfo | None) -> Mapper:
+    """The :class:`Mapper` of ``mapping`` (built again when the document changed since)."""
+    key = (id(mapping), default_tz)
+    found = _MAPPERS.get(key)
+    if found is not None and found[0] is mapping and found[1] == _read_by_mapper(mapping):
+        return found[2]
+    mapper = Mapper(mapping, default_tz=default_tz)
+    with _MAPPERS_LOCK:
+        if len(_MAPPERS) >= 32:
+            _MAPPERS.pop(next(iter(_MAPPERS)), None)
+        _MAPPERS[key] = (mapping, copy.deepcopy(_read_by_mapper(mapping)), mapper)
+    return mapper
+
+
+_MAPPER_KEYS = ("record", "history", "source_sla", "status_map", "priority_map", "timezone")
+
+
+def _read_by_mapper(mapping: AbcMapping[str, Any]) -> list[Any]:
+    """The parts of a mapping document a :class:`Mapper` is built from."""
+    return [mapping.get(k) for k in _MAPPER_KEYS]
+
+
+def _index(part: str) -> int:
+    """A path part as a list index (-1: not one)."""
+    try:
+        return int(part) if part.isdigit() else -1
+    except ValueError:  # a digit that is not decimal ("²")
+        return -1
+
+
+def _path_getter(path: str) -> Callable[[Any], Any]:
+    """:func:`get_path` for one fixed ``path`` (its parts split once)."""
+    steps = tuple((part, _index(part)) for part in path.split("."))
+
+    def get(raw: Any) -> Any:
+        current = raw
+        for part, index in steps:
+            if type(current) is dict or isinstance(current, AbcMapping):
+                current = current.get(part)
+            elif isinstance(current, list) and 0 <= index < len(current):
+                current = current[index]
+            else:
+                return None
+        return current
+
+    if len(steps) > 1:
+        return get
+    only = steps[0][0]
+
+    def get_one(raw: Any) -> Any:
+        return raw.get(only) if type(raw) is dict else get(raw)
+
+    return get_one
+
+
+class _Field:
+    """A field spec compiled: ``get(raw)`` is :func:`_resolve`'s value, ``where(raw)`` its
+    path (worked out only for an error message)."""
+
+    __slots__ = ("get", "where")
+
+    def __init__(self, spec: Any) -> None:
+        self.get: Callable[[Any], Any]
+        self.where: Callable[[Any], str] = lambda raw: _resolve(raw, spec)[1]
+        if spec is None:
+            self.get = lambda raw: None
+        elif isinstance(spec, str):
+            self.get, path = _path_getter(spec), spec
+            self.where = lambda raw: path
+        elif isinstance(spec, AbcMapping) and "const" in spec:
+            const = spec["const"]
+            self.get = lambda raw: const
+        elif isinstance(spec, list):
+            getters = [_path_getter(str(p)) for p in spec]
+
+            def first(raw: Any) -> Any:
+                for get in getters:
+                    value = get(raw)
+                    if value not in (None, ""):
+                        return value
+                return None
+
+            self.get = first
+        else:
+            self.get = lambda raw: _resolve(raw, spec)[0]  # the spec's ConfigError, when used
+
+
+class _Ctx:
+    """What error messages need to name the record (its label is built only on failure)."""
+
+    def __init__(self, ident: Any, key: Any) -> None:
+        self._ident, self._key = ident, key
+
+    def fail(self, message: str, field: str, path: str) -> NoReturn:
+        ident, key = _opt_str(self._ident), _opt_str(self._key)
+        shown = f"{key} (id {ident})" if key and ident else (ident or key or "without id")
+        where = f" at {path!r}" if path else ""
+        text = f"record {shown}: {field}{where}: {message}"
+        raise InputError(text, record=ident, field=field, path=path)
+
+
+_fromisoformat = datetime.fromisoformat
+
+
+class Mapper:
+    """A mapping document prepared once; :meth:`map` is :func:`map_incident` for one record.
+
+    Field specs become getters, and the status and priority maps' exact
+    entries are looked up at once. Every result and error is the one
+    :func:`map_incident` gives; a mapping changed after this was built is
+    not seen (build a new one).
+
+    Raises:
+        ConfigError: no ``record`` section, or an unknown ``timezone``.
+    """
+
+    def __init__(self, mapping: AbcMapping[str, Any], *, default_tz: tzinfo | None = None) -> None:
+        rec = mapping.get("record")
+        if not isinstance(rec, AbcMapping):
+            msg = "mapping: 'record' section is missing"
+            raise ConfigError(msg)
+        self.tz = _timezone(mapping, default_tz)
+        self._ident, self._key = _Field(rec.get("external_id")), _Field(rec.get("key"))
+        self._values = [
+            (name, name in _REQUIRED, _Field(rec.get(name)))
+            for name in ("title", "status", "priority", "created_at", "updated_at")
+        ]
+        self._service, self._customer = _Field(rec.get("service")), _Field(rec.get("customer"))
+        self._explicit = [
+            (name, _Field(rec.get(name)))
+            for name in ("first_response_at", "resolved_at", "closed_at")
+        ]
+        contact = rec.get("contact") or {}
+        self._contact = [(n, _Field(contact.get(n)).get) for n in Contact.__annotations__]
+        self._sla = [
+            (str(n), _Field(spec).get) for n, spec in (mapping.get("source_sla") or {}).items()
+        ]
+        self.status_map: AbcMapping[Any, Any] = mapping.get("status_map") or {}
+        self.priority_map: AbcMapping[Any, Any] = mapping.get("priority_map") or {}
+        categories = {c.value: c for c in Category}
+        self._categories = {
+            k: categories[str(v)] for k, v in self.status_map.items() if str(v) in categories
+        }
+        self._priorities = {k: v for k, v in self.priority_map.items() if v in PRIORITIES}
+        history = mapping.get("history") or {}
+        self._history: tuple[str, Callable[[Any], Any], str, str] | None = None
+        self._history_at = self._history_status = self._history_from = _path_getter("")
+        self._from_path: str | None = None
+        if history.get("path"):
+            at, status = str(history.get("at", "at")), str(history.get("status", "status"))
+            path = str(history["path"])
+            self._history = (path, _path_getter(path), at, status)
+            self._history_at, self._history_status = _path_getter(at), _path_getter(status)
+            if history.get("from"):
+                self._from_path = str(history["from"])
+                self._history_from = _path_getter(self._from_path)
+
+    def _category(
+        self, ctx: _Ctx, raw_status: Any, path: str | _Field, raw: Any = None
+    ) -> Category:
+        """``status_map``'s category of ``raw_status`` (errors name ``path``)."""
+        if isinstance(raw_status, str | int):
+            found = self._categories.get(raw_status)
+            if found is not None:
+                return found
+        where = path if isinstance(path, str) else path.where(raw)
+        return _category(ctx, self.status_map, raw_status, where)
+
+    def _instant(
+        self, ctx: _Ctx, value: Any, field: str, path: str | _Field, raw: Any = None
+    ) -> datetime:
+        """:func:`_instant`, with ISO 8601 text carrying its offset read at once."""
+        if type(value) is str:
+            try:
+                parsed = _fromisoformat(value)  # Python 3.11 reads "Z" as parse_instant does
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is not None:
+                return parsed.astimezone(UTC).replace(microsecond=0)
+        where = path if isinstance(path, str) else path.where(raw)
+        return _instant(ctx, value, field, where, self.tz)
+
+    def _changes(self, raw: Any, ctx: _Ctx, created: datetime) -> list[StatusChange]:
+        if self._history is None:
+            return []
+        path, get_items, at_path, status_path = self._history
+        get_at, get_status = self._history_at, self._history_status
+        items = get_items(raw)
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            ctx.fail("the status history is not a list", "history", path)
+        entries: list[tuple[StatusChange, Any]] = []
+        for i, item in enumerate(items):
+            at_raw = get_at(item)
+            status_raw = get_status(item)
+            if at_raw in (None, ""):
+                ctx.fail("history entry has no instant", "history", f"{path}.{i}.{at_path}")
+            if status_raw in (None, ""):
+                ctx.fail("history entry has no status", "history", f"{path}.{i}.{status_path}")
+            at = self._instant(ctx, at_raw, "history", f"{path}.{i}.{at_path}")
+            cat = self._category(ctx, status_raw, f"{path}.{i}.{status_path}")
+            entries.append((StatusChange(at=at, category=cat, status=str(status_raw)), item))
+        entries.sort(key=lambda entry: entry[0].at)
+        out = [change for change, _ in entries]
+        if self._from_path is not None and out and out[0].at > created:
+            value = self._history_from(entries[0][1])
+            if value not in (None, ""):
+                cat = self._category(ctx, value, f"{path}.0.{self._from_path}")
+                out.insert(0, StatusChange(at=created, category=cat, status=str(value)))
+        return out
+
+    def map(self, raw: AbcMapping[str, Any]) -> IncidentRecord:
+        """The record ``raw`` maps to (errors: :func:`map_incident`)."""
+        ident, key_value = self._ident.get(raw), self._key.get(raw)
+        ctx = _Ctx(ident, key_value)
+        if ident in (None, ""):
+            ctx.fail("required field is missing", "external_id", self._missing(self._ident, raw))
+        values: dict[str, Any] = {}
+        for name, required, spec in self._values:
+            value = values[name] = spec.get(raw)
+            if required and value in (None, ""):
+                ctx.fail("required field is missing", name, self._missing(spec, raw))
+        service, customer = self._service.get(raw), self._customer.get(raw)
+
+        created_raw = values["created_at"]
+        created = self._instant(ctx, created_raw, "created_at", self._values[3][2], raw)
+        history = self._changes(raw, ctx, created)
+        raw_status = values["status"]
+        category = self._category(ctx, raw_status, self._values[1][2], raw)
+        raw_priority = values["priority"]
+        priority = (
+            self._priorities.get(raw_priority, _MISSING)
+            if isinstance(raw_priority, str | int)
+            else _MISSING
+        )
+        if priority is _MISSING:
+            priority = _lookup(self.priority_map, raw_priority)
+        if priority is _MISSING:
+            known = ", ".join(repr(str(k)) for k in self.priority_map) or "(empty)"
+            text = f"priority {raw_priority!r} is not in priority_map (known: {known})"
+            ctx.fail(text, "priority", self._values[2][2].where(raw))
+        if priority not in PRIORITIES:
+            msg = (
+                f"mapping: priority_map[{raw_priority!r}] = {priority!r} is not one of {PRIORITIES}"
+            )
+            raise ConfigError(msg)
+
+        updated_raw = values["updated_at"]
+        updated = history[-1].at if history else created
+        if updated_raw not in (None, ""):
+            updated = self._instant(ctx, updated_raw, "updated_at", self._values[4][2], raw)
+
+        first_response, resolved, closed = derive_milestones(history)
+        explicit: dict[str, datetime | None] = {}
+        for name, spec in self._explicit:
+            value = spec.get(raw)
+            explicit[name] = (
+                None if value in (None, "") else self._instant(ctx, value, name, spec, raw)
+            )
+
+        contact = {n: _opt_str(get(raw)) for n, get in self._contact}
+        sla = {n: get(raw) for n, get in self._sla}
+        external_id = str(ident)
+        return IncidentRecord(
+            external_id=external_id,
+            key=str(key_value) if key_value not in (None, "") else external_id,
+            title=str(values["title"]),
+            priority=str(priority),
+            status=str(raw_status),
+            category=category,
+            created_at=created,
+            updated_at=updated,
+            history=tuple(history),
+            service=_opt_str(service),
+            customer=_opt_str(customer),
+            contact=Contact(**contact),
+            first_response_at=explicit["first_response_at"] or first_response,
+            resolved_at=explicit["resolved_at"] or resolved,
+            closed_at=explicit["closed_at"] or closed,
+            source_sla=sla,
+            raw=raw,
+        )
+
+    @staticmethod
+    def _missing(spec: _Field, raw: Any) -> str:
+        return spec.where(raw) or "(not mapped)"
 
 
 def _opt_str(value: Any) -> str | None:

@@ -28,11 +28,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property, lru_cache
 from typing import Any
 
 from connectors.jira_sm.client import JiraClient
 from core.errors import InputError
-from core.mapping import map_incident
+from core.mapping import Mapper
 from core.records import IncidentRecord
 
 SLA_FIELD_TYPES = ("com.atlassian.servicedesk:sd-sla-field", "com.atlassian.servicedesk:sla-field")
@@ -111,7 +112,9 @@ def status_history(histories: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
     return out
 
 
+@lru_cache(maxsize=256)
 def _slug(name: str) -> str:
+    """An SLA's name as a key (``Time to resolution`` → ``time_to_resolution``)."""
     return re.sub(r"[^0-9a-z]+", "_", name.casefold()).strip("_") or "sla"
 
 
@@ -191,6 +194,11 @@ class IssueReader:
     sla_fields: tuple[str, ...] | None = None
     """This sync's SLA field ids (None: unknown, read each issue's SLA endpoint)."""
 
+    @cached_property
+    def mapper(self) -> Mapper:
+        """The mapping prepared once per reader, on first use (not once per issue)."""
+        return Mapper(self.mapping)
+
     def sla_metrics(self, key: str, fields: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
         """The SLA metrics of an issue: from its SLA fields (taken out of ``fields``) when
         the search returned them, else from the JSM request endpoint."""
@@ -241,7 +249,7 @@ class IssueReader:
         return raw
 
     def record(self, issue: Mapping[str, Any]) -> IncidentRecord:
-        return map_incident(self.raw(issue), self.mapping)
+        return self.mapper.map(self.raw(issue))
 
     def records(self, issues: Sequence[Mapping[str, Any]]) -> list[IncidentRecord | InputError]:
         """Records of a page, in page order; a record that fails mapping is its InputError.

@@ -118,12 +118,15 @@ class Puller:
             key_of=lambda issue: str(issue.get("key") or issue.get("id") or "?"),
         )
 
+    def search_fields(self, sla_ids: Sequence[str] | None) -> list[str]:
+        """The ``fields`` a search asks for: what the mapping reads, then the SLA fields."""
+        return [*self.fields, *(f for f in sla_ids or () if f not in self.fields)]
+
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
         fmt = self.date_format()
         sla_ids = self.sla_fields()
         reader = replace(self.reader, sla_fields=sla_ids)
-        fields = [*self.fields, *(f for f in sla_ids or () if f not in self.fields)]
-        yield from self.driver(fmt, reader, fields).pull(cursor)
+        yield from self.driver(fmt, reader, self.search_fields(sla_ids)).pull(cursor)
 
     def count_in_scope(self) -> int:
         """Jira's approximate count of what a first sync reads (same JQL, no window end)."""

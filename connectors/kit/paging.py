@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from connectors.http import json_loads
 from connectors.kit.paths import read
 from core.errors import ConfigError, FatalError
 
@@ -92,7 +93,7 @@ def body_of(response: httpx.Response) -> Any:
     """
     if _BODY not in response.extensions:
         try:
-            response.extensions[_BODY] = response.json()
+            response.extensions[_BODY] = json_loads(response.content)
         except ValueError:
             response.extensions[_BODY] = None
     return response.extensions[_BODY]

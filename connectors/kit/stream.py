@@ -13,7 +13,7 @@ A source gives the driver four small functions:
   record of the page at once), never a call per record.
 
 :meth:`Driver.pull` then runs an incremental stream from the cursor (the
-next page fetched while the current one is stored), or, on a first sync
+next pages fetched while the current one is converted and stored), or, on a first sync
 with ``backfill_from``, a backfill in disjoint windows pulled concurrently
 (:func:`connectors.windows.pull_windows`), each page carrying the windows'
 safe cursor. :func:`paginate` walks a paginator with the one loop guard.
@@ -139,10 +139,12 @@ class Driver:
         return PulledBatch(records, cursor, rejected, skipped_own=own)
 
     def _stream(self, mark: Cursor) -> Iterator[PulledBatch]:
-        since = mark.since()
-        for page in prefetch(self._pages(since, None, mark.copy()), depth=1):
+        since, skip = mark.since(), mark.copy()
+        # the thread only fetches: the next page's request leaves as soon as this one is
+        # read, and this page is converted and stored meanwhile (not before it leaves)
+        for raws in prefetch(self.fetch(since, None), depth=1):
             fresh = []
-            for key, ms, result, digest in page:
+            for key, ms, result, digest in self._items(raws, skip):
                 if ms and mark.is_seen(key, ms, digest):  # the same version twice in one run
                     continue
                 fresh.append((key, ms, result, digest))

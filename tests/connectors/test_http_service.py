@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.http import HostBudget, HostPaused, HttpService, parse_retry_after
+from connectors.http import HostBudget, HostPaused, HttpService, json_loads, parse_retry_after
 from core.errors import FatalError, RetriableError
 
 BASE = "https://itsm.example.test/api"
@@ -35,6 +36,19 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0.0
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
+
+
+def test_json_bodies_parse_as_the_json_module_parses_them() -> None:
+    """orjson parses what it can; what only ``json`` reads gives ``json``'s result."""
+    page = '{"issues":[{"id":"10001","fields":{"summary":"VPN 断线","n":1.5e3}}],"isLast":true}'
+    assert json_loads(page.encode()) == json.loads(page)
+    assert json_loads(b'{"v": NaN}')["v"] != json_loads(b'{"v": NaN}')["v"]  # NaN, as json
+    for big in (b"[123456789012345678901234567890]", b"[-9223372036854775809]"):
+        assert json_loads(big) == json.loads(big) and isinstance(json_loads(big)[0], int)
+    assert json_loads(b"[1e400]") == [float("inf")]
+    assert json_loads('{"a": "é"}'.encode("utf-16")) == {"a": "é"}
+    with pytest.raises(ValueError):
+        json_loads(b"<html>not JSON</html>")
 
 
 @respx.mock

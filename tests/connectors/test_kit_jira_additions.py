@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 import respx
 
+from connectors.http import json_loads
+from connectors.kit import paging
 from connectors.kit.cursor import Cursor, to_ms
 from connectors.kit.paging import (
     LoopGuard,
@@ -80,16 +83,16 @@ def test_offset_last_flag_ends_without_another_request() -> None:
     assert ids == list(range(1, 24)) and asked == ["0", "10", "20"]
 
 
-def test_body_of_parses_a_response_once() -> None:
+def test_body_of_parses_a_response_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
 
-    class Counting(httpx.Response):
-        def json(self, **kwargs: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            return super().json(**kwargs)
+    def counting(content: bytes) -> Any:
+        nonlocal calls
+        calls += 1
+        return json_loads(content)
 
-    response = Counting(200, json={"nextPageToken": "t2", "issues": [{"id": 1}]})
+    monkeypatch.setattr(paging, "json_loads", counting)
+    response = httpx.Response(200, json={"nextPageToken": "t2", "issues": [{"id": 1}]})
     assert body_of(response)["issues"] == [{"id": 1}]
     nxt = NextTokenPaginator().advance(PageRequest("/s", {"jql": "x"}), response, [{"id": 1}])
     assert nxt is not None and nxt.params["nextPageToken"] == "t2"

@@ -11,6 +11,7 @@ import pytest
 import mappings
 from core.errors import ConfigError, InputError
 from core.mapping import (
+    Mapper,
     derive_milestones,
     get_path,
     map_incident,
@@ -235,3 +236,26 @@ def test_mappings_load_unknown_lists_available():
     with pytest.raises(ConfigError):
         mappings.load("../pyproject")
     assert "sandbox" in mappings.available()
+
+
+def test_a_prepared_mapper_maps_as_map_incident(raw, mapping):
+    """``Mapper`` (a mapping prepared once) gives the records and the errors of
+    ``map_incident``."""
+    m = merge_mapping(mapping, {"history": {"from": "from"}, "timezone": "Asia/Shanghai"})
+    mapper = Mapper(m)
+    assert mapper.map(raw) == map_incident(raw, m)
+    raw["fields"]["created"] = "2026-10-05T09:00:00"  # naive: read in the mapping's zone
+    assert mapper.map(raw).created_at == utc(2026, 10, 5, 1) == map_incident(raw, m).created_at
+    raw["fields"]["status"]["name"] = "Weird"
+    with pytest.raises(InputError) as err:
+        mapper.map(raw)
+    with pytest.raises(InputError) as again:
+        map_incident(raw, m)
+    assert str(err.value) == str(again.value)
+    assert "record SBX-23 (id 10023): status at 'fields.status.name'" in str(err.value)
+
+
+def test_a_mapping_changed_in_place_is_read_again(raw, mapping):
+    assert map_incident(raw, mapping).priority == "P2"
+    mapping["priority_map"]["High"] = "P1"  # the same dict, edited after a first use
+    assert map_incident(raw, mapping).priority == "P1"
