@@ -38,7 +38,9 @@ json_values = st.recursive(
     | st.text(max_size=6)
     | st.text(min_size=60, max_size=70)
     | st.text(min_size=195, max_size=205),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -91,7 +93,9 @@ def _valid_task() -> dict[str, Any]:
         resolved_at=datetime(2026, 10, 5, 3, 4, 5, tzinfo=UTC),
         due_at=datetime(2026, 10, 6, 3, 4, 5, tzinfo=UTC),
     )
-    return payloads.task_payload(message, datetime(2026, 10, 5, tzinfo=UTC), mappings.load("webhook"))
+    return payloads.task_payload(
+        message, datetime(2026, 10, 5, tzinfo=UTC), mappings.load("webhook")
+    )
 
 
 VALID = {
