@@ -6,12 +6,14 @@ committed, and only then does the provider get its 2xx. A delivery seen
 before changes nothing. No bearer token is needed for a webhook (providers
 sign instead); when one is sent it must be valid and allowed for the channel.
 
-The intake path is kept short: a delivery of up to :data:`INLINE_BODY`
-bytes is verified on the event loop (no thread hop for a millisecond of
-work; larger ones go to a thread), the token check runs only when a token
-is sent, and the outcomes go to the process's :class:`api.intake.IntakeWriter`,
-which commits the deliveries that arrive together in one transaction and
-answers each only after that commit. No audit row is written per delivery.
+The intake path is kept short: a delivery without a token is answered by
+the :class:`WebhookIntake` middleware, without the router (a delivery with
+one goes to the route, which checks it); a delivery of up to
+:data:`INLINE_BODY` bytes is verified on the event loop (no thread hop for
+a fraction of a millisecond of work; larger ones go to a thread), and the
+outcomes go to the process's :class:`api.intake.IntakeWriter`, which
+commits the deliveries that arrive together in one transaction and answers
+each only after that commit. No audit row is written per delivery.
 """
 
 from __future__ import annotations
