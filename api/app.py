@@ -119,6 +119,7 @@ def create_app(
     app.state.token_use = TokenUse()
     app.state.syncs = syncs
     app.state.metrics = metrics.build_registry(rt)
+    app.add_middleware(webhooks.WebhookIntake)  # first: inside the guard and the catch-all
     problems.install(app)
     app.add_middleware(RequestGuard)
     for module in ROUTERS:

@@ -44,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "forwarded_allow_ips": args.forwarded_allow_ips,
         "server_header": False,
         "log_config": uvicorn_log_config(str(args.log_level)),  # uvicorn's lines masked too
+        "access_log": not getattr(args, "no_access_log", False),
     }
     workers = int(getattr(args, "workers", 1) or 1)
     if workers > 1:
@@ -117,5 +118,13 @@ def add_commands(
         default=os.environ.get("QLOOP_WORKERS", "1"),
         help="server processes, 1-64 (default $QLOOP_WORKERS, else 1); more than one "
         "spreads webhook intake and API calls over the CPUs",
+    )
+    p.add_argument(
+        "--no-access-log",
+        action="store_true",
+        default=os.environ.get("QLOOP_ACCESS_LOG", "").lower() in ("0", "false", "no", "off"),
+        help="no uvicorn line per request (default: one, unless $QLOOP_ACCESS_LOG is 0, "
+        "false, no or off); each line costs about 0.1 ms of CPU (masked), a sixth of a "
+        "webhook delivery; errors are logged either way",
     )
     p.set_defaults(func=cmd_serve)

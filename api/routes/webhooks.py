@@ -6,17 +6,21 @@ committed, and only then does the provider get its 2xx. A delivery seen
 before changes nothing. No bearer token is needed for a webhook (providers
 sign instead); when one is sent it must be valid and allowed for the channel.
 
-The intake path is kept short: a delivery of up to :data:`INLINE_BODY`
-bytes is verified on the event loop (no thread hop for a millisecond of
-work; larger ones go to a thread), the token check runs only when a token
-is sent, and the outcomes go to the process's :class:`api.intake.IntakeWriter`,
-which commits the deliveries that arrive together in one transaction and
-answers each only after that commit. No audit row is written per delivery.
+The intake path is kept short: a delivery without a token is answered by
+the :class:`WebhookIntake` middleware, without the router (a delivery with
+one goes to the route, which checks it); a delivery of up to
+:data:`INLINE_BODY` bytes is verified on the event loop (no thread hop for
+a fraction of a millisecond of work; larger ones go to a thread), and the
+outcomes go to the process's :class:`api.intake.IntakeWriter`, which
+commits the deliveries that arrive together in one transaction and answers
+each only after that commit. No audit row is written per delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -27,6 +31,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel, Field
+from starlette.datastructures import URL
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import Permission, Principal, bearer, optional_principal, require
 from api.intake import IntakeWriter
@@ -144,6 +151,37 @@ async def webhook_principal(
     return principal
 
 
+async def _intake(
+    app: FastAPI,
+    channel: str,
+    headers: dict[str, str],
+    body: bytes,
+    url: str,
+    principal: Principal | None,
+) -> dict[str, Any]:
+    """Verify, store and commit one delivery; the 200 answer's JSON."""
+    if len(body) > MAX_BODY:
+        raise ApiError(413, f"webhook body larger than {MAX_BODY} bytes", slug="too-large")
+    rt: Runtime = app.state.rt
+    args = (rt, channel, headers, body, url, principal)
+    if len(body) <= INLINE_BODY:
+        outcomes = _verify(*args)
+    else:
+        outcomes = await run_in_threadpool(_verify, *args)
+    stored = await store_delivery(app, channel, outcomes)
+    accepted = Accepted(
+        channel=channel,
+        received=len(outcomes),
+        created=stored.created,
+        duplicates=stored.duplicates,
+    )
+    return accepted.model_dump()
+
+
+def _too_large(declared: str | None) -> bool:
+    return declared is not None and declared.isdigit() and int(declared) > MAX_BODY
+
+
 @router.post(
     "/webhooks/{channel}",
     response_model=Accepted,
@@ -155,27 +193,99 @@ async def receive_webhook(
     principal: Annotated[Principal | None, Depends(webhook_principal)],
 ) -> JSONResponse:
     """A provider's delivery: verified by its signature, stored, committed, then 200."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+    if _too_large(request.headers.get("content-length")):
         raise ApiError(413, f"webhook body larger than {MAX_BODY} bytes", slug="too-large")
     body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ApiError(413, f"webhook body larger than {MAX_BODY} bytes", slug="too-large")
-    rt: Runtime = request.app.state.rt
     headers = {k.lower(): v for k, v in request.headers.items()}
-    args = (rt, channel, headers, body, str(request.url), principal)
-    if len(body) <= INLINE_BODY:
-        outcomes = _verify(*args)
-    else:
-        outcomes = await run_in_threadpool(_verify, *args)
-    stored = await store_delivery(request.app, channel, outcomes)
-    accepted = Accepted(
-        channel=channel,
-        received=len(outcomes),
-        created=stored.created,
-        duplicates=stored.duplicates,
-    )
-    return JSONResponse(accepted.model_dump())
+    answer = await _intake(request.app, channel, headers, body, str(request.url), principal)
+    return JSONResponse(answer)
+
+
+_FAST_PATH = re.compile(r"/webhooks/[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+"""The paths :class:`WebhookIntake` answers itself (the route's path and channel pattern)."""
+
+
+class WebhookIntake:
+    """ASGI middleware: a signed delivery without a bearer token, answered without the router.
+
+    ``POST /webhooks/{channel}`` is machine traffic at hundreds of requests a
+    second; FastAPI's routing, dependency solving and request objects cost
+    more than verifying and storing a delivery. Sitting inside the app's
+    own middleware (the request guard, the catch-all 500), this answers such
+    a delivery with the route's own code (:func:`_intake`): the same checks,
+    status codes and problem details (rendered by the app's exception
+    handlers), the same JSON. Anything else goes on to the router,
+    including a delivery that sends a bearer token (checked there) and an
+    app mounted under a root path; the route stays declared, so the OpenAPI
+    document is unchanged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope.get("root_path")
+            or _FAST_PATH.fullmatch(scope["path"]) is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if "authorization" in headers:  # the route checks the token
+            await self.app(scope, receive, send)
+            return
+        app: FastAPI = scope["app"]
+        channel = scope["path"][len("/webhooks/") :]
+        response: Response
+        try:
+            if _too_large(headers.get("content-length")):
+                raise ApiError(413, f"webhook body larger than {MAX_BODY} bytes", slug="too-large")
+            body = await _read_body(receive)
+            if body is None:  # the client hung up before sending it all: nothing stored
+                return
+            url = str(URL(scope=scope))
+            response = JSONResponse(await _intake(app, channel, headers, body, url, None))
+        except Exception as exc:
+            handled = await _handled(app, scope, receive, exc)
+            if handled is None:
+                raise  # unexpected: the app's catch-all answers 500 and logs it
+            response = handled
+        await response(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request's body; None when the client disconnected before its end."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(413, f"webhook body larger than {MAX_BODY} bytes", slug="too-large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _handled(app: FastAPI, scope: Scope, receive: Receive, exc: Exception) -> Response | None:
+    """The answer of the app's handler for ``exc`` (as the router's path would give it);
+    None when no handler takes it."""
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None  # the catch-all's, outside this middleware
+        handler = app.exception_handlers.get(cls)
+        if handler is not None:
+            answer = handler(Request(scope, receive), exc)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            assert isinstance(answer, Response)
+            return answer
+    return None
 
 
 class ContactIn(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import jsonschema
 
+from connectors.webhook.fastcheck import Check, compile_check
 from core.errors import InputError
 from core.limits import check_outcome
 from core.mapping import get_path
@@ -43,6 +44,11 @@ def _validator(name: SchemaName) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema(name))
 
 
+@cache
+def _quick_check(name: SchemaName) -> Check | None:
+    return compile_check(schema(name))
+
+
 def json_path(parts: Sequence[str | int]) -> str:
     """``$.data.outcomes[2].kind`` for the path parts of a validation error."""
     out = "$"
@@ -54,10 +60,17 @@ def json_path(parts: Sequence[str | int]) -> str:
 def validate(name: SchemaName, doc: Any, where: str) -> None:
     """Check ``doc`` against schema ``name``.
 
+    A valid document is recognised by the schema's compiled check
+    (:mod:`connectors.webhook.fastcheck`); any other is read by
+    :mod:`jsonschema`, which names the problems.
+
     Raises:
         InputError: listing each problem at its JSON path (``errors``
             holds ``(path, message)`` pairs); ``field`` is the first path.
     """
+    quick = _quick_check(name)
+    if quick is not None and quick(doc):
+        return
     errors = sorted(_validator(name).iter_errors(doc), key=lambda e: list(map(str, e.path)))
     if not errors:
         return

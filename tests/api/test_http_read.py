@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from core.export import period_indicators
@@ -167,3 +169,22 @@ def test_qloop_serve_is_a_cli_command() -> None:
     args = build_parser().parse_args(["serve", "-c", "x.yaml", "--port", "9001"])
     assert args.func is cmd_serve
     assert (args.config, args.host, args.port) == ("x.yaml", "127.0.0.1", 9001)
+    assert args.no_access_log is False
+
+
+def test_qloop_serve_can_leave_out_the_access_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    from api.cli import build_parser
+    from api.cli_serve import cmd_serve
+
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw))
+    monkeypatch.setattr("api.app.create_app", lambda path: object())
+    for argv, env in (([], ""), (["--no-access-log"], ""), ([], "off"), ([], "1")):
+        monkeypatch.setenv("QLOOP_ACCESS_LOG", env)
+        args = build_parser().parse_args(["serve", "-c", str(tmp_path / "x.yaml"), *argv])
+        assert cmd_serve(args) == 0
+    assert [kw["access_log"] for kw in served] == [True, False, False, True]
