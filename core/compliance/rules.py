@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 from core.compliance.callback import Attempt, ResolutionOutcome, SurveyAnswer
 from core.compliance.policy import MAJOR, MINOR, CallbackVerdict, Policy, raised_at
@@ -56,7 +57,7 @@ class Finding:
     detail: str
     ref: str | None = None
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Stable identity: ``rule@<resolution instant, ISO UTC>`` or ``rule@response``."""
         if self.resolution_at is None:
