@@ -24,10 +24,11 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from core.compliance import (
     Evaluation,
@@ -42,7 +43,7 @@ from core.compliance import (
 from core.errors import InputError
 from core.export.rows import INCIDENT_FIELDS, incident_row
 from core.loop._bulk import IN_CHUNK, chunks
-from core.loop.evaluate import evaluation_values
+from core.loop.evaluate import disagreement, evaluation_values
 from core.loop.facts import load_answers
 from core.loop.nonconformities import dedup_key
 from core.loop.sample import survey_key
@@ -60,10 +61,51 @@ from core.store.models import (
 from core.timeutil import month_bounds, parse_instant
 
 _ENDS = (Category.RESOLVED.value, Category.CLOSED.value)
-_SHOWN = load_only(
-    *(getattr(Incident, name) for name in (*INCIDENT_FIELDS, "source_sla")), raiseload=True
-)
-"""The incident columns judging and its readers use (export rows, report); others raise."""
+
+
+class IncidentView(NamedTuple):
+    """The incident columns judging and its readers use (export rows, report), as plain values.
+
+    Read as a row of columns, not an ORM ``Incident`` (no instance state, no
+    identity map): what :data:`core.export.rows.INCIDENT_FIELDS` shows, plus
+    the source's SLA flags.
+    """
+
+    id: int
+    source: str
+    key: str
+    external_id: str
+    title: str
+    service: str | None
+    customer: str | None
+    contact_name: str | None
+    contact_phone: str | None
+    contact_email: str | None
+    priority: str
+    status: str
+    created_at: datetime
+    source_sla: dict[str, Any]
+
+
+if IncidentView._fields != (*INCIDENT_FIELDS, "source_sla"):  # pragma: no cover - a guard
+    msg = "IncidentView must hold the export's INCIDENT_FIELDS and source_sla"
+    raise AssertionError(msg)
+_VIEW_COLUMNS = [getattr(Incident, name) for name in IncidentView._fields]
+
+
+def _incident(view: IncidentView) -> Incident:
+    """``view`` where the loop's helpers want an incident: they read only its columns."""
+    return cast(Incident, view)
+
+
+def read_incidents(s: Session, ids: Sequence[int]) -> list[IncidentView]:
+    """The incidents ``ids`` (at most one ``IN`` chunk), in id order."""
+    rows = s.execute(
+        select(*_VIEW_COLUMNS).where(Incident.id.in_(ids)).order_by(Incident.id)
+    ).all()
+    make = IncidentView._make
+    return [make(row) for row in rows]
+
 JUDGE_CHUNK = IN_CHUNK
 """Incidents judged at a time by :func:`judge_chunks` (what a reader of the month holds)."""
 
@@ -98,13 +140,33 @@ class StoredNc:
 class Judged:
     """One incident of the month, evaluated as of the instant."""
 
-    incident: Incident
+    incident: IncidentView
     evaluation: Evaluation
-    values: dict[str, Any]
-    """Its verdicts as record columns (plus ``status``, ``policy``, ``evaluated_at``)."""
+    status: str
+    """The source status of the last change seen at ``as_of``."""
+    policy: str
+    policy_version: str
     survey: tuple[str | None, str | None]
     ncs: dict[str, StoredNc | None]
     """Finding key → the stored nonconformity as known at ``as_of`` (None: not raised yet)."""
+
+    @cached_property
+    def values(self) -> dict[str, Any]:
+        """Its verdicts as record columns (plus ``status``, ``policy``, ``policy_version``).
+
+        Built when first read (the export's rows read it, the report does not).
+        """
+        return {
+            **evaluation_values(_incident(self.incident), self.evaluation),
+            "status": self.status,
+            "policy": self.policy,
+            "policy_version": self.policy_version,
+        }
+
+    @cached_property
+    def sla_disagreement(self) -> str | None:
+        """Which of the source's SLA flags disagree with the verdicts (``values``' column)."""
+        return disagreement(_incident(self.incident), self.evaluation)
 
 
 @dataclass(frozen=True)
@@ -195,7 +257,7 @@ def _sent_before(s: Session, keys: Sequence[str], kind: str, as_of: datetime) ->
 
 
 def _surveys(
-    s: Session, incs: Sequence[Incident], as_of: datetime
+    s: Session, incs: Sequence[IncidentView], as_of: datetime
 ) -> dict[int, tuple[str | None, str | None]]:
     ids = [i.id for i in incs]
     rows: list[Any] = []
@@ -211,7 +273,7 @@ def _surveys(
             )
         )
     by_id = {i.id: i for i in incs}
-    keys = [survey_key(by_id[r.incident_id]) for r in rows]
+    keys = [survey_key(_incident(by_id[r.incident_id])) for r in rows]
     sent = _sent_before(s, keys, "survey", as_of)
     limit = seen_before(as_of)
     out: dict[int, tuple[str | None, str | None]] = {}
@@ -290,7 +352,7 @@ def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, S
 
 
 def facts_seen_at(
-    s: Session, incs: Sequence[Incident], as_of: datetime
+    s: Session, incs: Sequence[IncidentView] | Sequence[Incident], as_of: datetime
 ) -> dict[int, IncidentFacts]:
     """The incidents' facts seen at ``as_of`` (those created after it left out).
 
@@ -359,32 +421,35 @@ def judge_chunks(
     starts = tracking_starts(rt)
     if candidates is None:
         candidates = _candidates(s, sources, start, end, as_of)
+    no_survey: tuple[str | None, str | None] = (None, None)
     for chunk in chunks(candidates, JUDGE_CHUNK):
-        incs = list(s.scalars(select(Incident).options(_SHOWN).where(Incident.id.in_(chunk))))
+        incs = read_incidents(s, chunk)
         facts = facts_seen_at(s, incs, as_of)
         surveys = _surveys(s, incs, as_of)
-        evaluated: list[tuple[Incident, Evaluation]] = []
+        evaluated: list[tuple[IncidentView, Evaluation, list[tuple[str, str]]]] = []
         for inc in incs:
-            if inc.id not in facts:
+            seen = facts.get(inc.id)
+            if seen is None:
                 continue
-            ev = evaluate_incident(
-                facts[inc.id], pol, as_of, tracking_from=starts.get(inc.source) or as_of
-            )
+            ev = evaluate_incident(seen, pol, as_of, tracking_from=starts.get(inc.source) or as_of)
             if ev.month == month:
-                evaluated.append((inc, ev))
-        keys = [dedup_key(inc, f.key) for inc, ev in evaluated for f in ev.findings]
-        stored = _stored_ncs(s, keys, as_of)
+                keys = [(f.key, dedup_key(_incident(inc), f.key)) for f in ev.findings]
+                evaluated.append((inc, ev, keys))
+        stored = _stored_ncs(s, [k for *_, keys in evaluated for _, k in keys], as_of)
         judged: list[Judged] = []
-        for inc, ev in evaluated:
-            seen = facts[inc.id].history
-            values = {
-                **evaluation_values(inc, ev),
-                "status": seen[-1].status if seen else inc.status,
-                "policy": policy,
-                "policy_version": pol.version,
-            }
-            ncs = {f.key: stored.get(dedup_key(inc, f.key)) for f in ev.findings}
-            judged.append(Judged(inc, ev, values, surveys.get(inc.id, (None, None)), ncs))
+        for inc, ev, keys in evaluated:
+            history = facts[inc.id].history
+            judged.append(
+                Judged(
+                    inc,
+                    ev,
+                    history[-1].status if history else inc.status,
+                    policy,
+                    pol.version,
+                    surveys.get(inc.id, no_survey),
+                    {key: stored.get(dedup) for key, dedup in keys},
+                )
+            )
         yield Chunk(judged, facts)
 
 
