@@ -100,11 +100,10 @@ def _incident(view: IncidentView) -> Incident:
 
 def read_incidents(s: Session, ids: Sequence[int]) -> list[IncidentView]:
     """The incidents ``ids`` (at most one ``IN`` chunk), in id order."""
-    rows = s.execute(
-        select(*_VIEW_COLUMNS).where(Incident.id.in_(ids)).order_by(Incident.id)
-    ).all()
+    rows = s.execute(select(*_VIEW_COLUMNS).where(Incident.id.in_(ids)).order_by(Incident.id)).all()
     make = IncidentView._make
     return [make(row) for row in rows]
+
 
 JUDGE_CHUNK = IN_CHUNK
 """Incidents judged at a time by :func:`judge_chunks` (what a reader of the month holds)."""

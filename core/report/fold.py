@@ -24,13 +24,12 @@ from core.export.as_of import Judged, judge_chunks, period_order
 from core.report.indicators import DIMENSIONS
 from core.report.ncs import NcFold
 from core.report.sla import disagreements
+from core.runtime import Runtime
 
 
 def _whole(j: Judged) -> str:
     """The group of the whole month (every incident)."""
     return ""
-
-from core.runtime import Runtime
 
 
 Kind = tuple[Any, ...]
@@ -50,9 +49,7 @@ def _kind(j: Judged, as_of: datetime) -> Kind:
         ev.survey_score,
         ev.response_met,
         ev.resolution_met,
-        tuple(
-            (f.rule, f.severity, _closed(j, f.key), f.deadline < as_of) for f in ev.findings
-        ),
+        tuple((f.rule, f.severity, _closed(j, f.key), f.deadline < as_of) for f in ev.findings),
     )
 
 
@@ -82,9 +79,7 @@ class MonthFold:
         """The month's incidents with a survey score as of the instant."""
         self._kinds: dict[Kind, Judged] = {}
         """Each kind met → its first incident (what the folds are fed)."""
-        self._tally: dict[str, dict[str, dict[Kind, int]]] = {
-            dim: {} for dim in ("", *DIMENSIONS)
-        }
+        self._tally: dict[str, dict[str, dict[Kind, int]]] = {dim: {} for dim in ("", *DIMENSIONS)}
         """Dimension ("" for the whole month) → group value → kind → incidents."""
 
     def _fold(self) -> IndicatorsFold:
