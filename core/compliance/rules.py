@@ -114,6 +114,8 @@ def _low_satisfaction(
             if a.score is not None and a.at <= now
         ]
     low = [c for c in scored if policy.is_low(c[0])]
+    if not low:
+        return None
     at = raised_at("low_satisfaction", low_answers=(c[1] for c in low))
     if at is None:
         return None
@@ -137,11 +139,11 @@ def _resolution_findings(
     if outcome.verdict in _NO_CONTACT_FINDINGS:
         return []
     found: list[Finding] = []
-    due = outcome.due.isoformat()
     reached = outcome.first_reached_at
     if outcome.verdict == CallbackVerdict.MISSED:
         detail = (
-            f"nobody reached by {due}; {outcome.attempts_by_due} attempt(s) by due, "
+            f"nobody reached by {outcome.due.isoformat()}; "
+            f"{outcome.attempts_by_due} attempt(s) by due, "
             f"{policy.callback_min_attempts} needed to excuse it"
         )
         at = raised_at("callback_missed", due=outcome.due)
@@ -150,7 +152,10 @@ def _resolution_findings(
         found.append(_finding(policy, "callback_missed", outcome.at, severity, at, detail))
     if outcome.verdict == CallbackVerdict.LATE and reached is not None:
         late_by = int((reached - outcome.due).total_seconds())
-        detail = f"first reached at {reached.isoformat()}, {late_by} s after due {due}"
+        detail = (
+            f"first reached at {reached.isoformat()}, {late_by} s after due "
+            f"{outcome.due.isoformat()}"
+        )
         found.append(
             _finding(
                 policy,
@@ -224,5 +229,6 @@ def derive_findings(
     for outcome, attempts in zip(outcomes, owned, strict=True):
         found.extend(_resolution_findings(policy, outcome, attempts, answers, now))
     kept = [f for f in found if f.raised_at <= now]
-    kept.sort(key=lambda f: (f.raised_at, f.key))
+    if len(kept) > 1:
+        kept.sort(key=lambda f: (f.raised_at, f.key))
     return tuple(kept)

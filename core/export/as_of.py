@@ -98,11 +98,30 @@ def _incident(view: IncidentView) -> Incident:
     return cast(Incident, view)
 
 
+def _of_ids(column: Any, ids: Sequence[int]) -> tuple[Any, set[int] | None]:
+    """A condition on ``column`` that selects the rows of ``ids`` (at most one ``IN`` chunk).
+
+    When the ids are dense (a month's incidents mostly are), their range
+    ``BETWEEN min AND max`` (one index range scan, no list of bound
+    parameters) and the set of ids to keep from its rows; else ``IN (…)``
+    and None (every row is one of them).
+    """
+    if not ids:
+        return column.in_(ids), None
+    lo, hi = min(ids), max(ids)
+    if hi - lo < 2 * len(ids):
+        return column.between(lo, hi), set(ids)
+    return column.in_(ids), None
+
+
 def read_incidents(s: Session, ids: Sequence[int]) -> list[IncidentView]:
     """The incidents ``ids`` (at most one ``IN`` chunk), in id order."""
-    rows = s.execute(select(*_VIEW_COLUMNS).where(Incident.id.in_(ids)).order_by(Incident.id)).all()
+    where, keep = _of_ids(Incident.id, ids)
+    rows = s.execute(select(*_VIEW_COLUMNS).where(where).order_by(Incident.id)).all()
     make = IncidentView._make
-    return [make(row) for row in rows]
+    if keep is None:
+        return [make(row) for row in rows]
+    return [make(row) for row in rows if row[0] in keep]
 
 
 JUDGE_CHUNK = IN_CHUNK
@@ -261,15 +280,18 @@ def _surveys(
     ids = [i.id for i in incs]
     rows: list[Any] = []
     for chunk in chunks(ids):
+        where, keep = _of_ids(SurveyInvitation.incident_id, chunk)
         rows.extend(
-            s.execute(
+            row
+            for row in s.execute(
                 select(
                     SurveyInvitation.incident_id,
                     SurveyInvitation.state,
                     SurveyInvitation.channel,
                     SurveyInvitation.created_at,
-                ).where(SurveyInvitation.incident_id.in_(chunk))
+                ).where(where)
             )
+            if keep is None or row.incident_id in keep
         )
     by_id = {i.id: i for i in incs}
     keys = [survey_key(_incident(by_id[r.incident_id])) for r in rows]
@@ -363,14 +385,15 @@ def facts_seen_at(
     history: dict[int, list[StatusChange]] = {}
     categories = {c.value: c for c in Category}
     for chunk in chunks(ids):
+        where, keep = _of_ids(StatusEvent.incident_id, chunk)
         for inc_id, at, category, status in s.execute(
             select(
                 StatusEvent.incident_id, StatusEvent.at, StatusEvent.category, StatusEvent.status
             )
-            .where(StatusEvent.incident_id.in_(chunk))
+            .where(where, StatusEvent.at < limit)
             .order_by(StatusEvent.incident_id, StatusEvent.seq)
         ):
-            if at < limit:
+            if keep is None or inc_id in keep:
                 cat = categories.get(category) or Category(category)
                 history.setdefault(inc_id, []).append(StatusChange(at, cat, status))
     attempts, answers = load_answers(s, ids)
