@@ -185,18 +185,18 @@ def seconds_in(
     """
     created = timeline.created_at
     entries = timeline.entries
-    segments: list[tuple[datetime, datetime | None, Category]] = []
-    if not entries or entries[0].at > created:
-        segments.append((created, entries[0].at if entries else None, Category.NEW))
-    for i, entry in enumerate(entries):
-        end = entries[i + 1].at if i + 1 < len(entries) else None
-        segments.append((entry.at, end, entry.category))
     total = 0
-    for start, end, cat in segments:
-        if cat not in kinds:
+    # the segments: (created, first entry) in ``new``, then each entry until the next one
+    if (not entries or entries[0].at > created) and Category.NEW in kinds:
+        hi = until if not entries else min(entries[0].at, until)
+        if hi > created:
+            total += measure(created, hi)
+    last = len(entries) - 1
+    for i, entry in enumerate(entries):
+        if entry.category not in kinds:
             continue
-        lo = max(start, created)
-        hi = until if end is None else min(end, until)
+        lo = max(entry.at, created)
+        hi = until if i == last else min(entries[i + 1].at, until)
         if hi > lo:
             total += measure(lo, hi)
     return total

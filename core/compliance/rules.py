@@ -101,6 +101,8 @@ def _low_satisfaction(
     answers: Sequence[SurveyAnswer],
     now: datetime,
 ) -> Finding | None:
+    if not attempts and not (outcome.final and answers):
+        return None  # no answer at all
     # (score, instant, channel order, channel, ref) of every scored answer seen by now
     scored: list[tuple[float, datetime, int, str, str]] = [
         (a.score, a.at, 0, "callback", a.ref)
