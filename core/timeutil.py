@@ -21,7 +21,13 @@ def utcnow() -> datetime:
 
 
 def to_utc(value: datetime) -> datetime:
-    """Aware UTC, truncated to whole seconds; naive datetimes are refused."""
+    """Aware UTC, truncated to whole seconds; naive datetimes are refused.
+
+    A value already whole-second UTC is returned as it is (the common case:
+    instants read back from the store).
+    """
+    if value.tzinfo is UTC and not value.microsecond:
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         msg = f"naive datetime {value.isoformat()} has no time zone"
         raise InputError(msg)

@@ -23,7 +23,7 @@ from core.timeutil import to_utc
 
 def whole_second(instant: datetime) -> datetime:
     """``instant`` in UTC without its fraction of a second."""
-    return to_utc(instant).replace(microsecond=0)
+    return to_utc(instant)  # to_utc truncates
 
 
 def seen_at(instant: datetime, as_of: datetime) -> bool:

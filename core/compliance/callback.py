@@ -18,7 +18,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from operator import attrgetter
 
 from core.compliance.history import Resolution
 from core.compliance.policy import CallbackVerdict, Policy
@@ -74,6 +75,27 @@ class ResolutionOutcome:
     final: bool
 
 
+_AT = attrgetter("at")
+
+
+def _whole_utc(at: datetime) -> bool:
+    return at.tzinfo is UTC and not at.microsecond
+
+
+def _attempt(a: Attempt) -> Attempt:
+    """``a`` with its instant whole-second UTC (``a`` itself when it already is)."""
+    if type(a) is Attempt and _whole_utc(a.at):
+        return a
+    return Attempt(to_utc(a.at), a.reached, a.confirmed, a.score, a.ref)
+
+
+def _answer(a: SurveyAnswer) -> SurveyAnswer:
+    """``a`` with its instant whole-second UTC (``a`` itself when it already is)."""
+    if type(a) is SurveyAnswer and _whole_utc(a.at):
+        return a
+    return SurveyAnswer(to_utc(a.at), a.score, a.ref)
+
+
 def assign_attempts(
     resolutions: Sequence[Resolution], attempts: Sequence[Attempt]
 ) -> list[list[Attempt]]:
@@ -88,10 +110,7 @@ def assign_attempts(
     """
     starts = [r.at for r in resolutions]
     owned: list[list[Attempt]] = [[] for _ in resolutions]
-    for attempt in sorted(
-        (Attempt(to_utc(a.at), a.reached, a.confirmed, a.score, a.ref) for a in attempts),
-        key=lambda a: a.at,
-    ):
+    for attempt in sorted(map(_attempt, attempts), key=_AT):
         i = bisect_right(starts, attempt.at) - 1
         if i < 0:
             continue
@@ -156,10 +175,7 @@ def judge_callbacks(
 
 def scored_answers(answers: Sequence[SurveyAnswer]) -> list[SurveyAnswer]:
     """The answers that carry a score, instants whole-second UTC, oldest first (stable)."""
-    return sorted(
-        (SurveyAnswer(to_utc(a.at), a.score, a.ref) for a in answers if a.score is not None),
-        key=lambda a: a.at,
-    )
+    return sorted((_answer(a) for a in answers if a.score is not None), key=_AT)
 
 
 def latest_survey(answers: Sequence[SurveyAnswer]) -> SurveyAnswer | None:

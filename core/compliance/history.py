@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from operator import attrgetter
 
 from core.calendar import BusinessCalendar
 from core.errors import InputError
@@ -84,6 +85,25 @@ def _category(value: str) -> Category:
         raise InputError(msg) from exc
 
 
+def _canonical(e: StatusChange) -> StatusChange:
+    """``e`` with its instant whole-second UTC and its category a :class:`Category`.
+
+    ``e`` itself when it already is (the store's histories): no copy.
+    """
+    at = e.at
+    if (
+        at.tzinfo is UTC
+        and not at.microsecond
+        and type(e) is StatusChange
+        and type(e.category) is Category
+    ):
+        return e
+    return StatusChange(to_utc(at), _category(e.category), e.status)
+
+
+_AT = attrgetter("at")
+
+
 def build_timeline(created_at: datetime, history: Sequence[StatusChange]) -> Timeline:
     """Read first response, resolutions, reopens and windows from a status history.
 
@@ -98,12 +118,7 @@ def build_timeline(created_at: datetime, history: Sequence[StatusChange]) -> Tim
         InputError: A naive instant or an unknown category.
     """
     created = to_utc(created_at)
-    entries = tuple(
-        sorted(
-            (StatusChange(to_utc(e.at), _category(e.category), e.status) for e in history),
-            key=lambda e: e.at,
-        )
-    )
+    entries = tuple(sorted(map(_canonical, history), key=_AT))
     prev = Category.NEW
     first_response: datetime | None = None
     resolution_idx: list[int] = []
@@ -170,18 +185,18 @@ def seconds_in(
     """
     created = timeline.created_at
     entries = timeline.entries
-    segments: list[tuple[datetime, datetime | None, Category]] = []
-    if not entries or entries[0].at > created:
-        segments.append((created, entries[0].at if entries else None, Category.NEW))
-    for i, entry in enumerate(entries):
-        end = entries[i + 1].at if i + 1 < len(entries) else None
-        segments.append((entry.at, end, entry.category))
     total = 0
-    for start, end, cat in segments:
-        if cat not in kinds:
+    # the segments: (created, first entry) in ``new``, then each entry until the next one
+    if (not entries or entries[0].at > created) and Category.NEW in kinds:
+        hi = until if not entries else min(entries[0].at, until)
+        if hi > created:
+            total += measure(created, hi)
+    last = len(entries) - 1
+    for i, entry in enumerate(entries):
+        if entry.category not in kinds:
             continue
-        lo = max(start, created)
-        hi = until if end is None else min(end, until)
+        lo = max(entry.at, created)
+        hi = until if i == last else min(entries[i + 1].at, until)
         if hi > lo:
             total += measure(lo, hi)
     return total

@@ -138,48 +138,52 @@ class IndicatorsFold:
         self.by_rule: dict[str, dict[str, int]] = {r: {MAJOR: 0, MINOR: 0} for r in RULES}
         self.nc_total = self.nc_closed = self.nc_overdue = 0
 
-    def add(self, priority: str, e: Evaluation) -> None:
-        """One incident's evaluation (skipped when of another month or cancelled)."""
+    def add(self, priority: str, e: Evaluation, times: int = 1) -> None:
+        """One incident's evaluation (skipped when of another month or cancelled).
+
+        ``times``: add it as that many incidents with the same facts (a reader
+        that tallies identical evaluations adds each kind once).
+        """
         if e.month != self.month or e.cancelled:
             return
-        self.resolved += 1
+        self.resolved += times
         v = e.callback_verdict
         if v not in _NOT_JUDGED:
-            self.judged += 1
+            self.judged += times
         if v == CallbackVerdict.UNTRACKED:
-            self.untracked += 1
+            self.untracked += times
         if v in _COVERED:
-            self.covered += 1
+            self.covered += times
         if v == CallbackVerdict.ON_TIME:
-            self.on_time += 1
+            self.on_time += times
         if e.confirmed is not None:
-            self.answered += 1
-            self.confirmed += int(bool(e.confirmed))
+            self.answered += times
+            self.confirmed += times * int(bool(e.confirmed))
         score = e.callback_score
         if score is not None:
             counts = self.scores["callback"]
-            counts[score] = counts.get(score, 0) + 1
+            counts[score] = counts.get(score, 0) + times
         score = e.survey_score
         if score is not None:
             counts = self.scores["survey"]
-            counts[score] = counts.get(score, 0) + 1
+            counts[score] = counts.get(score, 0) + times
         self.priorities.add(priority)
         for kind, met in (("response", e.response_met), ("resolution", e.resolution_met)):
             if met is None:
                 continue
             tally = self.met[kind].setdefault(priority, [0, 0])
-            tally[1] += 1
-            tally[0] += int(met)
+            tally[1] += times
+            tally[0] += times * int(met)
 
-    def add_nc(self, nc: NonconformityState) -> None:
-        """One nonconformity of the month's incidents."""
+    def add_nc(self, nc: NonconformityState, times: int = 1) -> None:
+        """One nonconformity of the month's incidents (``times``: that many alike)."""
         sev = self.by_rule.setdefault(nc.rule, {MAJOR: 0, MINOR: 0})
-        sev[nc.severity] = sev.get(nc.severity, 0) + 1
-        self.nc_total += 1
+        sev[nc.severity] = sev.get(nc.severity, 0) + times
+        self.nc_total += times
         if nc.closed:
-            self.nc_closed += 1
+            self.nc_closed += times
         elif nc.deadline < self.now:
-            self.nc_overdue += 1
+            self.nc_overdue += times
 
     def scored(self, channel: str) -> int:
         """How many incidents have a score of the channel."""

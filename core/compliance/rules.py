@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 from core.compliance.callback import Attempt, ResolutionOutcome, SurveyAnswer
 from core.compliance.policy import MAJOR, MINOR, CallbackVerdict, Policy, raised_at
@@ -56,7 +57,7 @@ class Finding:
     detail: str
     ref: str | None = None
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Stable identity: ``rule@<resolution instant, ISO UTC>`` or ``rule@response``."""
         if self.resolution_at is None:
@@ -100,6 +101,8 @@ def _low_satisfaction(
     answers: Sequence[SurveyAnswer],
     now: datetime,
 ) -> Finding | None:
+    if not attempts and not (outcome.final and answers):
+        return None  # no answer at all
     # (score, instant, channel order, channel, ref) of every scored answer seen by now
     scored: list[tuple[float, datetime, int, str, str]] = [
         (a.score, a.at, 0, "callback", a.ref)
@@ -113,6 +116,8 @@ def _low_satisfaction(
             if a.score is not None and a.at <= now
         ]
     low = [c for c in scored if policy.is_low(c[0])]
+    if not low:
+        return None
     at = raised_at("low_satisfaction", low_answers=(c[1] for c in low))
     if at is None:
         return None
@@ -136,11 +141,11 @@ def _resolution_findings(
     if outcome.verdict in _NO_CONTACT_FINDINGS:
         return []
     found: list[Finding] = []
-    due = outcome.due.isoformat()
     reached = outcome.first_reached_at
     if outcome.verdict == CallbackVerdict.MISSED:
         detail = (
-            f"nobody reached by {due}; {outcome.attempts_by_due} attempt(s) by due, "
+            f"nobody reached by {outcome.due.isoformat()}; "
+            f"{outcome.attempts_by_due} attempt(s) by due, "
             f"{policy.callback_min_attempts} needed to excuse it"
         )
         at = raised_at("callback_missed", due=outcome.due)
@@ -149,7 +154,10 @@ def _resolution_findings(
         found.append(_finding(policy, "callback_missed", outcome.at, severity, at, detail))
     if outcome.verdict == CallbackVerdict.LATE and reached is not None:
         late_by = int((reached - outcome.due).total_seconds())
-        detail = f"first reached at {reached.isoformat()}, {late_by} s after due {due}"
+        detail = (
+            f"first reached at {reached.isoformat()}, {late_by} s after due "
+            f"{outcome.due.isoformat()}"
+        )
         found.append(
             _finding(
                 policy,
@@ -223,5 +231,6 @@ def derive_findings(
     for outcome, attempts in zip(outcomes, owned, strict=True):
         found.extend(_resolution_findings(policy, outcome, attempts, answers, now))
     kept = [f for f in found if f.raised_at <= now]
-    kept.sort(key=lambda f: (f.raised_at, f.key))
+    if len(kept) > 1:
+        kept.sort(key=lambda f: (f.raised_at, f.key))
     return tuple(kept)

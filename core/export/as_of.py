@@ -24,17 +24,20 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from core.compliance import (
+    Attempt,
     Evaluation,
     IncidentFacts,
     MonthlyIndicators,
     NonconformityState,
     Policy,
+    SurveyAnswer,
     evaluate_incident,
     monthly_indicators,
     whole_second,
@@ -42,8 +45,7 @@ from core.compliance import (
 from core.errors import InputError
 from core.export.rows import INCIDENT_FIELDS, incident_row
 from core.loop._bulk import IN_CHUNK, chunks
-from core.loop.evaluate import evaluation_values
-from core.loop.facts import load_answers
+from core.loop.evaluate import disagreement, evaluation_values
 from core.loop.nonconformities import dedup_key
 from core.loop.sample import survey_key
 from core.loop.tracking import tracking_starts
@@ -51,19 +53,80 @@ from core.records import Category, StatusChange
 from core.runtime import Runtime
 from core.store.models import (
     Incident,
+    Match,
     Nonconformity,
     NonconformityEvent,
     OutboxItem,
+    Response,
     StatusEvent,
     SurveyInvitation,
 )
 from core.timeutil import month_bounds, parse_instant
 
 _ENDS = (Category.RESOLVED.value, Category.CLOSED.value)
-_SHOWN = load_only(
-    *(getattr(Incident, name) for name in (*INCIDENT_FIELDS, "source_sla")), raiseload=True
-)
-"""The incident columns judging and its readers use (export rows, report); others raise."""
+
+
+class IncidentView(NamedTuple):
+    """The incident columns judging and its readers use (export rows, report), as plain values.
+
+    Read as a row of columns, not an ORM ``Incident`` (no instance state, no
+    identity map): what :data:`core.export.rows.INCIDENT_FIELDS` shows, plus
+    the source's SLA flags.
+    """
+
+    id: int
+    source: str
+    key: str
+    external_id: str
+    title: str
+    service: str | None
+    customer: str | None
+    contact_name: str | None
+    contact_phone: str | None
+    contact_email: str | None
+    priority: str
+    status: str
+    created_at: datetime
+    source_sla: dict[str, Any]
+
+
+if IncidentView._fields != (*INCIDENT_FIELDS, "source_sla"):  # pragma: no cover - a guard
+    msg = "IncidentView must hold the export's INCIDENT_FIELDS and source_sla"
+    raise AssertionError(msg)
+_VIEW_COLUMNS = [getattr(Incident, name) for name in IncidentView._fields]
+
+
+def _incident(view: IncidentView) -> Incident:
+    """``view`` where the loop's helpers want an incident: they read only its columns."""
+    return cast(Incident, view)
+
+
+def _of_ids(column: Any, ids: Sequence[int]) -> tuple[Any, set[int] | None]:
+    """A condition on ``column`` that selects the rows of ``ids`` (at most one ``IN`` chunk).
+
+    When the ids are dense (a month's incidents mostly are), their range
+    ``BETWEEN min AND max`` (one index range scan, no list of bound
+    parameters) and the set of ids to keep from its rows; else ``IN (…)``
+    and None (every row is one of them).
+    """
+    if not ids:
+        return column.in_(ids), None
+    lo, hi = min(ids), max(ids)
+    if hi - lo < 2 * len(ids):
+        return column.between(lo, hi), set(ids)
+    return column.in_(ids), None
+
+
+def read_incidents(s: Session, ids: Sequence[int]) -> list[IncidentView]:
+    """The incidents ``ids`` (at most one ``IN`` chunk), in id order."""
+    where, keep = _of_ids(Incident.id, ids)
+    rows = s.execute(select(*_VIEW_COLUMNS).where(where).order_by(Incident.id)).all()
+    make = IncidentView._make
+    if keep is None:
+        return [make(row) for row in rows]
+    return [make(row) for row in rows if row[0] in keep]
+
+
 JUDGE_CHUNK = IN_CHUNK
 """Incidents judged at a time by :func:`judge_chunks` (what a reader of the month holds)."""
 
@@ -98,13 +161,33 @@ class StoredNc:
 class Judged:
     """One incident of the month, evaluated as of the instant."""
 
-    incident: Incident
+    incident: IncidentView
     evaluation: Evaluation
-    values: dict[str, Any]
-    """Its verdicts as record columns (plus ``status``, ``policy``, ``evaluated_at``)."""
+    status: str
+    """The source status of the last change seen at ``as_of``."""
+    policy: str
+    policy_version: str
     survey: tuple[str | None, str | None]
     ncs: dict[str, StoredNc | None]
     """Finding key → the stored nonconformity as known at ``as_of`` (None: not raised yet)."""
+
+    @cached_property
+    def values(self) -> dict[str, Any]:
+        """Its verdicts as record columns (plus ``status``, ``policy``, ``policy_version``).
+
+        Built when first read (the export's rows read it, the report does not).
+        """
+        return {
+            **evaluation_values(_incident(self.incident), self.evaluation),
+            "status": self.status,
+            "policy": self.policy,
+            "policy_version": self.policy_version,
+        }
+
+    @cached_property
+    def sla_disagreement(self) -> str | None:
+        """Which of the source's SLA flags disagree with the verdicts (``values``' column)."""
+        return disagreement(_incident(self.incident), self.evaluation)
 
 
 @dataclass(frozen=True)
@@ -195,23 +278,26 @@ def _sent_before(s: Session, keys: Sequence[str], kind: str, as_of: datetime) ->
 
 
 def _surveys(
-    s: Session, incs: Sequence[Incident], as_of: datetime
+    s: Session, incs: Sequence[IncidentView], as_of: datetime
 ) -> dict[int, tuple[str | None, str | None]]:
     ids = [i.id for i in incs]
     rows: list[Any] = []
     for chunk in chunks(ids):
+        where, keep = _of_ids(SurveyInvitation.incident_id, chunk)
         rows.extend(
-            s.execute(
+            row
+            for row in s.execute(
                 select(
                     SurveyInvitation.incident_id,
                     SurveyInvitation.state,
                     SurveyInvitation.channel,
                     SurveyInvitation.created_at,
-                ).where(SurveyInvitation.incident_id.in_(chunk))
+                ).where(where)
             )
+            if keep is None or row.incident_id in keep
         )
     by_id = {i.id: i for i in incs}
-    keys = [survey_key(by_id[r.incident_id]) for r in rows]
+    keys = [survey_key(_incident(by_id[r.incident_id])) for r in rows]
     sent = _sent_before(s, keys, "survey", as_of)
     limit = seen_before(as_of)
     out: dict[int, tuple[str | None, str | None]] = {}
@@ -290,7 +376,7 @@ def _stored_ncs(s: Session, keys: Sequence[str], as_of: datetime) -> dict[str, S
 
 
 def facts_seen_at(
-    s: Session, incs: Sequence[Incident], as_of: datetime
+    s: Session, incs: Sequence[IncidentView] | Sequence[Incident], as_of: datetime
 ) -> dict[int, IncidentFacts]:
     """The incidents' facts seen at ``as_of`` (those created after it left out).
 
@@ -302,28 +388,78 @@ def facts_seen_at(
     history: dict[int, list[StatusChange]] = {}
     categories = {c.value: c for c in Category}
     for chunk in chunks(ids):
+        where, keep = _of_ids(StatusEvent.incident_id, chunk)
         for inc_id, at, category, status in s.execute(
             select(
                 StatusEvent.incident_id, StatusEvent.at, StatusEvent.category, StatusEvent.status
             )
-            .where(StatusEvent.incident_id.in_(chunk))
+            .where(where)
             .order_by(StatusEvent.incident_id, StatusEvent.seq)
         ):
-            if at < limit:
+            if at < limit and (keep is None or inc_id in keep):
                 cat = categories.get(category) or Category(category)
                 history.setdefault(inc_id, []).append(StatusChange(at, cat, status))
-    attempts, answers = load_answers(s, ids)
+    attempts, answers = _answers_seen(s, ids, limit)
     return {
         inc.id: IncidentFacts(
             priority=inc.priority,
             created_at=inc.created_at,
             history=history.get(inc.id, []),
-            attempts=[a for a in attempts.get(inc.id, ()) if a.at < limit],
-            survey_answers=[a for a in answers.get(inc.id, ()) if a.at < limit],
+            attempts=attempts.get(inc.id, []),
+            survey_answers=answers.get(inc.id, []),
         )
         for inc in incs
         if inc.created_at < limit
     }
+
+
+def _answers_seen(
+    s: Session, ids: Sequence[int], limit: datetime
+) -> tuple[dict[int, list[Attempt]], dict[int, list[SurveyAnswer]]]:
+    """What :func:`core.loop.facts.load_answers` gives, only the answers before ``limit``.
+
+    The same attempts and answers in the same order (by instant, then
+    response id). The match's status is tested here, not in the query: with
+    it in the query SQLite looks the chunk up through ``ix_match_status``,
+    every matched response of the store for each chunk (quadratic in the
+    store's size), instead of through ``ix_match_incident_id``.
+    """
+    attempts: dict[int, list[Attempt]] = {}
+    answers: dict[int, list[SurveyAnswer]] = {}
+    for chunk in chunks(ids):
+        rows = s.execute(
+            select(
+                Match.incident_id,
+                Match.status,
+                Response.id,
+                Response.kind,
+                Response.occurred_at,
+                Response.reached,
+                Response.confirmed,
+                Response.score,
+            )
+            .join(Response, Response.id == Match.response_id)
+            .where(Match.incident_id.in_(chunk))
+            .order_by(Response.occurred_at, Response.id)
+        )
+        for inc_id, status, resp_id, kind, occurred_at, reached, confirmed, score in rows:
+            if status != "matched" or inc_id is None or not occurred_at < limit:
+                continue
+            if kind == "callback_attempt":
+                attempts.setdefault(inc_id, []).append(
+                    Attempt(
+                        at=occurred_at,
+                        reached=bool(reached),
+                        confirmed=confirmed,
+                        score=score,
+                        ref=f"response:{resp_id}",
+                    )
+                )
+            else:
+                answers.setdefault(inc_id, []).append(
+                    SurveyAnswer(at=occurred_at, score=score, ref=f"response:{resp_id}")
+                )
+    return attempts, answers
 
 
 @dataclass(frozen=True)
@@ -359,32 +495,35 @@ def judge_chunks(
     starts = tracking_starts(rt)
     if candidates is None:
         candidates = _candidates(s, sources, start, end, as_of)
+    no_survey: tuple[str | None, str | None] = (None, None)
     for chunk in chunks(candidates, JUDGE_CHUNK):
-        incs = list(s.scalars(select(Incident).options(_SHOWN).where(Incident.id.in_(chunk))))
+        incs = read_incidents(s, chunk)
         facts = facts_seen_at(s, incs, as_of)
         surveys = _surveys(s, incs, as_of)
-        evaluated: list[tuple[Incident, Evaluation]] = []
+        evaluated: list[tuple[IncidentView, Evaluation, list[tuple[str, str]]]] = []
         for inc in incs:
-            if inc.id not in facts:
+            seen = facts.get(inc.id)
+            if seen is None:
                 continue
-            ev = evaluate_incident(
-                facts[inc.id], pol, as_of, tracking_from=starts.get(inc.source) or as_of
-            )
+            ev = evaluate_incident(seen, pol, as_of, tracking_from=starts.get(inc.source) or as_of)
             if ev.month == month:
-                evaluated.append((inc, ev))
-        keys = [dedup_key(inc, f.key) for inc, ev in evaluated for f in ev.findings]
-        stored = _stored_ncs(s, keys, as_of)
+                keys = [(f.key, dedup_key(_incident(inc), f.key)) for f in ev.findings]
+                evaluated.append((inc, ev, keys))
+        stored = _stored_ncs(s, [k for *_, keys in evaluated for _, k in keys], as_of)
         judged: list[Judged] = []
-        for inc, ev in evaluated:
-            seen = facts[inc.id].history
-            values = {
-                **evaluation_values(inc, ev),
-                "status": seen[-1].status if seen else inc.status,
-                "policy": policy,
-                "policy_version": pol.version,
-            }
-            ncs = {f.key: stored.get(dedup_key(inc, f.key)) for f in ev.findings}
-            judged.append(Judged(inc, ev, values, surveys.get(inc.id, (None, None)), ncs))
+        for inc, ev, keys in evaluated:
+            history = facts[inc.id].history
+            judged.append(
+                Judged(
+                    inc,
+                    ev,
+                    history[-1].status if history else inc.status,
+                    policy,
+                    pol.version,
+                    surveys.get(inc.id, no_survey),
+                    {key: stored.get(dedup) for key, dedup in keys},
+                )
+            )
         yield Chunk(judged, facts)
 
 

@@ -27,8 +27,46 @@ from core.report.sla import disagreements
 from core.runtime import Runtime
 
 
+def _whole(j: Judged) -> str:
+    """The group of the whole month (every incident)."""
+    return ""
+
+
+Kind = tuple[Any, ...]
+"""What :class:`IndicatorsFold` reads of one incident (:func:`_kind`): incidents of
+the same kind add the same to every count."""
+
+
+def _kind(j: Judged, as_of: datetime) -> Kind:
+    ev = j.evaluation
+    return (
+        j.incident.priority,
+        ev.month,
+        ev.cancelled,
+        ev.callback_verdict,
+        ev.confirmed,
+        ev.callback_score,
+        ev.survey_score,
+        ev.response_met,
+        ev.resolution_met,
+        tuple((f.rule, f.severity, _closed(j, f.key), f.deadline < as_of) for f in ev.findings),
+    )
+
+
+def _closed(j: Judged, key: str) -> bool:
+    nc = j.ncs[key]
+    return nc is not None and nc.state == "closed"
+
+
 class MonthFold:
-    """The report's aggregates of one policy's month as of an instant."""
+    """The report's aggregates of one policy's month as of an instant.
+
+    The indicators (of the month and of each group) are tallied first: each
+    group counts its incidents per kind (:func:`_kind`), and each kind is
+    added to the group's :class:`IndicatorsFold` once, with its count, when
+    the month is judged (integer counts: the same numbers as adding the
+    incidents one by one).
+    """
 
     def __init__(self, rt: Runtime, policy: str, month: str, as_of: datetime) -> None:
         self.policy, self.month, self.as_of = policy, month, as_of
@@ -39,31 +77,47 @@ class MonthFold:
         self._sla: list[tuple[tuple[datetime, int], int, dict[str, Any]]] = []
         self.answered: set[int] = set()
         """The month's incidents with a survey score as of the instant."""
+        self._kinds: dict[Kind, Judged] = {}
+        """Each kind met → its first incident (what the folds are fed)."""
+        self._tally: dict[str, dict[str, dict[Kind, int]]] = {dim: {} for dim in ("", *DIMENSIONS)}
+        """Dimension ("" for the whole month) → group value → kind → incidents."""
 
     def _fold(self) -> IndicatorsFold:
         return IndicatorsFold(self.month, self.as_of, policy=self.rules)
 
     def _add(self, j: Judged) -> None:
-        ev = j.evaluation
-        folds = [self.indicators]
-        for dim, key in DIMENSIONS.items():
+        kind = _kind(j, self.as_of)
+        self._kinds.setdefault(kind, j)
+        tally = self._tally
+        for dim, key in (("", _whole), *DIMENSIONS.items()):
+            groups = tally[dim]
             value = key(j)
-            fold = self.groups[dim].get(value)
-            if fold is None:
-                fold = self.groups[dim][value] = self._fold()
-            folds.append(fold)
-        states = []
-        for f in ev.findings:
-            nc = j.ncs[f.key]
-            closed = nc is not None and nc.state == "closed"
-            states.append(NonconformityState(f.rule, f.severity, closed, f.deadline))
-        for fold in folds:
-            fold.add(j.incident.priority, ev)
-            for state in states:
-                fold.add_nc(state)
+            counts = groups.get(value)
+            if counts is None:
+                counts = groups[value] = {}
+            counts[kind] = counts.get(kind, 0) + 1
         self.ncs.add(j)
-        if ev.survey_score is not None:
+        if j.evaluation.survey_score is not None:
             self.answered.add(j.incident.id)
+
+    def _settle(self) -> None:
+        """Feed the tallied kinds to the folds (in the order the kinds were first met)."""
+        for dim, groups in self._tally.items():
+            for value, counts in groups.items():
+                if dim:
+                    fold = self.groups[dim][value] = self._fold()
+                else:
+                    fold = self.indicators
+                for kind, n in counts.items():
+                    j = self._kinds[kind]
+                    ev = j.evaluation
+                    fold.add(j.incident.priority, ev, n)
+                    for f in ev.findings:
+                        state = NonconformityState(
+                            f.rule, f.severity, _closed(j, f.key), f.deadline
+                        )
+                        fold.add_nc(state, n)
+        self._tally = {dim: {} for dim in self._tally}
 
     @classmethod
     def judge(
@@ -86,6 +140,7 @@ class MonthFold:
             for n, row in disagreements(s, fold.rules, chunk.incidents, chunk.facts):
                 j = chunk.incidents[n]
                 fold._sla.append((period_order(j, as_of), len(fold._sla), row))
+        fold._settle()
         return fold
 
     @property

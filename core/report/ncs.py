@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from core.export.as_of import Judged, period_order
@@ -52,8 +53,8 @@ class NcFold:
 
 def nc_section(folds: Sequence[NcFold]) -> dict[str, Any]:
     """``overdue`` (rows), ``closure`` (count, median_s, mean_s) of the policies' folds."""
-    overdue = [row for fold in folds for _, row in sorted(fold.overdue, key=lambda item: item[0])]
-    overdue.sort(key=lambda r: tuple(r[k] for k in OVERDUE_ORDER))
+    overdue = [row for fold in folds for _, row in sorted(fold.overdue, key=itemgetter(0))]
+    overdue.sort(key=itemgetter(*OVERDUE_ORDER))
     closure = [s for fold in folds for s in fold.closure]
     return {
         "overdue": overdue,

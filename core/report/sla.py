@@ -149,7 +149,7 @@ def disagreements(
     (:class:`core.export.as_of.Chunk`). Each row comes with the position of its
     incident in ``judged``.
     """
-    found = [(n, j) for n, j in enumerate(judged) if j.values.get("sla_disagreement")]
+    found = [(n, j) for n, j in enumerate(judged) if j.sla_disagreement]
     if not found:
         return []
     earlier = _earlier_targets(s, policy, [j.incident.id for _, j in found])
@@ -157,7 +157,7 @@ def disagreements(
     for n, j in found:
         inc = j.incident
         flags = inc.source_sla if isinstance(inc.source_sla, dict) else {}
-        for kind in str(j.values["sla_disagreement"]).split(","):
+        for kind in str(j.sla_disagreement).split(","):
             theirs = flags.get(f"{kind}_met")
             if not isinstance(theirs, bool) or inc.id not in facts:
                 continue
@@ -173,7 +173,7 @@ def disagreements(
                 (
                     n,
                     {
-                        "policy": j.values["policy"],
+                        "policy": j.policy,
                         "source": inc.source,
                         "incident_key": inc.key,
                         "external_id": inc.external_id,
