@@ -458,7 +458,9 @@ def take(s: Session, ids: list[int], now: datetime) -> list[int]:
         update(OutboxItem)
         .where(
             OutboxItem.id.in_(ids),
-            OutboxItem.state == "pending",
+            # ``state || ''``: by the ids, not by ix_outbox_due (which SQLite would
+            # pick for ``state = ?``, walking every pending item for each claim)
+            OutboxItem.state.concat("") == "pending",
             OutboxItem.next_attempt_at <= now,
         )
         .values(state="sending", claimed_at=now)
