@@ -22,7 +22,7 @@ from core.compliance import Policy
 from core.conf import AppConfig, SourceConfig, build_calendar
 from core.conf.masking import leaf_secret_values, remember_secrets
 from core.connector import Channel, ConnectorContext, Source
-from core.errors import ConfigError
+from core.errors import ConfigError, RetriableError
 from core.mapping import merge_mapping
 from core.retry import call_with_retry, make_retrying
 from core.store import Database, open_database
@@ -70,8 +70,24 @@ class Runtime:
             self.on_progress(step, done)
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Call a connector under the retry policy (Retry-After honoured), waiting by ``sleep``."""
-        return call_with_retry(fn, make_retrying(sleep=self.sleep))
+        """Call a connector under the retry policy (Retry-After honoured), waiting by ``sleep``.
+
+        The first attempt is a plain call: the retry machinery is built only
+        when it raises a :class:`RetriableError`, and then takes that error as
+        its own first attempt (same waits, same number of tries as if it had
+        made it). Any other error is raised as the retry policy raises it.
+        """
+        try:
+            return fn()
+        except RetriableError as exc:
+            first: list[RetriableError] = [exc]
+
+        def again() -> T:
+            if first:
+                raise first.pop()
+            return fn()
+
+        return call_with_retry(again, make_retrying(sleep=self.sleep))
 
     def policy(self, name: str) -> Policy:
         try:

@@ -344,6 +344,31 @@ class RemoteState:
         rows = self.read("SELECT payload FROM tickets WHERE seq = ?", (seq,))
         return json.loads(rows[0][0]) if rows else None
 
+    def marked_tickets(self, seqs: Sequence[int], rule: str, mark: str) -> set[int]:
+        """Of tickets ``seqs``, those created for ``rule`` or with a comment containing ``mark``.
+
+        What :meth:`ticket_payload` and :meth:`ticket_comments` tell of each
+        ticket, read with two queries per 500 tickets instead of two per ticket.
+        """
+        found: set[int] = set()
+        wanted = sorted(set(seqs))
+        for start in range(0, len(wanted), 500):
+            chunk = tuple(wanted[start : start + 500])
+            params = ",".join("?" * len(chunk))
+            for seq, payload in self.read(
+                f"SELECT seq, payload FROM tickets WHERE seq IN ({params})",
+                chunk,
+            ):
+                if (json.loads(payload) or {}).get("rule") == rule:
+                    found.add(int(seq))
+            for (seq,) in self.read(
+                f"SELECT DISTINCT ticket FROM ticket_comments WHERE ticket IN ({params}) "
+                "AND instr(body, ?) > 0",
+                (*chunk, mark),
+            ):
+                found.add(int(seq))
+        return found
+
     def ticket_notes(self, seq: int) -> list[tuple[str, str]]:
         """The comments of ticket ``seq`` with when they were written, oldest first."""
         rows = self.read(

@@ -294,9 +294,7 @@ class SandboxSource:
         """:meth:`ticket_status` for each ref, read (and moved) in one write transaction."""
         now = iso(self._now())
         answers: list[TicketStatus | Exception | None] = []
-        reads: list[tuple[int, TicketStep]] = []
-        wanted: list[tuple[int, str]] = []
-        complaints: set[int] = set()
+        found: list[tuple[int, str, int]] = []
         for n, ref in enumerate(refs):
             try:
                 self._call()
@@ -306,13 +304,21 @@ class SandboxSource:
             answers.append(None)
             prefix, _, number = ref.rpartition("-")
             if prefix == "SBX-QA" and number.isdigit():
-                complaint = self._is_complaint(int(number))
-                reads.append((int(number), self._ticket_step(ref, now, complaint)))
-                wanted.append((n, ref))
-                if complaint:
-                    complaints.add(n)
+                found.append((n, ref, int(number)))
             else:
                 answers[n] = _not_found(ref)
+        marked = self._state.marked_tickets(
+            [seq for _, _, seq in found], "complaint", COMPLAINT_MARK
+        )
+        reads: list[tuple[int, TicketStep]] = []
+        wanted: list[tuple[int, str]] = []
+        complaints: set[int] = set()
+        for n, ref, seq in found:
+            complaint = seq in marked
+            reads.append((seq, self._ticket_step(ref, now, complaint)))
+            wanted.append((n, ref))
+            if complaint:
+                complaints.add(n)
         moved = self._state.advance_tickets(reads)
         for (n, ref), result in zip(wanted, moved, strict=True):
             if result is None:
@@ -374,13 +380,6 @@ class SandboxSource:
             msg = f"{WHAT}: 404 ticket {ref!r} not found"
             raise FatalError(msg, ref=ref)
         return status
-
-    def _is_complaint(self, seq: int) -> bool:
-        """A complaint's own ticket, or a nonconformity's that qloop said is a complaint."""
-        payload = self._state.ticket_payload(seq) or {}
-        if payload.get("rule") == "complaint":
-            return True
-        return any(COMPLAINT_MARK in body for body in self._state.ticket_comments(seq))
 
     def _team_writes(self, seq: int, ref: str, status: str) -> None:
         """The team records the root cause once working, the rectification once resolved."""

@@ -26,7 +26,7 @@ in the comment and looked for before writing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -393,20 +393,53 @@ class _Outcomes:
         insert_rows(self.s, AuditLog, self.audits)
 
 
+def _due(s: Session, kinds: Iterable[str] | None, now: datetime, limit: int | None) -> list[int]:
+    """The ids of the items (of ``kinds``, default all push sends) pending and due at ``now``."""
+    query = (
+        select(OutboxItem.id)
+        .where(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now)
+        .order_by(OutboxItem.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    if kinds:
+        query = query.where(OutboxItem.kind.in_(list(kinds)))
+    else:
+        query = query.where(OutboxItem.kind.not_in(ELSEWHERE))
+    return list(s.scalars(query))
+
+
 def _claim(rt: Runtime, kinds: Iterable[str] | None) -> list[int]:
+    """Claim the first :data:`BATCH` due items (of ``kinds``); the ids this claim moved."""
     now = rt.now()
     with rt.db.session() as s:
-        query = (
-            select(OutboxItem.id)
-            .where(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now)
-            .order_by(OutboxItem.id)
-            .limit(BATCH)
-        )
-        if kinds:
-            query = query.where(OutboxItem.kind.in_(list(kinds)))
-        else:
-            query = query.where(OutboxItem.kind.not_in(ELSEWHERE))
-        return take(s, list(s.scalars(query)), now)
+        return take(s, _due(s, kinds, now, BATCH), now)
+
+
+def _claims(rt: Runtime, kinds: Iterable[str] | None) -> Iterator[list[int]]:
+    """Claim every due item (of ``kinds``) a batch at a time, in id order; yields each claim.
+
+    The due ids are read once per round (one index range and one sort, not
+    one per batch: reading the first :data:`BATCH` of them each time sorted
+    every pending item per batch), then claimed :data:`BATCH` at a time by
+    :func:`take`, which moves only the ids still pending and due. When a
+    round is used up the due ids are read again, so items that became due
+    or were added meanwhile are sent too; an item this push already claimed
+    is never claimed again by it (a retry waits for the next push).
+    """
+    seen: set[int] = set()
+    while True:
+        with rt.db.session() as s:
+            due = [i for i in _due(s, kinds, rt.now(), None) if i not in seen]
+        if not due:
+            return
+        for start in range(0, len(due), BATCH):
+            now = rt.now()
+            with rt.db.session() as s:
+                ids = take(s, due[start : start + BATCH], now)
+            if ids:
+                seen.update(ids)
+                yield ids
 
 
 def take(s: Session, ids: list[int], now: datetime) -> list[int]:
@@ -415,13 +448,21 @@ def take(s: Session, ids: list[int], now: datetime) -> list[int]:
     Another dispatcher (a dispatch job, the campaigns or complaints job
     pushing their own kinds) may have claimed some of them between the
     select and this update: the state guard leaves those out, and so must
-    the ids returned, or both would send them.
+    the ids returned, or both would send them. An item claimed, failed and
+    put back to wait in between is not due: the guard on
+    ``next_attempt_at`` leaves it to wait.
     """
     if not ids:
         return []
     won = s.scalars(
         update(OutboxItem)
-        .where(OutboxItem.id.in_(ids), OutboxItem.state == "pending")
+        .where(
+            OutboxItem.id.in_(ids),
+            # ``state || ''``: by the ids, not by ix_outbox_due (which SQLite would
+            # pick for ``state = ?``, walking every pending item for each claim)
+            OutboxItem.state.concat("") == "pending",
+            OutboxItem.next_attempt_at <= now,
+        )
         .values(state="sending", claimed_at=now)
         .returning(OutboxItem.id)
         .execution_options(synchronize_session=False)
@@ -463,12 +504,8 @@ def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
     """Send every due outbox item (of ``kinds``, default all)."""
     result = StepResult("push")
     recover_in_doubt(rt, result)
-    seen: set[int] = set()
-    while True:
-        ids = [i for i in _claim(rt, kinds) if i not in seen]
-        if not ids:
-            break
-        seen.update(ids)
+    sent = 0
+    for ids in _claims(rt, kinds):
         with rt.db.session() as s:
             items = _items(s, OutboxItem.id.in_(ids), OutboxItem.state == "sending")
             outcomes = _Outcomes(rt, s, items)
@@ -483,7 +520,8 @@ def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
                 outcomes.sent(item, ref, now)
                 result.counts[f"sent_{item.kind}"] += 1
             outcomes.write()
-        rt.report("push", len(seen))
+        sent += len(ids)
+        rt.report("push", sent)
     return result
 
 

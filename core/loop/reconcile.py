@@ -12,11 +12,12 @@ complaint (:mod:`core.complaints`), not to the incident's callback verdicts.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import NotFoundError, StateError
@@ -188,8 +189,131 @@ class _Queried:
         return _follow_up_owner(self.s, resp)
 
 
+class _QueriedContacts:
+    """The incidents resolved near an answer from its contact, one query per answer."""
+
+    def candidates(self, s: Session, resp: Response, window: timedelta) -> list[int]:
+        return _by_contact(s, resp, window)
+
+
+Resolutions = list[tuple[datetime, int]]
+"""(when, incident id) of the resolved or closed status events of one contact, by time."""
+
+
+class _Contacts:
+    """The resolutions of the contacts that answers are matched by, read once per run.
+
+    An answer without a token or provider reference is matched by its
+    contact and a window after a resolution (:func:`_by_contact`): one query
+    per answer read the history of every incident of that contact, which
+    grows with the month. Here each batch reads, in one query, the resolved
+    and closed events of the contacts it needs that no earlier batch read,
+    within the span of the unmatched answers' windows (``lo``..``hi``, read
+    when the run starts); the answers are then matched in memory with the
+    same bounds as the query. An answer outside that span (it arrived after
+    the run started) is matched by :func:`_by_contact`.
+    """
+
+    def __init__(self, lo: datetime | None, hi: datetime | None) -> None:
+        self.lo, self.hi = lo, hi
+        self.phones: dict[str, Resolutions] = {}
+        self.emails: dict[str, Resolutions] = {}
+
+    @classmethod
+    def for_run(cls, s: Session, window: timedelta) -> _Contacts:
+        """The span of the answers not matched yet, widened by ``window`` before it."""
+        lo, hi = s.execute(
+            select(func.min(Response.occurred_at), func.max(Response.occurred_at)).where(
+                Response.matched.is_(False)
+            )
+        ).one()
+        return cls(lo - window if lo is not None else None, hi)
+
+    def _covers(self, resp: Response, window: timedelta) -> bool:
+        if self.lo is None or self.hi is None:
+            return False
+        return self.lo <= resp.occurred_at - window and resp.occurred_at <= self.hi
+
+    def prefetch(self, s: Session, batch: Sequence[Response], known: _Prefetched) -> None:
+        """Read the resolutions of the contacts of ``batch``'s answers that need them."""
+        phones: set[str] = set()
+        emails: set[str] = set()
+        for resp in batch:
+            if (
+                known.follow_up(resp) is not None
+                or known.by_token(resp) is not None
+                or known.by_provider_ref(resp) is not None
+            ):
+                continue
+            if (pk := phone_key(resp.contact_phone)) is not None and pk not in self.phones:
+                phones.add(pk)
+            if (ek := email_key(resp.contact_email)) is not None and ek not in self.emails:
+                emails.add(ek)
+        if not (phones or emails) or self.lo is None or self.hi is None:
+            return
+        for pk in phones:
+            self.phones[pk] = []
+        for ek in emails:
+            self.emails[ek] = []
+        wanted = [("phone", k) for k in sorted(phones)] + [("email", k) for k in sorted(emails)]
+        for chunk in chunks(wanted):
+            chunk_phones = [k for kind, k in chunk if kind == "phone"]
+            chunk_emails = [k for kind, k in chunk if kind == "email"]
+            keys = []
+            if chunk_phones:
+                keys.append(Incident.phone_key.in_(chunk_phones))
+            if chunk_emails:
+                keys.append(Incident.email_key.in_(chunk_emails))
+            rows = s.execute(
+                select(
+                    Incident.phone_key, Incident.email_key, StatusEvent.at, StatusEvent.incident_id
+                )
+                .join(Incident, Incident.id == StatusEvent.incident_id)
+                .where(
+                    or_(*keys),
+                    StatusEvent.category.in_(("resolved", "closed")),
+                    StatusEvent.at >= self.lo,
+                    StatusEvent.at <= self.hi,
+                )
+            )
+            for pk, ek, at, inc_id in rows:
+                if pk in phones:
+                    self.phones[pk].append((at, inc_id))
+                if ek in emails:
+                    self.emails[ek].append((at, inc_id))
+        for pk in phones:
+            self.phones[pk].sort()
+        for ek in emails:
+            self.emails[ek].sort()
+
+    def candidates(self, s: Session, resp: Response, window: timedelta) -> list[int]:
+        """The incidents :func:`_by_contact` finds for ``resp``, from what was read."""
+        pk, ek = phone_key(resp.contact_phone), email_key(resp.contact_email)
+        if pk is None and ek is None:
+            return []
+        found = [] if pk is None else self.phones.get(pk)
+        also = [] if ek is None else self.emails.get(ek)
+        if found is None or also is None or not self._covers(resp, window):
+            return _by_contact(s, resp, window)
+        earliest, latest = resp.occurred_at - window, resp.occurred_at
+        ids: set[int] = set()
+        for resolutions in (found, also):
+            start = bisect_left(resolutions, earliest, key=_at)
+            stop = bisect_right(resolutions, latest, key=_at)
+            ids.update(inc_id for _, inc_id in resolutions[start:stop])
+        return sorted(ids)
+
+
+def _at(resolution: tuple[datetime, int]) -> datetime:
+    return resolution[0]
+
+
 def _decide(
-    s: Session, resp: Response, window: timedelta, known: _Prefetched | _Queried
+    s: Session,
+    resp: Response,
+    window: timedelta,
+    known: _Prefetched | _Queried,
+    contacts: _Contacts | _QueriedContacts,
 ) -> Decision:
     """A complaint's follow-up token, else token, else provider reference, else contact and
     window; else review."""
@@ -203,7 +327,7 @@ def _decide(
     elif (inc := known.by_provider_ref(resp)) is not None:
         found = (inc, "provider_ref", "matched", None, [])
     else:
-        candidates = _by_contact(s, resp, window)
+        candidates = contacts.candidates(s, resp, window)
         if len(candidates) == 1:
             found = (candidates[0], "contact", "matched", None, [])
         elif candidates:
@@ -228,6 +352,8 @@ def reconcile(rt: Runtime) -> StepResult:
     """Match every response not matched yet."""
     result = StepResult("reconcile")
     window = timedelta(seconds=rt.config.matching_window_s)
+    with rt.db.session() as s:
+        contacts = _Contacts.for_run(s, window)
     while True:
         with rt.db.session() as s:
             batch: list[Any] = list(  # plain rows with the attributes _decide reads
@@ -241,10 +367,13 @@ def reconcile(rt: Runtime) -> StepResult:
             if not batch:
                 break
             known = _Prefetched(s, batch)
+            contacts.prefetch(s, batch, known)
             touched: set[int] = set()
             matches: list[dict[str, object]] = []
             for resp in batch:
-                incident_id, method, status, reason, candidates = _decide(s, resp, window, known)
+                incident_id, method, status, reason, candidates = _decide(
+                    s, resp, window, known, contacts
+                )
                 matches.append(
                     {
                         "response_id": resp.id,

@@ -215,3 +215,34 @@ def test_a_streamed_month_is_stored_whole_chunk_by_chunk(
         assert state.dataset_range("d") == (lo, hi)
     finally:
         state.close()
+
+
+def test_marked_tickets_tells_what_each_tickets_payload_and_comments_tell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch read of complaint tickets agrees with reading each ticket on its own."""
+    monkeypatch.setattr(remote, "STORE_CHUNK", 7)
+    state = remote.RemoteState(tmp_path, "source", "itsm")
+    mark = "customer complaint"
+    try:
+        rules = ["complaint", "callback_missed", "response", "complaint", "resolution"] * 130
+        seqs = state.create_tickets(
+            [(f"k{n}", {"rule": rule, "title": f"t{n}"}) for n, rule in enumerate(rules)], "now"
+        )
+        for n, seq in enumerate(seqs):
+            if n % 7 == 1:
+                state.comment_ticket(seq, "qloop:mark", f"this is a {mark} (n={n})", "now")
+            elif n % 7 == 2:
+                state.comment_ticket(seq, "qloop:other", "a Customer Complaint, other case", "now")
+        one_by_one = {
+            seq
+            for seq in seqs
+            if (state.ticket_payload(seq) or {}).get("rule") == "complaint"
+            or any(mark in body for body in state.ticket_comments(seq))
+        }
+        asked = [*seqs, seqs[0], max(seqs) + 1000]  # a repeat and a ticket that does not exist
+        got = state.marked_tickets(asked, "complaint", mark)
+        assert got == one_by_one
+        assert len(seqs) > 500 and 0 < len(got) < len(seqs)
+    finally:
+        state.close()

@@ -143,3 +143,43 @@ def test_tracebacks_in_log_records_are_masked(monkeypatch: pytest.MonkeyPatch) -
     text = _stderr_of("qloop.api", "unexpected error", exc=exc)
     assert "Traceback" in text and "ValueError" in text
     assert "13812345678" not in text and "li.na@" not in text and "tok-0123456789" not in text
+
+
+def test_runtime_call_retries_like_the_retry_policy_after_a_plain_first_call() -> None:
+    """``rt.call`` calls once without the retry machinery; after a retriable failure it
+    waits and tries exactly as ``call_with_retry`` does."""
+    from core.runtime import Runtime
+
+    cases: list[list[Exception | str]] = [
+        ["ok"],
+        [RetriableError("429", retry_after=2.0), RetriableError("429", retry_after=5.0), "ok"],
+        [RetriableError("503", retry_after=1.0)] * 5,
+        [FatalError("401")],
+        [RetriableError("later", retry_after=3600)],
+    ]
+    for answers in cases:
+        outcomes: list[tuple[str, int, list[float]]] = []
+        for caller in ("policy", "runtime"):
+            waits: list[float] = []
+            calls: list[int] = []
+
+            def fn(answers: list[Exception | str] = answers, calls: list[int] = calls) -> str:
+                calls.append(1)
+                answer = answers[len(calls) - 1]
+                if isinstance(answer, Exception):
+                    raise answer
+                return answer
+
+            rt = Runtime.__new__(Runtime)  # rt.call reads only its sleep
+            rt.sleep = waits.append
+            result: str
+            try:
+                if caller == "policy":
+                    result = call_with_retry(fn, make_retrying(sleep=waits.append))
+                else:
+                    result = rt.call(fn)
+            except Exception as exc:
+                result = type(exc).__name__ + str(exc)
+            outcomes.append((result, len(calls), waits))
+        assert outcomes[0] == outcomes[1], answers
+    assert outcomes[0] == ("RetriableErrorlater", 1, [])
