@@ -7,11 +7,12 @@ details are masked unless the caller may see them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
-from sqlalchemy import Result, select
+from sqlalchemy import Result, Select, String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.compliance import (
@@ -22,6 +23,8 @@ from core.compliance import (
     Policy,
 )
 from core.compliance.indicators import IndicatorsFold
+from core.export.local_time import LocalIso
+from core.export.writers import CellKind
 from core.privacy import mask_email, mask_name, mask_phone, mask_pii_text
 from core.store.models import (
     ComplianceRecord,
@@ -74,6 +77,51 @@ COLUMNS: tuple[str, ...] = (
     "policy_version",
     "evaluated_at",
 )
+
+
+_INSTANTS = frozenset(
+    (
+        "created_at",
+        "first_response_at",
+        "resolved_at",
+        "callback_due",
+        "callback_first_reached_at",
+        "evaluated_at",
+    )
+)
+_COUNTS = frozenset(
+    (
+        "reopen_count",
+        "response_s",
+        "response_target_s",
+        "resolution_s",
+        "resolution_target_s",
+        "nonconformities_open",
+    )
+)
+_FLAGS = frozenset(
+    (
+        "response_met",
+        "resolution_met",
+        "source_response_met",
+        "source_resolution_met",
+        "confirmed",
+    )
+)
+COLUMN_KINDS: tuple[CellKind, ...] = tuple(
+    "plain"
+    if c in _INSTANTS or c in _COUNTS
+    else "flag"
+    if c in _FLAGS
+    else "any"
+    if c in ("callback_attempts", "callback_score", "survey_score")
+    else "text"
+    for c in COLUMNS
+)
+"""What each column of :func:`export_tuples` holds, for the CSV writer: ISO instants
+and the store's integers are written as they are, booleans as yes/no, every other
+text (from the ITSM tool, a customer, the configuration) made safe, the scores and
+the attempts (floats, JSON values) cell by cell."""
 
 
 def _final(resolutions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -138,22 +186,26 @@ class IncidentFields(Protocol):
     def created_at(self) -> datetime: ...
 
 
-def export_rows(
-    session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
-) -> Iterator[dict[str, Any]]:
-    """One dict per incident of ``month`` under the policy version, in COLUMNS order.
+def _export_query(policy: str, version: str, month: str) -> Select[Any]:
+    """The month's rows: the incident, its survey invitation, its record (see :func:`export_tuples`).
 
-    The rows stream (``yield_per``) as plain tuples of the columns shown,
-    never ORM objects: the export of a month of any size holds one batch.
+    Instants and the resolutions are read as the driver gives them
+    (``type_coerce``): on SQLite the stored text, formatted without a
+    datetime (:class:`~core.export.local_time.LocalIso`), decoded only here.
     """
-    record_columns = [getattr(ComplianceRecord, name) for name in RECORD_FIELDS]
-    incident_columns = [getattr(Incident, name) for name in INCIDENT_FIELDS]
-    query = (
+    raw = {"first_response_at", "resolved_at", "callback_due", "evaluated_at", "resolutions"}
+    return (
         select(
-            *incident_columns,
+            *[getattr(Incident, name) for name in INCIDENT_FIELDS if name != "created_at"],
+            type_coerce(Incident.created_at, String),
             SurveyInvitation.state,
             SurveyInvitation.channel,
-            *record_columns,
+            *[
+                type_coerce(getattr(ComplianceRecord, name), String)
+                if name in raw
+                else getattr(ComplianceRecord, name)
+                for name in RECORD_FIELDS
+            ],
         )
         .join(Incident, Incident.id == ComplianceRecord.incident_id)
         .outerjoin(SurveyInvitation, SurveyInvitation.incident_id == Incident.id)
@@ -166,6 +218,12 @@ def export_rows(
         .order_by(ComplianceRecord.resolved_at, Incident.id)
         .execution_options(yield_per=EXPORT_BATCH)
     )
+
+
+def _month_ncs(
+    session: Session, policy: str, version: str, month: str
+) -> dict[int, list[tuple[str, str, bool]]]:
+    """(rule, severity, open) of the month's incidents' nonconformities, by incident id."""
     ncs: dict[int, list[tuple[str, str, bool]]] = {}
     for inc_id, rule, severity, state in session.execute(
         select(
@@ -184,12 +242,132 @@ def export_rows(
         )
     ):
         ncs.setdefault(inc_id, []).append((rule, severity, state != "closed"))
-    n_inc = len(INCIDENT_FIELDS)
-    for row in closing_result(session.execute(query)):
-        rec = dict(zip(RECORD_FIELDS, row[n_inc + 2 :], strict=True))
-        yield incident_row(
-            rec, row, (row[n_inc], row[n_inc + 1]), ncs.get(row.id, ()), tz=tz, unmask=unmask
+    return ncs
+
+
+def _final_callback(resolutions: str | list[Any] | None) -> tuple[Any, Any]:
+    """(attempts, first reached-at) of the final resolution's callback (stored JSON or a list)."""
+    if not resolutions:
+        return None, None
+    if type(resolutions) is str:
+        if '"final"' not in resolutions:  # no resolution is final: nothing to decode
+            return None, None
+        resolutions = json.loads(resolutions)
+    final = _final(resolutions or ())
+    return final.get("attempts"), final.get("first_reached_at")
+
+
+def export_tuples(
+    session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
+) -> Iterator[tuple[Any, ...]]:
+    """One tuple per incident of ``month`` under the policy version, in COLUMNS order.
+
+    The same values as :func:`incident_row` gives for the stored record,
+    without a dict or a datetime per value: the rows stream (``yield_per``)
+    as the driver gives them and instants are formatted from their stored
+    text (:class:`~core.export.local_time.LocalIso`). The export of a month
+    of any size holds one batch.
+    """
+    ncs = _month_ncs(session, policy, version, month)
+    local = LocalIso(tz)
+    for (
+        inc_id,
+        source,
+        key,
+        external_id,
+        title,
+        service,
+        customer,
+        contact_name,
+        contact_phone,
+        contact_email,
+        priority,
+        status,
+        created_at,
+        survey_state,
+        survey_channel,
+        first_response_at,
+        resolved_at,
+        reopen_count,
+        response_s,
+        response_target_s,
+        response_met,
+        resolution_s,
+        resolution_target_s,
+        resolution_met,
+        source_response_met,
+        source_resolution_met,
+        sla_disagreement,
+        callback_due,
+        callback_verdict,
+        confirmed,
+        callback_score,
+        survey_score,
+        resolutions,
+        record_policy,
+        policy_version,
+        evaluated_at,
+    ) in closing_result(session.connection().execute(_export_query(policy, version, month))):
+        if not unmask:
+            title = mask_pii_text(title)
+            contact_name = mask_name(contact_name)
+            contact_phone = mask_phone(contact_phone)
+            contact_email = mask_email(contact_email)
+        attempts, reached = _final_callback(resolutions)
+        found = ncs.get(inc_id)
+        yield (
+            source,
+            key,
+            external_id,
+            title,
+            service,
+            customer,
+            contact_name,
+            contact_phone,
+            contact_email,
+            priority,
+            status,
+            local(created_at),
+            local(first_response_at),
+            local(resolved_at),
+            reopen_count,
+            response_s,
+            response_target_s,
+            response_met,
+            resolution_s,
+            resolution_target_s,
+            resolution_met,
+            source_response_met,
+            source_resolution_met,
+            sla_disagreement,
+            local(callback_due),
+            callback_verdict,
+            attempts,
+            local(datetime.fromisoformat(reached)) if reached else None,
+            confirmed,
+            callback_score,
+            survey_state,
+            survey_channel,
+            survey_score,
+            "; ".join(f"{r}:{sev}" for r, sev, _ in sorted(found)) if found else "",
+            sum(1 for *_, is_open in found if is_open) if found else 0,
+            record_policy,
+            policy_version,
+            local(evaluated_at),
         )
+
+
+def export_rows(
+    session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
+) -> Iterator[dict[str, Any]]:
+    """One dict per incident of ``month`` under the policy version, in COLUMNS order.
+
+    The rows of :func:`export_tuples` under their column names.
+    """
+    for row in export_tuples(
+        session, policy=policy, version=version, month=month, tz=tz, unmask=unmask
+    ):
+        yield dict(zip(COLUMNS, row, strict=True))
 
 
 RECORD_FIELDS = (
