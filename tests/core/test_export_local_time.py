@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -68,3 +68,33 @@ def test_other_values() -> None:
     assert fmt("2026-10-01 00:00:00") == "2026-10-01T08:00:00+08:00"  # no microseconds
     assert fmt("2026-10-01 00:00:00.000000") == "2026-10-01T08:00:00+08:00"
     assert fmt("2026-10-01 00:00:00.250000") == "2026-10-01T08:00:00.250000+08:00"
+
+
+class _HalfHourShift(tzinfo):
+    """+01:00, then +02:00 from 2026-01-01 00:30 UTC: a transition inside a UTC hour."""
+
+    AT = datetime(2026, 1, 1, 0, 30)
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        gap_start = self.AT + timedelta(hours=1)  # local 01:30 is the first instant skipped
+        return timedelta(hours=1 if dt is None or dt.replace(tzinfo=None) < gap_start else 2)
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def fromutc(self, dt: datetime) -> datetime:
+        hours = 1 if dt.replace(tzinfo=None) < self.AT else 2
+        return dt + timedelta(hours=hours)
+
+
+def test_an_hour_that_a_transition_crosses_is_exact() -> None:
+    tz = _HalfHourShift()
+    fmt = LocalIso(tz)
+    at = datetime(2025, 12, 31, 23, 0, tzinfo=UTC)
+    seen = set()
+    for _ in range(3 * 60):
+        text = fmt(_sqlite_bind(at))
+        assert text == local_iso(at, tz), at
+        seen.add(text[-6:] if text else None)
+        at += timedelta(minutes=1)
+    assert seen == {"+01:00", "+02:00"}
