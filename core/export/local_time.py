@@ -71,7 +71,7 @@ class LocalIso:
         return found
 
     def __call__(self, value: str | datetime | None) -> str | None:
-        """``value`` (stored SQLite text or an aware datetime) as local ISO 8601; None stays None."""
+        """``value`` (SQLite's stored text or an aware datetime) as local ISO 8601, or None."""
         if value is None:
             return None
         if type(value) is not str:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core.errors import InputError
 from core.export.as_of import indicators_as_of, judge_period, rows_as_of
 from core.export.files import write_files
-from core.export.nc_sheet import nc_rows, nc_rows_as_of, nc_table
+from core.export.nc_sheet import nc_rows_as_of, nc_table, nc_tuples
 from core.export.rows import COLUMN_KINDS, COLUMNS, export_tuples, period_indicators
 from core.export.writers import Table, check_format, files_of, indicators_table
 from core.loop.common import audit
@@ -88,11 +88,11 @@ def month_tables(
     rows = export_tuples(
         session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask
     )
-    ncs = nc_rows(session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask)
+    ncs = nc_tuples(session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask)
     return [
         Table("incidents", COLUMNS, rows, tuples=True, kinds=COLUMN_KINDS),
         indicators_table(indicators.as_dict()),
-        nc_table(ncs),
+        nc_table(ncs, tuples=True),
     ]
 
 

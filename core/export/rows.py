@@ -187,7 +187,7 @@ class IncidentFields(Protocol):
 
 
 def _export_query(policy: str, version: str, month: str) -> Select[Any]:
-    """The month's rows: the incident, its survey invitation, its record (see :func:`export_tuples`).
+    """The month's rows: incident, survey invitation, record (see :func:`export_tuples`).
 
     Instants and the resolutions are read as the driver gives them
     (``type_coerce``): on SQLite the stored text, formatted without a
