@@ -28,11 +28,6 @@ _EXACT = ("", "")
 """A period that a transition crosses: each value takes the exact way."""
 
 
-def _stored_form(text: str) -> bool:
-    """``YYYY-MM-DD HH:MM:SS.ffffff``: how SQLite holds an instant (core.store.types)."""
-    return len(text) == 26 and text[10] == " " and text[16] == ":" and text[19] == "."
-
-
 def _parse_stored(text: str) -> datetime:
     """A stored text read back as core.store.types reads it: aware UTC."""
     value = datetime.fromisoformat(text)
@@ -70,13 +65,30 @@ class LocalIso:
         self._periods[key] = found
         return found
 
+    def iso_text(self, text: str) -> str | None:
+        """An ISO 8601 instant with its offset (``…T08:03:07+00:00``, as JSON holds them), local.
+
+        The same as ``local_iso(datetime.fromisoformat(text), zone)``; a UTC
+        instant of whole seconds goes the stored text's way.
+        """
+        if (
+            len(text) == 25
+            and text[10] == "T"
+            and text[19:] == "+00:00"
+            and text[14:16].isdigit()
+            and text[17:19].isdigit()
+        ):
+            return self(f"{text[:10]} {text[11:19]}.000000")
+        return local_iso(datetime.fromisoformat(text), self.tz)
+
     def __call__(self, value: str | datetime | None) -> str | None:
         """``value`` (SQLite's stored text or an aware datetime) as local ISO 8601, or None."""
         if value is None:
             return None
         if type(value) is not str:
             return local_iso(value, self.tz)
-        if not _stored_form(value):
+        # the stored form (inline: this runs for every instant of a big export)
+        if not (len(value) == 26 and value[10] == " " and value[16] == ":" and value[19] == "."):
             return local_iso(_parse_stored(value), self.tz)
         cut = 16 if self.by_minute else 13
         key = value[:cut]

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
-from sqlalchemy import Result, Select, String, select, type_coerce
+from sqlalchemy import Result, Select, String, func, null, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.compliance import (
@@ -129,10 +129,14 @@ def _final(resolutions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     return finals[-1] if finals else {}
 
 
-def closing_result(result: Result[Any]) -> Iterator[Any]:
-    """The result's rows; its cursor is closed even when the reader stops half-way."""
+def closing_result(result: Result[Any], batch: int = EXPORT_BATCH) -> Iterator[Any]:
+    """The result's rows; its cursor is closed even when the reader stops half-way.
+
+    The rows are fetched ``batch`` at a time (one call per batch, not per row).
+    """
     try:
-        yield from result
+        for rows in result.partitions(batch):
+            yield from rows
     finally:
         result.close()
 
@@ -186,26 +190,50 @@ class IncidentFields(Protocol):
     def created_at(self) -> datetime: ...
 
 
-def _export_query(policy: str, version: str, month: str) -> Select[Any]:
+def _final_field(path: str) -> Any:
+    """SQLite: a field of the last resolution whose ``final`` is set, read in SQL (json_each).
+
+    The same value as ``_final(json.loads(resolutions)).get(field)`` for what
+    qloop stores (``final`` a boolean; ``attempts`` an integer or null;
+    ``first_reached_at`` ISO text or null), without decoding the JSON in Python.
+    """
+    each = func.json_each(ComplianceRecord.resolutions).table_valued("key", "value").alias()
+    return (
+        select(func.json_extract(each.c.value, path))
+        .where(func.coalesce(func.json_extract(each.c.value, "$.final"), 0) != 0)
+        .order_by(each.c.key.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _export_query(policy: str, version: str, month: str, *, sqlite: bool) -> Select[Any]:
     """The month's rows: incident, survey invitation, record (see :func:`export_tuples`).
 
-    Instants and the resolutions are read as the driver gives them
-    (``type_coerce``): on SQLite the stored text, formatted without a
-    datetime (:class:`~core.export.local_time.LocalIso`), decoded only here.
+    Instants are read as the driver gives them (``type_coerce``): on SQLite
+    the stored text, formatted without a datetime
+    (:class:`~core.export.local_time.LocalIso`). The final callback's attempts
+    and first reached-at take the place of the resolutions: read in SQL on
+    SQLite, else the resolutions and None (decoded by :func:`_final_callback`).
     """
-    raw = {"first_response_at", "resolved_at", "callback_due", "evaluated_at", "resolutions"}
+    instants = {"first_response_at", "resolved_at", "callback_due", "evaluated_at"}
+    record: list[Any] = []
+    for name in RECORD_FIELDS:
+        column = getattr(ComplianceRecord, name)
+        if name == "resolutions":
+            if sqlite:
+                record += [_final_field("$.attempts"), _final_field("$.first_reached_at")]
+            else:
+                record += [column, null()]
+        else:
+            record.append(type_coerce(column, String) if name in instants else column)
     return (
         select(
             *[getattr(Incident, name) for name in INCIDENT_FIELDS if name != "created_at"],
             type_coerce(Incident.created_at, String),
             SurveyInvitation.state,
             SurveyInvitation.channel,
-            *[
-                type_coerce(getattr(ComplianceRecord, name), String)
-                if name in raw
-                else getattr(ComplianceRecord, name)
-                for name in RECORD_FIELDS
-            ],
+            *record,
         )
         .join(Incident, Incident.id == ComplianceRecord.incident_id)
         .outerjoin(SurveyInvitation, SurveyInvitation.incident_id == Incident.id)
@@ -225,20 +253,22 @@ def _month_ncs(
 ) -> dict[int, list[tuple[str, str, bool]]]:
     """(rule, severity, open) of the month's incidents' nonconformities, by incident id."""
     ncs: dict[int, list[tuple[str, str, bool]]] = {}
-    for inc_id, rule, severity, state in session.execute(
-        select(
-            Nonconformity.incident_id,
-            Nonconformity.rule,
-            Nonconformity.severity,
-            Nonconformity.state,
-        )
-        .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
-        .where(
-            ComplianceRecord.policy == policy,
-            ComplianceRecord.policy_version == version,
-            ComplianceRecord.month == month,
-            Nonconformity.policy == policy,
-            Nonconformity.state != "withdrawn",
+    for inc_id, rule, severity, state in closing_result(
+        session.connection().execute(
+            select(
+                Nonconformity.incident_id,
+                Nonconformity.rule,
+                Nonconformity.severity,
+                Nonconformity.state,
+            )
+            .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
+            .where(
+                ComplianceRecord.policy == policy,
+                ComplianceRecord.policy_version == version,
+                ComplianceRecord.month == month,
+                Nonconformity.policy == policy,
+                Nonconformity.state != "withdrawn",
+            )
         )
     ):
         ncs.setdefault(inc_id, []).append((rule, severity, state != "closed"))
@@ -270,6 +300,8 @@ def export_tuples(
     """
     ncs = _month_ncs(session, policy, version, month)
     local = LocalIso(tz)
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    query = _export_query(policy, version, month, sqlite=sqlite)
     for (
         inc_id,
         source,
@@ -303,17 +335,19 @@ def export_tuples(
         confirmed,
         callback_score,
         survey_score,
-        resolutions,
+        attempts,
+        reached,
         record_policy,
         policy_version,
         evaluated_at,
-    ) in closing_result(session.connection().execute(_export_query(policy, version, month))):
+    ) in closing_result(session.connection().execute(query)):
         if not unmask:
             title = mask_pii_text(title)
             contact_name = mask_name(contact_name)
             contact_phone = mask_phone(contact_phone)
             contact_email = mask_email(contact_email)
-        attempts, reached = _final_callback(resolutions)
+        if not sqlite:  # the resolutions and None: decode them here
+            attempts, reached = _final_callback(attempts)
         found = ncs.get(inc_id)
         yield (
             source,
@@ -343,7 +377,7 @@ def export_tuples(
             local(callback_due),
             callback_verdict,
             attempts,
-            local(datetime.fromisoformat(reached)) if reached else None,
+            local.iso_text(reached) if reached else None,
             confirmed,
             callback_score,
             survey_state,
