@@ -544,36 +544,53 @@ def period_indicators(
     """The month's indicators (R4) from the stored compliance records.
 
     ``rules`` is the policy named ``policy`` (its CSAT threshold). The
-    records stream as tuples of the columns the indicators read and are
-    folded one at a time (:class:`IndicatorsFold`).
+    records are read grouped by the values the indicators read (a few
+    hundred groups for any month), and each group is folded as many times
+    as it has records (:class:`IndicatorsFold`, whose result does not
+    depend on the order); the nonconformities likewise, grouped by rule,
+    severity, closed and past deadline.
     """
     fold = IndicatorsFold(month, now, policy=rules)
-    for row in closing_result(
-        session.execute(
-            select(Incident.priority, *[getattr(ComplianceRecord, f) for f in _INDICATOR_FIELDS])
+    values = [Incident.priority, *[getattr(ComplianceRecord, f) for f in _INDICATOR_FIELDS]]
+    for *row, count in closing_result(
+        session.connection().execute(
+            select(*values, func.count())
             .join(Incident, Incident.id == ComplianceRecord.incident_id)
             .where(
                 ComplianceRecord.policy == policy,
                 ComplianceRecord.policy_version == version,
                 ComplianceRecord.month == month,
             )
-            .execution_options(yield_per=EXPORT_BATCH)
+            .group_by(*values)
         )
     ):
-        fold.add(row[0], _as_evaluation(dict(zip(_INDICATOR_FIELDS, row[1:], strict=True))))
-    for rule, severity, state, deadline in session.execute(
-        select(
-            Nonconformity.rule, Nonconformity.severity, Nonconformity.state, Nonconformity.deadline
-        )
-        .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
-        .where(
-            ComplianceRecord.policy == policy,
-            ComplianceRecord.policy_version == version,
-            ComplianceRecord.month == month,
-            ComplianceRecord.cancelled.is_(False),
-            Nonconformity.policy == policy,
-            Nonconformity.state != "withdrawn",
+        evaluation = _as_evaluation(dict(zip(_INDICATOR_FIELDS, row[1:], strict=True)))
+        for _ in range(count):
+            fold.add(row[0], evaluation)
+    closed = Nonconformity.state == "closed"
+    past = Nonconformity.deadline < now
+    for rule, severity, is_closed, deadline, count in closing_result(
+        session.connection().execute(
+            select(
+                Nonconformity.rule,
+                Nonconformity.severity,
+                closed,
+                func.min(Nonconformity.deadline),  # one of the group: all past now or none
+                func.count(),
+            )
+            .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
+            .where(
+                ComplianceRecord.policy == policy,
+                ComplianceRecord.policy_version == version,
+                ComplianceRecord.month == month,
+                ComplianceRecord.cancelled.is_(False),
+                Nonconformity.policy == policy,
+                Nonconformity.state != "withdrawn",
+            )
+            .group_by(Nonconformity.rule, Nonconformity.severity, closed, past)
         )
     ):
-        fold.add_nc(NonconformityState(rule, severity, state == "closed", deadline))
+        state = NonconformityState(rule, severity, bool(is_closed), deadline)
+        for _ in range(count):
+            fold.add_nc(state)
     return fold.result()
