@@ -111,5 +111,6 @@ def mask_pii_text(text: str | None) -> str | None:
     """
     if not text:
         return text
-    text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group()) or "***", text)
+    if "@" in text:  # an address has one
+        text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group()) or "***", text)
     return _PHONE_IN_TEXT.sub(_phone, text)

@@ -34,6 +34,19 @@ def _parse_stored(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def stored_form(text: str) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SS+00:00`` (UTC, whole seconds) as SQLite stores it; else None."""
+    if (
+        len(text) == 25
+        and text[10] == "T"
+        and text[19:] == "+00:00"
+        and text[14:16].isdigit()
+        and text[17:19].isdigit()
+    ):
+        return f"{text[:10]} {text[11:19]}.000000"
+    return None
+
+
 class LocalIso:
     """Formats instants of one display zone exactly as ``local_iso`` does (see module doc)."""
 
@@ -71,14 +84,9 @@ class LocalIso:
         The same as ``local_iso(datetime.fromisoformat(text), zone)``; a UTC
         instant of whole seconds goes the stored text's way.
         """
-        if (
-            len(text) == 25
-            and text[10] == "T"
-            and text[19:] == "+00:00"
-            and text[14:16].isdigit()
-            and text[17:19].isdigit()
-        ):
-            return self(f"{text[:10]} {text[11:19]}.000000")
+        stored = stored_form(text)
+        if stored is not None:
+            return self(stored)
         return local_iso(datetime.fromisoformat(text), self.tz)
 
     def __call__(self, value: str | datetime | None) -> str | None:

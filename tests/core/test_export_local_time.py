@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.export.local_time import LocalIso
+from core.export.nc_sheet import _local_resolution, _resolution
 from core.store.types import _sqlite_bind
 from core.timeutil import local_iso
 
@@ -98,3 +99,20 @@ def test_an_hour_that_a_transition_crosses_is_exact() -> None:
         seen.add(text[-6:] if text else None)
         at += timedelta(minutes=1)
     assert seen == {"+01:00", "+02:00"}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "response",
+        "2026-10-25T00:59:59+00:00",
+        "2026-10-25T01:00:00+00:00",
+        "2026-10-01T01:44:27.500000+00:00",
+        "2026-10-01T01:44:27Z",
+        "2026-10-25T01:30:00+01:00",
+        "resolution",
+    ],
+)
+def test_nonconformity_resolution_keys_as_before(key: str) -> None:
+    tz = ZoneInfo("Europe/Paris")
+    assert _local_resolution(key, LocalIso(tz)) == _resolution(key, tz)
