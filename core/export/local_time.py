@@ -93,7 +93,7 @@ class LocalIso:
         """``value`` (SQLite's stored text or an aware datetime) as local ISO 8601, or None."""
         if value is None:
             return None
-        if type(value) is not str:
+        if not isinstance(value, str):
             return local_iso(value, self.tz)
         # the stored form (inline: this runs for every instant of a big export)
         if not (len(value) == 26 and value[10] == " " and value[16] == ":" and value[19] == "."):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import tzinfo
 from typing import Any
 
-from sqlalchemy import Select, String, select, type_coerce
+from sqlalchemy import Executable, String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.errors import InputError
@@ -83,7 +83,7 @@ NC_KINDS: tuple[CellKind, ...] = tuple(
 revision and the overdue flag from the store; every other text made safe)."""
 
 
-def _nc_query(policy: str, version: str, month: str) -> Select[Any]:
+def _nc_query(policy: str, version: str, month: str) -> Executable:
     """The month's stored nonconformities; instants as the driver gives them (see rows.py)."""
     return (
         select(

@@ -279,11 +279,13 @@ def _final_callback(resolutions: str | list[Any] | None) -> tuple[Any, Any]:
     """(attempts, first reached-at) of the final resolution's callback (stored JSON or a list)."""
     if not resolutions:
         return None, None
-    if type(resolutions) is str:
+    if isinstance(resolutions, str):
         if '"final"' not in resolutions:  # no resolution is final: nothing to decode
             return None, None
-        resolutions = json.loads(resolutions)
-    final = _final(resolutions or ())
+        decoded: list[Any] = json.loads(resolutions)
+    else:
+        decoded = resolutions
+    final = _final(decoded or [])
     return final.get("attempts"), final.get("first_reached_at")
 
 

@@ -204,7 +204,7 @@ def _safe_column(column: Column) -> Column:
     """A text column's cells: as they are unless one starts like a formula (or is not text)."""
     try:
         # C-level loops: None → "", then str.startswith; a value that is not text raises
-        texts = map(_NONE_EMPTY.get, column, column)
+        texts: Iterator[Any] = map(_NONE_EMPTY.get, column, column)
         if not any(map(str.startswith, texts, itertools.repeat(FORMULA_STARTS))):
             return column
     except TypeError:
