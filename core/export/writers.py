@@ -248,14 +248,14 @@ def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     writer = csv.writer(out.buf, dialect="excel", quoting=csv.QUOTE_NONNUMERIC)
     out.buf.write("\ufeff")  # Excel reads the BOM and shows Chinese text correctly
     writer.writerow(table.columns)
-    cell = csv_cell
+    cell, columns = csv_cell, table.columns
     with _rows_of(table) as rows:
-        values = _values(table, rows)
         if table.kinds is not None:
-            yield from _csv_batches(writer, values, table.kinds, out)
+            yield from _csv_batches(writer, _values(table, rows), table.kinds, out)
         else:
-            for row in values:
-                writer.writerow([cell(v) for v in row])
+            for row in rows:
+                values = row if table.tuples else [row[c] for c in columns]
+                writer.writerow([cell(v) for v in values])
                 if out.full():
                     yield out.take()
     yield out.take()
