@@ -30,6 +30,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from sqlalchemy import text
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -89,8 +91,10 @@ def main() -> int:
         if args.database_url:
             cfg = dataclasses.replace(cfg, database_url=args.database_url)
         rt = open_runtime(cfg)
-        if args.database_url:  # start from empty tables
+        if args.database_url:  # start from empty tables, migrated again from nothing
             Base.metadata.drop_all(rt.db.engine)
+            with rt.db.engine.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
             rt.close()
             rt = open_runtime(cfg)
         month = next(iter(cfg.sources.values())).options["month"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 _DIGITS = re.compile(r"\d")
+_DIGIT_RUNS = re.compile(r"(\d+)")
 _PHONE_IN_TEXT = re.compile(
     r"(?<![0-9A-Za-z+])(?:\+|%2[Bb]|00)[1-9]\d{0,2}(?:[ \-.]?\(?\d+\)?){1,6}(?![0-9A-Za-z])"
     r"|(?<![0-9A-Za-z])1[3-9]\d(?:[ \-]?\d){8}(?![0-9A-Za-z])"
@@ -32,6 +33,20 @@ def mask_phone(phone: str | None) -> str | None:
     national = digits[2:] if phone.strip().startswith("+") and len(digits) > 11 else digits
     keep_head = len(digits) - len(national) + 3
     keep_tail = len(digits) - 4
+    if phone.isascii():  # \d and str.isdigit agree: mask the digit runs as slices
+        shown = "".join(digits)
+        shown = (
+            shown[:keep_head] + "*" * (keep_tail - keep_head) + shown[keep_tail:]
+            if keep_tail > keep_head
+            else shown
+        )
+        parts = _DIGIT_RUNS.split(phone)  # text, digits, text, …, text
+        at = 0
+        for i in range(1, len(parts), 2):
+            end = at + len(parts[i])
+            parts[i] = shown[at:end]
+            at = end
+        return "".join(parts)
     out, seen = [], 0
     for ch in phone:
         if ch.isdigit():
@@ -96,5 +111,6 @@ def mask_pii_text(text: str | None) -> str | None:
     """
     if not text:
         return text
-    text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group()) or "***", text)
+    if "@" in text:  # an address has one
+        text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group()) or "***", text)
     return _PHONE_IN_TEXT.sub(_phone, text)

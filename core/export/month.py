@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from core.errors import InputError
 from core.export.as_of import indicators_as_of, judge_period, rows_as_of
 from core.export.files import write_files
-from core.export.nc_sheet import nc_rows, nc_rows_as_of, nc_table
-from core.export.rows import COLUMNS, export_rows, period_indicators
+from core.export.nc_sheet import nc_rows_as_of, nc_table, nc_tuples
+from core.export.rows import COLUMN_KINDS, COLUMNS, export_tuples, period_indicators
 from core.export.writers import Table, check_format, files_of, indicators_table
 from core.loop.common import audit
 from core.runtime import Runtime
@@ -85,14 +85,14 @@ def month_tables(
     indicators = period_indicators(
         session, policy=policy, version=pol.version, month=period, now=rt.now(), rules=pol
     )
-    rows = export_rows(
+    rows = export_tuples(
         session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask
     )
-    ncs = nc_rows(session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask)
+    ncs = nc_tuples(session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask)
     return [
-        Table("incidents", COLUMNS, rows),
+        Table("incidents", COLUMNS, rows, tuples=True, kinds=COLUMN_KINDS),
         indicators_table(indicators.as_dict()),
-        nc_table(ncs),
+        nc_table(ncs, tuples=True),
     ]
 
 

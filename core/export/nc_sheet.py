@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from datetime import tzinfo
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Executable, String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.errors import InputError
 from core.export.as_of import Period
+from core.export.local_time import LocalIso, stored_form
 from core.export.rows import closing_result
-from core.export.writers import Table
+from core.export.writers import CellKind, Table
 from core.privacy import mask_pii_text
 from core.store.models import ComplianceRecord, Incident, Nonconformity
 from core.timeutil import local_iso, parse_instant
@@ -56,37 +57,51 @@ def _resolution(key: str, tz: tzinfo) -> str:
         return key
 
 
+def _local_resolution(key: str, local: LocalIso) -> str | None:
+    """:func:`_resolution`, with the usual keys the fast way (no exception, no datetime)."""
+    if key == "response":
+        return key
+    stored = stored_form(key)  # parse_instant of a UTC whole second: that instant
+    if stored is not None:
+        return local(stored)
+    return _resolution(key, local.tz)
+
+
 def _detail(text: str, unmask: bool) -> str:
     return text if unmask else mask_pii_text(text) or text
 
 
-def nc_rows(
-    session: Session,
-    *,
-    policy: str,
-    version: str,
-    month: str,
-    tz: tzinfo,
-    unmask: bool = False,
-) -> Iterator[dict[str, Any]]:
-    """The stored nonconformities of the month's incidents (ordered by incident, raised-at)."""
-    query = (
+NC_KINDS: tuple[CellKind, ...] = tuple(
+    "plain"
+    if c in ("raised_at", "deadline", "closed_at", "withdrawn_at", "revision")
+    else "flag"
+    if c == "overdue"
+    else "text"
+    for c in NC_COLUMNS
+)
+"""What each column of :func:`nc_tuples` holds, for the CSV writer (instants, the
+revision and the overdue flag from the store; every other text made safe)."""
+
+
+def _nc_query(policy: str, version: str, month: str) -> Executable:
+    """The month's stored nonconformities; instants as the driver gives them (see rows.py)."""
+    return (
         select(
             Incident.source,
             Incident.key,
             Nonconformity.rule,
             Nonconformity.severity,
             Nonconformity.resolution_key,
-            Nonconformity.raised_at,
-            Nonconformity.deadline,
+            type_coerce(Nonconformity.raised_at, String),
+            type_coerce(Nonconformity.deadline, String),
             Nonconformity.state,
             Nonconformity.ticket_ref,
             Nonconformity.ticket_url,
             Nonconformity.ticket_status,
-            Nonconformity.closed_at,
+            type_coerce(Nonconformity.closed_at, String),
             Nonconformity.overdue,
             Nonconformity.revision,
-            Nonconformity.withdrawn_at,
+            type_coerce(Nonconformity.withdrawn_at, String),
             Nonconformity.detail,
         )
         .join(Incident, Incident.id == Nonconformity.incident_id)
@@ -103,25 +118,75 @@ def nc_rows(
         )
         .execution_options(yield_per=2000)
     )
-    for nc in closing_result(session.execute(query)):
-        yield {
-            "source": nc.source,
-            "incident_key": nc.key,
-            "rule": nc.rule,
-            "severity": nc.severity,
-            "resolution": _resolution(nc.resolution_key, tz),
-            "raised_at": local_iso(nc.raised_at, tz),
-            "deadline": local_iso(nc.deadline, tz),
-            "state": nc.state,
-            "ticket_ref": nc.ticket_ref,
-            "ticket_url": nc.ticket_url,
-            "ticket_status": nc.ticket_status,
-            "closed_at": local_iso(nc.closed_at, tz),
-            "overdue": nc.overdue,
-            "revision": nc.revision,
-            "withdrawn_at": local_iso(nc.withdrawn_at, tz),
-            "detail": _detail(nc.detail, unmask),
-        }
+
+
+def nc_tuples(
+    session: Session,
+    *,
+    policy: str,
+    version: str,
+    month: str,
+    tz: tzinfo,
+    unmask: bool = False,
+) -> Iterator[tuple[Any, ...]]:
+    """The stored nonconformities of the month's incidents (ordered by incident, raised-at).
+
+    One tuple per nonconformity in NC_COLUMNS order, streamed as the driver
+    gives the rows (instants formatted by :class:`LocalIso`).
+    """
+    local = LocalIso(tz)
+    for (
+        source,
+        key,
+        rule,
+        severity,
+        resolution_key,
+        raised_at,
+        deadline,
+        state,
+        ticket_ref,
+        ticket_url,
+        ticket_status,
+        closed_at,
+        overdue,
+        revision,
+        withdrawn_at,
+        detail,
+    ) in closing_result(session.connection().execute(_nc_query(policy, version, month))):
+        yield (
+            source,
+            key,
+            rule,
+            severity,
+            _local_resolution(resolution_key, local),
+            local(raised_at),
+            local(deadline),
+            state,
+            ticket_ref,
+            ticket_url,
+            ticket_status,
+            local(closed_at),
+            overdue,
+            revision,
+            local(withdrawn_at),
+            _detail(detail, unmask),
+        )
+
+
+def nc_rows(
+    session: Session,
+    *,
+    policy: str,
+    version: str,
+    month: str,
+    tz: tzinfo,
+    unmask: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """The rows of :func:`nc_tuples` under their column names."""
+    for row in nc_tuples(
+        session, policy=policy, version=version, month=month, tz=tz, unmask=unmask
+    ):
+        yield dict(zip(NC_COLUMNS, row, strict=True))
 
 
 def nc_rows_as_of(period: Period, *, tz: tzinfo, unmask: bool = False) -> Iterator[dict[str, Any]]:
@@ -150,5 +215,10 @@ def nc_rows_as_of(period: Period, *, tz: tzinfo, unmask: bool = False) -> Iterat
             }
 
 
-def nc_table(rows: Iterator[dict[str, Any]]) -> Table:
+def nc_table(
+    rows: Iterator[dict[str, Any]] | Iterator[tuple[Any, ...]], *, tuples: bool = False
+) -> Table:
+    """The table of nonconformity rows: dicts, or the tuples of :func:`nc_tuples`."""
+    if tuples:
+        return Table(NAME, NC_COLUMNS, rows, tuples=True, kinds=NC_KINDS)
     return Table(NAME, NC_COLUMNS, rows)

@@ -7,11 +7,12 @@ details are masked unless the caller may see them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
-from sqlalchemy import Result, select
+from sqlalchemy import Result, Select, String, func, null, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.compliance import (
@@ -22,6 +23,8 @@ from core.compliance import (
     Policy,
 )
 from core.compliance.indicators import IndicatorsFold
+from core.export.local_time import LocalIso
+from core.export.writers import CellKind
 from core.privacy import mask_email, mask_name, mask_phone, mask_pii_text
 from core.store.models import (
     ComplianceRecord,
@@ -76,15 +79,64 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
+_INSTANTS = frozenset(
+    (
+        "created_at",
+        "first_response_at",
+        "resolved_at",
+        "callback_due",
+        "callback_first_reached_at",
+        "evaluated_at",
+    )
+)
+_COUNTS = frozenset(
+    (
+        "reopen_count",
+        "response_s",
+        "response_target_s",
+        "resolution_s",
+        "resolution_target_s",
+        "nonconformities_open",
+    )
+)
+_FLAGS = frozenset(
+    (
+        "response_met",
+        "resolution_met",
+        "source_response_met",
+        "source_resolution_met",
+        "confirmed",
+    )
+)
+COLUMN_KINDS: tuple[CellKind, ...] = tuple(
+    "plain"
+    if c in _INSTANTS or c in _COUNTS
+    else "flag"
+    if c in _FLAGS
+    else "any"
+    if c in ("callback_attempts", "callback_score", "survey_score")
+    else "text"
+    for c in COLUMNS
+)
+"""What each column of :func:`export_tuples` holds, for the CSV writer: ISO instants
+and the store's integers are written as they are, booleans as yes/no, every other
+text (from the ITSM tool, a customer, the configuration) made safe, the scores and
+the attempts (floats, JSON values) cell by cell."""
+
+
 def _final(resolutions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     finals = [r for r in resolutions if r.get("final")]
     return finals[-1] if finals else {}
 
 
-def closing_result(result: Result[Any]) -> Iterator[Any]:
-    """The result's rows; its cursor is closed even when the reader stops half-way."""
+def closing_result(result: Result[Any], batch: int = EXPORT_BATCH) -> Iterator[Any]:
+    """The result's rows; its cursor is closed even when the reader stops half-way.
+
+    The rows are fetched ``batch`` at a time (one call per batch, not per row).
+    """
     try:
-        yield from result
+        for rows in result.partitions(batch):
+            yield from rows
     finally:
         result.close()
 
@@ -138,22 +190,50 @@ class IncidentFields(Protocol):
     def created_at(self) -> datetime: ...
 
 
-def export_rows(
-    session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
-) -> Iterator[dict[str, Any]]:
-    """One dict per incident of ``month`` under the policy version, in COLUMNS order.
+def _final_field(path: str) -> Any:
+    """SQLite: a field of the last resolution whose ``final`` is set, read in SQL (json_each).
 
-    The rows stream (``yield_per``) as plain tuples of the columns shown,
-    never ORM objects: the export of a month of any size holds one batch.
+    The same value as ``_final(json.loads(resolutions)).get(field)`` for what
+    qloop stores (``final`` a boolean; ``attempts`` an integer or null;
+    ``first_reached_at`` ISO text or null), without decoding the JSON in Python.
     """
-    record_columns = [getattr(ComplianceRecord, name) for name in RECORD_FIELDS]
-    incident_columns = [getattr(Incident, name) for name in INCIDENT_FIELDS]
-    query = (
+    each = func.json_each(ComplianceRecord.resolutions).table_valued("key", "value").alias()
+    return (
+        select(func.json_extract(each.c.value, path))
+        .where(func.coalesce(func.json_extract(each.c.value, "$.final"), 0) != 0)
+        .order_by(each.c.key.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _export_query(policy: str, version: str, month: str, *, sqlite: bool) -> Select[Any]:
+    """The month's rows: incident, survey invitation, record (see :func:`export_tuples`).
+
+    Instants are read as the driver gives them (``type_coerce``): on SQLite
+    the stored text, formatted without a datetime
+    (:class:`~core.export.local_time.LocalIso`). The final callback's attempts
+    and first reached-at take the place of the resolutions: read in SQL on
+    SQLite, else the resolutions and None (decoded by :func:`_final_callback`).
+    """
+    instants = {"first_response_at", "resolved_at", "callback_due", "evaluated_at"}
+    record: list[Any] = []
+    for name in RECORD_FIELDS:
+        column = getattr(ComplianceRecord, name)
+        if name == "resolutions":
+            if sqlite:
+                record += [_final_field("$.attempts"), _final_field("$.first_reached_at")]
+            else:
+                record += [column, null()]
+        else:
+            record.append(type_coerce(column, String) if name in instants else column)
+    return (
         select(
-            *incident_columns,
+            *[getattr(Incident, name) for name in INCIDENT_FIELDS if name != "created_at"],
+            type_coerce(Incident.created_at, String),
             SurveyInvitation.state,
             SurveyInvitation.channel,
-            *record_columns,
+            *record,
         )
         .join(Incident, Incident.id == ComplianceRecord.incident_id)
         .outerjoin(SurveyInvitation, SurveyInvitation.incident_id == Incident.id)
@@ -166,30 +246,164 @@ def export_rows(
         .order_by(ComplianceRecord.resolved_at, Incident.id)
         .execution_options(yield_per=EXPORT_BATCH)
     )
+
+
+def _month_ncs(
+    session: Session, policy: str, version: str, month: str
+) -> dict[int, list[tuple[str, str, bool]]]:
+    """(rule, severity, open) of the month's incidents' nonconformities, by incident id."""
     ncs: dict[int, list[tuple[str, str, bool]]] = {}
-    for inc_id, rule, severity, state in session.execute(
-        select(
-            Nonconformity.incident_id,
-            Nonconformity.rule,
-            Nonconformity.severity,
-            Nonconformity.state,
-        )
-        .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
-        .where(
-            ComplianceRecord.policy == policy,
-            ComplianceRecord.policy_version == version,
-            ComplianceRecord.month == month,
-            Nonconformity.policy == policy,
-            Nonconformity.state != "withdrawn",
+    for inc_id, rule, severity, state in closing_result(
+        session.connection().execute(
+            select(
+                Nonconformity.incident_id,
+                Nonconformity.rule,
+                Nonconformity.severity,
+                Nonconformity.state,
+            )
+            .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
+            .where(
+                ComplianceRecord.policy == policy,
+                ComplianceRecord.policy_version == version,
+                ComplianceRecord.month == month,
+                Nonconformity.policy == policy,
+                Nonconformity.state != "withdrawn",
+            )
         )
     ):
         ncs.setdefault(inc_id, []).append((rule, severity, state != "closed"))
-    n_inc = len(INCIDENT_FIELDS)
-    for row in closing_result(session.execute(query)):
-        rec = dict(zip(RECORD_FIELDS, row[n_inc + 2 :], strict=True))
-        yield incident_row(
-            rec, row, (row[n_inc], row[n_inc + 1]), ncs.get(row.id, ()), tz=tz, unmask=unmask
+    return ncs
+
+
+def _final_callback(resolutions: str | list[Any] | None) -> tuple[Any, Any]:
+    """(attempts, first reached-at) of the final resolution's callback (stored JSON or a list)."""
+    if not resolutions:
+        return None, None
+    if isinstance(resolutions, str):
+        if '"final"' not in resolutions:  # no resolution is final: nothing to decode
+            return None, None
+        decoded: list[Any] = json.loads(resolutions)
+    else:
+        decoded = resolutions
+    final = _final(decoded or [])
+    return final.get("attempts"), final.get("first_reached_at")
+
+
+def export_tuples(
+    session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
+) -> Iterator[tuple[Any, ...]]:
+    """One tuple per incident of ``month`` under the policy version, in COLUMNS order.
+
+    The same values as :func:`incident_row` gives for the stored record,
+    without a dict or a datetime per value: the rows stream (``yield_per``)
+    as the driver gives them and instants are formatted from their stored
+    text (:class:`~core.export.local_time.LocalIso`). The export of a month
+    of any size holds one batch.
+    """
+    ncs = _month_ncs(session, policy, version, month)
+    local = LocalIso(tz)
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    query = _export_query(policy, version, month, sqlite=sqlite)
+    for (
+        inc_id,
+        source,
+        key,
+        external_id,
+        title,
+        service,
+        customer,
+        contact_name,
+        contact_phone,
+        contact_email,
+        priority,
+        status,
+        created_at,
+        survey_state,
+        survey_channel,
+        first_response_at,
+        resolved_at,
+        reopen_count,
+        response_s,
+        response_target_s,
+        response_met,
+        resolution_s,
+        resolution_target_s,
+        resolution_met,
+        source_response_met,
+        source_resolution_met,
+        sla_disagreement,
+        callback_due,
+        callback_verdict,
+        confirmed,
+        callback_score,
+        survey_score,
+        attempts,
+        reached,
+        record_policy,
+        policy_version,
+        evaluated_at,
+    ) in closing_result(session.connection().execute(query)):
+        if not unmask:
+            title = mask_pii_text(title)
+            contact_name = mask_name(contact_name)
+            contact_phone = mask_phone(contact_phone)
+            contact_email = mask_email(contact_email)
+        if not sqlite:  # the resolutions and None: decode them here
+            attempts, reached = _final_callback(attempts)
+        found = ncs.get(inc_id)
+        yield (
+            source,
+            key,
+            external_id,
+            title,
+            service,
+            customer,
+            contact_name,
+            contact_phone,
+            contact_email,
+            priority,
+            status,
+            local(created_at),
+            local(first_response_at),
+            local(resolved_at),
+            reopen_count,
+            response_s,
+            response_target_s,
+            response_met,
+            resolution_s,
+            resolution_target_s,
+            resolution_met,
+            source_response_met,
+            source_resolution_met,
+            sla_disagreement,
+            local(callback_due),
+            callback_verdict,
+            attempts,
+            local.iso_text(reached) if reached else None,
+            confirmed,
+            callback_score,
+            survey_state,
+            survey_channel,
+            survey_score,
+            "; ".join(f"{r}:{sev}" for r, sev, _ in sorted(found)) if found else "",
+            sum(1 for *_, is_open in found if is_open) if found else 0,
+            record_policy,
+            policy_version,
+            local(evaluated_at),
         )
+
+
+def export_rows(
+    session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
+) -> Iterator[dict[str, Any]]:
+    """One dict per incident of ``month`` under the policy version, in COLUMNS order.
+
+    The rows of :func:`export_tuples` under their column names.
+    """
+    for row in export_tuples(
+        session, policy=policy, version=version, month=month, tz=tz, unmask=unmask
+    ):
+        yield dict(zip(COLUMNS, row, strict=True))
 
 
 RECORD_FIELDS = (
@@ -332,36 +546,53 @@ def period_indicators(
     """The month's indicators (R4) from the stored compliance records.
 
     ``rules`` is the policy named ``policy`` (its CSAT threshold). The
-    records stream as tuples of the columns the indicators read and are
-    folded one at a time (:class:`IndicatorsFold`).
+    records are read grouped by the values the indicators read (a few
+    hundred groups for any month), and each group is folded as many times
+    as it has records (:class:`IndicatorsFold`, whose result does not
+    depend on the order); the nonconformities likewise, grouped by rule,
+    severity, closed and past deadline.
     """
     fold = IndicatorsFold(month, now, policy=rules)
-    for row in closing_result(
-        session.execute(
-            select(Incident.priority, *[getattr(ComplianceRecord, f) for f in _INDICATOR_FIELDS])
+    values = [Incident.priority, *[getattr(ComplianceRecord, f) for f in _INDICATOR_FIELDS]]
+    for *row, count in closing_result(
+        session.connection().execute(
+            select(*values, func.count())
             .join(Incident, Incident.id == ComplianceRecord.incident_id)
             .where(
                 ComplianceRecord.policy == policy,
                 ComplianceRecord.policy_version == version,
                 ComplianceRecord.month == month,
             )
-            .execution_options(yield_per=EXPORT_BATCH)
+            .group_by(*values)
         )
     ):
-        fold.add(row[0], _as_evaluation(dict(zip(_INDICATOR_FIELDS, row[1:], strict=True))))
-    for rule, severity, state, deadline in session.execute(
-        select(
-            Nonconformity.rule, Nonconformity.severity, Nonconformity.state, Nonconformity.deadline
-        )
-        .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
-        .where(
-            ComplianceRecord.policy == policy,
-            ComplianceRecord.policy_version == version,
-            ComplianceRecord.month == month,
-            ComplianceRecord.cancelled.is_(False),
-            Nonconformity.policy == policy,
-            Nonconformity.state != "withdrawn",
+        evaluation = _as_evaluation(dict(zip(_INDICATOR_FIELDS, row[1:], strict=True)))
+        for _ in range(count):
+            fold.add(row[0], evaluation)
+    closed = Nonconformity.state == "closed"
+    past = Nonconformity.deadline < now
+    for rule, severity, is_closed, deadline, count in closing_result(
+        session.connection().execute(
+            select(
+                Nonconformity.rule,
+                Nonconformity.severity,
+                closed,
+                func.min(Nonconformity.deadline),  # one of the group: all past now or none
+                func.count(),
+            )
+            .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
+            .where(
+                ComplianceRecord.policy == policy,
+                ComplianceRecord.policy_version == version,
+                ComplianceRecord.month == month,
+                ComplianceRecord.cancelled.is_(False),
+                Nonconformity.policy == policy,
+                Nonconformity.state != "withdrawn",
+            )
+            .group_by(Nonconformity.rule, Nonconformity.severity, closed, past)
         )
     ):
-        fold.add_nc(NonconformityState(rule, severity, state == "closed", deadline))
+        state = NonconformityState(rule, severity, bool(is_closed), deadline)
+        for _ in range(count):
+            fold.add_nc(state)
     return fold.result()

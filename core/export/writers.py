@@ -26,13 +26,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import xlsxwriter
 
@@ -44,6 +45,17 @@ CHUNK_BYTES = 64 * 1024
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these would be read as a formula by a spreadsheet."""
 _FORMULA_FIRST = frozenset(FORMULA_STARTS)
+CSV_BATCH = 256
+"""Rows a CSV table with column kinds converts at a time (column by column)."""
+CellKind = Literal["text", "plain", "flag", "any"]
+"""What a column can hold, for the CSV writer (:attr:`Table.kinds`):
+
+* ``text``: text from outside (or None): a cell starting like a formula is made safe;
+* ``plain``: int (never bool), None, or text that never starts with ``= + - @``,
+  tab or CR (ISO 8601 instants): written as it is;
+* ``flag``: True, False or None: yes, no, empty;
+* ``any``: anything (each cell as :func:`csv_cell`).
+"""
 XLSX_OPTIONS = {
     "constant_memory": True,
     "strings_to_formulas": False,
@@ -62,12 +74,18 @@ class Table:
         rows: Dicts with (at least) every column; read once, lazily.
         document: For JSON: this data as one JSON document (``.json``)
             instead of the rows as JSON lines (the indicators' nested form).
+        tuples: The rows are sequences of the values in column order, not dicts.
+        kinds: Per column, what its values can be (:data:`CellKind`): the
+            CSV writer then converts a batch of rows column by column, with
+            the same bytes as cell by cell. None: any value anywhere.
     """
 
     name: str
     columns: tuple[str, ...]
-    rows: Iterable[Mapping[str, Any]]
+    rows: Iterable[Mapping[str, Any]] | Iterable[Sequence[Any]]
     document: Any = None
+    tuples: bool = False
+    kinds: tuple[CellKind, ...] | None = None
 
 
 def check_format(fmt: str) -> None:
@@ -123,8 +141,24 @@ def indicators_table(indicators: Mapping[str, Any], prefix: str = "") -> Table:
     )
 
 
+def _values(table: Table, rows: Iterator[Any]) -> Iterator[Sequence[Any]]:
+    """Each row's values in column order."""
+    if table.tuples:
+        return rows
+    columns = table.columns
+    return ([row[c] for c in columns] for row in rows)
+
+
+def _mappings(table: Table, rows: Iterator[Any]) -> Iterator[Mapping[str, Any]]:
+    """Each row as a mapping of column name to value."""
+    if not table.tuples:
+        return rows
+    columns = table.columns
+    return (dict(zip(columns, row, strict=True)) for row in rows)
+
+
 @contextlib.contextmanager
-def _rows_of(table: Table) -> Iterator[Iterator[Mapping[str, Any]]]:
+def _rows_of(table: Table) -> Iterator[Iterator[Any]]:
     """The table's rows, closed at the end even when the writer stops half-way.
 
     A ``for`` loop leaves a generator it did not finish open; the rows'
@@ -157,6 +191,56 @@ class _Chunker:
         return data
 
 
+_NONE_EMPTY = {None: ""}
+_FLAGS = {None: "", True: "yes", False: "no"}
+Column = Sequence[Any]
+
+
+def _cells(column: Column) -> Column:
+    return [csv_cell(v) for v in column]
+
+
+def _safe_column(column: Column) -> Column:
+    """A text column's cells: as they are unless one starts like a formula (or is not text)."""
+    try:
+        # C-level loops: None → "", then str.startswith; a value that is not text raises
+        texts: Iterator[Any] = map(_NONE_EMPTY.get, column, column)
+        if not any(map(str.startswith, texts, itertools.repeat(FORMULA_STARTS))):
+            return column
+    except TypeError:
+        pass
+    return _cells(column)
+
+
+def _flag_column(column: Column) -> Column:
+    try:
+        return list(map(_FLAGS.__getitem__, column))
+    except (KeyError, TypeError):
+        return _cells(column)
+
+
+_CONVERTERS: dict[str, Callable[[Column], Column] | None] = {
+    "text": _safe_column,
+    "plain": None,  # csv writes None as "" (quoted), as csv_cell does; ints and safe text as is
+    "flag": _flag_column,
+    "any": _cells,
+}
+
+
+def _csv_batches(
+    writer: Any, rows: Iterator[Sequence[Any]], kinds: Sequence[CellKind], out: _Chunker
+) -> Iterator[bytes]:
+    """Write ``rows`` a batch at a time, converting column by column (see :data:`CellKind`)."""
+    converters = [(i, f) for i, k in enumerate(kinds) if (f := _CONVERTERS[k]) is not None]
+    while batch := list(itertools.islice(rows, CSV_BATCH)):
+        columns: list[Column] = list(zip(*batch, strict=True))
+        for i, convert in converters:
+            columns[i] = convert(columns[i])
+        writer.writerows(zip(*columns, strict=True))
+        if out.full():
+            yield out.take()
+
+
 def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """The table as CSV that Excel opens correctly (UTF-8 with BOM; text quoted and made safe)."""
     out = _Chunker(chunk_bytes)
@@ -166,19 +250,24 @@ def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     writer.writerow(table.columns)
     cell, columns = csv_cell, table.columns
     with _rows_of(table) as rows:
-        for row in rows:
-            writer.writerow([cell(row[c]) for c in columns])
-            if out.full():
-                yield out.take()
+        if table.kinds is not None:
+            yield from _csv_batches(writer, _values(table, rows), table.kinds, out)
+        else:
+            for row in rows:
+                values = row if table.tuples else [row[c] for c in columns]
+                writer.writerow([cell(v) for v in values])
+                if out.full():
+                    yield out.take()
     yield out.take()
 
 
 def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """One JSON object per row and line (raw values: JSON is not evaluated)."""
     out = _Chunker(chunk_bytes)
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps(…) makes per call
     with _rows_of(table) as rows:
-        for row in rows:
-            out.buf.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for row in _mappings(table, rows):
+            out.buf.write(encode(row) + "\n")
             if out.full():
                 yield out.take()
     last = out.take()
@@ -229,8 +318,8 @@ def xlsx_chunks(
                     sheet.write_string(0, c, column, bold)
                 sheet.freeze_panes(1, 0)
                 with _rows_of(table) as rows:
-                    for r, row in enumerate(rows, start=1):
-                        _xlsx_row(sheet, r, [row[c] for c in table.columns], quoted)
+                    for r, row in enumerate(_values(table, rows), start=1):
+                        _xlsx_row(sheet, r, row, quoted)
                 if table.document is not None:
                     sheet.set_column(0, 0, 48)
         finally:

@@ -82,9 +82,9 @@ def test_a_missing_folder_whose_parent_exists_is_created(served: Served, tmp_pat
 
 
 def _failing_rows(after: int, exc: BaseException) -> Any:
-    real = export_month_module.export_rows
+    real = export_month_module.export_tuples
 
-    def rows(*args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def rows(*args: Any, **kwargs: Any) -> Iterator[tuple[Any, ...]]:
         with contextlib.closing(real(*args, **kwargs)) as it:
             for n, row in enumerate(it):
                 if n == after:
@@ -114,7 +114,7 @@ def test_a_crash_mid_export_leaves_the_previous_files_and_no_partial_one(
     assert before
     with served.rt.db.session() as s:
         audits = len(list(s.scalars(select(AuditLog).where(AuditLog.action == "export"))))
-    monkeypatch.setattr(export_month_module, "export_rows", _failing_rows(3, exc))
+    monkeypatch.setattr(export_month_module, "export_tuples", _failing_rows(3, exc))
     capsys.readouterr()
     assert _export(served, out, "--unmask", fmt=fmt) == status
     assert _tree(out) == before  # no partial file, no temporary file, old files intact
