@@ -31,13 +31,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.compliance import (
-    Attempt,
     Evaluation,
     IncidentFacts,
     MonthlyIndicators,
     NonconformityState,
     Policy,
-    SurveyAnswer,
     evaluate_incident,
     monthly_indicators,
     whole_second,
@@ -46,6 +44,7 @@ from core.errors import InputError
 from core.export.rows import INCIDENT_FIELDS, incident_row
 from core.loop._bulk import IN_CHUNK, chunks
 from core.loop.evaluate import disagreement, evaluation_values
+from core.loop.facts import load_answers
 from core.loop.nonconformities import dedup_key
 from core.loop.sample import survey_key
 from core.loop.tracking import tracking_starts
@@ -53,11 +52,9 @@ from core.records import Category, StatusChange
 from core.runtime import Runtime
 from core.store.models import (
     Incident,
-    Match,
     Nonconformity,
     NonconformityEvent,
     OutboxItem,
-    Response,
     StatusEvent,
     SurveyInvitation,
 )
@@ -399,7 +396,7 @@ def facts_seen_at(
             if at < limit and (keep is None or inc_id in keep):
                 cat = categories.get(category) or Category(category)
                 history.setdefault(inc_id, []).append(StatusChange(at, cat, status))
-    attempts, answers = _answers_seen(s, ids, limit)
+    attempts, answers = load_answers(s, ids, before=limit)
     return {
         inc.id: IncidentFacts(
             priority=inc.priority,
@@ -411,55 +408,6 @@ def facts_seen_at(
         for inc in incs
         if inc.created_at < limit
     }
-
-
-def _answers_seen(
-    s: Session, ids: Sequence[int], limit: datetime
-) -> tuple[dict[int, list[Attempt]], dict[int, list[SurveyAnswer]]]:
-    """What :func:`core.loop.facts.load_answers` gives, only the answers before ``limit``.
-
-    The same attempts and answers in the same order (by instant, then
-    response id). The match's status is tested here, not in the query: with
-    it in the query SQLite looks the chunk up through ``ix_match_status``,
-    every matched response of the store for each chunk (quadratic in the
-    store's size), instead of through ``ix_match_incident_id``.
-    """
-    attempts: dict[int, list[Attempt]] = {}
-    answers: dict[int, list[SurveyAnswer]] = {}
-    for chunk in chunks(ids):
-        rows = s.execute(
-            select(
-                Match.incident_id,
-                Match.status,
-                Response.id,
-                Response.kind,
-                Response.occurred_at,
-                Response.reached,
-                Response.confirmed,
-                Response.score,
-            )
-            .join(Response, Response.id == Match.response_id)
-            .where(Match.incident_id.in_(chunk))
-            .order_by(Response.occurred_at, Response.id)
-        )
-        for inc_id, status, resp_id, kind, occurred_at, reached, confirmed, score in rows:
-            if status != "matched" or inc_id is None or not occurred_at < limit:
-                continue
-            if kind == "callback_attempt":
-                attempts.setdefault(inc_id, []).append(
-                    Attempt(
-                        at=occurred_at,
-                        reached=bool(reached),
-                        confirmed=confirmed,
-                        score=score,
-                        ref=f"response:{resp_id}",
-                    )
-                )
-            else:
-                answers.setdefault(inc_id, []).append(
-                    SurveyAnswer(at=occurred_at, score=score, ref=f"response:{resp_id}")
-                )
-    return attempts, answers
 
 
 @dataclass(frozen=True)
