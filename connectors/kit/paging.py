@@ -397,6 +397,57 @@ class KeysetRangePaginator(RangePaginator):
         return self._ask(request, max(0, read_at_last - min(self.margin, size // 2)), size)
 
 
+@dataclass(frozen=True)
+class KeysetQueryPaginator:
+    """Keyset pages through one encoded-query parameter (ServiceNow's ``sysparm_query``).
+
+    Records come sorted on (``key``, ``tie``): a coarse sort key (an update
+    time to the second) and a unique tie-breaker (the record's id). After a
+    page ending at (K, T) the next request first reads the rest of K,
+    ``where^key=K^tie>T^ORDERBYtie`` (as many pages as that takes), then goes
+    past it, ``where^key>K^ORDERBYkey^ORDERBYtie``. Offsets skip records
+    that move in the sort while the table is read; a keyset does not. Only
+    an empty page ends (the limit may apply before access rules, so a short
+    page is no end). ``where`` (conditions joined by ``^``, no ORDER BY) is
+    the stream's own filter: build one instance per window.
+    """
+
+    where: str
+    key: str = "sys_updated_on"
+    tie: str = "sys_id"
+    param: str = "sysparm_query"
+
+    def _query(self, *conditions: str) -> str:
+        return "^".join(c for c in (self.where, *conditions) if c)
+
+    def _past(self, key: str) -> str:
+        return self._query(f"{self.key}>{key}", f"ORDERBY{self.key}", f"ORDERBY{self.tie}")
+
+    def _rest_of(self, key: str, tie: str) -> str:
+        return self._query(f"{self.key}={key}", f"{self.tie}>{tie}", f"ORDERBY{self.tie}")
+
+    def _tail_key(self, request: PageRequest) -> str | None:
+        """K when ``request`` reads the rest of key K, None when it reads in key order."""
+        sent = str(request.params.get(self.param, ""))
+        conditions = sent[len(self.where) :].lstrip("^") if sent.startswith(self.where) else ""
+        head = f"{self.key}="
+        return conditions.split("^", 1)[0][len(head) :] if conditions.startswith(head) else None
+
+    def first(self, request: PageRequest) -> PageRequest:
+        order = self._query(f"ORDERBY{self.key}", f"ORDERBY{self.tie}")
+        return request.with_params(**{self.param: order})
+
+    def advance(
+        self, request: PageRequest, response: httpx.Response, records: Sequence[Any]
+    ) -> PageRequest | None:
+        key = self._tail_key(request)
+        if not records:  # the rest of K is read: on past K; a page in key order: the end
+            return None if key is None else request.with_params(**{self.param: self._past(key)})
+        last = records[-1]
+        key = str(read(last, self.key)) if key is None else key
+        return request.with_params(**{self.param: self._rest_of(key, str(read(last, self.tie)))})
+
+
 class LoopGuard:
     """Refuses a request already sent in this stream, and more than ``max_pages`` pages."""
 

@@ -7,7 +7,8 @@ each page is asked by *keyset*: ``sys_updated_on>W ORDER BY sys_updated_on,
 sys_id`` after the last record ``(W, S)`` read, first finishing the records
 of the same second (``sys_updated_on=W^sys_id>S ORDER BY sys_id``). A page
 shorter than the limit is not the end (the limit applies before access
-rules): only an empty page is.
+rules): only an empty page is. The kit's ``KeysetQueryPaginator`` does
+this, under the one ``LoopGuard``.
 
 **Time.** ``sysparm_display_value=false``: values, not the localised
 display values, and instants in UTC ``YYYY-MM-DD HH:MM:SS`` whatever the
@@ -34,8 +35,15 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from connectors.http import HttpService
-from connectors.kit.paging import LinkHeaderPaginator, LoopGuard, PageRequest
+from connectors.kit.paging import (
+    KeysetQueryPaginator,
+    LinkHeaderPaginator,
+    LoopGuard,
+    PageRequest,
+)
 from connectors.kit.stream import Raw, paginate
 from core.errors import InputError
 
@@ -86,21 +94,6 @@ class Reader:
         own = f"correlation_idISEMPTY^ORcorrelation_idNOT LIKE{OWN_PREFIX}"
         return "^".join(p for p in (self.query.strip("^"), own) if p)
 
-    def _rows(
-        self, table: str, query: str, fields: str | None = None, limit: int | None = None
-    ) -> list[Raw]:
-        params: dict[str, Any] = {
-            "sysparm_query": query,
-            "sysparm_display_value": "false",
-            "sysparm_exclude_reference_link": "true",
-            "sysparm_no_count": "true",
-            "sysparm_limit": limit or self.page_size,
-        }
-        if fields:
-            params["sysparm_fields"] = fields
-        body = self.http.get_json(f"/api/now/table/{table}", params=params)
-        return list((body or {}).get("result") or [])
-
     def all_rows(self, table: str, query: str, fields: str) -> Iterator[Raw]:
         """Every row of a query, following the ``Link`` header (tables that only grow)."""
 
@@ -150,25 +143,28 @@ class Reader:
 
     def incidents(self, since: datetime | None, until: datetime | None) -> Iterator[list[Raw]]:
         """Pages of the window by keyset (see the module docstring), oldest first."""
-        window = self.window(since, until)
-        last: tuple[str, str] | None = None
-        while True:
-            if last is not None:  # the rest of second W, by sys_id
-                while True:
-                    tail = self._rows(
-                        self.table,
-                        f"{window}^sys_updated_on={last[0]}^sys_id>{last[1]}^ORDERBYsys_id",
-                    )
-                    if not tail:
-                        break
-                    yield tail
-                    last = (last[0], str(tail[-1]["sys_id"]))
-            after = f"^sys_updated_on>{last[0]}" if last else ""
-            rows = self._rows(self.table, f"{window}{after}^ORDERBYsys_updated_on^ORDERBYsys_id")
-            if not rows:
-                return
-            yield rows
-            last = (str(rows[-1]["sys_updated_on"]), str(rows[-1]["sys_id"]))
+        path = f"/api/now/table/{self.table}"
+
+        def send(req: PageRequest) -> Any:
+            url, params = req.target()
+            return self.http.request("GET", url, params=params)
+
+        def records_of(response: httpx.Response) -> list[Raw]:
+            return list((self.http.json_of(response, "GET", path) or {}).get("result") or [])
+
+        first = PageRequest(
+            path,
+            {
+                "sysparm_query": "",
+                "sysparm_display_value": "false",
+                "sysparm_exclude_reference_link": "true",
+                "sysparm_no_count": "true",
+                "sysparm_limit": self.page_size,
+            },
+        )
+        keyset = KeysetQueryPaginator(self.window(since, until))
+        guard = LoopGuard(f"{self.http.name}: {self.table}")
+        yield from paginate(send, first, keyset, records_of, guard)
 
     def deleted(self, since: datetime | None, until: datetime | None) -> Iterator[Raw]:
         query = f"tablename={self.table}"
