@@ -9,6 +9,7 @@ import pytest
 import respx
 
 from connectors.kit.paging import (
+    KeysetQueryPaginator,
     KeysetRangePaginator,
     LinkHeaderPaginator,
     LoopGuard,
@@ -251,3 +252,77 @@ def test_keyset_range_loses_no_record_that_moves_during_the_scan() -> None:
     pairs = keyset_walk(tool, 3)
     assert {n for n, _ in pairs} == set(range(1, 9))
     assert (2, "b") in pairs and (2, "z") in pairs  # read again with its new key
+
+
+class EncodedQueryTool:
+    """A Table API in miniature: ``f=v``, ``f>v`` and ``ORDERBYf`` conditions joined by ``^``;
+    the limit applies before the access rules (``hidden`` rows are cut from a full page)."""
+
+    def __init__(self, rows: list[dict[str, str]], hidden: set[str]) -> None:
+        self.rows, self.hidden = rows, hidden
+        self.queries: list[str] = []
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        query = request.url.params["sysparm_query"]
+        self.queries.append(query)
+        rows, order = self.rows, []
+        for cond in query.split("^"):
+            if cond.startswith("ORDERBY"):
+                order.append(cond.removeprefix("ORDERBY"))
+            elif "=" in cond:
+                name, value = cond.split("=", 1)
+                rows = [r for r in rows if r[name] == value]
+            elif ">" in cond:
+                name, value = cond.split(">", 1)
+                rows = [r for r in rows if r[name] > value]
+        page = sorted(rows, key=lambda r: [r[f] for f in order])
+        page = page[: int(request.url.params["sysparm_limit"])]
+        return httpx.Response(
+            200, json={"result": [r for r in page if r["sys_id"] not in self.hidden]}
+        )
+
+
+def sn_row(sys_id: str, second: int, active: str = "true") -> dict[str, str]:
+    return {"sys_id": sys_id, "sys_updated_on": f"2026-10-01 08:00:0{second}", "active": active}
+
+
+@respx.mock
+def test_keyset_query_reads_the_rest_of_a_second_before_going_past_it() -> None:
+    """Five records share second 1 with a page of two: without the same-second phase the
+    records of that second past the first page would be skipped; a short page (a record
+    hidden by an access rule after the limit) is no end."""
+    rows = [sn_row("e0", 0), sn_row("a1", 1), sn_row("c1", 1), sn_row("d1", 1),
+            sn_row("b1", 1), sn_row("f1", 1), sn_row("z2", 2), sn_row("y2", 2, "false"),
+            sn_row("x3", 3)]  # fmt: skip
+    tool = EncodedQueryTool(rows, hidden={"c1"})
+    respx.get(f"{BASE}/api/now/table/incident").mock(side_effect=tool.answer)
+    paginator = KeysetQueryPaginator("active=true")
+    pages = walk_pages(paginator, "/api/now/table/incident", {"sysparm_limit": 2})
+    read_ids = [row["sys_id"] for page in pages for row in page]
+    assert read_ids == ["e0", "a1", "b1", "d1", "f1", "z2", "x3"]
+    assert [len(p) for p in pages] == [2, 1, 1, 1, 0, 2, 0, 0]  # short pages are no end
+    at = "active=true^sys_updated_on"
+    order = "ORDERBYsys_updated_on^ORDERBYsys_id"
+    assert tool.queries == [
+        f"active=true^{order}",
+        f"{at}=2026-10-01 08:00:01^sys_id>a1^ORDERBYsys_id",
+        f"{at}=2026-10-01 08:00:01^sys_id>b1^ORDERBYsys_id",
+        f"{at}=2026-10-01 08:00:01^sys_id>d1^ORDERBYsys_id",
+        f"{at}=2026-10-01 08:00:01^sys_id>f1^ORDERBYsys_id",
+        f"{at}>2026-10-01 08:00:01^{order}",
+        f"{at}=2026-10-01 08:00:03^sys_id>x3^ORDERBYsys_id",
+        f"{at}>2026-10-01 08:00:03^{order}",
+    ]
+
+
+def walk_pages(paginator: Paginator, path: str, params: dict[str, Any]) -> list[list[Any]]:
+    with httpx.Client(base_url=BASE) as client:
+
+        def send(req: PageRequest) -> httpx.Response:
+            url, query = req.target()
+            return client.get(url, params=query)
+
+        pages = paginate(
+            send, PageRequest(path, params), paginator, lambda r: r.json()["result"], LoopGuard("t")
+        )
+        return list(pages)
