@@ -155,7 +155,7 @@ class Reader:
         first = PageRequest(
             path,
             {
-                "sysparm_query": "",
+                "sysparm_query": "",  # the paginator writes it
                 "sysparm_display_value": "false",
                 "sysparm_exclude_reference_link": "true",
                 "sysparm_no_count": "true",
