@@ -32,9 +32,9 @@ from api.routes.common import (
 )
 from core.compliance import whole_second
 from core.export import COLUMNS, Table, export_rows, indicators_table, period_indicators
-from core.export.as_of import indicators_as_of, judge_period, rows_as_of
 from core.export.month import audit_export
-from core.export.nc_sheet import nc_rows, nc_rows_as_of, nc_table
+from core.export.nc_sheet import nc_rows, nc_table
+from core.export.spill import spill_month
 from core.export.writers import CHUNK_BYTES, csv_chunks, jsonl_chunks, xlsx_chunks
 from core.runtime import Runtime
 
@@ -121,20 +121,20 @@ def _ncs(rt: Runtime, period: str, targets: list[tuple[str, str]], unmask: bool)
 def _tables_as_of(
     rt: Runtime, period: str, targets: list[tuple[str, str]], unmask: bool, as_of: datetime
 ) -> list[Table]:
-    """The month recomputed from the stored facts as of ``as_of`` (in memory; nothing written)."""
+    """The month recomputed from the stored facts as of ``as_of`` (spilled; nothing written)."""
     tz = ZoneInfo(rt.config.timezone)
     with rt.db.sessions() as s:
-        periods = [judge_period(rt, s, name, period, as_of) for name, _ in targets]
+        months = [
+            spill_month(rt, s, name, period, as_of, tz=tz, unmask=unmask) for name, _ in targets
+        ]
     return [
         Table(
             "incidents",
             COLUMNS,
-            itertools.chain.from_iterable(rows_as_of(p, tz=tz, unmask=unmask) for p in periods),
+            itertools.chain.from_iterable(m.incident_rows() for m in months),
         ),
-        _indicators_of({p.policy: indicators_as_of(rt, p).as_dict() for p in periods}),
-        nc_table(
-            itertools.chain.from_iterable(nc_rows_as_of(p, tz=tz, unmask=unmask) for p in periods)
-        ),
+        _indicators_of({m.policy: m.indicators.as_dict() for m in months}),
+        nc_table(itertools.chain.from_iterable(m.nc_rows() for m in months)),
     ]
 
 

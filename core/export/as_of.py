@@ -509,25 +509,34 @@ def _open(nc: StoredNc | None) -> bool:
     return nc is None or nc.state != "closed"
 
 
+def row_as_of(j: Judged, *, tz: tzinfo, unmask: bool) -> dict[str, Any]:
+    """A judged incident's export row (the same columns as the stored export)."""
+    ncs = [(f.rule, f.severity, _open(j.ncs[f.key])) for f in j.evaluation.findings]
+    return incident_row(j.values, j.incident, j.survey, ncs, tz=tz, unmask=unmask)
+
+
 def rows_as_of(period: Period, *, tz: tzinfo, unmask: bool) -> Iterator[dict[str, Any]]:
     """The export rows of ``period`` (the same columns as the stored export)."""
     for j in period.incidents:
-        ncs = [(f.rule, f.severity, _open(j.ncs[f.key])) for f in j.evaluation.findings]
-        yield incident_row(j.values, j.incident, j.survey, ncs, tz=tz, unmask=unmask)
+        yield row_as_of(j, tz=tz, unmask=unmask)
 
 
-def indicators_as_of(rt: Runtime, period: Period) -> MonthlyIndicators:
-    """The month's indicators (R4) as of the period's instant."""
-    pol = rt.policy(period.policy)
-    states = [
+def nc_states(j: Judged) -> list[NonconformityState]:
+    """A judged incident's nonconformities as the indicators count them."""
+    return [
         NonconformityState(
             rule=f.rule,
             severity=f.severity,
             closed=not _open(j.ncs[f.key]),
             deadline=f.deadline,
         )
-        for j in period.incidents
         for f in j.evaluation.findings
     ]
+
+
+def indicators_as_of(rt: Runtime, period: Period) -> MonthlyIndicators:
+    """The month's indicators (R4) as of the period's instant."""
+    pol = rt.policy(period.policy)
+    states = [state for j in period.incidents for state in nc_states(j)]
     rows = [(j.incident.priority, j.evaluation) for j in period.incidents]
     return monthly_indicators(period.month, rows, states, period.as_of, policy=pol)

@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from core.errors import InputError
-from core.export.as_of import indicators_as_of, judge_period, rows_as_of
 from core.export.files import write_files
-from core.export.nc_sheet import nc_rows_as_of, nc_table, nc_tuples
+from core.export.nc_sheet import nc_table, nc_tuples
 from core.export.rows import COLUMN_KINDS, COLUMNS, export_tuples, period_indicators
+from core.export.spill import spill_month
 from core.export.writers import Table, check_format, files_of, indicators_table
 from core.loop.common import audit
 from core.runtime import Runtime
@@ -70,17 +70,18 @@ def month_tables(
     """The tables of one policy's month: the incidents, the indicators, the nonconformities.
 
     Without ``as_of``: from the stored compliance records and nonconformities.
-    With it: recomputed in memory from the stored facts seen at ``as_of``
-    (:mod:`core.export.as_of`); nothing is written.
+    With it: recomputed from the stored facts seen at ``as_of``
+    (:mod:`core.export.as_of`), the rows kept in a temporary file until read
+    (:mod:`core.export.spill`); nothing is written to the store.
     """
     pol = rt.policy(policy)
     tz = ZoneInfo(rt.config.timezone)
     if as_of is not None:
-        judged = judge_period(rt, session, policy, period, as_of)
+        spilled = spill_month(rt, session, policy, period, as_of, tz=tz, unmask=unmask)
         return [
-            Table("incidents", COLUMNS, rows_as_of(judged, tz=tz, unmask=unmask)),
-            indicators_table(indicators_as_of(rt, judged).as_dict()),
-            nc_table(nc_rows_as_of(judged, tz=tz, unmask=unmask)),
+            Table("incidents", COLUMNS, spilled.incident_rows()),
+            indicators_table(spilled.indicators.as_dict()),
+            nc_table(spilled.nc_rows()),
         ]
     indicators = period_indicators(
         session, policy=policy, version=pol.version, month=period, now=rt.now(), rules=pol

@@ -13,14 +13,14 @@ is only known now, so it is left empty). Times are in the display zone;
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import Executable, String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.errors import InputError
-from core.export.as_of import Period
+from core.export.as_of import Judged, Period
 from core.export.local_time import LocalIso, stored_form
 from core.export.rows import closing_result
 from core.export.writers import CellKind, Table
@@ -192,10 +192,19 @@ def nc_rows(
 def nc_rows_as_of(period: Period, *, tz: tzinfo, unmask: bool = False) -> Iterator[dict[str, Any]]:
     """One row per finding of the period's incidents as of its instant."""
     for j in period.incidents:
-        for f in j.evaluation.findings:
-            nc = j.ncs[f.key]
-            closed = nc is not None and nc.state == "closed"
-            yield {
+        yield from finding_rows(j, period.as_of, tz=tz, unmask=unmask)
+
+
+def finding_rows(
+    j: Judged, as_of: datetime, *, tz: tzinfo, unmask: bool = False
+) -> list[dict[str, Any]]:
+    """One row per finding of a judged incident as of ``as_of`` (none without a finding)."""
+    rows = []
+    for f in j.evaluation.findings:
+        nc = j.ncs[f.key]
+        closed = nc is not None and nc.state == "closed"
+        rows.append(
+            {
                 "source": j.incident.source,
                 "incident_key": j.incident.key,
                 "rule": f.rule,
@@ -208,11 +217,13 @@ def nc_rows_as_of(period: Period, *, tz: tzinfo, unmask: bool = False) -> Iterat
                 "ticket_url": nc.ticket_url if nc else None,
                 "ticket_status": None,
                 "closed_at": local_iso(nc.closed_at, tz) if nc else None,
-                "overdue": not closed and f.deadline < period.as_of,
+                "overdue": not closed and f.deadline < as_of,
                 "revision": nc.revision if nc else None,
                 "withdrawn_at": local_iso(nc.withdrawn_at, tz) if nc else None,
                 "detail": _detail(f.detail, unmask),
             }
+        )
+    return rows
 
 
 def nc_table(
