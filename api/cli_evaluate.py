@@ -20,7 +20,7 @@ from typing import Any
 from core.compliance import whole_second
 from core.conf import load_config
 from core.errors import InputError
-from core.export.as_of import indicators_as_of, judge_period, parse_as_of
+from core.export.as_of import month_indicators_as_of, parse_as_of
 from core.runtime import Runtime, open_runtime
 from core.timeutil import parse_month
 
@@ -55,12 +55,12 @@ def indicators_report(
     reports = []
     with rt.db.session() as s:
         for name in names:
-            judged = judge_period(rt, s, name, period, as_of)
+            indicators = month_indicators_as_of(rt, s, name, period, as_of)
             reports.append(
                 {
                     "policy": name,
                     "version": rt.policy(name).version,
-                    "indicators": indicators_as_of(rt, judged).as_dict(),
+                    "indicators": indicators.as_dict(),
                 }
             )
     return {

@@ -23,7 +23,7 @@ from api.routes.common import READ_PROBLEMS, Reader, RuntimeDep, SessionDep, pro
 from api.routes.exports import AsOf, Period, PolicyName, _targets
 from core.compliance import whole_second
 from core.export import period_indicators
-from core.export.as_of import indicators_as_of, judge_period
+from core.export.as_of import month_indicators_as_of
 from core.export.month import audit_export
 from core.report import build_report, render_report
 from core.report.model import MEDIA_TYPES
@@ -131,7 +131,7 @@ def monthly_report(
             PolicyReport(
                 policy=name,
                 version=version,
-                indicators=indicators_as_of(rt, judge_period(rt, s, name, period, at)).as_dict(),
+                indicators=month_indicators_as_of(rt, s, name, period, at).as_dict(),
             )
             for name, version in targets
         ]

@@ -40,6 +40,7 @@ from core.compliance import (
     monthly_indicators,
     whole_second,
 )
+from core.compliance.indicators import IndicatorsFold
 from core.errors import InputError
 from core.export.rows import INCIDENT_FIELDS, incident_row
 from core.loop._bulk import IN_CHUNK, chunks
@@ -540,3 +541,17 @@ def indicators_as_of(rt: Runtime, period: Period) -> MonthlyIndicators:
     states = [state for j in period.incidents for state in nc_states(j)]
     rows = [(j.incident.priority, j.evaluation) for j in period.incidents]
     return monthly_indicators(period.month, rows, states, period.as_of, policy=pol)
+
+
+def month_indicators_as_of(
+    rt: Runtime, s: Session, policy: str, month: str, as_of: datetime
+) -> MonthlyIndicators:
+    """:func:`indicators_as_of` of the month, folded as judged (the month never held whole)."""
+    as_of = whole_second(as_of)
+    fold = IndicatorsFold(month, as_of, policy=rt.policy(policy))
+    for chunk in judge_chunks(rt, s, policy, month, as_of):
+        for j in chunk.incidents:
+            fold.add(j.incident.priority, j.evaluation)
+            for state in nc_states(j):
+                fold.add_nc(state)
+    return fold.result()

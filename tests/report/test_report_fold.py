@@ -16,7 +16,13 @@ from sqlalchemy import select
 import core.export.as_of as as_of_module
 from core.compliance import NonconformityState
 from core.compliance.indicators import IndicatorsFold
-from core.export.as_of import facts_seen_at, indicators_as_of, judge_period, parse_as_of
+from core.export.as_of import (
+    facts_seen_at,
+    indicators_as_of,
+    judge_period,
+    month_indicators_as_of,
+    parse_as_of,
+)
 from core.loop import run_once
 from core.loop.facts import load_facts
 from core.report import build_report, render_report
@@ -73,6 +79,10 @@ def test_folds_merged_are_the_whole_months_indicators(deployment: Deployment) ->
     halves = [period.incidents[0::2], period.incidents[1::2]]
     merged = indicators_of([_fold(rt, period, half) for half in halves])
     assert merged == whole
+    # folded while judged, as `qloop evaluate --as-of` and GET /reports?as_of= do
+    with rt.db.session() as s:
+        streamed = month_indicators_as_of(rt, s, "default", PERIOD, parse_as_of(AS_OF))
+    assert streamed.as_dict() == whole
 
 
 def test_chunk_boundaries_change_no_byte(
