@@ -26,6 +26,7 @@ Every change is a :class:`~core.store.models.ComplaintEvent`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -39,6 +40,7 @@ from core.errors import QloopError
 from core.loop._bulk import insert_rows
 from core.loop.common import StepResult, audit_row, log
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
+from core.loop.track import _statuses
 from core.records import Category, TicketNote, TicketStatus
 from core.runtime import Runtime
 from core.states import ComplaintState, OutboxState
@@ -225,13 +227,23 @@ def _tickets_of(s: Session, batch: list[Complaint]) -> dict[int, tuple[str, str 
     return found
 
 
+def _statuses_of(rt: Runtime, batch: list[tuple[str, str]]) -> dict[str, TicketStatus | Exception]:
+    """The status of each ``(ticket target, ticket ref)`` of a batch, by ref: one call per
+    source that reads batches (:class:`~core.connector.TicketBatches`), else one per ticket
+    (as the track step reads them; a failed read is its exception)."""
+    rows = [SimpleNamespace(ticket_target=target, ticket_ref=ref) for target, ref in batch]
+    return _statuses(rt, rows)
+
+
 def _read(
-    rt: Runtime, c: Complaint, names: list[str]
+    rt: Runtime, c: Complaint, names: list[str], status: TicketStatus | Exception
 ) -> tuple[TicketStatus, list[TicketNote] | None, dict[str, Any]]:
-    """The ticket's status and, when the source can say, its comments and fields ``names``."""
+    """The ticket's status (read with its batch, an exception raised here) and, when the
+    source can say, its comments and fields ``names``."""
     assert c.ticket_ref is not None
+    if isinstance(status, Exception):
+        raise status
     ref, source = c.ticket_ref, rt.source(c.ticket_target)
-    status = rt.call(lambda: source.ticket_status(ref))
     notes = rt.call(lambda: source.ticket_notes(ref)) if isinstance(source, TicketNotes) else None
     fields: dict[str, Any] = {}
     if names and isinstance(source, TicketFields):
@@ -286,6 +298,7 @@ def _track_one(
     inc: Incident,
     known: set[str],
     ticket: tuple[str, str | None] | None,
+    statuses: dict[str, TicketStatus | Exception],
 ) -> None:
     now = changes.now
     if c.ticket_ref is None and ticket is not None:
@@ -299,7 +312,7 @@ def _track_one(
     block = rt.source_mapping(c.ticket_target).get("complaint") or {}
     names = field_names(block.get("root_cause"), block.get("rectification"))
     try:
-        status, notes, fields = _read(rt, c, names)
+        status, notes, fields = _read(rt, c, names, statuses[c.ticket_ref])
     except QloopError as exc:
         changes.result.errors.append(f"complaint {c.key} ({c.ticket_ref}): {exc}")
         log.warning("complaint %s: reading ticket %s failed: %s", c.key, c.ticket_ref, exc)
@@ -423,13 +436,21 @@ def follow_complaints(rt: Runtime) -> StepResult:
                 )
             )
             tickets = _tickets_of(s, [c for c, _ in rows])
+            readable = [
+                (c, inc)
+                for c, inc in rows
+                if c.closed_at is None
+                or (c.closed_at >= recent and not (c.root_cause and c.rectification))
+            ]
+            # the statuses first, one call per source that reads batches; notes per ticket
+            refs = [
+                (c.ticket_target, c.ticket_ref or tickets.get(c.id, ("", None))[0])
+                for c, _ in readable
+            ]
+            statuses = _statuses_of(rt, [(target, ref) for target, ref in refs if ref])
             changes = _Changes(rt, result)
-            for c, inc in rows:
-                readable = c.closed_at is None or (
-                    c.closed_at >= recent and not (c.root_cause and c.rectification)
-                )
-                if readable:
-                    _track_one(rt, conf, changes, c, inc, known, tickets.get(c.id))
+            for c, inc in readable:
+                _track_one(rt, conf, changes, c, inc, known, tickets.get(c.id), statuses)
             _reached(s, changes, [c for c, _ in rows if c.follow_up_reached_at is None])
             for c, inc in rows:
                 _escalate(conf, changes, c, inc, known)
