@@ -26,10 +26,11 @@ Every change is a :class:`~core.store.models.ComplaintEvent`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from core.complaints.match import field_names, read_back
 from core.complaints.raising import TICKET
@@ -39,6 +40,7 @@ from core.errors import QloopError
 from core.loop._bulk import insert_rows
 from core.loop.common import StepResult, audit_row, log
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
+from core.loop.track import _statuses
 from core.records import Category, TicketNote, TicketStatus
 from core.runtime import Runtime
 from core.states import ComplaintState, OutboxState
@@ -184,30 +186,64 @@ def notice_items(
             changes.item(c, key, NOTICE, audience, payload)
 
 
-def _ticket_of(s: Session, c: Complaint) -> tuple[str | None, str | None]:
-    """The ticket reference and URL of ``c`` as far as qloop knows them."""
-    if c.nonconformity_id is not None:
-        row = s.execute(
-            select(Nonconformity.ticket_ref, Nonconformity.ticket_url).where(
-                Nonconformity.id == c.nonconformity_id
+def _tickets_of(s: Session, batch: list[Complaint]) -> dict[int, tuple[str, str | None]]:
+    """The ticket reference and URL qloop knows of each of ``batch``'s complaints still
+    without one, by complaint id: its nonconformity's ticket, else its own ticket's
+    outbox item once sent (two queries per batch)."""
+    waiting = [c for c in batch if c.ticket_ref is None]
+    ncs = {c.nonconformity_id for c in waiting if c.nonconformity_id is not None}
+    keys = [c.key for c in waiting if c.nonconformity_id is None]
+    by_nc: dict[int, tuple[str | None, str | None]] = {}
+    if ncs:
+        rows = s.execute(
+            select(Nonconformity.id, Nonconformity.ticket_ref, Nonconformity.ticket_url).where(
+                Nonconformity.id.in_(ncs)
             )
-        ).first()
-        return (row[0], row[1]) if row else (None, None)
-    item = s.scalars(
-        select(OutboxItem).where(OutboxItem.idempotency_key == c.key, OutboxItem.kind == TICKET)
-    ).first()
-    if item is None or item.state != OutboxState.SENT:
-        return None, None
-    return item.provider_ref, item.payload.get("ticket_url")
+        )
+        by_nc = {nc_id: (ref, url) for nc_id, ref, url in rows}
+    by_key: dict[str, tuple[str | None, str | None]] = {}
+    if keys:
+        items = s.execute(
+            select(
+                OutboxItem.idempotency_key,
+                OutboxItem.state,
+                OutboxItem.provider_ref,
+                OutboxItem.payload,
+            ).where(OutboxItem.idempotency_key.in_(keys), OutboxItem.kind == TICKET)
+        )
+        by_key = {
+            key: (ref, payload.get("ticket_url"))
+            for key, state, ref, payload in items
+            if state == OutboxState.SENT
+        }
+    found: dict[int, tuple[str, str | None]] = {}
+    for c in waiting:
+        if c.nonconformity_id is not None:
+            ref, url = by_nc.get(c.nonconformity_id, (None, None))
+        else:
+            ref, url = by_key.get(c.key, (None, None))
+        if ref is not None:
+            found[c.id] = (ref, url)
+    return found
+
+
+def _statuses_of(rt: Runtime, batch: list[tuple[str, str]]) -> dict[str, TicketStatus | Exception]:
+    """The status of each ``(ticket target, ticket ref)`` of a batch, by ref: one call per
+    source that reads batches (:class:`~core.connector.TicketBatches`), else one per ticket
+    (as the track step reads them; a failed read is its exception)."""
+    rows = [SimpleNamespace(ticket_target=target, ticket_ref=ref) for target, ref in batch]
+    return _statuses(rt, rows)
 
 
 def _read(
-    rt: Runtime, c: Complaint, names: list[str]
+    rt: Runtime, c: Complaint, names: list[str], status: TicketStatus | Exception
 ) -> tuple[TicketStatus, list[TicketNote] | None, dict[str, Any]]:
-    """The ticket's status and, when the source can say, its comments and fields ``names``."""
+    """The ticket's status (read with its batch, an exception raised here) and, when the
+    source can say, its comments and fields ``names``."""
     assert c.ticket_ref is not None
+    if isinstance(status, Exception):
+        raise status
     ref, source = c.ticket_ref, rt.source(c.ticket_target)
-    status = rt.call(lambda: source.ticket_status(ref))
     notes = rt.call(lambda: source.ticket_notes(ref)) if isinstance(source, TicketNotes) else None
     fields: dict[str, Any] = {}
     if names and isinstance(source, TicketFields):
@@ -257,26 +293,26 @@ def _follow_up(
 def _track_one(
     rt: Runtime,
     conf: ComplaintsConfig,
-    s: Session,
     changes: _Changes,
     c: Complaint,
     inc: Incident,
     known: set[str],
+    ticket: tuple[str, str | None] | None,
+    statuses: dict[str, TicketStatus | Exception],
 ) -> None:
     now = changes.now
-    if c.ticket_ref is None:
-        ref, url = _ticket_of(s, c)
-        if ref is not None:
-            changes.set(
-                c, "ticketed", f"ticket {ref} in {c.ticket_target}", ticket_ref=ref, ticket_url=url
-            )
+    if c.ticket_ref is None and ticket is not None:
+        ref, url = ticket
+        changes.set(
+            c, "ticketed", f"ticket {ref} in {c.ticket_target}", ticket_ref=ref, ticket_url=url
+        )
     if c.ticket_ref is None:
         return
     notice_items(changes, conf, c, inc, "notify", known)
     block = rt.source_mapping(c.ticket_target).get("complaint") or {}
     names = field_names(block.get("root_cause"), block.get("rectification"))
     try:
-        status, notes, fields = _read(rt, c, names)
+        status, notes, fields = _read(rt, c, names, statuses[c.ticket_ref])
     except QloopError as exc:
         changes.result.errors.append(f"complaint {c.key} ({c.ticket_ref}): {exc}")
         log.warning("complaint %s: reading ticket %s failed: %s", c.key, c.ticket_ref, exc)
@@ -375,6 +411,7 @@ def follow_complaints(rt: Runtime) -> StepResult:
             rows = s.execute(
                 select(Complaint, Incident)
                 .join(Incident, Incident.id == Complaint.incident_id)
+                .options(defer(Incident.raw), defer(Incident.source_sla))
                 .where(
                     Complaint.id > last_id,
                     or_(
@@ -398,13 +435,22 @@ def follow_complaints(rt: Runtime) -> StepResult:
                     )
                 )
             )
+            tickets = _tickets_of(s, [c for c, _ in rows])
+            readable = [
+                (c, inc)
+                for c, inc in rows
+                if c.closed_at is None
+                or (c.closed_at >= recent and not (c.root_cause and c.rectification))
+            ]
+            # the statuses first, one call per source that reads batches; notes per ticket
+            refs = [
+                (c.ticket_target, c.ticket_ref or tickets.get(c.id, ("", None))[0])
+                for c, _ in readable
+            ]
+            statuses = _statuses_of(rt, [(target, ref) for target, ref in refs if ref])
             changes = _Changes(rt, result)
-            for c, inc in rows:
-                readable = c.closed_at is None or (
-                    c.closed_at >= recent and not (c.root_cause and c.rectification)
-                )
-                if readable:
-                    _track_one(rt, conf, s, changes, c, inc, known)
+            for c, inc in readable:
+                _track_one(rt, conf, changes, c, inc, known, tickets.get(c.id), statuses)
             _reached(s, changes, [c for c, _ in rows if c.follow_up_reached_at is None])
             for c, inc in rows:
                 _escalate(conf, changes, c, inc, known)

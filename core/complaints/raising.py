@@ -191,14 +191,28 @@ def _no_complaint(incident_id: Any) -> Any:
     return ~exists().where(Complaint.incident_id == incident_id)
 
 
+def _incidents(s: Session, ids: list[int]) -> list[Incident]:
+    """The incidents ``ids`` (the flagged ones of a batch), in id order."""
+    if not ids:
+        return []
+    return list(s.scalars(select(Incident).where(Incident.id.in_(ids)).order_by(Incident.id)))
+
+
 def from_nonconformities(rt: Runtime, conf: ComplaintsConfig, result: StepResult) -> None:
-    """A complaint for each incident with a nonconformity of a complaint severity."""
+    """A complaint for each incident with a nonconformity of a complaint severity.
+
+    Keyset on the nonconformity's id: SQLite walks the primary key from the
+    last batch on (``SEARCH … USING INTEGER PRIMARY KEY (rowid>?)``) rather
+    than from the first row each time, so one run is linear in the month.
+    """
+    last_id = 0
     while True:
         with rt.db.session() as s:
             rows = s.execute(
                 select(Nonconformity, Incident)
                 .join(Incident, Incident.id == Nonconformity.incident_id)
                 .where(
+                    Nonconformity.id > last_id,
                     Nonconformity.severity.in_(conf.severities),
                     Nonconformity.state != NcState.WITHDRAWN,
                     _no_complaint(Nonconformity.incident_id),
@@ -208,6 +222,7 @@ def from_nonconformities(rt: Runtime, conf: ComplaintsConfig, result: StepResult
             ).all()
             if not rows:
                 return
+            last_id = rows[-1][0].id
             new = _New(rt, conf, result)
             for nc, inc in rows:
                 detail = f"{nc.severity} nonconformity {nc.rule}: {nc.detail}"
@@ -229,11 +244,14 @@ def from_sources(rt: Runtime, conf: ComplaintsConfig, result: StepResult) -> Non
         last_id = 0
         while True:
             with rt.db.session() as s:
+                # only what the flag check needs; ``source || ''`` keeps SQLite on the
+                # primary key range (rowid>?) instead of the source index and a sort
+                # of the whole month per batch
                 query = (
-                    select(Incident)
+                    select(Incident.id, Incident.changed_at, Incident.raw)
                     .where(
-                        Incident.source == source,
                         Incident.id > last_id,
+                        (Incident.source + "") == source,
                         _no_complaint(Incident.id),
                     )
                     .order_by(Incident.id)
@@ -241,16 +259,20 @@ def from_sources(rt: Runtime, conf: ComplaintsConfig, result: StepResult) -> Non
                 )
                 if since is not None:
                     query = query.where(Incident.changed_at >= since)
-                batch = list(s.scalars(query))
+                batch = s.execute(query).all()
                 if not batch:
                     break
                 last_id = batch[-1].id
-                new = _New(rt, conf, result)
-                for inc in batch:
-                    high = inc.changed_at if high is None else max(high, inc.changed_at)
-                    why = flagged_by(inc.raw, matchers)
+                flagged: dict[int, str] = {}
+                for inc_id, changed_at, raw in batch:
+                    high = changed_at if high is None else max(high, changed_at)
+                    why = flagged_by(raw, matchers)
                     if why is not None:
-                        new.add(inc, "source", f"flagged by {source}: {why}", inc.created_at)
+                        flagged[inc_id] = why
+                new = _New(rt, conf, result)
+                for inc in _incidents(s, list(flagged)):
+                    detail = f"flagged by {source}: {flagged[inc.id]}"
+                    new.add(inc, "source", detail, inc.created_at)
                 new.write(s)
         if high is not None:
             with rt.db.session() as s:
@@ -270,7 +292,7 @@ def from_answers(rt: Runtime, conf: ComplaintsConfig, result: StepResult) -> Non
         while True:
             with rt.db.session() as s:
                 rows = s.execute(
-                    select(Match.id, Response, Incident)
+                    select(Match.id, Match.incident_id, Response.raw, Response.occurred_at)
                     .join(Response, Response.id == Match.response_id)
                     .join(Incident, Incident.id == Match.incident_id)
                     .where(Match.id > last, Match.status == "matched", Response.channel == channel)
@@ -280,19 +302,27 @@ def from_answers(rt: Runtime, conf: ComplaintsConfig, result: StepResult) -> Non
                 if not rows:
                     break
                 last = rows[-1][0]
-                new = _New(rt, conf, result)
-                known = set(
-                    s.scalars(
-                        select(Complaint.incident_id).where(
-                            Complaint.incident_id.in_([inc.id for _, _, inc in rows])
+                flagged = [
+                    (inc_id, why, occurred_at)
+                    for _, inc_id, raw, occurred_at in rows
+                    if (why := flagged_by(raw, matchers)) is not None
+                ]
+                wanted = {inc_id for inc_id, _, _ in flagged}
+                known = (
+                    set(
+                        s.scalars(
+                            select(Complaint.incident_id).where(Complaint.incident_id.in_(wanted))
                         )
                     )
+                    if wanted
+                    else set()
                 )
-                for _, resp, inc in rows:
-                    why = flagged_by(resp.raw, matchers)
-                    if why is not None and inc.id not in known:
+                incidents = {inc.id: inc for inc in _incidents(s, list(wanted - known))}
+                new = _New(rt, conf, result)
+                for inc_id, why, occurred_at in flagged:
+                    if inc_id in incidents:
                         detail = f"flagged by channel {channel}: {why}"
-                        new.add(inc, "channel", detail, resp.occurred_at)
+                        new.add(incidents[inc_id], "channel", detail, occurred_at)
                 new.write(s)
                 connector_state(s, state_name).cursor = str(last)
 
