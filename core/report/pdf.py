@@ -27,6 +27,11 @@ from core.report.tables import Cell, ReportTable, display, section_tables, secti
 from core.report.text import summary_lines
 
 FONT = "noto"
+PDF_ROWS = 500
+"""Rows a table shows in a PDF. A PDF is printed and mailed: past this, the table
+ends with a line saying how many rows there are and where they all are (the
+XLSX and the HTML report hold every row). fpdf2 lays out each cell, about a
+millisecond each: a 100k month's full tables would take minutes."""
 
 
 @cache
@@ -63,7 +68,7 @@ def table_pdf(pdf: FPDF, labels: Labels, table: ReportTable, foot: str) -> None:
     pdf.multi_cell(0, 6, table.title, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(FONT, size=7)
     empty: list[Cell] = [labels("none"), *[""] * (len(table.columns) - 1)]
-    rows = table.rows or [empty]
+    rows = table.rows[:PDF_ROWS] or [empty]
     heading = FontFace(emphasis="", fill_color=(241, 243, 245))
     with pdf.table(text_align="LEFT", line_height=4.5, headings_style=heading) as t:
         head = t.row()
@@ -73,6 +78,12 @@ def table_pdf(pdf: FPDF, labels: Labels, table: ReportTable, foot: str) -> None:
             r = t.row()
             for cell in row:
                 r.cell(display(labels, cell) if cell != "" else "")
+    if len(table.rows) > PDF_ROWS:
+        pdf.set_font(FONT, size=8)
+        cut = labels(
+            "pdf_rows_cut", shown=labels.number(PDF_ROWS), total=labels.number(len(table.rows))
+        )
+        pdf.multi_cell(0, 5, cut, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(FONT, size=6)
     pdf.multi_cell(0, 4, foot, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(2)

@@ -91,3 +91,22 @@ def test_bad_format_or_language_is_named(deployment: Deployment) -> None:
         render_report(report, "docx", "en")
     with pytest.raises(InputError, match="lang"):
         render_report(report, "json", "fr")
+
+
+def test_a_long_table_is_cut_in_the_pdf_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.report import pdf as pdf_mod
+    from core.report.catalogue import Labels
+    from core.report.tables import ReportTable
+
+    monkeypatch.setattr(pdf_mod, "PDF_ROWS", 3)
+    labels = Labels("en", "UTC")
+    doc = pdf_mod.ReportPdf("foot")
+    doc.add_font(pdf_mod.FONT, fname=str(pdf_mod.font_path()))
+    doc.add_page()
+    rows: list[list[pdf_mod.Cell]] = [[f"row-{n}", str(n)] for n in range(1, 6)]
+    pdf_mod.table_pdf(doc, labels, ReportTable("t", "Overdue", ["key", "n"], rows), "foot")
+    text = PdfReader(io.BytesIO(bytes(doc.output()))).pages[0].extract_text()
+    flat = "".join(text.replace("\x00", "").split())
+    assert "row-3" in flat
+    assert "row-4" not in flat and "row-5" not in flat
+    assert "Thefirst3of5rows" in flat  # says how many there are and where the rest is
