@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core.errors import InputError
 from core.export.as_of import Judged, Period
 from core.export.local_time import LocalIso, stored_form
-from core.export.rows import closing_result
+from core.export.rows import closing_result, month_records
 from core.export.writers import CellKind, Table
 from core.privacy import mask_pii_text
 from core.store.models import ComplianceRecord, Incident, Nonconformity
@@ -107,9 +107,7 @@ def _nc_query(policy: str, version: str, month: str) -> Executable:
         .join(Incident, Incident.id == Nonconformity.incident_id)
         .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
         .where(
-            ComplianceRecord.policy == policy,
-            ComplianceRecord.policy_version == version,
-            ComplianceRecord.month == month,
+            *month_records(policy, version, month),
             ComplianceRecord.cancelled.is_(False),
             Nonconformity.policy == policy,
         )

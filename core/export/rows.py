@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
-from sqlalchemy import Result, Select, String, func, null, select, type_coerce
+from sqlalchemy import ColumnElement, Result, Select, String, func, null, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.compliance import (
@@ -207,6 +207,15 @@ def _final_field(path: str) -> Any:
     )
 
 
+def month_records(policy: str, version: str, month: str) -> tuple[ColumnElement[bool], ...]:
+    """The conditions on :class:`ComplianceRecord` that pick one policy version's month."""
+    return (
+        ComplianceRecord.policy == policy,
+        ComplianceRecord.policy_version == version,
+        ComplianceRecord.month == month,
+    )
+
+
 def _export_query(policy: str, version: str, month: str, *, sqlite: bool) -> Select[Any]:
     """The month's rows: incident, survey invitation, record (see :func:`export_tuples`).
 
@@ -238,9 +247,7 @@ def _export_query(policy: str, version: str, month: str, *, sqlite: bool) -> Sel
         .join(Incident, Incident.id == ComplianceRecord.incident_id)
         .outerjoin(SurveyInvitation, SurveyInvitation.incident_id == Incident.id)
         .where(
-            ComplianceRecord.policy == policy,
-            ComplianceRecord.policy_version == version,
-            ComplianceRecord.month == month,
+            *month_records(policy, version, month),
             ComplianceRecord.cancelled.is_(False),
         )
         .order_by(ComplianceRecord.resolved_at, Incident.id)
@@ -263,9 +270,7 @@ def _month_ncs(
             )
             .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
             .where(
-                ComplianceRecord.policy == policy,
-                ComplianceRecord.policy_version == version,
-                ComplianceRecord.month == month,
+                *month_records(policy, version, month),
                 Nonconformity.policy == policy,
                 Nonconformity.state != "withdrawn",
             )
@@ -559,9 +564,7 @@ def period_indicators(
             select(*values, func.count())
             .join(Incident, Incident.id == ComplianceRecord.incident_id)
             .where(
-                ComplianceRecord.policy == policy,
-                ComplianceRecord.policy_version == version,
-                ComplianceRecord.month == month,
+                *month_records(policy, version, month),
             )
             .group_by(*values)
         )
@@ -582,9 +585,7 @@ def period_indicators(
             )
             .join(ComplianceRecord, ComplianceRecord.incident_id == Nonconformity.incident_id)
             .where(
-                ComplianceRecord.policy == policy,
-                ComplianceRecord.policy_version == version,
-                ComplianceRecord.month == month,
+                *month_records(policy, version, month),
                 ComplianceRecord.cancelled.is_(False),
                 Nonconformity.policy == policy,
                 Nonconformity.state != "withdrawn",
