@@ -5,27 +5,32 @@ the app always runs on the schema its code expects. :func:`open_existing`
 is for commands that only look (``qloop export``, ``sources list``...): it
 creates nothing and migrates nothing, and refuses a store that is missing
 or not at the newest revision.
+
+Alembic (and the migration scripts) are imported only when a migration is
+due: a store already at the newest revision is recognised by one plain
+``SELECT`` of ``alembic_version``, so a process opening it does not carry
+Alembic's modules (~11 MB) for its whole life.
 """
 
 from __future__ import annotations
 
 import fcntl
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.conf.masking import mask_url
 from core.errors import StateError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -122,15 +127,81 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     Every process migrates on start; on PostgreSQL they take turns under a
     transaction-scoped advisory lock, so workers starting together do not
     both create the same tables (the second finds the schema at head). SQLite
-    uses a lock file beside the database.
+    uses a lock file beside the database. A store already at the newest
+    revision is left as it is without taking the lock or importing Alembic
+    (a schema at head is never downgraded by another process).
     """
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if revision == "head":
+        head = _scripts_head()
+        if head is not None:
+            with engine.connect() as conn:
+                if current_revision(conn) == head:
+                    return
+    from alembic import command
+
+    cfg = _alembic_config()
     with _sqlite_file_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def _alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+VERSION_TABLE = "alembic_version"
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The schema revision the store records (None: no ``alembic_version`` table or row).
+
+    Raises:
+        StateError: The store records several revisions (branches qloop does not make).
+    """
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(found) > 1:
+        msg = f"the store records several schema revisions: {', '.join(sorted(found))}"
+        raise StateError(msg)
+    return found[0] if found else None
+
+
+_ASSIGN = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
+_QUOTED = re.compile(r"""^["'](\w+)["']$""")
+
+
+def _scripts_head() -> str | None:
+    """The newest revision, read from the migration scripts' text without importing them.
+
+    None when the scripts do not form one plain chain (a merge, a branch, an
+    assignment this reader does not understand): the caller then asks Alembic.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        text_ = script.read_text(encoding="utf-8")
+        found: dict[str, str] = {m[1]: m[2] for m in _ASSIGN.finditer(text_)}
+        rev = _QUOTED.match(found.get("revision", ""))
+        down = found.get("down_revision")
+        if rev is None or down is None:
+            return None
+        revisions.add(rev.group(1))
+        if down != "None":
+            parent = _QUOTED.match(down)
+            if parent is None:
+                return None
+            parents.add(parent.group(1))
+    heads = revisions - parents
+    if len(heads) != 1 or not parents <= revisions:
+        return None
+    return heads.pop()
 
 
 def open_database(url: str, *, migrate_schema: bool = True) -> Database:
@@ -143,9 +214,12 @@ def open_database(url: str, *, migrate_schema: bool = True) -> Database:
 
 def head_revision() -> str | None:
     """The newest migration revision this qloop knows."""
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    head = _scripts_head()
+    if head is not None:
+        return head
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def open_existing(url: str) -> Database:
@@ -164,7 +238,7 @@ def open_existing(url: str) -> Database:
     engine = make_engine(url, create=False)
     try:
         with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = current_revision(conn)
     except Exception:
         engine.dispose()
         raise

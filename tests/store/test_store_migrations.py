@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from core.store import open_database
 from core.store.models import Base, Incident, OutboxItem
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -129,3 +132,81 @@ def test_processes_starting_together_migrate_once(database_url: str) -> None:
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     db.dispose()
+
+
+def test_scripts_head_is_alembics_head() -> None:
+    """The head read from the scripts' text is the one Alembic finds by importing them."""
+    from alembic.script import ScriptDirectory
+
+    from core.store.db import _alembic_config, _scripts_head, head_revision
+
+    alembic_head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert _scripts_head() == alembic_head
+    assert head_revision() == alembic_head
+
+
+def test_a_store_behind_head_is_migrated(database_url: str) -> None:
+    """The check that skips Alembic at head does not skip a store one revision behind."""
+    from sqlalchemy import text
+
+    from core.store.db import current_revision, head_revision, make_engine, migrate
+
+    engine = make_engine(database_url)
+    try:
+        migrate(engine, "0008")
+        with engine.connect() as conn:
+            assert current_revision(conn) == "0008"
+            assert "web_session_end" not in inspect_tables(conn)
+    finally:
+        engine.dispose()
+    db = open_database(database_url)
+    try:
+        with db.engine.connect() as conn:
+            assert current_revision(conn) == head_revision()
+            assert "web_session_end" in inspect_tables(conn)
+            assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    finally:
+        db.dispose()
+
+
+def inspect_tables(conn: Connection) -> list[str]:
+    from sqlalchemy import inspect
+
+    return inspect(conn).get_table_names()
+
+
+def test_opening_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+    """A process opening a store already at head never loads Alembic (its memory stays free)."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/qloop.db"
+    open_database(url).dispose()  # create and migrate once
+    code = (
+        "import sys\n"
+        "from core.store import open_database\n"
+        "from core.store.db import open_existing\n"
+        f"open_database({url!r}).dispose()\n"
+        f"open_existing({url!r}).dispose()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_several_recorded_revisions_are_refused(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from core.errors import StateError
+    from core.store.db import current_revision
+
+    db = open_database(f"sqlite:///{tmp_path}/qloop.db")
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0001')"))
+        with db.engine.connect() as conn, pytest.raises(StateError, match="several"):
+            current_revision(conn)
+    finally:
+        db.dispose()
