@@ -357,6 +357,21 @@ class _NotRetried(Exception):
         self.error = error
 
 
+def _unbind(response: httpx.Response) -> None:
+    """Break the reference cycle between a read response and its stream.
+
+    httpx binds a response's stream to the response (to time it when it
+    closes): a cycle, so a response, its body and what is kept on it (a
+    parsed page, see ``connectors.kit.paging.body_of``) would wait for the
+    garbage collector's oldest generation, pages piling up between its
+    runs. Once the body is read the stream has nothing left to give: it is
+    replaced by the body itself, and the page is freed when its last user
+    drops it.
+    """
+    if response.is_closed and response.is_stream_consumed:
+        response.stream = httpx.ByteStream(response.content)
+
+
 def _tls(verify: bool | str) -> bool | ssl.SSLContext:
     """httpx's ``verify``: a bool, or a context trusting the CA bundle at a path."""
     if isinstance(verify, str):
@@ -475,6 +490,7 @@ class HttpService:
         except httpx.TransportError as exc:
             msg = f"{where}: transport error: {exc or type(exc).__name__}"
             raise RetriableError(msg, connector=self.name) from None
+        _unbind(response)
         if response.status_code < 400:
             return response
         server = self.message_of(response)

@@ -281,3 +281,25 @@ def test_without_redis_reachable_the_process_keeps_its_own_budget(
     budget.acquire(waits.append)
     assert len(waits) == 1 and 4 < waits[0] <= 10
     assert "Redis unavailable" in caplog.text
+
+
+def test_a_read_response_is_freed_without_the_garbage_collector() -> None:
+    """httpx binds a response's stream to the response (a cycle); once read it is unbound,
+    so a page (and what is kept on it) goes as soon as its last user drops it."""
+    import gc
+    import weakref
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"page": [1, 2]}))
+    svc = HttpService("itsm", BASE, transport=transport)
+    response = svc.request("GET", "/items")
+    assert response.json() == {"page": [1, 2]}
+    assert response.read() == b'{"page":[1,2]}'  # the body stays readable once unbound
+    assert list(response.iter_bytes()) == [response.content]
+    gone = weakref.ref(response)
+    gc.disable()
+    try:
+        del response
+        assert gone() is None
+    finally:
+        gc.enable()
+        svc.close()
