@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -25,8 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import config
 import connectors  # noqa: F401
-from api.demo import demo_config
+from core.conf import AppConfig, load_config
 from core.loop import run_once
 from core.loop.common import StepResult
 from core.runtime import open_runtime
@@ -38,6 +40,22 @@ PAGE = 4096
 def rss_mb() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * PAGE / 2**20
+
+
+def loop_config(workdir: Path, n: int) -> AppConfig:
+    """The demo's config (config/sandbox.yaml, a fresh SQLite store) with ``n`` incidents.
+
+    Built here as ``api.demo.demo_config`` builds it, without importing the
+    demo: its report and export writers (xlsxwriter, fpdf2, Pillow: ~24 MB)
+    are not what a loop process (``qloop run``, a worker) loads.
+    """
+    env = {**os.environ, "QLOOP_DATABASE_URL": f"sqlite:///{workdir / 'qloop.db'}"}
+    cfg = load_config(config.path("sandbox.yaml"), env=env)
+    sources = {
+        k: dataclasses.replace(v, options={**v.options, "incidents": n})
+        for k, v in cfg.sources.items()
+    }
+    return dataclasses.replace(cfg, state_dir=workdir / "state", sources=sources)
 
 
 class PeakSampler(threading.Thread):
@@ -56,7 +74,7 @@ class PeakSampler(threading.Thread):
 
 def bench(n: int) -> tuple[float, float, list[tuple[str, float, float, float]]]:
     with tempfile.TemporaryDirectory(prefix="qloop-bench-") as tmp:
-        cfg = demo_config(Path(tmp), n)
+        cfg = loop_config(Path(tmp), n)
         # measure qloop, not the sandbox's injected failures and their retry waits
         cfg = dataclasses.replace(
             cfg,
