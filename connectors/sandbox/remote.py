@@ -22,6 +22,7 @@ import json
 import re
 import sqlite3
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -246,24 +247,30 @@ class RemoteState:
             span = json.dumps([start, start + stored - 1])
             db.execute("INSERT INTO meta VALUES (?, ?)", (f"dataset:{dataset}", span))
 
-    def changed(self, span: tuple[int, int], since: int | None, now: int) -> list[tuple[int, int]]:
-        """``(row id, updated as of now)`` of the incidents with a history entry in [since, now].
+    def changed(
+        self, span: tuple[int, int], since: int | None, now: int
+    ) -> tuple[array[int], array[int]]:
+        """Row ids and ``updated`` as of now of the incidents with a history entry in [since, now].
 
-        Ordered by (updated, row id); row ids follow the incidents' ids.
+        Ordered by (updated, row id); row ids follow the incidents' ids. Two
+        arrays of 8-byte integers, read row by row: a month of 100k incidents
+        costs 1.6 MB, not a list of 100k tuples (~12 MB, twice while built).
         """
         low = -(2**62) if since is None else since
-        return [
-            (int(i), int(ts))
-            for i, ts in self.read(
+        rows, stamps = array("q"), array("q")
+        with self._lock:
+            for i, ts in self._db.execute(
                 "SELECT incident, MAX(ts) AS updated FROM events "
                 "WHERE ts <= ? AND incident BETWEEN ? AND ? AND incident IN "
                 "(SELECT incident FROM events WHERE ts >= ? AND ts <= ?) "
                 "GROUP BY incident ORDER BY updated, incident",
                 (now, span[0], span[1], low, now),
-            )
-        ]
+            ):
+                rows.append(int(i))
+                stamps.append(int(ts))
+        return rows, stamps
 
-    def incidents(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+    def incidents(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Raw incidents by row id."""
         marks = ",".join("?" * len(ids))
         rows = self.read(f"SELECT id, raw FROM incidents WHERE id IN ({marks})", tuple(ids))

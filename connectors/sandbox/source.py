@@ -202,8 +202,7 @@ class SandboxSource:
         so a pull never returns one of qloop's own tickets.
         """
         now = self._now()
-        order = self._state.changed(self._dataset_span(), None, int(now.timestamp()))
-        rows = [row for row, _ in order]
+        rows, _ = self._state.changed(self._dataset_span(), None, int(now.timestamp()))
         seen = 0
         for start in range(0, len(rows), 500):
             raws = self._state.incidents(rows[start : start + 500])
@@ -223,17 +222,17 @@ class SandboxSource:
         self._call()
         span = self._dataset_span()
         low = None if since is None else int(since.timestamp())
-        order = self._state.changed(span, low, int(now.timestamp()))
+        rows, stamps = self._state.changed(span, low, int(now.timestamp()))
         size = self._opts["page_size"]
         high = previous
-        for start in range(0, len(order), size):
+        for start in range(0, len(rows), size):
             if start:
                 self._call()
-            page = order[start : start + size]
-            raws = self._state.incidents([row for row, _ in page])
+            page_rows, page_stamps = rows[start : start + size], stamps[start : start + size]
+            raws = self._state.incidents(page_rows)
             records = []
             rejected = []
-            for row, updated in page:
+            for row, updated in zip(page_rows, page_stamps, strict=True):
                 view = view_as_of(raws[row], now)
                 if view is None:
                     continue
@@ -242,7 +241,7 @@ class SandboxSource:
                 except InputError as exc:  # set aside by the core; the page goes on
                     when = datetime.fromtimestamp(updated, UTC)
                     rejected.append(Rejected.of(str(view.get("key", row)), exc, when))
-            last = datetime.fromtimestamp(page[-1][1], UTC)
+            last = datetime.fromtimestamp(page_stamps[-1], UTC)
             high = last if high is None else max(high, last)
             yield PulledBatch(records, iso(high), rejected)
 
