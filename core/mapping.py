@@ -440,16 +440,28 @@ class Mapper:
         if not isinstance(items, list):
             ctx.fail("the status history is not a list", "history", path)
         entries: list[tuple[StatusChange, Any]] = []
+        categories, utc = self._categories, UTC
         for i, item in enumerate(items):
             at_raw = get_at(item)
             status_raw = get_status(item)
-            if at_raw in (None, ""):
+            if at_raw is None or at_raw == "":
                 ctx.fail("history entry has no instant", "history", f"{path}.{i}.{at_path}")
-            if status_raw in (None, ""):
+            if status_raw is None or status_raw == "":
                 ctx.fail("history entry has no status", "history", f"{path}.{i}.{status_path}")
-            at = self._instant(ctx, at_raw, "history", f"{path}.{i}.{at_path}")
-            cat = self._category(ctx, status_raw, f"{path}.{i}.{status_path}")
-            entries.append((StatusChange(at=at, category=cat, status=str(status_raw)), item))
+            at = None
+            if type(at_raw) is str:  # ISO 8601 with its offset: read at once (as _instant)
+                try:
+                    parsed = _fromisoformat(at_raw)
+                except ValueError:
+                    parsed = None
+                if parsed is not None and parsed.tzinfo is not None:
+                    at = parsed.astimezone(utc).replace(microsecond=0)
+            if at is None:
+                at = self._instant(ctx, at_raw, "history", f"{path}.{i}.{at_path}")
+            cat = categories.get(status_raw) if type(status_raw) is str else None
+            if cat is None:
+                cat = self._category(ctx, status_raw, f"{path}.{i}.{status_path}")
+            entries.append((StatusChange(at, cat, str(status_raw)), item))
         entries.sort(key=lambda entry: entry[0].at)
         out = [change for change, _ in entries]
         if self._from_path is not None and out and out[0].at > created:
@@ -537,7 +549,11 @@ class Mapper:
 
 
 def _opt_str(value: Any) -> str | None:
-    return None if value in (None, "") else (str(value).strip() or None)
+    if value is None:
+        return None
+    if type(value) is str:  # the common case, without the comparisons below
+        return value.strip() or None
+    return None if value == "" else (str(value).strip() or None)
 
 
 def _render(node: Any, values: AbcMapping[str, Any], where: str) -> Any:
