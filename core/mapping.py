@@ -205,17 +205,19 @@ def derive_milestones(
     None when reopened since. Closed: the last entry into ``closed`` after
     the last reopen.
     """
-    first_response = next((c.at for c in history if c.category != Category.NEW), None)
+    new = Category.NEW
+    first_response = next((c.at for c in history if c.category != new), None)
     resolved: datetime | None = None
     closed: datetime | None = None
     previous: Category | None = None
+    resolved_cat, closed_cat = Category.RESOLVED, Category.CLOSED
     for change in history:
         cat = change.category
         if previous in _REOPEN_FROM and cat in _REOPEN_TO:
             resolved, closed = None, None
-        if cat == Category.RESOLVED and previous != Category.RESOLVED:
+        if cat == resolved_cat and previous != resolved_cat:
             resolved = change.at
-        elif cat == Category.CLOSED and previous != Category.CLOSED:
+        elif cat == closed_cat and previous != closed_cat:
             closed = change.at
             if resolved is None:
                 resolved = change.at
@@ -292,6 +294,36 @@ def _path_getter(path: str) -> Callable[[Any], Any]:
                 return None
         return current
 
+    if len(steps) == 2:  # the common ``fields.summary``: two dict lookups, else the walk
+        first, second = steps[0][0], steps[1][0]
+
+        def get_two(raw: Any) -> Any:
+            if type(raw) is dict:
+                inner = raw.get(first)
+                if type(inner) is dict:
+                    return inner.get(second)
+                if inner is None:
+                    return None
+            return get(raw)
+
+        return get_two
+    if len(steps) == 3:  # ``fields.status.name``
+        a, b, c = steps[0][0], steps[1][0], steps[2][0]
+
+        def get_three(raw: Any) -> Any:
+            if type(raw) is dict:
+                inner = raw.get(a)
+                if type(inner) is dict:
+                    inner = inner.get(b)
+                    if type(inner) is dict:
+                        return inner.get(c)
+                    if inner is None:
+                        return None
+                elif inner is None:
+                    return None
+            return get(raw)
+
+        return get_three
     if len(steps) > 1:
         return get
     only = steps[0][0]

@@ -203,7 +203,7 @@ class IssueReader:
         """The SLA metrics of an issue: from its SLA fields (taken out of ``fields``) when
         the search returned them, else from the JSM request endpoint."""
         ids = self.sla_fields or ()
-        if ids and any(f in fields for f in ids):
+        if ids and not fields.keys().isdisjoint(ids):
             values = [fields.pop(f, None) for f in ids]
             return [v for v in values if isinstance(v, Mapping)]
         return self.client.sla(key)
@@ -278,7 +278,7 @@ class IssueReader:
         if not self.sla:
             return False
         fields = issue.get("fields") or {}
-        return not any(f in fields for f in self.sla_fields or ())
+        return fields.keys().isdisjoint(self.sla_fields or ())
 
 
 def _cut(changelog: Mapping[str, Any]) -> bool:
