@@ -120,7 +120,7 @@ def _slug(name: str) -> str:
 
 def _ms(node: Any) -> int | None:
     """``epochMillis`` of a JSM date, ``millis`` of a duration (None: neither)."""
-    if not isinstance(node, dict):
+    if type(node) is not dict and not isinstance(node, dict):  # the exact type first: cheaper
         return None
     value = node.get("epochMillis")
     if type(value) is not int:

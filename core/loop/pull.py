@@ -225,8 +225,14 @@ def _insert_events(session: Session, rows: list[tuple[Any, ...]]) -> None:
         insert_rows(session, StatusEvent, [dict(zip(_EVENT_NAMES, r, strict=True)) for r in rows])
         return
     table = table_of(StatusEvent)
-    bind = _binder(conn, table, _EVENT_NAMES)
-    conn.exec_driver_sql(_insert_sql(conn, table, _EVENT_NAMES, 1), [tuple(bind(r)) for r in rows])
+    procs = _processors(table, _EVENT_NAMES, conn.dialect)
+    if any(p is not None for i, p in enumerate(procs) if i not in (2, 5)):
+        bind = _binder(conn, table, _EVENT_NAMES)
+        params = [tuple(bind(r)) for r in rows]
+    else:  # only the instant and the flag are converted: one tuple per row, no loop
+        at, flag = procs[2] or (lambda v: v), procs[5] or (lambda v: v)
+        params = [(i, seq, at(t), status, cat, flag(o)) for i, seq, t, status, cat, o in rows]
+    conn.exec_driver_sql(_insert_sql(conn, table, _EVENT_NAMES, 1), params)
 
 
 def upsert_records(
