@@ -60,6 +60,7 @@ field/path; a mapping that maps to an unknown category or priority raises
 from __future__ import annotations
 
 import copy
+import operator
 import string
 import threading
 from collections.abc import Callable, Sequence
@@ -471,7 +472,8 @@ class Mapper:
             return []
         if not isinstance(items, list):
             ctx.fail("the status history is not a list", "history", path)
-        entries: list[tuple[StatusChange, Any]] = []
+        out: list[StatusChange] = []
+        ats: list[datetime] = []
         categories, utc = self._categories, UTC
         for i, item in enumerate(items):
             at_raw = get_at(item)
@@ -493,11 +495,14 @@ class Mapper:
             cat = categories.get(status_raw) if type(status_raw) is str else None
             if cat is None:
                 cat = self._category(ctx, status_raw, f"{path}.{i}.{status_path}")
-            entries.append((StatusChange(at, cat, str(status_raw)), item))
-        entries.sort(key=lambda entry: entry[0].at)
-        out = [change for change, _ in entries]
+            out.append(StatusChange(at, cat, str(status_raw)))
+            ats.append(at)
+        first = 0
+        if not all(map(operator.le, ats, ats[1:])):  # oldest first (a stable sort, as given)
+            order = sorted(range(len(ats)), key=ats.__getitem__)
+            out, first = [out[j] for j in order], order[0]
         if self._from_path is not None and out and out[0].at > created:
-            value = self._history_from(entries[0][1])
+            value = self._history_from(items[first])
             if value not in (None, ""):
                 cat = self._category(ctx, value, f"{path}.0.{self._from_path}")
                 out.insert(0, StatusChange(at=created, category=cat, status=str(value)))
