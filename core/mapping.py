@@ -78,6 +78,7 @@ FieldMapping = dict[str, Any]
 """A mapping document as loaded from ``mappings/<type>.yaml``."""
 
 _REQUIRED = ("external_id", "title", "status", "priority", "created_at")
+_EXPLICIT = ("first_response_at", "resolved_at", "closed_at")
 _REOPEN_FROM, _REOPEN_TO = (
     (Category.RESOLVED, Category.CLOSED),
     (Category.NEW, Category.IN_PROGRESS, Category.WAITING),
@@ -408,9 +409,8 @@ class Mapper:
             for name in ("title", "status", "priority", "created_at", "updated_at")
         ]
         self._service, self._customer = _Field(rec.get("service")), _Field(rec.get("customer"))
-        self._explicit = [
-            (name, _Field(rec.get(name)))
-            for name in ("first_response_at", "resolved_at", "closed_at")
+        self._explicit = [  # only the mapped ones: the others are None
+            (name, _Field(rec.get(name))) for name in _EXPLICIT if rec.get(name) is not None
         ]
         contact = rec.get("contact") or {}
         self._contact = [(n, _Field(contact.get(n)).get) for n in Contact.__annotations__]
@@ -550,7 +550,7 @@ class Mapper:
             updated = self._instant(ctx, updated_raw, "updated_at", self._values[4][2], raw)
 
         first_response, resolved, closed = derive_milestones(history)
-        explicit: dict[str, datetime | None] = {}
+        explicit: dict[str, datetime | None] = dict.fromkeys(_EXPLICIT)
         for name, spec in self._explicit:
             value = spec.get(raw)
             explicit[name] = (
