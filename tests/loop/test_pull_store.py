@@ -140,3 +140,28 @@ def test_json_columns_decode_to_what_json_dumps_wrote(value: object) -> None:
 def test_json_columns_refuse_what_json_dumps_refuses() -> None:
     with pytest.raises(TypeError):
         json_text({"at": T0})
+
+
+def test_pulls_raise_the_young_gc_threshold_while_any_runs() -> None:
+    import gc
+
+    from core.loop.pull import YOUNG_GC_THRESHOLD, _fewer_collections
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with _fewer_collections():
+            assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, 1, 1)
+            with _fewer_collections():  # a second pull on another thread
+                assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, 1, 1)
+            assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, 1, 1)
+        assert gc.get_threshold() == (700, 10, 10)
+        with pytest.raises(RuntimeError), _fewer_collections():
+            raise RuntimeError("the pull failed")
+        assert gc.get_threshold() == (700, 10, 10)
+        gc.set_threshold(0, 10, 10)  # collection turned off: left alone
+        with _fewer_collections():
+            assert gc.get_threshold() == (0, 10, 10)
+        assert gc.get_threshold() == (0, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
