@@ -545,10 +545,10 @@ def period_indicators(
 
     ``rules`` is the policy named ``policy`` (its CSAT threshold). The
     records are read grouped by the values the indicators read (a few
-    hundred groups for any month), and each group is folded as many times
-    as it has records (:class:`IndicatorsFold`, whose result does not
-    depend on the order); the nonconformities likewise, grouped by rule,
-    severity, closed and past deadline.
+    hundred groups for any month), and each group is folded once as that
+    many records (:class:`IndicatorsFold`, whose result does not depend on
+    the order); the nonconformities likewise, grouped by rule, severity,
+    closed and past deadline.
     """
     fold = IndicatorsFold(month, now, policy=rules)
     values = [Incident.priority, *[getattr(ComplianceRecord, f) for f in _INDICATOR_FIELDS]]
@@ -563,8 +563,7 @@ def period_indicators(
         )
     ):
         evaluation = _as_evaluation(dict(zip(_INDICATOR_FIELDS, row[1:], strict=True)))
-        for _ in range(count):
-            fold.add(row[0], evaluation)
+        fold.add(row[0], evaluation, count)
     closed = Nonconformity.state == "closed"
     past = Nonconformity.deadline < now
     for rule, severity, is_closed, deadline, count in closing_result(
@@ -586,7 +585,5 @@ def period_indicators(
             .group_by(Nonconformity.rule, Nonconformity.severity, closed, past)
         )
     ):
-        state = NonconformityState(rule, severity, bool(is_closed), deadline)
-        for _ in range(count):
-            fold.add_nc(state)
+        fold.add_nc(NonconformityState(rule, severity, bool(is_closed), deadline), count)
     return fold.result()
