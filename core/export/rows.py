@@ -23,6 +23,7 @@ from core.compliance import (
 )
 from core.compliance.indicators import IndicatorsFold
 from core.export.columns import Memo, final_callbacks
+from core.export.driver_rows import driver_batches
 from core.export.local_time import LocalIso
 from core.export.writers import CellKind
 from core.privacy import mask_email, mask_name, mask_phone, mask_pii_text
@@ -202,10 +203,11 @@ def month_records(policy: str, version: str, month: str) -> tuple[ColumnElement[
 def _export_query(policy: str, version: str, month: str) -> Select[Any]:
     """The month's rows: incident, survey invitation, record (see :func:`export_tuples`).
 
-    Instants and the resolutions are read as the driver gives them
-    (``type_coerce``: no result processing): on SQLite the stored text,
-    formatted without a datetime (:class:`~core.export.local_time.LocalIso`)
-    and decoded only where a resolution is final
+    Every column is read as the driver gives it
+    (:func:`~core.export.driver_rows.driver_batches`): on SQLite instants
+    as the stored text, formatted without a datetime
+    (:class:`~core.export.local_time.LocalIso`), booleans as 0 and 1, the
+    resolutions as JSON text, decoded only where a resolution is final
     (:func:`~core.export.columns.final_callbacks`).
     """
     instants = {"first_response_at", "resolved_at", "callback_due", "evaluated_at"}
@@ -230,7 +232,6 @@ def _export_query(policy: str, version: str, month: str) -> Select[Any]:
             ComplianceRecord.cancelled.is_(False),
         )
         .order_by(ComplianceRecord.resolved_at, Incident.id)
-        .execution_options(yield_per=EXPORT_BATCH)
     )
 
 
@@ -277,8 +278,9 @@ def export_tuples(
     """One tuple per incident of ``month`` under the policy version, in COLUMNS order.
 
     The same values as :func:`incident_row` gives for the stored record,
-    without a dict or a datetime per value: the rows stream (``yield_per``)
-    as the driver gives them, and each batch is converted a column at a
+    without a dict or a datetime per value: the rows stream as the driver
+    gives them (:func:`~core.export.driver_rows.driver_batches`), and each
+    batch is converted a column at a
     time (:mod:`core.export.columns`; instants from their stored text by
     :class:`~core.export.local_time.LocalIso`). The export of a month of
     any size holds one batch.
@@ -286,18 +288,21 @@ def export_tuples(
     ncs = _month_ncs(session, policy, version, month)
     local = LocalIso(tz)
     masks = [Memo(mask_pii_text), Memo(mask_name), Memo(mask_phone), Memo(mask_email)]
-    result = session.connection().execute(_export_query(policy, version, month))
-    try:
-        for batch in result.partitions(EXPORT_BATCH):
-            yield from _converted(batch, ncs, local, None if unmask else masks)
-    finally:
-        result.close()
+    flags = Memo(_flag)
+    for batch in driver_batches(session, _export_query(policy, version, month), EXPORT_BATCH):
+        yield from _converted(batch, ncs, local, flags, None if unmask else masks)
+
+
+def _flag(value: Any) -> bool | None:
+    """A stored boolean as SQLAlchemy reads it (SQLite stores 0 and 1)."""
+    return None if value is None else bool(value)
 
 
 def _converted(
     batch: Sequence[Any],
     ncs: Mapping[int, tuple[str, int]],
     local: LocalIso,
+    flags: Memo,
     masks: Sequence[Memo] | None,
 ) -> Iterator[tuple[Any, ...]]:
     """A batch of the export query's rows as export tuples (see :func:`export_tuples`)."""
@@ -346,6 +351,16 @@ def _converted(
                 masks, (title, contact_name, contact_phone, contact_email), strict=True
             )
         )
+    response_met, resolution_met, source_response_met, source_resolution_met, confirmed = (
+        flags.column(values)
+        for values in (
+            response_met,
+            resolution_met,
+            source_response_met,
+            source_resolution_met,
+            confirmed,
+        )
+    )
     attempts, reached = final_callbacks(resolutions, local)
     found = [ncs.get(i, _NO_NCS) for i in ids]
     return zip(
