@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Result, Select, String, func, select, type_coerce
+from sqlalchemy import ColumnElement, Result, Select, String, Text, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.compliance import (
@@ -200,27 +200,42 @@ def month_records(policy: str, version: str, month: str) -> tuple[ColumnElement[
     )
 
 
-def _export_query(policy: str, version: str, month: str) -> Select[Any]:
+def _stored_text(column: Any, dialect: str) -> ColumnElement[Any]:
+    """An instant as SQLite stores it, UTC ``YYYY-MM-DD HH:MM:SS.ffffff``: the stored
+    text on SQLite, formatted so by PostgreSQL (no datetime per value in Python)."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS.US")
+    return type_coerce(column, String)
+
+
+def _json_text(column: Any, dialect: str) -> ColumnElement[Any]:
+    """A JSON column as its text (PostgreSQL's driver would decode it, slower than orjson)."""
+    return cast(column, Text) if dialect == "postgresql" else type_coerce(column, String)
+
+
+def _export_query(policy: str, version: str, month: str, *, dialect: str) -> Select[Any]:
     """The month's rows: incident, survey invitation, record (see :func:`export_tuples`).
 
     Every column is read as the driver gives it
-    (:func:`~core.export.driver_rows.driver_batches`): on SQLite instants
-    as the stored text, formatted without a datetime
-    (:class:`~core.export.local_time.LocalIso`), booleans as 0 and 1, the
-    resolutions as JSON text, decoded only where a resolution is final
-    (:func:`~core.export.columns.final_callbacks`).
+    (:func:`~core.export.driver_rows.driver_batches`): instants as the
+    stored text (:func:`_stored_text`), formatted without a datetime
+    (:class:`~core.export.local_time.LocalIso`); booleans as SQLite's 0
+    and 1; the resolutions as JSON text, decoded only where a resolution
+    is final (:func:`~core.export.columns.final_callbacks`).
     """
     instants = {"first_response_at", "resolved_at", "callback_due", "evaluated_at"}
     record = [
-        type_coerce(getattr(ComplianceRecord, name), String)
-        if name in instants or name == "resolutions"
+        _stored_text(getattr(ComplianceRecord, name), dialect)
+        if name in instants
+        else _json_text(ComplianceRecord.resolutions, dialect)
+        if name == "resolutions"
         else getattr(ComplianceRecord, name)
         for name in RECORD_FIELDS
     ]
     return (
         select(
             *[getattr(Incident, name) for name in INCIDENT_FIELDS if name != "created_at"],
-            type_coerce(Incident.created_at, String),
+            _stored_text(Incident.created_at, dialect),
             SurveyInvitation.state,
             SurveyInvitation.channel,
             *record,
@@ -289,7 +304,8 @@ def export_tuples(
     local = LocalIso(tz)
     masks = [Memo(mask_pii_text), Memo(mask_name), Memo(mask_phone), Memo(mask_email)]
     flags = Memo(_flag)
-    for batch in driver_batches(session, _export_query(policy, version, month), EXPORT_BATCH):
+    query = _export_query(policy, version, month, dialect=session.get_bind().dialect.name)
+    for batch in driver_batches(session, query, EXPORT_BATCH):
         yield from _converted(batch, ncs, local, flags, None if unmask else masks)
 
 
