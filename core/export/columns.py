@@ -10,7 +10,7 @@ conversion is one call per column, whose loop runs in C where it can
 * :func:`final_callbacks`: the final resolution's callback attempts and first
   reached-at, decoded from the stored JSON with orjson (the same values as
   the standard library's decoder gives, which it falls back to for what
-  orjson rejects: NaN, integers beyond 64 bits).
+  orjson rejects (NaN) or reads otherwise (integers beyond 64 bits, as floats).
 """
 
 from __future__ import annotations
@@ -46,10 +46,14 @@ class Memo(dict[Any, Any]):
         return tuple(map(self.__getitem__, values))
 
 
+_EXACT = (int, str, type(None))
+"""What orjson reads as the standard library does (a float may be an integer beyond 64 bits)."""
+
+
 def _decode(text: str) -> Any:
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:  # NaN, huge integers: what json reads and orjson does not
+    except orjson.JSONDecodeError:  # NaN: what json reads and orjson does not
         return json.loads(text)
 
 
@@ -78,6 +82,8 @@ def final_callbacks(
             if isinstance(value, str):
                 if '"final"' in value:
                     final = _final(_decode(value))
+                    if final is not None and not isinstance(final.get("attempts"), _EXACT):
+                        final = _final(json.loads(value))  # orjson reads big integers as floats
             else:
                 final = _final(value)
         if final is None:
