@@ -314,11 +314,11 @@ class RemoteState:
             for start in range(0, len(wanted), 500):
                 chunk = tuple(wanted[start : start + 500])
                 marks = ",".join("?" * len(chunk))
-                for seq, *row in db.execute(
+                for seq, count, status, closed_at in db.execute(
                     f"SELECT seq, reads, status, closed_at FROM tickets WHERE seq IN ({marks})",
                     chunk,
                 ):
-                    rows[seq] = tuple(row)  # type: ignore[assignment]
+                    rows[seq] = (count, status, closed_at)
             for seq, step in reads:  # each sees the ticket as it was before this batch
                 row = rows.get(seq)
                 if row is None:
