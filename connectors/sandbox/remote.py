@@ -335,20 +335,31 @@ class RemoteState:
 
     def comment_ticket(self, seq: int, marker: str, body: str, now: str) -> int | None:
         """Comment ticket ``seq`` unless a comment carries ``marker``; its id (None: no ticket)."""
+        return self.comment_tickets([(seq, marker, body, now)])[0]
+
+    def comment_tickets(self, comments: Sequence[tuple[int, str, str, str]]) -> list[int | None]:
+        """:meth:`comment_ticket` for each ``(seq, marker, body, now)``, in one transaction."""
+        ids: list[int | None] = []
+        if not comments:
+            return ids
         with self.write() as db:
-            if db.execute("SELECT 1 FROM tickets WHERE seq = ?", (seq,)).fetchone() is None:
-                return None
-            row = db.execute(
-                "SELECT id FROM ticket_comments WHERE ticket = ? AND marker = ?", (seq, marker)
-            ).fetchone()
-            if row:
-                return int(row[0])
-            cur = db.execute(
-                "INSERT INTO ticket_comments (ticket, marker, body, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                (seq, marker, body, now),
-            )
-        return int(cur.lastrowid or 0)
+            for seq, marker, body, now in comments:
+                if db.execute("SELECT 1 FROM tickets WHERE seq = ?", (seq,)).fetchone() is None:
+                    ids.append(None)
+                    continue
+                row = db.execute(
+                    "SELECT id FROM ticket_comments WHERE ticket = ? AND marker = ?", (seq, marker)
+                ).fetchone()
+                if row:
+                    ids.append(int(row[0]))
+                    continue
+                cur = db.execute(
+                    "INSERT INTO ticket_comments (ticket, marker, body, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (seq, marker, body, now),
+                )
+                ids.append(int(cur.lastrowid or 0))
+        return ids
 
     def ticket_payload(self, seq: int) -> dict[str, Any] | None:
         """The payload ticket ``seq`` was created with (None: no ticket)."""
