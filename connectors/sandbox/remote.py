@@ -377,12 +377,12 @@ class RemoteState:
         for start in range(0, len(wanted), 500):
             chunk = tuple(wanted[start : start + 500])
             params = ",".join("?" * len(chunk))
-            for seq, payload in self.read(
-                f"SELECT seq, payload FROM tickets WHERE seq IN ({params})",
-                chunk,
+            for (seq,) in self.read(  # the rule read out of the payload by SQLite
+                f"SELECT seq FROM tickets WHERE seq IN ({params}) "
+                "AND json_extract(payload, '$.rule') = ?",
+                (*chunk, rule),
             ):
-                if (json.loads(payload) or {}).get("rule") == rule:
-                    found.add(int(seq))
+                found.add(int(seq))
             for (seq,) in self.read(
                 f"SELECT DISTINCT ticket FROM ticket_comments WHERE ticket IN ({params}) "
                 "AND instr(body, ?) > 0",
