@@ -160,3 +160,25 @@ def update_by_id(session: Session, model: type[Any], rows: Sequence[dict[str, An
         )
         params = [{"_id": r["id"], **{f"_v_{name}": r[name] for name in names}} for r in group]
         session.execute(stmt, params)
+
+
+DENSE = 2
+"""``ids_condition`` reads a range when it spans fewer than DENSE rows per id asked for."""
+
+
+def ids_condition(column: Any, ids: Sequence[int]) -> tuple[Any, set[int] | None]:
+    """A condition on ``column`` selecting the rows of ``ids`` (at most one ``IN`` chunk).
+
+    When the ids are dense (a batch of a month's incidents mostly is): their
+    range ``BETWEEN min AND max`` and the set of ids to keep from its rows.
+    The statement is then the same for every batch: SQLAlchemy's compiled
+    cache serves it and no list of bound parameters is rendered (``IN`` lists
+    of varying length are rendered per execution). Otherwise ``IN (…)`` and
+    None (every row is one of them).
+    """
+    if not ids:
+        return column.in_(ids), None
+    lo, hi = min(ids), max(ids)
+    if hi - lo < DENSE * len(ids):
+        return column.between(lo, hi), set(ids)
+    return column.in_(ids), None
