@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from core.compliance import Evaluation, Finding, evaluate_incident
+from core.compliance import CallbackVerdict, Evaluation, Finding, evaluate_incident
 from core.loop._bulk import chunks, ids_condition, insert_rows, update_by_id
 from core.loop.common import StepResult
 from core.loop.facts import load_facts
@@ -108,6 +108,8 @@ def _resolution_json(outcome: Any) -> dict[str, Any]:
             out[name] = value
         elif kind is datetime:
             out[name] = _iso(value)
+        elif kind is CallbackVerdict:  # what _jsonable gives, without its attribute probes
+            out[name] = str(value)
         elif is_dataclass(value) or isinstance(value, dict | list | tuple):
             nested: dict[str, Any] = _jsonable(asdict(outcome))  # nested: the general path
             return nested
@@ -123,6 +125,9 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 
 def evaluation_values(inc: Incident, ev: Evaluation) -> dict[str, Any]:
     """The columns of ``inc``'s compliance record for evaluation ``ev`` (not its keys)."""
+    sla = inc.source_sla if isinstance(inc.source_sla, dict) else None
+    theirs_response = sla.get("response_met") if sla else None
+    theirs_resolution = sla.get("resolution_met") if sla else None
     return {
         "evaluated_at": ev.evaluated_at,
         "month": ev.month,
@@ -141,17 +146,12 @@ def evaluation_values(inc: Incident, ev: Evaluation) -> dict[str, Any]:
         "confirmed": ev.confirmed,
         "callback_score": ev.callback_score,
         "survey_score": ev.survey_score,
-        "source_response_met": _flag(inc, "response_met"),
-        "source_resolution_met": _flag(inc, "resolution_met"),
-        "sla_disagreement": disagreement(inc, ev),
+        "source_response_met": theirs_response if type(theirs_response) is bool else None,
+        "source_resolution_met": theirs_resolution if type(theirs_resolution) is bool else None,
+        "sla_disagreement": disagreement(inc, ev) if sla else None,
         "resolutions": [_resolution_json(r) for r in ev.resolutions],
         "findings": [finding_to_json(f) for f in ev.findings],
     }
-
-
-def _flag(inc: Incident, name: str) -> bool | None:
-    value = inc.source_sla.get(name) if isinstance(inc.source_sla, dict) else None
-    return value if isinstance(value, bool) else None
 
 
 @dataclass
@@ -184,7 +184,7 @@ def _stored_records(s: Session, ids: list[int]) -> dict[tuple[int, str, str], _S
                 ComplianceRecord.qloop_version,
                 ComplianceRecord.holidays_version,
             ).where(where)
-        )
+        ).all()
         for row in rows:
             if keep is not None and row.incident_id not in keep:
                 continue
@@ -315,7 +315,7 @@ def _evaluate(
                     )
                 )
             # plain Core rows (attribute access), not through the ORM's result handling
-            batch: list[Any] = list(s.connection().execute(query))
+            batch: list[Any] = s.connection().execute(query).all()
             if not batch and wanted is not None:
                 last_id = ahead[-1]  # none of these exist (any more): on to the next ids
                 continue

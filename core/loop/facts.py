@@ -33,7 +33,7 @@ def load_history(session: Session, ids: Sequence[int]) -> dict[int, list[StatusC
             )
             .where(where)
             .order_by(StatusEvent.incident_id, StatusEvent.seq)
-        )
+        ).all()  # one fetchall, not a fetch per row
         for inc_id, at, category, status in rows:
             if keep is not None and inc_id not in keep:
                 continue
@@ -72,7 +72,7 @@ def load_answers(
             .join(Response, Response.id == Match.response_id)
             .where(where)
             .order_by(Response.occurred_at, Response.id)
-        )
+        ).all()
         for inc_id, status, resp_id, kind, occurred_at, reached, confirmed, score in rows:
             if status != "matched" or inc_id is None:
                 continue
