@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, datetime
@@ -315,7 +315,7 @@ def _evaluate(
                     )
                 )
             # plain Core rows (attribute access), not through the ORM's result handling
-            batch: list[Any] = s.connection().execute(query).all()
+            batch: Sequence[Any] = s.connection().execute(query).all()
             if not batch and wanted is not None:
                 last_id = ahead[-1]  # none of these exist (any more): on to the next ids
                 continue
