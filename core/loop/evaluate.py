@@ -25,14 +25,15 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from core.compliance import CallbackVerdict, Evaluation, Finding, evaluate_incident
-from core.loop._bulk import chunks, ids_condition, insert_rows, update_by_id
+from core.compliance import CallbackVerdict, Evaluation, Finding, Policy, evaluate_incident
+from core.loop._bulk import BoundRows, chunks, ids_condition, update_by_id
 from core.loop.common import StepResult
 from core.loop.facts import load_facts
 from core.loop.tracking import tracking_starts
 from core.runtime import Runtime
 from core.stamps import Stamps
 from core.store.models import ComplianceRecord, Incident
+from core.timeutil import to_utc
 
 BATCH = 1000
 VERDICT_FIELDS = ("response_met", "resolution_met", "callback_verdict", "findings")
@@ -281,6 +282,9 @@ def _evaluate(
         "holidays_version": stamps.holidays,
     }
     starts = tracking_starts(rt)  # §11; unknown yet (no successful pull): as of now
+    policies: dict[str, Policy] = {}
+    # bound once per batch: evaluated_at is ``now`` itself when it is whole-second UTC
+    constants = {"evaluated_at": to_utc(now), "as_of": now}
     last_id = 0
     wanted = sorted(set(incident_ids)) if incident_ids is not None else None
     while True:
@@ -324,27 +328,28 @@ def _evaluate(
             last_id = batch[-1].id
             facts = load_facts(s, batch)
             records = _stored_records(s, [i.id for i in batch])
-            inserts: list[dict[str, Any]] = []
+            inserts: BoundRows | None = None
             updates: list[dict[str, Any]] = []
             incidents: list[dict[str, Any]] = []
             for inc in batch:
-                policy = rt.policy_for_source(inc.source)
+                policy = policies.get(inc.source)
+                if policy is None:
+                    policy = policies[inc.source] = rt.policy_for_source(inc.source)
                 start = starts.get(inc.source) or now
                 ev = evaluate_incident(facts[inc.id], policy, now, tracking_from=start)
-                values = {**evaluation_values(inc, ev), **stamped}
+                values = evaluation_values(inc, ev)
+                values.update(stamped)
                 findings = values["findings"]
                 stored = records.get((inc.id, policy.name, policy.version))
                 if stored is None:
                     changed = bool(findings)
-                    inserts.append(
-                        {
-                            "incident_id": inc.id,
-                            "policy": ev.policy_name,
-                            "policy_version": ev.policy_version,
-                            "raised": not findings,
-                            **values,
-                        }
-                    )
+                    values["incident_id"] = inc.id
+                    values["policy"] = ev.policy_name
+                    values["policy_version"] = ev.policy_version
+                    values["raised"] = not findings
+                    if inserts is None:  # every new record has the same columns: the first's
+                        inserts = BoundRows(s, ComplianceRecord, list(values), constants)
+                    inserts.add(values)
                 else:
                     changed = stored.findings != findings
                     explain_version_change(inc, stored, values, stamps, result)
@@ -360,7 +365,8 @@ def _evaluate(
                     }
                 )
                 result.counts["evaluated"] += 1
-            insert_rows(s, ComplianceRecord, inserts)
+            if inserts is not None:
+                inserts.insert()
             update_by_id(s, ComplianceRecord, updates)
             update_by_id(s, Incident, incidents)
         rt.report("evaluate", result.counts["evaluated"])
