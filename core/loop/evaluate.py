@@ -33,7 +33,6 @@ from core.loop.tracking import tracking_starts
 from core.runtime import Runtime
 from core.stamps import Stamps
 from core.store.models import ComplianceRecord, Incident
-from core.timeutil import to_utc
 
 BATCH = 1000
 VERDICT_FIELDS = ("response_met", "resolution_met", "callback_verdict", "findings")
@@ -283,8 +282,8 @@ def _evaluate(
     }
     starts = tracking_starts(rt)  # §11; unknown yet (no successful pull): as of now
     policies: dict[str, Policy] = {}
-    # bound once per batch: evaluated_at is ``now`` itself when it is whole-second UTC
-    constants = {"evaluated_at": to_utc(now), "as_of": now}
+    # bound once per batch (evaluated_at is ``now`` itself when ``now`` is whole-second UTC)
+    constants = {"evaluated_at": now, "as_of": now}
     last_id = 0
     wanted = sorted(set(incident_ids)) if incident_ids is not None else None
     while True:
