@@ -13,11 +13,9 @@ with the incident, the field, old → new and the version change.
 
 from __future__ import annotations
 
-import gc
 import logging
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +24,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core.compliance import CallbackVerdict, Evaluation, Finding, Policy, evaluate_incident
+from core.gcfreeze import old_objects_frozen
 from core.loop._bulk import BoundRows, chunks, ids_condition, update_by_id
 from core.loop.common import StepResult
 from core.loop.facts import load_facts
@@ -234,27 +233,6 @@ def explain_version_change(
         )
 
 
-@contextmanager
-def _old_objects_frozen() -> Iterator[None]:
-    """Keep the objects alive before the step out of the cyclic GC's collections.
-
-    Each batch allocates a few dozen objects per incident (facts, timelines,
-    evaluations, record values) that live until the batch is written, so the
-    collector's full collections come every batch or so and each walks every
-    object of the process (modules, SQLAlchemy's caches, the runtime): about
-    a fifth of the step's CPU at 20k incidents. ``gc.freeze()`` moves the
-    objects alive now to the permanent generation; ``gc.unfreeze()`` puts
-    them back afterwards, so garbage among them is collected later as usual.
-    The step's own objects are collected as before. (The report does the
-    same: :mod:`core.report.build`.)
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def evaluate(
     rt: Runtime, incident_ids: list[int] | None = None, partition: tuple[int, int] | None = None
 ) -> StepResult:
@@ -265,7 +243,7 @@ def evaluate(
     the n partitions of a step are disjoint and together cover it, so n
     workers may run them at once (:func:`workers.jobs.evaluate_part`).
     """
-    with _old_objects_frozen():
+    with old_objects_frozen():
         return _evaluate(rt, incident_ids, partition)
 
 

@@ -8,13 +8,12 @@ one failing connector does not stop the others (its error is reported).
 
 from __future__ import annotations
 
-import gc
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.errors import QloopError
+from core.gcfreeze import old_objects_frozen
 from core.loop.collect import collect
 from core.loop.common import StepResult, log
 from core.loop.evaluate import evaluate
@@ -46,28 +45,6 @@ class RunSummary:
         return sum(
             v for step, _ in self.steps for k, v in step.counts.items() if k.startswith("sent_")
         )
-
-
-@contextmanager
-def old_objects_frozen() -> Iterator[None]:
-    """Leave the objects alive before a step out of the cyclic GC's collections during it.
-
-    A step allocates a few dozen objects per row (result rows, dicts of
-    column values, payloads) that live for a batch, so the collector's
-    full collections come every batch or so, and each one walks every
-    object of the process (modules, SQLAlchemy's mappers and caches, the
-    runtime): about a tenth of the loop's CPU at 10k incidents.
-    ``gc.freeze()`` moves the objects alive now to the permanent generation
-    (not walked); ``gc.unfreeze()`` puts them back into the oldest
-    generation afterwards, so whatever became garbage among them is
-    collected later as usual. Objects the step makes are collected as
-    before. (The report's build does the same.)
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _guard(name: str, fn: Callable[[], StepResult]) -> StepResult:
