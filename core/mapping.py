@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import copy
 import operator
-import string
 import threading
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as AbcMapping
@@ -83,7 +82,7 @@ _REOPEN_FROM, _REOPEN_TO = (
     (Category.RESOLVED, Category.CLOSED),
     (Category.NEW, Category.IN_PROGRESS, Category.WAITING),
 )
-_MISSING, _FORMATTER = object(), string.Formatter()
+_MISSING = object()
 
 
 def merge_mapping(
@@ -596,7 +595,7 @@ def _opt_str(value: Any) -> str | None:
 def _render(node: Any, values: AbcMapping[str, Any], where: str) -> Any:
     if isinstance(node, str):
         try:
-            return _FORMATTER.vformat(node, (), values)
+            return node.format_map(values)  # str.format's C parser: string.Formatter's rules
         except KeyError as exc:
             msg = f"ticket template {where}: no value for placeholder {{{exc.args[0]}}}"
             raise InputError(msg, placeholder=str(exc.args[0]), path=where) from None

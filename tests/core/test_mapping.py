@@ -247,6 +247,9 @@ def test_render_ticket_errors():
     assert err.value.placeholder == "team"
     with pytest.raises(InputError, match="title"):
         render_ticket({"title": "{rule"}, VALUES)
+    for positional in ("{0}", "{}"):  # no positional values: an input error, not a crash
+        with pytest.raises(InputError, match="title"):
+            render_ticket({"title": positional}, VALUES)
     assert render_ticket({"title": "{{literal}} {rule}", "n": 3}, VALUES) == {
         "title": "{literal} callback_missed", "n": 3}  # fmt: skip
 
