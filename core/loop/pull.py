@@ -10,12 +10,9 @@ the category changes).
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
@@ -25,6 +22,7 @@ from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from core.connector import ScopeCount
+from core.gcfreeze import fewer_collections
 from core.loop import rejects
 from core.loop._bulk import (
     SQLITE_VARIABLES,
@@ -398,45 +396,6 @@ def check_first_sync_count(rt: Runtime, source: str, conn: object, run_id: int, 
         log.info("pull %s: first sync read %d record(s), as the tool counts", source, read)
 
 
-YOUNG_GC_THRESHOLD = 20_000
-"""Allocations between two young collections while a pull runs (Python's default: 700).
-
-A page of a hundred issues with their changelogs decodes into some 100,000
-containers, kept until the page is stored: with the default threshold the
-collector runs a hundred times per page and walks the growing heap in its
-older generations, a fifth of a pull's CPU. The older generations are then
-examined after every young collection (thresholds 1 and 1 instead of 10 and
-10), so garbage in cycles is still collected about as often in allocations
-as by default: with 10 and 10 the peak RSS of a 50k pull grew by 14 MB."""
-_gc_lock = threading.Lock()
-_gc_users = 0
-_gc_saved: tuple[int, int, int] | None = None
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Raise the collector's young threshold to :data:`YOUNG_GC_THRESHOLD` (the older ones
-    to 1 and 1) while any pull of this process runs (pulls may overlap on threads); the
-    previous thresholds come back after the last one ends. A young threshold of 0
-    (collection turned off) or above it is left alone."""
-    global _gc_users, _gc_saved
-    with _gc_lock:
-        if _gc_users == 0:
-            saved = gc.get_threshold()
-            _gc_saved = saved if 0 < saved[0] < YOUNG_GC_THRESHOLD else None
-            if _gc_saved is not None:
-                gc.set_threshold(YOUNG_GC_THRESHOLD, 1, 1)
-        _gc_users += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0 and _gc_saved is not None:
-                gc.set_threshold(*_gc_saved)
-                _gc_saved = None
-
-
 def pull(rt: Runtime, source: str) -> StepResult:
     """Pull incidents changed since the source's cursor; commit each batch with its cursor."""
     result = StepResult(f"pull {source}")
@@ -457,7 +416,7 @@ def pull(rt: Runtime, source: str) -> StepResult:
     skipped_at_source = 0
     error: str | None = None
     try:
-        with _fewer_collections():
+        with fewer_collections():
             for batch in resumable(conn.pull, load_cursor, on_retry, rt.sleep):
                 read.update(r.external_id for r in batch.records)
                 read.update(r.key for r in batch.rejected)

@@ -145,22 +145,22 @@ def test_json_columns_refuse_what_json_dumps_refuses() -> None:
 def test_pulls_raise_the_young_gc_threshold_while_any_runs() -> None:
     import gc
 
-    from core.loop.pull import YOUNG_GC_THRESHOLD, _fewer_collections
+    from core.gcfreeze import YOUNG_GC_THRESHOLD, fewer_collections
 
     saved = gc.get_threshold()
     try:
         gc.set_threshold(700, 10, 10)
-        with _fewer_collections():
+        with fewer_collections():
             assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, 1, 1)
-            with _fewer_collections():  # a second pull on another thread
+            with fewer_collections():  # a second pull on another thread
                 assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, 1, 1)
             assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, 1, 1)
         assert gc.get_threshold() == (700, 10, 10)
-        with pytest.raises(RuntimeError), _fewer_collections():
+        with pytest.raises(RuntimeError), fewer_collections():
             raise RuntimeError("the pull failed")
         assert gc.get_threshold() == (700, 10, 10)
         gc.set_threshold(0, 10, 10)  # collection turned off: left alone
-        with _fewer_collections():
+        with fewer_collections():
             assert gc.get_threshold() == (0, 10, 10)
         assert gc.get_threshold() == (0, 10, 10)
     finally:
