@@ -60,7 +60,7 @@ field/path; a mapping that maps to an unknown category or priority raises
 from __future__ import annotations
 
 import copy
-import string
+import operator
 import threading
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as AbcMapping
@@ -77,11 +77,12 @@ FieldMapping = dict[str, Any]
 """A mapping document as loaded from ``mappings/<type>.yaml``."""
 
 _REQUIRED = ("external_id", "title", "status", "priority", "created_at")
+_EXPLICIT = ("first_response_at", "resolved_at", "closed_at")
 _REOPEN_FROM, _REOPEN_TO = (
     (Category.RESOLVED, Category.CLOSED),
     (Category.NEW, Category.IN_PROGRESS, Category.WAITING),
 )
-_MISSING, _FORMATTER = object(), string.Formatter()
+_MISSING = object()
 
 
 def merge_mapping(
@@ -205,17 +206,19 @@ def derive_milestones(
     None when reopened since. Closed: the last entry into ``closed`` after
     the last reopen.
     """
-    first_response = next((c.at for c in history if c.category != Category.NEW), None)
+    new = Category.NEW
+    first_response = next((c.at for c in history if c.category != new), None)
     resolved: datetime | None = None
     closed: datetime | None = None
     previous: Category | None = None
+    resolved_cat, closed_cat = Category.RESOLVED, Category.CLOSED
     for change in history:
         cat = change.category
         if previous in _REOPEN_FROM and cat in _REOPEN_TO:
             resolved, closed = None, None
-        if cat == Category.RESOLVED and previous != Category.RESOLVED:
+        if cat == resolved_cat and previous != resolved_cat:
             resolved = change.at
-        elif cat == Category.CLOSED and previous != Category.CLOSED:
+        elif cat == closed_cat and previous != closed_cat:
             closed = change.at
             if resolved is None:
                 resolved = change.at
@@ -292,6 +295,36 @@ def _path_getter(path: str) -> Callable[[Any], Any]:
                 return None
         return current
 
+    if len(steps) == 2:  # the common ``fields.summary``: two dict lookups, else the walk
+        first, second = steps[0][0], steps[1][0]
+
+        def get_two(raw: Any) -> Any:
+            if type(raw) is dict:
+                inner = raw.get(first)
+                if type(inner) is dict:
+                    return inner.get(second)
+                if inner is None:
+                    return None
+            return get(raw)
+
+        return get_two
+    if len(steps) == 3:  # ``fields.status.name``
+        a, b, c = steps[0][0], steps[1][0], steps[2][0]
+
+        def get_three(raw: Any) -> Any:
+            if type(raw) is dict:
+                inner = raw.get(a)
+                if type(inner) is dict:
+                    inner = inner.get(b)
+                    if type(inner) is dict:
+                        return inner.get(c)
+                    if inner is None:
+                        return None
+                elif inner is None:
+                    return None
+            return get(raw)
+
+        return get_three
     if len(steps) > 1:
         return get
     only = steps[0][0]
@@ -375,9 +408,8 @@ class Mapper:
             for name in ("title", "status", "priority", "created_at", "updated_at")
         ]
         self._service, self._customer = _Field(rec.get("service")), _Field(rec.get("customer"))
-        self._explicit = [
-            (name, _Field(rec.get(name)))
-            for name in ("first_response_at", "resolved_at", "closed_at")
+        self._explicit = [  # only the mapped ones: the others are None
+            (name, _Field(rec.get(name))) for name in _EXPLICIT if rec.get(name) is not None
         ]
         contact = rec.get("contact") or {}
         self._contact = [(n, _Field(contact.get(n)).get) for n in Contact.__annotations__]
@@ -439,21 +471,37 @@ class Mapper:
             return []
         if not isinstance(items, list):
             ctx.fail("the status history is not a list", "history", path)
-        entries: list[tuple[StatusChange, Any]] = []
+        out: list[StatusChange] = []
+        ats: list[datetime] = []
+        categories, utc = self._categories, UTC
         for i, item in enumerate(items):
             at_raw = get_at(item)
             status_raw = get_status(item)
-            if at_raw in (None, ""):
+            if at_raw is None or at_raw == "":
                 ctx.fail("history entry has no instant", "history", f"{path}.{i}.{at_path}")
-            if status_raw in (None, ""):
+            if status_raw is None or status_raw == "":
                 ctx.fail("history entry has no status", "history", f"{path}.{i}.{status_path}")
-            at = self._instant(ctx, at_raw, "history", f"{path}.{i}.{at_path}")
-            cat = self._category(ctx, status_raw, f"{path}.{i}.{status_path}")
-            entries.append((StatusChange(at=at, category=cat, status=str(status_raw)), item))
-        entries.sort(key=lambda entry: entry[0].at)
-        out = [change for change, _ in entries]
+            at = None
+            if type(at_raw) is str:  # ISO 8601 with its offset: read at once (as _instant)
+                try:
+                    parsed = _fromisoformat(at_raw)
+                except ValueError:
+                    parsed = None
+                if parsed is not None and parsed.tzinfo is not None:
+                    at = parsed.astimezone(utc).replace(microsecond=0)
+            if at is None:
+                at = self._instant(ctx, at_raw, "history", f"{path}.{i}.{at_path}")
+            cat = categories.get(status_raw) if type(status_raw) is str else None
+            if cat is None:
+                cat = self._category(ctx, status_raw, f"{path}.{i}.{status_path}")
+            out.append(StatusChange(at, cat, str(status_raw)))
+            ats.append(at)
+        first = 0
+        if not all(map(operator.le, ats, ats[1:])):  # oldest first (a stable sort, as given)
+            order = sorted(range(len(ats)), key=ats.__getitem__)
+            out, first = [out[j] for j in order], order[0]
         if self._from_path is not None and out and out[0].at > created:
-            value = self._history_from(entries[0][1])
+            value = self._history_from(items[first])
             if value not in (None, ""):
                 cat = self._category(ctx, value, f"{path}.0.{self._from_path}")
                 out.insert(0, StatusChange(at=created, category=cat, status=str(value)))
@@ -501,7 +549,7 @@ class Mapper:
             updated = self._instant(ctx, updated_raw, "updated_at", self._values[4][2], raw)
 
         first_response, resolved, closed = derive_milestones(history)
-        explicit: dict[str, datetime | None] = {}
+        explicit: dict[str, datetime | None] = dict.fromkeys(_EXPLICIT)
         for name, spec in self._explicit:
             value = spec.get(raw)
             explicit[name] = (
@@ -537,13 +585,17 @@ class Mapper:
 
 
 def _opt_str(value: Any) -> str | None:
-    return None if value in (None, "") else (str(value).strip() or None)
+    if value is None:
+        return None
+    if type(value) is str:  # the common case, without the comparisons below
+        return value.strip() or None
+    return None if value == "" else (str(value).strip() or None)
 
 
 def _render(node: Any, values: AbcMapping[str, Any], where: str) -> Any:
     if isinstance(node, str):
         try:
-            return _FORMATTER.vformat(node, (), values)
+            return node.format_map(values)  # str.format's C parser: string.Formatter's rules
         except KeyError as exc:
             msg = f"ticket template {where}: no value for placeholder {{{exc.args[0]}}}"
             raise InputError(msg, placeholder=str(exc.args[0]), path=where) from None

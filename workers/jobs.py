@@ -22,6 +22,7 @@ from core.complaints.following import PUSHED, follow_complaints
 from core.complaints.raising import raise_complaints
 from core.conf import AppConfig, load_config
 from core.errors import ConfigError, StateError
+from core.gcfreeze import old_objects_frozen
 from core.loop import (
     collect,
     evaluate,
@@ -369,5 +370,11 @@ def scheduled(cfg: AppConfig) -> list[tuple[str, str | None, str]]:
 
 
 def run_job(rt: Runtime, kind: str, name: str | None = None) -> list[StepResult]:
-    """Run the steps of job ``kind`` (for source or channel ``name``)."""
-    return job_spec(kind).run(rt, name)
+    """Run the steps of job ``kind`` (for source or channel ``name``).
+
+    The objects alive before the job stay out of the cyclic GC's
+    collections while it runs, as in :func:`core.loop.run_once`.
+    """
+    spec = job_spec(kind)
+    with old_objects_frozen():
+        return spec.run(rt, name)

@@ -23,6 +23,7 @@ at every read and would make every pull look like a change.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -108,8 +109,10 @@ def status_history(histories: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
                         "from": item.get("fromString"),
                     }
                 )
-    out.sort(key=lambda e: str(e["at"]))
-    return out
+    keys = [str(e["at"]) for e in out]
+    if all(map(operator.le, keys, keys[1:])):  # Jira lists them oldest first: keep them
+        return out
+    return [out[i] for i in sorted(range(len(out)), key=keys.__getitem__)]  # stable, as given
 
 
 @lru_cache(maxsize=256)
@@ -120,7 +123,7 @@ def _slug(name: str) -> str:
 
 def _ms(node: Any) -> int | None:
     """``epochMillis`` of a JSM date, ``millis`` of a duration (None: neither)."""
-    if not isinstance(node, dict):
+    if type(node) is not dict and not isinstance(node, dict):  # the exact type first: cheaper
         return None
     value = node.get("epochMillis")
     if type(value) is not int:
@@ -153,7 +156,7 @@ def sla_summary(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         ]
         ongoing_raw = metric.get("ongoingCycle")
         ongoing = None
-        if isinstance(ongoing_raw, Mapping):
+        if type(ongoing_raw) is dict or isinstance(ongoing_raw, Mapping):
             ongoing = {
                 "start": _ms(ongoing_raw.get("startTime")),
                 "breach_at": _ms(ongoing_raw.get("breachTime")),
@@ -203,9 +206,9 @@ class IssueReader:
         """The SLA metrics of an issue: from its SLA fields (taken out of ``fields``) when
         the search returned them, else from the JSM request endpoint."""
         ids = self.sla_fields or ()
-        if ids and any(f in fields for f in ids):
+        if ids and not fields.keys().isdisjoint(ids):
             values = [fields.pop(f, None) for f in ids]
-            return [v for v in values if isinstance(v, Mapping)]
+            return [v for v in values if type(v) is dict or isinstance(v, Mapping)]
         return self.client.sla(key)
 
     def raw(self, issue: Mapping[str, Any]) -> dict[str, Any]:
@@ -278,7 +281,7 @@ class IssueReader:
         if not self.sla:
             return False
         fields = issue.get("fields") or {}
-        return not any(f in fields for f in self.sla_fields or ())
+        return fields.keys().isdisjoint(self.sla_fields or ())
 
 
 def _cut(changelog: Mapping[str, Any]) -> bool:

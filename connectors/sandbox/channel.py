@@ -181,7 +181,7 @@ class SandboxChannel:
 
     def _address(self, contact: Contact) -> str | None:
         if self._contact == "phone":
-            digits = sum(ch.isdigit() for ch in contact.phone or "")
+            digits = sum(map(str.isdigit, contact.phone or ""))
             return contact.phone if digits >= 7 else None
         email = (contact.email or "").strip()
         local, at, domain = email.rpartition("@")

@@ -281,24 +281,27 @@ class RemoteState:
         return self.create_tickets([(dedup_key, payload)], now)[0]
 
     def create_tickets(self, tickets: Sequence[tuple[str, dict[str, Any]]], now: str) -> list[int]:
-        """:meth:`create_ticket` for each ``(dedup key, payload)``, in one write transaction."""
-        seqs: list[int] = []
+        """:meth:`create_ticket` for each ``(dedup key, payload)``, in one write transaction.
+
+        Known dedup keys are read with one query per 500; the new tickets are
+        inserted with one ``executemany`` (numbered in order) and read back
+        by key. A dedup key twice in ``tickets`` makes one ticket.
+        """
         if not tickets:
-            return seqs
+            return []
         with self.write() as db:
+            seqs = _by_key(db, "tickets", "seq", [key for key, _ in tickets], "dedup_key")
+            new: dict[str, dict[str, Any]] = {}
             for dedup_key, payload in tickets:
-                query = "SELECT seq FROM tickets WHERE dedup_key = ?"
-                row = db.execute(query, (dedup_key,)).fetchone()
-                if row:
-                    seqs.append(int(row[0]))
-                    continue
-                cur = db.execute(
-                    "INSERT INTO tickets (dedup_key, payload, created_at, status) "
-                    "VALUES (?, ?, ?, 'Open')",
-                    (dedup_key, json.dumps(payload, ensure_ascii=False), now),
-                )
-                seqs.append(int(cur.lastrowid or 0))
-        return seqs
+                if dedup_key not in seqs:
+                    new.setdefault(dedup_key, payload)
+            db.executemany(
+                "INSERT INTO tickets (dedup_key, payload, created_at, status) "
+                "VALUES (?, ?, ?, 'Open')",
+                [(k, json.dumps(p, ensure_ascii=False), now) for k, p in new.items()],
+            )
+            seqs.update(_by_key(db, "tickets", "seq", list(new), "dedup_key"))
+        return [int(seqs[key]) for key, _ in tickets]
 
     def advance_ticket(self, seq: int, step: TicketStep) -> tuple[str, str | None] | None:
         """Count one read of ticket ``seq`` and let ``step(reads, status, closed_at)`` move it."""
@@ -313,10 +316,18 @@ class RemoteState:
         if not reads:
             return moved
         with self.write() as db:
-            for seq, step in reads:
-                row = db.execute(
-                    "SELECT reads, status, closed_at FROM tickets WHERE seq = ?", (seq,)
-                ).fetchone()
+            rows: dict[int, tuple[int, str, str | None]] = {}
+            wanted = sorted({seq for seq, _ in reads})
+            for start in range(0, len(wanted), 500):
+                chunk = tuple(wanted[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for seq, count, status, closed_at in db.execute(
+                    f"SELECT seq, reads, status, closed_at FROM tickets WHERE seq IN ({marks})",
+                    chunk,
+                ):
+                    rows[seq] = (count, status, closed_at)
+            for seq, step in reads:  # each sees the ticket as it was before this batch
+                row = rows.get(seq)
                 if row is None:
                     moved.append(None)
                     continue
@@ -331,20 +342,31 @@ class RemoteState:
 
     def comment_ticket(self, seq: int, marker: str, body: str, now: str) -> int | None:
         """Comment ticket ``seq`` unless a comment carries ``marker``; its id (None: no ticket)."""
+        return self.comment_tickets([(seq, marker, body, now)])[0]
+
+    def comment_tickets(self, comments: Sequence[tuple[int, str, str, str]]) -> list[int | None]:
+        """:meth:`comment_ticket` for each ``(seq, marker, body, now)``, in one transaction."""
+        ids: list[int | None] = []
+        if not comments:
+            return ids
         with self.write() as db:
-            if db.execute("SELECT 1 FROM tickets WHERE seq = ?", (seq,)).fetchone() is None:
-                return None
-            row = db.execute(
-                "SELECT id FROM ticket_comments WHERE ticket = ? AND marker = ?", (seq, marker)
-            ).fetchone()
-            if row:
-                return int(row[0])
-            cur = db.execute(
-                "INSERT INTO ticket_comments (ticket, marker, body, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                (seq, marker, body, now),
-            )
-        return int(cur.lastrowid or 0)
+            for seq, marker, body, now in comments:
+                if db.execute("SELECT 1 FROM tickets WHERE seq = ?", (seq,)).fetchone() is None:
+                    ids.append(None)
+                    continue
+                row = db.execute(
+                    "SELECT id FROM ticket_comments WHERE ticket = ? AND marker = ?", (seq, marker)
+                ).fetchone()
+                if row:
+                    ids.append(int(row[0]))
+                    continue
+                cur = db.execute(
+                    "INSERT INTO ticket_comments (ticket, marker, body, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (seq, marker, body, now),
+                )
+                ids.append(int(cur.lastrowid or 0))
+        return ids
 
     def ticket_payload(self, seq: int) -> dict[str, Any] | None:
         """The payload ticket ``seq`` was created with (None: no ticket)."""
@@ -362,12 +384,12 @@ class RemoteState:
         for start in range(0, len(wanted), 500):
             chunk = tuple(wanted[start : start + 500])
             params = ",".join("?" * len(chunk))
-            for seq, payload in self.read(
-                f"SELECT seq, payload FROM tickets WHERE seq IN ({params})",
-                chunk,
+            for (seq,) in self.read(  # the rule read out of the payload by SQLite
+                f"SELECT seq FROM tickets WHERE seq IN ({params}) "
+                "AND json_extract(payload, '$.rule') = ?",
+                (*chunk, rule),
             ):
-                if (json.loads(payload) or {}).get("rule") == rule:
-                    found.add(int(seq))
+                found.add(int(seq))
             for (seq,) in self.read(
                 f"SELECT DISTINCT ticket FROM ticket_comments WHERE ticket IN ({params}) "
                 "AND instr(body, ?) > 0",
@@ -420,44 +442,54 @@ class RemoteState:
     def store_messages(
         self, messages: Sequence[StoredMessage], accepted_at: str, make_ref: Callable[[int], str]
     ) -> list[str]:
-        """:meth:`store_message` for each message, in one write transaction."""
+        """:meth:`store_message` for each message, in one write transaction.
+
+        The keys already stored are read with one query per 500 keys; the new
+        messages are inserted with one ``executemany`` (their numbers in
+        order, as one insert each would give them), read back by key, and
+        given their provider refs and outcomes. A key twice in ``messages``
+        is stored once, both answered with its ref.
+        """
         if not messages:
             return []
-        refs: list[str] = []
-        outcomes: list[tuple[int, str, int, str]] = []
         with self.write() as db:
+            refs = _by_key(db, "messages", "provider_ref", [m.idempotency_key for m in messages])
+            new: dict[str, StoredMessage] = {}
             for m in messages:
-                row = db.execute(
-                    "SELECT provider_ref FROM messages WHERE idempotency_key = ?",
-                    (m.idempotency_key,),
-                ).fetchone()
-                if row:
-                    refs.append(str(row[0]))
-                    continue
-                cur = db.execute(
-                    "INSERT INTO messages (idempotency_key, kind, payload, accepted_at) "
-                    "VALUES (?, ?, ?, ?)",
+                if m.idempotency_key not in refs:
+                    new.setdefault(m.idempotency_key, m)
+            db.executemany(
+                "INSERT INTO messages (idempotency_key, kind, payload, accepted_at) "
+                "VALUES (?, ?, ?, ?)",
+                [
                     (
                         m.idempotency_key,
                         m.kind,
                         json.dumps(m.payload, ensure_ascii=False),
                         accepted_at,
-                    ),
-                )
-                seq = int(cur.lastrowid or 0)
+                    )
+                    for m in new.values()
+                ],
+            )
+            seqs = _by_key(db, "messages", "seq", list(new))
+            outcomes: list[tuple[int, str, int, str]] = []
+            updates: list[tuple[str, int]] = []
+            for key, m in new.items():
+                seq = int(seqs[key])
                 ref = make_ref(seq)
-                db.execute("UPDATE messages SET provider_ref = ? WHERE seq = ?", (ref, seq))
+                updates.append((ref, seq))
                 outcomes.extend(
                     (seq, ev, ts, json.dumps(p, ensure_ascii=False))
                     for ev, ts, p in m.plan(seq, ref)
                 )
-                refs.append(ref)
+                refs[key] = ref
+            db.executemany("UPDATE messages SET provider_ref = ? WHERE seq = ?", updates)
             db.executemany(
                 "INSERT INTO outcomes (message, event_id, occurred_ts, payload) "
                 "VALUES (?, ?, ?, ?)",
                 outcomes,
             )
-        return refs
+        return [str(refs[m.idempotency_key]) for m in messages]
 
     # -- campaign questionnaires -------------------------------------------------
 
@@ -541,3 +573,22 @@ class RemoteState:
             (seq, limit),
         )
         return [(int(s), json.loads(p)) for s, p in rows]
+
+
+def _by_key(
+    db: sqlite3.Connection,
+    table: str,
+    column: str,
+    keys: Sequence[str],
+    key: str = "idempotency_key",
+) -> dict[str, Any]:
+    """``column`` of the rows of ``table`` whose ``key`` is one of ``keys``, by key."""
+    found: dict[str, Any] = {}
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), 500):
+        chunk = tuple(wanted[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            db.execute(f"SELECT {key}, {column} FROM {table} WHERE {key} IN ({marks})", chunk)
+        )
+    return found

@@ -325,19 +325,21 @@ class SandboxSource:
             if complaint:
                 complaints.add(n)
         moved = self._state.advance_tickets(reads)
+        team: list[tuple[int, str, str, str]] = []
         for (n, ref), result in zip(wanted, moved, strict=True):
             if result is None:
                 answers[n] = _not_found(ref)
                 continue
             status, closed_at = result
             if n in complaints and status != "Open":
-                self._team_writes(self._seq(ref), ref, status)
+                team.extend(self._team_writes(self._seq(ref), ref, status))
             answers[n] = TicketStatus(
                 ref=ref,
                 status=status,
                 category=TICKET_CATEGORIES[status],
                 closed_at=None if closed_at is None else parse_instant(closed_at),
             )
+        self._state.comment_tickets(team)  # one write transaction for the batch's tickets
         return [a for a in answers if a is not None]
 
     def _ticket_step(self, ref: str, now: str | None, complaint: bool = False) -> TicketStep:
@@ -386,13 +388,15 @@ class SandboxSource:
             raise FatalError(msg, ref=ref)
         return status
 
-    def _team_writes(self, seq: int, ref: str, status: str) -> None:
-        """The team records the root cause once working, the rectification once resolved."""
+    def _team_writes(self, seq: int, ref: str, status: str) -> list[tuple[int, str, str, str]]:
+        """What the team writes on a complaint's ticket (``(seq, marker, body, now)`` comments,
+        each once per marker): the root cause once working, the rectification once resolved."""
         cause, fix = ROOT_CAUSES[int(unit(self._opts["seed"], "cause", ref) * len(ROOT_CAUSES))]
         now = iso(self._now()) or ""
-        self._state.comment_ticket(seq, "sandbox:root-cause", cause, now)
+        writes = [(seq, "sandbox:root-cause", cause, now)]
         if TICKET_CATEGORIES[status] in _DONE:
-            self._state.comment_ticket(seq, "sandbox:rectification", fix, now)
+            writes.append((seq, "sandbox:rectification", fix, now))
+        return writes
 
     def ticket_notes(self, ref: str) -> list[TicketNote]:
         """The comments of ticket ``ref`` with when they were written, oldest first."""

@@ -67,12 +67,30 @@ def _test(value: Any, matcher: Mapping[str, Any]) -> bool:
 
 def flagged_by(raw: Any, matchers: Sequence[Mapping[str, Any]]) -> str | None:
     """The first matcher ``raw`` satisfies, in words (None: not flagged)."""
-    for m in matchers:
-        value = get_path(raw, str(m["field"]))
+    return flagged_by_values([get_path(raw, str(m["field"])) for m in matchers], matchers)
+
+
+def flagged_by_values(values: Sequence[Any], matchers: Sequence[Mapping[str, Any]]) -> str | None:
+    """:func:`flagged_by` on the matchers' field values, already read (``values[i]`` is the
+    value of ``matchers[i]``'s field, None when missing)."""
+    for m, value in zip(matchers, values, strict=True):
         if _test(value, m):
             test = next((f"{op} {m[op]!r}" for op in OPERATORS if op in m), "is set")
             return f"{m['field']} {test}"
     return None
+
+
+def json_paths(matchers: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]] | None:
+    """Each matcher's field as a JSON path (its keys), for the database to read the value.
+
+    None when a field has an empty or all-digit part: :func:`~core.mapping.get_path`
+    reads such a part as a list index or a key, whichever the record holds, which one
+    JSON path cannot say.
+    """
+    paths = [tuple(str(m["field"]).split(".")) for m in matchers]
+    if any(not part or part.isdigit() for path in paths for part in path):
+        return None
+    return paths
 
 
 def field_names(*specs: Mapping[str, Any] | None) -> list[str]:

@@ -25,7 +25,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from core.complaints.deadline import business_deadline
-from core.complaints.match import flag_matchers, flagged_by
+from core.complaints.match import flag_matchers, flagged_by, flagged_by_values, json_paths
 from core.conf.model import ComplaintsConfig
 from core.loop._bulk import insert_returning_ids, insert_rows
 from core.loop.common import StepResult, audit_row, connector_state
@@ -236,6 +236,11 @@ def from_sources(rt: Runtime, conf: ComplaintsConfig, result: StepResult) -> Non
         matchers = flag_matchers(rt.source_mapping(source))
         if not matchers:
             continue
+        # the database reads the flagged fields out of each raw record (JSON_EXTRACT, #>)
+        # rather than handing over the whole record to decode; the raw record only when a
+        # field names a list index
+        paths = json_paths(matchers)
+        fields = [Incident.raw] if paths is None else [Incident.raw[p] for p in paths]
         state_name = f"complaints:{source}"
         with rt.db.session() as s:
             cursor = connector_state(s, state_name).cursor
@@ -248,7 +253,7 @@ def from_sources(rt: Runtime, conf: ComplaintsConfig, result: StepResult) -> Non
                 # primary key range (rowid>?) instead of the source index and a sort
                 # of the whole month per batch
                 query = (
-                    select(Incident.id, Incident.changed_at, Incident.raw)
+                    select(Incident.id, Incident.changed_at, *fields)
                     .where(
                         Incident.id > last_id,
                         (Incident.source + "") == source,
@@ -264,9 +269,13 @@ def from_sources(rt: Runtime, conf: ComplaintsConfig, result: StepResult) -> Non
                     break
                 last_id = batch[-1].id
                 flagged: dict[int, str] = {}
-                for inc_id, changed_at, raw in batch:
+                for inc_id, changed_at, *values in batch:
                     high = changed_at if high is None else max(high, changed_at)
-                    why = flagged_by(raw, matchers)
+                    why = (
+                        flagged_by(values[0], matchers)
+                        if paths is None
+                        else flagged_by_values(values, matchers)
+                    )
                     if why is not None:
                         flagged[inc_id] = why
                 new = _New(rt, conf, result)

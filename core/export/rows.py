@@ -7,12 +7,11 @@ details are masked unless the caller may see them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Result, Select, String, func, null, select, type_coerce
+from sqlalchemy import ColumnElement, Result, Select, String, Text, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.compliance import (
@@ -23,6 +22,8 @@ from core.compliance import (
     Policy,
 )
 from core.compliance.indicators import IndicatorsFold
+from core.export.columns import Memo, final_callbacks
+from core.export.driver_rows import driver_batches
 from core.export.local_time import LocalIso
 from core.export.writers import CellKind
 from core.privacy import mask_email, mask_name, mask_phone, mask_pii_text
@@ -190,23 +191,6 @@ class IncidentFields(Protocol):
     def created_at(self) -> datetime: ...
 
 
-def _final_field(path: str) -> Any:
-    """SQLite: a field of the last resolution whose ``final`` is set, read in SQL (json_each).
-
-    The same value as ``_final(json.loads(resolutions)).get(field)`` for what
-    qloop stores (``final`` a boolean; ``attempts`` an integer or null;
-    ``first_reached_at`` ISO text or null), without decoding the JSON in Python.
-    """
-    each = func.json_each(ComplianceRecord.resolutions).table_valued("key", "value").alias()
-    return (
-        select(func.json_extract(each.c.value, path))
-        .where(func.coalesce(func.json_extract(each.c.value, "$.final"), 0) != 0)
-        .order_by(each.c.key.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
 def month_records(policy: str, version: str, month: str) -> tuple[ColumnElement[bool], ...]:
     """The conditions on :class:`ComplianceRecord` that pick one policy version's month."""
     return (
@@ -216,30 +200,42 @@ def month_records(policy: str, version: str, month: str) -> tuple[ColumnElement[
     )
 
 
-def _export_query(policy: str, version: str, month: str, *, sqlite: bool) -> Select[Any]:
+def _stored_text(column: Any, dialect: str) -> ColumnElement[Any]:
+    """An instant as SQLite stores it, UTC ``YYYY-MM-DD HH:MM:SS.ffffff``: the stored
+    text on SQLite, formatted so by PostgreSQL (no datetime per value in Python)."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS.US")
+    return type_coerce(column, String)
+
+
+def _json_text(column: Any, dialect: str) -> ColumnElement[Any]:
+    """A JSON column as its text (PostgreSQL's driver would decode it, slower than orjson)."""
+    return cast(column, Text) if dialect == "postgresql" else type_coerce(column, String)
+
+
+def _export_query(policy: str, version: str, month: str, *, dialect: str) -> Select[Any]:
     """The month's rows: incident, survey invitation, record (see :func:`export_tuples`).
 
-    Instants are read as the driver gives them (``type_coerce``): on SQLite
-    the stored text, formatted without a datetime
-    (:class:`~core.export.local_time.LocalIso`). The final callback's attempts
-    and first reached-at take the place of the resolutions: read in SQL on
-    SQLite, else the resolutions and None (decoded by :func:`_final_callback`).
+    Every column is read as the driver gives it
+    (:func:`~core.export.driver_rows.driver_batches`): instants as the
+    stored text (:func:`_stored_text`), formatted without a datetime
+    (:class:`~core.export.local_time.LocalIso`); booleans as SQLite's 0
+    and 1; the resolutions as JSON text, decoded only where a resolution
+    is final (:func:`~core.export.columns.final_callbacks`).
     """
     instants = {"first_response_at", "resolved_at", "callback_due", "evaluated_at"}
-    record: list[Any] = []
-    for name in RECORD_FIELDS:
-        column = getattr(ComplianceRecord, name)
-        if name == "resolutions":
-            if sqlite:
-                record += [_final_field("$.attempts"), _final_field("$.first_reached_at")]
-            else:
-                record += [column, null()]
-        else:
-            record.append(type_coerce(column, String) if name in instants else column)
+    record = [
+        _stored_text(getattr(ComplianceRecord, name), dialect)
+        if name in instants
+        else _json_text(ComplianceRecord.resolutions, dialect)
+        if name == "resolutions"
+        else getattr(ComplianceRecord, name)
+        for name in RECORD_FIELDS
+    ]
     return (
         select(
             *[getattr(Incident, name) for name in INCIDENT_FIELDS if name != "created_at"],
-            type_coerce(Incident.created_at, String),
+            _stored_text(Incident.created_at, dialect),
             SurveyInvitation.state,
             SurveyInvitation.channel,
             *record,
@@ -251,14 +247,16 @@ def _export_query(policy: str, version: str, month: str, *, sqlite: bool) -> Sel
             ComplianceRecord.cancelled.is_(False),
         )
         .order_by(ComplianceRecord.resolved_at, Incident.id)
-        .execution_options(yield_per=EXPORT_BATCH)
     )
 
 
 def _month_ncs(
     session: Session, policy: str, version: str, month: str
-) -> dict[int, list[tuple[str, str, bool]]]:
-    """(rule, severity, open) of the month's incidents' nonconformities, by incident id."""
+) -> dict[int, tuple[str, int]]:
+    """The export's two cells of the month's incidents' nonconformities, by incident id.
+
+    ``rule:severity`` of each, sorted, joined by ``; ``; and how many are open.
+    """
     ncs: dict[int, list[tuple[str, str, bool]]] = {}
     for inc_id, rule, severity, state in closing_result(
         session.connection().execute(
@@ -277,21 +275,16 @@ def _month_ncs(
         )
     ):
         ncs.setdefault(inc_id, []).append((rule, severity, state != "closed"))
-    return ncs
+    return {
+        inc_id: (
+            "; ".join(f"{r}:{sev}" for r, sev, _ in sorted(found)),
+            sum(1 for *_, is_open in found if is_open),
+        )
+        for inc_id, found in ncs.items()
+    }
 
 
-def _final_callback(resolutions: str | list[Any] | None) -> tuple[Any, Any]:
-    """(attempts, first reached-at) of the final resolution's callback (stored JSON or a list)."""
-    if not resolutions:
-        return None, None
-    if isinstance(resolutions, str):
-        if '"final"' not in resolutions:  # no resolution is final: nothing to decode
-            return None, None
-        decoded: list[Any] = json.loads(resolutions)
-    else:
-        decoded = resolutions
-    final = _final(decoded or [])
-    return final.get("attempts"), final.get("first_reached_at")
+_NO_NCS = ("", 0)
 
 
 def export_tuples(
@@ -300,17 +293,37 @@ def export_tuples(
     """One tuple per incident of ``month`` under the policy version, in COLUMNS order.
 
     The same values as :func:`incident_row` gives for the stored record,
-    without a dict or a datetime per value: the rows stream (``yield_per``)
-    as the driver gives them and instants are formatted from their stored
-    text (:class:`~core.export.local_time.LocalIso`). The export of a month
-    of any size holds one batch.
+    without a dict or a datetime per value: the rows stream as the driver
+    gives them (:func:`~core.export.driver_rows.driver_batches`), and each
+    batch is converted a column at a
+    time (:mod:`core.export.columns`; instants from their stored text by
+    :class:`~core.export.local_time.LocalIso`). The export of a month of
+    any size holds one batch.
     """
     ncs = _month_ncs(session, policy, version, month)
     local = LocalIso(tz)
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    query = _export_query(policy, version, month, sqlite=sqlite)
-    for (
-        inc_id,
+    masks = [Memo(mask_pii_text), Memo(mask_name), Memo(mask_phone), Memo(mask_email)]
+    flags = Memo(_flag)
+    query = _export_query(policy, version, month, dialect=session.get_bind().dialect.name)
+    for batch in driver_batches(session, query, EXPORT_BATCH):
+        yield from _converted(batch, ncs, local, flags, None if unmask else masks)
+
+
+def _flag(value: Any) -> bool | None:
+    """A stored boolean as SQLAlchemy reads it (SQLite stores 0 and 1)."""
+    return None if value is None else bool(value)
+
+
+def _converted(
+    batch: Sequence[Any],
+    ncs: Mapping[int, tuple[str, int]],
+    local: LocalIso,
+    flags: Memo,
+    masks: Sequence[Memo] | None,
+) -> Iterator[tuple[Any, ...]]:
+    """A batch of the export query's rows as export tuples (see :func:`export_tuples`)."""
+    (
+        ids,
         source,
         key,
         external_id,
@@ -342,60 +355,71 @@ def export_tuples(
         confirmed,
         callback_score,
         survey_score,
-        attempts,
-        reached,
+        resolutions,
         record_policy,
         policy_version,
         evaluated_at,
-    ) in closing_result(session.connection().execute(query)):
-        if not unmask:
-            title = mask_pii_text(title)
-            contact_name = mask_name(contact_name)
-            contact_phone = mask_phone(contact_phone)
-            contact_email = mask_email(contact_email)
-        if not sqlite:  # the resolutions and None: decode them here
-            attempts, reached = _final_callback(attempts)
-        found = ncs.get(inc_id)
-        yield (
-            source,
-            key,
-            external_id,
-            title,
-            service,
-            customer,
-            contact_name,
-            contact_phone,
-            contact_email,
-            priority,
-            status,
-            local(created_at),
-            local(first_response_at),
-            local(resolved_at),
-            reopen_count,
-            response_s,
-            response_target_s,
+    ) = zip(*batch, strict=True)
+    if masks is not None:
+        title, contact_name, contact_phone, contact_email = (
+            memo.column(values)
+            for memo, values in zip(
+                masks, (title, contact_name, contact_phone, contact_email), strict=True
+            )
+        )
+    response_met, resolution_met, source_response_met, source_resolution_met, confirmed = (
+        flags.column(values)
+        for values in (
             response_met,
-            resolution_s,
-            resolution_target_s,
             resolution_met,
             source_response_met,
             source_resolution_met,
-            sla_disagreement,
-            local(callback_due),
-            callback_verdict,
-            attempts,
-            local.iso_text(reached) if reached else None,
             confirmed,
-            callback_score,
-            survey_state,
-            survey_channel,
-            survey_score,
-            "; ".join(f"{r}:{sev}" for r, sev, _ in sorted(found)) if found else "",
-            sum(1 for *_, is_open in found if is_open) if found else 0,
-            record_policy,
-            policy_version,
-            local(evaluated_at),
         )
+    )
+    attempts, reached = final_callbacks(resolutions, local)
+    found = [ncs.get(i, _NO_NCS) for i in ids]
+    return zip(
+        source,
+        key,
+        external_id,
+        title,
+        service,
+        customer,
+        contact_name,
+        contact_phone,
+        contact_email,
+        priority,
+        status,
+        local.column(created_at),
+        local.column(first_response_at),
+        local.column(resolved_at),
+        reopen_count,
+        response_s,
+        response_target_s,
+        response_met,
+        resolution_s,
+        resolution_target_s,
+        resolution_met,
+        source_response_met,
+        source_resolution_met,
+        sla_disagreement,
+        local.column(callback_due),
+        callback_verdict,
+        attempts,
+        reached,
+        confirmed,
+        callback_score,
+        survey_state,
+        survey_channel,
+        survey_score,
+        [text for text, _ in found],
+        [count for _, count in found],
+        record_policy,
+        policy_version,
+        local.column(evaluated_at),
+        strict=True,
+    )
 
 
 def export_rows(
@@ -552,10 +576,10 @@ def period_indicators(
 
     ``rules`` is the policy named ``policy`` (its CSAT threshold). The
     records are read grouped by the values the indicators read (a few
-    hundred groups for any month), and each group is folded as many times
-    as it has records (:class:`IndicatorsFold`, whose result does not
-    depend on the order); the nonconformities likewise, grouped by rule,
-    severity, closed and past deadline.
+    hundred groups for any month), and each group is folded once as that
+    many records (:class:`IndicatorsFold`, whose result does not depend on
+    the order); the nonconformities likewise, grouped by rule, severity,
+    closed and past deadline.
     """
     fold = IndicatorsFold(month, now, policy=rules)
     values = [Incident.priority, *[getattr(ComplianceRecord, f) for f in _INDICATOR_FIELDS]]
@@ -570,8 +594,7 @@ def period_indicators(
         )
     ):
         evaluation = _as_evaluation(dict(zip(_INDICATOR_FIELDS, row[1:], strict=True)))
-        for _ in range(count):
-            fold.add(row[0], evaluation)
+        fold.add(row[0], evaluation, count)
     closed = Nonconformity.state == "closed"
     past = Nonconformity.deadline < now
     for rule, severity, is_closed, deadline, count in closing_result(
@@ -593,7 +616,5 @@ def period_indicators(
             .group_by(Nonconformity.rule, Nonconformity.severity, closed, past)
         )
     ):
-        state = NonconformityState(rule, severity, bool(is_closed), deadline)
-        for _ in range(count):
-            fold.add_nc(state)
+        fold.add_nc(NonconformityState(rule, severity, bool(is_closed), deadline), count)
     return fold.result()

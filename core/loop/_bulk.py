@@ -16,7 +16,8 @@ default, or whose keys differ, take the plain SQLAlchemy path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table, bindparam, insert, update
@@ -160,3 +161,89 @@ def update_by_id(session: Session, model: type[Any], rows: Sequence[dict[str, An
         )
         params = [{"_id": r["id"], **{f"_v_{name}": r[name] for name in names}} for r in group]
         session.execute(stmt, params)
+
+
+DENSE = 2
+"""``ids_condition`` reads a range when it spans fewer than DENSE rows per id asked for."""
+
+
+def ids_condition(column: Any, ids: Sequence[int]) -> tuple[Any, set[int] | None]:
+    """A condition on ``column`` selecting the rows of ``ids`` (at most one ``IN`` chunk).
+
+    When the ids are dense (a batch of a month's incidents mostly is): their
+    range ``BETWEEN min AND max`` and the set of ids to keep from its rows.
+    The statement is then the same for every batch: SQLAlchemy's compiled
+    cache serves it and no list of bound parameters is rendered (``IN`` lists
+    of varying length are rendered per execution). Otherwise ``IN (…)`` and
+    None (every row is one of them).
+    """
+    if not ids:
+        return column.in_(ids), None
+    lo, hi = min(ids), max(ids)
+    if hi - lo < DENSE * len(ids):
+        return column.between(lo, hi), set(ids)
+    return column.in_(ids), None
+
+
+class BoundRows:
+    """Rows of one table and column list, bound for the driver as they are added.
+
+    On SQLite each row becomes a tuple at once: the values are taken in
+    column order in one ``itemgetter`` call and only the columns whose type
+    has a bind processor go through it (the same conversion
+    :func:`insert_rows` applies). ``constants`` names columns that hold the
+    same object in most rows (such as the instant a step runs as of): that
+    object is bound once. :meth:`insert` writes the rows with one
+    ``executemany``. Elsewhere, or when a column with a Python-side default
+    is left out, the rows are kept as dicts and :meth:`insert` hands them to
+    :func:`insert_rows`.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        model: type[Any],
+        names: Sequence[str],
+        constants: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.session, self.model, self.names = session, model, tuple(names)
+        table = table_of(model)
+        conn = _fast_connection(session)
+        defaults = any(c.default is not None and c.name not in self.names for c in table.columns)
+        self._conn = None if conn is None or defaults else conn
+        self._dicts: list[dict[str, Any]] = []
+        self._tuples: list[tuple[Any, ...]] = []
+        get = itemgetter(*self.names)
+        self._get: Callable[[dict[str, Any]], Any] = (
+            get if len(self.names) > 1 else (lambda row: (get(row),))
+        )
+        self._procs: list[tuple[int, Callable[[Any], Any], tuple[Any, Any] | None]] = []
+        if self._conn is not None:
+            procs = _processors(table, self.names, self._conn.dialect)
+            for i, (name, p) in enumerate(zip(self.names, procs, strict=True)):
+                if p is None:
+                    continue
+                known = (constants or {}).get(name)
+                self._procs.append((i, p, (known, p(known)) if known is not None else None))
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Add a row: a dict holding (at least) every column of ``names``."""
+        if self._conn is None:
+            self._dicts.append({n: row[n] for n in self.names})
+            return
+        values = list(self._get(row))
+        for i, p, known in self._procs:
+            value = values[i]
+            values[i] = known[1] if known is not None and value is known[0] else p(value)
+        self._tuples.append(tuple(values))
+
+    def __len__(self) -> int:
+        return len(self._tuples) + len(self._dicts)
+
+    def insert(self) -> None:
+        """Insert the rows added so far (and forget them)."""
+        if self._conn is not None and self._tuples:
+            sql = _insert_sql(self._conn, table_of(self.model), self.names, 1)
+            self._conn.exec_driver_sql(sql, self._tuples)
+        insert_rows(self.session, self.model, self._dicts)
+        self._tuples, self._dicts = [], []

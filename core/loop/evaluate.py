@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from core.compliance import Evaluation, Finding, evaluate_incident
-from core.loop._bulk import chunks, insert_rows, update_by_id
+from core.compliance import CallbackVerdict, Evaluation, Finding, Policy, evaluate_incident
+from core.gcfreeze import old_objects_frozen
+from core.loop._bulk import BoundRows, chunks, ids_condition, update_by_id
 from core.loop.common import StepResult
 from core.loop.facts import load_facts
 from core.loop.tracking import tracking_starts
@@ -38,14 +40,35 @@ VERDICT_FIELDS = ("response_met", "resolution_met", "callback_verdict", "finding
 log = logging.getLogger("qloop.loop")
 
 
+_ISO: dict[datetime, str] = {}
+_ISO_MAX = 8192
+
+
+def _iso(value: datetime) -> str:
+    """``value.isoformat()``, remembered for UTC instants (they recur within an incident:
+    a resolution's instant is in its outcome and its findings; deadlines fall on few days).
+
+    Only values whose zone is ``UTC`` are remembered: equal instants in other
+    zones compare equal but print differently. The memo is emptied when full.
+    """
+    if value.tzinfo is not UTC or type(value) is not datetime:
+        return value.isoformat()
+    text = _ISO.get(value)
+    if text is None:
+        if len(_ISO) >= _ISO_MAX:
+            _ISO.clear()
+        text = _ISO[value] = value.isoformat()
+    return text
+
+
 def finding_to_json(f: Finding) -> dict[str, Any]:
     return {
         "key": f.key,
         "rule": f.rule,
         "severity": f.severity,
-        "resolution_at": f.resolution_at.isoformat() if f.resolution_at else None,
-        "raised_at": f.raised_at.isoformat(),
-        "deadline": f.deadline.isoformat(),
+        "resolution_at": _iso(f.resolution_at) if f.resolution_at else None,
+        "raised_at": _iso(f.raised_at),
+        "deadline": _iso(f.deadline),
         "detail": f.detail,
         "ref": f.ref,
     }
@@ -83,7 +106,9 @@ def _resolution_json(outcome: Any) -> dict[str, Any]:
         if value is None or kind in _PLAIN:
             out[name] = value
         elif kind is datetime:
-            out[name] = value.isoformat()
+            out[name] = _iso(value)
+        elif kind is CallbackVerdict:  # what _jsonable gives, without its attribute probes
+            out[name] = str(value)
         elif is_dataclass(value) or isinstance(value, dict | list | tuple):
             nested: dict[str, Any] = _jsonable(asdict(outcome))  # nested: the general path
             return nested
@@ -99,6 +124,9 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 
 def evaluation_values(inc: Incident, ev: Evaluation) -> dict[str, Any]:
     """The columns of ``inc``'s compliance record for evaluation ``ev`` (not its keys)."""
+    sla = inc.source_sla if isinstance(inc.source_sla, dict) else None
+    theirs_response = sla.get("response_met") if sla else None
+    theirs_resolution = sla.get("resolution_met") if sla else None
     return {
         "evaluated_at": ev.evaluated_at,
         "month": ev.month,
@@ -117,17 +145,12 @@ def evaluation_values(inc: Incident, ev: Evaluation) -> dict[str, Any]:
         "confirmed": ev.confirmed,
         "callback_score": ev.callback_score,
         "survey_score": ev.survey_score,
-        "source_response_met": _flag(inc, "response_met"),
-        "source_resolution_met": _flag(inc, "resolution_met"),
-        "sla_disagreement": disagreement(inc, ev),
+        "source_response_met": theirs_response if type(theirs_response) is bool else None,
+        "source_resolution_met": theirs_resolution if type(theirs_resolution) is bool else None,
+        "sla_disagreement": disagreement(inc, ev) if sla else None,
         "resolutions": [_resolution_json(r) for r in ev.resolutions],
         "findings": [finding_to_json(f) for f in ev.findings],
     }
-
-
-def _flag(inc: Incident, name: str) -> bool | None:
-    value = inc.source_sla.get(name) if isinstance(inc.source_sla, dict) else None
-    return value if isinstance(value, bool) else None
 
 
 @dataclass
@@ -143,8 +166,10 @@ class _Stored:
 
 def _stored_records(s: Session, ids: list[int]) -> dict[tuple[int, str, str], _Stored]:
     records: dict[tuple[int, str, str], _Stored] = {}
+    conn = s.connection()
     for chunk in chunks(ids):
-        rows = s.execute(
+        where, keep = ids_condition(ComplianceRecord.incident_id, chunk)
+        rows = conn.execute(
             select(
                 ComplianceRecord.id,
                 ComplianceRecord.incident_id,
@@ -157,9 +182,11 @@ def _stored_records(s: Session, ids: list[int]) -> dict[tuple[int, str, str], _S
                 ComplianceRecord.callback_verdict,
                 ComplianceRecord.qloop_version,
                 ComplianceRecord.holidays_version,
-            ).where(ComplianceRecord.incident_id.in_(chunk))
-        )
+            ).where(where)
+        ).all()
         for row in rows:
+            if keep is not None and row.incident_id not in keep:
+                continue
             verdicts = {
                 "response_met": row.response_met,
                 "resolution_met": row.resolution_met,
@@ -216,6 +243,13 @@ def evaluate(
     the n partitions of a step are disjoint and together cover it, so n
     workers may run them at once (:func:`workers.jobs.evaluate_part`).
     """
+    with old_objects_frozen():
+        return _evaluate(rt, incident_ids, partition)
+
+
+def _evaluate(
+    rt: Runtime, incident_ids: list[int] | None, partition: tuple[int, int] | None
+) -> StepResult:
     result = StepResult("evaluate")
     now = rt.now()
     stamps = Stamps.current()
@@ -225,6 +259,9 @@ def evaluate(
         "holidays_version": stamps.holidays,
     }
     starts = tracking_starts(rt)  # §11; unknown yet (no successful pull): as of now
+    policies: dict[str, Policy] = {}
+    # bound once per batch (evaluated_at is ``now`` itself when ``now`` is whole-second UTC)
+    constants = {"evaluated_at": now, "as_of": now}
     last_id = 0
     wanted = sorted(set(incident_ids)) if incident_ids is not None else None
     while True:
@@ -258,7 +295,8 @@ def evaluate(
                         Incident.evaluate_after <= now,
                     )
                 )
-            batch: list[Any] = list(s.execute(query))  # plain rows, attribute access
+            # plain Core rows (attribute access), not through the ORM's result handling
+            batch: Sequence[Any] = s.connection().execute(query).all()
             if not batch and wanted is not None:
                 last_id = ahead[-1]  # none of these exist (any more): on to the next ids
                 continue
@@ -267,27 +305,28 @@ def evaluate(
             last_id = batch[-1].id
             facts = load_facts(s, batch)
             records = _stored_records(s, [i.id for i in batch])
-            inserts: list[dict[str, Any]] = []
+            inserts: BoundRows | None = None
             updates: list[dict[str, Any]] = []
             incidents: list[dict[str, Any]] = []
             for inc in batch:
-                policy = rt.policy_for_source(inc.source)
+                policy = policies.get(inc.source)
+                if policy is None:
+                    policy = policies[inc.source] = rt.policy_for_source(inc.source)
                 start = starts.get(inc.source) or now
                 ev = evaluate_incident(facts[inc.id], policy, now, tracking_from=start)
-                values = {**evaluation_values(inc, ev), **stamped}
+                values = evaluation_values(inc, ev)
+                values.update(stamped)
                 findings = values["findings"]
                 stored = records.get((inc.id, policy.name, policy.version))
                 if stored is None:
                     changed = bool(findings)
-                    inserts.append(
-                        {
-                            "incident_id": inc.id,
-                            "policy": ev.policy_name,
-                            "policy_version": ev.policy_version,
-                            "raised": not findings,
-                            **values,
-                        }
-                    )
+                    values["incident_id"] = inc.id
+                    values["policy"] = ev.policy_name
+                    values["policy_version"] = ev.policy_version
+                    values["raised"] = not findings
+                    if inserts is None:  # every new record has the same columns: the first's
+                        inserts = BoundRows(s, ComplianceRecord, list(values), constants)
+                    inserts.add(values)
                 else:
                     changed = stored.findings != findings
                     explain_version_change(inc, stored, values, stamps, result)
@@ -303,7 +342,8 @@ def evaluate(
                     }
                 )
                 result.counts["evaluated"] += 1
-            insert_rows(s, ComplianceRecord, inserts)
+            if inserts is not None:
+                inserts.insert()
             update_by_id(s, ComplianceRecord, updates)
             update_by_id(s, Incident, incidents)
         rt.report("evaluate", result.counts["evaluated"])

@@ -11,25 +11,34 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.compliance import Attempt, IncidentFacts, SurveyAnswer, facts_as_of
-from core.loop._bulk import chunks
+from core.loop._bulk import chunks, ids_condition
 from core.records import Category, StatusChange
 from core.store.models import Match, Response, StatusEvent
 
 
 def load_history(session: Session, ids: Sequence[int]) -> dict[int, list[StatusChange]]:
+    """The status history of each incident of ``ids``, in order.
+
+    Read through the session's Core connection (plain rows, no ORM result
+    handling), by id range when the ids are dense (:func:`ids_condition`).
+    """
     history: dict[int, list[StatusChange]] = defaultdict(list)
     categories = {c.value: c for c in Category}
+    conn = session.connection()
     for chunk in chunks(ids):
-        rows = session.execute(
+        where, keep = ids_condition(StatusEvent.incident_id, chunk)
+        rows = conn.execute(
             select(
                 StatusEvent.incident_id, StatusEvent.at, StatusEvent.category, StatusEvent.status
             )
-            .where(StatusEvent.incident_id.in_(chunk))
+            .where(where)
             .order_by(StatusEvent.incident_id, StatusEvent.seq)
-        )
+        ).all()  # one fetchall, not a fetch per row
         for inc_id, at, category, status in rows:
+            if keep is not None and inc_id not in keep:
+                continue
             cat = categories.get(category) or Category(category)
-            history[inc_id].append(StatusChange(at=at, category=cat, status=status))
+            history[inc_id].append(StatusChange(at, cat, status))
     return history
 
 
@@ -46,8 +55,10 @@ def load_answers(
     """
     attempts: dict[int, list[Attempt]] = defaultdict(list)
     answers: dict[int, list[SurveyAnswer]] = defaultdict(list)
+    conn = session.connection()
     for chunk in chunks(ids):
-        rows = session.execute(
+        where, keep = ids_condition(Match.incident_id, chunk)
+        rows = conn.execute(
             select(
                 Match.incident_id,
                 Match.status,
@@ -59,11 +70,13 @@ def load_answers(
                 Response.score,
             )
             .join(Response, Response.id == Match.response_id)
-            .where(Match.incident_id.in_(chunk))
+            .where(where)
             .order_by(Response.occurred_at, Response.id)
-        )
+        ).all()
         for inc_id, status, resp_id, kind, occurred_at, reached, confirmed, score in rows:
             if status != "matched" or inc_id is None:
+                continue
+            if keep is not None and inc_id not in keep:
                 continue
             if before is not None and not occurred_at < before:
                 continue

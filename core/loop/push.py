@@ -106,6 +106,8 @@ FOLLOW_UPS = ("ticket_comment", "ticket_resolve")
 """Kinds that follow a nonconformity's ticket; they leave the nonconformity's state alone."""
 TICKETS = ("ticket", "complaint_ticket")
 """Kinds that create a ticket in a source (a nonconformity's, a complaint's own)."""
+MESSAGES = ("callback", "survey", "follow_up")
+"""Kinds sent as a message through their target channel (no campaign survey): batched."""
 ELSEWHERE = ("complaint_notice",)
 """Kinds another sender delivers (the workers' complaint notifier): push never claims them."""
 
@@ -199,19 +201,21 @@ Answer = str | Exception
 def _send_batches(rt: Runtime, items: Sequence[Item]) -> dict[int, Answer]:
     """Send the items whose connector takes batches, one call per connector; answers by item id.
 
-    Callbacks and surveys go to a :class:`SendMany` channel, tickets to a
-    :class:`TicketBatches` source; other items (follow-ups, campaign
-    invitations, connectors without batches) get no answer here and are
-    sent one by one. A batch call that fails as a whole answers nothing.
+    Callbacks, surveys and complaints' follow-up calls go to a
+    :class:`SendMany` channel, tickets (a nonconformity's, a complaint's)
+    to a :class:`TicketBatches` source; other items (ticket comments,
+    campaign invitations, connectors without batches) get no answer here
+    and are sent one by one. A batch call that fails as a whole answers
+    nothing.
     """
     groups: dict[tuple[str, str], list[Item]] = {}
     for item in items:
-        if item.kind in ("callback", "survey", "ticket"):
+        if item.kind in MESSAGES or item.kind in TICKETS:
             groups.setdefault((item.kind, item.target), []).append(item)
     answers: dict[int, Answer] = {}
     for (kind, target), group in groups.items():
         try:
-            if kind == "ticket":
+            if kind in TICKETS:
                 answers.update(_ticket_batch(rt, target, group))
             else:
                 answers.update(_message_batch(rt, target, group))

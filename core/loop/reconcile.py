@@ -46,7 +46,9 @@ _RESPONSE_COLUMNS = (
     Response.provider_ref,
     Response.contact_phone,
     Response.contact_email,
-    Response.raw,
+    # only collect's mark of an invalid answer, extracted by the database: not the
+    # whole raw payload decoded per response
+    Response.raw["_qloop_error"].as_string().label("error"),
 )
 """What matching reads of a response (as rows, not ORM instances)."""
 
@@ -310,14 +312,14 @@ def _at(resolution: tuple[datetime, int]) -> datetime:
 
 def _decide(
     s: Session,
-    resp: Response,
+    resp: Any,
     window: timedelta,
     known: _Prefetched | _Queried,
     contacts: _Contacts | _QueriedContacts,
 ) -> Decision:
     """A complaint's follow-up token, else token, else provider reference, else contact and
-    window; else review."""
-    error = resp.raw.get("_qloop_error") if isinstance(resp.raw, dict) else None
+    window; else review. ``resp`` is a row of :data:`_RESPONSE_COLUMNS`."""
+    error = resp.error  # collect's "_qloop_error" (a score off its scale), or None
     found: Decision
     if (inc := known.follow_up(resp)) is not None:
         # a complaint's follow-up call: its own record, never a callback of the incident

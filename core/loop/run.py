@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.errors import QloopError
+from core.gcfreeze import old_objects_frozen
 from core.loop.collect import collect
 from core.loop.common import StepResult, log
 from core.loop.evaluate import evaluate
@@ -48,7 +49,8 @@ class RunSummary:
 
 def _guard(name: str, fn: Callable[[], StepResult]) -> StepResult:
     try:
-        return fn()
+        with old_objects_frozen():
+            return fn()
     except QloopError as exc:
         failed = StepResult(name)
         failed.errors.append(f"{name}: {exc}")

@@ -11,9 +11,7 @@ included: the report holds no personal data.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +20,7 @@ from sqlalchemy.orm import Session
 from core.compliance import whole_second
 from core.errors import InputError
 from core.export.as_of import month_candidates
+from core.gcfreeze import old_objects_frozen
 from core.report.fold import MonthFold
 from core.report.indicators import breakdown, indicators_of
 from core.report.model import Report
@@ -34,29 +33,6 @@ from core.timeutil import parse_month
 
 REPORT_VERSION = 2
 """Version of the JSON document (1: the indicators-only ``GET /reports/{period}``)."""
-
-
-@contextmanager
-def _old_objects_frozen() -> Iterator[None]:
-    """Leave the objects that exist before the report out of the cyclic GC's collections.
-
-    Judging a month allocates a few dozen objects per incident that live
-    for a chunk of incidents, so the collector's full collections come
-    every chunk or so, and each one walks every object of the process (the
-    modules, SQLAlchemy's mappers and caches, the runtime): a quarter of a
-    report's CPU time at 20k incidents, more in a bigger process.
-    ``gc.freeze()`` moves the objects alive now to the permanent generation
-    (not walked); ``gc.unfreeze()`` puts them back into the oldest
-    generation afterwards, so whatever became garbage among them is
-    collected later as usual. Objects made by the report are collected as
-    before. Another thread's report unfreezing first only makes the rest of
-    this one slower.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 class _Months:
@@ -139,7 +115,7 @@ def build_report(rt: Runtime, period: str, *, as_of: datetime, policy: str | Non
     names = [policy] if policy else sorted(rt.policies)
     scope = names[0] if len(names) == 1 else "all"
     stamps = Stamps.current()
-    with _old_objects_frozen(), rt.db.session() as s:
+    with old_objects_frozen(), rt.db.session() as s:
         cache = _Months(rt, s, at, period)
         sections = [_section(rt, s, cache, [n], period) for n in names]
         together = _section(rt, s, cache, names, period) if len(names) > 1 else None

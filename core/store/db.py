@@ -15,6 +15,7 @@ Alembic's modules (~11 MB) for its whole life.
 from __future__ import annotations
 
 import fcntl
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,6 +73,26 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+_ORJSON_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def json_text(value: Any) -> str:
+    """The JSON text of a JSON column's value: orjson's compact text, else ``json.dumps``.
+
+    orjson writes the same values several times faster than ``json.dumps``
+    (compact, UTF-8 rather than ``\\u`` escapes: the stored text differs, it
+    decodes to the same value). What orjson refuses goes to ``json.dumps``
+    unchanged, so it is stored (or refused) as before: keys that are not
+    strings, integers beyond 64 bits, and datetimes and dataclasses (passed
+    through on purpose, as ``json.dumps`` refuses them). Non-finite floats,
+    which are not JSON (PostgreSQL refuses them), become ``null``.
+    """
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTS).decode()
+    except TypeError:  # orjson.JSONEncodeError: not something orjson writes as json does
+        return json.dumps(value)
+
+
 def normalise_url(url: str, *, create: bool = True) -> str:
     """Use psycopg 3 for plain ``postgresql://`` URLs; create a SQLite file's folder."""
     parsed = make_url(url)
@@ -96,10 +118,10 @@ def sqlite_file(url: str) -> Path | None:
 def make_engine(url: str, *, create: bool = True) -> Engine:
     url = normalise_url(url, create=create)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_serializer=json_text)
 
 
 @contextmanager

@@ -116,3 +116,17 @@ def test_an_hour_that_a_transition_crosses_is_exact() -> None:
 def test_nonconformity_resolution_keys_as_before(key: str) -> None:
     tz = ZoneInfo("Europe/Paris")
     assert _local_resolution(key, LocalIso(tz)) == _resolution(key, tz)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_column_gives_what_each_call_gives(zone: str) -> None:
+    """A column mixing stored texts, None, aware datetimes and other ISO texts."""
+    tz = ZoneInfo(zone)
+    values: list[str | datetime | None] = []
+    for i, at in enumerate(_instants()):
+        values.append(_sqlite_bind(at))
+        if i % 5 == 0:
+            values += [None, at, at.isoformat(), str(at.replace(tzinfo=None))[:19]]
+    expected = [LocalIso(tz)(v) for v in values]
+    assert LocalIso(tz).column(values) == expected
+    assert expected.count(None) == values.count(None)

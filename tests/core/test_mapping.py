@@ -164,6 +164,27 @@ def test_history_from_status_is_prepended(mapping):
     assert rec.first_response_at == utc(2026, 10, 5, 1)
 
 
+def test_unsorted_history_keeps_ties_in_order_and_reads_from_the_oldest(mapping):
+    raw = {"id": "1", "fields": {"summary": "s", "status": {"name": "Resolved"},
+           "priority": {"name": "Low"}, "created": "2026-10-05T09:00:00+08:00"},
+           "changelog": [
+               {"at": "2026-10-05T04:00:00+02:00", "status": "Resolved", "from": "Open"},
+               {"at": "2026-10-05T10:00:00+08:00", "status": "In Progress", "from": "Open"},
+               {"at": "2026-10-05T02:00:00Z", "status": "Open", "from": "Open"},
+               {"at": "2026-10-05T09:30:00+08:00", "status": "Waiting for customer",
+                "from": "Backlog"},
+           ]}  # fmt: skip
+    m = merge_mapping(mapping, {"history": {"from": "from"}, "status_map": {"Backlog": "new"}})
+    rec = map_incident(raw, m)
+    assert [(c.status, c.at) for c in rec.history] == [
+        ("Backlog", utc(2026, 10, 5, 1)),  # the oldest entry's "from", at created
+        ("Waiting for customer", utc(2026, 10, 5, 1, 30)),
+        ("Resolved", utc(2026, 10, 5, 2)),  # a tie: in the order given
+        ("In Progress", utc(2026, 10, 5, 2)),
+        ("Open", utc(2026, 10, 5, 2)),
+    ]  # fmt: skip
+
+
 def test_derive_milestones():
     t = [utc(2026, 10, 1, h) for h in range(8)]
     new, wip, res, clo = Category.NEW, Category.IN_PROGRESS, Category.RESOLVED, Category.CLOSED
@@ -226,6 +247,9 @@ def test_render_ticket_errors():
     assert err.value.placeholder == "team"
     with pytest.raises(InputError, match="title"):
         render_ticket({"title": "{rule"}, VALUES)
+    for positional in ("{0}", "{}"):  # no positional values: an input error, not a crash
+        with pytest.raises(InputError, match="title"):
+            render_ticket({"title": positional}, VALUES)
     assert render_ticket({"title": "{{literal}} {rule}", "n": 3}, VALUES) == {
         "title": "{literal} callback_missed", "n": 3}  # fmt: skip
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from core.loop._bulk import insert_returning_ids, insert_rows, update_by_id
+from core.loop._bulk import BoundRows, insert_returning_ids, insert_rows, update_by_id
 from core.store.models import AuditLog, Base
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -59,3 +59,48 @@ def test_insert_update_round_trip(database_url: str) -> None:
     assert got["k1"].at == at + timedelta(hours=1)
     assert "k2" not in got and [r.entity_id for r in stored if r.id == ids["k2"]] == [None]
     assert got["k0"].at == at and got["k0"].detail == {}
+
+
+def test_bound_rows_store_what_insert_rows_stores(database_url: str) -> None:
+    """BoundRows (tuples bound as added, constants bound once) stores the same rows as
+    insert_rows, constant or not, zone or not, None and JSON included."""
+    s, engine = _session(database_url)
+    now = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    other = datetime(2026, 12, 7, 20, 0, 0, 5, tzinfo=SHANGHAI)
+    equal_not_same = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)  # == now, another object
+    rows = [
+        {"at": at, "actor": actor, "action": "a", "entity": "e", "entity_id": eid,
+         "detail": detail, "ignored": "not a column of names"}
+        for at, actor, eid, detail in (
+            (now, "bound", "1", {"n": 1, "名": "值"}),
+            (other, "bound", "2", {}),
+            (equal_not_same, "bound", None, {"nested": [1, None, True]}),
+        )
+    ]  # fmt: skip
+    names = ["at", "actor", "action", "entity", "entity_id", "detail"]
+    bound = BoundRows(s, AuditLog, names, {"at": now})
+    for row in rows:
+        bound.add(row)
+    assert len(bound) == 3
+    bound.insert()
+    assert len(bound) == 0
+    insert_rows(s, AuditLog, [{**{n: r[n] for n in names}, "actor": "plain"} for r in rows])
+    # a column with a Python default left out: the dicts go through insert_rows
+    partial = BoundRows(s, AuditLog, ["at", "actor", "action", "entity", "entity_id"])
+    partial.add({**rows[1], "actor": "partial"})
+    partial.insert()
+    s.commit()
+    stored = list(s.scalars(select(AuditLog).order_by(AuditLog.id)))
+    s.close()
+    engine.dispose()  # type: ignore[attr-defined]
+
+    def seen(actor: str) -> list[tuple[object, ...]]:
+        return [(r.at, r.at.tzinfo, r.entity_id, r.detail) for r in stored if r.actor == actor]
+
+    assert seen("bound") == seen("plain")
+    assert seen("bound") == [
+        (now, UTC, "1", {"n": 1, "名": "值"}),
+        (other, UTC, "2", {}),
+        (now, UTC, None, {"nested": [1, None, True]}),
+    ]
+    assert seen("partial") == [(other, UTC, "2", {})]
