@@ -33,7 +33,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from json.encoder import encode_basestring
+from typing import Any, Literal, cast
 
 import xlsxwriter
 
@@ -261,15 +262,72 @@ def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     yield out.take()
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+"""What ``json.dumps(value, ensure_ascii=False)`` makes of a value, per call."""
+_SCALARS = frozenset((int, float, bool, type(None)))
+"""Types whose JSON text never holds ``", "`` (numbers, true, false, null, NaN, Infinity)."""
+
+
+def _json_column(column: Column) -> Column:
+    """Each value's JSON text, as the encoder writes it inside an object.
+
+    A column at a time, in C where the types allow it: text through the
+    encoder's own string escaper, numbers, booleans and nulls as one
+    encoded array split at its separators (none of their texts holds
+    ``", "``); any other value encoded alone.
+    """
+    types = set(map(type, column))
+    if types == _STR_ONLY:
+        return list(map(encode_basestring, column))
+    if types == _NONE_ONLY:
+        return ["null"] * len(column)
+    if types == _INT_ONLY:
+        return list(map(int.__repr__, column))
+    if types <= _SCALARS:
+        return _ENCODE(column)[1:-1].split(", ")
+    if types == _STR_OR_NONE:
+        # None → "" (made "null" below), text as it is; a C-level loop
+        texts = map(encode_basestring, cast(Iterator[str], map(_NONE_EMPTY.get, column, column)))
+        return ["null" if v is None else t for v, t in zip(column, texts, strict=True)]
+    return list(map(_ENCODE, column))
+
+
+_STR_ONLY = frozenset((str,))
+_NONE_ONLY = frozenset((type(None),))
+_INT_ONLY = frozenset((int,))
+_STR_OR_NONE = frozenset((str, type(None)))
+
+
+def _jsonl_lines(columns: Sequence[str], rows: Iterator[Sequence[Any]]) -> Iterator[str]:
+    """The JSON lines of tuple rows, a batch at a time (see :func:`jsonl_chunks`)."""
+    line = "{" + ", ".join(encode_basestring(c).replace("%", "%%") + ": %s" for c in columns)
+    line += "}\n"
+    while batch := list(itertools.islice(rows, CSV_BATCH)):
+        encoded = [_json_column(c) for c in zip(*batch, strict=True)]
+        yield "".join(map(line.__mod__, zip(*encoded, strict=True)))
+
+
 def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """One JSON object per row and line (raw values: JSON is not evaluated)."""
+    """One JSON object per row and line (raw values: JSON is not evaluated).
+
+    Rows given as tuples (unique column names) are encoded a batch at a
+    time, column by column, into a line template holding the encoded keys
+    (:func:`_json_column`): the same bytes as ``json.dumps`` of each row's
+    dict, without a dict or an encoder call per row.
+    """
     out = _Chunker(chunk_bytes)
-    encode = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps(…) makes per call
+    encode = _ENCODE
     with _rows_of(table) as rows:
-        for row in _mappings(table, rows):
-            out.buf.write(encode(row) + "\n")
-            if out.full():
-                yield out.take()
+        if table.tuples and len(set(table.columns)) == len(table.columns):
+            for text in _jsonl_lines(table.columns, rows):
+                out.buf.write(text)
+                if out.full():
+                    yield out.take()
+        else:
+            for row in _mappings(table, rows):
+                out.buf.write(encode(row) + "\n")
+                if out.full():
+                    yield out.take()
     last = out.take()
     if last:
         yield last

@@ -1,0 +1,78 @@
+"""JSON lines of tuple rows, encoded a column at a time, are the bytes ``json.dumps`` makes
+of each row's dict."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from core.export.writers import CSV_BATCH, Table, _json_column, jsonl_chunks
+
+AWKWARD_TEXT = [
+    "plain",
+    'a ", " inside',
+    "ends with a backslash \\",
+    'quote " and \\" escaped',
+    "line\nbreak\ttab\x00nul\x1f",
+    "ünïcödé 中文 😀 \u2028 \u2029",
+    "",
+    "%s %% %(x)s {0}",
+    "null, true",
+]
+AWKWARD_SCALARS = [0, -1, 2**70, -(2**70), 1.5, -0.0, 1e300, math.nan, math.inf, -math.inf]
+
+
+def _dumps_lines(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> bytes:
+    return "".join(
+        json.dumps(dict(zip(columns, row, strict=True)), ensure_ascii=False) + "\n" for row in rows
+    ).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        AWKWARD_TEXT,
+        [*AWKWARD_TEXT, None],
+        [None, None],
+        [1, 2, 3],
+        [None, 1, 2**80],
+        AWKWARD_SCALARS,
+        [True, False, None, 3, 2.25],
+        [[1, "a, b"], {"k": None, "x": [1.5]}, "text", None, True, 7],
+    ],
+)
+def test_a_column_is_encoded_as_the_encoder_writes_each_value(column: list[Any]) -> None:
+    assert _json_column(column) == [json.dumps(v, ensure_ascii=False) for v in column]
+    assert _json_column(tuple(column)) == [json.dumps(v, ensure_ascii=False) for v in column]
+
+
+def test_tuple_rows_give_the_bytes_of_dict_rows() -> None:
+    columns = ('text "q"', "maybe", "count", "flag", "any", "100%", "empty")
+    n = CSV_BATCH * 2 + 3  # several batches, the last one short
+    rows = [
+        (
+            AWKWARD_TEXT[i % len(AWKWARD_TEXT)],
+            None if i % 3 else AWKWARD_TEXT[i % 4],
+            i * 10**15 if i % 7 else -i,
+            (True, False, None)[i % 3],
+            AWKWARD_SCALARS[i % len(AWKWARD_SCALARS)] if i % 5 else [i, {"a": "b, c"}],
+            f"{i}%",
+            None,
+        )
+        for i in range(n)
+    ]
+    fast = b"".join(jsonl_chunks(Table("t", columns, iter(rows), tuples=True), chunk_bytes=999))
+    dicts = [dict(zip(columns, row, strict=True)) for row in rows]
+    slow = b"".join(jsonl_chunks(Table("t", columns, iter(dicts))))
+    assert fast == slow == _dumps_lines(columns, rows)
+    assert fast.count(b"\n") == n
+
+
+def test_repeated_column_names_keep_the_last_value_as_a_dict_does() -> None:
+    columns = ("a", "b", "a")
+    rows = [(1, 2, 3), (None, "x", "y")]
+    got = b"".join(jsonl_chunks(Table("t", columns, iter(rows), tuples=True)))
+    assert got == b'{"a": 3, "b": 2}\n{"a": "y", "b": "x"}\n'
