@@ -7,14 +7,22 @@ import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from core.compliance.indicators import IndicatorsFold
 from core.errors import InputError
 from core.export.files import write_files
 from core.export.nc_sheet import nc_table, nc_tuples
-from core.export.rows import COLUMN_KINDS, COLUMNS, export_tuples, period_indicators
+from core.export.rows import (
+    COLUMN_KINDS,
+    COLUMNS,
+    RecordTally,
+    export_tuples,
+    fold_nonconformities,
+)
 from core.export.spill import spill_month
 from core.export.writers import Table, check_format, files_of, indicators_table
 from core.loop.common import audit
@@ -83,16 +91,30 @@ def month_tables(
             indicators_table(spilled.indicators.as_dict()),
             nc_table(spilled.nc_rows()),
         ]
-    indicators = period_indicators(
-        session, policy=policy, version=pol.version, month=period, now=rt.now(), rules=pol
+    # the indicators: the nonconformities' now, the records' counted while the rows are read
+    fold = IndicatorsFold(period, rt.now(), policy=pol)
+    fold_nonconformities(
+        session, fold, policy=policy, version=pol.version, month=period, now=fold.now
     )
+    tally = RecordTally()
     rows = export_tuples(
-        session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask
+        session,
+        policy=policy,
+        version=pol.version,
+        month=period,
+        tz=tz,
+        unmask=unmask,
+        tally=tally,
     )
+
+    def indicators() -> dict[str, Any]:
+        tally.fold_into(fold, period)
+        return fold.result().as_dict()
+
     ncs = nc_tuples(session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask)
     return [
         Table("incidents", COLUMNS, rows, tuples=True, kinds=COLUMN_KINDS),
-        indicators_table(indicators.as_dict()),
+        indicators_table(indicators),
         nc_table(ncs, tuples=True),
     ]
 

@@ -7,6 +7,7 @@ details are masked unless the caller may see them.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
@@ -287,8 +288,58 @@ def _month_ncs(
 _NO_NCS = ("", 0)
 
 
+class RecordTally:
+    """The indicators' values of the rows an export read, counted as the rows pass.
+
+    :func:`export_tuples` counts each batch's (priority, verdicts, scores)
+    in C (a :class:`~collections.Counter`); once every row was read,
+    :meth:`fold_into` adds each distinct combination to an
+    :class:`IndicatorsFold` once with its count: the same fold as
+    :func:`period_indicators`' grouped query, without reading the month's
+    join a second time.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[Any, ...]] = Counter()
+        self.done = False
+        """Every row of the export was read (the counts are the month's)."""
+
+    def fold_into(self, fold: IndicatorsFold, month: str) -> None:
+        """Add the counted records to ``fold``.
+
+        Raises:
+            RuntimeError: The export's rows were not all read yet.
+        """
+        if not self.done:
+            msg = "the month's indicators are read before every row of its export"
+            raise RuntimeError(msg)
+        for (priority, *values), count in self.counts.items():
+            fields = dict(zip(_TALLIED, values, strict=True))
+            fold.add(
+                priority, _as_evaluation({**fields, "month": month, "cancelled": False}), count
+            )
+
+
+_TALLIED = (
+    "response_met",
+    "resolution_met",
+    "callback_verdict",
+    "confirmed",
+    "callback_score",
+    "survey_score",
+)
+"""The record's columns a :class:`RecordTally` counts (after the incident's priority)."""
+
+
 def export_tuples(
-    session: Session, *, policy: str, version: str, month: str, tz: tzinfo, unmask: bool = False
+    session: Session,
+    *,
+    policy: str,
+    version: str,
+    month: str,
+    tz: tzinfo,
+    unmask: bool = False,
+    tally: RecordTally | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """One tuple per incident of ``month`` under the policy version, in COLUMNS order.
 
@@ -298,15 +349,19 @@ def export_tuples(
     batch is converted a column at a
     time (:mod:`core.export.columns`; instants from their stored text by
     :class:`~core.export.local_time.LocalIso`). The export of a month of
-    any size holds one batch.
+    any size holds one batch. ``tally``: counts the rows' indicator values
+    as they pass (:class:`RecordTally`), marked done after the last row.
     """
     ncs = _month_ncs(session, policy, version, month)
     local = LocalIso(tz)
     masks = [Memo(mask_pii_text), Memo(mask_name), Memo(mask_phone), Memo(mask_email)]
     flags = Memo(_flag)
     query = _export_query(policy, version, month, dialect=session.get_bind().dialect.name)
+    counts = tally.counts if tally is not None else None
     for batch in driver_batches(session, query, EXPORT_BATCH):
-        yield from _converted(batch, ncs, local, flags, None if unmask else masks)
+        yield from _converted(batch, ncs, local, flags, None if unmask else masks, counts)
+    if tally is not None:
+        tally.done = True
 
 
 def _flag(value: Any) -> bool | None:
@@ -320,8 +375,10 @@ def _converted(
     local: LocalIso,
     flags: Memo,
     masks: Sequence[Memo] | None,
+    counts: Counter[tuple[Any, ...]] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """A batch of the export query's rows as export tuples (see :func:`export_tuples`)."""
+    """A batch of the export query's rows as export tuples (see :func:`export_tuples`);
+    ``counts``: a :class:`RecordTally`'s, updated with the batch's records."""
     (
         ids,
         source,
@@ -360,6 +417,19 @@ def _converted(
         policy_version,
         evaluated_at,
     ) = zip(*batch, strict=True)
+    if counts is not None:  # in _TALLIED's order, as the driver read them
+        counts.update(
+            zip(
+                priority,
+                response_met,
+                resolution_met,
+                callback_verdict,
+                confirmed,
+                callback_score,
+                survey_score,
+                strict=True,
+            )
+        )
     if masks is not None:
         title, contact_name, contact_phone, contact_email = (
             memo.column(values)
@@ -595,6 +665,21 @@ def period_indicators(
     ):
         evaluation = _as_evaluation(dict(zip(_INDICATOR_FIELDS, row[1:], strict=True)))
         fold.add(row[0], evaluation, count)
+    fold_nonconformities(session, fold, policy=policy, version=version, month=month, now=now)
+    return fold.result()
+
+
+def fold_nonconformities(
+    session: Session,
+    fold: IndicatorsFold,
+    *,
+    policy: str,
+    version: str,
+    month: str,
+    now: datetime,
+) -> None:
+    """Add the month's nonconformities to ``fold``, grouped by rule, severity, closed and
+    past deadline (one :meth:`~IndicatorsFold.add_nc` per group, with its count)."""
     closed = Nonconformity.state == "closed"
     past = Nonconformity.deadline < now
     for rule, severity, is_closed, deadline, count in closing_result(
@@ -617,4 +702,3 @@ def period_indicators(
         )
     ):
         fold.add_nc(NonconformityState(rule, severity, bool(is_closed), deadline), count)
-    return fold.result()

@@ -131,15 +131,53 @@ def flatten_indicators(data: Mapping[str, Any], prefix: str = "") -> Iterator[tu
             yield name, value
 
 
-def indicators_table(indicators: Mapping[str, Any], prefix: str = "") -> Table:
-    """The month's indicators as a two-column table (and, for JSON, the nested document)."""
-    flat = flatten_indicators(indicators, prefix)
+class Deferred:
+    """A table's JSON document made only when it is written (after the tables before it).
+
+    ``make`` runs once, on the first :meth:`value`.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make: Callable[[], Any] | None = make
+        self._value: Any = None
+
+    def value(self) -> Any:
+        if self._make is not None:
+            self._value = self._make()
+            self._make = None
+        return self._value
+
+
+def indicators_table(
+    indicators: Mapping[str, Any] | Callable[[], Mapping[str, Any]], prefix: str = ""
+) -> Table:
+    """The month's indicators as a two-column table (and, for JSON, the nested document).
+
+    ``indicators`` may be a function that gives them: called only when the
+    table is written (an export that counts them while its first table's
+    rows are read).
+    """
+    if callable(indicators):
+        deferred = Deferred(indicators)
+        return Table(
+            "indicators",
+            ("indicator", "value"),
+            _indicator_rows(deferred.value, prefix),
+            document=deferred,
+        )
     return Table(
         "indicators",
         ("indicator", "value"),
-        ({"indicator": k, "value": v} for k, v in flat),
+        _indicator_rows(lambda: indicators, prefix),
         document=indicators,
     )
+
+
+def _indicator_rows(
+    indicators: Callable[[], Mapping[str, Any]], prefix: str
+) -> Iterator[dict[str, Any]]:
+    for k, v in flatten_indicators(indicators(), prefix):
+        yield {"indicator": k, "value": v}
 
 
 def _values(table: Table, rows: Iterator[Any]) -> Iterator[Sequence[Any]]:
@@ -334,7 +372,9 @@ def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes
 
 
 def json_chunks(document: Any) -> Iterator[bytes]:
-    """One indented JSON document."""
+    """One indented JSON document (a :class:`Deferred` one made when the first chunk is read)."""
+    if isinstance(document, Deferred):
+        document = document.value()
     yield (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 

@@ -12,14 +12,18 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from core.compliance.indicators import IndicatorsFold
 from core.export.nc_sheet import NC_COLUMNS, nc_rows, nc_table, nc_tuples
 from core.export.rows import (
     COLUMN_KINDS,
     COLUMNS,
     RECORD_FIELDS,
+    RecordTally,
     export_rows,
     export_tuples,
+    fold_nonconformities,
     incident_row,
+    period_indicators,
 )
 from core.export.writers import Table, csv_chunks, jsonl_chunks, xlsx_chunks
 from core.store.models import ComplianceRecord, Incident, Nonconformity, SurveyInvitation
@@ -128,3 +132,33 @@ def test_stored_rows_equal_incident_row(month: Served, unmask: bool) -> None:
     same(jsonl_chunks, plain, fast)
     same(lambda t: xlsx_chunks([t], created=datetime(2026, 11, 1, tzinfo=UTC)), plain, fast)
     same(csv_chunks, nc_table(iter(ncs)), nc_table(iter(nc_values), tuples=True))
+
+
+def test_indicators_counted_while_the_rows_pass_equal_the_grouped_query(month: Served) -> None:
+    rt = month.rt
+    pol = rt.policy("default")
+    with rt.db.session() as s:  # a cancelled record: in neither
+        rec = s.scalars(
+            select(ComplianceRecord)
+            .where(ComplianceRecord.month == MONTH, ~ComplianceRecord.cancelled)
+            .order_by(ComplianceRecord.id.desc())
+        ).first()
+        assert rec is not None
+        rec.cancelled = True
+    now = rt.now()
+    kw: dict[str, Any] = {"policy": "default", "version": pol.version, "month": MONTH}
+    with rt.db.session() as s:
+        expected = period_indicators(s, now=now, rules=pol, **kw)
+        fold = IndicatorsFold(MONTH, now, policy=pol)
+        fold_nonconformities(s, fold, now=now, **kw)
+        tally = RecordTally()
+        rows = export_tuples(s, tz=PARIS, tally=tally, **kw)
+        next(rows)
+        with pytest.raises(RuntimeError, match="before every row"):
+            tally.fold_into(fold, MONTH)
+        n = 1 + sum(1 for _ in rows)
+        tally.fold_into(fold, MONTH)
+    got = fold.result()
+    assert got == expected
+    assert got.resolved == n == sum(tally.counts.values())
+    assert expected.nonconformities_total > 0 and len(tally.counts) > 1
