@@ -357,10 +357,17 @@ def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes
     encode = _ENCODE
     with _rows_of(table) as rows:
         if table.tuples and len(set(table.columns)) == len(table.columns):
+            parts: list[str] = []  # a batch's lines are one text: joined, not buffered
+            size = 0
             for text in _jsonl_lines(table.columns, rows):
-                out.buf.write(text)
-                if out.full():
-                    yield out.take()
+                parts.append(text)
+                size += len(text)
+                if size >= chunk_bytes:
+                    yield "".join(parts).encode("utf-8")
+                    parts, size = [], 0
+            if parts:
+                yield "".join(parts).encode("utf-8")
+            return
         else:
             for row in _mappings(table, rows):
                 out.buf.write(encode(row) + "\n")
