@@ -235,7 +235,12 @@ _FLAGS = {None: "", True: "yes", False: "no"}
 Column = Sequence[Any]
 
 
+_INT_OR_NONE = frozenset((int, type(None)))
+
+
 def _cells(column: Column) -> Column:
+    if set(map(type, column)) <= _INT_OR_NONE:  # csv_cell keeps ints; csv writes None as ""
+        return column
     return [csv_cell(v) for v in column]
 
 

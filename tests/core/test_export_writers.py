@@ -1,5 +1,6 @@
-"""JSON lines of tuple rows, encoded a column at a time, are the bytes ``json.dumps`` makes
-of each row's dict."""
+"""The writers' column-at-a-time paths give the bytes of the row-by-row ones: JSON lines of
+tuple rows are what ``json.dumps`` makes of each row's dict; CSV columns of any values are
+the cells :func:`csv_cell` makes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core.export.writers import CSV_BATCH, Table, _json_column, jsonl_chunks
+from core.export.writers import CSV_BATCH, CellKind, Table, _json_column, csv_chunks, jsonl_chunks
 
 AWKWARD_TEXT = [
     "plain",
@@ -76,3 +77,22 @@ def test_repeated_column_names_keep_the_last_value_as_a_dict_does() -> None:
     rows = [(1, 2, 3), (None, "x", "y")]
     got = b"".join(jsonl_chunks(Table("t", columns, iter(rows), tuples=True)))
     assert got == b'{"a": 3, "b": 2}\n{"a": "y", "b": "x"}\n'
+
+
+def test_csv_any_columns_column_by_column_give_the_cells_bytes() -> None:
+    columns = ("ints", "nones", "mixed", "floats")
+    n = CSV_BATCH + 5
+    rows = [
+        (
+            None if i % 4 == 0 else i - 50,
+            None,
+            (None, 3, True, "=1+1", 2.5, [1])[i % 6],
+            (1.5, math.nan, math.inf, None)[i % 4] if i > CSV_BATCH else None,
+        )
+        for i in range(n)
+    ]
+    kinds: tuple[CellKind, ...] = ("any",) * len(columns)
+    fast = b"".join(csv_chunks(Table("t", columns, iter(rows), tuples=True, kinds=kinds)))
+    slow = b"".join(csv_chunks(Table("t", columns, iter(rows), tuples=True)))
+    assert fast == slow
+    assert b'\r\n-49,"",3,""\r\n' in fast and b"'=1+1" in fast and b'"nan"' in fast
