@@ -77,7 +77,10 @@ def month_tables(
 ) -> list[Table]:
     """The tables of one policy's month: the incidents, the indicators, the nonconformities.
 
-    Without ``as_of``: from the stored compliance records and nonconformities.
+    Without ``as_of``: from the stored compliance records and nonconformities;
+    the indicators are counted while the incidents' rows are read, so the
+    tables are read in order (the indicators raise ``RuntimeError`` if read
+    before every incident row was).
     With it: recomputed from the stored facts seen at ``as_of``
     (:mod:`core.export.as_of`), the rows kept in a temporary file until read
     (:mod:`core.export.spill`); nothing is written to the store.
