@@ -107,6 +107,7 @@ def test_mapped_records_equal_constructed_ones():
         "contact": {"name": " Ann ", "email": "ann@example.com", "phone": None},
     }
     rec = mapper.map(raw)
+    assert set(vars(rec)) == {f.name for f in dataclasses.fields(IncidentRecord)}  # every field
     again = IncidentRecord(**{f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)})
     assert rec == again
     assert rec.service == "Print" and rec.contact == Contact(name="Ann", email="ann@example.com")
