@@ -64,6 +64,7 @@ import operator
 import threading
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as AbcMapping
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from typing import Any, NoReturn
@@ -115,8 +116,8 @@ def get_path(raw: Any, path: str) -> Any:
     for part in _parts(path):
         if type(current) is dict or isinstance(current, AbcMapping):
             current = current.get(part)
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
+        elif isinstance(current, list) and 0 <= (index := _index(part)) < len(current):
+            current = current[index]  # ("²" is a digit but no index: nothing, not an error)
         else:
             return None
     return current
@@ -295,44 +296,35 @@ def _path_getter(path: str) -> Callable[[Any], Any]:
                 return None
         return current
 
-    if len(steps) == 2:  # the common ``fields.summary``: two dict lookups, else the walk
-        first, second = steps[0][0], steps[1][0]
+    return _compiled_getter(steps, get)
 
-        def get_two(raw: Any) -> Any:
-            if type(raw) is dict:
-                inner = raw.get(first)
-                if type(inner) is dict:
-                    return inner.get(second)
-                if inner is None:
-                    return None
-            return get(raw)
 
-        return get_two
-    if len(steps) == 3:  # ``fields.status.name``
-        a, b, c = steps[0][0], steps[1][0], steps[2][0]
+def _compiled_getter(
+    steps: tuple[tuple[str, int], ...], walk: Callable[[Any], Any]
+) -> Callable[[Any], Any]:
+    """``walk`` (a path's generic getter) as one generated function: plain dicts and lists
+    are read inline, anything else (a ``Mapping``, a list where a key is wanted...) is
+    handed to ``walk``, so the value is always :func:`get_path`'s.
 
-        def get_three(raw: Any) -> Any:
-            if type(raw) is dict:
-                inner = raw.get(a)
-                if type(inner) is dict:
-                    inner = inner.get(b)
-                    if type(inner) is dict:
-                        return inner.get(c)
-                    if inner is None:
-                        return None
-                elif inner is None:
-                    return None
-            return get(raw)
-
-        return get_three
-    if len(steps) > 1:
-        return get
-    only = steps[0][0]
-
-    def get_one(raw: Any) -> Any:
-        return raw.get(only) if type(raw) is dict else get(raw)
-
-    return get_one
+    The source is built from the path's parts alone, each written by ``repr`` (a
+    string or an int literal): no text of the configuration becomes code.
+    """
+    lines = ["def get(raw):", "    c = raw"]
+    for part, index in steps:
+        lines.append("    t = type(c)")
+        lines.append(f"    if t is dict: c = c.get({part!r})")
+        if index >= 0:
+            lines.append(f"    elif t is list: c = c[{index!r}] if len(c) > {index!r} else None")
+        lines.append("    elif c is None: return None")
+        lines.append("    else: return walk(raw)")
+    lines.append("    return c")
+    namespace: dict[str, Any] = {"walk": walk}
+    exec(
+        compile("\n".join(lines), f"<mapping path {'.'.join(p for p, _ in steps)!r}>", "exec"),
+        namespace,
+    )
+    getter: Callable[[Any], Any] = namespace["get"]
+    return getter
 
 
 class _Field:
@@ -559,7 +551,7 @@ class Mapper:
         contact = {n: _opt_str(get(raw)) for n, get in self._contact}
         sla = {n: get(raw) for n, get in self._sla}
         external_id = str(ident)
-        return IncidentRecord(
+        return _new_record(
             external_id=external_id,
             key=str(key_value) if key_value not in (None, "") else external_id,
             title=str(values["title"]),
@@ -582,6 +574,25 @@ class Mapper:
     @staticmethod
     def _missing(spec: _Field, raw: Any) -> str:
         return spec.where(raw) or "(not mapped)"
+
+
+_RECORD_FIELDS = len(dataclass_fields(IncidentRecord))
+
+
+def _new_record(**values: Any) -> IncidentRecord:
+    """``IncidentRecord(**values)`` for a ``values`` naming every field, without the frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field): the instance's
+    ``__dict__`` is filled at once. Equal, hashable and immutable as the constructor's
+    (tested, with the names :meth:`Mapper.map` passes); a call naming fewer fields
+    takes the constructor and its defaults."""
+    if len(values) != _RECORD_FIELDS:
+        return IncidentRecord(**values)
+    record = _object_new(IncidentRecord)
+    record.__dict__.update(values)
+    return record
+
+
+_object_new = object.__new__
 
 
 def _opt_str(value: Any) -> str | None:

@@ -286,6 +286,8 @@ class SessionAuth(httpx.Auth):
                 request = flow.send(response)
         except StopIteration:
             pass
+        finally:  # a failed call ends the login here, in this thread: its lock is released
+            flow.close()  # now, not when the collector finds the flow (maybe on another thread)
         return self.token or ""
 
     def logout(self, client: httpx.Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from urllib.parse import parse_qs
 
 import httpx
@@ -183,3 +184,25 @@ def test_session_after_login_calls_own_refusals_and_one_login_for_many_threads()
         login.mock(return_value=httpx.Response(200, json={"session_token": "S9"}))
         assert fresh.login(client) == "S9" and fresh.login(client) == "S9"  # once
     assert login.call_count == 3
+
+
+def test_a_session_login_that_fails_on_the_wire_releases_its_lock_at_once() -> None:
+    """The login's flow holds the lock; a failed call must end it in the calling thread,
+    not leave it to the collector (which may run it on another thread, where releasing
+    the lock fails, and which meanwhile keeps every other thread from logging in)."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    auth = SessionAuth(httpx.Request("GET", f"{BASE}/initSession"), "Session-Token")
+    with (
+        httpx.Client(transport=httpx.MockTransport(refuse)) as client,
+        pytest.raises(httpx.ConnectError) as failed,
+    ):
+        auth.login(client)
+    taken: list[bool] = []
+    other = threading.Thread(target=lambda: taken.append(auth._lock.acquire(timeout=2)))
+    other.start()
+    other.join()
+    assert failed.value is not None  # the failure (and its traceback) is still alive here
+    assert taken == [True]
