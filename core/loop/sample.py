@@ -196,7 +196,6 @@ def _sample_month(
     rt: Runtime, policy_name: str, month: str, sources: list[str], result: StepResult
 ) -> None:
     pcfg = rt.config.policies[policy_name]
-    policy = rt.policy(policy_name)
     assert pcfg.sample is not None
     now = rt.now()
     rate = pcfg.sample.rate
@@ -246,6 +245,9 @@ def _sample_month(
         )
         s.add(run)
         s.flush()
+        # its members are stored: not kept while the invitations are made
+        s.expire(run, ["strata"])
+        del reports
         picked = sorted(picked_strata)
         invited: set[int] = set()
         for chunk in chunks(picked):
@@ -257,25 +259,42 @@ def _sample_month(
                 )
             )
         wanted = [inc_id for inc_id in picked if inc_id not in invited]
-        resolved_at = _resolved_at(s, policy_name, policy.version, month, wanted)
-        incidents: dict[int, Incident] = {}
         for chunk in chunks(wanted):
-            for inc in s.scalars(
-                select(Incident).options(defer(Incident.raw)).where(Incident.id.in_(chunk))
-            ):
-                incidents[inc.id] = inc
-        invitations: list[dict[str, Any]] = []
-        items: list[tuple[str, dict[str, Any]]] = []
-        for inc_id in wanted:
-            inc = incidents[inc_id]
-            stratum = picked_strata[inc_id]
-            row, item = _invitation(rt, inc, resolved_at[inc_id], run, stratum, result)
-            invitations.append(row)
-            if item is not None:
-                items.append((row["correlation_token"], item))
-        ids = insert_returning_ids(s, SurveyInvitation, invitations, "correlation_token")
-        insert_rows(s, OutboxItem, [{**item, "entity_id": ids[token]} for token, item in items])
+            _invite(rt, s, run, chunk, picked_strata, result)
         result.counts["sampled_months" if draw == 0 else "top_up_draws"] += 1
+
+
+def _invite(
+    rt: Runtime,
+    s: Session,
+    run: SampleRun,
+    wanted: list[int],
+    picked_strata: dict[int, tuple[str, ...]],
+    result: StepResult,
+) -> None:
+    """Store the invitations of a chunk of picked incidents and their outbox rows.
+
+    A chunk at a time, so a large sample never holds every picked incident,
+    invitation and message at once.
+    """
+    policy = rt.policy(run.policy)
+    resolved_at = _resolved_at(s, run.policy, policy.version, run.month, wanted)
+    incidents = {
+        inc.id: inc
+        for inc in s.scalars(
+            select(Incident).options(defer(Incident.raw)).where(Incident.id.in_(wanted))
+        )
+    }
+    invitations: list[dict[str, Any]] = []
+    items: list[tuple[str, dict[str, Any]]] = []
+    for inc_id in wanted:
+        stratum = picked_strata[inc_id]
+        row, item = _invitation(rt, incidents[inc_id], resolved_at[inc_id], run, stratum, result)
+        invitations.append(row)
+        if item is not None:
+            items.append((row["correlation_token"], item))
+    ids = insert_returning_ids(s, SurveyInvitation, invitations, "correlation_token")
+    insert_rows(s, OutboxItem, [{**item, "entity_id": ids[token]} for token, item in items])
 
 
 def _invitation(
