@@ -156,11 +156,11 @@ def _population(
                 ComplianceRecord.callback_verdict != CallbackVerdict.UNTRACKED.value,
             ),
         )
-        .execution_options(yield_per=_STREAM_ROWS)
+        .execution_options(stream_results=True, max_row_buffer=_STREAM_ROWS)
     )
     strata: dict[tuple[str, ...], tuple[str, ...]] = {}  # interned stratum keys
     members: dict[tuple[str, ...], array[int]] = {}
-    for row in s.execute(query):
+    for row in s.connection().execute(query):
         inc_id = row[0]
         if inc_id in considered or (legacy_at is not None and row[1] <= legacy_at):
             continue
