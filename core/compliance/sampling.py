@@ -19,13 +19,19 @@ Decisions beyond the SPEC, applied exactly:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from core.compliance.policy import round_half_up, stratum_sample_size
 from core.errors import InputError
 
-__all__ = ["SampleResult", "StratumReport", "round_half_up", "stratified_sample"]
+__all__ = [
+    "SampleResult",
+    "StratumReport",
+    "round_half_up",
+    "stratified_sample",
+    "stratum_picks",
+]
 
 
 @dataclass(frozen=True)
@@ -107,10 +113,23 @@ def stratified_sample(
     reports = []
     for stratum in sorted(members):
         ids = members[stratum]
-        k = stratum_sample_size(rate, len(ids))
-        if k:
-            k = max(k, min(minimum, len(ids)))
-        chosen = sorted(ids, key=lambda m: _order_key(seed, m))[:k]
+        chosen = stratum_picks(ids, rate, seed, minimum=minimum)
         picked.update(chosen)
-        reports.append(StratumReport(stratum=stratum, size=len(ids), picked=k))
+        reports.append(StratumReport(stratum=stratum, size=len(ids), picked=len(chosen)))
     return SampleResult(picked=frozenset(picked), strata=tuple(reports))
+
+
+def stratum_picks(
+    members: Collection[str], rate: float, seed: str, *, minimum: int = 1
+) -> list[str]:
+    """The members :func:`stratified_sample` picks from one stratum of distinct ``members``.
+
+    For a caller that already holds its population grouped by stratum (the
+    loop's monthly sample streams it into one array of ids per stratum):
+    the same k and the same seeded order, without the pairs and the
+    id → stratum map a whole population would cost.
+    """
+    k = stratum_sample_size(rate, len(members))
+    if k:
+        k = max(k, min(minimum, len(members)))
+    return sorted(members, key=lambda m: _order_key(seed, m))[:k]

@@ -20,20 +20,25 @@ one of its records was evaluated after its last draw.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import Session, defer
 
-from core.compliance import CallbackVerdict, stratified_sample
+from core.compliance import CallbackVerdict
+from core.compliance.policy import stratum_sample_size
+from core.compliance.sampling import stratum_picks
 from core.loop._bulk import chunks, insert_returning_ids, insert_rows
 from core.loop.common import StepResult
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
 from core.runtime import Runtime
 from core.store.models import ComplianceRecord, Incident, OutboxItem, SampleRun, SurveyInvitation
 from core.timeutil import month_bounds
+
+_STREAM_ROWS = 5000  # rows fetched at a time while the population streams in
 
 
 def _stratum_of(
@@ -95,56 +100,106 @@ def sample_surveys(rt: Runtime) -> StepResult:
     return result
 
 
-def _considered(runs: Sequence[SampleRun], ingested: dict[int, datetime]) -> set[int]:
-    """The incidents earlier draws of the month considered (their populations)."""
+def _considered(runs: Sequence[SampleRun]) -> tuple[set[int], datetime | None]:
+    """What earlier draws of the month considered (their populations).
+
+    The ids their members list, and the latest time a draw stored before
+    members were recorded was made (it considered every incident of the month
+    stored by then: those ``ingested_at`` at or before it), None without one.
+    """
     seen: set[int] = set()
+    legacy: datetime | None = None
     for run in runs:
         strata = run.strata or []
         if strata and all("members" in st for st in strata):
             for st in strata:
                 seen.update(int(m) for m in st["members"])
-        else:  # drawn before members were recorded: what was stored by then
-            seen.update(i for i, at in ingested.items() if at <= run.created_at)
-    return seen
+        elif legacy is None or run.created_at > legacy:
+            legacy = run.created_at
+    return seen, legacy
+
+
+def _population(
+    s: Session,
+    policy_name: str,
+    month: str,
+    sources: list[str],
+    runs: Sequence[SampleRun],
+    rt: Runtime,
+) -> dict[tuple[str, ...], array[int]]:
+    """The month's newcomers (not considered by an earlier draw): their ids by stratum.
+
+    Streamed from the store in one pass into an array of ids per stratum (8
+    bytes an incident; each stratum's key tuple is shared by its members), so
+    a month of any size costs its ids, not a tuple and dict entries per
+    incident.
+    """
+    pcfg = rt.config.policies[policy_name]
+    assert pcfg.sample is not None
+    policy = rt.policy(policy_name)
+    keys = pcfg.sample.stratify_by
+    columns = Incident.__mapper__.column_attrs.keys()
+    key_columns = [getattr(Incident, k) for k in keys if k in columns]
+    considered, legacy_at = _considered(runs)
+    query = (
+        select(Incident.id, Incident.ingested_at, *key_columns)
+        .join(ComplianceRecord, ComplianceRecord.incident_id == Incident.id)
+        .where(
+            ComplianceRecord.policy == policy_name,
+            ComplianceRecord.policy_version == policy.version,
+            ComplianceRecord.month == month,
+            ComplianceRecord.cancelled.is_(False),
+            Incident.source.in_(sources),
+            # §11: nobody is surveyed about a resolution due before tracking start
+            or_(
+                ComplianceRecord.callback_verdict.is_(None),
+                ComplianceRecord.callback_verdict != CallbackVerdict.UNTRACKED.value,
+            ),
+        )
+        .execution_options(stream_results=True, max_row_buffer=_STREAM_ROWS)
+    )
+    strata: dict[tuple[str, ...], tuple[str, ...]] = {}  # interned stratum keys
+    members: dict[tuple[str, ...], array[int]] = {}
+    for row in s.connection().execute(query):
+        inc_id = row[0]
+        if inc_id in considered or (legacy_at is not None and row[1] <= legacy_at):
+            continue
+        stratum = _stratum_of(keys, columns, tuple(row[2:]))
+        stratum = strata.setdefault(stratum, stratum)
+        ids = members.get(stratum)
+        if ids is None:
+            ids = members[stratum] = array("q")
+        ids.append(inc_id)
+    return members
+
+
+def _resolved_at(
+    s: Session, policy_name: str, version: str, month: str, ids: list[int]
+) -> dict[int, datetime]:
+    """The resolution time of the month's records of ``ids`` (the picked incidents only)."""
+    found: dict[int, datetime] = {}
+    for chunk in chunks(ids):
+        for inc_id, at in s.execute(
+            select(ComplianceRecord.incident_id, ComplianceRecord.resolved_at).where(
+                ComplianceRecord.policy == policy_name,
+                ComplianceRecord.policy_version == version,
+                ComplianceRecord.month == month,
+                ComplianceRecord.incident_id.in_(chunk),
+            )
+        ):
+            if at is not None:
+                found[inc_id] = at
+    return found
 
 
 def _sample_month(
     rt: Runtime, policy_name: str, month: str, sources: list[str], result: StepResult
 ) -> None:
     pcfg = rt.config.policies[policy_name]
-    policy = rt.policy(policy_name)
     assert pcfg.sample is not None
     now = rt.now()
-    keys = pcfg.sample.stratify_by
-    columns = Incident.__mapper__.column_attrs.keys()
-    key_columns = [getattr(Incident, k) for k in keys if k in columns]
+    rate = pcfg.sample.rate
     with rt.db.session() as s:
-        # the population as plain tuples (id, ingested, resolved, stratum values): a month
-        # of any size costs a few numbers and strings per incident, not an ORM object
-        rows = [
-            (row[0], row[1], row[2], _stratum_of(keys, columns, tuple(row[3:])))
-            for row in s.execute(
-                select(
-                    Incident.id,
-                    Incident.ingested_at,
-                    ComplianceRecord.resolved_at,
-                    *key_columns,
-                )
-                .join(ComplianceRecord, ComplianceRecord.incident_id == Incident.id)
-                .where(
-                    ComplianceRecord.policy == policy_name,
-                    ComplianceRecord.policy_version == policy.version,
-                    ComplianceRecord.month == month,
-                    ComplianceRecord.cancelled.is_(False),
-                    Incident.source.in_(sources),
-                    # §11: nobody is surveyed about a resolution due before tracking start
-                    or_(
-                        ComplianceRecord.callback_verdict.is_(None),
-                        ComplianceRecord.callback_verdict != CallbackVerdict.UNTRACKED.value,
-                    ),
-                )
-            )
-        ]
         runs = list(
             s.scalars(
                 select(SampleRun)
@@ -152,45 +207,48 @@ def _sample_month(
                 .order_by(SampleRun.draw)
             )
         )
-        considered = _considered(runs, {inc_id: at for inc_id, at, _, _ in rows})
-        fresh = [row for row in rows if row[0] not in considered]
-        if runs and not fresh:
+        members = _population(s, policy_name, month, sources, runs, rt)
+        population = sum(len(ids) for ids in members.values())
+        if runs and not population:
             return  # no newcomer since the last draw
         draw = runs[-1].draw + 1 if runs else 0
         seed = draw_seed(pcfg.sample.seed, draw)
-        strata = {inc_id: stratum for inc_id, _, _, stratum in fresh}
-        resolved_at = {str(inc_id): at for inc_id, _, at, _ in fresh if at is not None}
-        drawn = stratified_sample(
-            ((str(inc_id), strata[inc_id]) for inc_id, _, _, _ in fresh),
-            pcfg.sample.rate,
-            seed,
-        )
-        members: dict[tuple[str, ...], list[int]] = {}
-        for inc_id, _, _, _ in fresh:
-            members.setdefault(strata[inc_id], []).append(inc_id)
+        stratum_sample_size(rate, 0)  # checks the rate even when no stratum is drawn
+        # stratum by stratum, the rule of ``stratified_sample`` over (str(id), stratum)
+        picked_strata: dict[int, tuple[str, ...]] = {}
+        reports: list[dict[str, Any]] = []
+        for stratum in sorted(members):
+            stratum_ids = members[stratum]
+            chosen = stratum_picks([str(i) for i in stratum_ids], rate, seed)
+            for member in chosen:
+                picked_strata[int(member)] = stratum
+            reports.append(
+                {
+                    "stratum": list(stratum),
+                    "size": len(stratum_ids),
+                    "picked": len(chosen),
+                    "achieved_rate": len(chosen) / len(stratum_ids),
+                    "members": sorted(stratum_ids),
+                }
+            )
+            members[stratum] = array("q")  # its ids are in the report now
         run = SampleRun(
             policy=policy_name,
             month=month,
             draw=draw,
             seed=seed,
-            rate=pcfg.sample.rate,
-            population=len(fresh),
-            picked=len(drawn.picked),
-            strata=[
-                {
-                    "stratum": list(r.stratum),
-                    "size": r.size,
-                    "picked": r.picked,
-                    "achieved_rate": r.achieved_rate,
-                    "members": sorted(members[r.stratum]),
-                }
-                for r in drawn.strata
-            ],
+            rate=rate,
+            population=population,
+            picked=len(picked_strata),
+            strata=reports,
             created_at=now,
         )
         s.add(run)
         s.flush()
-        picked = sorted(int(i) for i in drawn.picked)
+        # its members are stored: not kept while the invitations are made
+        s.expire(run, ["strata"])
+        del reports
+        picked = sorted(picked_strata)
         invited: set[int] = set()
         for chunk in chunks(picked):
             invited.update(
@@ -201,24 +259,42 @@ def _sample_month(
                 )
             )
         wanted = [inc_id for inc_id in picked if inc_id not in invited]
-        incidents: dict[int, Incident] = {}
         for chunk in chunks(wanted):
-            for inc in s.scalars(
-                select(Incident).options(defer(Incident.raw)).where(Incident.id.in_(chunk))
-            ):
-                incidents[inc.id] = inc
-        invitations: list[dict[str, Any]] = []
-        items: list[tuple[str, dict[str, Any]]] = []
-        for inc_id in wanted:
-            inc = incidents[inc_id]
-            stratum = strata[inc_id]
-            row, item = _invitation(rt, inc, resolved_at[str(inc_id)], run, stratum, result)
-            invitations.append(row)
-            if item is not None:
-                items.append((row["correlation_token"], item))
-        ids = insert_returning_ids(s, SurveyInvitation, invitations, "correlation_token")
-        insert_rows(s, OutboxItem, [{**item, "entity_id": ids[token]} for token, item in items])
+            _invite(rt, s, run, chunk, picked_strata, result)
         result.counts["sampled_months" if draw == 0 else "top_up_draws"] += 1
+
+
+def _invite(
+    rt: Runtime,
+    s: Session,
+    run: SampleRun,
+    wanted: list[int],
+    picked_strata: dict[int, tuple[str, ...]],
+    result: StepResult,
+) -> None:
+    """Store the invitations of a chunk of picked incidents and their outbox rows.
+
+    A chunk at a time, so a large sample never holds every picked incident,
+    invitation and message at once.
+    """
+    policy = rt.policy(run.policy)
+    resolved_at = _resolved_at(s, run.policy, policy.version, run.month, wanted)
+    incidents = {
+        inc.id: inc
+        for inc in s.scalars(
+            select(Incident).options(defer(Incident.raw)).where(Incident.id.in_(wanted))
+        )
+    }
+    invitations: list[dict[str, Any]] = []
+    items: list[tuple[str, dict[str, Any]]] = []
+    for inc_id in wanted:
+        stratum = picked_strata[inc_id]
+        row, item = _invitation(rt, incidents[inc_id], resolved_at[inc_id], run, stratum, result)
+        invitations.append(row)
+        if item is not None:
+            items.append((row["correlation_token"], item))
+    ids = insert_returning_ids(s, SurveyInvitation, invitations, "correlation_token")
+    insert_rows(s, OutboxItem, [{**item, "entity_id": ids[token]} for token, item in items])
 
 
 def _invitation(

@@ -122,3 +122,26 @@ def test_second_source_after_the_draw_gets_a_top_up(deployment: Deployment) -> N
     with rt2.db.session() as s:
         assert len(s.scalars(select(SampleRun)).all()) == 2
         assert len(s.scalars(select(SurveyInvitation)).all()) == 8
+
+
+def test_a_draw_stored_before_members_counts_what_was_stored_by_then(
+    deployment: Deployment,
+) -> None:
+    """A first draw without ``members`` considered the incidents stored (ingested) before it."""
+    rt = deployment.open()
+    run_once(rt)
+    with rt.db.session() as s:
+        [first] = s.scalars(select(SampleRun)).all()
+        first.strata = [{k: v for k, v in st.items() if k != "members"} for st in first.strata]
+        s.commit()
+    WORLD.incidents = list(FIRST) + list(LATER)
+    _add_second_source(deployment.path)
+    deployment.clock.advance(hours=1)
+    rt2 = deployment.open()
+    run_once(rt2)
+    with rt2.db.session() as s:
+        runs = s.scalars(select(SampleRun).order_by(SampleRun.draw)).all()
+        assert [(r.draw, r.population, r.picked) for r in runs] == [(0, 7, 3), (1, 16, 5)]
+        assert "members" not in runs[0].strata[0]
+        source_of = dict(s.execute(select(Incident.id, Incident.source)).all())
+        assert {source_of[m] for st in runs[1].strata for m in st["members"]} == {"itsm2"}
