@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import config
 import connectors  # noqa: F401
+from connectors.sandbox import without_failures
 from core.conf import AppConfig, load_config
 from core.loop import run_once
 from core.loop.common import StepResult
@@ -79,17 +80,7 @@ def bench(n: int) -> tuple[float, float, list[tuple[str, float, float, float]]]:
     with tempfile.TemporaryDirectory(prefix="qloop-bench-") as tmp:
         cfg = loop_config(Path(tmp), n)
         # measure qloop, not the sandbox's injected failures and their retry waits
-        cfg = dataclasses.replace(
-            cfg,
-            sources={
-                k: dataclasses.replace(v, options={**v.options, "failure_rate": 0})
-                for k, v in cfg.sources.items()
-            },
-            channels={
-                k: dataclasses.replace(v, options={**v.options, "failure_rate": 0})
-                for k, v in cfg.channels.items()
-            },
-        )
+        cfg = without_failures(cfg)
         rt = open_runtime(cfg)
         sampler = PeakSampler()
         sampler.start()

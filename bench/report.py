@@ -17,7 +17,6 @@ under 500 MB per format.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import connectors  # noqa: F401
 from api.demo import demo_config
+from connectors.sandbox import without_failures
 from core.conf.model import AppConfig
 from core.export.month import export_month
 from core.loop import run_once
@@ -70,17 +70,7 @@ class PeakSampler(threading.Thread):
 def store_config(store: Path, incidents: int) -> AppConfig:
     """The demo's sandbox configuration on ``store/qloop.db``, injected failures off."""
     cfg = demo_config(store, incidents)
-    return dataclasses.replace(
-        cfg,
-        sources={
-            k: dataclasses.replace(v, options={**v.options, "failure_rate": 0})
-            for k, v in cfg.sources.items()
-        },
-        channels={
-            k: dataclasses.replace(v, options={**v.options, "failure_rate": 0})
-            for k, v in cfg.channels.items()
-        },
-    )
+    return without_failures(cfg)
 
 
 def prepare(store: Path, incidents: int) -> None:

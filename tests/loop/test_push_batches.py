@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from sqlalchemy import func, select
 
 import connectors  # noqa: F401  (registers the sandbox types)
 from api.demo import demo_config
+from connectors.sandbox import without_failures
 from connectors.sandbox.channel import SandboxChannel
 from connectors.sandbox.source import SandboxSource
 from core.loop import run_once
@@ -23,17 +23,7 @@ def test_follow_up_calls_and_complaint_tickets_go_in_batches_once_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = demo_config(tmp_path, 300)
-    cfg = dataclasses.replace(
-        cfg,
-        sources={
-            k: dataclasses.replace(v, options={**v.options, "failure_rate": 0})
-            for k, v in cfg.sources.items()
-        },
-        channels={
-            k: dataclasses.replace(v, options={**v.options, "failure_rate": 0})
-            for k, v in cfg.channels.items()
-        },
-    )
+    cfg = without_failures(cfg)
     singles: Counter[str] = Counter()
     send, create = SandboxChannel.send, SandboxSource.create_ticket
 
