@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from core.compliance import CallbackVerdict, Evaluation, Finding, Policy, evaluate_incident
@@ -233,8 +233,17 @@ def explain_version_change(
         )
 
 
+def due(now: datetime) -> ColumnElement[bool]:
+    """Which incidents the step evaluates as of ``now``: facts changed, or a verdict fell due."""
+    return or_(Incident.evaluated_revision < Incident.revision, Incident.evaluate_after <= now)
+
+
 def evaluate(
-    rt: Runtime, incident_ids: list[int] | None = None, partition: tuple[int, int] | None = None
+    rt: Runtime,
+    incident_ids: list[int] | None = None,
+    partition: tuple[int, int] | None = None,
+    *,
+    processes: int = 1,
 ) -> StepResult:
     """Evaluate incidents whose facts changed or whose pending verdict fell due.
 
@@ -242,14 +251,31 @@ def evaluate(
     With ``partition`` ``(k, n)``, only the incidents whose ``id % n == k``:
     the n partitions of a step are disjoint and together cover it, so n
     workers may run them at once (:func:`workers.jobs.evaluate_part`).
+    With ``processes`` above 1 (and neither of those), the step is split
+    into that many id ranges evaluated at once in child processes
+    (:mod:`core.loop.evaluate_parallel`) when it has enough incidents.
     """
     with old_objects_frozen():
-        return _evaluate(rt, incident_ids, partition)
+        if processes > 1 and incident_ids is None and partition is None:
+            from core.loop.evaluate_parallel import evaluate_in_processes
+
+            split = evaluate_in_processes(rt, processes)
+            if split is not None:
+                return split
+        return evaluate_batches(rt, incident_ids, partition)
 
 
-def _evaluate(
-    rt: Runtime, incident_ids: list[int] | None, partition: tuple[int, int] | None
+def evaluate_batches(
+    rt: Runtime,
+    incident_ids: list[int] | None = None,
+    partition: tuple[int, int] | None = None,
+    id_range: tuple[int, int | None] | None = None,
 ) -> StepResult:
+    """The step in this process, batch by batch (the caller freezes the old objects).
+
+    ``id_range`` ``(first, stop)`` keeps the incidents with ``first <= id``
+    and, unless ``stop`` is None, ``id < stop``.
+    """
     result = StepResult("evaluate")
     now = rt.now()
     stamps = Stamps.current()
@@ -262,7 +288,8 @@ def _evaluate(
     policies: dict[str, Policy] = {}
     # bound once per batch (evaluated_at is ``now`` itself when ``now`` is whole-second UTC)
     constants = {"evaluated_at": now, "as_of": now}
-    last_id = 0
+    last_id = id_range[0] - 1 if id_range is not None else 0
+    stop = id_range[1] if id_range is not None else None
     wanted = sorted(set(incident_ids)) if incident_ids is not None else None
     while True:
         with rt.db.session() as s:
@@ -282,6 +309,8 @@ def _evaluate(
             )
             if partition is not None:
                 query = query.where(Incident.id % partition[1] == partition[0])
+            if stop is not None:
+                query = query.where(Incident.id < stop)
             if wanted is not None:
                 # the next BATCH ids asked for: a bounded IN list however many were asked
                 ahead = wanted[bisect_right(wanted, last_id) :][:BATCH]
@@ -289,12 +318,7 @@ def _evaluate(
                     break
                 query = query.where(Incident.id.in_(ahead))
             else:
-                query = query.where(
-                    or_(
-                        Incident.evaluated_revision < Incident.revision,
-                        Incident.evaluate_after <= now,
-                    )
-                )
+                query = query.where(due(now))
             # plain Core rows (attribute access), not through the ORM's result handling
             batch: Sequence[Any] = s.connection().execute(query).all()
             if not batch and wanted is not None:

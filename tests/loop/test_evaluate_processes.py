@@ -1,0 +1,149 @@
+"""The evaluate step split into id ranges run by child processes (issue 14).
+
+Two processes leave the compliance records, the incidents' bookkeeping,
+the month's indicators and (after the raise step) the nonconformities one
+process leaves, byte for byte (sha256 of the ordered rows); only the
+records' row ids follow the order the children inserted in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select, update
+
+import core.loop.evaluate_parallel as parallel
+from core.conf import load_config
+from core.errors import StateError
+from core.export import period_indicators
+from core.loop import collect, plan, pull, push, raise_nonconformities, reconcile
+from core.loop.evaluate import evaluate
+from core.runtime import Runtime, open_runtime
+from core.store.models import ComplianceRecord, Incident, Nonconformity, OutboxItem
+from tests.utils.loop import FakeClock, sandbox_config
+
+INCIDENTS = 120
+
+
+@pytest.fixture
+def rt(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A sandbox month pulled, called back, surveyed and matched: all evaluate reads."""
+    runtime = open_runtime(
+        load_config(sandbox_config(database_url, tmp_path, incidents=INCIDENTS)), clock=FakeClock()
+    )
+    pull(runtime, "itsm")
+    plan(runtime)
+    push(runtime)
+    for channel in runtime.channel_names():
+        collect(runtime, channel)
+    reconcile(runtime)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def _digest(rt: Runtime, model: type[Any], ignored: set[str], *order: Any) -> str:
+    cols = [c for c in model.__table__.columns if c.name not in ignored]
+    digest = hashlib.sha256()
+    with rt.db.session() as s:
+        for row in s.execute(select(*cols).order_by(*order)):
+            digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()
+
+
+def _outcome(rt: Runtime) -> dict[str, Any]:
+    """What the step and the raise step after it leave, row ids aside."""
+    raised = raise_nonconformities(rt)
+    assert not raised.errors
+    pol = rt.policy("default")
+    with rt.db.session() as s:
+        indicators = period_indicators(
+            s, policy=pol.name, version=pol.version, month="2026-10", now=rt.now(), rules=pol
+        )
+        marks = s.execute(
+            select(Incident.id, Incident.evaluated_revision, Incident.evaluate_after).order_by(
+                Incident.id
+            )
+        ).all()
+    return {
+        "records": _digest(
+            rt,
+            ComplianceRecord,
+            {"id"},
+            ComplianceRecord.incident_id,
+            ComplianceRecord.policy,
+            ComplianceRecord.policy_version,
+        ),
+        "nonconformities": _digest(rt, Nonconformity, {"id"}, Nonconformity.dedup_key),
+        "marks": marks,
+        "indicators": indicators,
+    }
+
+
+def _forget(rt: Runtime) -> None:
+    with rt.db.session() as s:
+        s.execute(delete(OutboxItem).where(OutboxItem.kind == "ticket"))  # raised tickets
+        s.execute(delete(Nonconformity))
+        s.execute(delete(ComplianceRecord))
+        s.execute(update(Incident).values(evaluated_revision=0, evaluate_after=None))
+
+
+def test_two_processes_store_what_one_process_stores(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_PER_PROCESS", 10)
+    split: list[Any] = []
+    run = parallel.evaluate_in_processes
+    monkeypatch.setattr(
+        parallel, "evaluate_in_processes", lambda *a, **k: split.append(run(*a, **k)) or split[-1]
+    )
+    assert len(parallel.id_ranges(rt, rt.now(), 2, 10)) == 2
+    two = evaluate(rt, processes=2)
+    assert split and split[0] is two  # the children did it, not this process
+    assert two.counts["evaluated"] == INCIDENTS and not two.errors
+    assert evaluate(rt, processes=2).counts["evaluated"] == 0  # nothing left over
+    with rt.db.session() as s:
+        stored = s.scalars(select(ComplianceRecord.incident_id)).all()
+    assert sorted(stored) == sorted(set(stored)) and len(stored) == INCIDENTS
+    after_two = _outcome(rt)
+
+    _forget(rt)
+    one = evaluate(rt)
+    assert one.counts == two.counts
+    after_one = _outcome(rt)
+    assert after_two == after_one
+    assert after_one["indicators"].resolved > 0
+
+
+def test_a_small_step_stays_in_this_process(rt: Runtime) -> None:
+    assert parallel.id_ranges(rt, rt.now(), 2, parallel.MIN_PER_PROCESS) == []
+    assert parallel.evaluate_in_processes(rt, 2) is None
+    assert evaluate(rt, processes=2).counts["evaluated"] == INCIDENTS
+
+
+def test_a_failed_child_fails_the_step_and_the_rest_is_evaluated_next_time(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_PER_PROCESS", 10)
+    _, second = parallel.id_ranges(rt, rt.now(), 2, 10)
+    plain = parallel.evaluate_batches
+
+    def failing(own: Runtime, **kwargs: Any) -> Any:
+        if kwargs["id_range"] == second:
+            msg = "disk on fire"
+            raise RuntimeError(msg)
+        return plain(own, **kwargs)
+
+    monkeypatch.setattr(parallel, "evaluate_batches", failing)
+    with pytest.raises(StateError, match="disk on fire"):
+        evaluate(rt, processes=2)
+    monkeypatch.setattr(parallel, "evaluate_batches", plain)
+    with rt.db.session() as s:
+        done = s.scalars(select(ComplianceRecord.incident_id)).all()
+    assert done and all(i < second[0] for i in done)
+    assert evaluate(rt).counts["evaluated"] == INCIDENTS - len(done)
