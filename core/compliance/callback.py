@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import attrgetter
 
+from core.compliance.frozen import quick_init
 from core.compliance.history import Resolution
 from core.compliance.policy import CallbackVerdict, Policy
 from core.timeutil import to_utc
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 
+@quick_init
 @dataclass(frozen=True)
 class Attempt:
     """One callback attempt matched to the incident (score already normalised 1–5)."""
@@ -48,6 +50,7 @@ class Attempt:
     ref: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class SurveyAnswer:
     """One survey answer matched to the incident (score already normalised 1–5)."""
@@ -57,6 +60,7 @@ class SurveyAnswer:
     ref: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class ResolutionOutcome:
     """A resolution and its callback verdict."""

@@ -39,6 +39,7 @@ from core.compliance.callback import (
     latest_survey,
     scored_answers,
 )
+from core.compliance.frozen import quick_init
 from core.compliance.history import active_seconds, build_timeline
 from core.compliance.policy import Policy
 from core.compliance.rules import Finding, MeasuredFacts, derive_findings
@@ -68,6 +69,7 @@ class IncidentFacts:
     survey_answers: Sequence[SurveyAnswer] = ()
 
 
+@quick_init
 @dataclass(frozen=True)
 class Evaluation:
     """The compliance facts and verdicts of one incident under one policy version."""

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 
 from core.calendar import BusinessCalendar
+from core.compliance.frozen import quick_init
 from core.errors import InputError
 from core.records import Category, StatusChange
 from core.timeutil import to_utc
@@ -44,6 +45,7 @@ DONE = frozenset({Category.RESOLVED, Category.CLOSED})
 ACTIVE = frozenset({Category.NEW, Category.IN_PROGRESS})
 
 
+@quick_init
 @dataclass(frozen=True)
 class Resolution:
     """One resolution: its instant and the end of its callback window (None: open-ended)."""
@@ -52,6 +54,7 @@ class Resolution:
     window_end: datetime | None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Timeline:
     """The facts read from a status history."""

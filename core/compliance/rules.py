@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from core.compliance.callback import Attempt, ResolutionOutcome, SurveyAnswer
+from core.compliance.frozen import quick_init
 from core.compliance.policy import MAJOR, MINOR, CallbackVerdict, Policy, raised_at
 
 RULES = (
@@ -45,6 +46,7 @@ __all__ = ["MAJOR", "MINOR", "RULES", "Finding", "MeasuredFacts", "derive_findin
 _NO_CONTACT_FINDINGS = frozenset({CallbackVerdict.SUPERSEDED, CallbackVerdict.UNTRACKED})
 
 
+@quick_init
 @dataclass(frozen=True)
 class Finding:
     """A nonconformity found by the rules."""
@@ -65,6 +67,7 @@ class Finding:
         return f"{self.rule}@{self.resolution_at.astimezone(UTC).isoformat()}"
 
 
+@quick_init
 @dataclass(frozen=True)
 class MeasuredFacts:
     """What the rules need besides the callback outcomes."""
