@@ -1,30 +1,41 @@
 """Benchmark: evaluate + indicators of a large month, and its streamed export (CSV, JSONL).
 
-    python bench/evaluate_1m.py [--incidents 1000000] [--database-url URL]
+    python bench/evaluate_1m.py [--incidents 1000000] [--database-url URL] [--processes 2]
 
 Setup (not timed): a fresh database (SQLite in a temporary folder by
 default, or ``--database-url``, whose tables are dropped first), the demo's
 sandbox month with ``--incidents`` incidents, pulled into the store. Then,
 timed, with the peak RSS of each phase:
 
-* ``evaluate``: the loop's evaluate step over every incident, then the
-  month's indicators from the stored records (``qloop report``'s figures);
+* ``evaluate 1p``: the loop's evaluate step over every incident in this
+  process, then the month's indicators from the stored records (``qloop
+  report``'s figures);
+* ``evaluate Np``: the same again from the same start (the records and the
+  incidents' bookkeeping reset, not timed) with the step split into
+  ``--processes`` id ranges run by child processes; the records it stores
+  are compared with the one-process run's (sha256 of the ordered rows, row
+  ids aside; not timed) and the bench stops if they differ;
 * ``export csv``, ``export jsonl`` and ``export xlsx``: ``qloop export`` of
   the month (incidents, indicators, nonconformities) into a temporary
   folder, with the CPU seconds of each (steadier than wall time on a
   shared machine).
 
-The evaluate phases print their CPU seconds too (this process's; on
-PostgreSQL the server's are not in them). The last lines are
-``evaluate_1m_s=… cpu_s=…`` and ``export_1m_s=… cpu_s=…`` (the slower of
-CSV and JSONL). With fewer than a million incidents the figures are scaled
-linearly to 1M and say ``extrapolated_from=N``.
+The evaluate phases print their CPU seconds too: this process's and its
+children's (on PostgreSQL the server's are not in them); their peak RSS is
+this process's plus its children's. The last lines are
+``evaluate_1m_s=… cpu_s=…`` (the split run; the one-process run's line,
+``evaluate_1p_1m_s=…``, comes before it) and ``export_1m_s=… cpu_s=…``
+(the slower of CSV and JSONL). With fewer than a million incidents the
+figures are scaled linearly to 1M and say ``extrapolated_from=N``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import os
+import resource
 import sys
 import tempfile
 import threading
@@ -32,7 +43,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import delete, select, text, update
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,16 +53,53 @@ from api.demo import demo_config
 from core.export import period_indicators
 from core.export.month import export_month
 from core.loop import evaluate, pull
-from core.runtime import open_runtime
-from core.store.models import Base
+from core.runtime import Runtime, open_runtime
+from core.store.models import Base, ComplianceRecord, Incident
 
 PAGE = 4096
 MILLION = 1_000_000
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * PAGE / 2**20
+    """This process's RSS and its children's (the evaluate step's forked processes)."""
+    pids = [str(os.getpid())]
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids += (task / "children").read_text().split()
+        except OSError:  # no such file on this kernel, or the thread ended
+            continue
+    pages = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                pages += int(fh.read().split()[1])
+        except (OSError, IndexError, ValueError):  # the child ended meanwhile
+            continue
+    return pages * PAGE / 2**20
+
+
+def cpu_s() -> float:
+    """User + system CPU seconds of this process and of its children that ended."""
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def records_digest(rt: Runtime) -> str:
+    """sha256 of the compliance records ordered by incident and policy, row ids aside."""
+    cols = [c for c in ComplianceRecord.__table__.columns if c.name != "id"]
+    order = (ComplianceRecord.incident_id, ComplianceRecord.policy, ComplianceRecord.policy_version)
+    digest = hashlib.sha256()
+    with rt.db.session() as s:
+        for row in s.execute(select(*cols).order_by(*order)):
+            digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()
+
+
+def forget_evaluations(rt: Runtime) -> None:
+    """Back to the state before the evaluate step: no records, nothing evaluated."""
+    with rt.db.session() as s:
+        s.execute(delete(ComplianceRecord))
+        s.execute(update(Incident).values(evaluated_revision=0, evaluate_after=None))
 
 
 class PeakSampler(threading.Thread):
@@ -72,7 +120,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--incidents", type=int, default=MILLION)
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
+    parser.add_argument("--processes", type=int, default=2, help="of the split evaluate run")
     args = parser.parse_args()
+    if args.processes < 2:
+        parser.error("--processes: at least 2 (the one-process run is always made)")
     n = args.incidents
     sampler = PeakSampler()
     sampler.start()
@@ -109,55 +160,66 @@ def main() -> int:
         setup_s = time.perf_counter() - started
         print(f"{n} incidents of {month} pulled in {setup_s:.1f} s ({rt.db.dialect}; not timed)")
 
-        sampler.phase = "evaluate"
-        t0, c0 = time.perf_counter(), time.process_time()
-        evaluated = evaluate(rt)
-        if evaluated.errors:
-            msg = f"evaluate: {evaluated.errors}"
+        at = rt.now()  # both runs evaluate as of the same instant: their records compare
+        rt.clock = lambda: at
+        digests: dict[str, str] = {}
+        for run, processes in (("evaluate 1p", 1), (f"evaluate {args.processes}p", args.processes)):
+            if digests:
+                forget_evaluations(rt)  # the split run starts where the first one did
+            sampler.phase = run
+            t0, c0 = time.perf_counter(), cpu_s()
+            evaluated = evaluate(rt, processes=processes)
+            if evaluated.errors:
+                msg = f"{run}: {evaluated.errors}"
+                raise SystemExit(msg)
+            times[f"{run} step"] = time.perf_counter() - t0
+            cpus[f"{run} step"] = cpu_s() - c0
+            t1, c1 = time.perf_counter(), cpu_s()
+            with rt.db.session() as s:
+                for name, pol in sorted(rt.policies.items()):
+                    ind = period_indicators(
+                        s, policy=name, version=pol.version, month=month, now=rt.now(), rules=pol
+                    )
+                    print(f"  {run}, policy {name}: {ind.resolved} resolved in {month}")
+            times[f"{run} indic."] = time.perf_counter() - t1
+            cpus[f"{run} indic."] = cpu_s() - c1
+            times[run] = time.perf_counter() - t0
+            cpus[run] = cpu_s() - c0
+            digests[run] = records_digest(rt)
+        if len(set(digests.values())) != 1:
+            msg = f"the split run stored other records than one process: {digests}"
             raise SystemExit(msg)
-        times["evaluate step"] = time.perf_counter() - t0
-        cpus["evaluate step"] = time.process_time() - c0
-        t1, c1 = time.perf_counter(), time.process_time()
-        with rt.db.session() as s:
-            for name, pol in sorted(rt.policies.items()):
-                ind = period_indicators(
-                    s, policy=name, version=pol.version, month=month, now=rt.now(), rules=pol
-                )
-                print(f"  policy {name}: {ind.resolved} resolved in {month}")
-        times["indicators"] = time.perf_counter() - t1
-        cpus["indicators"] = time.process_time() - c1
-        times["evaluate"] = time.perf_counter() - t0
-        cpus["evaluate"] = time.process_time() - c0
+        split = f"evaluate {args.processes}p"
+        print(f"  records of both runs identical: sha256 {digests['evaluate 1p'][:16]}…")
 
         for fmt in ("csv", "jsonl", "xlsx"):
             sampler.phase = f"export {fmt}"
             out = work / f"out-{fmt}"
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0 = time.perf_counter(), cpu_s()
             files = export_month(rt, month, fmt, out, actor="bench")
             times[f"export {fmt}"] = time.perf_counter() - t0
-            cpus[f"export {fmt}"] = time.process_time() - c0
+            cpus[f"export {fmt}"] = cpu_s() - c0
             size = sum(f.stat().st_size for f in files) / 2**20
             print(f"  export {fmt}: {len(files)} files, {size:.0f} MB")
         sampler.stop.set()
         sampler.join()
         rt.close()
 
-    print(f"\n  {'phase':<14} {'seconds':>8} {'per s':>10} {'cpu s':>8} {'peak MB':>8}")
+    print(f"\n  {'phase':<18} {'seconds':>8} {'per s':>10} {'cpu s':>8} {'peak MB':>8}")
     for phase, secs in times.items():
-        peak = sampler.peaks.get(phase.split(" ")[0] if phase != "indicators" else "evaluate")
-        peak = sampler.peaks.get(phase, peak or 0.0)
-        cpu = f"{cpus[phase]:8.2f}" if phase in cpus else f"{'':8}"
-        print(f"  {phase:<14} {secs:8.2f} {n / secs:10.0f} {cpu} {peak:8.0f}")
+        peak = sampler.peaks.get(" ".join(phase.split(" ")[:2]), 0.0)
+        print(f"  {phase:<18} {secs:8.2f} {n / secs:10.0f} {cpus[phase]:8.2f} {peak:8.0f}")
     scale = MILLION / n
     note = "" if n == MILLION else f" extrapolated_from={n}"
     export_s = max(times["export csv"], times["export jsonl"])
     export_cpu = max(cpus["export csv"], cpus["export jsonl"])
-    peak_eval = sampler.peaks["evaluate"]
     peak_export = max(sampler.peaks["export csv"], sampler.peaks["export jsonl"])
-    print(
-        f"evaluate_1m_s={times['evaluate'] * scale:.0f} cpu_s={cpus['evaluate'] * scale:.0f} "
-        f"peak_rss_mb={peak_eval:.0f}{note}"
-    )
+    for label, run in (("evaluate_1p_1m_s", "evaluate 1p"), ("evaluate_1m_s", split)):
+        print(
+            f"{label}={times[run] * scale:.0f} cpu_s={cpus[run] * scale:.0f} "
+            f"peak_rss_mb={sampler.peaks[run]:.0f}{note}"
+            + (f" processes={args.processes}" if run == split else "")
+        )
     print(
         f"export_1m_s={export_s * scale:.0f} cpu_s={export_cpu * scale:.0f} "
         f"peak_rss_mb={peak_export:.0f}{note}"
