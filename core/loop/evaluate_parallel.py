@@ -43,10 +43,12 @@ log = logging.getLogger("qloop.loop")
 
 
 def id_ranges(rt: Runtime, now: datetime, n: int, least: int) -> list[tuple[int, int | None]]:
-    """Up to ``n`` ranges ``(first, stop)`` of the ids due as of ``now``, about equal in count.
+    """Up to ``n`` ranges ``(first, stop)`` of ids, each holding about as many of the
+    incidents due as of ``now``; together they cover every id (the first starts at 0,
+    the last is open: ``stop`` None), so an incident falling due meanwhile is not left out.
 
     Fewer ranges when there are fewer than ``least`` incidents per range
-    (none when nothing is due); the last range is open (``stop`` None).
+    (none when that leaves one).
     """
     with rt.db.session() as s:
         conn = s.connection()
@@ -55,7 +57,9 @@ def id_ranges(rt: Runtime, now: datetime, n: int, least: int) -> list[tuple[int,
         if n <= 1:
             return []
         query = select(Incident.id).where(due(now)).order_by(Incident.id).limit(1)
-        cuts = [conn.execute(query.offset(selected * k // n)).scalar_one() for k in range(n)]
+        cuts = [0] + [
+            conn.execute(query.offset(selected * k // n)).scalar_one() for k in range(1, n)
+        ]
     return [(cuts[k], cuts[k + 1] if k + 1 < n else None) for k in range(n)]
 
 
