@@ -73,8 +73,10 @@ CREATE TABLE IF NOT EXISTS campaign_participants (
     plan TEXT NOT NULL, reminded TEXT NOT NULL DEFAULT '[]');
 """
 
-OutcomePlan = list[tuple[str, int, dict[str, Any]]]
-"""Outcomes to store with a message: (event id, occurred at epoch seconds, payload)."""
+OutcomePlan = list[tuple[str, int, dict[str, Any] | str]]
+"""Outcomes to store with a message: (event id, occurred at epoch seconds, payload); a
+payload already encoded (its JSON text as ``json.dumps(…, ensure_ascii=False)`` writes
+it) is stored as it is."""
 TicketStep = Callable[[int, str, str | None], tuple[str, str | None]]
 """How one read moves a ticket: (reads so far, status, closed at) → (status, closed at)."""
 
@@ -482,7 +484,10 @@ class RemoteState:
                 seq = int(seqs[key])
                 ref = make_ref(seq)
                 updates.append((ref, seq))
-                outcomes.extend((seq, ev, ts, _TEXT(p)) for ev, ts, p in m.plan(seq, ref))
+                outcomes.extend(
+                    (seq, ev, ts, p if isinstance(p, str) else _TEXT(p))
+                    for ev, ts, p in m.plan(seq, ref)
+                )
                 refs[key] = ref
             db.executemany("UPDATE messages SET provider_ref = ? WHERE seq = ?", updates)
             db.executemany(
