@@ -16,8 +16,6 @@ pull), its incidents are left for a later plan.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,15 +24,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.compliance.history import Timeline, build_timeline
-from core.loop._bulk import DENSE, chunks, insert_returning_ids, insert_rows, update_by_id
+from core.loop._bulk import BoundRows, chunks, insert_returning_ids, update_by_id
 from core.loop.common import StepResult
 from core.loop.facts import load_history
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
 from core.loop.tracking import tracking_starts
-from core.records import Category, StatusChange
 from core.runtime import Runtime
 from core.states import CallbackState
-from core.store.models import CallbackTask, Incident, OutboxItem, StatusEvent
+from core.store.models import CallbackTask, Incident, OutboxItem
 
 BATCH = 1000
 _COLUMNS = (
@@ -53,48 +50,6 @@ _COLUMNS = (
     Incident.revision,
 )
 """What plan reads of an incident (as plain rows: attribute access, no ORM instances)."""
-
-
-_HISTORY_SQL = (
-    "SELECT incident_id, at, category, status FROM status_event WHERE {where} "
-    "ORDER BY incident_id, seq"
-)
-
-
-def _history(s: Session, ids: Sequence[int]) -> dict[int, list[StatusChange]]:
-    """:func:`core.loop.facts.load_history` of ``ids``; on SQLite through the driver.
-
-    The same rows, in the same order, each instant through the column type's
-    own result processor, without SQLAlchemy's result handling per row: by id
-    range when the ids are dense (the rows of other ids dropped), else ``IN``.
-    """
-    conn = s.connection()
-    dialect = conn.dialect
-    if dialect.name != "sqlite":
-        return load_history(s, ids)
-    at_type = StatusEvent.__table__.c.at.type.dialect_impl(dialect)
-    instant: Callable[[Any], Any] = at_type.result_processor(dialect, None) or (lambda v: v)
-    categories = {c.value: c for c in Category}
-    history: dict[int, list[StatusChange]] = defaultdict(list)
-    for chunk in chunks(ids):
-        lo, hi = min(chunk), max(chunk)
-        keep: set[int] | None = None
-        params: tuple[int, ...]
-        if hi - lo < DENSE * len(chunk):
-            sql, params, keep = (
-                _HISTORY_SQL.format(where="incident_id BETWEEN ? AND ?"),
-                (lo, hi),
-                set(chunk),
-            )
-        else:
-            marks = ", ".join("?" * len(chunk))
-            sql, params = _HISTORY_SQL.format(where=f"incident_id IN ({marks})"), tuple(chunk)
-        for inc_id, at, category, status in conn.exec_driver_sql(sql, params).fetchall():
-            if keep is not None and inc_id not in keep:
-                continue
-            cat = categories.get(category) or Category(category)
-            history[inc_id].append(StatusChange(instant(at), cat, status))
-    return history
 
 
 def callback_key(inc: Any, resolution_at_iso: str) -> str:
@@ -145,7 +100,7 @@ def plan(rt: Runtime) -> StepResult:
             if not batch:
                 break
             last_id = batch[-1].id
-            history = _history(s, [i.id for i in batch])
+            history = load_history(s, [i.id for i in batch])
             tasks: dict[int, list[Any]] = {}
             for chunk in chunks([i.id for i in batch]):
                 for task in s.execute(
@@ -163,18 +118,27 @@ def plan(rt: Runtime) -> StepResult:
                 start = starts.get(inc.source)
                 if _plan_one(rt, inc, timeline, tasks.get(inc.id, []), now, start, result, pending):
                     pending.planned.append({"id": inc.id, "planned_revision": inc.revision})
-            _write(s, pending)
+            _write(s, pending, now)
     return result
 
 
-def _write(s: Session, pending: _Pending) -> None:
-    """Store one batch's plan: superseded tasks' items cancelled, new tasks and items inserted."""
+def _write(s: Session, pending: _Pending, now: datetime) -> None:
+    """Store one batch's plan: superseded tasks' items cancelled, new tasks and items inserted.
+
+    The outbox rows are bound as they are added (:class:`BoundRows`), the
+    run's instant (``next_attempt_at``, ``created_at`` of every item) once.
+    """
     update_by_id(
         s, CallbackTask, [{"id": i, "state": CallbackState.SUPERSEDED} for i in pending.superseded]
     )
     _cancel_outbox(s, pending.superseded)
     ids = insert_returning_ids(s, CallbackTask, pending.tasks, "correlation_token")
-    insert_rows(s, OutboxItem, [{**row, "entity_id": ids[token]} for token, row in pending.items])
+    if pending.items:
+        names = [*pending.items[0][1], "entity_id"]
+        items = BoundRows(s, OutboxItem, names, {"next_attempt_at": now, "created_at": now})
+        for token, row in pending.items:
+            items.add({**row, "entity_id": ids[token]})
+        items.insert()
     update_by_id(s, Incident, pending.planned)
 
 
