@@ -325,6 +325,7 @@ def test_send_many_with_failures_is_retried_to_exactly_once(tmp_path):
 
 
 def test_an_outcome_is_stored_as_json_dumps_writes_it_with_its_raw_copy() -> None:
+    """The spliced text is byte for byte ``json.dumps`` of the outcome with its ``raw``."""
     import json
 
     from connectors.sandbox.channel import _with_raw

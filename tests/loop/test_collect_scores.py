@@ -17,6 +17,7 @@ def _row(score: float | None, scale: tuple[float, float] = (1.0, 5.0)) -> dict[s
 
 
 def test_scores_are_normalised_as_normalise_score_does_on_every_call() -> None:
+    """Remembered or not, every score is what ``normalise_score`` gives."""
     cases = [(4, (1.0, 5.0)), (4.0, (1.0, 5.0)), (7, (0.0, 10.0)), (2, (1.0, 7.0)), (0.0, (0, 10))]
     for _ in range(2):  # the second time from memory: the same values
         for score, scale in cases:
@@ -24,6 +25,7 @@ def test_scores_are_normalised_as_normalise_score_does_on_every_call() -> None:
 
 
 def test_an_off_scale_score_is_marked_every_time_not_remembered_as_a_value() -> None:
+    """An off-scale score gets collect's error each time, never a remembered value."""
     for _ in range(3):
         row = _row(9, (1.0, 5.0))
         assert row["score"] is None

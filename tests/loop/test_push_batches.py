@@ -80,6 +80,7 @@ class _NoDb:
 
 
 def test_follow_ups_use_the_ticket_references_read_for_their_batch() -> None:
+    """A reference the batch read is used as is; a missing or unset one is asked again."""
     from core.loop.push import _ticket_ref
 
     assert _ticket_ref(_NoDb(), 7, {7: "SBX-12"}) == "SBX-12"  # type: ignore[arg-type]
