@@ -32,6 +32,7 @@ reminders: see :mod:`connectors.sandbox.questionnaire`.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -356,8 +357,7 @@ class SandboxChannel:
                 "scale": list(self.scale),
                 **fields,
             }
-            outcome["raw"] = {k: v for k, v in outcome.items() if k != "raw"}
-            plan.append((event_id, int(at.timestamp()), outcome))
+            plan.append((event_id, int(at.timestamp()), _with_raw(outcome)))
         return plan
 
     def _at(self, rng: random.Random, base: datetime, lo_h: float, hi_h: float) -> datetime:
@@ -413,6 +413,19 @@ class SandboxChannel:
         comment = _comment(rng, score5) if rng.random() < 0.5 else None
         fields = {"score": _on_scale(rng, score5, self.scale), "comment": comment}
         return [(at, {**fields, "result": "completed"})]
+
+
+_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _with_raw(outcome: Fields) -> str:
+    """The stored text of ``outcome`` with a copy of itself as its ``raw`` (last key).
+
+    The same text as ``json.dumps({**outcome, "raw": dict(outcome)}, ensure_ascii=False)``,
+    the outcome encoded once instead of twice.
+    """
+    text = _TEXT(outcome)
+    return f'{text[:-1]}, "raw": {text}}}'
 
 
 def _outcome(payload: dict[str, Any]) -> Outcome:

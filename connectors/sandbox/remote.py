@@ -32,8 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import orjson
 
 from core.errors import ConfigError, Problem, RetriableError
+
+_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+"""``json.dumps(value, ensure_ascii=False)`` without building an encoder per call (same text)."""
 
 STORE_CHUNK = 2000
 """Generated incidents written per statement when a dataset is stored."""
@@ -69,8 +73,10 @@ CREATE TABLE IF NOT EXISTS campaign_participants (
     plan TEXT NOT NULL, reminded TEXT NOT NULL DEFAULT '[]');
 """
 
-OutcomePlan = list[tuple[str, int, dict[str, Any]]]
-"""Outcomes to store with a message: (event id, occurred at epoch seconds, payload)."""
+OutcomePlan = list[tuple[str, int, dict[str, Any] | str]]
+"""Outcomes to store with a message: (event id, occurred at epoch seconds, payload); a
+payload already encoded (its JSON text as ``json.dumps(…, ensure_ascii=False)`` writes
+it) is stored as it is."""
 TicketStep = Callable[[int, str, str | None], tuple[str, str | None]]
 """How one read moves a ticket: (reads so far, status, closed at) → (status, closed at)."""
 
@@ -465,7 +471,7 @@ class RemoteState:
                     (
                         m.idempotency_key,
                         m.kind,
-                        json.dumps(m.payload, ensure_ascii=False),
+                        _TEXT(m.payload),
                         accepted_at,
                     )
                     for m in new.values()
@@ -479,7 +485,7 @@ class RemoteState:
                 ref = make_ref(seq)
                 updates.append((ref, seq))
                 outcomes.extend(
-                    (seq, ev, ts, json.dumps(p, ensure_ascii=False))
+                    (seq, ev, ts, p if isinstance(p, str) else _TEXT(p))
                     for ev, ts, p in m.plan(seq, ref)
                 )
                 refs[key] = ref
@@ -572,7 +578,16 @@ class RemoteState:
             "ORDER BY release_seq LIMIT ?",
             (seq, limit),
         )
-        return [(int(s), json.loads(p)) for s, p in rows]
+        return [(int(s), _decode(p)) for s, p in rows]
+
+
+def _decode(text: str) -> Any:
+    """The value of stored JSON ``text``: orjson (the same values, faster), else ``json``
+    for what orjson refuses (NaN, integers beyond 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _by_key(

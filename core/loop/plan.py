@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.compliance.history import Timeline, build_timeline
-from core.loop._bulk import chunks, insert_returning_ids, insert_rows, update_by_id
+from core.loop._bulk import BoundRows, chunks, insert_returning_ids, update_by_id
 from core.loop.common import StepResult
 from core.loop.facts import load_history
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
@@ -118,18 +118,27 @@ def plan(rt: Runtime) -> StepResult:
                 start = starts.get(inc.source)
                 if _plan_one(rt, inc, timeline, tasks.get(inc.id, []), now, start, result, pending):
                     pending.planned.append({"id": inc.id, "planned_revision": inc.revision})
-            _write(s, pending)
+            _write(s, pending, now)
     return result
 
 
-def _write(s: Session, pending: _Pending) -> None:
-    """Store one batch's plan: superseded tasks' items cancelled, new tasks and items inserted."""
+def _write(s: Session, pending: _Pending, now: datetime) -> None:
+    """Store one batch's plan: superseded tasks' items cancelled, new tasks and items inserted.
+
+    The outbox rows are bound as they are added (:class:`BoundRows`), the
+    run's instant (``next_attempt_at``, ``created_at`` of every item) once.
+    """
     update_by_id(
         s, CallbackTask, [{"id": i, "state": CallbackState.SUPERSEDED} for i in pending.superseded]
     )
     _cancel_outbox(s, pending.superseded)
     ids = insert_returning_ids(s, CallbackTask, pending.tasks, "correlation_token")
-    insert_rows(s, OutboxItem, [{**row, "entity_id": ids[token]} for token, row in pending.items])
+    if pending.items:
+        names = [*pending.items[0][1], "entity_id"]
+        items = BoundRows(s, OutboxItem, names, {"next_attempt_at": now, "created_at": now})
+        for token, row in pending.items:
+            items.add({**row, "entity_id": ids[token]})
+        items.insert()
     update_by_id(s, Incident, pending.planned)
 
 

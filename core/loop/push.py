@@ -26,11 +26,13 @@ in the comment and looked for before writing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -89,6 +91,42 @@ def _items(s: Session, *where: Any) -> list[_Item]:
     return [_Item(*row) for row in s.execute(query)]
 
 
+def _json_value(text: str | None) -> Any:
+    """A JSON column's stored text decoded: orjson (the values ``json.loads`` gives, faster),
+    else ``json.loads`` for what orjson refuses (NaN, integers beyond 64 bits); SQL NULL is
+    None, as SQLAlchemy's JSON type reads it."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+_CLAIMED_SQL = (
+    "SELECT id, kind, target, entity_id, idempotency_key, payload, attempts "
+    "FROM outbox_item WHERE id IN ({marks}) AND state || '' = 'sending' ORDER BY id"
+)
+
+
+def _claimed(s: Session, ids: Sequence[int]) -> list[_Item]:
+    """The items ``ids`` still ``sending`` (this push's claim), in id order.
+
+    On SQLite read through the driver (one statement, the payload decoded by
+    :func:`_json_value`: no SQLAlchemy row or type handling per
+    item); elsewhere :func:`_items`. ``state || ''`` keeps SQLite on the ids,
+    as in :func:`take`.
+    """
+    conn = s.connection()
+    if conn.dialect.name != "sqlite" or not ids:
+        return _items(s, OutboxItem.id.in_(ids), OutboxItem.state == "sending")
+    sql = _CLAIMED_SQL.format(marks=", ".join("?" * len(ids)))
+    return [
+        _Item(i, kind, target, entity, key, _json_value(p), attempts)
+        for i, kind, target, entity, key, p, attempts in conn.exec_driver_sql(sql, tuple(ids))
+    ]
+
+
 Item = OutboxItem | _Item
 """An outbox item as push handles it (tests hand it ORM objects too)."""
 
@@ -127,8 +165,33 @@ def ticket_from_payload(payload: dict[str, Any]) -> TicketRequest:
     )
 
 
-def _ticket_ref(rt: Runtime, nc_id: int) -> str:
-    """The ITSM reference of nonconformity ``nc_id``'s ticket (retriable until it exists)."""
+TicketRefs = Mapping[int, str | None]
+"""The ticket references of a batch's nonconformities, read before it is sent."""
+
+
+def _batch_ticket_refs(s: Session, items: Sequence[Item]) -> dict[int, str | None]:
+    """The ticket reference of each nonconformity the batch's follow-ups go to (one query
+    per 1,000 of them, instead of one session and query per item)."""
+    wanted = sorted({item.entity_id for item in items if item.kind in FOLLOW_UPS})
+    refs: dict[int, str | None] = {}
+    for chunk in chunks(wanted):
+        query = select(Nonconformity.id, Nonconformity.ticket_ref).where(
+            Nonconformity.id.in_(chunk)
+        )
+        for nc_id, ref in s.execute(query):
+            refs[nc_id] = ref
+    return refs
+
+
+def _ticket_ref(rt: Runtime, nc_id: int, known: TicketRefs | None = None) -> str:
+    """The ITSM reference of nonconformity ``nc_id``'s ticket (retriable until it exists).
+
+    ``known``: the references read for the batch; one not there, or not created
+    when it was read, is read again now.
+    """
+    ref = known.get(nc_id) if known is not None else None
+    if ref is not None:
+        return ref
     with rt.db.session() as s:
         ref = s.scalar(select(Nonconformity.ticket_ref).where(Nonconformity.id == nc_id))
     if ref is None:
@@ -137,9 +200,9 @@ def _ticket_ref(rt: Runtime, nc_id: int) -> str:
     return ref
 
 
-def _follow_up(rt: Runtime, item: Item) -> str:
+def _follow_up(rt: Runtime, item: Item, refs: TicketRefs | None = None) -> str:
     """Comment (``ticket_comment``) or comment and resolve (``ticket_resolve``) a ticket."""
-    ref = _ticket_ref(rt, item.entity_id)
+    ref = _ticket_ref(rt, item.entity_id, refs)
     comment = TicketComment(key=item.idempotency_key, text=str(item.payload["text"]))
     source = rt.source(item.target)
     if item.kind == "ticket_comment":
@@ -161,14 +224,17 @@ def _channel_of(rt: Runtime, item: Item) -> Channel:
     return channel.for_survey(int(survey_id))
 
 
-def _send(rt: Runtime, item: Item, first: Exception | None = None) -> str:
+def _send(
+    rt: Runtime, item: Item, first: Exception | None = None, refs: TicketRefs | None = None
+) -> str:
     """Send one item; returns the provider's reference.
 
     ``first`` is what a batch call answered for the item (a retriable error):
     the item is then sent again on its own, as a retry of that attempt.
+    ``refs``: the batch's ticket references (:func:`_batch_ticket_refs`).
     """
     if item.kind in FOLLOW_UPS:
-        return _follow_up(rt, item)
+        return _follow_up(rt, item, refs)
     if item.kind in TICKETS:
         request = ticket_from_payload(item.payload)
         source = rt.source(item.target)
@@ -252,15 +318,15 @@ def _ticket_batch(rt: Runtime, target: str, group: list[Item]) -> dict[int, Answ
     return answers
 
 
-def _deliver(rt: Runtime, item: Item, answer: Answer | None) -> str:
+def _deliver(rt: Runtime, item: Item, answer: Answer | None, refs: TicketRefs | None = None) -> str:
     """The item's provider reference: its batch's answer, else sent (or retried) on its own."""
     if isinstance(answer, str):
         return answer
     if isinstance(answer, RetriableError):
-        return _send(rt, item, first=answer)
+        return _send(rt, item, first=answer, refs=refs)
     if answer is not None:
         raise answer
-    return _send(rt, item)
+    return _send(rt, item, refs=refs)
 
 
 def _lookup(rt: Runtime, item: Item) -> str | None:
@@ -511,13 +577,14 @@ def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
     sent = 0
     for ids in _claims(rt, kinds):
         with rt.db.session() as s:
-            items = _items(s, OutboxItem.id.in_(ids), OutboxItem.state == "sending")
+            items = _claimed(s, ids)
             outcomes = _Outcomes(rt, s, items)
+            refs = _batch_ticket_refs(s, items)
             answers = _send_batches(rt, items)
             for item in items:
                 now = rt.now()
                 try:
-                    ref = _deliver(rt, item, answers.get(item.id))
+                    ref = _deliver(rt, item, answers.get(item.id), refs)
                 except Exception as exc:
                     result.counts[outcomes.failed(item, exc, now)] += 1
                     continue

@@ -114,6 +114,32 @@ def _follow_up_owner(s: Session, resp: Response) -> int | None:
     )
 
 
+def _rows_by(
+    s: Session, model: type[Any], columns: tuple[str, ...], values: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """``columns`` of ``model``'s rows whose first column is one of ``values``, one query
+    per 1,000 values.
+
+    The columns are plain text and integers (no type conversion): on SQLite the
+    statement goes to the driver as text, without SQLAlchemy rendering an ``IN``
+    list of bound parameters and a result row per row.
+    """
+    table = model.__table__
+    conn = s.connection()
+    found: list[tuple[Any, ...]] = []
+    for chunk in chunks(values):
+        if conn.dialect.name == "sqlite":
+            sql = (
+                f"SELECT {', '.join(columns)} FROM {table.name} "
+                f"WHERE {columns[0]} IN ({', '.join('?' * len(chunk))})"
+            )
+            found.extend(conn.exec_driver_sql(sql, tuple(chunk)).fetchall())
+        else:
+            query = select(*(table.c[c] for c in columns)).where(table.c[columns[0]].in_(chunk))
+            found.extend(tuple(row) for row in s.execute(query))
+    return found
+
+
 class _Prefetched:
     """Token and provider-reference owners of a batch of responses, read with ``IN`` queries."""
 
@@ -127,36 +153,20 @@ class _Prefetched:
                 if r.kind == "callback_attempt" and r.correlation_token
             }
         )
-        for chunk in chunks(calls):
-            for token, inc_id in s.execute(
-                select(Complaint.follow_up_token, Complaint.incident_id).where(
-                    Complaint.follow_up_token.in_(chunk)
-                )
-            ):
-                if token is not None:
-                    self.follow_ups[token] = inc_id
+        for token, inc_id in _rows_by(s, Complaint, ("follow_up_token", "incident_id"), calls):
+            if token is not None:
+                self.follow_ups[token] = inc_id
         self.refs: dict[tuple[bool, str | None, str | None], set[int]] = {}
         for is_callback in (True, False):
             model = CallbackTask if is_callback else SurveyInvitation
             mine = [r for r in batch if (r.kind == "callback_attempt") == is_callback]
-            tokens = {r.correlation_token for r in mine if r.correlation_token}
-            for chunk in chunks(sorted(tokens)):
-                rows = s.execute(
-                    select(model.correlation_token, model.incident_id).where(
-                        model.correlation_token.in_(chunk)
-                    )
-                )
-                for token, inc_id in rows:
-                    self.tokens.setdefault((is_callback, token), inc_id)
-            refs = {r.provider_ref for r in mine if r.provider_ref}
-            for chunk in chunks(sorted(refs)):
-                ref_rows = s.execute(
-                    select(model.provider_ref, model.channel, model.incident_id).where(
-                        model.provider_ref.in_(chunk)
-                    )
-                )
-                for ref, channel, inc_id in ref_rows:
-                    self.refs.setdefault((is_callback, ref, channel), set()).add(inc_id)
+            tokens = sorted({r.correlation_token for r in mine if r.correlation_token})
+            for token, inc_id in _rows_by(s, model, ("correlation_token", "incident_id"), tokens):
+                self.tokens.setdefault((is_callback, token), inc_id)
+            refs = sorted({r.provider_ref for r in mine if r.provider_ref})
+            columns = ("provider_ref", "channel", "incident_id")
+            for ref, channel, inc_id in _rows_by(s, model, columns, refs):
+                self.refs.setdefault((is_callback, ref, channel), set()).add(inc_id)
 
     def by_token(self, resp: Response) -> int | None:
         if not resp.correlation_token:

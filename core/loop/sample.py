@@ -141,8 +141,12 @@ def _population(
     columns = Incident.__mapper__.column_attrs.keys()
     key_columns = [getattr(Incident, k) for k in keys if k in columns]
     considered, legacy_at = _considered(runs)
+    # ingested_at only matters after a draw stored before members were recorded: not
+    # read (nor converted per row) otherwise
+    cutoff = [Incident.ingested_at] if legacy_at is not None else []
+    first_key = 1 + len(cutoff)
     query = (
-        select(Incident.id, Incident.ingested_at, *key_columns)
+        select(Incident.id, *cutoff, *key_columns)
         .join(ComplianceRecord, ComplianceRecord.incident_id == Incident.id)
         .where(
             ComplianceRecord.policy == policy_name,
@@ -158,18 +162,22 @@ def _population(
         )
         .execution_options(stream_results=True, max_row_buffer=_STREAM_ROWS)
     )
-    strata: dict[tuple[str, ...], tuple[str, ...]] = {}  # interned stratum keys
+    # the interned stratum of each distinct tuple of column values (few: the strata)
+    strata: dict[tuple[Any, ...], tuple[str, ...]] = {}
     members: dict[tuple[str, ...], array[int]] = {}
-    for row in s.connection().execute(query):
-        inc_id = row[0]
-        if inc_id in considered or (legacy_at is not None and row[1] <= legacy_at):
-            continue
-        stratum = _stratum_of(keys, columns, tuple(row[2:]))
-        stratum = strata.setdefault(stratum, stratum)
-        ids = members.get(stratum)
-        if ids is None:
-            ids = members[stratum] = array("q")
-        ids.append(inc_id)
+    for part in s.connection().execute(query).partitions(_STREAM_ROWS):
+        for row in part:
+            inc_id = row[0]
+            if inc_id in considered or (legacy_at is not None and row[1] <= legacy_at):
+                continue
+            values = tuple(row[first_key:])
+            stratum = strata.get(values)
+            if stratum is None:
+                stratum = strata[values] = _stratum_of(keys, columns, values)
+            ids = members.get(stratum)
+            if ids is None:
+                ids = members[stratum] = array("q")
+            ids.append(inc_id)
     return members
 
 

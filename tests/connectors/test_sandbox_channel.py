@@ -322,3 +322,24 @@ def test_send_many_with_failures_is_retried_to_exactly_once(tmp_path):
     stored = channel._state.read("SELECT idempotency_key FROM messages")
     assert sorted(k for (k,) in stored) == sorted(f"callback-{i}" for i in range(40))
     channel.close()
+
+
+def test_an_outcome_is_stored_as_json_dumps_writes_it_with_its_raw_copy() -> None:
+    """The spliced text is byte for byte ``json.dumps`` of the outcome with its ``raw``."""
+    import json
+
+    from connectors.sandbox.channel import _with_raw
+
+    outcome = {
+        "provider_event_id": "evt_0a",
+        "kind": "callback_attempt",
+        "occurred_at": "2026-10-02T09:00:00+00:00",
+        "correlation_token": None,
+        "contact": {"name": "王芳", "phone": "+86 138 0013 8000"},
+        "scale": [1.0, 5.0],
+        "score": 4.0,
+        "comment": '服务态度很好 "quoted"',
+    }
+    text = _with_raw(outcome)
+    assert text == json.dumps({**outcome, "raw": dict(outcome)}, ensure_ascii=False)
+    assert json.loads(text)["raw"] == outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -64,5 +65,46 @@ def test_follow_up_calls_and_complaint_tickets_go_in_batches_once_each(
             "complaint_ticket": sent["sent_complaint_ticket"],
         }
         assert len(set(refs)) == len(refs)  # a ticket of its own each
+    finally:
+        rt.close()
+
+
+class _NoDb:
+    """A runtime whose store must not be asked (a reference the batch read is used as is)."""
+
+    class db:
+        @staticmethod
+        def session() -> Any:
+            msg = "the ticket reference was read again"
+            raise AssertionError(msg)
+
+
+def test_follow_ups_use_the_ticket_references_read_for_their_batch() -> None:
+    """A reference the batch read is used as is; a missing or unset one is asked again."""
+    from core.loop.push import _ticket_ref
+
+    assert _ticket_ref(_NoDb(), 7, {7: "SBX-12"}) == "SBX-12"  # type: ignore[arg-type]
+    with pytest.raises(AssertionError, match="read again"):
+        _ticket_ref(_NoDb(), 7, {7: None})  # type: ignore[arg-type]  # not created then: asks
+    with pytest.raises(AssertionError, match="read again"):
+        _ticket_ref(_NoDb(), 8, {7: "SBX-12"})  # type: ignore[arg-type]  # not in the batch
+
+
+def test_a_follow_up_whose_ticket_is_created_after_the_batch_read_is_still_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's references are a shortcut: a missing one is read again before giving up."""
+    push_module = importlib.import_module("core.loop.push")  # core.loop.push is the function
+    cfg = without_failures(demo_config(tmp_path, 300))
+    monkeypatch.setattr(push_module, "_batch_ticket_refs", lambda s, items: {})
+    rt = open_runtime(cfg)
+    try:
+        sent: Counter[str] = Counter()
+        for _ in range(3):
+            summary = run_once(rt)
+            assert summary.errors == []
+            for step, _ in summary.steps:
+                sent.update({k: v for k, v in step.counts.items() if k.startswith("sent_")})
+        assert sent["sent_ticket_comment"] + sent["sent_ticket_resolve"] > 0
     finally:
         rt.close()
