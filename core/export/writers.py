@@ -39,6 +39,13 @@ from typing import Any, Literal, cast
 import xlsxwriter
 
 from core.errors import InputError
+from core.export.csv_lines import (
+    constant_column,
+    csv_column,
+    csv_lines,
+    csv_module_text,
+    safe_text_cells,
+)
 
 FORMATS = ("csv", "xlsx", "jsonl")
 CHUNK_BYTES = 64 * 1024
@@ -271,18 +278,39 @@ _CONVERTERS: dict[str, Callable[[Column], Column] | None] = {
 }
 
 
-def _csv_batches(
-    writer: Any, rows: Iterator[Sequence[Any]], kinds: Sequence[CellKind], out: _Chunker
-) -> Iterator[bytes]:
-    """Write ``rows`` a batch at a time, converting column by column (see :data:`CellKind`)."""
-    converters = [(i, f) for i, k in enumerate(kinds) if (f := _CONVERTERS[k]) is not None]
+def _csv_batches(rows: Iterator[Sequence[Any]], kinds: Sequence[CellKind]) -> Iterator[str]:
+    """The CSV lines of ``rows``, a batch at a time, converted and written column by column
+    (see :data:`CellKind` and :mod:`core.export.csv_lines`)."""
+    converters = [_CONVERTERS[k] for k in kinds]
+    texts = [k == "text" for k in kinds]
     while batch := list(itertools.islice(rows, CSV_BATCH)):
         columns: list[Column] = list(zip(*batch, strict=True))
-        for i, convert in converters:
-            columns[i] = convert(columns[i])
-        writer.writerows(zip(*columns, strict=True))
-        if out.full():
-            yield out.take()
+        cells = _csv_cells(columns, converters, texts)
+        if cells is not None:
+            yield csv_lines(cells)
+            continue
+        for i, convert in enumerate(converters):  # a type the column way does not take
+            if convert is not None:
+                columns[i] = convert(columns[i])
+        yield csv_module_text(list(zip(*columns, strict=True)))
+
+
+def _csv_cells(
+    columns: Sequence[Column],
+    converters: Sequence[Callable[[Column], Column] | None],
+    texts: Sequence[bool],
+) -> list[Sequence[str]] | None:
+    """Each column's CSV cells (a ``text`` column's unconverted when none needs it);
+    None if a column holds a type :func:`~core.export.csv_lines.csv_column` does not take."""
+    cells: list[Sequence[str]] = []
+    for column, convert, text in zip(columns, converters, texts, strict=True):
+        found: Sequence[str] | None = safe_text_cells(column, FORMULA_STARTS) if text else None
+        if found is None:
+            found = csv_column(column if convert is None else convert(column))
+            if found is None:
+                return None
+        cells.append(found)
+    return cells
 
 
 def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -295,13 +323,21 @@ def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     cell, columns = csv_cell, table.columns
     with _rows_of(table) as rows:
         if table.kinds is not None:
-            yield from _csv_batches(writer, _values(table, rows), table.kinds, out)
-        else:
-            for row in rows:
-                values = row if table.tuples else [row[c] for c in columns]
-                writer.writerow([cell(v) for v in values])
-                if out.full():
-                    yield out.take()
+            parts = [out.buf.getvalue()]  # a batch's lines are one text: joined, not buffered
+            size = len(parts[0])
+            for text in _csv_batches(_values(table, rows), table.kinds):
+                parts.append(text)
+                size += len(text)
+                if size >= chunk_bytes:
+                    yield "".join(parts).encode("utf-8")
+                    parts, size = [], 0
+            yield "".join(parts).encode("utf-8")
+            return
+        for row in rows:
+            values = row if table.tuples else [row[c] for c in columns]
+            writer.writerow([cell(v) for v in values])
+            if out.full():
+                yield out.take()
     yield out.take()
 
 
@@ -320,6 +356,8 @@ def _json_column(column: Column) -> Column:
     ``", "``); any other value encoded alone.
     """
     types = set(map(type, column))
+    if len(column) > 1 and constant_column(column, types):
+        return list(_json_column(column[:1])) * len(column)
     if types == _STR_ONLY:
         return list(map(encode_basestring, column))
     if types == _NONE_ONLY:

@@ -43,6 +43,13 @@ def _dumps_lines(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> bytes
         AWKWARD_SCALARS,
         [True, False, None, 3, 2.25],
         [[1, "a, b"], {"k": None, "x": [1.5]}, "text", None, True, 7],
+        # one value over the column (encoded once), and equal values of other texts
+        ["same", "same", "same"],
+        [5, 5],
+        [True, True],
+        [1, 1.0, True],
+        [0.0, -0.0],
+        [[1], [1]],
     ],
 )
 def test_a_column_is_encoded_as_the_encoder_writes_each_value(column: list[Any]) -> None:
