@@ -25,6 +25,7 @@ from core.export.rows import (
 )
 from core.export.spill import spill_month
 from core.export.writers import Table, check_format, files_of, indicators_table
+from core.gcfreeze import fewer_collections, old_objects_frozen
 from core.loop.common import audit
 from core.runtime import Runtime
 from core.timeutil import parse_month
@@ -146,7 +147,8 @@ def export_month(
         msg = f"unknown policy {policy!r}; known: {', '.join(sorted(rt.policies))}"
         raise InputError(msg)
     names = [policy] if policy else sorted(rt.policies)
-    with rt.db.session() as s:
+    # a month's rows allocate and free millions of objects, few in cycles (core.gcfreeze)
+    with old_objects_frozen(), fewer_collections(), rt.db.session() as s:
         files = [
             file
             for name in names
