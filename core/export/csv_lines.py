@@ -96,8 +96,11 @@ def safe_text_cells(column: Sequence[Any], unsafe_starts: tuple[str, ...]) -> li
         if any(t.startswith(unsafe_starts) for t in texts):
             return None
         return _quoted(texts)
-    if joined.startswith(unsafe_starts) or any(_SEP + c in joined for c in unsafe_starts):
+    if joined.startswith(unsafe_starts):
         return None
+    for start in unsafe_starts:
+        if _SEP + start in joined:
+            return None
     return _quote_joined(joined)
 
 

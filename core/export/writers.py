@@ -380,12 +380,29 @@ _STR_OR_NONE = frozenset((str, type(None)))
 
 
 def _jsonl_lines(columns: Sequence[str], rows: Iterator[Sequence[Any]]) -> Iterator[str]:
-    """The JSON lines of tuple rows, a batch at a time (see :func:`jsonl_chunks`)."""
-    line = "{" + ", ".join(encode_basestring(c).replace("%", "%%") + ": %s" for c in columns)
-    line += "}\n"
+    """The JSON lines of tuple rows, a batch at a time (see :func:`jsonl_chunks`).
+
+    Each line is one ``%`` template holding the encoded keys, and the texts
+    of the batch's columns of one value (the policy, empty survey columns):
+    only the other columns are formatted per row.
+    """
+    keys = [encode_basestring(c).replace("%", "%%") + ": " for c in columns]
     while batch := list(itertools.islice(rows, CSV_BATCH)):
-        encoded = [_json_column(c) for c in zip(*batch, strict=True)]
-        yield "".join(map(line.__mod__, zip(*encoded, strict=True)))
+        n = len(batch)
+        parts: list[str] = []
+        varying: list[Column] = []
+        for key, column in zip(keys, zip(*batch, strict=True), strict=True):
+            encoded = _json_column(column)
+            if n > 1 and encoded[0] is encoded[-1] and encoded.count(encoded[0]) == n:
+                parts.append(key + encoded[0].replace("%", "%%"))
+            else:
+                parts.append(key + "%s")
+                varying.append(encoded)
+        line = "{" + ", ".join(parts) + "}\n"
+        if varying:
+            yield "".join(map(line.__mod__, zip(*varying, strict=True)))
+        else:
+            yield (line % ()) * n
 
 
 def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:

@@ -103,3 +103,15 @@ def test_csv_any_columns_column_by_column_give_the_cells_bytes() -> None:
     slow = b"".join(csv_chunks(Table("t", columns, iter(rows), tuples=True)))
     assert fast == slow
     assert b'\r\n-49,"",3,""\r\n' in fast and b"'=1+1" in fast and b'"nan"' in fast
+
+
+def test_columns_of_one_value_in_the_line_template_keep_their_bytes() -> None:
+    columns = ("policy %s", "100%", "n", "none")
+    rows = [("p%s%%", "50% off", i if i >= CSV_BATCH else 7, None) for i in range(CSV_BATCH + 3)]
+    rows += [("p%s%%", "50% off", 7, None)]  # a last batch of one row
+    fast = b"".join(jsonl_chunks(Table("t", columns, iter(rows), tuples=True)))
+    assert fast == _dumps_lines(columns, rows)
+    only = [("%d", 1)] * 5  # every column one value: no row is formatted
+    assert b"".join(jsonl_chunks(Table("t", ("a%", "b"), iter(only), tuples=True))) == (
+        _dumps_lines(("a%", "b"), only)
+    )
