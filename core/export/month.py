@@ -20,7 +20,7 @@ from core.export.rows import (
     COLUMN_KINDS,
     COLUMNS,
     RecordTally,
-    export_tuples,
+    export_columns,
     fold_nonconformities,
 )
 from core.export.spill import spill_month
@@ -101,7 +101,7 @@ def month_tables(
         session, fold, policy=policy, version=pol.version, month=period, now=fold.now
     )
     tally = RecordTally()
-    rows = export_tuples(
+    batches = export_columns(
         session,
         policy=policy,
         version=pol.version,
@@ -117,7 +117,7 @@ def month_tables(
 
     ncs = nc_tuples(session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask)
     return [
-        Table("incidents", COLUMNS, rows, tuples=True, kinds=COLUMN_KINDS),
+        Table("incidents", COLUMNS, batches, kinds=COLUMN_KINDS, columnar=True),
         indicators_table(indicators),
         nc_table(ncs, tuples=True),
     ]

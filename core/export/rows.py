@@ -349,7 +349,26 @@ def export_tuples(
     unmask: bool = False,
     tally: RecordTally | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """One tuple per incident of ``month`` under the policy version, in COLUMNS order.
+    """One tuple per incident of ``month`` under the policy version, in COLUMNS order:
+    the rows of :func:`export_columns`' batches."""
+    for columns in export_columns(
+        session, policy=policy, version=version, month=month, tz=tz, unmask=unmask, tally=tally
+    ):
+        yield from zip(*columns, strict=True)
+
+
+def export_columns(
+    session: Session,
+    *,
+    policy: str,
+    version: str,
+    month: str,
+    tz: tzinfo,
+    unmask: bool = False,
+    tally: RecordTally | None = None,
+) -> Iterator[list[Sequence[Any]]]:
+    """The incidents of ``month`` under the policy version, a batch at a time, each batch
+    as its columns in COLUMNS order (for :class:`~core.export.writers.Table`'s ``columnar``).
 
     The same values as :func:`incident_row` gives for the stored record,
     without a dict or a datetime per value: the rows stream as the driver
@@ -367,7 +386,7 @@ def export_tuples(
     query = _export_query(policy, version, month, dialect=session.get_bind().dialect.name)
     counts = tally.counts if tally is not None else None
     for batch in driver_batches(session, query, EXPORT_BATCH):
-        yield from _converted(
+        yield _converted(
             batch, ncs, local, flags, None if unmask else masks, counts, (policy, version)
         )
     if tally is not None:
@@ -387,8 +406,8 @@ def _converted(
     masks: Sequence[Memo] | None,
     counts: Counter[tuple[Any, ...]] | None,
     policy: tuple[str, str],
-) -> Iterator[tuple[Any, ...]]:
-    """A batch of the export query's rows as export tuples (see :func:`export_tuples`);
+) -> list[Sequence[Any]]:
+    """A batch of the export query's rows as the export's columns (see :func:`export_columns`);
     ``counts``: a :class:`RecordTally`'s, updated with the batch's records; ``policy``:
     the query's policy and version (the same on every row)."""
     (
@@ -464,7 +483,7 @@ def _converted(
         nc_texts, nc_open = list(map(itemgetter(0), found)), list(map(itemgetter(1), found))
     else:
         nc_texts, nc_open = [""] * n, [0] * n
-    return zip(
+    return [
         source,
         key,
         external_id,
@@ -503,8 +522,7 @@ def _converted(
         [policy[0]] * n,
         [policy[1]] * n,
         local.column(evaluated_at),
-        strict=True,
-    )
+    ]
 
 
 def export_rows(

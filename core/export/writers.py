@@ -83,6 +83,10 @@ class Table:
         document: For JSON: this data as one JSON document (``.json``)
             instead of the rows as JSON lines (the indicators' nested form).
         tuples: The rows are sequences of the values in column order, not dicts.
+        columnar: ``rows`` gives batches of rows as their columns (each batch a
+            sequence of columns in column order, of one length): a reader
+            that converts a column at a time hands them to the writers, which
+            encode a column at a time, without making rows in between.
         kinds: Per column, what its values can be (:data:`CellKind`): the
             CSV writer then converts a batch of rows column by column, with
             the same bytes as cell by cell. None: any value anywhere.
@@ -94,6 +98,7 @@ class Table:
     document: Any = None
     tuples: bool = False
     kinds: tuple[CellKind, ...] | None = None
+    columnar: bool = False
 
 
 def check_format(fmt: str) -> None:
@@ -189,6 +194,8 @@ def _indicator_rows(
 
 def _values(table: Table, rows: Iterator[Any]) -> Iterator[Sequence[Any]]:
     """Each row's values in column order."""
+    if table.columnar:
+        return itertools.chain.from_iterable(zip(*batch, strict=True) for batch in rows)
     if table.tuples:
         return rows
     columns = table.columns
@@ -197,10 +204,21 @@ def _values(table: Table, rows: Iterator[Any]) -> Iterator[Sequence[Any]]:
 
 def _mappings(table: Table, rows: Iterator[Any]) -> Iterator[Mapping[str, Any]]:
     """Each row as a mapping of column name to value."""
-    if not table.tuples:
+    if not table.tuples and not table.columnar:
         return rows
     columns = table.columns
-    return (dict(zip(columns, row, strict=True)) for row in rows)
+    return (dict(zip(columns, row, strict=True)) for row in _values(table, rows))
+
+
+def _column_batches(table: Table, rows: Iterator[Any]) -> Iterator[Sequence[Column]]:
+    """The rows' values a batch at a time, as the batch's columns (a columnar table's
+    batches as they come; others :data:`CSV_BATCH` rows at a time)."""
+    if table.columnar:
+        yield from (batch for batch in rows if len(batch) and len(batch[0]))
+        return
+    values = _values(table, rows)
+    while batch := list(itertools.islice(values, CSV_BATCH)):
+        yield list(zip(*batch, strict=True))
 
 
 @contextlib.contextmanager
@@ -278,13 +296,13 @@ _CONVERTERS: dict[str, Callable[[Column], Column] | None] = {
 }
 
 
-def _csv_batches(rows: Iterator[Sequence[Any]], kinds: Sequence[CellKind]) -> Iterator[str]:
-    """The CSV lines of ``rows``, a batch at a time, converted and written column by column
+def _csv_batches(batches: Iterator[Sequence[Column]], kinds: Sequence[CellKind]) -> Iterator[str]:
+    """The CSV lines of each batch of columns, converted and written column by column
     (see :data:`CellKind` and :mod:`core.export.csv_lines`)."""
     converters = [_CONVERTERS[k] for k in kinds]
     texts = [k == "text" for k in kinds]
-    while batch := list(itertools.islice(rows, CSV_BATCH)):
-        columns: list[Column] = list(zip(*batch, strict=True))
+    for batch in batches:
+        columns: list[Column] = list(batch)
         cells = _csv_cells(columns, converters, texts)
         if cells is not None:
             yield csv_lines(cells)
@@ -320,12 +338,12 @@ def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     writer = csv.writer(out.buf, dialect="excel", quoting=csv.QUOTE_NONNUMERIC)
     out.buf.write("\ufeff")  # Excel reads the BOM and shows Chinese text correctly
     writer.writerow(table.columns)
-    cell, columns = csv_cell, table.columns
+    cell = csv_cell
     with _rows_of(table) as rows:
         if table.kinds is not None:
             parts = [out.buf.getvalue()]  # a batch's lines are one text: joined, not buffered
             size = len(parts[0])
-            for text in _csv_batches(_values(table, rows), table.kinds):
+            for text in _csv_batches(_column_batches(table, rows), table.kinds):
                 parts.append(text)
                 size += len(text)
                 if size >= chunk_bytes:
@@ -333,8 +351,7 @@ def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
                     parts, size = [], 0
             yield "".join(parts).encode("utf-8")
             return
-        for row in rows:
-            values = row if table.tuples else [row[c] for c in columns]
+        for values in _values(table, rows):
             writer.writerow([cell(v) for v in values])
             if out.full():
                 yield out.take()
@@ -379,19 +396,19 @@ _INT_ONLY = frozenset((int,))
 _STR_OR_NONE = frozenset((str, type(None)))
 
 
-def _jsonl_lines(columns: Sequence[str], rows: Iterator[Sequence[Any]]) -> Iterator[str]:
-    """The JSON lines of tuple rows, a batch at a time (see :func:`jsonl_chunks`).
+def _jsonl_lines(columns: Sequence[str], batches: Iterator[Sequence[Column]]) -> Iterator[str]:
+    """The JSON lines of each batch of columns (see :func:`jsonl_chunks`).
 
     Each line is one ``%`` template holding the encoded keys, and the texts
     of the batch's columns of one value (the policy, empty survey columns):
     only the other columns are formatted per row.
     """
     keys = [encode_basestring(c).replace("%", "%%") + ": " for c in columns]
-    while batch := list(itertools.islice(rows, CSV_BATCH)):
-        n = len(batch)
+    for batch in batches:
+        n = len(batch[0]) if batch else 0
         parts: list[str] = []
         varying: list[Column] = []
-        for key, column in zip(keys, zip(*batch, strict=True), strict=True):
+        for key, column in zip(keys, batch, strict=True):
             encoded = _json_column(column)
             if n > 1 and encoded[0] is encoded[-1] and encoded.count(encoded[0]) == n:
                 parts.append(key + encoded[0].replace("%", "%%"))
@@ -416,10 +433,11 @@ def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes
     out = _Chunker(chunk_bytes)
     encode = _ENCODE
     with _rows_of(table) as rows:
-        if table.tuples and len(set(table.columns)) == len(table.columns):
+        columns = table.columns
+        if (table.tuples or table.columnar) and columns and len(set(columns)) == len(columns):
             parts: list[str] = []  # a batch's lines are one text: joined, not buffered
             size = 0
-            for text in _jsonl_lines(table.columns, rows):
+            for text in _jsonl_lines(table.columns, _column_batches(table, rows)):
                 parts.append(text)
                 size += len(text)
                 if size >= chunk_bytes:

@@ -4,13 +4,24 @@ the cells :func:`csv_cell` makes."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import zipfile
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from core.export.writers import CSV_BATCH, CellKind, Table, _json_column, csv_chunks, jsonl_chunks
+from core.export.writers import (
+    CSV_BATCH,
+    CellKind,
+    Table,
+    _json_column,
+    csv_chunks,
+    jsonl_chunks,
+    xlsx_chunks,
+)
 
 AWKWARD_TEXT = [
     "plain",
@@ -115,3 +126,27 @@ def test_columns_of_one_value_in_the_line_template_keep_their_bytes() -> None:
     assert b"".join(jsonl_chunks(Table("t", ("a%", "b"), iter(only), tuples=True))) == (
         _dumps_lines(("a%", "b"), only)
     )
+
+
+def test_a_columnar_table_gives_the_bytes_of_its_rows() -> None:
+    columns = ("text", "n", "flag", "any")
+    kinds: tuple[CellKind, ...] = ("text", "plain", "flag", "any")
+    rows = [
+        (AWKWARD_TEXT[i % len(AWKWARD_TEXT)], i, (True, None)[i % 2], (1.5, "=x", None)[i % 3])
+        for i in range(CSV_BATCH + 40)
+    ]
+    sizes = [1, CSV_BATCH + 7, 32]
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    batches = [list(zip(*rows[a : a + n], strict=True)) for a, n in zip(starts, sizes, strict=True)]
+
+    def table(columnar: bool) -> Table:
+        data: Any = iter(batches) if columnar else iter(rows)
+        return Table("t", columns, data, tuples=not columnar, kinds=kinds, columnar=columnar)
+
+    for chunks in (csv_chunks, jsonl_chunks):
+        assert b"".join(chunks(table(True))) == b"".join(chunks(table(False)))
+    sheets = []
+    for columnar in (True, False):
+        data = b"".join(xlsx_chunks([table(columnar)], created=datetime(2026, 1, 1, tzinfo=UTC)))
+        sheets.append(zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml"))
+    assert sheets[0] == sheets[1]
