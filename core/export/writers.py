@@ -213,8 +213,15 @@ def _mappings(table: Table, rows: Iterator[Any]) -> Iterator[Mapping[str, Any]]:
 def _column_batches(table: Table, rows: Iterator[Any]) -> Iterator[Sequence[Column]]:
     """The rows' values a batch at a time, as the batch's columns (a columnar table's
     batches as they come; others :data:`CSV_BATCH` rows at a time)."""
-    if table.columnar:
-        yield from (batch for batch in rows if len(batch) and len(batch[0]))
+    if table.columnar:  # in slices of CSV_BATCH rows: the encoded texts of a few at a time
+        for batch in rows:
+            n = len(batch[0]) if batch else 0
+            if n <= CSV_BATCH:
+                if n:
+                    yield batch
+                continue
+            for start in range(0, n, CSV_BATCH):
+                yield [column[start : start + CSV_BATCH] for column in batch]
         return
     values = _values(table, rows)
     while batch := list(itertools.islice(values, CSV_BATCH)):
