@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -72,8 +74,12 @@ def final_callbacks(
     resolution's callback attempts, and its first reached-at in the display zone.
 
     Both None without a final resolution (nothing is decoded when the text
-    has no ``"final"`` key).
+    has no ``"final"`` key). A batch whose every text ends with its final
+    resolution goes the batch way (:func:`_last_finals`).
     """
+    found = _last_finals(stored, local)
+    if found is not None:
+        return found
     attempts: list[Any] = []
     reached: list[str | None] = []
     for value in stored:
@@ -94,3 +100,50 @@ def final_callbacks(
             at = final.get("first_reached_at")
             reached.append(local.iso_text(at) if at else None)
     return attempts, reached
+
+
+_STR_ONLY = frozenset((str,))
+_FINAL = repeat("final")
+_ATTEMPTS = repeat("attempts")
+_REACHED = repeat("first_reached_at")
+
+
+def _last_finals(
+    stored: Sequence[Any], local: LocalIso
+) -> tuple[list[Any], list[str | None]] | None:
+    """:func:`final_callbacks` of a batch of JSON texts, each a list whose last resolution
+    is the final one (the usual case): one orjson call for the batch and C-level lookups.
+
+    None (the caller takes each text alone) when a text is not text, has no
+    ``"final"`` key, or the batch does not decode as that many lists whose
+    last item is a final resolution (a dict) with integer or null attempts.
+    """
+    n = len(stored)
+    if not n or set(map(type, stored)) != _STR_ONLY:
+        return None
+    if not all(map(str.__contains__, stored, repeat('"final"'))):
+        return None
+    try:
+        decoded = orjson.loads("[" + ",".join(stored) + "]")
+    except orjson.JSONDecodeError:  # NaN, or a text that is not JSON: each alone
+        return None
+    if len(decoded) != n or set(map(type, decoded)) != _LIST_ONLY:
+        return None
+    try:
+        lasts = list(map(itemgetter(-1), decoded))
+        if not all(map(dict.get, lasts, _FINAL)):
+            return None
+        attempts = list(map(dict.get, lasts, _ATTEMPTS))
+        at = list(map(dict.get, lasts, _REACHED))
+    except (IndexError, TypeError):  # an empty list, or an item that is not a dict
+        return None
+    if not set(map(type, attempts)) <= _EXACT_TYPES:  # a float may be a big integer
+        return None
+    if at.count(None) == n:
+        return attempts, at
+    return attempts, [local.iso_text(a) if a else None for a in at]
+
+
+_LIST_ONLY = frozenset((list,))
+_EXACT_TYPES = frozenset((int, type(None)))
+"""Attempts orjson reads as json does (bool, float, text… go the exact way)."""

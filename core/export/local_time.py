@@ -110,9 +110,16 @@ class LocalIso:
     def column(self, values: Sequence[str | datetime | None]) -> list[str | None]:
         """Each value as :meth:`__call__` gives it, a column at a time.
 
-        The stored form's fast way is written out in the loop (no call per
-        value); anything else goes through :meth:`__call__`.
+        A column of one value (the evaluation instant of a month evaluated
+        in one run) is formatted once. Otherwise the stored form's fast way
+        is written out in the loop (no call per value); anything else goes
+        through :meth:`__call__`.
         """
+        n = len(values)
+        if n > 1:
+            first = values[0]
+            if type(first) is str and first == values[-1] and values.count(first) == n:
+                return [self(first)] * n
         periods = self._periods
         out: list[str | None] = []
         append = out.append

@@ -20,11 +20,12 @@ from core.export.rows import (
     COLUMN_KINDS,
     COLUMNS,
     RecordTally,
-    export_tuples,
+    export_columns,
     fold_nonconformities,
 )
 from core.export.spill import spill_month
 from core.export.writers import Table, check_format, files_of, indicators_table
+from core.gcfreeze import fewer_collections, old_objects_frozen
 from core.loop.common import audit
 from core.runtime import Runtime
 from core.timeutil import parse_month
@@ -100,7 +101,7 @@ def month_tables(
         session, fold, policy=policy, version=pol.version, month=period, now=fold.now
     )
     tally = RecordTally()
-    rows = export_tuples(
+    batches = export_columns(
         session,
         policy=policy,
         version=pol.version,
@@ -116,7 +117,7 @@ def month_tables(
 
     ncs = nc_tuples(session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask)
     return [
-        Table("incidents", COLUMNS, rows, tuples=True, kinds=COLUMN_KINDS),
+        Table("incidents", COLUMNS, batches, kinds=COLUMN_KINDS, columnar=True),
         indicators_table(indicators),
         nc_table(ncs, tuples=True),
     ]
@@ -146,7 +147,8 @@ def export_month(
         msg = f"unknown policy {policy!r}; known: {', '.join(sorted(rt.policies))}"
         raise InputError(msg)
     names = [policy] if policy else sorted(rt.policies)
-    with rt.db.session() as s:
+    # a month's rows allocate and free millions of objects, few in cycles (core.gcfreeze)
+    with old_objects_frozen(), fewer_collections(), rt.db.session() as s:
         files = [
             file
             for name in names

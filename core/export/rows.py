@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, tzinfo
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Result, Select, String, Text, cast, func, select, type_coerce
@@ -222,7 +224,8 @@ def _export_query(policy: str, version: str, month: str, *, dialect: str) -> Sel
     stored text (:func:`_stored_text`), formatted without a datetime
     (:class:`~core.export.local_time.LocalIso`); booleans as SQLite's 0
     and 1; the resolutions as JSON text, decoded only where a resolution
-    is final (:func:`~core.export.columns.final_callbacks`).
+    is final (:func:`~core.export.columns.final_callbacks`). The policy and
+    its version are the query's own (:data:`_QUERY_CONSTANTS`): not read.
     """
     instants = {"first_response_at", "resolved_at", "callback_due", "evaluated_at"}
     record = [
@@ -232,6 +235,7 @@ def _export_query(policy: str, version: str, month: str, *, dialect: str) -> Sel
         if name == "resolutions"
         else getattr(ComplianceRecord, name)
         for name in RECORD_FIELDS
+        if name not in _QUERY_CONSTANTS
     ]
     return (
         select(
@@ -249,6 +253,10 @@ def _export_query(policy: str, version: str, month: str, *, dialect: str) -> Sel
         )
         .order_by(ComplianceRecord.resolved_at, Incident.id)
     )
+
+
+_QUERY_CONSTANTS = frozenset(("policy", "policy_version"))
+"""The record's columns :func:`_export_query` picks one value of, and does not read."""
 
 
 def _month_ncs(
@@ -341,7 +349,26 @@ def export_tuples(
     unmask: bool = False,
     tally: RecordTally | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """One tuple per incident of ``month`` under the policy version, in COLUMNS order.
+    """One tuple per incident of ``month`` under the policy version, in COLUMNS order:
+    the rows of :func:`export_columns`' batches."""
+    for columns in export_columns(
+        session, policy=policy, version=version, month=month, tz=tz, unmask=unmask, tally=tally
+    ):
+        yield from zip(*columns, strict=True)
+
+
+def export_columns(
+    session: Session,
+    *,
+    policy: str,
+    version: str,
+    month: str,
+    tz: tzinfo,
+    unmask: bool = False,
+    tally: RecordTally | None = None,
+) -> Iterator[list[Sequence[Any]]]:
+    """The incidents of ``month`` under the policy version, a batch at a time, each batch
+    as its columns in COLUMNS order (for :class:`~core.export.writers.Table`'s ``columnar``).
 
     The same values as :func:`incident_row` gives for the stored record,
     without a dict or a datetime per value: the rows stream as the driver
@@ -359,7 +386,9 @@ def export_tuples(
     query = _export_query(policy, version, month, dialect=session.get_bind().dialect.name)
     counts = tally.counts if tally is not None else None
     for batch in driver_batches(session, query, EXPORT_BATCH):
-        yield from _converted(batch, ncs, local, flags, None if unmask else masks, counts)
+        yield _converted(
+            batch, ncs, local, flags, None if unmask else masks, counts, (policy, version)
+        )
     if tally is not None:
         tally.done = True
 
@@ -375,10 +404,12 @@ def _converted(
     local: LocalIso,
     flags: Memo,
     masks: Sequence[Memo] | None,
-    counts: Counter[tuple[Any, ...]] | None = None,
-) -> Iterator[tuple[Any, ...]]:
-    """A batch of the export query's rows as export tuples (see :func:`export_tuples`);
-    ``counts``: a :class:`RecordTally`'s, updated with the batch's records."""
+    counts: Counter[tuple[Any, ...]] | None,
+    policy: tuple[str, str],
+) -> list[Sequence[Any]]:
+    """A batch of the export query's rows as the export's columns (see :func:`export_columns`);
+    ``counts``: a :class:`RecordTally`'s, updated with the batch's records; ``policy``:
+    the query's policy and version (the same on every row)."""
     (
         ids,
         source,
@@ -413,8 +444,6 @@ def _converted(
         callback_score,
         survey_score,
         resolutions,
-        record_policy,
-        policy_version,
         evaluated_at,
     ) = zip(*batch, strict=True)
     if counts is not None:  # in _TALLIED's order, as the driver read them
@@ -448,8 +477,13 @@ def _converted(
         )
     )
     attempts, reached = final_callbacks(resolutions, local)
-    found = [ncs.get(i, _NO_NCS) for i in ids]
-    return zip(
+    n = len(ids)
+    if ncs:
+        found = list(map(ncs.get, ids, repeat(_NO_NCS)))
+        nc_texts, nc_open = list(map(itemgetter(0), found)), list(map(itemgetter(1), found))
+    else:
+        nc_texts, nc_open = [""] * n, [0] * n
+    return [
         source,
         key,
         external_id,
@@ -483,13 +517,12 @@ def _converted(
         survey_state,
         survey_channel,
         survey_score,
-        [text for text, _ in found],
-        [count for _, count in found],
-        record_policy,
-        policy_version,
+        nc_texts,
+        nc_open,
+        [policy[0]] * n,
+        [policy[1]] * n,
         local.column(evaluated_at),
-        strict=True,
-    )
+    ]
 
 
 def export_rows(

@@ -39,6 +39,13 @@ from typing import Any, Literal, cast
 import xlsxwriter
 
 from core.errors import InputError
+from core.export.csv_lines import (
+    constant_column,
+    csv_column,
+    csv_lines,
+    csv_module_text,
+    safe_text_cells,
+)
 
 FORMATS = ("csv", "xlsx", "jsonl")
 CHUNK_BYTES = 64 * 1024
@@ -76,6 +83,10 @@ class Table:
         document: For JSON: this data as one JSON document (``.json``)
             instead of the rows as JSON lines (the indicators' nested form).
         tuples: The rows are sequences of the values in column order, not dicts.
+        columnar: ``rows`` gives batches of rows as their columns (each batch a
+            sequence of columns in column order, of one length): a reader
+            that converts a column at a time hands them to the writers, which
+            encode a column at a time, without making rows in between.
         kinds: Per column, what its values can be (:data:`CellKind`): the
             CSV writer then converts a batch of rows column by column, with
             the same bytes as cell by cell. None: any value anywhere.
@@ -87,6 +98,7 @@ class Table:
     document: Any = None
     tuples: bool = False
     kinds: tuple[CellKind, ...] | None = None
+    columnar: bool = False
 
 
 def check_format(fmt: str) -> None:
@@ -182,6 +194,8 @@ def _indicator_rows(
 
 def _values(table: Table, rows: Iterator[Any]) -> Iterator[Sequence[Any]]:
     """Each row's values in column order."""
+    if table.columnar:
+        return itertools.chain.from_iterable(zip(*batch, strict=True) for batch in rows)
     if table.tuples:
         return rows
     columns = table.columns
@@ -190,10 +204,28 @@ def _values(table: Table, rows: Iterator[Any]) -> Iterator[Sequence[Any]]:
 
 def _mappings(table: Table, rows: Iterator[Any]) -> Iterator[Mapping[str, Any]]:
     """Each row as a mapping of column name to value."""
-    if not table.tuples:
+    if not table.tuples and not table.columnar:
         return rows
     columns = table.columns
-    return (dict(zip(columns, row, strict=True)) for row in rows)
+    return (dict(zip(columns, row, strict=True)) for row in _values(table, rows))
+
+
+def _column_batches(table: Table, rows: Iterator[Any]) -> Iterator[Sequence[Column]]:
+    """The rows' values a batch at a time, as the batch's columns (a columnar table's
+    batches as they come; others :data:`CSV_BATCH` rows at a time)."""
+    if table.columnar:  # in slices of CSV_BATCH rows: the encoded texts of a few at a time
+        for batch in rows:
+            n = len(batch[0]) if batch else 0
+            if n <= CSV_BATCH:
+                if n:
+                    yield batch
+                continue
+            for start in range(0, n, CSV_BATCH):
+                yield [column[start : start + CSV_BATCH] for column in batch]
+        return
+    values = _values(table, rows)
+    while batch := list(itertools.islice(values, CSV_BATCH)):
+        yield list(zip(*batch, strict=True))
 
 
 @contextlib.contextmanager
@@ -271,18 +303,39 @@ _CONVERTERS: dict[str, Callable[[Column], Column] | None] = {
 }
 
 
-def _csv_batches(
-    writer: Any, rows: Iterator[Sequence[Any]], kinds: Sequence[CellKind], out: _Chunker
-) -> Iterator[bytes]:
-    """Write ``rows`` a batch at a time, converting column by column (see :data:`CellKind`)."""
-    converters = [(i, f) for i, k in enumerate(kinds) if (f := _CONVERTERS[k]) is not None]
-    while batch := list(itertools.islice(rows, CSV_BATCH)):
-        columns: list[Column] = list(zip(*batch, strict=True))
-        for i, convert in converters:
-            columns[i] = convert(columns[i])
-        writer.writerows(zip(*columns, strict=True))
-        if out.full():
-            yield out.take()
+def _csv_batches(batches: Iterator[Sequence[Column]], kinds: Sequence[CellKind]) -> Iterator[str]:
+    """The CSV lines of each batch of columns, converted and written column by column
+    (see :data:`CellKind` and :mod:`core.export.csv_lines`)."""
+    converters = [_CONVERTERS[k] for k in kinds]
+    texts = [k == "text" for k in kinds]
+    for batch in batches:
+        columns: list[Column] = list(batch)
+        cells = _csv_cells(columns, converters, texts)
+        if cells is not None:
+            yield csv_lines(cells)
+            continue
+        for i, convert in enumerate(converters):  # a type the column way does not take
+            if convert is not None:
+                columns[i] = convert(columns[i])
+        yield csv_module_text(list(zip(*columns, strict=True)))
+
+
+def _csv_cells(
+    columns: Sequence[Column],
+    converters: Sequence[Callable[[Column], Column] | None],
+    texts: Sequence[bool],
+) -> list[Sequence[str]] | None:
+    """Each column's CSV cells (a ``text`` column's unconverted when none needs it);
+    None if a column holds a type :func:`~core.export.csv_lines.csv_column` does not take."""
+    cells: list[Sequence[str]] = []
+    for column, convert, text in zip(columns, converters, texts, strict=True):
+        found: Sequence[str] | None = safe_text_cells(column, FORMULA_STARTS) if text else None
+        if found is None:
+            found = csv_column(column if convert is None else convert(column))
+            if found is None:
+                return None
+        cells.append(found)
+    return cells
 
 
 def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -292,16 +345,23 @@ def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     writer = csv.writer(out.buf, dialect="excel", quoting=csv.QUOTE_NONNUMERIC)
     out.buf.write("\ufeff")  # Excel reads the BOM and shows Chinese text correctly
     writer.writerow(table.columns)
-    cell, columns = csv_cell, table.columns
+    cell = csv_cell
     with _rows_of(table) as rows:
         if table.kinds is not None:
-            yield from _csv_batches(writer, _values(table, rows), table.kinds, out)
-        else:
-            for row in rows:
-                values = row if table.tuples else [row[c] for c in columns]
-                writer.writerow([cell(v) for v in values])
-                if out.full():
-                    yield out.take()
+            parts = [out.buf.getvalue()]  # a batch's lines are one text: joined, not buffered
+            size = len(parts[0])
+            for text in _csv_batches(_column_batches(table, rows), table.kinds):
+                parts.append(text)
+                size += len(text)
+                if size >= chunk_bytes:
+                    yield "".join(parts).encode("utf-8")
+                    parts, size = [], 0
+            yield "".join(parts).encode("utf-8")
+            return
+        for values in _values(table, rows):
+            writer.writerow([cell(v) for v in values])
+            if out.full():
+                yield out.take()
     yield out.take()
 
 
@@ -320,6 +380,8 @@ def _json_column(column: Column) -> Column:
     ``", "``); any other value encoded alone.
     """
     types = set(map(type, column))
+    if len(column) > 1 and constant_column(column, types):
+        return list(_json_column(column[:1])) * len(column)
     if types == _STR_ONLY:
         return list(map(encode_basestring, column))
     if types == _NONE_ONLY:
@@ -341,13 +403,30 @@ _INT_ONLY = frozenset((int,))
 _STR_OR_NONE = frozenset((str, type(None)))
 
 
-def _jsonl_lines(columns: Sequence[str], rows: Iterator[Sequence[Any]]) -> Iterator[str]:
-    """The JSON lines of tuple rows, a batch at a time (see :func:`jsonl_chunks`)."""
-    line = "{" + ", ".join(encode_basestring(c).replace("%", "%%") + ": %s" for c in columns)
-    line += "}\n"
-    while batch := list(itertools.islice(rows, CSV_BATCH)):
-        encoded = [_json_column(c) for c in zip(*batch, strict=True)]
-        yield "".join(map(line.__mod__, zip(*encoded, strict=True)))
+def _jsonl_lines(columns: Sequence[str], batches: Iterator[Sequence[Column]]) -> Iterator[str]:
+    """The JSON lines of each batch of columns (see :func:`jsonl_chunks`).
+
+    Each line is one ``%`` template holding the encoded keys, and the texts
+    of the batch's columns of one value (the policy, empty survey columns):
+    only the other columns are formatted per row.
+    """
+    keys = [encode_basestring(c).replace("%", "%%") + ": " for c in columns]
+    for batch in batches:
+        n = len(batch[0]) if batch else 0
+        parts: list[str] = []
+        varying: list[Column] = []
+        for key, column in zip(keys, batch, strict=True):
+            encoded = _json_column(column)
+            if n > 1 and encoded[0] is encoded[-1] and encoded.count(encoded[0]) == n:
+                parts.append(key + encoded[0].replace("%", "%%"))
+            else:
+                parts.append(key + "%s")
+                varying.append(encoded)
+        line = "{" + ", ".join(parts) + "}\n"
+        if varying:
+            yield "".join(map(line.__mod__, zip(*varying, strict=True)))
+        else:
+            yield (line % ()) * n
 
 
 def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -361,10 +440,11 @@ def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes
     out = _Chunker(chunk_bytes)
     encode = _ENCODE
     with _rows_of(table) as rows:
-        if table.tuples and len(set(table.columns)) == len(table.columns):
+        columns = table.columns
+        if (table.tuples or table.columnar) and columns and len(set(columns)) == len(columns):
             parts: list[str] = []  # a batch's lines are one text: joined, not buffered
             size = 0
-            for text in _jsonl_lines(table.columns, rows):
+            for text in _jsonl_lines(table.columns, _column_batches(table, rows)):
                 parts.append(text)
                 size += len(text)
                 if size >= chunk_bytes:

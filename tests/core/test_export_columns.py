@@ -77,6 +77,71 @@ def test_final_callbacks_are_those_of_the_last_final_resolution() -> None:
     assert got[7][0] == 123456789012345678901234567890
 
 
+def _last_final(attempts: Any, at: str | None, before: int = 0) -> str:
+    earlier = [{"final": True, "attempts": 99, "first_reached_at": None}] * before
+    return json.dumps(
+        [*earlier, {"index": 0, "final": True, "attempts": attempts, "first_reached_at": at}]
+    )
+
+
+USUAL = [
+    _last_final(0, None),
+    _last_final(3, "2026-10-25T00:59:59+00:00", before=1),
+    _last_final(None, "2026-10-25T01:30:00.250000+00:00"),
+    _last_final(2**62, "2026-10-01T08:00:00+05:30"),
+    _last_final(1, None, before=2),
+]
+"""Texts whose last resolution is the final one: a batch of them is decoded at once."""
+
+
+def test_a_batch_of_usual_texts_is_decoded_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    def one_at_a_time(text: str) -> Any:
+        raise AssertionError(text)
+
+    monkeypatch.setattr("core.export.columns._decode", one_at_a_time)
+    attempts, reached = final_callbacks(USUAL, LocalIso(PARIS))
+    assert list(zip(attempts, reached, strict=True)) == [_reference(c) for c in USUAL]
+    assert reached[2] == "2026-10-25T02:30:00.250000+01:00"  # after the change
+    no_reached = [_last_final(i, None) for i in range(3)]
+    assert final_callbacks(no_reached, LocalIso(PARIS)) == ([0, 1, 2], [None, None, None])
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        *CASES,
+        '[{"final": true, "attempts": 1.5}]',
+        '[{"final": true, "attempts": true}]',
+        '[{"final": true, "attempts": [1]}]',
+        '[{"final": true, "attempts": 1}, {"final": false, "attempts": 2}]',
+        '[{"final": true, "first_reached_at": ""}]',
+        "[1]",
+        "[[]]",
+        '{"final": true}',
+        ' [{"final": true, "attempts": 5}] ',
+        '[{"final": true, "attempts": 5}], [{"final": true}',  # two lists in one text
+        "not json",
+    ],
+)
+def test_an_odd_text_in_a_batch_gives_what_each_alone_gives(odd: Any) -> None:
+    local = LocalIso(PARIS)
+
+    def alone(text: Any) -> Any:
+        attempts, reached = final_callbacks([text], local)
+        return attempts[0], reached[0]
+
+    batch = [*USUAL, odd, *USUAL]
+    try:
+        expected = [alone(c) for c in batch]
+    except (ValueError, AttributeError) as exc:  # not JSON, not a list: as the text alone
+        with pytest.raises(type(exc)):
+            final_callbacks(batch, local)
+        return
+    attempts, reached = final_callbacks(batch, local)
+    got = list(zip(attempts, reached, strict=True))
+    assert [repr(g) for g in got] == [repr(e) for e in expected]
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Engine]:
     engine = create_engine(f"sqlite:///{tmp_path / 'rows.db'}")

@@ -130,3 +130,22 @@ def test_column_gives_what_each_call_gives(zone: str) -> None:
     expected = [LocalIso(tz)(v) for v in values]
     assert LocalIso(tz).column(values) == expected
     assert expected.count(None) == values.count(None)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_a_column_of_one_value_is_formatted_once(zone: str) -> None:
+    tz = ZoneInfo(zone)
+    calls: list[object] = []
+
+    class Counted(LocalIso):
+        def __call__(self, v: str | datetime | None) -> str | None:
+            calls.append(v)
+            return super().__call__(v)
+
+    stored = _sqlite_bind(datetime(2026, 10, 25, 0, 30, 0, 250000, tzinfo=UTC))
+    for value in (stored, "2026-10-25T01:30:00+01:00", stored[:19]):
+        calls.clear()
+        assert Counted(tz).column((value,) * 5) == [LocalIso(tz)(value)] * 5
+        assert calls == [value]
+    mixed: list[str | datetime | None] = [stored, None, stored]  # equal ends, not one value
+    assert LocalIso(tz).column(mixed) == [LocalIso(tz)(v) for v in mixed]

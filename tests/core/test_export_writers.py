@@ -4,13 +4,24 @@ the cells :func:`csv_cell` makes."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import zipfile
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from core.export.writers import CSV_BATCH, CellKind, Table, _json_column, csv_chunks, jsonl_chunks
+from core.export.writers import (
+    CSV_BATCH,
+    CellKind,
+    Table,
+    _json_column,
+    csv_chunks,
+    jsonl_chunks,
+    xlsx_chunks,
+)
 
 AWKWARD_TEXT = [
     "plain",
@@ -43,6 +54,13 @@ def _dumps_lines(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> bytes
         AWKWARD_SCALARS,
         [True, False, None, 3, 2.25],
         [[1, "a, b"], {"k": None, "x": [1.5]}, "text", None, True, 7],
+        # one value over the column (encoded once), and equal values of other texts
+        ["same", "same", "same"],
+        [5, 5],
+        [True, True],
+        [1, 1.0, True],
+        [0.0, -0.0],
+        [[1], [1]],
     ],
 )
 def test_a_column_is_encoded_as_the_encoder_writes_each_value(column: list[Any]) -> None:
@@ -96,3 +114,39 @@ def test_csv_any_columns_column_by_column_give_the_cells_bytes() -> None:
     slow = b"".join(csv_chunks(Table("t", columns, iter(rows), tuples=True)))
     assert fast == slow
     assert b'\r\n-49,"",3,""\r\n' in fast and b"'=1+1" in fast and b'"nan"' in fast
+
+
+def test_columns_of_one_value_in_the_line_template_keep_their_bytes() -> None:
+    columns = ("policy %s", "100%", "n", "none")
+    rows = [("p%s%%", "50% off", i if i >= CSV_BATCH else 7, None) for i in range(CSV_BATCH + 3)]
+    rows += [("p%s%%", "50% off", 7, None)]  # a last batch of one row
+    fast = b"".join(jsonl_chunks(Table("t", columns, iter(rows), tuples=True)))
+    assert fast == _dumps_lines(columns, rows)
+    only = [("%d", 1)] * 5  # every column one value: no row is formatted
+    assert b"".join(jsonl_chunks(Table("t", ("a%", "b"), iter(only), tuples=True))) == (
+        _dumps_lines(("a%", "b"), only)
+    )
+
+
+def test_a_columnar_table_gives_the_bytes_of_its_rows() -> None:
+    columns = ("text", "n", "flag", "any")
+    kinds: tuple[CellKind, ...] = ("text", "plain", "flag", "any")
+    rows = [
+        (AWKWARD_TEXT[i % len(AWKWARD_TEXT)], i, (True, None)[i % 2], (1.5, "=x", None)[i % 3])
+        for i in range(CSV_BATCH + 40)
+    ]
+    sizes = [1, CSV_BATCH + 7, 32]
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    batches = [list(zip(*rows[a : a + n], strict=True)) for a, n in zip(starts, sizes, strict=True)]
+
+    def table(columnar: bool) -> Table:
+        data: Any = iter(batches) if columnar else iter(rows)
+        return Table("t", columns, data, tuples=not columnar, kinds=kinds, columnar=columnar)
+
+    for chunks in (csv_chunks, jsonl_chunks):
+        assert b"".join(chunks(table(True))) == b"".join(chunks(table(False)))
+    sheets = []
+    for columnar in (True, False):
+        data = b"".join(xlsx_chunks([table(columnar)], created=datetime(2026, 1, 1, tzinfo=UTC)))
+        sheets.append(zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml"))
+    assert sheets[0] == sheets[1]

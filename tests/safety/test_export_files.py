@@ -81,17 +81,19 @@ def test_a_missing_folder_whose_parent_exists_is_created(served: Served, tmp_pat
     ]
 
 
-def _failing_rows(after: int, exc: BaseException) -> Any:
-    real = export_month_module.export_tuples
+def _failing_batches(after: int, exc: BaseException) -> Any:
+    """export_columns raising ``exc`` once ``after`` batches were read (the writer has
+    started the file)."""
+    real = export_month_module.export_columns
 
-    def rows(*args: Any, **kwargs: Any) -> Iterator[tuple[Any, ...]]:
+    def batches(*args: Any, **kwargs: Any) -> Iterator[Any]:
         with contextlib.closing(real(*args, **kwargs)) as it:
-            for n, row in enumerate(it):
-                if n == after:
+            for n, batch in enumerate(it):
+                yield batch
+                if n + 1 == after:
                     raise exc
-                yield row
 
-    return rows
+    return batches
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx", "jsonl"])
@@ -114,7 +116,7 @@ def test_a_crash_mid_export_leaves_the_previous_files_and_no_partial_one(
     assert before
     with served.rt.db.session() as s:
         audits = len(list(s.scalars(select(AuditLog).where(AuditLog.action == "export"))))
-    monkeypatch.setattr(export_month_module, "export_tuples", _failing_rows(3, exc))
+    monkeypatch.setattr(export_month_module, "export_columns", _failing_batches(1, exc))
     capsys.readouterr()
     assert _export(served, out, "--unmask", fmt=fmt) == status
     assert _tree(out) == before  # no partial file, no temporary file, old files intact
