@@ -374,6 +374,8 @@ class AppConfig:
     campaigns: dict[str, CampaignConfig] = field(default_factory=dict)
     complaints: ComplaintsConfig | None = None
     """None: no ``complaints`` block, nothing is treated as a complaint."""
+    evaluate_processes: int = 1
+    """Processes the evaluate step may fork (``core.loop.evaluate_parallel``)."""
 
     def masked(self) -> dict[str, Any]:
         """The interpolated configuration with every secret replaced by ``***``."""
@@ -750,4 +752,5 @@ def build(
         ),
         campaigns={n: _campaign(n, c) for n, c in (data.get("campaigns") or {}).items()},
         complaints=_complaints((data.get("complaints") or {}) if "complaints" in data else None),
+        evaluate_processes=int(data.get("evaluate_processes", 1)),
     )

@@ -77,7 +77,7 @@ def run_once(rt: Runtime, progress: Progress | None = None) -> RunSummary:
     for channel in rt.channel_names():
         step(f"collect {channel}", lambda c=channel: collect(rt, c))  # type: ignore[misc]
     step("reconcile", lambda: reconcile(rt))
-    step("evaluate", lambda: evaluate(rt))
+    step("evaluate", lambda: evaluate(rt, processes=rt.config.evaluate_processes))
     step("sample", lambda: sample_surveys(rt))
     step("push surveys", lambda: push(rt, kinds=("survey",)))
     step("raise", lambda: raise_nonconformities(rt))

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import delete, select, update
 
 import core.loop.evaluate_parallel as parallel
 from core.conf import load_config
-from core.errors import StateError
+from core.errors import ConfigError, StateError
 from core.export import period_indicators
-from core.loop import collect, plan, pull, push, raise_nonconformities, reconcile
+from core.loop import collect, plan, pull, push, raise_nonconformities, reconcile, run_once
 from core.loop.evaluate import evaluate
 from core.runtime import Runtime, open_runtime
 from core.store.models import ComplianceRecord, Incident, Nonconformity, OutboxItem
@@ -148,3 +149,40 @@ def test_a_failed_child_fails_the_step_and_the_rest_is_evaluated_next_time(
         done = s.scalars(select(ComplianceRecord.incident_id)).all()
     assert done and all(i < second[0] for i in done)
     assert evaluate(rt).counts["evaluated"] == INCIDENTS - len(done)
+
+
+def test_qloop_run_forks_as_many_as_the_config_says(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_PER_PROCESS", 10)
+    asked: list[int] = []
+    run = parallel.evaluate_in_processes
+    monkeypatch.setattr(
+        parallel,
+        "evaluate_in_processes",
+        lambda rt, processes, *a, **k: asked.append(processes) or run(rt, processes, *a, **k),
+    )
+    path = sandbox_config(
+        database_url, tmp_path, incidents=INCIDENTS, extra={"evaluate_processes": 2}
+    )
+    runtime = open_runtime(load_config(path), clock=FakeClock())
+    try:
+        summary = run_once(runtime)
+        evaluated = next(step for step, _ in summary.steps if step.step == "evaluate")
+        with runtime.db.session() as s:
+            stored = s.scalars(select(ComplianceRecord.incident_id)).all()
+    finally:
+        runtime.close()
+    assert asked == [2] and not summary.errors
+    assert evaluated.counts["evaluated"] == INCIDENTS == len(set(stored)) == len(stored)
+
+
+@pytest.mark.parametrize("value", [0, "two", 33])
+def test_a_bad_process_count_is_named(tmp_path: Path, value: Any) -> None:
+    path = sandbox_config("sqlite:///" + str(tmp_path / "q.db"), tmp_path, incidents=3)
+    doc = yaml.safe_load(path.read_text("utf-8"))
+    doc["evaluate_processes"] = value
+    path.write_text(yaml.safe_dump(doc), "utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "evaluate_processes" in str(err.value)
