@@ -16,7 +16,7 @@ A source with ``pull_process`` fetches and converts in a child process
 (``cpu``; ``cpu_child`` alone), and the peak is that of the *sum* of both
 processes' RSS (the child's pages shared with the parent counted twice, so
 an upper bound); ``peak_pss`` is the peak of their summed PSS (each shared
-page split between the processes sharing it), sampled every 50 ms.
+page split between the processes sharing it), sampled every 0.5 s.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main(config: str, source: str) -> int:
             while not stop.wait(0.01):
                 peak = max(peak, rss_mb())
                 n += 1
-                if n % 5 == 0:
+                if n % 50 == 0:
                     peak_pss = max(peak_pss, pss_mb())
 
         sampler = threading.Thread(target=sample, daemon=True)
