@@ -164,6 +164,13 @@ class HostBudget:
             return budget
 
     @classmethod
+    def _after_fork(cls) -> None:
+        """In a forked child: fresh locks (a parent's thread may have held one at the fork)."""
+        cls._table_lock = threading.Lock()
+        for budget in cls._table.values():
+            budget._lock = threading.Lock()
+
+    @classmethod
     def forget(cls) -> None:
         """Drop every budget of this process (tests: start as a fresh process would)."""
         with cls._table_lock:
@@ -273,6 +280,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return math.max(tonumber(redis.call('GET', KEYS[1]) or '0') - now, 0)
 """
+
+
+os.register_at_fork(after_in_child=HostBudget._after_fork)  # connectors.kit.child
 
 
 class RedisHostBudget(HostBudget):

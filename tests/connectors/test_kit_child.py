@@ -174,3 +174,19 @@ def test_a_utc_record_keeps_its_utc_instants() -> None:
     rec = record(1, created_at=datetime(2026, 1, 1, tzinfo=UTC))
     back = wire.unpack(wire.pack(PulledBatch([rec], None))).records[0]
     assert back.created_at.tzinfo is UTC
+
+
+def test_a_host_budget_locked_by_a_parent_thread_at_the_fork_is_usable_in_the_child() -> None:
+    service = HttpService("t", "http://tool.test", rate=1000, transport=httpx.MockTransport(_ok))
+    budget = service.budget
+
+    def acquire() -> Iterator[bool]:
+        got = budget._lock.acquire(timeout=2)  # the parent's copy would stay held
+        yield got
+        if got:
+            budget._lock.release()
+            yield budget.paused_for() == 0.0
+
+    with budget._lock:  # as a thread of the parent would hold it at the fork
+        assert list(in_child(acquire, "sources.t")) == [True, True]
+    service.close()
