@@ -174,11 +174,12 @@ def test_backfill_in_parallel_windows_pulls_every_issue_exactly_once(
         dep.close()
 
 
+@pytest.mark.parametrize("child", [False, True], ids=["one-process", "pull-process"])
 def test_a_record_that_fails_mapping_is_rejected_loudly_and_the_pull_goes_on(
-    database_url: str, tmp_path: Path, fake: tuple[FakeJira, str]
+    database_url: str, tmp_path: Path, fake: tuple[FakeJira, str], child: bool
 ) -> None:
     jira, url = fake
-    dep = deploy(database_url, tmp_path, url)
+    dep = deploy(database_url, tmp_path, url, pull_process=child)
     try:
         rt = dep.open()
         pull(rt, "jira")
@@ -203,7 +204,7 @@ def test_a_record_that_fails_mapping_is_rejected_loudly_and_the_pull_goes_on(
         assert pull(rt, "jira").counts["rejected"] == 0  # the same version is not re-read
         # the operator maps the new status; the record's next version maps and resolves it
         fix = {"mapping": {"status_map": {"Triage": "new"}}}
-        deploy(database_url, tmp_path, url, **fix)
+        deploy(database_url, tmp_path, url, pull_process=child, **fix)
         rt = dep.open()
         jira.update_issue("ITSD-2", top + timedelta(minutes=4), "Triage")
         fixed = pull(rt, "jira")
