@@ -474,8 +474,8 @@ def pull(rt: Runtime, source: str) -> StepResult:
     skipped_at_source = 0
     error: str | None = None
     try:
-        # one session for the pull, committed once per batch (a session per batch cost
-        # ~0.3 ms a page); a failed batch is rolled back and ends the pull as before
+        # one session for the pull (not one per batch), committed once per batch with
+        # its cursor; a failed batch is rolled back and ends the pull as before
         with fewer_collections(), rt.db.sessions() as s:
             for batch in resumable(conn.pull, load_cursor, on_retry, rt.sleep):
                 if first_sync:
