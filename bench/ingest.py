@@ -25,6 +25,12 @@ beside the ceiling of one token stream (page size / latency), with the CPU
 qloop spends per page (the ceiling needs less than the latency), and qloop
 at N/5 (run first) to show whether its peak memory grows with N.
 
+qloop's Jira pulls set ``pull_process`` (pages fetched and converted in a
+child process while the pull's process stores): their CPU seconds are both
+processes', their peak the peak of both RSS summed (pages the child shares
+with its parent counted twice), the summed PSS beside it. ``--one-process``
+measures the pull without it.
+
     python bench/ingest.py                 # 50k Jira, 5k GLPI
     python bench/ingest.py --jira 2000 --glpi 500 --latency-ms 20
 
@@ -251,9 +257,14 @@ Figures = tuple[int, float, float, float, float]
 """(records, wall seconds, CPU seconds, peak RSS MB, RSS growth MB during the run)."""
 
 
+PSS: dict[str, float] = {}
+"""The peak summed PSS of each qloop run (by its directory), beside its summed RSS."""
+
+
 def run_qloop(tmp: Path, name: str, source: dict[str, Any]) -> Figures:
     """First sync of ``source`` through qloop's pull, in a fresh process (bench/pull_once.py):
-    its figures are the pull's alone, its memory what a process pulling needs."""
+    its figures are the pull's alone, its memory what a process pulling needs. With
+    ``pull_process`` the CPU is both processes' and the peak RSS their sum."""
     path = sandbox_config(f"sqlite:///{tmp / f'{name}.db'}", tmp, extra={"sources": {name: source}})
     script = Path(__file__).resolve().parent / "pull_once.py"
     done = subprocess.run(
@@ -263,6 +274,7 @@ def run_qloop(tmp: Path, name: str, source: dict[str, Any]) -> Figures:
         msg = f"the pull of {name} failed (exit {done.returncode}):\n{done.stderr[-2000:]}"
         raise RuntimeError(msg)
     f = json.loads(done.stdout.strip().splitlines()[-1])
+    PSS[str(tmp)] = f["peak_pss"]
     return f["created"], f["seconds"], f["cpu"], f["peak"], f["peak"] - f["rss_before"]
 
 
@@ -373,7 +385,7 @@ def check_warmed(first: dict[str, Any], shape: tuple[list[str], str]) -> None:
         raise SystemExit(msg)
 
 
-def bench_jira(n: int, tmp: Path, latency_ms: float) -> dict[str, Any]:
+def bench_jira(n: int, tmp: Path, latency_ms: float, child: bool) -> dict[str, Any]:
     # issues created over the 20 days from ``start``, updated up to a few days later
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
     out: dict[str, Any] = {}
@@ -381,7 +393,11 @@ def bench_jira(n: int, tmp: Path, latency_ms: float) -> dict[str, Any]:
     small = max(n // 5, 100)
     server = ChildServer("jira", small, start)
     try:
-        opts = {"type": "jira_sm", **source_options(server.url, page_size=100)}
+        opts = {
+            "type": "jira_sm",
+            **source_options(server.url, page_size=100),
+            "pull_process": child,
+        }
         warm_jira(server, tmp / "small-warm", opts)
         (tmp / "small").mkdir()
         out["small"] = run_qloop(tmp / "small", "jira", opts)
@@ -390,7 +406,11 @@ def bench_jira(n: int, tmp: Path, latency_ms: float) -> dict[str, Any]:
         server.close()
     server = ChildServer("jira", n, start)
     try:
-        opts = {"type": "jira_sm", **source_options(server.url, page_size=100)}
+        opts = {
+            "type": "jira_sm",
+            **source_options(server.url, page_size=100),
+            "pull_process": child,
+        }
         shape = warm_jira(server, tmp / "warm", opts)
         out["qloop"] = run_qloop(tmp, "jira", opts)
         out["qloop_requests"] = server.ask("counts")
@@ -510,14 +530,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jira", type=int, default=50_000, help="Jira issues (default 50000)")
     parser.add_argument("--glpi", type=int, default=5_000, help="GLPI tickets (default 5000)")
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="Jira pulls without pull_process (fetch and convert in the storing process)",
+    )
     args = parser.parse_args(argv)
     ratio = 0.0
     with tempfile.TemporaryDirectory(prefix="qloop-ingest-") as tmp_name:
         tmp = Path(tmp_name)
         if args.jira:
             (tmp / "jira").mkdir()
-            j = bench_jira(args.jira, tmp / "jira", args.latency_ms)
-            print(f"Jira, {args.jira} issues (pages of 100)")
+            j = bench_jira(args.jira, tmp / "jira", args.latency_ms, not args.one_process)
+            mode = (
+                "one process"
+                if args.one_process
+                else "pull_process: CPU of both processes, peak of their summed RSS"
+            )
+            print(f"Jira, {args.jira} issues (pages of 100; qloop {mode})")
             line("qloop pull, 0 ms", j["qloop"], f"({j['qloop_requests']} requests)")
             line("bare loop, 0 ms", j["bare"], f"({j['bare_requests']} requests)")
             ratio = rate(j["qloop"]) / rate(j["bare"])
@@ -543,7 +573,9 @@ def main(argv: list[str] | None = None) -> int:
             line("qloop pull, N/5, 0 ms", j["small"])
             print(
                 f"  peak RSS {j['qloop'][3]:.0f} MB at {args.jira}, {j['small'][3]:.0f} MB at "
-                f"{j['small_n']} (aim <= 100 MB, flat in N)"
+                f"{j['small_n']} (aim <= 100 MB, flat in N); summed PSS "
+                f"{PSS[str(tmp / 'jira')]:.0f} MB at {args.jira}, "
+                f"{PSS[str(tmp / 'jira' / 'small')]:.0f} MB at {j['small_n']}"
             )
         if args.glpi:
             (tmp / "glpi").mkdir()

@@ -24,6 +24,7 @@ import email.utils
 import json
 import logging
 import math
+import os
 import random
 import socket
 import ssl
@@ -163,6 +164,13 @@ class HostBudget:
             return budget
 
     @classmethod
+    def _after_fork(cls) -> None:
+        """In a forked child: fresh locks (a parent's thread may have held one at the fork)."""
+        cls._table_lock = threading.Lock()
+        for budget in cls._table.values():
+            budget._lock = threading.Lock()
+
+    @classmethod
     def forget(cls) -> None:
         """Drop every budget of this process (tests: start as a fresh process would)."""
         with cls._table_lock:
@@ -272,6 +280,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return math.max(tonumber(redis.call('GET', KEYS[1]) or '0') - now, 0)
 """
+
+
+os.register_at_fork(after_in_child=HostBudget._after_fork)  # connectors.kit.child
 
 
 class RedisHostBudget(HostBudget):
@@ -437,22 +448,54 @@ class HttpService:
         self.attempts = attempts
         self.message_of = message_of
         self.budget = HostBudget.for_host(self.host, rate, redis_url)
+        self._client_args: dict[str, Any] = {
+            "headers": dict(headers or {}),
+            "auth": auth,
+            "timeout": timeout,
+            "verify": verify,
+            "transport": transport,
+        }
+        self._client = self._new_client()
+        self._pid = os.getpid()
+        self._fork_lock = threading.Lock()  # only a forked child ever takes it
+
+    def _new_client(self) -> httpx.Client:
+        args = self._client_args
+        transport = args["transport"]
         if transport is None:
             # small requests must not wait for the peer's delayed ACK (Nagle: ~40 ms each)
             transport = httpx.HTTPTransport(
-                verify=_tls(verify), socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+                verify=_tls(args["verify"]),
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             )
-        self.client = httpx.Client(
+        return httpx.Client(
             base_url=self.base_url,
-            headers=dict(headers or {}),
-            auth=auth,
-            timeout=timeout,
+            headers=args["headers"],
+            auth=args["auth"],
+            timeout=args["timeout"],
             transport=transport,
             follow_redirects=False,
         )
 
+    @property
+    def client(self) -> httpx.Client:
+        """The ``httpx`` client; in a forked child (:mod:`connectors.kit.child`) one of its own.
+
+        A connection the parent opened (keep-alive) must not carry the
+        child's requests too: both would use one socket. The inherited
+        client is dropped, not closed (closing would act on the parent's
+        sockets).
+        """
+        if self._pid != os.getpid():
+            with self._fork_lock:  # the child's threads (backfill windows) build one
+                if self._pid != os.getpid():
+                    self._client = self._new_client()
+                    self._pid = os.getpid()
+        return self._client
+
     def close(self) -> None:
-        self.client.close()
+        if self._pid == os.getpid():
+            self._client.close()
 
     def _where(self, method: str, path: str) -> str:
         return f"{self.name}: {method} {urlsplit(path).path or path}"

@@ -117,8 +117,21 @@ def status_history(histories: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
 
 @lru_cache(maxsize=256)
 def _slug(name: str) -> str:
-    """An SLA's name as a key (``Time to resolution`` → ``time_to_resolution``)."""
-    return re.sub(r"[^0-9a-z]+", "_", name.casefold()).strip("_") or "sla"
+    """An SLA's name as a key (``Time to resolution`` → ``time_to_resolution``).
+
+    Remembered per name: a site has a handful of SLA names, read on every
+    issue of every page (up to :data:`_SLUGS_KEPT` of them kept).
+    """
+    slug = _SLUGS.get(name)
+    if slug is None:
+        slug = re.sub(r"[^0-9a-z]+", "_", name.casefold()).strip("_") or "sla"
+        if len(_SLUGS) < _SLUGS_KEPT:
+            _SLUGS[name] = slug
+    return slug
+
+
+_SLUGS: dict[str, str] = {}
+_SLUGS_KEPT = 1024
 
 
 def _ms(node: Any) -> int | None:
@@ -144,16 +157,20 @@ def sla_summary(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for metric in metrics:
         name = str(metric.get("name") or metric.get("id") or "sla")
-        cycles = [
-            {
-                "start": _ms(c.get("startTime")),
-                "stop": _ms(c.get("stopTime")),
-                "breached": bool(c.get("breached")),
-                "goal_ms": _ms(c.get("goalDuration")),
-                "elapsed_ms": _ms(c.get("elapsedTime")),
-            }
-            for c in metric.get("completedCycles") or []
-        ]
+        cycles = []
+        breached = False
+        for c in metric.get("completedCycles") or []:  # one pass: cycles and any breach
+            cycle_breached = bool(c.get("breached"))
+            breached = breached or cycle_breached
+            cycles.append(
+                {
+                    "start": _ms(c.get("startTime")),
+                    "stop": _ms(c.get("stopTime")),
+                    "breached": cycle_breached,
+                    "goal_ms": _ms(c.get("goalDuration")),
+                    "elapsed_ms": _ms(c.get("elapsedTime")),
+                }
+            )
         ongoing_raw = metric.get("ongoingCycle")
         ongoing = None
         if type(ongoing_raw) is dict or isinstance(ongoing_raw, Mapping):
@@ -164,7 +181,7 @@ def sla_summary(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 "paused": bool(ongoing_raw.get("paused")),
                 "goal_ms": _ms(ongoing_raw.get("goalDuration")),
             }
-        breached = any(c["breached"] for c in cycles) or bool(ongoing and ongoing["breached"])
+        breached = breached or bool(ongoing and ongoing["breached"])
         met: bool | None
         if breached:
             met = False

@@ -110,6 +110,13 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "concurrent per-issue calls per page, when a page needs any "
             "(a cut changelog, SLA fields missing, participants)",
         },
+        "pull_process": {
+            "type": "boolean",
+            "default": False,
+            "description": "fetch and convert the pages in a child process while this one "
+            "stores them (two cores: a faster pull; the child shares the rate budget and 429 "
+            "pauses with others only through redis_url)",
+        },
         **http_options_schema(default_rate=10),
         "ticket": {
             "description": "where qloop creates its nonconformity issues",
@@ -200,6 +207,7 @@ class JiraOptions:
     ticket: TicketOptions | None = None
     contact: str = "reporter"
     sla: bool = True
+    pull_process: bool = False
 
     def __repr__(self) -> str:  # never show tokens
         return f"JiraOptions(api_url={self.api_url!r}, jql={self.jql!r})"
@@ -256,6 +264,7 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> JiraOptions:
         ticket=ticket,
         contact=opts.text("contact"),
         sla=opts.flag("sla"),
+        pull_process=opts.flag("pull_process"),
     )
 
 

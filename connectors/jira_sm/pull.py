@@ -116,6 +116,7 @@ class Puller:
             clock=self.clock,
             floor=fmt.floor,
             key_of=lambda issue: str(issue.get("key") or issue.get("id") or "?"),
+            in_child=self.opts.pull_process,
         )
 
     def search_fields(self, sla_ids: Sequence[str] | None) -> list[str]:

@@ -12,11 +12,13 @@ A source gives the driver four small functions:
   source enriches it with bulk calls (histories, contacts, SLAs for every
   record of the page at once), never a call per record.
 
-:meth:`Driver.pull` then runs an incremental stream from the cursor (the
-next pages fetched while the current one is converted and stored), or, on a first sync
-with ``backfill_from``, a backfill in disjoint windows pulled concurrently
-(:func:`connectors.windows.pull_windows`), each page carrying the windows'
-safe cursor. :func:`paginate` walks a paginator with the one loop guard.
+:meth:`Driver.pull` then runs an incremental stream from the cursor (the next
+pages fetched while the current one is converted and stored), or, on a first
+sync with ``backfill_from``, a backfill in disjoint windows pulled
+concurrently (:func:`connectors.windows.pull_windows`), each page carrying the
+windows' safe cursor. With ``in_child`` either runs in a forked child process
+that ships the converted batches to this one (:mod:`connectors.kit.child`).
+:func:`paginate` walks a paginator with the one loop guard.
 
 A tool whose ``updated`` is too coarse to tell two versions apart (GLPI's
 one-second ``date_mod``) gives ``digest``: the cursor keeps a digest per
@@ -37,6 +39,8 @@ from typing import Any, Literal
 
 import httpx
 
+from connectors.kit import wire
+from connectors.kit.child import in_child
 from connectors.kit.cursor import Cursor, to_ms
 from connectors.kit.paging import LoopGuard, PageRequest, Paginator
 from connectors.windows import prefetch, pull_windows
@@ -90,8 +94,16 @@ class Driver:
     """A digest of a raw record, for a tool whose ``updated`` is too coarse (module docstring)."""
     backfill_until: Callable[[], datetime | None] | None = None
     """The end of a backfill, asked once (default: ``clock``); None: nothing to pull yet."""
+    in_child: bool = False
+    """Fetch and convert in a forked child process, this one only storing
+    (:mod:`connectors.kit.child`)."""
 
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
+        if self.in_child:
+            return in_child(lambda: self._pull(cursor), self.where, wire.pack, wire.unpack)
+        return self._pull(cursor)
+
+    def _pull(self, cursor: str | None) -> Iterator[PulledBatch]:
         mark = Cursor.decode(cursor, self.overlap_s, self.where)
         if mark.updated_ms is None and self.backfill_from is not None:
             yield from self._backfill(self.backfill_from)

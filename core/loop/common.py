@@ -7,9 +7,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from core.conf.masking import scrub
@@ -48,6 +48,23 @@ def connector_state(session: Session, name: str) -> SourceState:
         state = SourceState(name=name)
         session.add(state)
     return state
+
+
+def set_cursor(session: Session, name: str, cursor: str | None) -> None:
+    """Store ``name``'s cursor: one ``UPDATE`` statement, no ORM load of its state row.
+
+    The row exists once a run started (:func:`start_run`); when it does not,
+    it is added through :func:`connector_state`.
+    """
+    done = cast(
+        CursorResult[Any],
+        session.execute(
+            update(SourceState).where(SourceState.name == name).values(cursor=cursor),
+            execution_options={"synchronize_session": False},
+        ),
+    )
+    if not done.rowcount:
+        connector_state(session, name).cursor = cursor
 
 
 def start_run(rt: Runtime, connector: str, kind: str) -> tuple[int, str | None]:

@@ -35,7 +35,15 @@ from core.loop._bulk import (
     table_of,
     update_by_id,
 )
-from core.loop.common import StepResult, connector_state, finish_run, log, resumable, start_run
+from core.loop.common import (
+    StepResult,
+    connector_state,
+    finish_run,
+    log,
+    resumable,
+    set_cursor,
+    start_run,
+)
 from core.loop.tracking import record_tracking_start
 from core.privacy import email_key, phone_key
 from core.records import IncidentRecord, StatusChange
@@ -466,18 +474,24 @@ def pull(rt: Runtime, source: str) -> StepResult:
     skipped_at_source = 0
     error: str | None = None
     try:
-        with fewer_collections():
+        # one session for the pull (not one per batch), committed once per batch with
+        # its cursor; a failed batch is rolled back and ends the pull as before
+        with fewer_collections(), rt.db.sessions() as s:
             for batch in resumable(conn.pull, load_cursor, on_retry, rt.sleep):
                 if first_sync:
                     read.extend(hash(r.external_id) for r in batch.records)
                     read.extend(hash(r.key) for r in batch.rejected)
                 skipped_at_source += batch.skipped_own
-                with rt.db.session() as s:
+                try:
                     records, own = skip_own_tickets(s, source, batch.records)
                     upsert_records(s, source, records, rt.now(), result)
                     rejects.resolve(s, source, pending, records, rt.now())
                     rejected = rejects.store(s, source, batch.rejected, rt.now())
-                    connector_state(s, source).cursor = batch.cursor
+                    set_cursor(s, source, batch.cursor)
+                    s.commit()
+                except BaseException:
+                    s.rollback()
+                    raise
                 pending.update(r.key[:200] for r in batch.rejected)
                 result.counts["rejected"] += rejected
                 result.counts["skipped_own"] += own + batch.skipped_own

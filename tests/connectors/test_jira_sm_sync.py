@@ -87,14 +87,23 @@ def cursor_of(rt: Runtime) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("mode", "retry_after"), [("epoch", "1"), ("profile", "date")], ids=["epoch-ms", "profile-zone"]
+    ("mode", "retry_after", "child"),
+    [("epoch", "1", False), ("profile", "date", False), ("epoch", "1", True)],
+    ids=["epoch-ms", "profile-zone", "pull-process"],
 )
 def test_incremental_syncs_mirror_jira_across_boundary_updates_and_429_storms(
-    database_url: str, tmp_path: Path, fake: tuple[FakeJira, str], mode: str, retry_after: str
+    database_url: str,
+    tmp_path: Path,
+    fake: tuple[FakeJira, str],
+    mode: str,
+    retry_after: str,
+    child: bool,
 ) -> None:
     jira, url = fake
     jira.throttle = (4, 2, retry_after)  # two 429s in a row every four requests
-    dep = deploy(database_url, tmp_path, url, timezone_mode=mode, fetch_workers=3)
+    dep = deploy(
+        database_url, tmp_path, url, timezone_mode=mode, fetch_workers=3, pull_process=child
+    )
     try:
         rt = dep.open()
         first = pull(rt, "jira")
@@ -102,7 +111,8 @@ def test_incremental_syncs_mirror_jira_across_boundary_updates_and_429_storms(
         assert_mirrors(rt, jira)
         long_one = next(k for k, i in jira.issues.items() if len(i.histories) > jira.expand_cap)
         assert ("GET", f"/rest/api/3/issue/{long_one}/changelog") in jira.log
-        assert jira.throttled > 5 and dep.clock.slept  # the storm was waited out
+        # the storm was waited out (by the child's copy of the clock with pull_process)
+        assert jira.throttled > 5 and (child or dep.clock.slept)
 
         # updates landing exactly on the watermark, on its minute, and just inside the overlap
         mark = datetime.fromisoformat(cursor_of(rt)["w"])
@@ -129,8 +139,9 @@ def test_incremental_syncs_mirror_jira_across_boundary_updates_and_429_storms(
         dep.close()
 
 
+@pytest.mark.parametrize("child", [False, True], ids=["one-process", "pull-process"])
 def test_backfill_in_parallel_windows_pulls_every_issue_exactly_once(
-    database_url: str, tmp_path: Path, fake: tuple[FakeJira, str]
+    database_url: str, tmp_path: Path, fake: tuple[FakeJira, str], child: bool
 ) -> None:
     jira, url = fake
     start = datetime(2026, 9, 30, tzinfo=UTC)
@@ -143,6 +154,7 @@ def test_backfill_in_parallel_windows_pulls_every_issue_exactly_once(
         backfill_workers=3,
         page_size=5,
         timezone_mode="profile",
+        pull_process=child,
     )
     try:
         rt = dep.open()
@@ -162,11 +174,12 @@ def test_backfill_in_parallel_windows_pulls_every_issue_exactly_once(
         dep.close()
 
 
+@pytest.mark.parametrize("child", [False, True], ids=["one-process", "pull-process"])
 def test_a_record_that_fails_mapping_is_rejected_loudly_and_the_pull_goes_on(
-    database_url: str, tmp_path: Path, fake: tuple[FakeJira, str]
+    database_url: str, tmp_path: Path, fake: tuple[FakeJira, str], child: bool
 ) -> None:
     jira, url = fake
-    dep = deploy(database_url, tmp_path, url)
+    dep = deploy(database_url, tmp_path, url, pull_process=child)
     try:
         rt = dep.open()
         pull(rt, "jira")
@@ -191,7 +204,7 @@ def test_a_record_that_fails_mapping_is_rejected_loudly_and_the_pull_goes_on(
         assert pull(rt, "jira").counts["rejected"] == 0  # the same version is not re-read
         # the operator maps the new status; the record's next version maps and resolves it
         fix = {"mapping": {"status_map": {"Triage": "new"}}}
-        deploy(database_url, tmp_path, url, **fix)
+        deploy(database_url, tmp_path, url, pull_process=child, **fix)
         rt = dep.open()
         jira.update_issue("ITSD-2", top + timedelta(minutes=4), "Triage")
         fixed = pull(rt, "jira")

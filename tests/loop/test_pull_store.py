@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select, update
 
-from core.loop.common import StepResult
+from core.loop.common import StepResult, set_cursor
 from core.loop.pull import fingerprint, legacy_fingerprint, upsert_records
 from core.records import Category, Contact, IncidentRecord, StatusChange
 from core.store import open_database
 from core.store.db import json_text
-from core.store.models import Incident, StatusEvent
+from core.store.models import Incident, SourceState, StatusEvent
 
 T0 = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
@@ -165,3 +165,20 @@ def test_pulls_raise_the_young_gc_threshold_while_any_runs() -> None:
         assert gc.get_threshold() == (0, 10, 10)
     finally:
         gc.set_threshold(*saved)
+
+
+def test_the_cursor_is_set_by_one_update_and_its_row_added_when_missing(
+    database_url: str,
+) -> None:
+    db = open_database(database_url)
+    try:
+        with db.session() as s:
+            set_cursor(s, "jira", "c1")  # no row yet: added
+        with db.session() as s:
+            set_cursor(s, "jira", "c2")
+            set_cursor(s, "other", None)
+        with db.session() as s:
+            rows = {r.name: r.cursor for r in s.scalars(select(SourceState))}
+        assert rows == {"jira": "c2", "other": None}
+    finally:
+        db.dispose()
