@@ -405,6 +405,22 @@ class RemoteState:
         )
         return [(str(r[0]), str(r[1])) for r in rows]
 
+    def tickets_notes(self, seqs: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+        """:meth:`ticket_notes` of each ticket ``seqs`` (one query per 500), by seq; a ticket
+        without comments is absent."""
+        found: dict[int, list[tuple[str, str]]] = {}
+        wanted = sorted(set(seqs))
+        for start in range(0, len(wanted), 500):
+            chunk = tuple(wanted[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for seq, body, at in self.read(
+                f"SELECT ticket, body, created_at FROM ticket_comments WHERE ticket IN ({marks}) "
+                "ORDER BY ticket, id",
+                chunk,
+            ):
+                found.setdefault(int(seq), []).append((str(body), str(at)))
+        return found
+
     def ticket_comments(self, seq: int) -> list[str]:
         """The comments of ticket ``seq``, oldest first."""
         rows = self.read("SELECT body FROM ticket_comments WHERE ticket = ? ORDER BY id", (seq,))
