@@ -467,20 +467,12 @@ def _escalate(
     notice_items(changes, conf, c, inc, "escalate", known)
 
 
-_COMPLAINT = table_of(Complaint)
-_INCIDENT = (
-    Incident.id,
-    Incident.source,
-    Incident.external_id,
-    Incident.key,
-    Incident.title,
-    Incident.priority,
-    Incident.contact_name,
-    Incident.contact_phone,
-    Incident.contact_email,
-    Incident.service,
-    Incident.customer,
-)
+_COMPLAINT = tuple(c for c in table_of(Complaint).c if c.name != "origins")
+"""The complaint's columns this step reads and may change (``origins``: raise's alone)."""
+_COMPLAINT_NAMES = tuple(c.name for c in _COMPLAINT)
+_INCIDENT_NAMES = ("id", "source", "external_id", "key", "title", "priority", "contact_name",
+                   "contact_phone", "contact_email", "service", "customer")  # fmt: skip
+_INCIDENT = tuple(getattr(Incident, name) for name in _INCIDENT_NAMES)
 """The incident columns a complaint's notices and follow-up call name."""
 
 
@@ -496,7 +488,7 @@ def _batch(
     columns as read, so that :meth:`_Changes.write` writes what changed.
     """
     rows = s.execute(
-        select(*_COMPLAINT.c)
+        select(*_COMPLAINT)
         .where(
             Complaint.id > last_id,
             or_(
@@ -513,7 +505,7 @@ def _batch(
         return [], None
     ids = sorted({row.incident_id for row in rows})
     incidents = {
-        row.id: cast("Incident", SimpleNamespace(**row._asdict()))
+        row[0]: cast("Incident", SimpleNamespace(**dict(zip(_INCIDENT_NAMES, row, strict=True))))
         for row in s.execute(select(*_INCIDENT).where(Incident.id.in_(ids)))
     }
     batch: list[tuple[Complaint, Incident]] = []
@@ -521,7 +513,7 @@ def _batch(
         inc = incidents.get(row.incident_id)
         if inc is None:
             continue
-        before = row._asdict()
+        before = dict(zip(_COMPLAINT_NAMES, row, strict=True))
         c = cast("Complaint", SimpleNamespace(**before))
         changes.read.append((c, before))
         batch.append((c, inc))

@@ -103,6 +103,16 @@ _INCIDENT = (
 )
 """The incident columns a nonconformity and its ticket name."""
 _NONCONFORMITY = tuple(table_of(Nonconformity).c)
+_NAMES = {
+    "record": tuple(c.name for c in _RECORD),
+    "incident": tuple(c.key for c in _INCIDENT),
+    "nonconformity": tuple(c.name for c in _NONCONFORMITY),
+}
+"""The column names of each read, in its order (rows become objects by ``zip``)."""
+
+
+def _plain(kind: str, row: Any) -> SimpleNamespace:
+    return SimpleNamespace(**dict(zip(_NAMES[kind], row, strict=True)))
 
 
 def _records(s: Session, last_id: int) -> list[tuple[ComplianceRecord, Incident]]:
@@ -119,9 +129,9 @@ def _records(s: Session, last_id: int) -> list[tuple[ComplianceRecord, Incident]
     incidents: dict[int, Any] = {}
     for chunk in chunks(sorted({r.incident_id for r in recs})):
         for row in s.execute(select(*_INCIDENT).where(Incident.id.in_(chunk))):
-            incidents[row.id] = SimpleNamespace(**row._asdict())
+            incidents[row.id] = _plain("incident", row)
     return [
-        (cast("ComplianceRecord", SimpleNamespace(**r._asdict())), incidents[r.incident_id])
+        (cast("ComplianceRecord", _plain("record", r)), incidents[r.incident_id])
         for r in recs
         if r.incident_id in incidents  # as the join did
     ]
@@ -167,7 +177,7 @@ def _raise_batch(
             .where(Nonconformity.incident_id.in_(chunk))
             .order_by(Nonconformity.id)
         ):
-            nc = history.watch(row._asdict())
+            nc = history.watch(dict(zip(_NAMES["nonconformity"], row, strict=True)))
             stored[nc.dedup_key] = nc
             by_incident[nc.incident_id].append(nc)
     holdback = Holdback(s, incident_ids)
