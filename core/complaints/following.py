@@ -38,7 +38,7 @@ from core.complaints.raising import TICKET
 from core.conf.model import ComplaintsConfig
 from core.connector import TicketFields, TicketNotes, TicketNotesBatches
 from core.errors import QloopError, RetriableError
-from core.loop._bulk import insert_rows, table_of, update_by_id
+from core.loop._bulk import chunks, insert_rows, table_of, update_by_id
 from core.loop.common import StepResult, audit_row, log, replaying
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
 from core.loop.track import _statuses
@@ -182,7 +182,7 @@ def notice_items(
     )
     for n, entry in enumerate(entries):
         for to in entry.to:
-            key = f"{c.key}#{audience}:{n}:{to}"
+            key = notice_key(c, audience, n, to)
             if key in known:
                 continue
             known.add(key)
@@ -197,6 +197,36 @@ def notice_items(
                 "ticket_ref": c.ticket_ref,
             }
             changes.item(c, key, NOTICE, audience, payload)
+
+
+def notice_key(c: Complaint, audience: str, entry: int, to: str) -> str:
+    """The idempotency key of ``c``'s notice to ``to`` (entry ``entry`` of ``audience``)."""
+    return f"{c.key}#{audience}:{entry}:{to}"
+
+
+def _known_notices(s: Session, conf: ComplaintsConfig, batch: list[Complaint]) -> set[str]:
+    """The keys of the notices of ``batch`` already queued, among those the config can make.
+
+    Looked up by idempotency key (its unique index): by ``entity_id`` SQLite scanned the
+    whole outbox for each batch (no index on it), quadratic in the month.
+    """
+    wanted = [
+        notice_key(c, audience, n, to)
+        for c in batch
+        for audience, entries in (("notify", conf.notify), ("escalate", conf.escalate))
+        for n, entry in enumerate(entries)
+        for to in entry.to
+    ]
+    known: set[str] = set()
+    for chunk in chunks(wanted):
+        known.update(
+            s.scalars(
+                select(OutboxItem.idempotency_key).where(
+                    OutboxItem.idempotency_key.in_(chunk), OutboxItem.kind == NOTICE
+                )
+            )
+        )
+    return known
 
 
 def _tickets_of(s: Session, batch: list[Complaint]) -> dict[int, tuple[str, str | None]]:
@@ -536,14 +566,7 @@ def follow_complaints(rt: Runtime) -> StepResult:
             if last is None:
                 break
             last_id = last
-            known = set(
-                s.scalars(
-                    select(OutboxItem.idempotency_key).where(
-                        OutboxItem.kind == NOTICE,
-                        OutboxItem.entity_id.in_([c.id for c, _ in rows]),
-                    )
-                )
-            )
+            known = _known_notices(s, conf, [c for c, _ in rows])
             tickets = _tickets_of(s, [c for c, _ in rows])
             readable = [
                 (c, inc)
