@@ -180,7 +180,7 @@ def _raise_batch(
             nc = history.watch(dict(zip(_NAMES["nonconformity"], row, strict=True)))
             stored[nc.dedup_key] = nc
             by_incident[nc.incident_id].append(nc)
-    holdback = Holdback(s, incident_ids)
+    holdback = Holdback(s, list({inc.id: inc for _, inc in rows}.values()))
     done = [rec.id for rec, _ in rows if newest[(rec.incident_id, rec.policy)][0] is not rec]
     new_ncs: list[dict[str, Any]] = []
     tickets: list[tuple[str, dict[str, Any]]] = []
