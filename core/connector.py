@@ -215,6 +215,21 @@ class TicketNotes(Protocol):
 
 
 @runtime_checkable
+class TicketNotesBatches(Protocol):
+    """A source that reads the comments of a batch of tickets in one call (optional, for
+    throughput; the loop falls back to :meth:`TicketNotes.ticket_notes` per ticket).
+
+    As with :class:`TicketBatches`, each answer is the notes or the exception the
+    single call would have raised; a ticket whose answer is a
+    :class:`~core.errors.RetriableError` is read again on its own.
+    """
+
+    def ticket_notes_many(self, refs: Sequence[str]) -> list[list[TicketNote] | Exception]:
+        """The comments of each ticket ``refs`` (oldest first); one answer per ref, in order."""
+        ...
+
+
+@runtime_checkable
 class TicketFields(Protocol):
     """A source that can read fields of its tickets (a root cause kept in a field)."""
 

@@ -351,27 +351,41 @@ class RemoteState:
         return self.comment_tickets([(seq, marker, body, now)])[0]
 
     def comment_tickets(self, comments: Sequence[tuple[int, str, str, str]]) -> list[int | None]:
-        """:meth:`comment_ticket` for each ``(seq, marker, body, now)``, in one transaction."""
+        """:meth:`comment_ticket` for each ``(seq, marker, body, now)``, in one transaction.
+
+        The tickets and the markers they already carry are read with one query each per
+        500 tickets; only a new comment is inserted (one statement each: its id is the
+        answer). A marker twice in ``comments`` makes one comment.
+        """
         ids: list[int | None] = []
         if not comments:
             return ids
         with self.write() as db:
+            wanted = sorted({seq for seq, *_ in comments})
+            tickets: set[int] = set()
+            known: dict[tuple[int, str], int] = {}
+            for start in range(0, len(wanted), 500):
+                chunk = tuple(wanted[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT seq FROM tickets WHERE seq IN ({marks})"
+                tickets.update(int(seq) for (seq,) in db.execute(query, chunk))
+                for seq, marker, comment_id in db.execute(
+                    f"SELECT ticket, marker, id FROM ticket_comments WHERE ticket IN ({marks})",
+                    chunk,
+                ):
+                    known[(int(seq), str(marker))] = int(comment_id)
             for seq, marker, body, now in comments:
-                if db.execute("SELECT 1 FROM tickets WHERE seq = ?", (seq,)).fetchone() is None:
+                if seq not in tickets:
                     ids.append(None)
                     continue
-                row = db.execute(
-                    "SELECT id FROM ticket_comments WHERE ticket = ? AND marker = ?", (seq, marker)
-                ).fetchone()
-                if row:
-                    ids.append(int(row[0]))
-                    continue
-                cur = db.execute(
-                    "INSERT INTO ticket_comments (ticket, marker, body, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (seq, marker, body, now),
-                )
-                ids.append(int(cur.lastrowid or 0))
+                if (seq, marker) not in known:
+                    cur = db.execute(
+                        "INSERT INTO ticket_comments (ticket, marker, body, created_at) "
+                        "VALUES (?, ?, ?, ?)",
+                        (seq, marker, body, now),
+                    )
+                    known[(seq, marker)] = int(cur.lastrowid or 0)
+                ids.append(known[(seq, marker)])
         return ids
 
     def ticket_payload(self, seq: int) -> dict[str, Any] | None:
@@ -410,6 +424,22 @@ class RemoteState:
             "SELECT body, created_at FROM ticket_comments WHERE ticket = ? ORDER BY id", (seq,)
         )
         return [(str(r[0]), str(r[1])) for r in rows]
+
+    def tickets_notes(self, seqs: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+        """:meth:`ticket_notes` of each ticket ``seqs`` (one query per 500), by seq; a ticket
+        without comments is absent."""
+        found: dict[int, list[tuple[str, str]]] = {}
+        wanted = sorted(set(seqs))
+        for start in range(0, len(wanted), 500):
+            chunk = tuple(wanted[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for seq, body, at in self.read(
+                f"SELECT ticket, body, created_at FROM ticket_comments WHERE ticket IN ({marks}) "
+                "ORDER BY ticket, id",
+                chunk,
+            ):
+                found.setdefault(int(seq), []).append((str(body), str(at)))
+        return found
 
     def ticket_comments(self, seq: int) -> list[str]:
         """The comments of ticket ``seq``, oldest first."""

@@ -406,6 +406,31 @@ class SandboxSource:
             for body, at in self._state.ticket_notes(self._seq(ref))
         ]
 
+    def ticket_notes_many(self, refs: Sequence[str]) -> list[list[TicketNote] | Exception]:
+        """:meth:`ticket_notes` for each ref, read with one query per 500 tickets.
+
+        Each ref is its own call for the simulated failures (its error as its answer); a ref
+        that names no ticket of the sandbox gets the 404 the single call raises.
+        """
+        answers: list[list[TicketNote] | Exception] = []
+        seqs: list[int | None] = []
+        for ref in refs:
+            try:
+                self._call()
+                seqs.append(self._seq(ref))
+                answers.append([])
+            except (RetriableError, FatalError) as exc:
+                seqs.append(None)
+                answers.append(exc)
+        notes = self._state.tickets_notes([seq for seq in seqs if seq is not None])
+        for n, seq in enumerate(seqs):
+            if seq is not None:
+                answers[n] = [
+                    TicketNote(text=body, at=parse_instant(at) if at else None)
+                    for body, at in notes.get(seq, ())
+                ]
+        return answers
+
     def ticket_comments(self, ref: str) -> list[str]:
         """The comments written on ticket ``ref`` (for tests and the demo)."""
         return self._state.ticket_comments(self._seq(ref))

@@ -13,6 +13,7 @@ nothing: no outcome can come.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from core.loop._bulk import chunks
 from core.loop.common import collect_state_name
+from core.loop.plan import callback_key
 from core.store.models import CallbackTask, OutboxItem, SourceState
 from core.timeutil import parse_instant
 
@@ -41,13 +43,14 @@ class Holdback:
 
     Args:
         s: The session.
-        incident_ids: The incidents of the batch.
+        incidents: The incidents of the batch (``id``, ``source``, ``external_id``).
     """
 
-    def __init__(self, s: Session, incident_ids: list[int]) -> None:
+    def __init__(self, s: Session, incidents: Sequence[Any]) -> None:
         self.tasks: dict[tuple[int, datetime], _Task] = {}
         rows: list[tuple[int, int, datetime, str | None, str]] = []
-        for chunk in chunks(incident_ids):
+        by_id = {inc.id: inc for inc in incidents}
+        for chunk in chunks(sorted(by_id)):
             rows += list(
                 s.execute(
                     select(
@@ -59,11 +62,15 @@ class Holdback:
                     ).where(CallbackTask.incident_id.in_(chunk))
                 )
             )
+        # the sent tasks' outbox items by idempotency key (its unique index; outbox_item
+        # has no index on entity_id, so reading them by it scanned the whole outbox for
+        # each batch); the entity id is still what ties an item to its task
+        keys = [callback_key(by_id[r[1]], r[2].isoformat()) for r in rows if r[4] == "sent"]
         sent: dict[int, datetime | None] = {}
-        for chunk in chunks([r[0] for r in rows if r[4] == "sent"]):
+        for chunk in chunks(keys):
             for task_id, sent_at in s.execute(
                 select(OutboxItem.entity_id, OutboxItem.sent_at).where(
-                    OutboxItem.kind == "callback", OutboxItem.entity_id.in_(chunk)
+                    OutboxItem.idempotency_key.in_(chunk), OutboxItem.kind == "callback"
                 )
             ):
                 sent[task_id] = sent_at

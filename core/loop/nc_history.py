@@ -20,12 +20,13 @@ revision, so a re-run queues nothing twice.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core.loop._bulk import chunks, insert_rows
+from core.loop._bulk import chunks, insert_rows, update_by_id
 from core.loop.common import StepResult, audit_row
 from core.loop.outbox import outbox_row
 from core.runtime import Runtime
@@ -110,7 +111,13 @@ def comment_text(nc: Nonconformity, kind: str, changes: dict[str, list[Any]], re
 
 
 class History:
-    """The events, follow-up outbox items and audits of one raise batch, written together."""
+    """The nonconformities' new values, events, follow-up outbox items and audits of one
+    raise batch, written together.
+
+    The stored nonconformities are plain objects (:meth:`watch`), each kept with its
+    columns as read: :meth:`write` updates the columns whose value differs from it,
+    as the ORM's flush would (one ``executemany`` per set of columns).
+    """
 
     def __init__(self, rt: Runtime, s: Session, result: StepResult) -> None:
         self.rt, self.s, self.result = rt, s, result
@@ -119,6 +126,14 @@ class History:
         self.items: list[dict[str, Any]] = []
         self.audits: list[dict[str, Any]] = []
         self.tickets: dict[int, list[OutboxItem]] = {}
+        self.watched: list[tuple[Nonconformity, dict[str, Any]]] = []
+
+    def watch(self, columns: dict[str, Any]) -> Nonconformity:
+        """A stored nonconformity (``columns`` as read) as a plain object whose changes
+        :meth:`write` writes."""
+        nc = cast("Nonconformity", SimpleNamespace(**columns))
+        self.watched.append((nc, columns))
+        return nc
 
     def event(
         self, nc_id: int, revision: int, kind: str, changes: dict[str, Any], reason: str
@@ -255,7 +270,14 @@ class History:
         self.event(nc.id, nc.revision, "reinstated", changes, reason)
 
     def write(self) -> None:
-        """Insert the batch's events, follow-up items and audits (the caller commits)."""
+        """Write the watched nonconformities' changes, insert the batch's events, follow-up
+        items and audits (the caller commits)."""
+        rows = []
+        for nc, before in self.watched:
+            changed = {n: value for n, v in before.items() if (value := getattr(nc, n)) != v}
+            if changed:
+                rows.append({"id": nc.id, **changed})
+        update_by_id(self.s, Nonconformity, rows)
         self.s.flush()
         insert_rows(self.s, NonconformityEvent, self.events)
         insert_rows(self.s, OutboxItem, self.items)

@@ -23,9 +23,9 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
-from core.loop._bulk import chunks, insert_returning_ids, insert_rows
+from core.loop._bulk import chunks, insert_returning_ids, insert_rows, table_of
 from core.loop.common import StepResult
 from core.loop.holdback import Holdback
 from core.loop.nc_history import History, why_withdrawn
@@ -90,6 +90,53 @@ def _target(rt: Runtime, rec: ComplianceRecord, inc: Incident) -> str:
     return inc.source if push_to == "source" else push_to
 
 
+_RECORD = tuple(c for c in table_of(ComplianceRecord).c if c.name not in ("resolutions", "raised"))
+"""The compliance record's columns raise reads (``resolutions`` only for a withdrawal)."""
+_INCIDENT = (
+    Incident.id,
+    Incident.source,
+    Incident.external_id,
+    Incident.key,
+    Incident.title,
+    Incident.service,
+    Incident.customer,
+)
+"""The incident columns a nonconformity and its ticket name."""
+_NONCONFORMITY = tuple(table_of(Nonconformity).c)
+_NAMES = {
+    "record": tuple(c.name for c in _RECORD),
+    "incident": tuple(c.key for c in _INCIDENT),
+    "nonconformity": tuple(c.name for c in _NONCONFORMITY),
+}
+"""The column names of each read, in its order (rows become objects by ``zip``)."""
+
+
+def _plain(kind: str, row: Any) -> SimpleNamespace:
+    return SimpleNamespace(**dict(zip(_NAMES[kind], row, strict=True)))
+
+
+def _records(s: Session, last_id: int) -> list[tuple[ComplianceRecord, Incident]]:
+    """The next :data:`BATCH` unraised records after ``last_id`` with their incidents, as
+    plain objects holding the columns read (not ORM instances: ~40 µs a pair less)."""
+    recs = s.execute(
+        select(*_RECORD)
+        .where(ComplianceRecord.raised.is_(False), ComplianceRecord.id > last_id)
+        .order_by(ComplianceRecord.id)
+        .limit(BATCH)
+    ).all()
+    if not recs:
+        return []
+    incidents: dict[int, Any] = {}
+    for chunk in chunks(sorted({r.incident_id for r in recs})):
+        for row in s.execute(select(*_INCIDENT).where(Incident.id.in_(chunk))):
+            incidents[row.id] = _plain("incident", row)
+    return [
+        (cast("ComplianceRecord", _plain("record", r)), incidents[r.incident_id])
+        for r in recs
+        if r.incident_id in incidents  # as the join did
+    ]
+
+
 def raise_nonconformities(rt: Runtime) -> StepResult:
     """Raise, update, withdraw and reinstate the nonconformities of records whose findings changed.
 
@@ -97,30 +144,18 @@ def raise_nonconformities(rt: Runtime) -> StepResult:
     with a finding held back for its channel stays unraised (next cycle).
     """
     result = StepResult("raise")
+    records = table_of(ComplianceRecord)
     last_id = 0
     while True:
         with rt.db.session() as s:
-            rows = [
-                (rec, inc)
-                for rec, inc in s.execute(
-                    select(ComplianceRecord, Incident)
-                    .join(Incident, Incident.id == ComplianceRecord.incident_id)
-                    .options(defer(Incident.raw), defer(ComplianceRecord.resolutions))
-                    .where(ComplianceRecord.raised.is_(False), ComplianceRecord.id > last_id)
-                    .order_by(ComplianceRecord.id)
-                    .limit(BATCH)
-                )
-            ]
+            rows = _records(s, last_id)
             if not rows:
                 break
             last_id = rows[-1][0].id
             done = _raise_batch(s, rt, rows, result)
             for id_chunk in chunks(done):
-                s.execute(
-                    update(ComplianceRecord)
-                    .where(ComplianceRecord.id.in_(id_chunk))
-                    .values(raised=True)
-                )
+                # on the table, not the mapped class: no ORM instance to keep in step
+                s.execute(update(records).where(records.c.id.in_(id_chunk)).values(raised=True))
     return result
 
 
@@ -135,16 +170,17 @@ def _raise_batch(
     incident_ids = sorted({inc.id for _, inc in rows})
     stored: dict[str, Nonconformity] = {}
     by_incident: dict[int, list[Nonconformity]] = defaultdict(list)  # the stored ones, by id
+    history = History(rt, s, result)
     for chunk in chunks(incident_ids):
-        for nc in s.scalars(
-            select(Nonconformity)
+        for row in s.execute(
+            select(*_NONCONFORMITY)
             .where(Nonconformity.incident_id.in_(chunk))
             .order_by(Nonconformity.id)
         ):
+            nc = history.watch(dict(zip(_NAMES["nonconformity"], row, strict=True)))
             stored[nc.dedup_key] = nc
             by_incident[nc.incident_id].append(nc)
-    holdback = Holdback(s, incident_ids)
-    history = History(rt, s, result)
+    holdback = Holdback(s, list({inc.id: inc for _, inc in rows}.values()))
     done = [rec.id for rec, _ in rows if newest[(rec.incident_id, rec.policy)][0] is not rec]
     new_ncs: list[dict[str, Any]] = []
     tickets: list[tuple[str, dict[str, Any]]] = []
@@ -181,6 +217,7 @@ def _raise_batch(
         if not held:
             done.append(rec.id)
     history.load_tickets([nc.id for nc, *_ in changed] + [nc.id for nc, _ in gone])
+    _load_resolutions(s, [rec for _, rec in gone])
     for nc, f, inc, action in changed:
         payload = ticket_payload(rt, inc, nc.ticket_target, f, nc.dedup_key)
         if action == "update":
@@ -196,6 +233,18 @@ def _raise_batch(
         history.event(ids[key], 1, "raised", {}, nc.detail)
     history.write()
     return done
+
+
+def _load_resolutions(s: Session, recs: list[ComplianceRecord]) -> None:
+    """Read the ``resolutions`` of ``recs`` (what a withdrawal's reason needs) into them."""
+    by_id = {rec.id: rec for rec in recs}
+    for chunk in chunks(sorted(by_id)):
+        for rec_id, resolutions in s.execute(
+            select(ComplianceRecord.id, ComplianceRecord.resolutions).where(
+                ComplianceRecord.id.in_(chunk)
+            )
+        ):
+            by_id[rec_id].resolutions = resolutions
 
 
 def _new_nonconformity(

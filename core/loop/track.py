@@ -15,7 +15,8 @@ from core.records import TicketStatus
 from core.runtime import Runtime
 from core.store.models import AuditLog, Nonconformity
 
-BATCH = 200
+BATCH = 500
+"""Tickets read per batch call and written per transaction."""
 
 
 def _statuses(rt: Runtime, batch: Sequence[Any]) -> dict[str, TicketStatus | Exception]:
@@ -55,7 +56,11 @@ def _statuses(rt: Runtime, batch: Sequence[Any]) -> dict[str, TicketStatus | Exc
 
 
 def track(rt: Runtime) -> StepResult:
-    """Read the status of every open ticket; close what the ITSM closed; flag overdue ones."""
+    """Read the status of every open ticket; close what the ITSM closed; flag overdue ones.
+
+    A ticket whose status did not change since the last read leaves its row as it is
+    (``updated_at`` says when the nonconformity last changed, not when it was read).
+    """
     result = StepResult("track")
     now = rt.now()
     last_id = 0
@@ -68,6 +73,7 @@ def track(rt: Runtime) -> StepResult:
                         Nonconformity.ticket_ref,
                         Nonconformity.ticket_target,
                         Nonconformity.state,
+                        Nonconformity.ticket_status,
                         Nonconformity.closed_at,
                         Nonconformity.overdue,
                     )
@@ -97,6 +103,9 @@ def track(rt: Runtime) -> StepResult:
                     "overdue": nc.overdue,
                     "updated_at": now,
                 }
+                if not status.is_done and status.status == nc.ticket_status:
+                    result.counts["open"] += 1
+                    continue  # read, nothing changed: its row stays as it is
                 if status.is_done:
                     row.update(state="closed", closed_at=status.closed_at or now, overdue=False)
                     audits.append(

@@ -337,3 +337,33 @@ def test_no_callback_missed_before_its_task_is_out_and_collected_in_a_sandbox_mo
         assert again.errors == [] and again.sent() == 0
     finally:
         dep.close()
+
+
+def test_track_writes_a_ticket_row_only_when_its_status_changes(deployment: Deployment) -> None:
+    from core.loop import track
+
+    WORLD.incidents = [_resolved("ITSD-7", 15)]
+    WORLD.answers = {"ITSD-7": [attempt(L(10, 16, 9), True, True, 3)]}  # low: minor
+    rt = deployment.open()
+    assert run_once(rt).errors == []
+    low = _ncs(rt, "ITSD-7")["low_satisfaction"]
+    assert (low.state, low.ticket_status) == ("ticketed", "Open")
+    read_at = low.updated_at
+
+    deployment.clock.advance(hours=2)
+    assert track(rt).counts["open"] == 1  # read again, still Open: the row stays as it was
+    again = _ncs(rt, "ITSD-7")["low_satisfaction"]
+    assert (again.ticket_status, again.updated_at, again.revision) == ("Open", read_at, 1)
+
+    assert low.ticket_ref is not None
+    WORLD.ticket_status[low.ticket_ref] = "Waiting for customer"
+    deployment.clock.advance(hours=1)
+    assert track(rt).counts["open"] == 1
+    moved = _ncs(rt, "ITSD-7")["low_satisfaction"]
+    assert (moved.ticket_status, moved.state) == ("Waiting for customer", "ticketed")
+    assert moved.updated_at == rt.now()
+
+    WORLD.ticket_status[low.ticket_ref] = "Closed"
+    assert track(rt).counts["closed"] == 1
+    closed = _ncs(rt, "ITSD-7")["low_satisfaction"]
+    assert (closed.state, closed.ticket_status) == ("closed", "Closed")
