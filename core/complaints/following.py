@@ -37,10 +37,11 @@ from core.complaints.match import field_names, read_back
 from core.complaints.raising import TICKET
 from core.conf.model import ComplaintsConfig
 from core.connector import TicketFields, TicketNotes, TicketNotesBatches
-from core.errors import QloopError, RetriableError
+from core.errors import QloopError
 from core.loop._bulk import chunks, insert_rows, table_of, update_by_id
-from core.loop.common import StepResult, audit_row, log, replaying
+from core.loop.common import StepResult, audit_row, log
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
+from core.loop.ticket_reads import read_tickets
 from core.loop.track import _statuses
 from core.records import Category, TicketNote, TicketStatus
 from core.runtime import Runtime
@@ -292,32 +293,13 @@ def _notes_of(
     by_target: dict[str, list[str]] = {}
     for target, ref in batch:
         by_target.setdefault(target, []).append(ref)
-    found: dict[str, list[TicketNote] | Exception] = {}
-    for target, refs in by_target.items():
-        source = rt.source(target)
-        if not isinstance(source, TicketNotes):
-            continue
-        first: dict[str, list[TicketNote] | Exception] = {}
-        if isinstance(source, TicketNotesBatches):
-            try:
-                answers = rt.call(lambda source=source, refs=refs: source.ticket_notes_many(refs))  # type: ignore[misc]
-                first = dict(zip(refs, answers, strict=True))
-            except QloopError as exc:
-                log.warning(
-                    "complaints: notes of %d tickets in %s failed: %s", len(refs), target, exc
-                )
-        for ref in refs:
-            answer = first.get(ref)
-            if answer is not None and not isinstance(answer, RetriableError):
-                found[ref] = answer
-                continue
-            try:
-                found[ref] = rt.call(
-                    replaying(answer, lambda ref=ref, source=source: source.ticket_notes(ref))  # type: ignore[misc]
-                )
-            except QloopError as exc:
-                found[ref] = exc
-    return found
+    return read_tickets(
+        rt,
+        "complaints: notes",
+        by_target,
+        lambda source: source.ticket_notes_many if isinstance(source, TicketNotesBatches) else None,
+        lambda source: source.ticket_notes if isinstance(source, TicketNotes) else None,
+    )
 
 
 def _read(

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select, update
 
 from core.connector import TicketBatches
-from core.errors import QloopError, RetriableError
 from core.loop._bulk import insert_rows, update_by_id
-from core.loop.common import StepResult, audit_row, log, replaying
+from core.loop.common import StepResult, audit_row, log
+from core.loop.ticket_reads import read_tickets
 from core.records import TicketStatus
 from core.runtime import Runtime
 from core.store.models import AuditLog, Nonconformity
@@ -28,31 +28,13 @@ def _statuses(rt: Runtime, batch: Sequence[Any]) -> dict[str, TicketStatus | Exc
     by_target: dict[str, list[str]] = {}
     for row in batch:
         by_target.setdefault(row.ticket_target, []).append(row.ticket_ref)
-    found: dict[str, TicketStatus | Exception] = {}
-    for target, refs in by_target.items():
-        source = rt.source(target)
-        first: dict[str, TicketStatus | Exception] = {}
-        if isinstance(source, TicketBatches):
-            try:
-                answers = rt.call(lambda source=source, refs=refs: source.ticket_statuses(refs))  # type: ignore[misc]
-                first = dict(zip(refs, answers, strict=True))
-            except QloopError as exc:
-                log.warning("track: batch of %d tickets in %s failed: %s", len(refs), target, exc)
-        for ref in refs:
-            answer = first.get(ref)
-            if isinstance(answer, TicketStatus):
-                found[ref] = answer
-                continue
-            if answer is not None and not isinstance(answer, RetriableError):
-                found[ref] = answer
-                continue
-            try:
-                found[ref] = rt.call(
-                    replaying(answer, lambda ref=ref, source=source: source.ticket_status(ref))  # type: ignore[misc]
-                )
-            except QloopError as exc:
-                found[ref] = exc
-    return found
+    return read_tickets(
+        rt,
+        "track: batch",
+        by_target,
+        lambda source: source.ticket_statuses if isinstance(source, TicketBatches) else None,
+        lambda source: source.ticket_status,
+    )
 
 
 def track(rt: Runtime) -> StepResult:
