@@ -20,6 +20,17 @@ from core.runtime import open_runtime
 from core.store.models import OutboxItem
 
 
+def _sent_in_three_runs(rt: Any) -> Counter[str]:
+    """The ``sent_*`` counts of three whole loops, each without an error."""
+    sent: Counter[str] = Counter()
+    for _ in range(3):
+        summary = run_once(rt)
+        assert summary.errors == []
+        for step, _ in summary.steps:
+            sent.update({k: v for k, v in step.counts.items() if k.startswith("sent_")})
+    return sent
+
+
 def test_follow_up_calls_and_complaint_tickets_go_in_batches_once_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -40,12 +51,7 @@ def test_follow_up_calls_and_complaint_tickets_go_in_batches_once_each(
     monkeypatch.setattr(SandboxSource, "create_ticket", one_ticket)
     rt = open_runtime(cfg)
     try:
-        sent: Counter[str] = Counter()
-        for _ in range(3):
-            summary = run_once(rt)
-            assert summary.errors == []
-            for step, _ in summary.steps:
-                sent.update({k: v for k, v in step.counts.items() if k.startswith("sent_")})
+        sent = _sent_in_three_runs(rt)
         assert sent["sent_follow_up"] > 0 and sent["sent_complaint_ticket"] > 0
         assert singles == Counter()  # every one went in a batch call
         with rt.db.session() as s:
@@ -99,12 +105,7 @@ def test_a_follow_up_whose_ticket_is_created_after_the_batch_read_is_still_sent(
     monkeypatch.setattr(push_module, "_batch_ticket_refs", lambda s, items: {})
     rt = open_runtime(cfg)
     try:
-        sent: Counter[str] = Counter()
-        for _ in range(3):
-            summary = run_once(rt)
-            assert summary.errors == []
-            for step, _ in summary.steps:
-                sent.update({k: v for k, v in step.counts.items() if k.startswith("sent_")})
+        sent = _sent_in_three_runs(rt)
         assert sent["sent_ticket_comment"] + sent["sent_ticket_resolve"] > 0
     finally:
         rt.close()
