@@ -75,6 +75,16 @@ def _add_second_source(path: Path) -> None:
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
+def _second_source_arrives(deployment: Deployment) -> Any:
+    """A second source holding the LATER incidents is configured; an hour on, the loop runs."""
+    WORLD.incidents = list(FIRST) + list(LATER)
+    _add_second_source(deployment.path)
+    deployment.clock.advance(hours=1)
+    rt2 = deployment.open()
+    run_once(rt2)
+    return rt2
+
+
 def _strata(run: SampleRun) -> dict[str, tuple[int, int]]:
     return {"/".join(st["stratum"]): (st["size"], st["picked"]) for st in run.strata}
 
@@ -91,11 +101,7 @@ def test_second_source_after_the_draw_gets_a_top_up(deployment: Deployment) -> N
         assert len(s.scalars(select(SampleRun)).all()) == 1
 
     # a second source arrives, holding more October resolutions (older than the first's cursor)
-    WORLD.incidents = list(FIRST) + list(LATER)
-    _add_second_source(deployment.path)
-    deployment.clock.advance(hours=1)
-    rt2 = deployment.open()
-    run_once(rt2)
+    rt2 = _second_source_arrives(deployment)
     with rt2.db.session() as s:
         runs = s.scalars(select(SampleRun).order_by(SampleRun.draw)).all()
         assert [(r.draw, r.population, r.picked) for r in runs] == [(0, 7, 3), (1, 16, 5)]
@@ -134,11 +140,7 @@ def test_a_draw_stored_before_members_counts_what_was_stored_by_then(
         [first] = s.scalars(select(SampleRun)).all()
         first.strata = [{k: v for k, v in st.items() if k != "members"} for st in first.strata]
         s.commit()
-    WORLD.incidents = list(FIRST) + list(LATER)
-    _add_second_source(deployment.path)
-    deployment.clock.advance(hours=1)
-    rt2 = deployment.open()
-    run_once(rt2)
+    rt2 = _second_source_arrives(deployment)
     with rt2.db.session() as s:
         runs = s.scalars(select(SampleRun).order_by(SampleRun.draw)).all()
         assert [(r.draw, r.population, r.picked) for r in runs] == [(0, 7, 3), (1, 16, 5)]
