@@ -18,6 +18,25 @@ A complaint's root cause and rectification are recorded on its ticket
 * Fields come from ``GET /Ticket/{id}``; a text value is read as plain text.
 
 An unknown ticket (``404 ERROR_ITEM_NOT_FOUND``) is a FatalError naming it.
+
+Followups stay read one ticket per request (no ``TicketNotesBatches``):
+GLPI's API has no call answering the followups of several tickets as the
+single read gets them (checked in ``apirest.md`` and ``src/Api/API.php``,
+GLPI 10):
+
+* ``getMultipleItems`` runs "Get an item" per line; its ``with_*`` options
+  hold no followups (``with_notes`` is the Notepad);
+* ``GET /ITILFollowup?searchText[items_id]=…`` is one SQL ``LIKE`` per field
+  (``Search::makeTextSearch``): one ticket per request again;
+* the search engine on ``ITILFollowup`` has no option for the parent ticket
+  (``ITILFollowup::rawSearchOptions``: 1 content, 2 source, 3 date, 4
+  private, 5 writer, 6 itemtype, 7 id), so it cannot select by ticket;
+* on ``Ticket``, the followup options (25 content, 36 date) come back as
+  display values grouped per ticket (``GROUP_CONCAT``, bounded by the
+  server's ``group_concat_max_len``): rendered text, ``date`` and not
+  ``date_creation``, no pairing of a text with its time: not the same notes;
+* the High-Level API (GLPI 11) reads the timeline per ticket too
+  (``/Assistance/Ticket/{id}/Timeline/Followup``).
 """
 
 from __future__ import annotations

@@ -114,6 +114,44 @@ SINCE_SCHEMA: dict[str, Any] = {
     },
 }  # fmt: skip
 
+_WITH_REFS = [{"required": [k], "properties": {k: {"$ref": "#/$defs/has_refs"}}}
+              for k in ("path", "params", "json", "form")]  # fmt: skip
+
+COMMENTS_MANY_SCHEMA: dict[str, Any] = {
+    **_call(
+        "optional: lists the comments of many tickets in one call, so that following "
+        "complaints reads a batch of tickets per call instead of one `comments` call per "
+        "ticket; {refs} is their ids joined by `separator`. Each record is a comment "
+        "(`ticket` names its ticket), or a ticket holding its comments at `entries`",
+        records={**_PATH, "default": "$"},
+        ticket={**_PATH, "description": "the ticket id in a record"},
+        entries={**_PATH, "description": "where a record (a ticket) holds its comments "
+                 "(none: each record is a comment)"},
+        text={**_PATH, "description": "a comment's text (default: comments.text)"},
+        at={**_PATH, "description": "when a comment was written (default: comments.at)"},
+        ref={**_PATH, "description": "a comment's id: one seen twice across pages is "
+             "kept once (default: comments.ref)"},
+        separator={"type": "string", "minLength": 1, "default": ",",
+                   "description": "between the ids in {refs}"},
+        max_refs={"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
+                  "description": "tickets per call (the URL's length, the tool's limit)"},
+        paginator=PAGINATOR_SCHEMA,
+    ),
+    "required": ["path", "ticket"],
+    "allOf": [{"anyOf": _WITH_REFS,
+               "errorMessage": "the call needs {refs} (the tickets' ids) in its path, "
+                               "params, json or form"}],
+}  # fmt: skip
+
+HAS_REFS: dict[str, Any] = {
+    "description": "a string holding {refs}, or an object or list with one inside",
+    "anyOf": [
+        {"type": "string", "pattern": r"\{refs\}"},
+        {"type": "object", "not": {"additionalProperties": {"not": {"$ref": "#/$defs/has_refs"}}}},
+        {"type": "array", "contains": {"$ref": "#/$defs/has_refs"}},
+    ],
+}
+
 OPTIONS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "rest source options",
@@ -121,6 +159,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
     "Records are mapped by the source's `mapping:` (record paths, status_map, priority_map, "
     "timezone; record.external_id and record.updated_at are required).",
     "type": "object",
+    "$defs": {"has_refs": HAS_REFS},
     "additionalProperties": False,
     "required": ["base_url", "auth", "list"],
     "properties": {
@@ -180,6 +219,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "ticket": {
             "type": "object", "additionalProperties": False,
             "required": ["create", "find", "status"],
+            "dependentRequired": {"comments_many": ["comments"]},
             "description": "write-back of nonconformity tickets (none: not pushed here); "
                            "comment and resolve are needed by a policy whose findings change "
                            "or are withdrawn. Placeholders: {title} {description} {dedup_key} "
@@ -203,12 +243,19 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                                  ref={**_PATH, "description": "the comment's id in the answer "
                                       "(none: the marker stands for it)"}),
                 "comments": _call("lists ticket {ref}'s comments, so a comment whose text "
-                                  "holds its {marker} is never written twice",
+                                  "holds its {marker} is never written twice; with only "
+                                  "{ref} in it, also how complaints read a ticket's "
+                                  "comments back (one call per ticket)",
                                   records={**_PATH, "default": "$"},
                                   text={**_PATH, "default": "body",
                                         "description": "a comment's text in a record"},
                                   ref={**_PATH, "default": "id",
-                                       "description": "a comment's id in a record"}),
+                                       "description": "a comment's id in a record"},
+                                  at={**_PATH, "description": "when a comment was written "
+                                      "(ISO 8601, epoch, or the mapping's timezone): "
+                                      "comments are read oldest first by it (none: in "
+                                      "the tool's order)"}),
+                "comments_many": COMMENTS_MANY_SCHEMA,
                 "resolve": _call("resolves or closes ticket {ref} after its comment, unless "
                                  "the status call says it is done already; {text} {plain}"),
             },

@@ -25,8 +25,22 @@ from connectors.kit.paths import read
 from connectors.kit.stream import Raw, paginate
 from connectors.rest.calls import Call, answer, records_at
 from core.errors import ConfigError, FatalError
+from core.timeutil import parse_instant
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def instant_of(value: Any, zone: ZoneInfo) -> datetime:
+    """An instant as a tool gives it: epoch seconds or milliseconds (a number), else text
+    (ISO 8601; without an offset, in ``zone``).
+
+    Raises:
+        InputError, ValueError, OverflowError: it is not an instant.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 100_000_000_000 else value
+        return datetime.fromtimestamp(seconds, UTC)
+    return parse_instant(str(value), zone)
 
 
 def format_instant(at: datetime, fmt: str, zone: ZoneInfo) -> str:

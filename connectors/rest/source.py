@@ -24,8 +24,9 @@ from connectors.kit.auth import build_auth
 from connectors.kit.options import Options
 from connectors.kit.paths import read
 from connectors.kit.stream import Driver, Raw
+from connectors.rest.notes import NotesReader, reads_notes
 from connectors.rest.options import OPTIONS_SCHEMA
-from connectors.rest.reader import EPOCH, Reader
+from connectors.rest.reader import EPOCH, Reader, instant_of
 from connectors.rest.tickets import TicketDesk
 from core.connector import ConnectorContext
 from core.errors import ConfigError, FatalError, InputError
@@ -34,11 +35,11 @@ from core.records import (
     IncidentRecord,
     PulledBatch,
     TicketComment,
+    TicketNote,
     TicketRef,
     TicketRequest,
     TicketStatus,
 )
-from core.timeutil import parse_instant
 
 PROBE_SHOWN = 10
 """Records of the first page ``qloop sources test`` shows mapped."""
@@ -111,6 +112,11 @@ class RestSource:
             if ticket
             else None
         )
+        self.notes = (
+            NotesReader(self.http, ticket, self._tz(), f"{self.where}.ticket", opts.raw("errors"))
+            if reads_notes(ticket)
+            else None
+        )
 
     # -- records ------------------------------------------------------------------------
 
@@ -124,10 +130,7 @@ class RestSource:
             raise InputError(msg, field="external_id")
         updated = _first(raw, self.updated_spec)
         try:
-            if isinstance(updated, int | float) and not isinstance(updated, bool):
-                seconds = updated / 1000 if updated > 100_000_000_000 else updated
-                return str(key), datetime.fromtimestamp(seconds, EPOCH.tzinfo)
-            return str(key), parse_instant(str(updated), self._tz())
+            return str(key), instant_of(updated, self._tz())
         except (InputError, ValueError, OverflowError):
             msg = f"{self.where}: record {key}: updated_at {updated!r} is not an instant"
             raise InputError(msg, record=str(key), field="updated_at") from None
@@ -245,3 +248,36 @@ class RestSource:
 
     def close(self) -> None:
         self.http.close()
+
+
+class RestNotesSource(RestSource):
+    """A rest source whose ``ticket.comments`` call reads a ticket's comments back."""
+
+    def ticket_notes(self, ref: str) -> list[TicketNote]:
+        """Ticket ``ref``'s comments, oldest first (``ticket.comments``: one call)."""
+        assert self.notes is not None
+        return self.notes.notes(ref)
+
+
+class RestNotesBatchSource(RestNotesSource):
+    """The same, reading many tickets' comments per call (``ticket.comments_many``)."""
+
+    def ticket_notes_many(self, refs: Sequence[str]) -> list[list[TicketNote] | Exception]:
+        """:meth:`ticket_notes` of each of ``refs``: a call per ``max_refs`` tickets."""
+        assert self.notes is not None
+        return self.notes.notes_many(refs)
+
+
+def rest_source(
+    name: str,
+    options: Mapping[str, Any],
+    ctx: ConnectorContext,
+    transport: httpx.BaseTransport | None = None,
+) -> RestSource:
+    """The rest source ``options`` describe, with the comment reads its ``ticket`` block
+    allows (none, one ticket per call, or a batch per call)."""
+    ticket = options.get("ticket") if isinstance(options.get("ticket"), Mapping) else None
+    cls: type[RestSource] = RestSource
+    if reads_notes(ticket):
+        cls = RestNotesBatchSource if (ticket or {}).get("comments_many") else RestNotesSource
+    return cls(name, options, ctx, transport)

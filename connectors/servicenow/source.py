@@ -183,6 +183,10 @@ class ServiceNowSource:
         """Comments and work notes of ticket ``ref`` (``sys_journal_field``), oldest first."""
         return self.readback.notes(ref)
 
+    def ticket_notes_many(self, refs: Sequence[str]) -> list[list[TicketNote] | Exception]:
+        """:meth:`ticket_notes` of many tickets: one ``element_idIN`` journal query per 100."""
+        return self.readback.notes_many(refs)
+
     def ticket_fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
         """Values of fields ``names`` of ticket ``ref`` (not display values)."""
         return self.readback.fields(ref, names)

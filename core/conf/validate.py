@@ -101,6 +101,8 @@ def _error_problems(
                 f"name {_describe(err.instance)} is not allowed: {_NAME_RULE}",
             )
         ]
+    if isinstance(schema.get("errorMessage"), str):  # a schema's own words for its rule
+        return [index.problem(path, schema["errorMessage"])]
     secret = is_secret(path)
     if err.validator == "type":
         wanted = (

@@ -9,7 +9,7 @@ import yaml
 
 import connectors.rest  # noqa: F401  registers the type
 import mappings
-from connectors.rest import RestSource
+from connectors.rest import RestSource, rest_source
 from core.connector import ConnectorContext
 from core.mapping import merge_mapping
 from tests.utils.loop import Deployment
@@ -55,4 +55,4 @@ def source(name: str, env: dict[str, str], tmp_path: Path, **extra: Any) -> Rest
     for key in ("type", "policy", "schedule", "tracking_from", "enabled"):
         block.pop(key, None)
     ctx = ConnectorContext(tmp_path, mapping, sleep=lambda s: None)
-    return RestSource(name, block, ctx)
+    return rest_source(name, block, ctx)

@@ -103,6 +103,13 @@ class FakeItop:
             return cls, [(int(key), found)] if found else []
         return self.select(key)
 
+    def log(self, key: int, message: str, at: datetime | None = None, login: str = "tech") -> None:
+        """A public log entry on request ``key``, as a technician writes it in the console."""
+        self.objects["UserRequest"][key]["public_log"].append({
+            "date": itop_time(at or self.now), "user_login": login, "user_id": "8",
+            "message": message, "message_html": f"<p>{message}</p>",
+        })  # fmt: skip
+
     def set_status(self, key: int, status: str, at: datetime | None = None) -> None:
         at = at or self.now
         row = self.objects["UserRequest"][key]

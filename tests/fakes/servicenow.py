@@ -17,10 +17,13 @@ Values are strings, as the API gives them; instants are stored UTC
   ``sysparm_no_count=true``);
 * ``sysparm_display_value=true``: instants in the API user's zone and date
   format, choice values as their localised labels (the trap qloop avoids by
-  asking ``false``, the default);
+  asking ``false``, the default); ``all``: each field as
+  ``{"display_value": …, "value": …}``;
+* ``max_url``: a request whose URL is longer is refused ``414`` (the request
+  line limit of the proxies in front of an instance; off by default);
 * offset paging over live data: a record updated between two pages moves
   in the sort and shifts the next page (``on_page`` lets a test update
-  records between pages);
+  records between pages of the tables in ``paged_tables``);
 * Basic auth and OAuth ``/oauth_token.do`` (password grant, refresh
   tokens); 429 with ``Retry-After`` and ServiceNow's error body (``burst``);
 * deleting an incident writes ``sys_audit_delete`` with the record's XML
@@ -151,8 +154,10 @@ class FakeServiceNow:
         self.queries: list[tuple[str, dict[str, str]]] = []
         self.burst = 0
         self.on_page: Callable[[str, int], None] | None = None
+        self.paged_tables = {"incident"}
         self.lose_next_create = False
         self.empty_list_404 = False
+        self.max_url: int | None = None
         self.tokens: dict[str, str] = {}
         self.refresh_tokens: set[str] = set()
         self._lock = threading.RLock()
@@ -364,6 +369,8 @@ class FakeServiceNow:
 
     def _gate(self, request: Request) -> Response | None:
         self.calls[request.url.path] += 1
+        if self.max_url is not None and len(str(request.url)) > self.max_url:
+            return self._error(414, "Request-URI Too Long")
         if self.burst > 0:
             self.burst -= 1
             response = self._error(429, "Rate limit exceeded", "too many requests this hour")
@@ -375,8 +382,17 @@ class FakeServiceNow:
             )
         return None
 
+    def _shown(self, name: str, value: str) -> str:
+        """A value as ``sysparm_display_value=true`` shows it (labels, the user's zone)."""
+        if name == "state":
+            return STATE_LABELS.get(value, value)
+        if re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", value):
+            at = datetime.strptime(value, FMT).replace(tzinfo=UTC).astimezone(self.user_zone)
+            return at.strftime("%d/%m/%Y %H:%M:%S")
+        return value
+
     def _shape(
-        self, doc: dict[str, str], fields: list[str] | None, display: bool
+        self, doc: dict[str, str], fields: list[str] | None, display: bool | str
     ) -> dict[str, Any]:
         names = fields or list(doc)
         out: dict[str, Any] = {}
@@ -387,12 +403,10 @@ class FakeServiceNow:
                 out[name] = (target or {}).get(sub, "")
                 continue
             value = doc.get(name, "")
-            if display and name == "state":
-                value = STATE_LABELS.get(value, value)
-            elif display and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", value):
-                at = datetime.strptime(value, FMT).replace(tzinfo=UTC).astimezone(self.user_zone)
-                value = at.strftime("%d/%m/%Y %H:%M:%S")
-            out[name] = value
+            if display == "all":
+                out[name] = {"display_value": self._shown(name, value), "value": value}
+            else:
+                out[name] = self._shown(name, value) if display else value
         return out
 
     def _referenced(self, sys_id: str) -> dict[str, str] | None:
@@ -414,7 +428,8 @@ class FakeServiceNow:
         if request.method == "PATCH":
             return await self._patch(request, name, sys_id or "")
         params = dict(request.query_params)
-        display = params.get("sysparm_display_value", "false") == "true"
+        shown = params.get("sysparm_display_value", "false")
+        display: bool | str = "all" if shown == "all" else shown == "true"
         fields = [f for f in params.get("sysparm_fields", "").split(",") if f] or None
         if sys_id is not None:
             doc = self.tables[name].get(sys_id)
@@ -443,7 +458,7 @@ class FakeServiceNow:
                 "No Record found",
                 "Records matching query not found. Check query parameter or offset parameter",
             )
-        if self.on_page is not None and name == "incident":
+        if self.on_page is not None and name in self.paged_tables:
             self.on_page(name, offset)
         response = JSONResponse({"result": [self._shape(d, fields, display) for d in page]})
         if params.get("sysparm_no_count") != "true":
