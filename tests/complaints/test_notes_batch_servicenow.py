@@ -16,18 +16,25 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+import yaml
+from sqlalchemy import select
 
 import mappings
 from connectors.servicenow import ServiceNowSource
 from connectors.servicenow import readback as sn_readback
-from core.complaints.following import _notes_of
+from core.complaints.following import NOTICE, _notes_of
 from core.connector import ConnectorContext, TicketNotesBatches
 from core.errors import FatalError, RetriableError
+from core.loop import run_once
 from core.runtime import Runtime
+from core.store.models import Complaint, OutboxItem
 from tests.fakes.server import serve
 from tests.fakes.servicenow import PASSWORD, USER, FakeServiceNow
+from tests.utils.loop import Deployment
+from tests.workers.test_report_webhook import SECRET
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)
+HOOK = "http://127.0.0.1:9/complaints"  # notices are only queued here (the step's part)
 JOURNAL = "/api/now/table/sys_journal_field"
 
 
@@ -190,3 +197,76 @@ def test_a_batch_the_instance_refuses_is_read_ticket_by_ticket(
     finally:
         fake.burst = 0
         src.close()
+
+
+def test_complaints_follow_their_servicenow_tickets_with_batch_reads_notices_once(
+    database_url: str, tmp_path: Path, sn: tuple[FakeServiceNow, str]
+) -> None:
+    """End to end: flagged incidents become complaints with tickets in ServiceNow; their
+    root causes come back through one journal query per run, never one per ticket; each
+    complaint's notice is queued once however often the step runs."""
+    fake, url = sn
+    flagged = sorted(fake.tables["incident"])[:3]
+    for ref in flagged:
+        fake.update(ref, category="complaint")
+    dep = _deployment(database_url, tmp_path, url)
+    try:
+        rt = dep.open()
+        assert run_once(rt).errors == []
+        with rt.db.session() as s:
+            found = list(s.scalars(select(Complaint).order_by(Complaint.id)))
+        assert len(found) == 3 and all(c.ticket_ref for c in found)
+        for n, c in enumerate(found):
+            assert c.ticket_ref is not None
+            fake.journal(c.ticket_ref, "work_notes", f"Root cause: 证书 {n} 过期", fake.now)
+        fake.queries.clear()
+        for _ in range(2):
+            dep.clock.advance(hours=1)
+            assert run_once(rt).errors == []
+        journal = [q for t, q in fake.queries if t == "sys_journal_field"]
+        assert journal and all("element_idIN" in q["sysparm_query"] for q in journal)
+        with rt.db.session() as s:
+            causes = [c.root_cause for c in s.scalars(select(Complaint).order_by(Complaint.id))]
+            notices = list(
+                s.scalars(select(OutboxItem.idempotency_key).where(OutboxItem.kind == NOTICE))
+            )
+        assert causes == [f"证书 {n} 过期" for n in range(3)]
+        assert len(notices) == len(set(notices)) == 3  # one per complaint, never twice
+    finally:
+        dep.close()
+
+
+def _deployment(database_url: str, tmp_path: Path, url: str) -> Deployment:
+    doc = {
+        "database_url": database_url,
+        "timezone": "Europe/Paris",
+        "state_dir": str(tmp_path / "state"),
+        "calendars": {"fr": {"timezone": "Europe/Paris", "hours": {"mon-fri": "09:00-18:00"}}},
+        "sources": {
+            "sn": {
+                "type": "servicenow",
+                "base_url": url,
+                "auth": {"username": USER, "password": PASSWORD},
+                "ticket": {"table": "incident"},
+                "backfill_from": "2026-10-01T00:00:00Z",
+                "mapping": {"complaint": {"flag": {"field": "category", "equals": "complaint"}}},
+            }
+        },
+        "channels": {"phone": {"type": "sandbox", "role": "callback", "seed": "s"}},
+        "policies": {
+            "default": {
+                "calendar": "fr",
+                "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
+                "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
+                "callback": {"channel": "phone", "within": "24h"},
+                "nonconformity": {"push_to": "source", "rectify_within": "10bd"},
+            }
+        },
+        "complaints": {
+            "deadline": "60bd",
+            "notify": [{"via": "webhook", "to": [HOOK], "secret": SECRET}],
+        },
+    }
+    path = tmp_path / "qloop.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return Deployment(path)
