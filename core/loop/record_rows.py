@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from core.compliance import Evaluation, Finding, ResolutionOutcome
 from core.loop._bulk import _fast_connection, _insert_sql, table_of
-from core.loop.record_values import disagreement, finding_to_json, resolution_json
+from core.loop.record_values import finding_to_json, flags_disagreement, resolution_json
 from core.store.db import json_text
 from core.store.models import ComplianceRecord
 
@@ -151,7 +151,7 @@ class RecordRows:
         if sla:
             theirs_response = sla.get("response_met")
             theirs_resolution = sla.get("resolution_met")
-            disagree = disagreement(inc, ev)
+            disagree = flags_disagreement(theirs_response, theirs_resolution, ev)
         else:
             theirs_response = theirs_resolution = disagree = None
         evaluated_at = ev.evaluated_at

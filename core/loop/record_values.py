@@ -61,12 +61,22 @@ def _jsonable(value: Any) -> Any:
 
 def disagreement(inc: Incident, ev: Evaluation) -> str | None:
     """Which of the source's SLA flags disagree with qloop's verdicts."""
-    names = []
-    for flag, ours in (("response_met", ev.response_met), ("resolution_met", ev.resolution_met)):
-        theirs = inc.source_sla.get(flag) if isinstance(inc.source_sla, dict) else None
-        if isinstance(theirs, bool) and ours is not None and theirs != ours:
-            names.append(flag.removesuffix("_met"))
-    return ",".join(names) or None
+    sla = inc.source_sla if isinstance(inc.source_sla, dict) else None
+    if not sla:
+        return None
+    return flags_disagreement(sla.get("response_met"), sla.get("resolution_met"), ev)
+
+
+def flags_disagreement(response: Any, resolution: Any, ev: Evaluation) -> str | None:
+    """Which of the source's flags (``response_met``, ``resolution_met`` values as the
+    source gave them: only booleans count) disagree with qloop's verdicts, comma-joined."""
+    ours = ev.response_met
+    response_differs = type(response) is bool and ours is not None and response != ours
+    ours = ev.resolution_met
+    resolution_differs = type(resolution) is bool and ours is not None and resolution != ours
+    if response_differs:
+        return "response,resolution" if resolution_differs else "response"
+    return "resolution" if resolution_differs else None
 
 
 def resolution_json(outcome: Any) -> dict[str, Any]:

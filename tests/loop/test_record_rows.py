@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from core.compliance import CallbackVerdict, Finding, ResolutionOutcome
 from core.loop.record_rows import findings_text, resolutions_text
-from core.loop.record_values import finding_to_json, resolution_json
+from core.loop.record_values import finding_to_json, flags_disagreement, resolution_json
 from core.store.db import json_text
 
 AT = datetime(2026, 10, 5, 9, 30, tzinfo=UTC)
@@ -66,3 +67,24 @@ def test_findings_text_is_the_general_paths(zone: object) -> None:
     findings = (_finding(AT, raised), _finding(None, AT))
     assert findings_text(findings) == json_text([finding_to_json(f) for f in findings])
     assert findings_text(()) == "[]"
+
+
+def _named_flags(theirs: tuple[object, object], ours: tuple[object, object]) -> str | None:
+    """The names the step stored before: each bool flag that differs from a verdict."""
+    names = [
+        name
+        for name, t, o in zip(("response", "resolution"), theirs, ours, strict=True)
+        if isinstance(t, bool) and o is not None and t != o
+    ]
+    return ",".join(names) or None
+
+
+@pytest.mark.parametrize("response", [True, False, None, 1, "true"])
+@pytest.mark.parametrize("resolution", [True, False, None, 0])
+def test_flags_disagreement_names_each_boolean_flag_that_differs(
+    response: object, resolution: object
+) -> None:
+    for ours in [(True, False), (False, True), (None, None), (True, True), (False, False)]:
+        ev = SimpleNamespace(response_met=ours[0], resolution_met=ours[1])
+        got = flags_disagreement(response, resolution, ev)  # type: ignore[arg-type]
+        assert got == _named_flags((response, resolution), ours)
