@@ -210,12 +210,18 @@ def ids_condition(column: Any, ids: Sequence[int]) -> tuple[Any, set[int] | None
     of varying length are rendered per execution). Otherwise ``IN (…)`` and
     None (every row is one of them).
     """
-    if not ids:
-        return column.in_(ids), None
-    lo, hi = min(ids), max(ids)
-    if hi - lo < DENSE * len(ids):
-        return column.between(lo, hi), set(ids)
+    span = dense_span(ids)
+    if span is not None:
+        return column.between(*span), set(ids)
     return column.in_(ids), None
+
+
+def dense_span(ids: Sequence[int]) -> tuple[int, int] | None:
+    """``(min, max)`` of ``ids`` when reading that range is worth it (see :func:`ids_condition`)."""
+    if not ids:
+        return None
+    lo, hi = min(ids), max(ids)
+    return (lo, hi) if hi - lo < DENSE * len(ids) else None
 
 
 class BoundRows:
