@@ -33,7 +33,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from core.compliance import Evaluation, Finding, ResolutionOutcome
-from core.loop._bulk import _fast_connection, _insert_sql, table_of
+from core.loop._bulk import _insert_sql, table_of
 from core.loop.record_values import finding_to_json, flags_disagreement, resolution_json
 from core.store.db import json_text
 from core.store.models import ComplianceRecord
@@ -120,24 +120,50 @@ def findings_text(findings: tuple[Finding, ...]) -> str:
     return orjson.dumps(out).decode()
 
 
+DIALECTS: tuple[str, ...] = ("sqlite", "postgresql")
+"""Where new records are bound as tuples for the driver (elsewhere: the values dicts)."""
+
+
+def _same(text: str) -> str:
+    return text
+
+
 class RecordRows:
-    """New compliance records of one batch, bound for SQLite's driver as they are added."""
+    """New compliance records of one batch, bound for the driver as they are added.
+
+    SQLite's ``executemany`` and psycopg's (PostgreSQL: the JSON texts
+    wrapped as ``Json`` whose dump is the text itself, what SQLAlchemy's
+    JSON type sends after ``json_text``). Elsewhere :attr:`fast` is False.
+    """
 
     def __init__(
         self, session: Session, now: datetime, stamps: tuple[str | None, str | None]
     ) -> None:
-        conn = _fast_connection(session)
-        self.fast = conn is not None
+        conn = session.connection()
+        dialect = conn.dialect
+        self.fast = dialect.name in DIALECTS
         self._rows: list[tuple[Any, ...]] = []
-        if conn is None:
+        if not self.fast:
             return
         self._conn = conn
         table = table_of(ComplianceRecord)
-        self._sql = _insert_sql(conn, table, COLUMNS, 1)
-        bind = table.c.evaluated_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        self._json: Callable[[str], Any] | None = None
+        if dialect.name == "sqlite":
+            self._sql = _insert_sql(conn, table, COLUMNS, 1)
+        else:
+            from psycopg.types.json import Json
+
+            self._json = lambda text: Json(text, dumps=_same)
+            prep = dialect.identifier_preparer
+            cols = ", ".join(prep.quote(n) for n in COLUMNS)
+            marks = ", ".join(["%s"] * len(COLUMNS))
+            self._sql = f"INSERT INTO {prep.format_table(table)} ({cols}) VALUES ({marks})"
+        bind = table.c.evaluated_at.type.dialect_impl(dialect).bind_processor(dialect)
         for name in ("as_of", "first_response_at", "resolved_at", "callback_due"):
-            same = table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-            if same is not bind:
+            same = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if (same is None) != (bind is None) or (
+                same is not bind and getattr(same, "__code__", None) is not bind.__code__  # type: ignore[union-attr]
+            ):
                 msg = f"compliance_record.{name}: not bound as evaluated_at is"
                 raise TypeError(msg)
         self._bind: Callable[[Any], Any] = bind if bind is not None else (lambda v: v)
@@ -146,7 +172,7 @@ class RecordRows:
 
     def add(self, inc: Any, ev: Evaluation, resolutions: str, findings: str) -> None:
         """Add the new record of ``inc`` (a row with ``id`` and ``source_sla``) for ``ev``."""
-        bind, now = self._bind, self._now
+        bind, now, wrap = self._bind, self._now, self._json
         sla = inc.source_sla if isinstance(inc.source_sla, dict) else None
         if sla:
             theirs_response = sla.get("response_met")
@@ -186,8 +212,8 @@ class RecordRows:
                 theirs_response if type(theirs_response) is bool else None,
                 theirs_resolution if type(theirs_resolution) is bool else None,
                 disagree,
-                resolutions,
-                findings,
+                resolutions if wrap is None else wrap(resolutions),
+                findings if wrap is None else wrap(findings),
                 not ev.findings,
                 self._now_bound,
                 *self._stamps,
@@ -199,6 +225,10 @@ class RecordRows:
 
     def insert(self) -> None:
         """Insert the records added so far (one ``executemany``) and forget them."""
-        if self._rows:
+        if self._rows and self._json is None:
             self._conn.exec_driver_sql(self._sql, self._rows)
+        elif self._rows:
+            driver: Any = self._conn.connection.driver_connection
+            with driver.cursor() as cursor:  # in the session's transaction
+                cursor.executemany(self._sql, self._rows)
         self._rows = []
