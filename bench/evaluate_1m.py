@@ -45,7 +45,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -57,7 +57,7 @@ from core.export.month import export_month
 from core.loop import evaluate, pull
 from core.loop.evaluate_parallel import MIN_PER_PROCESS
 from core.runtime import Runtime, open_runtime
-from core.store.models import Base, ComplianceRecord, Incident
+from core.store.models import Base, ComplianceRecord, IncidentEvaluation
 
 PAGE = 4096
 MILLION = 1_000_000
@@ -103,7 +103,7 @@ def forget_evaluations(rt: Runtime) -> None:
     """Back to the state before the evaluate step: no records, nothing evaluated."""
     with rt.db.session() as s:
         s.execute(delete(ComplianceRecord))
-        s.execute(update(Incident).values(evaluated_revision=0, evaluate_after=None))
+        s.execute(delete(IncidentEvaluation))
 
 
 class PeakSampler(threading.Thread):

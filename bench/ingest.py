@@ -233,8 +233,8 @@ def insert(conn: sqlite3.Connection, source: str, rows: list[tuple[dict[str, Any
             cur = conn.execute(
                 "INSERT INTO incident (source, external_id, key, title, priority, status, category,"
                 " created_at, updated_at, source_sla, raw, fingerprint, ingested_at, changed_at,"
-                " revision, planned_revision, evaluated_revision)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, ?, ?, ?, 1, 0, 0)",
+                " revision, planned_revision)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, ?, ?, ?, 1, 0)",
                 (
                     source, inc["id"], inc["key"], inc["title"], inc["priority"], inc["status"],
                     "new", inc["created"], inc["updated"], json.dumps(inc["raw"]), inc["id"],
@@ -284,8 +284,8 @@ def run_qloop(tmp: Path, name: str, source: dict[str, Any]) -> Figures:
 UPSERT_INCIDENT = (
     "INSERT INTO incident (source, external_id, key, title, priority, status, category,"
     " contact_name, contact_email, contact_phone, created_at, updated_at, source_sla, raw,"
-    " fingerprint, ingested_at, changed_at, revision, planned_revision, evaluated_revision)"
-    " VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, 0)"
+    " fingerprint, ingested_at, changed_at, revision, planned_revision)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0)"
     " ON CONFLICT (source, external_id) DO UPDATE SET title = excluded.title,"
     " priority = excluded.priority, status = excluded.status, updated_at = excluded.updated_at,"
     " source_sla = excluded.source_sla, raw = excluded.raw, changed_at = excluded.changed_at,"

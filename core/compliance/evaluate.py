@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 
+@quick_init
 @dataclass(frozen=True)
 class IncidentFacts:
     """Everything the engine needs to know about one incident."""

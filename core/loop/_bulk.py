@@ -163,6 +163,39 @@ def update_by_id(session: Session, model: type[Any], rows: Sequence[dict[str, An
         session.execute(stmt, params)
 
 
+def upsert_rows(
+    session: Session, model: type[Any], rows: Sequence[dict[str, Any]], key: str
+) -> None:
+    """Insert ``rows``; a row whose ``key`` (a unique column) is already stored gets the
+    other values instead (``INSERT … ON CONFLICT (key) DO UPDATE``, SQLite and PostgreSQL).
+
+    Every row sets the same columns (the first row's).
+    """
+    if not rows:
+        return
+    table = table_of(model)
+    names = list(rows[0])
+    others = [n for n in names if n != key]
+    conn = _fast_connection(session)
+    if conn is not None:
+        prep = conn.dialect.identifier_preparer
+        sets = ", ".join(f"{prep.quote(n)} = excluded.{prep.quote(n)}" for n in others)
+        sql = _insert_sql(conn, table, names, 1) + f" ON CONFLICT ({prep.quote(key)}) DO "
+        sql += f"UPDATE SET {sets}" if others else "NOTHING"
+        procs = _processors(table, names, conn.dialect)
+        conn.exec_driver_sql(sql, [tuple(_values(r, names, procs)) for r in rows])
+        return
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    stmt = pg_insert(table)
+    stmt = (
+        stmt.on_conflict_do_update(index_elements=[key], set_={n: stmt.excluded[n] for n in others})
+        if others
+        else stmt.on_conflict_do_nothing(index_elements=[key])
+    )
+    session.execute(stmt, list(rows))
+
+
 DENSE = 2
 """``ids_condition`` reads a range when it spans fewer than DENSE rows per id asked for."""
 
@@ -177,12 +210,18 @@ def ids_condition(column: Any, ids: Sequence[int]) -> tuple[Any, set[int] | None
     of varying length are rendered per execution). Otherwise ``IN (…)`` and
     None (every row is one of them).
     """
-    if not ids:
-        return column.in_(ids), None
-    lo, hi = min(ids), max(ids)
-    if hi - lo < DENSE * len(ids):
-        return column.between(lo, hi), set(ids)
+    span = dense_span(ids)
+    if span is not None:
+        return column.between(*span), set(ids)
     return column.in_(ids), None
+
+
+def dense_span(ids: Sequence[int]) -> tuple[int, int] | None:
+    """``(min, max)`` of ``ids`` when reading that range is worth it (see :func:`ids_condition`)."""
+    if not ids:
+        return None
+    lo, hi = min(ids), max(ids)
+    return (lo, hi) if hi - lo < DENSE * len(ids) else None
 
 
 class BoundRows:

@@ -16,141 +16,32 @@ from __future__ import annotations
 import logging
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, is_dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, FromClause, func, or_, outerjoin, select
 from sqlalchemy.orm import Session
 
-from core.compliance import CallbackVerdict, Evaluation, Finding, Policy, evaluate_incident
+from core.compliance import Policy, evaluate_incident
 from core.gcfreeze import old_objects_frozen
-from core.loop._bulk import BoundRows, chunks, ids_condition, update_by_id
+from core.loop._bulk import BoundRows, chunks, ids_condition, table_of, update_by_id, upsert_rows
 from core.loop.common import StepResult
 from core.loop.facts import load_facts
+from core.loop.record_rows import RecordRows, findings_text, resolutions_text
+from core.loop.record_values import disagreement, evaluation_values
 from core.loop.tracking import tracking_starts
 from core.runtime import Runtime
 from core.stamps import Stamps
-from core.store.models import ComplianceRecord, Incident
+from core.store.models import ComplianceRecord, Incident, IncidentEvaluation
+
+__all__ = ["disagreement", "due", "evaluate", "evaluate_batches", "evaluation_values"]
 
 BATCH = 1000
 VERDICT_FIELDS = ("response_met", "resolution_met", "callback_verdict", "findings")
 """The stored verdicts whose change after an upgrade is said out loud."""
 
 log = logging.getLogger("qloop.loop")
-
-
-_ISO: dict[datetime, str] = {}
-_ISO_MAX = 8192
-
-
-def _iso(value: datetime) -> str:
-    """``value.isoformat()``, remembered for UTC instants (they recur within an incident:
-    a resolution's instant is in its outcome and its findings; deadlines fall on few days).
-
-    Only values whose zone is ``UTC`` are remembered: equal instants in other
-    zones compare equal but print differently. The memo is emptied when full.
-    """
-    if value.tzinfo is not UTC or type(value) is not datetime:
-        return value.isoformat()
-    text = _ISO.get(value)
-    if text is None:
-        if len(_ISO) >= _ISO_MAX:
-            _ISO.clear()
-        text = _ISO[value] = value.isoformat()
-    return text
-
-
-def finding_to_json(f: Finding) -> dict[str, Any]:
-    return {
-        "key": f.key,
-        "rule": f.rule,
-        "severity": f.severity,
-        "resolution_at": _iso(f.resolution_at) if f.resolution_at else None,
-        "raised_at": _iso(f.raised_at),
-        "deadline": _iso(f.deadline),
-        "detail": f.detail,
-        "ref": f.ref,
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value) if hasattr(value, "value") else value
-
-
-def disagreement(inc: Incident, ev: Evaluation) -> str | None:
-    """Which of the source's SLA flags disagree with qloop's verdicts."""
-    names = []
-    for flag, ours in (("response_met", ev.response_met), ("resolution_met", ev.resolution_met)):
-        theirs = inc.source_sla.get(flag) if isinstance(inc.source_sla, dict) else None
-        if isinstance(theirs, bool) and ours is not None and theirs != ours:
-            names.append(flag.removesuffix("_met"))
-    return ",".join(names) or None
-
-
-def _resolution_json(outcome: Any) -> dict[str, Any]:
-    """``_jsonable(asdict(outcome))`` for a flat dataclass, without asdict's deep copies."""
-    names = _FIELDS.get(type(outcome))
-    if names is None:
-        names = _FIELDS[type(outcome)] = tuple(f.name for f in fields(outcome))
-    out: dict[str, Any] = {}
-    for name in names:
-        value = getattr(outcome, name)
-        kind = type(value)
-        if value is None or kind in _PLAIN:
-            out[name] = value
-        elif kind is datetime:
-            out[name] = _iso(value)
-        elif kind is CallbackVerdict:  # what _jsonable gives, without its attribute probes
-            out[name] = str(value)
-        elif is_dataclass(value) or isinstance(value, dict | list | tuple):
-            nested: dict[str, Any] = _jsonable(asdict(outcome))  # nested: the general path
-            return nested
-        else:
-            out[name] = _jsonable(value)
-    return out
-
-
-_PLAIN = frozenset({bool, int, float, str})
-"""Types :func:`_jsonable` returns unchanged."""
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def evaluation_values(inc: Incident, ev: Evaluation) -> dict[str, Any]:
-    """The columns of ``inc``'s compliance record for evaluation ``ev`` (not its keys)."""
-    sla = inc.source_sla if isinstance(inc.source_sla, dict) else None
-    theirs_response = sla.get("response_met") if sla else None
-    theirs_resolution = sla.get("resolution_met") if sla else None
-    return {
-        "evaluated_at": ev.evaluated_at,
-        "month": ev.month,
-        "cancelled": ev.cancelled,
-        "first_response_at": ev.first_response_at,
-        "resolved_at": ev.resolved_at,
-        "reopen_count": ev.reopen_count,
-        "response_s": ev.response_s,
-        "response_target_s": ev.response_target_s,
-        "response_met": ev.response_met,
-        "resolution_s": ev.resolution_s,
-        "resolution_target_s": ev.resolution_target_s,
-        "resolution_met": ev.resolution_met,
-        "callback_verdict": str(ev.callback_verdict) if ev.callback_verdict else None,
-        "callback_due": ev.callback_due,
-        "confirmed": ev.confirmed,
-        "callback_score": ev.callback_score,
-        "survey_score": ev.survey_score,
-        "source_response_met": theirs_response if type(theirs_response) is bool else None,
-        "source_resolution_met": theirs_resolution if type(theirs_resolution) is bool else None,
-        "sla_disagreement": disagreement(inc, ev) if sla else None,
-        "resolutions": [_resolution_json(r) for r in ev.resolutions],
-        "findings": [finding_to_json(f) for f in ev.findings],
-    }
 
 
 @dataclass
@@ -233,9 +124,25 @@ def explain_version_change(
         )
 
 
+def due_from() -> FromClause:
+    """Incidents beside how far the step got with each (:func:`due` reads both)."""
+    return outerjoin(
+        table_of(Incident),
+        table_of(IncidentEvaluation),
+        IncidentEvaluation.incident_id == Incident.id,
+    )
+
+
 def due(now: datetime) -> ColumnElement[bool]:
-    """Which incidents the step evaluates as of ``now``: facts changed, or a verdict fell due."""
-    return or_(Incident.evaluated_revision < Incident.revision, Incident.evaluate_after <= now)
+    """Which incidents the step evaluates as of ``now``: facts changed, or a verdict fell due.
+
+    An incident never evaluated has no :class:`IncidentEvaluation` row: its
+    evaluated revision is 0. Select from :func:`due_from`.
+    """
+    return or_(
+        func.coalesce(IncidentEvaluation.evaluated_revision, 0) < Incident.revision,
+        IncidentEvaluation.evaluate_after <= now,
+    )
 
 
 def evaluate(
@@ -318,7 +225,7 @@ def evaluate_batches(
                     break
                 query = query.where(Incident.id.in_(ahead))
             else:
-                query = query.where(due(now))
+                query = query.select_from(due_from()).where(due(now))
             # plain Core rows (attribute access), not through the ORM's result handling
             batch: Sequence[Any] = s.connection().execute(query).all()
             if not batch and wanted is not None:
@@ -329,46 +236,52 @@ def evaluate_batches(
             last_id = batch[-1].id
             facts = load_facts(s, batch)
             records = _stored_records(s, [i.id for i in batch])
-            inserts: BoundRows | None = None
+            new = RecordRows(s, now, (stamps.qloop, stamps.holidays))
+            inserts: BoundRows | None = None  # new records where ``new`` is not fast
             updates: list[dict[str, Any]] = []
-            incidents: list[dict[str, Any]] = []
+            progress: list[dict[str, Any]] = []
             for inc in batch:
                 policy = policies.get(inc.source)
                 if policy is None:
                     policy = policies[inc.source] = rt.policy_for_source(inc.source)
                 start = starts.get(inc.source) or now
                 ev = evaluate_incident(facts[inc.id], policy, now, tracking_from=start)
-                values = evaluation_values(inc, ev)
-                values.update(stamped)
-                findings = values["findings"]
                 stored = records.get((inc.id, policy.name, policy.version))
-                if stored is None:
-                    changed = bool(findings)
+                if stored is None and new.fast:
+                    changed = bool(ev.findings)
+                    new.add(inc, ev, resolutions_text(ev.resolutions), findings_text(ev.findings))
+                elif stored is None:
+                    values = evaluation_values(inc, ev)
+                    values.update(stamped)
+                    changed = bool(values["findings"])
                     values["incident_id"] = inc.id
                     values["policy"] = ev.policy_name
                     values["policy_version"] = ev.policy_version
-                    values["raised"] = not findings
+                    values["raised"] = not values["findings"]
                     if inserts is None:  # every new record has the same columns: the first's
                         inserts = BoundRows(s, ComplianceRecord, list(values), constants)
                     inserts.add(values)
                 else:
-                    changed = stored.findings != findings
+                    values = evaluation_values(inc, ev)
+                    values.update(stamped)
+                    changed = stored.findings != values["findings"]
                     explain_version_change(inc, stored, values, stamps, result)
                     raised = False if changed else stored.raised
                     updates.append({"id": stored.id, **values, "raised": raised})
                 if changed:
                     result.counts["findings_changed"] += 1
-                incidents.append(
+                progress.append(
                     {
-                        "id": inc.id,
+                        "incident_id": inc.id,
                         "evaluated_revision": inc.revision,
                         "evaluate_after": ev.next_check_at,
                     }
                 )
                 result.counts["evaluated"] += 1
+            new.insert()
             if inserts is not None:
                 inserts.insert()
             update_by_id(s, ComplianceRecord, updates)
-            update_by_id(s, Incident, incidents)
+            upsert_rows(s, IncidentEvaluation, progress, "incident_id")
         rt.report("evaluate", result.counts["evaluated"])
     return result

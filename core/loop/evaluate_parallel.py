@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from core.errors import StateError
 from core.loop.common import StepResult
-from core.loop.evaluate import due, evaluate_batches
+from core.loop.evaluate import due, due_from, evaluate_batches
 from core.runtime import Runtime
 from core.store.db import open_database, sqlite_file
 from core.store.models import Incident
@@ -52,11 +52,19 @@ def id_ranges(rt: Runtime, now: datetime, n: int, least: int) -> list[tuple[int,
     """
     with rt.db.session() as s:
         conn = s.connection()
-        selected = conn.execute(select(func.count()).where(due(now))).scalar_one()
+        selected = conn.execute(
+            select(func.count()).select_from(due_from()).where(due(now))
+        ).scalar_one()
         n = min(n, selected // max(1, least))
         if n <= 1:
             return []
-        query = select(Incident.id).where(due(now)).order_by(Incident.id).limit(1)
+        query = (
+            select(Incident.id)
+            .select_from(due_from())
+            .where(due(now))
+            .order_by(Incident.id)
+            .limit(1)
+        )
         cuts = [0] + [
             conn.execute(query.offset(selected * k // n)).scalar_one() for k in range(1, n)
         ]

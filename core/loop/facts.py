@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from core.compliance import Attempt, IncidentFacts, SurveyAnswer, facts_as_of
-from core.loop._bulk import chunks, ids_condition
+from core.loop._bulk import chunks, dense_span, ids_condition, table_of
 from core.records import Category, StatusChange
 from core.store.models import Match, Response, StatusEvent
 
@@ -20,26 +20,62 @@ def load_history(session: Session, ids: Sequence[int]) -> dict[int, list[StatusC
     """The status history of each incident of ``ids``, in order.
 
     Read through the session's Core connection (plain rows, no ORM result
-    handling), by id range when the ids are dense (:func:`ids_condition`).
+    handling), by id range when the ids are dense (:func:`ids_condition`);
+    on SQLite through the driver's cursor (tuples, each instant through its
+    column type's result processor, as the select converts it).
     """
     history: dict[int, list[StatusChange]] = defaultdict(list)
     categories = {c.value: c for c in Category}
     conn = session.connection()
+    instant = _sqlite_instant(conn)
     for chunk in chunks(ids):
-        where, keep = ids_condition(StatusEvent.incident_id, chunk)
-        rows = conn.execute(
-            select(
-                StatusEvent.incident_id, StatusEvent.at, StatusEvent.category, StatusEvent.status
-            )
-            .where(where)
-            .order_by(StatusEvent.incident_id, StatusEvent.seq)
-        ).all()  # one fetchall, not a fetch per row
+        rows: Sequence[Any]
+        if instant is not None:
+            rows, keep = _sqlite_history(conn, chunk)
+        else:
+            where, keep = ids_condition(StatusEvent.incident_id, chunk)
+            rows = conn.execute(
+                select(
+                    StatusEvent.incident_id,
+                    StatusEvent.at,
+                    StatusEvent.category,
+                    StatusEvent.status,
+                )
+                .where(where)
+                .order_by(StatusEvent.incident_id, StatusEvent.seq)
+            ).all()  # one fetchall, not a fetch per row
         for inc_id, at, category, status in rows:
             if keep is not None and inc_id not in keep:
                 continue
             cat = categories.get(category) or Category(category)
-            history[inc_id].append(StatusChange(at, cat, status))
+            history[inc_id].append(
+                StatusChange(at if instant is None else instant(at), cat, status)
+            )
     return history
+
+
+_HISTORY = "SELECT incident_id, at, category, status FROM status_event WHERE incident_id "
+_HISTORY_ORDER = " ORDER BY incident_id, seq"
+
+
+def _sqlite_instant(conn: Connection) -> Callable[[Any], Any] | None:
+    """SQLite: how the select converts a stored ``status_event.at``; None elsewhere."""
+    if conn.dialect.name != "sqlite":
+        return None
+    at = table_of(StatusEvent).c.at.type.dialect_impl(conn.dialect)
+    process = at.result_processor(conn.dialect, None)
+    return process if process is not None else (lambda value: value)
+
+
+def _sqlite_history(conn: Connection, chunk: list[int]) -> tuple[list[Any], set[int] | None]:
+    """The status events of ``chunk`` (a range read when dense), by the driver's cursor."""
+    driver: Any = conn.connection.driver_connection
+    span = dense_span(chunk)
+    if span is not None:
+        sql = _HISTORY + "BETWEEN ? AND ?" + _HISTORY_ORDER
+        return driver.execute(sql, span).fetchall(), set(chunk)
+    marks = ", ".join("?" * len(chunk))
+    return driver.execute(f"{_HISTORY}IN ({marks}){_HISTORY_ORDER}", chunk).fetchall(), None
 
 
 def load_answers(

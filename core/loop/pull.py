@@ -141,7 +141,7 @@ _FIELD_NAMES = (
 """The incident columns a record sets, in the order of :func:`_field_values`."""
 _NEW_NAMES = (
     "source", "external_id", "fingerprint", "ingested_at", "changed_at", "revision",
-    "planned_revision", "evaluated_revision", *_FIELD_NAMES,
+    "planned_revision", *_FIELD_NAMES,
 )  # fmt: skip
 """The columns of a new incident's row, in the order :func:`upsert_records` builds it."""
 _EVENT_NAMES = ("incident_id", "seq", "at", "status", "category", "observed")
@@ -270,7 +270,7 @@ def upsert_records(
         digest = fingerprint(rec)
         inc = existing.get(ext_id)
         if inc is None:
-            new_rows.append((source, ext_id, digest, now, now, 1, 0, 0, *_field_values(rec)))
+            new_rows.append((source, ext_id, digest, now, now, 1, 0, *_field_values(rec)))
             new_history[ext_id] = rec.history or (
                 StatusChange(rec.created_at, rec.category, rec.status),
             )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,15 +82,14 @@ class Incident(Base):
     """An incident as last pulled, with qloop's bookkeeping revisions.
 
     ``revision`` grows on every change that can alter a verdict (new data
-    from the source, a matched answer); ``planned_revision`` and
-    ``evaluated_revision`` say how far the plan and evaluate steps got.
+    from the source, a matched answer); ``planned_revision`` says how far the
+    plan step got, :class:`IncidentEvaluation` how far the evaluate step got.
     """
 
     __tablename__ = "incident"
     __table_args__ = (
         UniqueConstraint("source", "external_id", name="uq_incident_source_external"),
         Index("ix_incident_plan", "planned_revision", "revision"),
-        Index("ix_incident_eval", "evaluated_revision", "revision"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(200))
@@ -118,8 +118,31 @@ class Incident(Base):
     changed_at: Mapped[datetime]
     revision: Mapped[int] = mapped_column(default=1)
     planned_revision: Mapped[int] = mapped_column(default=0)
-    evaluated_revision: Mapped[int] = mapped_column(default=0)
-    evaluate_after: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class IncidentEvaluation(Base):
+    """How far the evaluate step got with an incident (none yet: never evaluated).
+
+    ``evaluated_revision`` is the incident's revision it last evaluated;
+    ``evaluate_after`` when a pending verdict falls due (evaluate again then).
+    Kept beside the incident, not on its wide row: the step writes it for
+    every incident it evaluates.
+    """
+
+    __tablename__ = "incident_evaluation"
+    __table_args__ = (
+        Index(
+            "ix_incident_evaluation_evaluate_after",
+            "evaluate_after",
+            sqlite_where=text("evaluate_after IS NOT NULL"),
+            postgresql_where=text("evaluate_after IS NOT NULL"),
+        ),
+    )
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    evaluated_revision: Mapped[int]
+    evaluate_after: Mapped[datetime | None]
 
 
 class StatusEvent(Base):

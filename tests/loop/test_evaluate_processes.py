@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 import core.loop.evaluate_parallel as parallel
 from core.conf import load_config
@@ -24,7 +24,7 @@ from core.export import period_indicators
 from core.loop import collect, plan, pull, push, raise_nonconformities, reconcile, run_once
 from core.loop.evaluate import evaluate
 from core.runtime import Runtime, open_runtime
-from core.store.models import ComplianceRecord, Incident, Nonconformity, OutboxItem
+from core.store.models import ComplianceRecord, IncidentEvaluation, Nonconformity, OutboxItem
 from tests.utils.loop import FakeClock, sandbox_config
 
 INCIDENTS = 120
@@ -67,9 +67,11 @@ def _outcome(rt: Runtime) -> dict[str, Any]:
             s, policy=pol.name, version=pol.version, month="2026-10", now=rt.now(), rules=pol
         )
         marks = s.execute(
-            select(Incident.id, Incident.evaluated_revision, Incident.evaluate_after).order_by(
-                Incident.id
-            )
+            select(
+                IncidentEvaluation.incident_id,
+                IncidentEvaluation.evaluated_revision,
+                IncidentEvaluation.evaluate_after,
+            ).order_by(IncidentEvaluation.incident_id)
         ).all()
     return {
         "records": _digest(
@@ -91,7 +93,7 @@ def _forget(rt: Runtime) -> None:
         s.execute(delete(OutboxItem).where(OutboxItem.kind == "ticket"))  # raised tickets
         s.execute(delete(Nonconformity))
         s.execute(delete(ComplianceRecord))
-        s.execute(update(Incident).values(evaluated_revision=0, evaluate_after=None))
+        s.execute(delete(IncidentEvaluation))
 
 
 def test_two_processes_store_what_one_process_stores(
@@ -186,3 +188,20 @@ def test_a_bad_process_count_is_named(tmp_path: Path, value: Any) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert "evaluate_processes" in str(err.value)
+
+
+def test_new_records_bound_as_tuples_store_what_the_values_dicts_store(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New records go to the driver as tuples (:mod:`core.loop.record_rows`); the general
+    path (values dicts through each column's type) stores the same."""
+    import core.loop.record_rows as record_rows
+
+    fast = evaluate(rt)
+    assert fast.counts["evaluated"] == INCIDENTS
+    with_tuples = _outcome(rt)
+    _forget(rt)
+    monkeypatch.setattr(record_rows, "DIALECTS", ())
+    general = evaluate(rt)
+    assert general.counts == fast.counts
+    assert _outcome(rt) == with_tuples

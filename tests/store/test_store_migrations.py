@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from core.store import open_database
-from core.store.models import Base, Incident, OutboxItem
+from core.store.models import Base, Incident, IncidentEvaluation, OutboxItem
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -210,3 +210,79 @@ def test_several_recorded_revisions_are_refused(tmp_path: Path) -> None:
             current_revision(conn)
     finally:
         db.dispose()
+
+
+def test_0010_moves_the_evaluate_bookkeeping_and_back(database_url: str) -> None:
+    """0010 moves ``evaluated_revision`` / ``evaluate_after`` off the incident rows into
+    ``incident_evaluation`` (a row only for incidents evaluated); the downgrade puts them
+    back. Nothing that references an incident is lost on the way (no table copy)."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from core.store.db import _alembic_config, current_revision, make_engine, migrate
+
+    engine = make_engine(database_url)
+    after = "2026-10-02 09:00:00.000000" if engine.dialect.name == "sqlite" else "2026-10-02 09:00Z"
+    columns = (
+        "source, external_id, key, title, priority, status, category, created_at, updated_at,"
+        " source_sla, raw, fingerprint, ingested_at, changed_at, revision, planned_revision,"
+        " evaluated_revision, evaluate_after"
+    )
+    now = "'2026-10-01 00:00:00.000000'"
+    marks = {1: (3, after), 2: (0, None), 3: (2, None)}
+    try:
+        migrate(engine, "0009")
+        with engine.begin() as conn:
+            for ext, (rev, at) in marks.items():
+                conn.execute(
+                    text(
+                        f"INSERT INTO incident ({columns}) VALUES ('s', '{ext}', 'K-{ext}', 't',"
+                        f" 'P3', 'Open', 'new', {now}, {now}, '{{}}', '{{}}', 'x', {now}, {now},"
+                        " 4, 0, :rev, :at)"
+                    ),
+                    {"rev": rev, "at": at},
+                )
+            ids = dict(conn.execute(text("SELECT external_id, id FROM incident")).all())
+            conn.execute(
+                text(
+                    "INSERT INTO status_event (incident_id, seq, at, status, category, observed)"
+                    f" VALUES (:i, 0, {now}, 'Open', 'new', false)"
+                ),
+                {"i": ids["1"]},
+            )
+        migrate(engine, "head")
+        with engine.connect() as conn:
+            assert "evaluated_revision" not in {
+                c["name"] for c in inspect(conn).get_columns("incident")
+            }
+            rows = conn.execute(
+                select(
+                    IncidentEvaluation.incident_id,
+                    IncidentEvaluation.evaluated_revision,
+                    IncidentEvaluation.evaluate_after,
+                ).order_by(IncidentEvaluation.incident_id)
+            ).all()
+            assert [(r[0], r[1]) for r in rows] == [(ids["1"], 3), (ids["3"], 2)]
+            assert rows[0][2] == datetime(2026, 10, 2, 9, tzinfo=UTC)
+            assert rows[1][2] is None
+            assert conn.execute(text("SELECT count(*) FROM status_event")).scalar() == 1
+        cfg = _alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0009")
+        with engine.connect() as conn:
+            assert current_revision(conn) == "0009"
+            back = conn.execute(
+                text(
+                    "SELECT external_id, evaluated_revision, evaluate_after IS NOT NULL"
+                    " FROM incident ORDER BY external_id"
+                )
+            ).all()
+            assert [tuple(r) for r in back] == [("1", 3, True), ("2", 0, False), ("3", 2, False)]
+            assert "incident_evaluation" not in inspect_tables(conn)
+            assert conn.execute(text("SELECT count(*) FROM status_event")).scalar() == 1
+        migrate(engine, "head")  # and up again
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM incident_evaluation")).scalar() == 2
+    finally:
+        engine.dispose()

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 from rq.job import Job, JobStatus
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from api.cli_jobs import error_text
 from core.errors import ConfigError
 from core.export import period_indicators
 from core.loop import collect, evaluate, plan, pull, push, reconcile
 from core.runtime import Runtime
-from core.store.models import ComplianceRecord, Incident
+from core.store.models import ComplianceRecord, IncidentEvaluation
 from tests.utils.loop import FakeClock, sandbox_config
 from workers import jobs, queue
 from workers.rq_worker import build_worker
@@ -49,8 +49,12 @@ def _records(rt: Runtime) -> list[dict[str, Any]]:
 
 def _incident_marks(rt: Runtime) -> list[tuple[int, int, object]]:
     with rt.db.session() as s:
-        query = select(Incident.id, Incident.evaluated_revision, Incident.evaluate_after)
-        return [tuple(r) for r in s.execute(query.order_by(Incident.id))]
+        query = select(
+            IncidentEvaluation.incident_id,
+            IncidentEvaluation.evaluated_revision,
+            IncidentEvaluation.evaluate_after,
+        )
+        return [tuple(r) for r in s.execute(query.order_by(IncidentEvaluation.incident_id))]
 
 
 def _indicators(rt: Runtime) -> object:
@@ -64,7 +68,7 @@ def _indicators(rt: Runtime) -> object:
 def _forget_evaluations(rt: Runtime) -> None:
     with rt.db.session() as s:
         s.execute(delete(ComplianceRecord))
-        s.execute(update(Incident).values(evaluated_revision=0, evaluate_after=None))
+        s.execute(delete(IncidentEvaluation))
 
 
 def test_partitions_run_at_once_give_the_records_of_one_process(
