@@ -46,6 +46,17 @@ T = TypeVar("T")
 
 _ITEM, _ERROR, _END = 0, 1, 2
 
+PULL_PROCESS_SCHEMA: dict[str, object] = {
+    "pull_process": {
+        "type": "boolean",
+        "default": False,
+        "description": "fetch and convert the pages in a child process while this one "
+        "stores them (two cores: a faster pull; the child shares the rate budget and 429 "
+        "pauses with others only through redis_url)",
+    },
+}
+"""The option of a source whose driver can pull in a child (``Driver.in_child``)."""
+
 
 def in_child(
     produce: Callable[[], Iterator[T]],
