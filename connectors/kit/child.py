@@ -40,6 +40,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from core.errors import RetriableError
+from core.gcfreeze import old_objects_frozen
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +70,19 @@ def in_child(
     Each crosses the pipe as ``pack(item)``, pickled, and is yielded as
     ``unpack`` of that (:mod:`connectors.kit.wire` for pulled batches).
     """
+    # the objects alive at the fork are left out of this process's collections while the
+    # child lives: a collection writes into every object it walks, which would copy the
+    # pages this process shares with the child (its memory then counted twice)
+    with old_objects_frozen():
+        yield from _read(produce, where, pack, unpack)
+
+
+def _read(
+    produce: Callable[[], Iterator[T]],
+    where: str,
+    pack: Callable[[T], Any],
+    unpack: Callable[[Any], T],
+) -> Iterator[T]:
     ctx = multiprocessing.get_context("fork")
     reader, writer = ctx.Pipe(duplex=False)
     child = ctx.Process(
