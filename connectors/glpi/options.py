@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.http import http_options_schema
+from connectors.kit.child import PULL_PROCESS_SCHEMA
 from connectors.kit.options import Options
 from connectors.windows import BACKFILL_OPTIONS_SCHEMA
 from core.errors import ConfigError, InputError, Problem
@@ -62,6 +63,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "restrict to this entity (and its children)",
         },
         **BACKFILL_OPTIONS_SCHEMA,
+        **PULL_PROCESS_SCHEMA,
         "detail_workers": {
             "type": "integer",
             "minimum": 1,
@@ -123,6 +125,7 @@ class GlpiOptions:
     backfill_parts: int = 8
     backfill_workers: int = 4
     detail_workers: int = 4
+    pull_process: bool = False
     rate: float = 0.0
     timeout: float = 30.0
     verify_tls: bool | str = True
@@ -184,6 +187,7 @@ def resolve(name: str, options: Mapping[str, Any]) -> GlpiOptions:
         backfill_parts=opts.integer("backfill_parts"),
         backfill_workers=opts.integer("backfill_workers"),
         detail_workers=opts.integer("detail_workers"),
+        pull_process=opts.flag("pull_process"),
         rate=opts.number("rate"),
         timeout=opts.number("timeout"),
         verify_tls=opts.raw("verify_tls", True),

@@ -48,6 +48,7 @@ qloop's nonconformity tickets that slipped past the search: it is skipped
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -92,8 +93,8 @@ class Puller:
         self.mapping = mapping
         self.opts = opts
         self.reader = TicketReader(session, clock)
-        workers = max(opts.detail_workers, 1)
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"glpi-{name}")
+        self._pool = self._new_pool()
+        self._pool_pid = os.getpid()
         self.driver = Driver(
             f"sources.{name}",
             self.fetch,
@@ -107,11 +108,26 @@ class Puller:
             key_of=lambda row: str(row.get("id", "?")),
             digest=digest,
             backfill_until=self.end,
+            in_child=opts.pull_process,
         )
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        workers = max(self.opts.detail_workers, 1)
+        return ThreadPoolExecutor(workers, thread_name_prefix=f"glpi-{self.name}")
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """This process's detail-reading threads: a forked pull child (``pull_process``)
+        makes its own, since the parent's threads do not exist in it (work handed to
+        them would never run)."""
+        if self._pool_pid != os.getpid():
+            self._pool, self._pool_pid = self._new_pool(), os.getpid()
+        return self._pool
 
     def close(self) -> None:
         """Stop the detail-reading threads."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool_pid == os.getpid():
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def pull(self, cursor: str | None) -> Iterator[PulledBatch]:
         """The driver's pull, contact details read afresh."""
@@ -161,7 +177,7 @@ class Puller:
         self.reader.prefetch(rows)
         if len(rows) <= 1:
             return [self._record(row) for row in rows]
-        return list(self._pool.map(self._record, rows))
+        return list(self.pool.map(self._record, rows))
 
     def _record(self, row: Mapping[str, Any]) -> IncidentRecord | InputError:
         raw = self.reader.build(row)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from connectors.http import http_options_schema
+from connectors.kit.child import PULL_PROCESS_SCHEMA
 from connectors.kit.options import Options
 from connectors.windows import BACKFILL_OPTIONS_SCHEMA
 from core.errors import ConfigError
@@ -110,13 +111,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "concurrent per-issue calls per page, when a page needs any "
             "(a cut changelog, SLA fields missing, participants)",
         },
-        "pull_process": {
-            "type": "boolean",
-            "default": False,
-            "description": "fetch and convert the pages in a child process while this one "
-            "stores them (two cores: a faster pull; the child shares the rate budget and 429 "
-            "pauses with others only through redis_url)",
-        },
+        **PULL_PROCESS_SCHEMA,
         **http_options_schema(default_rate=10),
         "ticket": {
             "description": "where qloop creates its nonconformity issues",

@@ -5,8 +5,12 @@ process more than converting the page did (each record, contact, status
 change and category rebuilt through pickle's generic object protocol, and
 every raw payload's dicts one by one). :func:`pack` writes each record as a
 plain tuple (instants as they are, the category by value, the status
-changes as tuples) and the page's SLA summaries and raw payloads as one
-orjson document; :func:`unpack` builds equal records from them.
+changes as tuples), the page's SLA summaries as one orjson document and
+each raw payload as its own orjson text; :func:`unpack` builds equal
+records from them. A payload comes back as a :class:`~core.jsontext.JsonText`
+(a read-only mapping over that text, equal to the dict): the storing
+process writes the text into the ``raw`` column as it is, never decoding
+the payload nor encoding it again (the same text ``json_text`` writes).
 
 Equal, and stored the same: a record of another shape (a subclass, a
 history that is not a tuple of :class:`StatusChange`) travels as itself,
@@ -23,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from core.jsontext import JsonText
 from core.records import Category, Contact, IncidentRecord, PulledBatch, StatusChange
 
 _STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -36,33 +41,37 @@ _new = object.__new__
 def pack(batch: PulledBatch) -> tuple[Any, ...]:
     """``batch`` as plain values (module docstring)."""
     rows: list[Any] = []
-    payloads: list[Any] = []
+    slas: list[Any] = []
+    raws: list[Any] = []
     for rec in batch.records:
         row = _row(rec)
         if row is None:
             rows.append(rec)
             continue
         rows.append(row)
-        payloads.append((rec.source_sla, rec.raw))
+        slas.append(rec.source_sla)
+        raws.append(rec.raw)
     try:
-        blob: Any = orjson.dumps(payloads, option=_STRICT)
+        sla_blob: Any = orjson.dumps(slas, option=_STRICT)
+        raw_texts: list[Any] = [orjson.dumps(raw, option=_STRICT) for raw in raws]
     except TypeError:  # orjson.JSONEncodeError: not JSON's own types, kept as they are
-        blob = payloads
-    return (rows, blob, batch.cursor, tuple(batch.rejected), batch.skipped_own)
+        sla_blob, raw_texts = slas, raws
+    return (rows, sla_blob, raw_texts, batch.cursor, tuple(batch.rejected), batch.skipped_own)
 
 
 def unpack(packed: tuple[Any, ...]) -> PulledBatch:
-    """The batch :func:`pack` was given."""
-    rows, blob, cursor, rejected, skipped_own = packed
-    payloads = orjson.loads(blob) if isinstance(blob, bytes) else blob
+    """The batch :func:`pack` was given (raw payloads sent as text kept as :class:`JsonText`)."""
+    rows, sla_blob, raw_texts, cursor, rejected, skipped_own = packed
+    slas = orjson.loads(sla_blob) if isinstance(sla_blob, bytes) else sla_blob
     records: list[IncidentRecord] = []
-    it = iter(payloads)
+    i = 0
     for row in rows:
         if type(row) is not tuple:
             records.append(row)
             continue
-        sla, raw = next(it)
-        records.append(_record(row, sla, raw))
+        raw = raw_texts[i]
+        records.append(_record(row, slas[i], JsonText(raw) if type(raw) is bytes else raw))
+        i += 1
     return PulledBatch(records, cursor, list(rejected), skipped_own)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.http import http_options_schema
+from connectors.kit.child import PULL_PROCESS_SCHEMA
 from connectors.kit.paging import PAGINATOR_TYPES
 
 _TEXT = {"type": "string", "minLength": 1}
@@ -280,6 +281,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                              "description": "first sync: windows pulled at the same time"},
         "overlap": {"type": ["string", "integer"], "default": "2m",
                     "description": "re-read this much before the watermark (e.g. 2m)"},
+        **PULL_PROCESS_SCHEMA,
         **http_options_schema(default_rate=5),
     },
 }  # fmt: skip

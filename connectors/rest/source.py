@@ -105,6 +105,7 @@ class RestSource:
             backfill_parts=opts.integer("backfill_parts"),
             backfill_workers=opts.integer("backfill_workers"),
             clock=ctx.clock,
+            in_child=opts.flag("pull_process"),
         )
         ticket = opts.raw("ticket")
         self.desk = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.http import http_options_schema
+from connectors.kit.child import PULL_PROCESS_SCHEMA
 from connectors.windows import BACKFILL_OPTIONS_SCHEMA
 
 _SECRET = {"type": "string", "minLength": 1}
@@ -89,6 +90,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             },
         },
         **BACKFILL_OPTIONS_SCHEMA,
+        **PULL_PROCESS_SCHEMA,
         **http_options_schema(default_rate=5),
     },
 }

@@ -110,6 +110,7 @@ class ServiceNowSource:
             backfill_parts=opts.integer("backfill_parts"),
             backfill_workers=opts.integer("backfill_workers"),
             clock=ctx.clock,
+            in_child=opts.flag("pull_process"),
         )
         ticket = opts.section("ticket")
         fields = {**((self.mapping.get("ticket") or {}).get("servicenow_fields") or {})}

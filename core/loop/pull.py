@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.connector import ScopeCount
 from core.gcfreeze import fewer_collections
+from core.jsontext import JsonText
 from core.loop import rejects
 from core.loop._bulk import (
     SQLITE_VARIABLES,
@@ -168,7 +169,7 @@ def _field_values(rec: IncidentRecord) -> tuple[Any, ...]:
         rec.resolved_at and _utc(rec.resolved_at),
         rec.closed_at and _utc(rec.closed_at),
         dict(rec.source_sla),
-        dict(rec.raw),
+        rec.raw if type(rec.raw) is JsonText else dict(rec.raw),  # stored as its text
     )
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.conf.masking import mask_url
 from core.errors import StateError
+from core.jsontext import JsonText
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -89,8 +90,12 @@ def json_text(value: Any) -> str:
     unchanged, so it is stored (or refused) as before: keys that are not
     strings, integers beyond 64 bits, and datetimes and dataclasses (passed
     through on purpose, as ``json.dumps`` refuses them). Non-finite floats,
-    which are not JSON (PostgreSQL refuses them), become ``null``.
+    which are not JSON (PostgreSQL refuses them), become ``null``. A
+    :class:`~core.jsontext.JsonText` (a pulled payload already encoded so)
+    is written as its text, without decoding it.
     """
+    if type(value) is JsonText:
+        return value.text
     try:
         return orjson.dumps(value, option=_ORJSON_OPTS).decode()
     except TypeError:  # orjson.JSONEncodeError: not something orjson writes as json does

@@ -190,3 +190,15 @@ def test_a_host_budget_locked_by_a_parent_thread_at_the_fork_is_usable_in_the_ch
     with budget._lock:  # as a thread of the parent would hold it at the fork
         assert list(in_child(acquire, "sources.t")) == [True, True]
     service.close()
+
+
+def test_the_child_hands_the_gil_over_sooner_and_the_parent_keeps_its_interval() -> None:
+    import sys
+
+    from connectors.kit.child import SWITCH_INTERVAL_S
+
+    before = sys.getswitchinterval()
+    assert list(in_child(lambda: iter([sys.getswitchinterval()]), "sources.t")) == [
+        pytest.approx(SWITCH_INTERVAL_S)
+    ]
+    assert sys.getswitchinterval() == before

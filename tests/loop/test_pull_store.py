@@ -182,3 +182,67 @@ def test_the_cursor_is_set_by_one_update_and_its_row_added_when_missing(
         assert rows == {"jira": "c2", "other": None}
     finally:
         db.dispose()
+
+
+def _stored_rows(db: object) -> list[tuple[object, ...]]:
+    with db.session() as s:  # type: ignore[attr-defined]
+        conn = s.connection()
+        incidents = conn.exec_driver_sql(
+            "SELECT external_id, key, title, fingerprint, CAST(raw AS TEXT),"
+            " CAST(source_sla AS TEXT), created_at, updated_at FROM incident"
+            " ORDER BY external_id"
+        ).all()
+        events = conn.exec_driver_sql(
+            "SELECT i.external_id, e.seq, e.at, e.status FROM status_event e"
+            " JOIN incident i ON i.id = e.incident_id ORDER BY i.external_id, e.seq"
+        ).all()
+    return [*map(tuple, incidents), *map(tuple, events)]
+
+
+def test_a_raw_payload_sent_as_text_is_stored_as_the_dict_is(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A batch that crossed a pull child's pipe (raw kept as its text) stores the same rows."""
+    from connectors.kit import wire
+    from core.jsontext import JsonText
+    from core.records import PulledBatch
+
+    records = [_record(n) for n in range(3)]
+    crossed = wire.unpack(wire.pack(PulledBatch(records, None))).records
+    assert all(type(r.raw) is JsonText for r in crossed)
+    assert list(crossed) == records  # equal records: the text reads as the dict
+    other = f"sqlite:///{tmp_path_factory.mktemp('dicts') / 'q.db'}"
+    if database_url.startswith("sqlite"):
+        rows = []
+        for url, batch in ((database_url, records), (other, crossed)):
+            db = open_database(url)
+            try:
+                assert _pull(db, batch)["created"] == 3
+                rows.append(_stored_rows(db))
+            finally:
+                db.dispose()
+        assert rows[0] == rows[1]
+        return
+    db = open_database(database_url)  # PostgreSQL: the text is written as the JSON value
+    try:
+        _pull(db, list(crossed))
+        with db.session() as s:
+            stored = {i.external_id: (i.raw, i.source_sla) for i in s.scalars(select(Incident))}
+    finally:
+        db.dispose()
+    assert stored == {r.external_id: (r.raw, r.source_sla) for r in records}
+
+
+def test_json_text_is_a_read_only_mapping_of_its_text() -> None:
+    import pickle
+
+    from core.jsontext import JsonText
+
+    value = {"id": "7", "fields": {"名": [1, 2.5, None]}}
+    text = JsonText(json_text(value).encode())
+    assert text == value and value == text and dict(text) == value
+    assert text["fields"] == {"名": [1, 2.5, None]} and len(text) == 2 and "id" in text
+    assert json_text(text) == json_text(value)  # stored as its text
+    assert pickle.loads(pickle.dumps(text)) == value
+    with pytest.raises(TypeError, match="not an object"):
+        len(JsonText(b"[1]"))
