@@ -340,7 +340,7 @@ def run(workers: int, args: argparse.Namespace) -> tuple[float, float, dict[str,
     if any(waited.values()):
         print(
             "    waiting for a shared step: "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in waited.items())
+            + ", ".join(f"{k} {v:.1f} s" for k, v in waited.items() if v)
         )
     print(f"    left: {found}")
     return wall, cpu, found
