@@ -53,8 +53,14 @@ def _kinds(values: Iterable[str] | None) -> list[str]:
 def cmd_worker(args: argparse.Namespace) -> int:
     from workers.rq_worker import run_worker
 
-    _, _, url = _redis_config(args)
-    run_worker(url, _kinds(args.queues), burst=args.burst, logging_level=args.log_level.upper())
+    path, _, url = _redis_config(args)
+    run_worker(
+        url,
+        _kinds(args.queues),
+        burst=args.burst,
+        logging_level=args.log_level.upper(),
+        config_path=path,
+    )
     return 0
 
 
@@ -196,7 +202,7 @@ def add_commands(
         "args",
         nargs="*",
         help=f"requeue: job ids; enqueue: KIND ({', '.join(queue.KINDS)}) and, for sync and "
-        "collect, the source or channel name; for evaluate-part, the partition k/n",
+        "collect, the source or channel name; for the *-part kinds, the partition k/n",
     )
     p.add_argument(
         "--all", action="store_true", help="requeue: every failed job (default: only those named)"

@@ -12,29 +12,40 @@ many ``qloop worker`` processes (the repository's entry point, forking a
 work horse per job).
 
 The driver enqueues the loop's jobs stage by stage, in the order of
-``run_once``, and waits for each stage: one ``sync`` per source, ``dispatch``,
-one ``collect`` per channel, the evaluate fanned out as one ``evaluate-part``
-job per worker (``incident.id % n == k``) then ``evaluate`` (sample, raise),
-``dispatch`` again, ``track``; ``--cycles`` times. Jobs of one stage run on
-whichever worker is free; each holds its own database lease, so nothing is
-done twice. Every job must finish; at the end both runs must hold the same
-incidents, compliance records and callbacks, with every outbox item sent.
+``run_once``, and waits for each stage: one ``sync`` per source (pull, plan
+its incidents), the outbox sent as one ``dispatch-part`` job per partition
+(``entity_id % n == k``), one ``collect`` per channel (collect, reconcile its
+responses), the evaluate fanned out as one ``evaluate-part`` job per
+partition (``incident.id % n == k``), ``sample``, one ``raise-part`` job per
+partition, ``dispatch-part`` again, one ``track-part`` per partition;
+``--cycles`` times (with a job catalogue that has no ``dispatch-part``, as
+before: ``dispatch``, ``evaluate`` after the parts, ``track``). Jobs of one
+stage run on whichever worker is free; each holds its own database lease,
+so nothing is done twice. Every job must finish; at the end both runs must
+hold the same incidents, compliance records and callbacks, with every
+outbox item sent.
 
 Printed per run: wall seconds, the workers' CPU seconds (their work horses
-included; PostgreSQL's own CPU is not), and per kind of job the sum of the
-jobs' run times. The last line is ``speedup=…`` (wall time of 1 worker over
-wall time of 2), beside the CPU ratio.
+included) and PostgreSQL's (its backends serving the run's database,
+sampled from ``/proc`` every 0.2 s while they live), per stage its wall
+seconds, the busy seconds of its jobs and the idle worker-seconds left
+(workers × wall − busy), per kind of job the sum of the jobs' run times,
+and per step of the jobs (their summaries carry each step's seconds) the
+sum. The last line is ``speedup=…`` (wall time of 1 worker over wall time
+of 2), beside the CPU ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -84,18 +95,82 @@ def write_config(workdir: Path, database: str, incidents: int, sources: int) -> 
 
 
 def stages(cfg: Any, parts: int) -> list[list[tuple[str, str | None]]]:
-    """The loop's jobs in ``run_once``'s order; the jobs of one stage may run at once."""
+    """The loop's jobs in ``run_once``'s order; the jobs of one stage may run at once.
+
+    Partitioned kinds the job catalogue does not have run whole (one job).
+    """
     from workers import jobs
 
+    def split(kind: str, whole: str) -> list[tuple[str, str | None]]:
+        if f"{kind}-part" not in jobs.JOBS:
+            return [(whole, None)]
+        return [(f"{kind}-part", jobs.part_name(k, parts)) for k in range(parts)]
+
+    fanned = "sample" in jobs.JOBS and "raise-part" in jobs.JOBS
     return [
         [("sync", s) for s in cfg.sources],
-        [("dispatch", None)],
+        split("dispatch", "dispatch"),
         [("collect", c) for c in cfg.channels],
         [("evaluate-part", jobs.part_name(k, parts)) for k in range(parts)],
-        [("evaluate", None)],
-        [("dispatch", None)],
-        [("track", None)],
+        *([[("sample", None)], split("raise", "evaluate")] if fanned else [[("evaluate", None)]]),
+        split("dispatch", "dispatch"),
+        split("track", "track"),
     ]
+
+
+STEP_TIME = re.compile(r"^(\w+)[^:]*: .*\((\d+\.\d+) s(?:, waited (\d+\.\d+) s)?\)$")
+"""A step's part of a job's summary: ``plan: callbacks=3 (0.52 s)``, its first word and times."""
+
+
+def step_times(summary: str, key: str) -> list[tuple[str, float, float]]:
+    """``(step, seconds, waited)`` of each timed step of job ``key``'s summary (by its first
+    word: ``pull itsm-1`` counts as ``pull``)."""
+    found = []
+    for part in summary.removeprefix(f"{key}: ").split("; "):
+        timed = STEP_TIME.match(part)
+        if timed:
+            found.append((timed.group(1), float(timed.group(2)), float(timed.group(3) or 0)))
+    return found
+
+
+class PgCpu(threading.Thread):
+    """Samples the CPU seconds of PostgreSQL's backends serving ``database`` (same host).
+
+    Every backend seen is read from ``/proc/<pid>/stat`` every ``period``
+    seconds while it lives; its last reading counts (so up to one period of
+    a backend's last work is missed). 0 when ``/proc`` cannot be read.
+    """
+
+    def __init__(self, database: str, period: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.database, self.period = database, period
+        self.seen: dict[int, float] = {}
+        self._done = threading.Event()
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _cpu(self, pid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self._tick
+
+    def run(self) -> None:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            while not self._done.is_set():
+                pids = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+                ).fetchall()
+                for (pid,) in pids:
+                    cpu = self._cpu(pid)
+                    if cpu is not None:
+                        self.seen[pid] = max(cpu, self.seen.get(pid, 0.0))
+                self._done.wait(self.period)
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        return sum(self.seen.values())
 
 
 def start_worker(config: Path, prefix: str, log: Path) -> subprocess.Popen[bytes]:
@@ -174,11 +249,15 @@ def clean_redis(conn: Redis, prefix: str) -> None:
 
 
 def run(workers: int, args: argparse.Namespace) -> tuple[float, float, dict[str, Any]]:
-    """One run on a fresh database and prefix: (wall s, workers' CPU s, counts)."""
+    """One run on a fresh database and prefix: (wall s, workers' CPU s, counts).
+
+    Prints the stage, kind and step breakdown (see the module's docstring).
+    """
     import connectors  # noqa: F401  registers the sandbox
     from core.conf import load_config
     from core.runtime import open_runtime
     from workers import queue
+    from workers.jobs import job_key
 
     tag = uuid.uuid4().hex[:8]
     database = f"qloop_bench_scale_{workers}w_{tag}"
@@ -200,24 +279,37 @@ def run(workers: int, args: argparse.Namespace) -> tuple[float, float, dict[str,
             os.environ["QLOOP_QUEUE_PREFIX"] = prefix
             logs = [Path(tmp) / f"worker{i}.log" for i in range(workers)]
             cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            pg = PgCpu(database)
+            pg.start()
             procs = [start_worker(config, prefix, log) for log in logs]
             per_kind: dict[str, float] = defaultdict(float)
+            per_step: dict[str, float] = defaultdict(float)
+            waited: dict[str, float] = defaultdict(float)
+            stage_wall: dict[str, float] = defaultdict(float)
+            stage_busy: dict[str, float] = defaultdict(float)
             started = time.perf_counter()
             for _ in range(args.cycles):
-                for stage in stages(cfg, max(workers, args.parts)):
+                for i, stage in enumerate(stages(cfg, max(workers, args.parts))):
+                    label = f"{i + 1}.{stage[0][0]}"
+                    began = time.perf_counter()
                     done = [queue.enqueue(conn, str(config), k, n, retry=None) for k, n in stage]
                     if not all(d.queued for d in done):
                         msg = f"not queued: {done}"
                         raise SystemExit(msg)
-                    for job in wait_for(conn, [d.job_id for d in done], procs):
-                        kind = job.id.removeprefix(prefix).split("-")[0]
-                        kind = (
-                            "evaluate-part" if job.id.startswith(f"{prefix}evaluate-part") else kind
-                        )
+                    finished = wait_for(conn, [d.job_id for d in done], procs)
+                    stage_wall[label] += time.perf_counter() - began
+                    for job, (kind, name) in zip(finished, stage, strict=True):
                         if job.started_at and job.ended_at:
-                            per_kind[kind] += (job.ended_at - job.started_at).total_seconds()
+                            took = (job.ended_at - job.started_at).total_seconds()
+                            per_kind[kind] += took
+                            stage_busy[label] += took
+                        summary = str(job.return_value() or "")
+                        for step, seconds, held in step_times(summary, job_key(kind, name)):
+                            per_step[step] += seconds
+                            waited[step] += held
             wall = time.perf_counter() - started
             stop_workers(procs)
+            pg_cpu = pg.stop()
             cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
             for log in logs:
@@ -236,9 +328,20 @@ def run(workers: int, args: argparse.Namespace) -> tuple[float, float, dict[str,
             admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     print(
         f"  {workers} worker(s): {wall:7.1f} s wall, {cpu:7.1f} s CPU (workers), "
-        f"{args.incidents / wall:6.0f} incidents/s"
+        f"{pg_cpu:6.1f} s CPU (PostgreSQL), {args.incidents / wall:6.0f} incidents/s, "
+        f"load {os.getloadavg()[0]:.1f}"
     )
+    print("    stage: wall s / busy s / idle worker-s")
+    for label, seconds in stage_wall.items():
+        idle = workers * seconds - stage_busy[label]
+        print(f"      {label:<16} {seconds:7.1f} {stage_busy[label]:7.1f} {idle:7.1f}")
     print("    job time by kind: " + ", ".join(f"{k} {v:.1f} s" for k, v in per_kind.items()))
+    print("    step time: " + ", ".join(f"{k} {v:.1f} s" for k, v in per_step.items()))
+    if any(waited.values()):
+        print(
+            "    waiting for a shared step: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in waited.items() if v)
+        )
     print(f"    left: {found}")
     return wall, cpu, found
 

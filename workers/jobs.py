@@ -44,12 +44,47 @@ log = logging.getLogger("qloop.jobs")
 
 _RUNTIMES: dict[str, Runtime] = {}
 
+Signature = tuple[int, int, int] | None
+"""A config file's inode, size and modification time (None: it cannot be read)."""
+_PREPARED: dict[str, tuple[Signature, AppConfig]] = {}
+
+
+def _signature(path: str) -> Signature:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def prepare(config_path: str | Path) -> None:
+    """Load and validate ``config_path`` once, in a process that forks a work horse per job.
+
+    RQ's worker forks a work horse for every job, and each used to read and
+    validate the config again (JSON Schemas of every connector: about a
+    fifth of a second a job). The horses inherit what is loaded here;
+    :func:`runtime_for` uses it while the file is unchanged (same inode,
+    size and modification time) and reads the file again otherwise. Nothing
+    is opened: each horse connects to the store itself.
+    """
+    key = str(Path(config_path).resolve())
+    signature = _signature(key)  # before reading: a change meanwhile makes it stale, not lost
+    _PREPARED[key] = (signature, load_config(Path(key)))
+
+
+def _config(key: str) -> AppConfig:
+    """The config at ``key``: the one :func:`prepare` loaded if the file is unchanged."""
+    prepared = _PREPARED.get(key)
+    if prepared is not None and prepared[0] is not None and prepared[0] == _signature(key):
+        return prepared[1]
+    return load_config(Path(key))
+
 
 def runtime_for(config_path: str) -> Runtime:
     """The process's runtime for ``config_path`` (built and migrated on first use)."""
     key = str(Path(config_path).resolve())
     if key not in _RUNTIMES:
-        _RUNTIMES[key] = open_runtime(load_config(Path(config_path)))
+        _RUNTIMES[key] = open_runtime(_config(key))
     return _RUNTIMES[key]
 
 
@@ -78,24 +113,52 @@ SHARED_WAIT_S = 600.0
 """How long a job waits for another worker's run of a shared step to end."""
 
 
-def shared_step(rt: Runtime, name: str, step: Callable[[], StepResult]) -> StepResult:
-    """Run a step that works on every source's or channel's rows (plan, reconcile) alone.
+def shared_step(
+    rt: Runtime, name: str, step: Callable[[], StepResult], *, wait: bool = True
+) -> StepResult:
+    """Run a step that works on rows no job owns (the audit log's retention) alone.
 
-    Jobs of different sources or channels run at the same time on different
-    workers, but two plans (or two reconciles) at once would both act on the
-    same new rows; the second waits for the first under a database lease
-    (:mod:`workers.guard`), then runs and picks up whatever is left.
+    Two runs at once would both act on the same rows; the second waits for
+    the first under a database lease (:mod:`workers.guard`), then runs and
+    picks up whatever is left. Without ``wait`` it does not wait: the run
+    under way does the work, and the result says ``skipped_running=1``.
+    The seconds spent waiting are in the result's ``waited``.
     """
     owner = guard.default_owner()
-    deadline = time.monotonic() + SHARED_WAIT_S
+    started = time.monotonic()
+    deadline = started + SHARED_WAIT_S
     while True:
         with guard.lease(rt.db, f"shared:{name}", owner) as held_by:
             if held_by is None:
-                return step()
+                waited = time.monotonic() - started
+                result = step()
+                result.waited = waited
+                return result
+        if not wait:
+            skipped = StepResult(name)
+            skipped.counts["skipped_running"] += 1
+            return skipped
         if time.monotonic() > deadline:
             msg = f"{name}: still held by {held_by.owner} after {SHARED_WAIT_S:.0f} s"
             raise StateError(msg)
         time.sleep(0.2)
+
+
+def timed_steps(*steps: Callable[[], StepResult]) -> list[StepResult]:
+    """Run ``steps`` in order; each result carries its wall seconds (``seconds``)."""
+    results = []
+    for step in steps:
+        started = time.perf_counter()
+        result = step()
+        result.seconds = time.perf_counter() - started
+        results.append(result)
+    return results
+
+
+def _first(names: list[str], name: str) -> bool:
+    """Whether ``name`` is the first of ``names``: its job also takes the rows of the others
+    no longer enabled (:func:`core.loop.common.in_scope`)."""
+    return bool(names) and names[0] == name
 
 
 def close_cut_off_runs(rt: Runtime, key: str) -> None:
@@ -153,23 +216,59 @@ def leased(rt: Runtime, key: str, owner: str) -> Iterator[guard.Holder | None]:
 
 
 def sync_source(rt: Runtime, source: str) -> list[StepResult]:
-    """Pull one source and plan what its changes call for."""
-    return [pull(rt, source), shared_step(rt, "plan", lambda: plan(rt))]
+    """Pull one source and plan what its changes call for.
+
+    The plan covers the source's own incidents (and, for the first enabled
+    source, those of sources no longer enabled), so the syncs of several
+    sources plan at once, each under its own ``sync:<source>`` lease.
+    """
+    others = _first(rt.source_names(), source)
+    return timed_steps(lambda: pull(rt, source), lambda: plan(rt, sources=[source], others=others))
 
 
 def dispatch(rt: Runtime) -> list[StepResult]:
     """Send everything due in the outbox."""
-    return [push(rt)]
+    return timed_steps(lambda: push(rt))
+
+
+def dispatch_part(rt: Runtime, name: str) -> list[StepResult]:
+    """Send what is due in one partition ``k/n`` of the outbox: items whose entity id % n == k.
+
+    Each item is claimed by a compare-and-set before it is sent, so a
+    partition racing another run of itself, or a whole ``dispatch``, sends
+    nothing twice.
+    """
+    return timed_steps(lambda: push(rt, partition=parse_part(name, "dispatch-part")))
 
 
 def collect_channel(rt: Runtime, channel: str) -> list[StepResult]:
-    """Collect one channel's outcomes and match them to incidents."""
-    return [collect(rt, channel), shared_step(rt, "reconcile", lambda: reconcile(rt))]
+    """Collect one channel's outcomes and match them to incidents.
+
+    The reconcile covers the channel's own responses (and, for the first
+    enabled channel, those of channels no longer enabled), so the collects
+    of several channels reconcile at once, each under its ``collect:<channel>`` lease.
+    """
+    others = _first(rt.channel_names(), channel)
+    return timed_steps(
+        lambda: collect(rt, channel), lambda: reconcile(rt, channels=[channel], others=others)
+    )
 
 
 def evaluate_all(rt: Runtime) -> list[StepResult]:
     """Evaluate what changed, draw due survey samples, raise nonconformities."""
-    return [evaluate(rt), sample_surveys(rt), raise_nonconformities(rt)]
+    return timed_steps(
+        lambda: evaluate(rt), lambda: sample_surveys(rt), lambda: raise_nonconformities(rt)
+    )
+
+
+def sample(rt: Runtime) -> list[StepResult]:
+    """Draw the due survey samples: the ``evaluate`` job's middle step, for a fan-out."""
+    return timed_steps(lambda: sample_surveys(rt))
+
+
+def raise_part(rt: Runtime, name: str) -> list[StepResult]:
+    """Raise the nonconformities of one partition ``k/n``: records of incidents id % n == k."""
+    return timed_steps(lambda: raise_nonconformities(rt, parse_part(name, "raise-part")))
 
 
 PART_PATTERN = re.compile(r"^(0|[1-9][0-9]{0,3})/([1-9][0-9]{0,3})$")
@@ -181,12 +280,13 @@ def part_name(k: int, n: int) -> str:
     return f"{k}/{n}"
 
 
-def parse_part(name: str) -> tuple[int, int]:
+def parse_part(name: str, kind: str = "evaluate-part") -> tuple[int, int]:
     """``"k/n"`` as ``(k, n)``; ConfigError unless ``0 <= k < n <= MAX_PARTS``."""
     found = PART_PATTERN.match(name)
     k, n = (int(found.group(1)), int(found.group(2))) if found else (-1, 0)
     if not 0 <= k < n <= MAX_PARTS:
-        msg = f"evaluate partition {name!r}: write k/n with 0 <= k < n <= {MAX_PARTS} (0/2, 1/2)"
+        what = kind.removesuffix("-part")
+        msg = f"{what} partition {name!r}: write k/n with 0 <= k < n <= {MAX_PARTS} (0/2, 1/2)"
         raise ConfigError(msg, field="partition")
     return k, n
 
@@ -204,32 +304,44 @@ def evaluate_part(rt: Runtime, name: str) -> list[StepResult]:
     twice, and its retry finds the incident evaluated.
     """
     k, n = parse_part(name)
-    return [evaluate(rt, partition=(k, n))]
+    return timed_steps(lambda: evaluate(rt, partition=(k, n)))
 
 
 def track_tickets(rt: Runtime) -> list[StepResult]:
     """Follow nonconformity tickets until they are closed; prune the audit log (hourly)."""
-    return [track(rt), shared_step(rt, "housekeeping", lambda: prune_audit(rt))]
+    return timed_steps(
+        lambda: track(rt), lambda: shared_step(rt, "housekeeping", lambda: prune_audit(rt))
+    )
+
+
+def track_part(rt: Runtime, name: str) -> list[StepResult]:
+    """Follow the tickets of one partition ``k/n`` (nonconformity id % n == k); prune the audit
+    log unless another job is pruning it (then that one does)."""
+    partition = parse_part(name, "track-part")
+    return timed_steps(
+        lambda: track(rt, partition),
+        lambda: shared_step(rt, "housekeeping", lambda: prune_audit(rt), wait=False),
+    )
 
 
 def complaint_steps(rt: Runtime) -> list[StepResult]:
     """Raise complaints, push their tickets, follow them, push follow-up calls, send notices."""
     from workers.complaint_notices import send_notices
 
-    return [
-        raise_complaints(rt),
-        push(rt, kinds=(*PUSHED, *FOLLOW_UPS)),
-        follow_complaints(rt),
-        push(rt, kinds=PUSHED),
-        send_notices(rt),
-    ]
+    return timed_steps(
+        lambda: raise_complaints(rt),
+        lambda: push(rt, kinds=(*PUSHED, *FOLLOW_UPS)),
+        lambda: follow_complaints(rt),
+        lambda: push(rt, kinds=PUSHED),
+        lambda: send_notices(rt),
+    )
 
 
 def deliver(rt: Runtime) -> list[StepResult]:
     """Send last month's report to the configured recipients, once (:mod:`workers.delivery`)."""
     from workers.delivery import deliver_reports
 
-    return [deliver_reports(rt)]
+    return timed_steps(lambda: deliver_reports(rt))
 
 
 # The job table -----------------------------------------------------------------------------
@@ -296,6 +408,12 @@ JOBS: dict[str, Job] = {
         Job("sync", "source", _named(sync_source), "pull a source, plan", lambda n: (n, "pull")),
         Job("dispatch", None, lambda rt, _: dispatch(rt), "send what is due in the outbox"),
         Job(
+            "dispatch-part",
+            "partition",
+            _named(dispatch_part),
+            "send one partition k/n (entity id % n == k)",
+        ),
+        Job(
             "collect",
             "channel",
             _named(collect_channel),
@@ -309,7 +427,26 @@ JOBS: dict[str, Job] = {
             _named(evaluate_part),
             "evaluate one partition k/n (incident id % n == k)",
         ),
+        Job(
+            "sample",
+            None,
+            lambda rt, _: sample(rt),
+            "draw due survey samples",
+            wanted=lambda _: False,
+        ),
+        Job(
+            "raise-part",
+            "partition",
+            _named(raise_part),
+            "raise NCs of one partition k/n (incident id % n == k)",
+        ),
         Job("track", None, lambda rt, _: track_tickets(rt), "follow NC tickets, prune audit"),
+        Job(
+            "track-part",
+            "partition",
+            _named(track_part),
+            "follow NC tickets of one partition k/n (NC id % n == k)",
+        ),
         Job(
             "campaigns",
             None,
@@ -356,7 +493,7 @@ def job_key(kind: str, name: str | None = None) -> str:
         msg = f"a {kind} job needs a {spec.per} name"
         raise ConfigError(msg)
     if spec.per == "partition":
-        parse_part(name)  # ConfigError for a malformed k/n
+        parse_part(name, kind)  # ConfigError for a malformed k/n
     return f"{kind}:{name}"
 
 

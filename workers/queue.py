@@ -2,8 +2,11 @@
 
 One queue per kind of job of :data:`workers.jobs.JOBS` (``sync``, one job per
 source; ``dispatch``; ``collect``, one job per channel; ``evaluate``;
-``evaluate-part``, one job per partition ``k/n``, see
-:func:`enqueue_partitions`; ``track``; ``deliver``, the monthly report).
+``track``; ``deliver``, the monthly report). The partitioned kinds
+(``dispatch-part``, ``evaluate-part``, ``raise-part``, ``track-part``) run one
+job per partition ``k/n`` (:func:`enqueue_partitions`), and ``sample`` the
+evaluate job's sampling alone: a fan-out of the loop over several workers
+queues those instead of ``dispatch``, ``evaluate`` and ``track``.
 RQ calls :func:`run` with plain strings — the config file's path, the kind
 and a source, channel or partition name — and it opens the runtime itself
 (:func:`workers.jobs.runtime_for`).
@@ -195,8 +198,9 @@ def enqueue_partitions(
     """Queue the ``parts`` partitions ``0/n … n-1/n`` of a partitioned ``kind``, one job each.
 
     Idle workers take them at once; each runs under its own lease, and the
-    partitions are disjoint, so nothing is done twice. Queue the whole job
-    (``evaluate``: sample, raise) once they are done.
+    partitions are disjoint, so nothing is done twice. After the
+    ``evaluate-part`` jobs, queue what needs the whole month evaluated: the
+    ``evaluate`` job (sample, raise), or ``sample`` then the ``raise-part`` jobs.
     """
     spec = job_spec(kind)
     if spec.per != "partition":
@@ -241,9 +245,17 @@ def _run_guarded(config_path: str, key: str, step: Callable[[Runtime], list[Step
     if errors:
         msg = f"{key}: " + "; ".join(errors)
         raise StepFailed(msg)
-    summary = f"{key}: " + "; ".join(str(r) for r in results)
+    summary = f"{key}: " + "; ".join(_timed(r) for r in results)
     log.info(summary)
     return summary
+
+
+def _timed(result: StepResult) -> str:
+    """A step's line in a job's summary: its counts, then its seconds when it was timed."""
+    if result.seconds is None:
+        return str(result)
+    waited = f", waited {result.waited:.2f} s" if result.waited else ""
+    return f"{result} ({result.seconds:.2f} s{waited})"
 
 
 def run(config_path: str, kind: str, name: str | None = None) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from redis import Redis
@@ -73,11 +74,16 @@ def run_worker(
     *,
     burst: bool = False,
     logging_level: str = "INFO",
+    config_path: str | Path | None = None,
 ) -> bool:
     """Work the queues until stopped (or, with ``burst``, until they are empty).
 
+    ``config_path``: the config the jobs will name, loaded once here so the
+    work horses forked per job need not read it again (:func:`workers.jobs.prepare`).
     Returns whether any job was run.
     """
+    if config_path is not None:
+        jobs.prepare(config_path)
     conn = queue.connect(redis_url)
     worker = build_worker(conn, kinds)
     names = ", ".join(q.name for q in worker.queues)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import ColumnElement, CursorResult, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from core.conf.masking import scrub
@@ -32,6 +32,10 @@ class StepResult:
     step: str
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    seconds: float | None = field(default=None, compare=False)
+    """Wall seconds the step took, when its runner timed it (the workers' jobs do)."""
+    waited: float = field(default=0.0, compare=False)
+    """Of those, the seconds spent waiting for another process's run of a shared step."""
 
     def add(self, other: StepResult) -> None:
         self.counts.update(other.counts)
@@ -40,6 +44,36 @@ class StepResult:
     def __str__(self) -> str:
         parts = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()) if v)
         return f"{self.step}: {parts or 'nothing to do'}"
+
+
+Partition = tuple[int, int]
+"""``(k, n)``: the rows whose id ``% n == k``; the n partitions are disjoint and cover all."""
+
+
+def in_partition(column: Any, partition: Partition | None) -> ColumnElement[bool]:
+    """``column % n == k`` for ``partition`` ``(k, n)``; always true for None (every row)."""
+    if partition is None:
+        return true()
+    k, n = partition
+    return cast("ColumnElement[bool]", column % n == k)
+
+
+def in_scope(
+    column: Any, names: Collection[str] | None, configured: Collection[str], others: bool
+) -> ColumnElement[bool]:
+    """The rows of a step limited to some sources or channels (``column``: their name).
+
+    ``names`` None: every row. Otherwise the rows of ``names`` and, with
+    ``others``, also those of names not in ``configured`` (a source or channel
+    disabled or removed since): one job of several takes those, so a row
+    left by one of them is still done by someone.
+    """
+    if names is None:
+        return true()
+    scope = column.in_(sorted(names))
+    if others:
+        scope = or_(scope, column.not_in(sorted(configured)) if configured else true())
+    return cast("ColumnElement[bool]", scope)
 
 
 def connector_state(session: Session, name: str) -> SourceState:

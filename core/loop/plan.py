@@ -16,6 +16,7 @@ pull), its incidents are left for a later plan.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from core.compliance.history import Timeline, build_timeline
 from core.loop._bulk import BoundRows, chunks, insert_returning_ids, update_by_id
-from core.loop.common import StepResult
+from core.loop.common import StepResult, in_scope
 from core.loop.facts import load_history
 from core.loop.outbox import incident_contact, message_payload, new_token, outbox_row
 from core.loop.tracking import tracking_starts
@@ -81,11 +82,20 @@ class _Pending:
     planned: list[dict[str, Any]] = field(default_factory=list)
 
 
-def plan(rt: Runtime) -> StepResult:
-    """Plan callback tasks for incidents changed since they were last planned."""
+def plan(
+    rt: Runtime, sources: Collection[str] | None = None, *, others: bool = False
+) -> StepResult:
+    """Plan callback tasks for incidents changed since they were last planned.
+
+    With ``sources``, only the incidents of those sources (and, with
+    ``others``, of sources no longer enabled: :func:`core.loop.common.in_scope`).
+    An incident's plan reads and writes only its own rows, so plans of
+    disjoint sources may run at once (each source's sync job plans its own).
+    """
     result = StepResult("plan")
     now = rt.now()
     starts = tracking_starts(rt)
+    scope = in_scope(Incident.source, sources, rt.source_names(), others)
     last_id = 0
     while True:
         with rt.db.session() as s:
@@ -93,6 +103,7 @@ def plan(rt: Runtime) -> StepResult:
                 s.execute(
                     select(*_COLUMNS)
                     .where(Incident.planned_revision < Incident.revision, Incident.id > last_id)
+                    .where(scope)
                     .order_by(Incident.id)
                     .limit(BATCH)
                 )

@@ -40,7 +40,15 @@ from core.conf.masking import scrub
 from core.connector import CampaignSurveys, Channel, SendMany, TicketBatches
 from core.errors import FatalError, QloopError, RetriableError
 from core.loop._bulk import chunks, insert_rows, update_by_id
-from core.loop.common import StepResult, audit, audit_row, log, replaying
+from core.loop.common import (
+    Partition,
+    StepResult,
+    audit,
+    audit_row,
+    in_partition,
+    log,
+    replaying,
+)
 from core.loop.outbox import message_from_payload
 from core.records import SendResult, TicketComment, TicketRef, TicketRequest
 from core.retry import outbox_delay
@@ -463,11 +471,19 @@ class _Outcomes:
         insert_rows(self.s, AuditLog, self.audits)
 
 
-def _due(s: Session, kinds: Iterable[str] | None, now: datetime, limit: int | None) -> list[int]:
-    """The ids of the items (of ``kinds``, default all push sends) pending and due at ``now``."""
+def _due(
+    s: Session,
+    kinds: Iterable[str] | None,
+    now: datetime,
+    limit: int | None,
+    partition: Partition | None = None,
+) -> list[int]:
+    """The ids of the items (of ``kinds``, default all push sends; of ``partition``, default
+    all) pending and due at ``now``."""
     query = (
         select(OutboxItem.id)
         .where(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now)
+        .where(in_partition(OutboxItem.entity_id, partition))
         .order_by(OutboxItem.id)
     )
     if limit is not None:
@@ -486,7 +502,9 @@ def _claim(rt: Runtime, kinds: Iterable[str] | None) -> list[int]:
         return take(s, _due(s, kinds, now, BATCH), now)
 
 
-def _claims(rt: Runtime, kinds: Iterable[str] | None) -> Iterator[list[int]]:
+def _claims(
+    rt: Runtime, kinds: Iterable[str] | None, partition: Partition | None = None
+) -> Iterator[list[int]]:
     """Claim every due item (of ``kinds``) a batch at a time, in id order; yields each claim.
 
     The due ids are read once per round (one index range and one sort, not
@@ -500,7 +518,7 @@ def _claims(rt: Runtime, kinds: Iterable[str] | None) -> Iterator[list[int]]:
     seen: set[int] = set()
     while True:
         with rt.db.session() as s:
-            due = [i for i in _due(s, kinds, rt.now(), None) if i not in seen]
+            due = [i for i in _due(s, kinds, rt.now(), None, partition) if i not in seen]
         if not due:
             return
         for start in range(0, len(due), BATCH):
@@ -540,8 +558,9 @@ def take(s: Session, ids: list[int], now: datetime) -> list[int]:
     return sorted(won)
 
 
-def recover_in_doubt(rt: Runtime, result: StepResult) -> None:
-    """Settle items left ``sending`` by a process that died before recording the outcome."""
+def recover_in_doubt(rt: Runtime, result: StepResult, partition: Partition | None = None) -> None:
+    """Settle items (of ``partition``) left ``sending`` by a process that died before recording
+    the outcome."""
     now = rt.now()
     stale = now - timedelta(seconds=CLAIM_LEASE_S)
     with rt.db.session() as s:
@@ -550,6 +569,7 @@ def recover_in_doubt(rt: Runtime, result: StepResult) -> None:
             OutboxItem.state == "sending",
             OutboxItem.claimed_at <= stale,
             OutboxItem.kind.not_in(ELSEWHERE),
+            in_partition(OutboxItem.entity_id, partition),
         )
         outcomes = _Outcomes(rt, s, items)
         for item in items:
@@ -570,12 +590,21 @@ def recover_in_doubt(rt: Runtime, result: StepResult) -> None:
         outcomes.write()
 
 
-def push(rt: Runtime, kinds: Iterable[str] | None = None) -> StepResult:
-    """Send every due outbox item (of ``kinds``, default all)."""
+def push(
+    rt: Runtime, kinds: Iterable[str] | None = None, partition: Partition | None = None
+) -> StepResult:
+    """Send every due outbox item (of ``kinds``, default all).
+
+    With ``partition`` ``(k, n)``, only the items whose ``entity_id % n == k``
+    (:func:`workers.jobs.dispatch_part`): a nonconformity's ticket and the
+    comments that follow it share its id, so they stay in one partition, in
+    order. Each item is claimed by one compare-and-set (:func:`take`), so
+    pushes at once, partitioned or not, never send an item twice.
+    """
     result = StepResult("push")
-    recover_in_doubt(rt, result)
+    recover_in_doubt(rt, result, partition)
     sent = 0
-    for ids in _claims(rt, kinds):
+    for ids in _claims(rt, kinds, partition):
         with rt.db.session() as s:
             items = _claimed(s, ids)
             outcomes = _Outcomes(rt, s, items)

@@ -13,16 +13,16 @@ complaint (:mod:`core.complaints`), not to the incident's callback verdicts.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from core.errors import NotFoundError, StateError
 from core.loop._bulk import chunks, insert_rows
-from core.loop.common import StepResult, audit
+from core.loop.common import StepResult, audit, in_scope
 from core.privacy import email_key, phone_key
 from core.runtime import Runtime
 from core.store.models import (
@@ -232,12 +232,14 @@ class _Contacts:
         self.emails: dict[str, Resolutions] = {}
 
     @classmethod
-    def for_run(cls, s: Session, window: timedelta) -> _Contacts:
-        """The span of the answers not matched yet, widened by ``window`` before it."""
+    def for_run(
+        cls, s: Session, window: timedelta, scope: ColumnElement[bool] | None = None
+    ) -> _Contacts:
+        """The span of the answers not matched yet (in ``scope``), widened by ``window``."""
         lo, hi = s.execute(
-            select(func.min(Response.occurred_at), func.max(Response.occurred_at)).where(
-                Response.matched.is_(False)
-            )
+            select(func.min(Response.occurred_at), func.max(Response.occurred_at))
+            .where(Response.matched.is_(False))
+            .where(scope if scope is not None else true())
         ).one()
         return cls(lo - window if lo is not None else None, hi)
 
@@ -360,18 +362,30 @@ def _decide(
     return found
 
 
-def reconcile(rt: Runtime) -> StepResult:
-    """Match every response not matched yet."""
+def reconcile(
+    rt: Runtime, channels: Collection[str] | None = None, *, others: bool = False
+) -> StepResult:
+    """Match every response not matched yet.
+
+    With ``channels``, only the responses of those channels (and, with
+    ``others``, of channels no longer enabled: :func:`core.loop.common.in_scope`).
+    A response's match is its own row, so reconciles of disjoint channels
+    may run at once (each channel's collect job reconciles its own); the
+    incidents they touch get their revision raised in the database
+    (``revision + 1``), so two at once both count.
+    """
     result = StepResult("reconcile")
     window = timedelta(seconds=rt.config.matching_window_s)
+    scope = in_scope(Response.channel, channels, rt.channel_names(), others)
     with rt.db.session() as s:
-        contacts = _Contacts.for_run(s, window)
+        contacts = _Contacts.for_run(s, window, scope)
     while True:
         with rt.db.session() as s:
             batch: list[Any] = list(  # plain rows with the attributes _decide reads
                 s.execute(
                     select(*_RESPONSE_COLUMNS)
                     .where(Response.matched.is_(False))
+                    .where(scope)
                     .order_by(Response.id)
                     .limit(BATCH)
                 )
@@ -408,13 +422,29 @@ def reconcile(rt: Runtime) -> StepResult:
             insert_rows(s, Match, matches)
             for chunk in chunks([r.id for r in batch]):
                 s.execute(update(Response).where(Response.id.in_(chunk)).values(matched=True))
-            for chunk in chunks(sorted(touched)):
-                s.execute(
-                    update(Incident)
-                    .where(Incident.id.in_(chunk))
-                    .values(revision=Incident.revision + 1)
-                )
+            _bump_revisions(s, sorted(touched))
     return result
+
+
+def _bump_revisions(s: Session, ids: list[int]) -> None:
+    """Raise the revision of incidents ``ids`` (ascending) so evaluate and plan look again.
+
+    On PostgreSQL the rows are locked first in id order (``FOR NO KEY
+    UPDATE``, as the update itself would): two reconciles of different
+    channels touching the same incidents then wait for each other instead
+    of deadlocking.
+    """
+    for chunk in chunks(ids):
+        if s.connection().dialect.name == "postgresql":
+            s.execute(
+                select(Incident.id)
+                .where(Incident.id.in_(chunk))
+                .order_by(Incident.id)
+                .with_for_update(key_share=True)
+            ).all()
+        s.execute(
+            update(Incident).where(Incident.id.in_(chunk)).values(revision=Incident.revision + 1)
+        )
 
 
 def resolve_review(

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from core.connector import TicketBatches
 from core.loop._bulk import insert_rows, update_by_id
-from core.loop.common import StepResult, audit_row, log
+from core.loop.common import Partition, StepResult, audit_row, in_partition, log
 from core.loop.ticket_reads import read_tickets
 from core.records import TicketStatus
 from core.runtime import Runtime
@@ -37,11 +37,14 @@ def _statuses(rt: Runtime, batch: Sequence[Any]) -> dict[str, TicketStatus | Exc
     )
 
 
-def track(rt: Runtime) -> StepResult:
+def track(rt: Runtime, partition: Partition | None = None) -> StepResult:
     """Read the status of every open ticket; close what the ITSM closed; flag overdue ones.
 
     A ticket whose status did not change since the last read leaves its row as it is
     (``updated_at`` says when the nonconformity last changed, not when it was read).
+    With ``partition`` ``(k, n)``, only the nonconformities whose ``id % n == k``
+    (:func:`workers.jobs.track_part`): each row is read and written on its own,
+    so the n partitions may run at once.
     """
     result = StepResult("track")
     now = rt.now()
@@ -60,6 +63,7 @@ def track(rt: Runtime) -> StepResult:
                         Nonconformity.overdue,
                     )
                     .where(Nonconformity.state == "ticketed", Nonconformity.id > last_id)
+                    .where(in_partition(Nonconformity.id, partition))
                     .order_by(Nonconformity.id)
                     .limit(BATCH)
                 )
@@ -114,6 +118,7 @@ def track(rt: Runtime) -> StepResult:
                 Nonconformity.state.in_(("open", "ticketed", "dead")),
                 Nonconformity.deadline < now,
                 Nonconformity.overdue.is_(False),
+                in_partition(Nonconformity.id, partition),
             )
             .values(overdue=True)
         )
