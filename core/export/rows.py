@@ -314,10 +314,18 @@ def key_range_condition(keys: KeyRange, dialect: str) -> list[ColumnElement[bool
 
 
 def export_split_keys(
-    session: Session, *, policy: str, version: str, month: str, parts: int, least: int
+    session: Session,
+    *,
+    policy: str,
+    version: str,
+    month: str,
+    parts: int,
+    least: int,
+    first_share: float = 1.0,
 ) -> tuple[int, list[ExportKey]]:
     """The number of rows of the month's export and up to ``parts - 1`` keys that cut it
-    into contiguous parts of about as many rows each (in ORDER BY order).
+    into contiguous parts (in ORDER BY order) of about as many rows each, the first
+    ``first_share`` times as many as each other.
 
     No key (one part) when a part would hold fewer than ``least`` rows, or when a
     record of the month has no resolved_at.
@@ -339,8 +347,9 @@ def export_split_keys(
         .limit(1)
     )
     keys = []
+    unit = rows / (first_share + parts - 1)
     for k in range(1, parts):
-        at, inc_id = conn.execute(probe.offset(rows * k // parts)).one()
+        at, inc_id = conn.execute(probe.offset(int(unit * (first_share + k - 1)))).one()
         keys.append((str(at), int(inc_id)))
     return rows, keys
 

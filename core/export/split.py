@@ -55,6 +55,9 @@ from core.store.db import open_database
 
 MIN_PER_PROCESS = 20_000
 """Fewer rows per process than this: one process (a fork and a second sort cost more)."""
+FIRST_SHARE = 0.75
+"""The parent's part, in parts of a child: it also cuts the month, folds the indicators
+and copies the children's files (measured: ~1.3× a child's CPU with equal parts)."""
 
 log = logging.getLogger("qloop.export")
 
@@ -267,6 +270,7 @@ def split_incidents(
         month=month,
         parts=processes,
         least=MIN_PER_PROCESS if least is None else least,
+        first_share=FIRST_SHARE,
     )
     if not keys:
         return None
