@@ -73,8 +73,9 @@ class _Child:
 @dataclass
 class SplitIncidents:
     """The incidents table of one policy's month, its ranges after the first written by
-    forked children (see the module doc). ``rows``: the parent's batches (starting the
-    children on the first read); ``tail``: the children's bytes, then the tally done."""
+    forked children (see the module doc). :meth:`rows`: the parent's batches (starting the
+    children on the first read); :meth:`chunks` and :meth:`close`: the table's
+    :class:`~core.export.writers.Tail`, the children's bytes (then the tally is done)."""
 
     rt: Runtime
     session: Any
