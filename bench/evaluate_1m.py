@@ -20,14 +20,22 @@ timed, with the peak RSS of each phase:
 * ``export csv``, ``export jsonl`` and ``export xlsx``: ``qloop export`` of
   the month (incidents, indicators, nonconformities) into a temporary
   folder, with the CPU seconds of each (steadier than wall time on a
-  shared machine).
+  shared machine);
+* ``export csv Np`` and ``export jsonl Np``: the same with
+  ``export_processes`` = ``--processes`` (the incidents file cut into that
+  many parts, the later ones written by child processes; fewer when a part
+  would hold fewer than ``core.export.split.MIN_PER_PROCESS`` rows); the
+  files' bytes are compared with the one-process run's (sha256, not timed)
+  and the bench stops if they differ.
 
 The evaluate phases print their CPU seconds too: this process's and its
 children's (on PostgreSQL the server's are not in them); their peak RSS is
 this process's plus its children's. The last lines are
 ``evaluate_1m_s=… cpu_s=…`` (the split run; the one-process run's line,
 ``evaluate_1p_1m_s=…``, comes before it) and ``export_1m_s=… cpu_s=…``
-(the slower of CSV and JSONL). With fewer than a million incidents the
+(the slower of CSV and JSONL, in ``--processes`` processes; the
+one-process line, ``export_1p_1m_s=…``, comes before it; CPU and peak RSS
+of the parent and its children). With fewer than a million incidents the
 figures are scaled linearly to 1M and say ``extrapolated_from=N``.
 """
 
@@ -38,6 +46,7 @@ import dataclasses
 import hashlib
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import threading
@@ -54,6 +63,8 @@ import connectors  # noqa: F401
 from api.demo import demo_config
 from core.export import period_indicators
 from core.export.month import export_month
+from core.export.rows import export_split_keys
+from core.export.split import MIN_PER_PROCESS as MIN_ROWS_PER_PROCESS
 from core.loop import evaluate, pull
 from core.loop.evaluate_parallel import MIN_PER_PROCESS
 from core.runtime import Runtime, open_runtime
@@ -61,6 +72,17 @@ from core.store.models import Base, ComplianceRecord, IncidentEvaluation
 
 PAGE = 4096
 MILLION = 1_000_000
+
+
+def files_digest(files: list[Path]) -> str:
+    """sha256 of the files' names and bytes, streamed."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def rss_mb() -> float:
@@ -124,7 +146,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--incidents", type=int, default=MILLION)
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
-    parser.add_argument("--processes", type=int, default=2, help="of the split evaluate run")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="of the split evaluate and export runs"
+    )
     args = parser.parse_args()
     if args.processes < 2:
         parser.error("--processes: at least 2 (the one-process run is always made)")
@@ -197,28 +221,53 @@ def main() -> int:
         split = f"evaluate {args.processes}p"
         print(f"  records of both runs identical: sha256 {digests['evaluate 1p'][:16]}…")
 
-        for fmt in ("csv", "jsonl", "xlsx"):
-            sampler.phase = f"export {fmt}"
-            out = work / f"out-{fmt}"
+        exported: dict[str, str] = {}
+        with rt.db.session() as s:  # the rows of the largest policy's file: how many processes
+            export_rows = max(
+                export_split_keys(
+                    s, policy=name, version=pol.version, month=month, parts=1, least=1
+                )[0]
+                for name, pol in rt.policies.items()
+            )
+        runs = [(f, 1) for f in ("csv", "jsonl", "xlsx")]
+        runs += [(f, args.processes) for f in ("csv", "jsonl")]
+        for fmt, processes in runs:
+            run = f"export {fmt}" + (f" {processes}p" if processes > 1 else "")
+            sampler.phase = run
+            out = work / f"out-{fmt}-{processes}"
             t0, c0 = time.perf_counter(), cpu_s()
-            files = export_month(rt, month, fmt, out, actor="bench")
-            times[f"export {fmt}"] = time.perf_counter() - t0
-            cpus[f"export {fmt}"] = cpu_s() - c0
+            files = export_month(rt, month, fmt, out, actor="bench", processes=processes)
+            times[run] = time.perf_counter() - t0
+            cpus[run] = cpu_s() - c0
             size = sum(f.stat().st_size for f in files) / 2**20
-            print(f"  export {fmt}: {len(files)} files, {size:.0f} MB")
+            print(f"  {run}: {len(files)} files, {size:.0f} MB")
+            sampler.phase = "compare"  # not timed: the split export's bytes are one process's
+            digest = files_digest(files)
+            if exported.setdefault(fmt, digest) != digest:
+                msg = f"{run} wrote other bytes than one process"
+                raise SystemExit(msg)
+            shutil.rmtree(out)
+        print(f"  export in {args.processes} processes: the same bytes as in one (sha256)")
         sampler.stop.set()
         sampler.join()
         rt.close()
 
     print(f"\n  {'phase':<18} {'seconds':>8} {'per s':>10} {'cpu s':>8} {'peak MB':>8}")
     for phase, secs in times.items():
-        peak = sampler.peaks.get(" ".join(phase.split(" ")[:2]), 0.0)
+        peak = sampler.peaks.get(phase, sampler.peaks.get(" ".join(phase.split(" ")[:2]), 0.0))
         print(f"  {phase:<18} {secs:8.2f} {n / secs:10.0f} {cpus[phase]:8.2f} {peak:8.0f}")
     scale = MILLION / n
     note = "" if n == MILLION else f" extrapolated_from={n}"
-    export_s = max(times["export csv"], times["export jsonl"])
-    export_cpu = max(cpus["export csv"], cpus["export jsonl"])
-    peak_export = max(sampler.peaks["export csv"], sampler.peaks["export jsonl"])
+    used_export = max(1, min(args.processes, export_rows // MIN_ROWS_PER_PROCESS))
+    export_lines = []
+    for label, suffix in (("export_1p_1m_s", ""), ("export_1m_s", f" {args.processes}p")):
+        csv, jsonl = f"export csv{suffix}", f"export jsonl{suffix}"
+        export_lines.append(
+            f"{label}={max(times[csv], times[jsonl]) * scale:.0f} "
+            f"cpu_s={max(cpus[csv], cpus[jsonl]) * scale:.0f} "
+            f"peak_rss_mb={max(sampler.peaks[csv], sampler.peaks[jsonl]):.0f}{note}"
+            + (f" processes={used_export}" if suffix else "")
+        )
     used = max(1, min(args.processes, n // MIN_PER_PROCESS))  # fewer: not worth a process
     for label, run in (("evaluate_1p_1m_s", "evaluate 1p"), ("evaluate_1m_s", split)):
         print(
@@ -226,10 +275,7 @@ def main() -> int:
             f"peak_rss_mb={sampler.peaks[run]:.0f}{note}"
             + (f" processes={used}" if run == split else "")
         )
-    print(
-        f"export_1m_s={export_s * scale:.0f} cpu_s={export_cpu * scale:.0f} "
-        f"peak_rss_mb={peak_export:.0f}{note}"
-    )
+    print("\n".join(export_lines))
     return 0
 
 

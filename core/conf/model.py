@@ -376,6 +376,8 @@ class AppConfig:
     """None: no ``complaints`` block, nothing is treated as a complaint."""
     evaluate_processes: int = 1
     """Processes the evaluate step may fork (``core.loop.evaluate_parallel``)."""
+    export_processes: int = 1
+    """Processes ``qloop export`` may use for CSV or JSON lines (``core.export.split``)."""
 
     def masked(self) -> dict[str, Any]:
         """The interpolated configuration with every secret replaced by ``***``."""
@@ -753,4 +755,5 @@ def build(
         campaigns={n: _campaign(n, c) for n, c in (data.get("campaigns") or {}).items()},
         complaints=_complaints((data.get("complaints") or {}) if "complaints" in data else None),
         evaluate_processes=int(data.get("evaluate_processes", 1)),
+        export_processes=int(data.get("export_processes", 1)),
     )

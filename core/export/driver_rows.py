@@ -24,16 +24,16 @@ def driver_batches(session: Session, query: Select[Any], batch: int) -> Iterator
     cursor of the session's connection (in its transaction): on PostgreSQL a
     server-side cursor, so a month of any size is read a batch at a time, as
     on SQLite. The cursor is closed even when the reader stops half-way.
-    Only for statements whose parameters are text (no bind processing).
+    Only for statements whose parameters are text or int (no bind processing).
 
     Raises:
-        ValueError: A parameter is not text.
+        ValueError: A parameter is neither text nor int.
     """
     conn = session.connection()
     compiled = query.compile(dialect=conn.dialect)
     params = compiled.construct_params()
-    if any(not isinstance(value, str) for value in params.values()):
-        msg = f"driver_batches takes text parameters only: {sorted(params)}"
+    if any(type(value) not in (str, int) for value in params.values()):
+        msg = f"driver_batches takes text and int parameters only: {sorted(params)}"
         raise ValueError(msg)
     args: Any = (
         [params[name] for name in compiled.positiontup or ()] if compiled.positional else params

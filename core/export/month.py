@@ -24,6 +24,7 @@ from core.export.rows import (
     fold_nonconformities,
 )
 from core.export.spill import spill_month
+from core.export.split import split_incidents
 from core.export.writers import Table, check_format, files_of, indicators_table
 from core.gcfreeze import fewer_collections, old_objects_frozen
 from core.loop.common import audit
@@ -75,6 +76,9 @@ def month_tables(
     *,
     unmask: bool,
     as_of: datetime | None = None,
+    processes: int = 1,
+    fmt: str = "csv",
+    folder: Path | None = None,
 ) -> list[Table]:
     """The tables of one policy's month: the incidents, the indicators, the nonconformities.
 
@@ -85,6 +89,10 @@ def month_tables(
     With it: recomputed from the stored facts seen at ``as_of``
     (:mod:`core.export.as_of`), the rows kept in a temporary file until read
     (:mod:`core.export.spill`); nothing is written to the store.
+
+    ``processes`` above 1 (without ``as_of``, for ``fmt`` CSV or JSON lines): a
+    large month's incidents are written by that many processes, the later
+    parts into temporary files in ``folder`` (:mod:`core.export.split`).
     """
     pol = rt.policy(policy)
     tz = ZoneInfo(rt.config.timezone)
@@ -101,15 +109,32 @@ def month_tables(
         session, fold, policy=policy, version=pol.version, month=period, now=fold.now
     )
     tally = RecordTally()
-    batches = export_columns(
-        session,
-        policy=policy,
-        version=pol.version,
-        month=period,
-        tz=tz,
-        unmask=unmask,
-        tally=tally,
-    )
+    incidents = None
+    if processes > 1 and folder is not None:
+        incidents = split_incidents(
+            rt,
+            session,
+            policy=policy,
+            version=pol.version,
+            month=period,
+            tz=tz,
+            unmask=unmask,
+            tally=tally,
+            processes=processes,
+            folder=folder,
+            fmt=fmt,
+        )
+    if incidents is None:
+        batches = export_columns(
+            session,
+            policy=policy,
+            version=pol.version,
+            month=period,
+            tz=tz,
+            unmask=unmask,
+            tally=tally,
+        )
+        incidents = Table("incidents", COLUMNS, batches, kinds=COLUMN_KINDS, columnar=True)
 
     def indicators() -> dict[str, Any]:
         tally.fold_into(fold, period)
@@ -117,7 +142,7 @@ def month_tables(
 
     ncs = nc_tuples(session, policy=policy, version=pol.version, month=period, tz=tz, unmask=unmask)
     return [
-        Table("incidents", COLUMNS, batches, kinds=COLUMN_KINDS, columnar=True),
+        incidents,
         indicators_table(indicators),
         nc_table(ncs, tuples=True),
     ]
@@ -133,13 +158,16 @@ def export_month(
     policy: str | None = None,
     actor: str | None = None,
     as_of: datetime | None = None,
+    processes: int | None = None,
 ) -> list[Path]:
     """Write the export of ``period`` for each policy (or one) into ``out``; returns the files.
 
     Every file is complete or absent (:func:`core.export.files.write_files`);
     the export is audit-logged once written. With ``as_of``, the month is
     recomputed from the stored facts seen at that instant, and the same
-    facts give the same bytes whenever it runs.
+    facts give the same bytes whenever it runs. ``processes`` (default: the
+    configuration's ``export_processes``): a large month's CSV or JSON lines
+    incidents file written by that many processes (:mod:`core.export.split`).
     """
     parse_month(period)
     check_format(fmt)
@@ -147,6 +175,8 @@ def export_month(
         msg = f"unknown policy {policy!r}; known: {', '.join(sorted(rt.policies))}"
         raise InputError(msg)
     names = [policy] if policy else sorted(rt.policies)
+    if processes is None:
+        processes = rt.config.export_processes
     # a month's rows allocate and free millions of objects, few in cycles (core.gcfreeze)
     with old_objects_frozen(), fewer_collections(), rt.db.session() as s:
         files = [
@@ -155,7 +185,17 @@ def export_month(
             for file in files_of(
                 f"qloop-{period}-{name}",
                 fmt,
-                month_tables(s, rt, name, period, unmask=unmask, as_of=as_of),
+                month_tables(
+                    s,
+                    rt,
+                    name,
+                    period,
+                    unmask=unmask,
+                    as_of=as_of,
+                    processes=processes,
+                    fmt=fmt,
+                    folder=out,
+                ),
                 created=as_of,
             )
         ]

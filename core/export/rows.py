@@ -14,7 +14,23 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Result, Select, String, Text, cast, func, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Integer,
+    Result,
+    Select,
+    String,
+    Text,
+    and_,
+    cast,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from core.compliance import (
@@ -216,8 +232,11 @@ def _json_text(column: Any, dialect: str) -> ColumnElement[Any]:
     return cast(column, Text) if dialect == "postgresql" else type_coerce(column, String)
 
 
-def _export_query(policy: str, version: str, month: str, *, dialect: str) -> Select[Any]:
-    """The month's rows: incident, survey invitation, record (see :func:`export_tuples`).
+def _export_query(
+    policy: str, version: str, month: str, *, dialect: str, keys: KeyRange = (None, None)
+) -> Select[Any]:
+    """The month's rows: incident, survey invitation, record (see :func:`export_tuples`);
+    only those whose ORDER BY key is in ``keys`` (:func:`key_range_condition`).
 
     Every column is read as the driver gives it
     (:func:`~core.export.driver_rows.driver_batches`): instants as the
@@ -250,9 +269,89 @@ def _export_query(policy: str, version: str, month: str, *, dialect: str) -> Sel
         .where(
             *month_records(policy, version, month),
             ComplianceRecord.cancelled.is_(False),
+            *key_range_condition(keys, dialect),
         )
         .order_by(ComplianceRecord.resolved_at, Incident.id)
     )
+
+
+ExportKey = tuple[str, int]
+"""An export row's ORDER BY key: the record's resolved_at as :func:`_stored_text` gives
+it (UTC ``YYYY-MM-DD HH:MM:SS.ffffff``) and the incident's id."""
+KeyRange = tuple[ExportKey | None, ExportKey | None]
+"""Rows from the first key (included) to the second (excluded); None: no bound."""
+
+
+def _key_at_least(key: ExportKey, dialect: str) -> ColumnElement[bool]:
+    """The record's ORDER BY key is ``key`` or after it (text and int parameters only)."""
+    at, inc_id = key
+    if dialect == "postgresql":  # the exact instant back from its UTC text
+        instant: Any = cast(literal(at + "+00:00", String), DateTime(timezone=True))
+        resolved: Any = ComplianceRecord.resolved_at
+    else:  # SQLite orders the stored text: compare the stored text
+        instant = literal(at, String)
+        resolved = type_coerce(ComplianceRecord.resolved_at, String)
+    return or_(
+        resolved > instant,
+        and_(resolved == instant, ComplianceRecord.incident_id >= literal(inc_id, Integer)),
+    )
+
+
+def key_range_condition(keys: KeyRange, dialect: str) -> list[ColumnElement[bool]]:
+    """The conditions that keep the rows whose ORDER BY key (resolved_at, incident id) is
+    from ``keys[0]`` (included) to ``keys[1]`` (excluded); none for ``(None, None)``.
+
+    Only for a month without a record whose resolved_at is null (such a key has no
+    place that both SQLite and PostgreSQL agree on): :func:`export_split_keys` checks.
+    """
+    low, high = keys
+    found = []
+    if low is not None:
+        found.append(_key_at_least(low, dialect))
+    if high is not None:
+        found.append(not_(_key_at_least(high, dialect)))
+    return found
+
+
+def export_split_keys(
+    session: Session,
+    *,
+    policy: str,
+    version: str,
+    month: str,
+    parts: int,
+    least: int,
+    first_share: float = 1.0,
+) -> tuple[int, list[ExportKey]]:
+    """The number of rows of the month's export and up to ``parts - 1`` keys that cut it
+    into contiguous parts (in ORDER BY order) of about as many rows each, the first
+    ``first_share`` times as many as each other.
+
+    No key (one part) when a part would hold fewer than ``least`` rows, or when a
+    record of the month has no resolved_at.
+    """
+    dialect = session.get_bind().dialect.name
+    conn = session.connection()
+    where = (*month_records(policy, version, month), ComplianceRecord.cancelled.is_(False))
+    # the records alone: each has its incident (a foreign key), as the export's join reads
+    rows, resolved = conn.execute(
+        select(func.count(), func.count(ComplianceRecord.resolved_at)).where(*where)
+    ).one()
+    parts = min(parts, rows // max(1, least))
+    if parts <= 1 or resolved != rows:
+        return rows, []
+    probe = (
+        select(_stored_text(ComplianceRecord.resolved_at, dialect), ComplianceRecord.incident_id)
+        .where(*where)
+        .order_by(ComplianceRecord.resolved_at, ComplianceRecord.incident_id)
+        .limit(1)
+    )
+    keys = []
+    unit = rows / (first_share + parts - 1)
+    for k in range(1, parts):
+        at, inc_id = conn.execute(probe.offset(int(unit * (first_share + k - 1)))).one()
+        keys.append((str(at), int(inc_id)))
+    return rows, keys
 
 
 _QUERY_CONSTANTS = frozenset(("policy", "policy_version"))
@@ -366,6 +465,7 @@ def export_columns(
     tz: tzinfo,
     unmask: bool = False,
     tally: RecordTally | None = None,
+    keys: KeyRange = (None, None),
 ) -> Iterator[list[Sequence[Any]]]:
     """The incidents of ``month`` under the policy version, a batch at a time, each batch
     as its columns in COLUMNS order (for :class:`~core.export.writers.Table`'s ``columnar``).
@@ -377,13 +477,16 @@ def export_columns(
     time (:mod:`core.export.columns`; instants from their stored text by
     :class:`~core.export.local_time.LocalIso`). The export of a month of
     any size holds one batch. ``tally``: counts the rows' indicator values
-    as they pass (:class:`RecordTally`), marked done after the last row.
+    as they pass (:class:`RecordTally`), marked done after the last row. ``keys``: only
+    the rows of that range of the ORDER BY (:func:`key_range_condition`).
     """
     ncs = _month_ncs(session, policy, version, month)
     local = LocalIso(tz)
     masks = [Memo(mask_pii_text), Memo(mask_name), Memo(mask_phone), Memo(mask_email)]
     flags = Memo(_flag)
-    query = _export_query(policy, version, month, dialect=session.get_bind().dialect.name)
+    query = _export_query(
+        policy, version, month, dialect=session.get_bind().dialect.name, keys=keys
+    )
     counts = tally.counts if tally is not None else None
     for batch in driver_batches(session, query, EXPORT_BATCH):
         yield _converted(

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import xlsxwriter
 
@@ -72,6 +72,13 @@ XLSX_OPTIONS = {
 }
 
 
+class Tail(Protocol):
+    """Chunks a CSV or JSON lines writer appends after its table's rows (:attr:`Table.tail`)."""
+
+    def chunks(self, fmt: str) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Table:
     """Rows under column names; one sheet of the workbook, one CSV or JSON lines file.
@@ -90,6 +97,9 @@ class Table:
         kinds: Per column, what its values can be (:data:`CellKind`): the
             CSV writer then converts a batch of rows column by column, with
             the same bytes as cell by cell. None: any value anywhere.
+        tail: For CSV and JSON lines: the file's rest once ``rows`` were written
+            (the later rows, written by other processes: :mod:`core.export.split`),
+            closed when the writer ends, however it ends.
     """
 
     name: str
@@ -99,6 +109,7 @@ class Table:
     tuples: bool = False
     kinds: tuple[CellKind, ...] | None = None
     columnar: bool = False
+    tail: Tail | None = None
 
 
 def check_format(fmt: str) -> None:
@@ -338,13 +349,30 @@ def _csv_cells(
     return cells
 
 
-def csv_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """The table as CSV that Excel opens correctly (UTF-8 with BOM; text quoted and made safe)."""
+def csv_chunks(
+    table: Table, chunk_bytes: int = CHUNK_BYTES, *, header: bool = True
+) -> Iterator[bytes]:
+    """The table as CSV that Excel opens correctly (UTF-8 with BOM; text quoted and made safe).
+
+    ``header``: False for the rows alone (no BOM, no column names): a part
+    of a file whose start another writer made. The table's ``tail`` follows.
+    """
+    try:
+        yield from _csv_rows(table, chunk_bytes, header)
+        if table.tail is not None:
+            yield from table.tail.chunks("csv")
+    finally:
+        if table.tail is not None:
+            table.tail.close()
+
+
+def _csv_rows(table: Table, chunk_bytes: int, header: bool) -> Iterator[bytes]:
     out = _Chunker(chunk_bytes)
     # QUOTE_NONNUMERIC: every text cell in double quotes (inner ones doubled), numbers bare
     writer = csv.writer(out.buf, dialect="excel", quoting=csv.QUOTE_NONNUMERIC)
-    out.buf.write("\ufeff")  # Excel reads the BOM and shows Chinese text correctly
-    writer.writerow(table.columns)
+    if header:
+        out.buf.write("\ufeff")  # Excel reads the BOM and shows Chinese text correctly
+        writer.writerow(table.columns)
     cell = csv_cell
     with _rows_of(table) as rows:
         if table.kinds is not None:
@@ -435,8 +463,18 @@ def jsonl_chunks(table: Table, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes
     Rows given as tuples (unique column names) are encoded a batch at a
     time, column by column, into a line template holding the encoded keys
     (:func:`_json_column`): the same bytes as ``json.dumps`` of each row's
-    dict, without a dict or an encoder call per row.
+    dict, without a dict or an encoder call per row. The table's ``tail`` follows.
     """
+    try:
+        yield from _jsonl_rows(table, chunk_bytes)
+        if table.tail is not None:
+            yield from table.tail.chunks("jsonl")
+    finally:
+        if table.tail is not None:
+            table.tail.close()
+
+
+def _jsonl_rows(table: Table, chunk_bytes: int) -> Iterator[bytes]:
     out = _Chunker(chunk_bytes)
     encode = _ENCODE
     with _rows_of(table) as rows:

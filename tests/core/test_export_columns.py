@@ -175,6 +175,11 @@ def test_driver_batches_close_the_cursor_when_the_reader_stops(db: Engine) -> No
         assert s.connection().exec_driver_sql("SELECT count(*) FROM t").scalar() == 10
 
 
-def test_driver_batches_take_text_parameters_only(db: Engine) -> None:
-    with Session(db) as s, pytest.raises(ValueError, match="text parameters"):
-        next(driver_batches(s, select(T.c.id).where(T.c.id > literal(3)), 2))
+def test_driver_batches_take_text_and_int_parameters_only(db: Engine) -> None:
+    with Session(db) as s:  # an int needs no bind processing (an export part's incident id)
+        query = select(T.c.id).where(T.c.id > literal(3), T.c.name != literal("n9"))
+        assert [r[0] for b in driver_batches(s, query, 4) for r in b] == list(range(4, 10))
+    with Session(db) as s, pytest.raises(ValueError, match="text and int parameters"):
+        next(driver_batches(s, select(T.c.id).where(T.c.id > literal(3.5)), 2))
+    with Session(db) as s, pytest.raises(ValueError, match="text and int parameters"):
+        next(driver_batches(s, select(T.c.id).where(T.c.flag == literal(True)), 2))
