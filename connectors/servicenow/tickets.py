@@ -33,6 +33,8 @@ STATUS_FIELDS = "sys_id,state,resolved_at,closed_at"
 IDS_PER_QUERY = 100
 """Tickets per status list read (``sysparm_query=sys_idIN…``): 32-character sys_ids keep
 the URL near 4 KB, as the journal read's (:mod:`.readback`)."""
+STATUS_PAGE = 100
+"""Rows asked per page of a status list read (further pages by the ``Link`` header)."""
 DONE = (Category.RESOLVED, Category.CLOSED, Category.CANCELLED)
 
 
@@ -128,7 +130,7 @@ class TicketDesk:
             params = {
                 "sysparm_query": f"sys_idIN{','.join(chunk)}^ORDERBYsys_id",
                 "sysparm_fields": STATUS_FIELDS,
-                "sysparm_limit": len(chunk),
+                "sysparm_limit": min(STATUS_PAGE, len(chunk)),
             }
             docs: dict[str, dict[str, Any]] = {}
             for row in table_rows(self.http, self.table, params, f"{len(chunk)} tickets"):
