@@ -229,6 +229,8 @@ class FakeJira:
         """Creates that store the issue but answer 500 (the reply is lost)."""
         self.index_lag = 0
         """Searches a created issue stays invisible for (unless reconcileIssues names it)."""
+        self.page_cap: int | None = None
+        """The most issues a search page holds (Jira may answer fewer than ``maxResults``)."""
         self.can_create = {project: True, ticket_project: True}
         self.service_desk = True
         """Jira Service Management on the site (False: /rest/servicedeskapi/* answers 404)."""
@@ -838,6 +840,7 @@ class FakeJira:
         expand = body.get("expand") or ""
         expand = ",".join(expand) if isinstance(expand, list) else str(expand)
         size = min(int(body.get("maxResults") or 50), 100 if wanted else 5000)
+        size = min(size, self.page_cap or size)
         jql = str(body.get("jql") or "")
         predicate, order = self.parse_jql(jql)
         digest = hashlib.sha256(jql.encode()).hexdigest()[:10]
