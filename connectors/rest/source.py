@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from functools import cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -277,9 +276,16 @@ class StatusBatches:
         return cast("RestSource", self)._desk().statuses(refs)
 
 
-@cache
+_STATUS_BATCH_CLASSES: dict[str, type[RestSource]] = {}
+
+
 def _with_status_batches(cls: type[RestSource]) -> type[RestSource]:
-    return type(cls.__name__ + "WithStatusBatches", (StatusBatches, cls), {})
+    """``cls`` with :class:`StatusBatches` mixed in (one class per base, made once)."""
+    found = _STATUS_BATCH_CLASSES.get(cls.__name__)
+    if found is None:
+        found = type(cls.__name__ + "WithStatusBatches", (StatusBatches, cls), {})
+        _STATUS_BATCH_CLASSES[cls.__name__] = found
+    return found
 
 
 def rest_source(

@@ -200,11 +200,11 @@ class TicketDesk:
                 records.setdefault(str(read(record, ticket)), record)
             for ref in chunk:
                 try:
-                    record = records.get(ref)
+                    hit = records.get(ref)
                     found[ref] = (
                         self.status(ref)
-                        if record is None
-                        else self._status_of(ref, record, field, spec.get("closed_at"))
+                        if hit is None
+                        else self._status_of(ref, hit, field, spec.get("closed_at"))
                     )
                 except QloopError as exc:
                     found[ref] = exc
