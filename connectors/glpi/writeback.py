@@ -14,7 +14,7 @@ and 6 Closed are done, with ``solvedate``/``closedate`` as the closing time.
 Many tickets' statuses (the track step) are read with ``GET
 /getMultipleItems`` (apirest.md, "Get multiple items": "Get an item" per
 line, in one call), 50 tickets a call; a chunk the call refuses (one ticket
-gone) is read ticket by ticket.
+gone) is read again by halves down to the missing ticket, read alone.
 
 A changed finding is written as a followup (``POST /ITILFollowup``, itemtype
 Ticket) whose text carries its key; the ticket's followups are read first
@@ -36,6 +36,7 @@ from connectors.glpi.readback import followups
 from connectors.glpi.search import NAME, search_page
 from connectors.glpi.session import GlpiSession, error_code
 from connectors.glpi.tickets import BULK, STATUS_NAMES, as_int, chunks
+from connectors.kit.halves import read_halving
 from core.errors import ConnectorError, FatalError, InputError, QloopError, RetriableError
 from core.records import Category, TicketComment, TicketRef, TicketRequest, TicketStatus
 
@@ -81,6 +82,11 @@ def ticket_content(ticket: TicketRequest) -> str:
     if ticket.labels:
         meta.append("labels: " + ", ".join(ticket.labels))
     return body + "<p>" + "<br>".join(html.escape(m) for m in meta) + "</p>"
+
+
+def _item_refused(exc: Exception) -> bool:
+    """``getMultipleItems`` refused whole: one item missing or hidden."""
+    return error_code(exc) in ("ERROR_ITEM_NOT_FOUND", "ERROR_RIGHT_MISSING")
 
 
 class TicketWriter:
@@ -234,8 +240,9 @@ class TicketWriter:
         single read's ``GET /Ticket/{id}`` with the same ``get_hateoas``).
 
         The call fails whole when one item is missing or hidden (404
-        ``ERROR_ITEM_NOT_FOUND``, ``ERROR_RIGHT_MISSING``): that chunk is then read
-        ticket by ticket, so the missing one fails as the single read does. A ref
+        ``ERROR_ITEM_NOT_FOUND``, ``ERROR_RIGHT_MISSING``): that chunk is then read again
+        by halves (:func:`~connectors.kit.halves.read_halving`) down to the missing
+        ticket, which is read alone, so it fails as the single read does. A ref
         that is no ticket id, or a ticket the answer lacks, is read alone too.
 
         Raises:
@@ -246,24 +253,11 @@ class TicketWriter:
         ids = {ref: as_int(ref) for ref in wanted}
         numeric = [ref for ref in wanted if ids[ref] is not None]
         for chunk in chunks(numeric, BULK):
-            params = [("get_hateoas", "false")]
-            for i, ref in enumerate(chunk):
-                params += [(f"items[{i}][itemtype]", "Ticket"),
-                           (f"items[{i}][items_id]", str(ids[ref]))]  # fmt: skip
-            items: dict[int, Mapping[str, Any]] = {}
-            try:
-                data = self.session.get("/getMultipleItems", params=params)
-            except FatalError as exc:  # all or nothing: one missing ticket fails the call
-                if error_code(exc) not in ("ERROR_ITEM_NOT_FOUND", "ERROR_RIGHT_MISSING"):
-                    raise
-                data = []
-            for item in data if isinstance(data, list) else []:
-                if isinstance(item, Mapping) and as_int(item.get("id")) is not None:
-                    items.setdefault(int(item["id"]), item)
+            items = read_halving([str(ids[ref]) for ref in chunk], self._tickets, _item_refused)
             for ref in chunk:
                 ticket_id = ids[ref]
                 assert ticket_id is not None
-                item = items.get(ticket_id)
+                item = items.get(str(ticket_id))
                 try:
                     found[ref] = (
                         self.status(ref) if item is None else self._status_of(ticket_id, ref, item)
@@ -277,6 +271,18 @@ class TicketWriter:
                 except QloopError as exc:
                     found[ref] = exc
         return [found[ref] for ref in refs]
+
+    def _tickets(self, refs: list[str]) -> dict[str, Mapping[str, Any]]:
+        """Tickets ``refs`` (ticket ids as text) by id: one ``getMultipleItems`` call."""
+        params = [("get_hateoas", "false")]
+        for i, ref in enumerate(refs):
+            params += [(f"items[{i}][itemtype]", "Ticket"), (f"items[{i}][items_id]", ref)]
+        data = self.session.get("/getMultipleItems", params=params)
+        items: dict[str, Mapping[str, Any]] = {}
+        for item in data if isinstance(data, list) else []:
+            if isinstance(item, Mapping) and as_int(item.get("id")) is not None:
+                items.setdefault(str(as_int(item["id"])), item)
+        return items
 
     def _status_of(self, ticket_id: int, ref: str, data: Any) -> TicketStatus:
         status = as_int(data.get("status")) if isinstance(data, Mapping) else None

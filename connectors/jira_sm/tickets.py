@@ -29,6 +29,7 @@ from typing import Any
 
 from connectors.jira_sm.client import JiraClient
 from connectors.jira_sm.options import TicketOptions
+from connectors.kit.halves import read_halving
 from core.errors import FatalError, QloopError, RetriableError
 from core.mapping import render_ticket
 from core.records import Category, TicketComment, TicketNote, TicketRef, TicketRequest, TicketStatus
@@ -309,8 +310,9 @@ class TicketDesk:
         issues (``key in (…)``, the single read's fields, every ``nextPageToken`` page).
 
         JQL fails whole (400) when a key names no issue (deleted, or a project gone):
-        that chunk is then read issue by issue, so the missing one fails as the single
-        read does and the others still read. An issue the search does not return under
+        that chunk is then searched again by halves (:func:`~connectors.kit.halves.read_halving`)
+        down to the missing issue, which is read alone, so it fails as the single read
+        does and the others still read by batch. An issue the search does not return under
         its key (moved to another project: it answers with its new key; created too
         recently for the index) is read alone too.
 
@@ -321,17 +323,7 @@ class TicketDesk:
         found: dict[str, TicketStatus | Exception] = {}
         for start in range(0, len(wanted), KEYS_PER_SEARCH):
             chunk = wanted[start : start + KEYS_PER_SEARCH]
-            issues: dict[str, dict[str, Any]] = {}
-            keys = ", ".join('"' + key.replace('"', '\\"') + '"' for key in chunk)
-            body = {"jql": f"key in ({keys})", "fields": list(STATUS_FIELDS)}
-            try:
-                for page in self.client.search({**body, "maxResults": len(chunk)}):
-                    for issue in page:
-                        issues.setdefault(str(issue.get("key")), issue)
-            except FatalError as exc:
-                if exc.attrs.get("status") != 400:
-                    raise
-                issues = {}  # a key names no issue: every issue of the chunk alone
+            issues = read_halving(chunk, self._search_keys, _key_refused)
             for ref in chunk:
                 try:
                     hit = issues.get(ref)
@@ -339,6 +331,16 @@ class TicketDesk:
                 except QloopError as exc:
                     found[ref] = exc
         return [found[ref] for ref in refs]
+
+    def _search_keys(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The issues of ``keys`` by key: one search, every page (the first seen kept)."""
+        quoted = ", ".join('"' + key.replace('"', '\\"') + '"' for key in keys)
+        body = {"jql": f"key in ({quoted})", "fields": list(STATUS_FIELDS), "maxResults": len(keys)}
+        issues: dict[str, dict[str, Any]] = {}
+        for page in self.client.search(body):
+            for issue in page:
+                issues.setdefault(str(issue.get("key")), issue)
+        return issues
 
     def _status_of(self, ref: str, issue: Mapping[str, Any]) -> TicketStatus:
         data = issue.get("fields") or {}
@@ -353,6 +355,11 @@ class TicketDesk:
             when = data.get("resolutiondate") or data.get("statuscategorychangedate")
             closed_at = parse_instant(str(when)) if when else None
         return TicketStatus(ref=ref, status=name, category=category, closed_at=closed_at)
+
+
+def _key_refused(exc: Exception) -> bool:
+    """A search refused whole (400): a key names no issue (or the JQL is refused)."""
+    return isinstance(exc, FatalError) and exc.attrs.get("status") == 400
 
 
 def adf_text(node: Any) -> str:

@@ -4,9 +4,9 @@ The batch read (:meth:`GlpiSource.ticket_statuses`) must answer what one
 :meth:`ticket_status` per ticket answers — same status, category and closing
 time — with a call per 50 tickets instead of a ``GET /Ticket/{id}`` each; a
 429 is waited out. ``getMultipleItems`` fails whole when one item is missing
-(404 ``ERROR_ITEM_NOT_FOUND``): that chunk is read ticket by ticket, so the
-missing one gets the single read's error and the others still read; a ref that
-is no ticket id fails as alone.
+(404 ``ERROR_ITEM_NOT_FOUND``): that chunk is read again by halves down to the
+missing ticket, which is read alone and gets the single read's error, the others
+still read by batch; a ref that is no ticket id fails as alone.
 """
 
 from __future__ import annotations
@@ -120,9 +120,11 @@ def test_a_missing_ticket_fails_alone_and_the_others_still_read(
     _same(many, singles)
     assert isinstance(many[4], FatalError) and "999999 not found" in str(many[4])
     assert isinstance(many[-1], FatalError) and "not a GLPI ticket id" in str(many[-1])
-    # 13 ids in chunks of 5: the first chunk's call fails (404), its 5 are read alone;
-    # the two others are one call each; the ref that is no id costs no request
-    assert calls == 1 + 5 + 2
+    # 13 ids in chunks of 5: the first chunk's call fails (404) and is read again by
+    # halves: 1-2, then 3-4-999999 (404), 3, 4-999999 (404), 4, 999999 (404); the
+    # missing ticket is read alone; the two others are one call each; the ref that is
+    # no id costs no request
+    assert calls == 1 + 6 + 1 + 2
     assert fake.calls[MANY] >= 3
 
 

@@ -4,9 +4,10 @@ The batch read (:meth:`JiraSource.ticket_statuses`) must answer what one
 :meth:`ticket_status` per issue answers — same status, category and closing
 time — with a search per 100 issues instead of a GET per issue; a page boundary
 inside a batch and a 429 lose nothing. A key naming no issue (deleted) fails
-Jira's JQL whole (400): that chunk is read issue by issue, so the missing one
-gets the single read's 404 and the others still read; an issue the search does
-not return yet (index lag) is read alone.
+Jira's JQL whole (400): that chunk is searched again by halves down to the
+missing issue, which is read alone and gets the single read's 404, the others
+still read by batch; an issue the search does not return yet (index lag) is
+read alone.
 """
 
 from __future__ import annotations
@@ -116,9 +117,10 @@ def test_a_missing_issue_fails_alone_and_the_others_still_read(
         src.close()
     _same(many, singles)
     assert isinstance(many[3], FatalError) and many[3].attrs.get("status") == 404
-    # 20 issues in chunks of 8: the first chunk's search fails (400), its 8 are read
-    # alone; the two other chunks are one search each
-    assert calls == 1 + 8 + 2
+    # 20 issues in chunks of 8: the first chunk's search fails (400) and is searched again
+    # by halves: 0-3 (400) and 4-7, then 0-1 and 2-3 (400), then 2 and 3 (400); the
+    # missing issue is read alone (404); the two other chunks are one search each
+    assert calls == 1 + 2 + 2 + 2 + 1 + 2
 
 
 def test_a_page_boundary_inside_a_batch_and_a_429_lose_nothing(
