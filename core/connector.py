@@ -146,7 +146,22 @@ class SendMany(Protocol):
 
 
 @runtime_checkable
-class TicketBatches(Protocol):
+class TicketStatusBatches(Protocol):
+    """A source that reads the status of a batch of tickets in one call (optional, for
+    throughput; the track step falls back to :meth:`Source.ticket_status` per ticket).
+
+    Each answer is the status or the exception the single read would have
+    raised; a ticket whose answer is a :class:`~core.errors.RetriableError`,
+    or every ticket of a call that raised, is read again on its own.
+    """
+
+    def ticket_statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """Read each ticket's status; one answer per ref, in order."""
+        ...
+
+
+@runtime_checkable
+class TicketBatches(TicketStatusBatches, Protocol):
     """A source that creates and reads tickets a batch per call (optional, for throughput).
 
     As with :class:`SendMany`, each answer is a result or the exception the
@@ -155,10 +170,6 @@ class TicketBatches(Protocol):
 
     def create_tickets(self, tickets: Sequence[TicketRequest]) -> list[TicketRef | Exception]:
         """Create (or find by dedup key) each ticket; one answer per ticket, in order."""
-        ...
-
-    def ticket_statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
-        """Read each ticket's status; one answer per ref, in order."""
         ...
 
 

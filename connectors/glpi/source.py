@@ -93,6 +93,10 @@ class GlpiSource:
         """Status of a ticket qloop created (done at Solved or Closed)."""
         return self.writer.status(ref)
 
+    def ticket_statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """:meth:`ticket_status` of many tickets: one ``getMultipleItems`` per 50."""
+        return self.writer.statuses(refs)
+
     def comment_ticket(self, ref: str, comment: TicketComment) -> str:
         """A followup on a ticket qloop created, once per comment key."""
         return self.writer.comment(ref, comment)

@@ -11,6 +11,10 @@ Ticket fields (``type``, ``urgency``, ``itilcategories_id``, ``entities_id``)
 come from the source's ``ticket`` options, else from the mapping's
 ``ticket`` section. The status is read with ``GET /Ticket/{id}``: 5 Solved
 and 6 Closed are done, with ``solvedate``/``closedate`` as the closing time.
+Many tickets' statuses (the track step) are read with ``GET
+/getMultipleItems`` (apirest.md, "Get multiple items": "Get an item" per
+line, in one call), 50 tickets a call; a chunk the call refuses (one ticket
+gone) is read again by halves down to the missing ticket, read alone.
 
 A changed finding is written as a followup (``POST /ITILFollowup``, itemtype
 Ticket) whose text carries its key; the ticket's followups are read first
@@ -24,15 +28,16 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.glpi.convert import ServerClock, decode_text, html_to_text
 from connectors.glpi.readback import followups
 from connectors.glpi.search import NAME, search_page
 from connectors.glpi.session import GlpiSession, error_code
-from connectors.glpi.tickets import STATUS_NAMES, as_int
-from core.errors import ConnectorError, FatalError, InputError, RetriableError
+from connectors.glpi.tickets import BULK, STATUS_NAMES, as_int, chunks
+from connectors.kit.halves import read_halving
+from core.errors import ConnectorError, FatalError, InputError, QloopError, RetriableError
 from core.records import Category, TicketComment, TicketRef, TicketRequest, TicketStatus
 
 log = logging.getLogger("qloop.connectors.glpi")
@@ -77,6 +82,11 @@ def ticket_content(ticket: TicketRequest) -> str:
     if ticket.labels:
         meta.append("labels: " + ", ".join(ticket.labels))
     return body + "<p>" + "<br>".join(html.escape(m) for m in meta) + "</p>"
+
+
+def _item_refused(exc: Exception) -> bool:
+    """``getMultipleItems`` refused whole: one item missing or hidden."""
+    return error_code(exc) in ("ERROR_ITEM_NOT_FOUND", "ERROR_RIGHT_MISSING")
 
 
 class TicketWriter:
@@ -222,6 +232,59 @@ class TicketWriter:
                 msg = f"{self.session.name}: ticket {ticket_id} not found"
                 raise FatalError(msg, ref=ref) from exc
             raise
+        return self._status_of(ticket_id, ref, data)
+
+    def statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """:meth:`status` of each of ``refs``, in order: one ``getMultipleItems`` per
+        :data:`~connectors.glpi.tickets.BULK` tickets (each line is "Get an item", the
+        single read's ``GET /Ticket/{id}`` with the same ``get_hateoas``).
+
+        The call fails whole when one item is missing or hidden (404
+        ``ERROR_ITEM_NOT_FOUND``, ``ERROR_RIGHT_MISSING``): that chunk is then read again
+        by halves (:func:`~connectors.kit.halves.read_halving`) down to the missing
+        ticket, which is read alone, so it fails as the single read does. A ref
+        that is no ticket id, or a ticket the answer lacks, is read alone too.
+
+        Raises:
+            ConnectorError: a call failed otherwise (the caller reads each ticket alone).
+        """
+        wanted = list(dict.fromkeys(refs))
+        found: dict[str, TicketStatus | Exception] = {}
+        ids = {ref: as_int(ref) for ref in wanted}
+        numeric = [ref for ref in wanted if ids[ref] is not None]
+        for chunk in chunks(numeric, BULK):
+            items = read_halving([str(ids[ref]) for ref in chunk], self._tickets, _item_refused)
+            for ref in chunk:
+                ticket_id = ids[ref]
+                assert ticket_id is not None
+                item = items.get(str(ticket_id))
+                try:
+                    found[ref] = (
+                        self.status(ref) if item is None else self._status_of(ticket_id, ref, item)
+                    )
+                except QloopError as exc:
+                    found[ref] = exc
+        for ref in wanted:
+            if ref not in found:
+                try:
+                    found[ref] = self.status(ref)
+                except QloopError as exc:
+                    found[ref] = exc
+        return [found[ref] for ref in refs]
+
+    def _tickets(self, refs: list[str]) -> dict[str, Mapping[str, Any]]:
+        """Tickets ``refs`` (ticket ids as text) by id: one ``getMultipleItems`` call."""
+        params = [("get_hateoas", "false")]
+        for i, ref in enumerate(refs):
+            params += [(f"items[{i}][itemtype]", "Ticket"), (f"items[{i}][items_id]", ref)]
+        data = self.session.get("/getMultipleItems", params=params)
+        items: dict[str, Mapping[str, Any]] = {}
+        for item in data if isinstance(data, list) else []:
+            if isinstance(item, Mapping) and as_int(item.get("id")) is not None:
+                items.setdefault(str(as_int(item["id"])), item)
+        return items
+
+    def _status_of(self, ticket_id: int, ref: str, data: Any) -> TicketStatus:
         status = as_int(data.get("status")) if isinstance(data, Mapping) else None
         if status is None:
             msg = f"{self.session.name}: GET /Ticket/{ticket_id}: no status in the reply"

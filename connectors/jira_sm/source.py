@@ -122,6 +122,10 @@ class JiraSource:
     def ticket_status(self, ref: str) -> TicketStatus:
         return self._desk().status(ref)
 
+    def ticket_statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """:meth:`ticket_status` of many issues: one JQL ``key in`` search per 100."""
+        return self._desk().statuses(refs)
+
     def ticket_fields(self, ref: str, names: Sequence[str]) -> dict[str, Any]:
         """Fields ``names`` of issue ``ref`` (a rich-text field as plain text)."""
         return self._desk().fields(ref, names)

@@ -29,7 +29,8 @@ from typing import Any
 
 from connectors.jira_sm.client import JiraClient
 from connectors.jira_sm.options import TicketOptions
-from core.errors import FatalError, RetriableError
+from connectors.kit.halves import read_halving
+from core.errors import FatalError, QloopError, RetriableError
 from core.mapping import render_ticket
 from core.records import Category, TicketComment, TicketNote, TicketRef, TicketRequest, TicketStatus
 from core.timeutil import iso, parse_instant
@@ -47,6 +48,10 @@ CATEGORY_KEYS = {
     "done": Category.RESOLVED,
 }
 _SPACE = re.compile(r"\s+")
+STATUS_FIELDS = ("status", "resolutiondate", "statuscategorychangedate")
+"""What a ticket's status is read from (the issue GET and the batch search alike)."""
+KEYS_PER_SEARCH = 100
+"""Issues per status search (one JQL ``key in`` list; ~1.5 KB of JQL)."""
 
 
 def dedup_label(dedup_key: str) -> str:
@@ -298,8 +303,47 @@ class TicketDesk:
 
     def status(self, ref: str) -> TicketStatus:
         """The ticket's status, its category (status_map, else Jira's statusCategory), closure."""
-        fields = self.client.issue(ref, ["status", "resolutiondate", "statuscategorychangedate"])
-        data = fields.get("fields") or {}
+        return self._status_of(ref, self.client.issue(ref, list(STATUS_FIELDS)))
+
+    def statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """:meth:`status` of each of ``refs``, in order: one search per :data:`KEYS_PER_SEARCH`
+        issues (``key in (…)``, the single read's fields, every ``nextPageToken`` page).
+
+        JQL fails whole (400) when a key names no issue (deleted, or a project gone):
+        that chunk is then searched again by halves (:func:`~connectors.kit.halves.read_halving`)
+        down to the missing issue, which is read alone, so it fails as the single read
+        does and the others still read by batch. An issue the search does not return under
+        its key (moved to another project: it answers with its new key; created too
+        recently for the index) is read alone too.
+
+        Raises:
+            ConnectorError: a search failed otherwise (the caller reads each ticket alone).
+        """
+        wanted = list(dict.fromkeys(refs))
+        found: dict[str, TicketStatus | Exception] = {}
+        for start in range(0, len(wanted), KEYS_PER_SEARCH):
+            chunk = wanted[start : start + KEYS_PER_SEARCH]
+            issues = read_halving(chunk, self._search_keys, _key_refused)
+            for ref in chunk:
+                try:
+                    hit = issues.get(ref)
+                    found[ref] = self.status(ref) if hit is None else self._status_of(ref, hit)
+                except QloopError as exc:
+                    found[ref] = exc
+        return [found[ref] for ref in refs]
+
+    def _search_keys(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The issues of ``keys`` by key: one search, every page (the first seen kept)."""
+        quoted = ", ".join('"' + key.replace('"', '\\"') + '"' for key in keys)
+        body = {"jql": f"key in ({quoted})", "fields": list(STATUS_FIELDS), "maxResults": len(keys)}
+        issues: dict[str, dict[str, Any]] = {}
+        for page in self.client.search(body):
+            for issue in page:
+                issues.setdefault(str(issue.get("key")), issue)
+        return issues
+
+    def _status_of(self, ref: str, issue: Mapping[str, Any]) -> TicketStatus:
+        data = issue.get("fields") or {}
         status = data.get("status") or {}
         name = str(status.get("name") or "")
         category = _category(self.mapping.get("status_map") or {}, name)
@@ -311,6 +355,11 @@ class TicketDesk:
             when = data.get("resolutiondate") or data.get("statuscategorychangedate")
             closed_at = parse_instant(str(when)) if when else None
         return TicketStatus(ref=ref, status=name, category=category, closed_at=closed_at)
+
+
+def _key_refused(exc: Exception) -> bool:
+    """A search refused whole (400): a key names no issue (or the JQL is refused)."""
+    return isinstance(exc, FatalError) and exc.attrs.get("status") == 400
 
 
 def adf_text(node: Any) -> str:

@@ -27,19 +27,15 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
-
 from connectors.http import HttpService
-from connectors.kit.paging import LoopGuard, PageRequest, Paginator, build_paginator
 from connectors.kit.paths import read
-from connectors.kit.stream import paginate
+from connectors.rest.batch import BatchCall
 from connectors.rest.calls import Call, answer, records_at
 from connectors.rest.reader import instant_of
 from core.errors import FatalError, InputError
 from core.records import TicketNote
 
 EARLIEST = datetime.min.replace(tzinfo=UTC)
-_NO_PAGING = {"type": "next_url", "url_path": "__none__"}
 
 
 def reads_notes(ticket: Mapping[str, Any] | None) -> bool:
@@ -64,10 +60,9 @@ class NotesReader:
         self.one = Call.of(self.spec, f"{where}.comments")
         many = ticket.get("comments_many")
         self.many_spec = dict(many or {})
-        self.many = Call.of(self.many_spec, f"{where}.comments_many") if many else None
-        paging = dict(self.many_spec.get("paginator") or _NO_PAGING)
-        self.paginator: Paginator = build_paginator(paging, f"{where}.comments_many.paginator")
-        self.paging_in_body = paging.get("in") == "body"
+        self.many = (
+            BatchCall(http, self.many_spec, f"{where}.comments_many", errors) if many else None
+        )
 
     def _path(self, name: str, default: str | None) -> str | None:
         """``comments_many``'s path ``name``, else ``comments``' (else ``default``)."""
@@ -98,39 +93,11 @@ class NotesReader:
         found = [self._note(r, text, at, ref) for r in records]
         return self._oldest_first(found, bool(at))
 
-    def _send(self, values: dict[str, Any], request: PageRequest) -> httpx.Response:
-        assert self.many is not None
-        if request.path != self.many.path:  # a next-page URL the tool gave: as it is
-            url, params = request.target()
-            return self.http.request(self.many.method, url, params=params, idempotent=True)
-        paging = dict(request.params)
-        if self.paging_in_body:
-            return self.many.send(self.http, {**values, **paging}, idempotent=True)
-        return self.many.send(self.http, values, extra_params=paging, idempotent=True)
-
-    def _records(self, refs: list[str]) -> Iterator[dict[str, Any]]:
-        """Every record the batch call answers for ``refs``, page by page."""
-        assert self.many is not None
-        values = {"refs": str(self.many_spec.get("separator") or ",").join(refs)}
-        path = str(self.many_spec.get("records") or "$")
-
-        def page_of(response: httpx.Response) -> list[dict[str, Any]]:
-            assert self.many is not None
-            doc = answer(self.http, response, self.many, self.errors)
-            return records_at(doc, path, self.many.where)
-
-        guard = LoopGuard(self.many.where)
-        first = PageRequest(self.many.path)
-        for page in paginate(
-            lambda req: self._send(values, req), first, self.paginator, page_of, guard
-        ):
-            yield from page
-
     def _comments(self, refs: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(ticket, comment record)`` of each comment the batch call answers."""
         assert self.many is not None
         ticket, entries = str(self.many_spec["ticket"]), self.many_spec.get("entries")
-        for record in self._records(refs):
+        for record in self.many.records(refs):
             owner = str(read(record, ticket))
             if not entries:
                 yield owner, record
@@ -144,13 +111,11 @@ class NotesReader:
         Raises:
             ConnectorError: a batch call failed (the caller reads each ticket alone).
         """
-        size = int(self.many_spec.get("max_refs") or 50)
+        assert self.many is not None
         text = self._path("text", "body") or "body"
         at, key = self._path("at", None), self._path("ref", "id")
-        wanted = list(dict.fromkeys(refs))
-        found: dict[str, list[TicketNote]] = {ref: [] for ref in wanted}
-        for start in range(0, len(wanted), size):
-            chunk = wanted[start : start + size]
+        found: dict[str, list[TicketNote]] = {ref: [] for ref in refs}
+        for chunk in self.many.chunks(refs):
             asked, seen = set(chunk), set[tuple[str, str]]()
             for owner, record in self._comments(chunk):
                 if owner not in asked:

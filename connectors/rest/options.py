@@ -144,6 +144,30 @@ COMMENTS_MANY_SCHEMA: dict[str, Any] = {
                                "params, json or form"}],
 }  # fmt: skip
 
+STATUS_MANY_SCHEMA: dict[str, Any] = {
+    **_call(
+        "optional: reads the states of many tickets in one call, so that the track step "
+        "reads a batch of tickets per call instead of one `status` call per ticket; {refs} "
+        "is their ids joined by `separator`. Each record is a ticket (`ticket` names it): "
+        "its state at `field`, its closing time at `closed_at`, read as `status` reads its "
+        "answer; a ticket the answer lacks is read with `status`",
+        records={**_PATH, "default": "$"},
+        ticket={**_PATH, "description": "the ticket id in a record"},
+        field={**_PATH, "description": "the ticket's state in a record"},
+        closed_at={**_PATH, "description": "when it was closed, in a record (needed when "
+                   "`status` has closed_at)"},
+        separator={"type": "string", "minLength": 1, "default": ",",
+                   "description": "between the ids in {refs}"},
+        max_refs={"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
+                  "description": "tickets per call (the URL's length, the tool's limit)"},
+        paginator=PAGINATOR_SCHEMA,
+    ),
+    "required": ["path", "ticket", "field"],
+    "allOf": [{"anyOf": _WITH_REFS,
+               "errorMessage": "the call needs {refs} (the tickets' ids) in its path, "
+                               "params, json or form"}],
+}  # fmt: skip
+
 HAS_REFS: dict[str, Any] = {
     "description": "a string holding {refs}, or an object or list with one inside",
     "anyOf": [
@@ -221,6 +245,12 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "type": "object", "additionalProperties": False,
             "required": ["create", "find", "status"],
             "dependentRequired": {"comments_many": ["comments"]},
+            "if": {"required": ["status_many", "status"],
+                   "properties": {"status": {"required": ["closed_at"]}}},
+            "then": {"properties": {"status_many": {
+                "required": ["closed_at"],
+                "errorMessage": "status has closed_at: status_many needs closed_at too (where "
+                                "a record holds it), or the batch would read no closing time"}}},
             "description": "write-back of nonconformity tickets (none: not pushed here); "
                            "comment and resolve are needed by a policy whose findings change "
                            "or are withdrawn. Placeholders: {title} {description} {dedup_key} "
@@ -257,6 +287,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                                       "comments are read oldest first by it (none: in "
                                       "the tool's order)"}),
                 "comments_many": COMMENTS_MANY_SCHEMA,
+                "status_many": STATUS_MANY_SCHEMA,
                 "resolve": _call("resolves or closes ticket {ref} after its comment, unless "
                                  "the status call says it is done already; {text} {plain}"),
             },

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -269,6 +269,26 @@ class RestNotesBatchSource(RestNotesSource):
         return self.notes.notes_many(refs)
 
 
+class StatusBatches:
+    """Mixed into a rest source class whose ``ticket.status_many`` reads many states per call."""
+
+    def ticket_statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """:meth:`ticket_status` of each of ``refs``: a call per ``max_refs`` tickets."""
+        return cast("RestSource", self)._desk().statuses(refs)
+
+
+_STATUS_BATCH_CLASSES: dict[str, type[RestSource]] = {}
+
+
+def _with_status_batches(cls: type[RestSource]) -> type[RestSource]:
+    """``cls`` with :class:`StatusBatches` mixed in (one class per base, made once)."""
+    found = _STATUS_BATCH_CLASSES.get(cls.__name__)
+    if found is None:
+        found = type(cls.__name__ + "WithStatusBatches", (StatusBatches, cls), {})
+        _STATUS_BATCH_CLASSES[cls.__name__] = found
+    return found
+
+
 def rest_source(
     name: str,
     options: Mapping[str, Any],
@@ -276,9 +296,12 @@ def rest_source(
     transport: httpx.BaseTransport | None = None,
 ) -> RestSource:
     """The rest source ``options`` describe, with the comment reads its ``ticket`` block
-    allows (none, one ticket per call, or a batch per call)."""
+    allows (none, one ticket per call, or a batch per call) and, with ``status_many``,
+    state reads a batch per call."""
     ticket = options.get("ticket") if isinstance(options.get("ticket"), Mapping) else None
     cls: type[RestSource] = RestSource
     if reads_notes(ticket):
         cls = RestNotesBatchSource if (ticket or {}).get("comments_many") else RestNotesSource
+    if (ticket or {}).get("status_many"):
+        cls = _with_status_batches(cls)
     return cls(name, options, ctx, transport)

@@ -6,7 +6,9 @@ fixed 70 characters, so it fits any text field). Before creating, the
 (5xx, timeout) it looks again before the error goes up, so a retry never
 makes a second ticket. The status is the ``status`` call's ``field``: a
 value in ``closed`` is done (closed); otherwise the mapping's status_map
-gives its category.
+gives its category. With the optional ``status_many`` block, the track step
+reads many tickets' states per call (:meth:`TicketDesk.statuses`,
+:mod:`.batch`): each record a ticket, read as the ``status`` call's answer is.
 
 The nonconformity lifecycle comments and resolves the ticket as it does
 Jira's or GLPI's: ``comment`` writes the text with its marker on the last
@@ -19,15 +21,16 @@ and sends the ``resolve`` call only when the ticket is not done already.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.http import HttpService
 from connectors.kit.paths import read
+from connectors.rest.batch import BatchCall
 from connectors.rest.calls import Call, answer, records_at, render_text
-from core.errors import ConnectorError, FatalError, InputError
+from core.errors import ConnectorError, FatalError, InputError, QloopError
 from core.records import Category, TicketComment, TicketRef, TicketRequest, TicketStatus
 from core.timeutil import parse_instant
 
@@ -60,6 +63,8 @@ class TicketDesk:
         self.find_call = Call.of(spec["find"], f"{where}.find")
         self.status_call = Call.of(spec["status"], f"{where}.status")
         self.spec = {k: dict(v) for k, v in spec.items()}
+        many = spec.get("status_many")
+        self.many = BatchCall(http, many, f"{where}.status_many", errors) if many else None
         self.calls = {
             name: Call.of(spec[name], f"{where}.{name}")
             for name in ("comment", "comments", "resolve")
@@ -172,7 +177,44 @@ class TicketDesk:
         spec = self.spec["status"]
         response = self.status_call.send(self.http, {"ref": ref}, idempotent=True)
         doc = answer(self.http, response, self.status_call, self.errors)
-        state = str(read(doc, str(spec.get("field") or "status")) or "")
+        return self._status_of(ref, doc, str(spec.get("field") or "status"), spec.get("closed_at"))
+
+    def statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """:meth:`status` of each of ``refs``, in order, with a ``status_many`` call per
+        ``max_refs`` tickets (each record a ticket: its id at ``ticket``, its state at
+        ``field``, its closing time at ``closed_at``, read as the single call reads them).
+        A record seen twice across pages is kept once (the first), a record of a ticket
+        not asked for is dropped, and a ticket the answer does not hold is read with the
+        ``status`` call, so it fails as alone.
+
+        Raises:
+            ConnectorError: a batch call failed (the caller reads each ticket alone).
+        """
+        assert self.many is not None
+        spec = self.spec["status_many"]
+        ticket, field = str(spec["ticket"]), str(spec["field"])
+        found: dict[str, TicketStatus | Exception] = {}
+        for chunk in self.many.chunks(refs):
+            records: dict[str, dict[str, Any]] = {}
+            for record in self.many.records(chunk):
+                records.setdefault(str(read(record, ticket)), record)
+            for ref in chunk:
+                try:
+                    hit = records.get(ref)
+                    found[ref] = (
+                        self.status(ref)
+                        if hit is None
+                        else self._status_of(ref, hit, field, spec.get("closed_at"))
+                    )
+                except QloopError as exc:
+                    found[ref] = exc
+        return [found[ref] for ref in refs]
+
+    def _status_of(self, ref: str, doc: Any, field: str, closed_at: Any) -> TicketStatus:
+        """The status of ticket ``ref`` from ``doc``: its state at ``field``, closing time at
+        ``closed_at`` (the ``status`` block's ``closed`` states and the status map)."""
+        spec = self.spec["status"]
+        state = str(read(doc, field) or "")
         closed = {str(c).casefold() for c in spec.get("closed") or []}
         category = category_of(self.mapping.get("status_map") or {}, state)
         if state.casefold() in closed and (category is None or category not in DONE):
@@ -181,7 +223,7 @@ class TicketDesk:
             msg = f"{self.http.name}: ticket {ref} has state {state!r}, not in status_map"
             raise FatalError(msg, connector=self.http.name)
         at: datetime | None = None
-        raw_at = read(doc, str(spec["closed_at"])) if spec.get("closed_at") else None
+        raw_at = read(doc, str(closed_at)) if closed_at else None
         if category in DONE and raw_at:
             try:
                 at = parse_instant(str(raw_at), _zone(self.mapping))

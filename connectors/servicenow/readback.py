@@ -66,6 +66,37 @@ def plain(value: Any) -> Any:
     return html_text(value)
 
 
+def table_rows(
+    http: HttpService, table: str, params: dict[str, Any], what: str
+) -> Iterator[dict[str, Any]]:
+    """The rows of a Table API list read (``params``: query with its ORDERBY, fields, page
+    size), values not display values, no count, following the ``Link`` header's ``next``.
+
+    A 404 on the first page is no rows (the unversioned API's empty answer).
+    """
+    first = PageRequest(
+        f"/api/now/table/{table}",
+        {**params, "sysparm_display_value": "false", "sysparm_no_count": "true"},
+    )
+
+    def send(req: PageRequest) -> Any:
+        url, query = req.target()
+        return http.request("GET", url, params=query)
+
+    def rows_of(response: Any) -> list[dict[str, Any]]:
+        return list((http.json_of(response, "GET", table) or {}).get("result") or [])
+
+    guard = LoopGuard(f"{http.name}: {what}")
+    read = False
+    try:
+        for page in paginate(send, first, LinkHeaderPaginator(), rows_of, guard):
+            read = True
+            yield from page
+    except FatalError as exc:
+        if exc.attrs.get("status") != 404 or read:
+            raise  # 404 on the first page: no rows
+
+
 class ReadBack:
     """Reads journal entries and fields of the tickets of one table."""
 
@@ -100,33 +131,8 @@ class ReadBack:
 
         A 404 on the first page is no rows (the unversioned API's empty answer).
         """
-        first = PageRequest(
-            f"/api/now/table/{JOURNAL}",
-            {
-                "sysparm_query": query,
-                "sysparm_fields": fields,
-                "sysparm_limit": PAGE,
-                "sysparm_display_value": "false",
-                "sysparm_no_count": "true",
-            },
-        )
-
-        def send(req: PageRequest) -> Any:
-            url, params = req.target()
-            return self.http.request("GET", url, params=params)
-
-        def rows_of(response: Any) -> list[dict[str, Any]]:
-            return list((self.http.json_of(response, "GET", JOURNAL) or {}).get("result") or [])
-
-        guard = LoopGuard(f"{self.http.name}: {JOURNAL} of {what}")
-        read = False
-        try:
-            for page in paginate(send, first, LinkHeaderPaginator(), rows_of, guard):
-                read = True
-                yield from page
-        except FatalError as exc:
-            if exc.attrs.get("status") != 404 or read:
-                raise  # 404 on the first page: no entries (the ticket exists)
+        params = {"sysparm_query": query, "sysparm_fields": fields, "sysparm_limit": PAGE}
+        return table_rows(self.http, JOURNAL, params, f"{JOURNAL} of {what}")
 
     def _conditions(self, ids: str) -> str:
         return (

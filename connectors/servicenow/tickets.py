@@ -5,7 +5,13 @@ id; 100 characters, a longer key is replaced by ``qloop:`` and its
 SHA-256). Before creating, ``correlation_id=<key>`` is looked up, and after
 a create whose answer was lost (5xx, timeout) it is looked up again before
 anything is retried, so a ticket is never created twice. The status is
-``state`` read with ``GET /api/now/table/{table}/{sys_id}``. A comment is a
+``state`` read with ``GET /api/now/table/{table}/{sys_id}``; many tickets'
+states (the track step) are one list read per 100 tickets
+(``sysparm_query=sys_idIN…^ORDERBYsys_id``, the same fields and values, not
+display values, paged by the ``Link`` header): a row seen twice across pages
+is kept once, a row of a ticket not asked for is dropped, and a ticket the
+list does not return (deleted, hidden by an ACL) is read alone, so it fails
+exactly as the single read does. A comment is a
 work note whose last line carries its marker; the journal
 (``sys_journal_field``) is searched for the marker first.
 """
@@ -13,15 +19,22 @@ work note whose last line carries its marker; the journal
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.http import HttpService
+from connectors.servicenow.readback import table_rows
 from connectors.servicenow.reader import OWN_PREFIX, parse_sn_time
-from core.errors import ConnectorError, FatalError
+from core.errors import ConnectorError, FatalError, QloopError
 from core.records import Category, TicketComment, TicketRef, TicketRequest, TicketStatus
 
 CORRELATION_MAX = 100
+STATUS_FIELDS = "sys_id,state,resolved_at,closed_at"
+IDS_PER_QUERY = 100
+"""Tickets per status list read (``sysparm_query=sys_idIN…``): 32-character sys_ids keep
+the URL near 4 KB, as the journal read's (:mod:`.readback`)."""
+STATUS_PAGE = 100
+"""Rows asked per page of a status list read (further pages by the ``Link`` header)."""
 DONE = (Category.RESOLVED, Category.CLOSED, Category.CANCELLED)
 
 
@@ -94,15 +107,45 @@ class TicketDesk:
     def _read(self, ref: str) -> dict[str, Any]:
         body = self.http.get_json(
             self._path(ref),
-            params={
-                "sysparm_fields": "sys_id,state,resolved_at,closed_at",
-                "sysparm_display_value": "false",
-            },
+            params={"sysparm_fields": STATUS_FIELDS, "sysparm_display_value": "false"},
         )
         return dict((body or {}).get("result") or {})
 
     def status(self, ref: str) -> TicketStatus:
-        doc = self._read(ref)
+        return self._status_of(ref, self._read(ref))
+
+    def statuses(self, refs: Sequence[str]) -> list[TicketStatus | Exception]:
+        """:meth:`status` of each of ``refs``, in order, with one list read per
+        :data:`IDS_PER_QUERY` tickets (module docstring); a ticket the read does not
+        return is read alone, so its answer is the single read's (an exception when it
+        fails).
+
+        Raises:
+            ConnectorError: a list read failed (the caller reads each ticket alone).
+        """
+        wanted = list(dict.fromkeys(refs))
+        found: dict[str, TicketStatus | Exception] = {}
+        for start in range(0, len(wanted), IDS_PER_QUERY):
+            chunk = wanted[start : start + IDS_PER_QUERY]
+            params = {
+                "sysparm_query": f"sys_idIN{','.join(chunk)}^ORDERBYsys_id",
+                "sysparm_fields": STATUS_FIELDS,
+                "sysparm_limit": min(STATUS_PAGE, len(chunk)),
+            }
+            docs: dict[str, dict[str, Any]] = {}
+            for row in table_rows(self.http, self.table, params, f"{len(chunk)} tickets"):
+                sys_id = str(row.get("sys_id") or "")
+                if sys_id in chunk:
+                    docs.setdefault(sys_id, dict(row))
+            for ref in chunk:
+                try:
+                    doc = docs.get(ref)
+                    found[ref] = self.status(ref) if doc is None else self._status_of(ref, doc)
+                except QloopError as exc:
+                    found[ref] = exc
+        return [found[ref] for ref in refs]
+
+    def _status_of(self, ref: str, doc: Mapping[str, Any]) -> TicketStatus:
         state = str(doc.get("state") or "")
         category = category_of(self.mapping.get("status_map") or {}, state)
         if category is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from core.connector import TicketBatches
+from core.connector import TicketStatusBatches
 from core.loop._bulk import insert_rows, update_by_id
 from core.loop.common import Partition, StepResult, audit_row, in_partition, log
 from core.loop.ticket_reads import read_tickets
@@ -32,7 +32,7 @@ def _statuses(rt: Runtime, batch: Sequence[Any]) -> dict[str, TicketStatus | Exc
         rt,
         "track: batch",
         by_target,
-        lambda source: source.ticket_statuses if isinstance(source, TicketBatches) else None,
+        lambda source: source.ticket_statuses if isinstance(source, TicketStatusBatches) else None,
         lambda source: source.ticket_status,
     )
 

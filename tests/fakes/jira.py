@@ -24,7 +24,8 @@ the ``jira_sm`` connector makes, with Jira's shapes and quirks:
   issue comments (ADF, paged) and workflow transitions
   (``GET``/``POST …/transitions``, 204; an id not offered now is a 400);
   JQL ``IN``/``NOT IN``/``IS [NOT] EMPTY``, where ``!=`` and ``NOT IN``
-  never match an empty field, as in Jira;
+  never match an empty field, as in Jira; ``key =``/``key in`` naming an
+  issue that does not exist (deleted) fails the whole query with a 400;
 * errors in Jira's shape (``errorMessages`` + ``errors``) for 400/401/403/404;
   429 storms with ``Retry-After`` (seconds or HTTP date); Jira's burst limiter
   (``ratelimit``: a 429 block that every early call extends, optionally a
@@ -228,6 +229,8 @@ class FakeJira:
         """Creates that store the issue but answer 500 (the reply is lost)."""
         self.index_lag = 0
         """Searches a created issue stays invisible for (unless reconcileIssues names it)."""
+        self.page_cap: int | None = None
+        """The most issues a search page holds (Jira may answer fewer than ``maxResults``)."""
         self.can_create = {project: True, ticket_project: True}
         self.service_desk = True
         """Jira Service Management on the site (False: /rest/servicedeskapi/* answers 404)."""
@@ -521,6 +524,11 @@ class FakeJira:
             raise JqlError(f"The value '{value}' does not exist for the field 'project'.")
         get = getters[name]
         values = [v.casefold() for v in (value if isinstance(value, list) else [value])]
+        if name in ("key", "issuekey") and (op == "=" or op.upper() == "IN"):
+            known = {k.casefold() for k in self.issues}
+            for v in value if isinstance(value, list) else [value]:
+                if v.casefold() not in known:  # Jira: a missing issue fails the whole query
+                    raise JqlError(f"An issue with key '{v}' does not exist for field 'key'.")
         if op.upper() in ("IS", "IS NOT"):
             if values != ["empty"] and values != ["null"]:
                 raise JqlError(f"The operator '{op}' only takes EMPTY for field '{fld}'.")
@@ -832,6 +840,7 @@ class FakeJira:
         expand = body.get("expand") or ""
         expand = ",".join(expand) if isinstance(expand, list) else str(expand)
         size = min(int(body.get("maxResults") or 50), 100 if wanted else 5000)
+        size = min(size, self.page_cap or size)
         jql = str(body.get("jql") or "")
         predicate, order = self.parse_jql(jql)
         digest = hashlib.sha256(jql.encode()).hexdigest()[:10]
