@@ -118,55 +118,55 @@ SINCE_SCHEMA: dict[str, Any] = {
 _WITH_REFS = [{"required": [k], "properties": {k: {"$ref": "#/$defs/has_refs"}}}
               for k in ("path", "params", "json", "form")]  # fmt: skip
 
-COMMENTS_MANY_SCHEMA: dict[str, Any] = {
-    **_call(
-        "optional: lists the comments of many tickets in one call, so that following "
-        "complaints reads a batch of tickets per call instead of one `comments` call per "
-        "ticket; {refs} is their ids joined by `separator`. Each record is a comment "
-        "(`ticket` names its ticket), or a ticket holding its comments at `entries`",
-        records={**_PATH, "default": "$"},
-        ticket={**_PATH, "description": "the ticket id in a record"},
-        entries={**_PATH, "description": "where a record (a ticket) holds its comments "
-                 "(none: each record is a comment)"},
-        text={**_PATH, "description": "a comment's text (default: comments.text)"},
-        at={**_PATH, "description": "when a comment was written (default: comments.at)"},
-        ref={**_PATH, "description": "a comment's id: one seen twice across pages is "
-             "kept once (default: comments.ref)"},
-        separator={"type": "string", "minLength": 1, "default": ",",
-                   "description": "between the ids in {refs}"},
-        max_refs={"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
-                  "description": "tickets per call (the URL's length, the tool's limit)"},
-        paginator=PAGINATOR_SCHEMA,
-    ),
-    "required": ["path", "ticket"],
-    "allOf": [{"anyOf": _WITH_REFS,
-               "errorMessage": "the call needs {refs} (the tickets' ids) in its path, "
-                               "params, json or form"}],
-}  # fmt: skip
 
-STATUS_MANY_SCHEMA: dict[str, Any] = {
-    **_call(
-        "optional: reads the states of many tickets in one call, so that the track step "
-        "reads a batch of tickets per call instead of one `status` call per ticket; {refs} "
-        "is their ids joined by `separator`. Each record is a ticket (`ticket` names it): "
-        "its state at `field`, its closing time at `closed_at`, read as `status` reads its "
-        "answer; a ticket the answer lacks is read with `status`",
-        records={**_PATH, "default": "$"},
-        ticket={**_PATH, "description": "the ticket id in a record"},
-        field={**_PATH, "description": "the ticket's state in a record"},
-        closed_at={**_PATH, "description": "when it was closed, in a record (needed when "
-                   "`status` has closed_at)"},
-        separator={"type": "string", "minLength": 1, "default": ",",
-                   "description": "between the ids in {refs}"},
-        max_refs={"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
-                  "description": "tickets per call (the URL's length, the tool's limit)"},
-        paginator=PAGINATOR_SCHEMA,
-    ),
-    "required": ["path", "ticket", "field"],
-    "allOf": [{"anyOf": _WITH_REFS,
-               "errorMessage": "the call needs {refs} (the tickets' ids) in its path, "
-                               "params, json or form"}],
-}  # fmt: skip
+def _batch_call(what: str, required: list[str], **own: Any) -> dict[str, Any]:
+    """The schema of a call that reads many tickets at once: {refs} is their ids joined by
+    `separator`, `max_refs` at a time; each record names its ticket at `ticket`; ``own``
+    are the call's other record paths (after `records` and `ticket`)."""
+    return {
+        **_call(
+            what,
+            records={**_PATH, "default": "$"},
+            ticket={**_PATH, "description": "the ticket id in a record"},
+            **own,
+            separator={"type": "string", "minLength": 1, "default": ",",
+                       "description": "between the ids in {refs}"},
+            max_refs={"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
+                      "description": "tickets per call (the URL's length, the tool's limit)"},
+            paginator=PAGINATOR_SCHEMA,
+        ),
+        "required": ["path", "ticket", *required],
+        "allOf": [{"anyOf": _WITH_REFS,
+                   "errorMessage": "the call needs {refs} (the tickets' ids) in its path, "
+                                   "params, json or form"}],
+    }  # fmt: skip
+
+
+COMMENTS_MANY_SCHEMA = _batch_call(
+    "optional: lists the comments of many tickets in one call, so that following "
+    "complaints reads a batch of tickets per call instead of one `comments` call per "
+    "ticket; {refs} is their ids joined by `separator`. Each record is a comment "
+    "(`ticket` names its ticket), or a ticket holding its comments at `entries`",
+    [],
+    entries={**_PATH, "description": "where a record (a ticket) holds its comments "
+             "(none: each record is a comment)"},
+    text={**_PATH, "description": "a comment's text (default: comments.text)"},
+    at={**_PATH, "description": "when a comment was written (default: comments.at)"},
+    ref={**_PATH, "description": "a comment's id: one seen twice across pages is "
+         "kept once (default: comments.ref)"},
+)  # fmt: skip
+
+STATUS_MANY_SCHEMA = _batch_call(
+    "optional: reads the states of many tickets in one call, so that the track step "
+    "reads a batch of tickets per call instead of one `status` call per ticket; {refs} "
+    "is their ids joined by `separator`. Each record is a ticket (`ticket` names it): "
+    "its state at `field`, its closing time at `closed_at`, read as `status` reads its "
+    "answer; a ticket the answer lacks is read with `status`",
+    ["field"],
+    field={**_PATH, "description": "the ticket's state in a record"},
+    closed_at={**_PATH, "description": "when it was closed, in a record (needed when "
+               "`status` has closed_at)"},
+)  # fmt: skip
 
 HAS_REFS: dict[str, Any] = {
     "description": "a string holding {refs}, or an object or list with one inside",
