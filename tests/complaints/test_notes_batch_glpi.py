@@ -8,21 +8,19 @@ reads each ticket's ``ITILFollowup`` sub-items, every page of them, and a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
 
 import pytest
 
 from core.complaints.following import _notes_of
 from core.connector import TicketNotes, TicketNotesBatches
-from core.errors import FatalError, RetriableError
-from core.runtime import Runtime
+from core.errors import FatalError
 from tests.complaints.test_read_back_glpi_servicenow import glpi_source
 from tests.fakes.glpi import FakeGlpi
 from tests.fakes.server import serve
+from tests.utils.batch_reads import retrying_runtime
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)
 
@@ -33,16 +31,6 @@ def glpi() -> Iterator[tuple[FakeGlpi, str]]:
     fake.generate(6)
     with serve(fake.app()) as url:
         yield fake, f"{url}/apirest.php"
-
-
-def _runtime(sources: dict[str, Any]) -> Runtime:
-    def call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except RetriableError:
-            return fn()
-
-    return cast("Runtime", SimpleNamespace(source=sources.__getitem__, call=call))
 
 
 def test_followups_are_read_a_ticket_per_request_every_page(
@@ -61,7 +49,9 @@ def test_followups_are_read_a_ticket_per_request_every_page(
         expected = {ref: src.ticket_notes(ref) for ref in refs}
         before = sum(fake.calls.values())
         fake.burst = 1
-        found = _notes_of(_runtime({"glpi": src}), [("glpi", ref) for ref in [*refs, "999999"]])
+        found = _notes_of(
+            retrying_runtime({"glpi": src}), [("glpi", ref) for ref in [*refs, "999999"]]
+        )
         asked = sum(fake.calls.values()) - before
     finally:
         src.close()

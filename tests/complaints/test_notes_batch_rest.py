@@ -10,23 +10,20 @@ ticket per call, and without a ``{ref}``-only ``comments`` call it reads none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
-import yaml
 
 from core.complaints.following import _notes_of
-from core.conf import load_config
 from core.connector import TicketNotes, TicketNotesBatches
-from core.errors import ConfigError, RetriableError
-from core.runtime import Runtime
-from tests.connectors.rest_examples import example, source
+from tests.connectors.itop_batches import itop_ticket, paged, refuse_oql_in, validate_error
+from tests.connectors.rest_examples import source
 from tests.fakes.itop import PASSWORD, FakeItop
 from tests.fakes.server import serve
+from tests.utils.batch_reads import retrying_runtime
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)
 ENV: dict[str, str] = {}
@@ -42,13 +39,6 @@ def itop() -> Iterator[tuple[FakeItop, dict[str, str]]]:
     fake.log(2, "same instant", T0 + timedelta(hours=3))
     with serve(fake.app()) as url:
         yield fake, {"ITOP_URL": url, "ITOP_PASSWORD": PASSWORD}
-
-
-def _ticket(**changes: Any) -> dict[str, Any]:
-    block = dict(example("itop", {"ITOP_URL": "http://x", "ITOP_PASSWORD": "p"}))
-    ticket = dict(block["sources"]["itop"]["ticket"])
-    ticket.update(changes)
-    return {k: v for k, v in ticket.items() if v is not None}
 
 
 REFS = [str(k) for k in range(1, 13)]
@@ -81,12 +71,8 @@ def test_a_page_boundary_inside_a_batch_loses_nothing(
     tmp_path: Path, itop: tuple[FakeItop, dict[str, str]]
 ) -> None:
     fake, env = itop
-    many = dict(_ticket()["comments_many"])
-    many["form"] = {"json_data": {**many["form"]["json_data"], "limit": "{limit}",
-                                  "page": "{page}"}}  # fmt: skip
-    many.update(max_refs=5, paginator={"type": "page_number", "size": 2, "page_param": "page",
-                                       "size_param": "limit", "in": "body"})  # fmt: skip
-    src = source("itop", env, tmp_path, ticket=_ticket(comments_many=many))
+    many = paged(itop_ticket()["comments_many"])
+    src = source("itop", env, tmp_path, ticket=itop_ticket(comments_many=many))
     try:
         before = fake.calls["rest"]
         found = src.ticket_notes_many(REFS)  # type: ignore[attr-defined]
@@ -95,16 +81,6 @@ def test_a_page_boundary_inside_a_batch_loses_nothing(
         assert found == [src.ticket_notes(ref) for ref in REFS]  # type: ignore[attr-defined]
     finally:
         src.close()
-
-
-def _runtime(sources: dict[str, Any]) -> Runtime:
-    def call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except RetriableError:
-            return fn()
-
-    return cast("Runtime", SimpleNamespace(source=sources.__getitem__, call=call))
 
 
 def test_a_429_is_waited_and_a_refused_batch_is_read_ticket_by_ticket(
@@ -117,16 +93,9 @@ def test_a_429_is_waited_and_a_refused_batch_is_read_ticket_by_ticket(
         fake.burst = 2
         assert src.ticket_notes_many(REFS) == list(expected.values())  # type: ignore[attr-defined]
         assert fake.burst == 0
-        real = fake.operate
-
-        def refuse_in(doc: dict[str, Any]) -> dict[str, Any]:  # a profile refused the OQL
-            if " IN (" in str(doc.get("key")):
-                return {"objects": None, "code": 1, "message": "Error: not allowed"}
-            return real(doc)
-
-        monkeypatch.setattr(fake, "operate", refuse_in)
+        refuse_oql_in(fake, monkeypatch)
         before = fake.calls["rest"]
-        found = _notes_of(_runtime({"itop": src}), [("itop", ref) for ref in REFS])
+        found = _notes_of(retrying_runtime({"itop": src}), [("itop", ref) for ref in REFS])
         assert found == expected
         assert fake.calls["rest"] - before == 1 + len(REFS)
     finally:
@@ -137,10 +106,10 @@ def test_without_the_batch_block_one_call_per_ticket_and_none_without_comments(
     tmp_path: Path, itop: tuple[FakeItop, dict[str, str]]
 ) -> None:
     _, env = itop
-    one = source("itop", env, tmp_path, ticket=_ticket(comments_many=None))
-    marker = dict(_ticket()["comments"])
+    one = source("itop", env, tmp_path, ticket=itop_ticket(comments_many=None))
+    marker = dict(itop_ticket()["comments"])
     marker["form"] = {"json_data": {**marker["form"]["json_data"], "key": "{marker}"}}
-    none = source("itop", env, tmp_path, ticket=_ticket(comments=marker, comments_many=None))
+    none = source("itop", env, tmp_path, ticket=itop_ticket(comments=marker, comments_many=None))
     try:
         assert isinstance(one, TicketNotes) and not isinstance(one, TicketNotesBatches)
         assert not isinstance(none, TicketNotes)  # its comments call needs more than {ref}
@@ -160,15 +129,6 @@ def test_without_the_batch_block_one_call_per_ticket_and_none_without_comments(
 def test_validate_names_the_line_of_a_batch_block_it_cannot_use(
     tmp_path: Path, change: dict[str, Any], message: str
 ) -> None:
-    doc = example("itop", {"ITOP_URL": "http://x", "ITOP_PASSWORD": "p"})
-    doc["database_url"] = "sqlite://"
-    doc["sources"]["itop"]["ticket"] = _ticket(**change)
-    path = tmp_path / "itop.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    lines = path.read_text(encoding="utf-8").splitlines()
     key = "comments_many:" if "comments_many" in change else "    ticket:"
-    line = next(n for n, text in enumerate(lines, 1) if key in text)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path, env={})
-    shown = str(caught.value) + "\n".join(str(p) for p in getattr(caught.value, "problems", []))
+    line, shown = validate_error(tmp_path, itop_ticket(**change), key)
     assert f"itop.yaml:{line}" in shown and message in shown

@@ -9,27 +9,24 @@ lose nothing; a batch the instance refuses is read ticket by ticket.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
 
 import pytest
 import yaml
 from sqlalchemy import select
 
-import mappings
-from connectors.servicenow import ServiceNowSource
 from connectors.servicenow import readback as sn_readback
 from core.complaints.following import NOTICE, _notes_of
-from core.connector import ConnectorContext, TicketNotesBatches
+from core.connector import TicketNotesBatches
 from core.errors import FatalError, RetriableError
 from core.loop import run_once
-from core.runtime import Runtime
 from core.store.models import Complaint, OutboxItem
+from tests.complaints.test_read_back_glpi_servicenow import sn_source
 from tests.fakes.server import serve
 from tests.fakes.servicenow import PASSWORD, USER, FakeServiceNow
+from tests.utils.batch_reads import answers, retrying_runtime
 from tests.utils.loop import Deployment
 from tests.workers.test_report_webhook import SECRET
 
@@ -44,13 +41,6 @@ def sn() -> Iterator[tuple[FakeServiceNow, str]]:
     fake.generate(12, seed="batch", start=datetime(2026, 10, 1, tzinfo=UTC), days=20)
     with serve(fake.app()) as url:
         yield fake, url
-
-
-def sn_source(tmp_path: Path, url: str) -> ServiceNowSource:
-    ctx = ConnectorContext(tmp_path, mappings.load("servicenow"), sleep=lambda _: None)
-    options = {"base_url": url, "auth": {"username": USER, "password": PASSWORD},
-               "ticket": {"table": "incident"}}  # fmt: skip
-    return ServiceNowSource("sn", options, ctx)
 
 
 def _write_notes(fake: FakeServiceNow) -> list[str]:
@@ -84,12 +74,7 @@ def test_the_batch_read_answers_what_one_read_per_ticket_answers(
         many = src.ticket_notes_many(asked)
         batch_calls = _calls(fake) - before
         before = _calls(fake)
-        singles: list[Any] = []
-        for ref in asked:
-            try:
-                singles.append(src.ticket_notes(ref))
-            except FatalError as exc:
-                singles.append(exc)
+        singles = answers(src.ticket_notes, asked)
         single_calls = _calls(fake) - before
     finally:
         src.close()
@@ -167,16 +152,6 @@ def test_a_429_with_retry_after_is_waited_and_the_batch_completes(
         src.close()
 
 
-def _runtime(sources: dict[str, Any]) -> Runtime:
-    def call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except RetriableError:
-            return fn()
-
-    return cast("Runtime", SimpleNamespace(source=sources.__getitem__, call=call))
-
-
 def test_a_batch_the_instance_refuses_is_read_ticket_by_ticket(
     tmp_path: Path, sn: tuple[FakeServiceNow, str]
 ) -> None:
@@ -187,12 +162,12 @@ def test_a_batch_the_instance_refuses_is_read_ticket_by_ticket(
         expected = {ref: src.ticket_notes(ref) for ref in refs}
         fake.max_url = 450  # the batch's URL is refused (414), one ticket's passes
         before = _calls(fake)
-        found = _notes_of(_runtime({"sn": src}), [("sn", ref) for ref in refs])
+        found = _notes_of(retrying_runtime({"sn": src}), [("sn", ref) for ref in refs])
         assert found == expected
         assert _calls(fake) - before == 1 + 2 * len(refs)  # the refused query, then singles
         fake.max_url = None
         fake.burst = 99  # every answer a 429: the single path's error, per ticket
-        found = _notes_of(_runtime({"sn": src}), [("sn", ref) for ref in refs[:2]])
+        found = _notes_of(retrying_runtime({"sn": src}), [("sn", ref) for ref in refs[:2]])
         assert all(isinstance(found[ref], RetriableError) for ref in refs[:2])
     finally:
         fake.burst = 0

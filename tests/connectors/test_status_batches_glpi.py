@@ -11,23 +11,21 @@ still read by batch; a ref that is no ticket id fails as alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
 
 import pytest
 
 from connectors.glpi import writeback as glpi_writeback
-from connectors.glpi.source import GlpiSource
 from core.connector import TicketStatusBatches
 from core.errors import FatalError, RetriableError
 from core.loop.track import _statuses
-from core.runtime import Runtime
 from tests.complaints.test_read_back_glpi_servicenow import glpi_source
 from tests.fakes.glpi import FakeGlpi
 from tests.fakes.server import serve
+from tests.utils.batch_reads import answers, assert_same, retrying_runtime
 
 T0 = datetime(2026, 10, 29, 9, tzinfo=UTC)
 MANY = "/getMultipleItems"
@@ -52,25 +50,6 @@ def _refs(fake: FakeGlpi) -> list[str]:
     return [str(t) for t in ids]
 
 
-def _answers(src: GlpiSource, refs: list[str]) -> list[Any]:
-    out: list[Any] = []
-    for ref in refs:
-        try:
-            out.append(src.ticket_status(ref))
-        except FatalError as exc:
-            out.append(exc)
-    return out
-
-
-def _same(batch: list[Any], single: list[Any]) -> None:
-    assert len(batch) == len(single)
-    for a, b in zip(batch, single, strict=True):
-        if isinstance(b, Exception):
-            assert type(a) is type(b) and str(a) == str(b)
-        else:
-            assert a == b
-
-
 def _calls(fake: FakeGlpi) -> int:
     return sum(n for path, n in fake.calls.items() if "Session" not in path)
 
@@ -90,11 +69,11 @@ def test_the_batch_read_answers_what_one_read_per_ticket_answers(
         many = src.ticket_statuses(asked)
         batch_calls = _calls(fake) - before
         before = _calls(fake)
-        singles = _answers(src, asked)
+        singles = answers(src.ticket_status, asked)
         single_calls = _calls(fake) - before
     finally:
         src.close()
-    _same(many, singles)
+    assert_same(many, singles)
     assert {s.status for s in many} >= {"Solved", "Closed"}  # type: ignore[union-attr]
     closed = [s for s in many if s.status == "Closed"]  # type: ignore[union-attr]
     assert all(s.closed_at is not None for s in closed)  # type: ignore[union-attr]
@@ -114,10 +93,10 @@ def test_a_missing_ticket_fails_alone_and_the_others_still_read(
         before = _calls(fake)
         many = src.ticket_statuses(asked)
         calls = _calls(fake) - before
-        singles = _answers(src, asked)
+        singles = answers(src.ticket_status, asked)
     finally:
         src.close()
-    _same(many, singles)
+    assert_same(many, singles)
     assert isinstance(many[4], FatalError) and "999999 not found" in str(many[4])
     assert isinstance(many[-1], FatalError) and "not a GLPI ticket id" in str(many[-1])
     # 13 ids in chunks of 5: the first chunk's call fails (404) and is read again by
@@ -128,16 +107,6 @@ def test_a_missing_ticket_fails_alone_and_the_others_still_read(
     assert fake.calls[MANY] >= 3
 
 
-def _runtime(sources: dict[str, Any]) -> Runtime:
-    def call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except RetriableError:
-            return fn()
-
-    return cast("Runtime", SimpleNamespace(source=sources.__getitem__, call=call))
-
-
 def test_track_reads_every_state_through_one_call_and_falls_back_on_a_failing_one(
     tmp_path: Path, glpi: tuple[FakeGlpi, str]
 ) -> None:
@@ -146,12 +115,12 @@ def test_track_reads_every_state_through_one_call_and_falls_back_on_a_failing_on
     src = glpi_source(tmp_path, url)
     rows = [SimpleNamespace(ticket_target="glpi", ticket_ref=ref) for ref in refs]
     try:
-        expected = dict(zip(refs, _answers(src, refs), strict=True))
+        expected = dict(zip(refs, answers(src.ticket_status, refs), strict=True))
         before = fake.calls[MANY]
-        assert _statuses(_runtime({"glpi": src}), rows) == expected
+        assert _statuses(retrying_runtime({"glpi": src}), rows) == expected
         assert fake.calls[MANY] - before == 1
         fake.burst = 99  # every answer a 429: the batch fails, then each single read
-        found = _statuses(_runtime({"glpi": src}), rows[:2])
+        found = _statuses(retrying_runtime({"glpi": src}), rows[:2])
         assert all(isinstance(found[ref], RetriableError) for ref in refs[:2])
     finally:
         fake.burst = 0

@@ -12,11 +12,10 @@ read alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
 
 import pytest
 
@@ -26,9 +25,9 @@ from connectors.jira_sm import tickets as jira_tickets
 from core.connector import ConnectorContext, TicketStatusBatches
 from core.errors import FatalError, RetriableError
 from core.loop.track import _statuses
-from core.runtime import Runtime
 from tests.fakes.jira import FakeJira, source_options
 from tests.fakes.server import serve
+from tests.utils.batch_reads import answers, assert_same, retrying_runtime
 
 T0 = datetime(2026, 10, 20, 8, tzinfo=UTC)
 STATES = ["Open", "In Progress", "Resolved", "Closed", "Canceled", "Done", "Triage",
@@ -56,25 +55,6 @@ def _keys(jira: FakeJira) -> list[str]:
     return keys
 
 
-def _answers(src: JiraSource, refs: list[str]) -> list[Any]:
-    out: list[Any] = []
-    for ref in refs:
-        try:
-            out.append(src.ticket_status(ref))
-        except FatalError as exc:
-            out.append(exc)
-    return out
-
-
-def _same(batch: list[Any], single: list[Any]) -> None:
-    assert len(batch) == len(single)
-    for a, b in zip(batch, single, strict=True):
-        if isinstance(b, Exception):
-            assert type(a) is type(b) and str(a) == str(b)
-        else:
-            assert a == b
-
-
 def test_the_batch_read_answers_what_one_read_per_issue_answers(
     tmp_path: Path, fake: tuple[FakeJira, str]
 ) -> None:
@@ -88,11 +68,11 @@ def test_the_batch_read_answers_what_one_read_per_issue_answers(
         many = src.ticket_statuses(asked)
         batch_calls = jira.requests - before
         before = jira.requests
-        singles = _answers(src, asked)
+        singles = answers(src.ticket_status, asked)
         single_calls = jira.requests - before
     finally:
         src.close()
-    _same(many, singles)
+    assert_same(many, singles)
     cats = [s.category for s in many[:8]]  # type: ignore[union-attr]
     assert cats[:3] == ["new", "in_progress", "resolved"] and cats[6] == "new"  # Triage: new
     assert many[2].closed_at is not None  # type: ignore[union-attr]
@@ -112,10 +92,10 @@ def test_a_missing_issue_fails_alone_and_the_others_still_read(
         before = jira.requests
         many = src.ticket_statuses(keys)
         calls = jira.requests - before
-        singles = _answers(src, keys)
+        singles = answers(src.ticket_status, keys)
     finally:
         src.close()
-    _same(many, singles)
+    assert_same(many, singles)
     assert isinstance(many[3], FatalError) and many[3].attrs.get("status") == 404
     # 20 issues in chunks of 8: the first chunk's search fails (400) and is searched again
     # by halves: 0-3 (400) and 4-7, then 0-1 and 2-3 (400), then 2 and 3 (400); the
@@ -130,11 +110,11 @@ def test_a_page_boundary_inside_a_batch_and_a_429_lose_nothing(
     keys = _keys(jira)
     src = jira_source(tmp_path, url)
     try:
-        expected = _answers(src, keys)
+        expected = answers(src.ticket_status, keys)
         jira.page_cap = 6  # Jira answers fewer than maxResults: nextPageToken pages
         jira.throttle = (2, 1, "1")  # every second request a 429 with Retry-After
         before = jira.searches
-        _same(src.ticket_statuses(keys), expected)
+        assert_same(src.ticket_statuses(keys), expected)
         assert jira.searches - before == 4  # 20 issues, 6 a page (429s are not searches)
         assert jira.throttled >= 1
     finally:
@@ -142,16 +122,6 @@ def test_a_page_boundary_inside_a_batch_and_a_429_lose_nothing(
         src.close()
     body_fields = ["status", "resolutiondate", "statuscategorychangedate"]
     assert list(jira_tickets.STATUS_FIELDS) == body_fields
-
-
-def _runtime(sources: dict[str, Any]) -> Runtime:
-    def call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except RetriableError:
-            return fn()
-
-    return cast("Runtime", SimpleNamespace(source=sources.__getitem__, call=call))
 
 
 def test_track_reads_a_lagging_issue_alone_and_a_refused_search_issue_by_issue(
@@ -162,15 +132,15 @@ def test_track_reads_a_lagging_issue_alone_and_a_refused_search_issue_by_issue(
     src = jira_source(tmp_path, url)
     rows = [SimpleNamespace(ticket_target="jira", ticket_ref=key) for key in keys]
     try:
-        expected = dict(zip(keys, _answers(src, keys), strict=True))
+        expected = dict(zip(keys, answers(src.ticket_status, keys), strict=True))
         lagging = jira.issues[keys[-1]]
         lagging.visible_from = jira.searches + 5  # just created: not in the index yet
         before = jira.requests
-        assert _statuses(_runtime({"jira": src}), rows) == expected
+        assert _statuses(retrying_runtime({"jira": src}), rows) == expected
         assert jira.requests - before == 2  # the search, then the lagging issue alone
         lagging.visible_from = 0
         jira.throttle = (1, 1, "1")  # every answer a 429: the search fails, then each read
-        found = _statuses(_runtime({"jira": src}), rows[:2])
+        found = _statuses(retrying_runtime({"jira": src}), rows[:2])
         assert all(isinstance(found[key], RetriableError) for key in keys[:2])
     finally:
         jira.throttle = None

@@ -12,27 +12,27 @@ and changes the same rows as the single reads did.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, select, update
 
-import mappings
-from connectors.servicenow import ServiceNowSource
 from connectors.servicenow import tickets as sn_tickets
-from core.connector import ConnectorContext, TicketStatusBatches
+from core.connector import TicketStatusBatches
 from core.errors import FatalError, RetriableError
 from core.loop import run_once
 from core.loop.track import _statuses
 from core.runtime import Runtime
 from core.store.models import AuditLog, Nonconformity
+from tests.complaints.test_read_back_glpi_servicenow import sn_source
 from tests.connectors.test_servicenow import MONTH, deployment
 from tests.fakes.server import serve
-from tests.fakes.servicenow import PASSWORD, USER, FakeServiceNow
+from tests.fakes.servicenow import FakeServiceNow
+from tests.utils.batch_reads import answers, assert_same, retrying_runtime
 
 track_step = importlib.import_module("core.loop.track")  # the module (core.loop.track is the step)
 T0 = datetime(2026, 10, 29, 12, tzinfo=UTC)
@@ -44,13 +44,6 @@ def sn() -> Iterator[tuple[FakeServiceNow, str]]:
     fake = FakeServiceNow()
     with serve(fake.app()) as url:
         yield fake, url
-
-
-def sn_source(tmp_path: Path, url: str) -> ServiceNowSource:
-    ctx = ConnectorContext(tmp_path, mappings.load("servicenow"), sleep=lambda _: None)
-    options = {"base_url": url, "auth": {"username": USER, "password": PASSWORD},
-               "ticket": {"table": "incident"}}  # fmt: skip
-    return ServiceNowSource("sn", options, ctx)
 
 
 def _tickets(fake: FakeServiceNow, n: int = 12) -> list[str]:
@@ -70,25 +63,6 @@ def _calls(fake: FakeServiceNow) -> int:
     return sum(fake.calls.values())
 
 
-def _answers(src: ServiceNowSource, refs: list[str]) -> list[Any]:
-    out: list[Any] = []
-    for ref in refs:
-        try:
-            out.append(src.ticket_status(ref))
-        except FatalError as exc:
-            out.append(exc)
-    return out
-
-
-def _same(batch: list[Any], single: list[Any]) -> None:
-    assert len(batch) == len(single)
-    for a, b in zip(batch, single, strict=True):
-        if isinstance(b, Exception):
-            assert type(a) is type(b) and str(a) == str(b)
-        else:
-            assert a == b
-
-
 def test_the_batch_read_answers_what_one_read_per_ticket_answers(
     tmp_path: Path, sn: tuple[FakeServiceNow, str]
 ) -> None:
@@ -103,11 +77,11 @@ def test_the_batch_read_answers_what_one_read_per_ticket_answers(
         many = src.ticket_statuses(asked)
         batch_calls = _calls(fake) - before
         before = _calls(fake)
-        singles = _answers(src, asked)
+        singles = answers(src.ticket_status, asked)
         single_calls = _calls(fake) - before
     finally:
         src.close()
-    _same(many, singles)
+    assert_same(many, singles)
     assert [s.category for s in many[:6]] == [  # type: ignore[union-attr]
         "new", "in_progress", "waiting", "resolved", "closed", "cancelled"
     ]  # fmt: skip
@@ -145,7 +119,7 @@ def test_a_page_boundary_and_a_write_between_pages_lose_nothing(
         assert moved
         # the moved ticket was on the first page: read as it was then (the next run reads
         # it resolved); every other ticket as one read each answers it now
-        _same(many[1:], _answers(src, refs[1:]))
+        assert_same(many[1:], answers(src.ticket_status, refs[1:]))
         assert many[0].status == "1"  # type: ignore[union-attr]
     finally:
         src.close()
@@ -161,23 +135,13 @@ def test_ids_per_query_are_capped_and_a_429_is_waited(
     monkeypatch.setattr(sn_tickets, "IDS_PER_QUERY", 5)
     src = sn_source(tmp_path, url)
     try:
-        expected = _answers(src, refs)
+        expected = answers(src.ticket_status, refs)
         fake.burst = 2
         before = _calls(fake)
-        _same(src.ticket_statuses(refs), expected)
+        assert_same(src.ticket_statuses(refs), expected)
         assert fake.burst == 0 and _calls(fake) - before == 3 + 2  # 11 tickets: 3 chunks
     finally:
         src.close()
-
-
-def _runtime(sources: dict[str, Any]) -> Runtime:
-    def call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except RetriableError:
-            return fn()
-
-    return cast("Runtime", SimpleNamespace(source=sources.__getitem__, call=call))
 
 
 def test_a_batch_the_instance_refuses_is_read_ticket_by_ticket(
@@ -188,15 +152,15 @@ def test_a_batch_the_instance_refuses_is_read_ticket_by_ticket(
     src = sn_source(tmp_path, url)
     rows = [SimpleNamespace(ticket_target="sn", ticket_ref=ref) for ref in refs]
     try:
-        expected = dict(zip(refs, _answers(src, refs), strict=True))
+        expected = dict(zip(refs, answers(src.ticket_status, refs), strict=True))
         fake.max_url = 450  # the batch's URL is refused (414), one ticket's passes
         before = _calls(fake)
-        found = _statuses(_runtime({"sn": src}), rows)
+        found = _statuses(retrying_runtime({"sn": src}), rows)
         assert found == expected
         assert _calls(fake) - before == 1 + len(refs)  # the refused read, then singles
         fake.max_url = None
         fake.burst = 99  # every answer a 429: the single path's error, per ticket
-        found = _statuses(_runtime({"sn": src}), rows[:2])
+        found = _statuses(retrying_runtime({"sn": src}), rows[:2])
         assert all(isinstance(found[ref], RetriableError) for ref in refs[:2])
     finally:
         fake.burst = 0
