@@ -23,7 +23,7 @@ from tests.connectors.itop_batches import itop_ticket, paged, refuse_oql_in, val
 from tests.connectors.rest_examples import source
 from tests.fakes.itop import PASSWORD, FakeItop
 from tests.fakes.server import serve
-from tests.utils.batch_reads import retrying_runtime
+from tests.utils.batch_reads import read_both, retrying_runtime
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)
 ENV: dict[str, str] = {}
@@ -52,12 +52,9 @@ def test_the_batch_read_answers_what_one_read_per_ticket_answers(
     asked = [*REFS, "999", "3"]  # a ticket iTop does not hold, one asked twice
     try:
         assert isinstance(src, TicketNotesBatches)
-        before = fake.calls["rest"]
-        many = src.ticket_notes_many(asked)
-        batch_calls = fake.calls["rest"] - before
-        before = fake.calls["rest"]
-        singles = [src.ticket_notes(ref) for ref in asked]
-        single_calls = fake.calls["rest"] - before
+        many, batch_calls, singles, single_calls = read_both(
+            lambda: fake.calls["rest"], src.ticket_notes_many, src.ticket_notes, asked
+        )
     finally:
         src.close()
     assert many == singles

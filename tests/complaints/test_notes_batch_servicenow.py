@@ -26,7 +26,7 @@ from core.store.models import Complaint, OutboxItem
 from tests.complaints.test_read_back_glpi_servicenow import sn_source
 from tests.fakes.server import serve
 from tests.fakes.servicenow import PASSWORD, USER, FakeServiceNow
-from tests.utils.batch_reads import answers, retrying_runtime
+from tests.utils.batch_reads import read_both, retrying_runtime
 from tests.utils.loop import Deployment
 from tests.workers.test_report_webhook import SECRET
 
@@ -70,12 +70,9 @@ def test_the_batch_read_answers_what_one_read_per_ticket_answers(
     src = sn_source(tmp_path, url)
     try:
         assert isinstance(src, TicketNotesBatches)
-        before = _calls(fake)
-        many = src.ticket_notes_many(asked)
-        batch_calls = _calls(fake) - before
-        before = _calls(fake)
-        singles = answers(src.ticket_notes, asked)
-        single_calls = _calls(fake) - before
+        many, batch_calls, singles, single_calls = read_both(
+            lambda: _calls(fake), src.ticket_notes_many, src.ticket_notes, asked
+        )
     finally:
         src.close()
     assert many[:-2] == singles[:-2] and many[-1] == singles[-1]

@@ -25,7 +25,7 @@ from core.loop.track import _statuses
 from tests.complaints.test_read_back_glpi_servicenow import glpi_source
 from tests.fakes.glpi import FakeGlpi
 from tests.fakes.server import serve
-from tests.utils.batch_reads import answers, assert_same, retrying_runtime
+from tests.utils.batch_reads import answers, assert_same, read_both, retrying_runtime
 
 T0 = datetime(2026, 10, 29, 9, tzinfo=UTC)
 MANY = "/getMultipleItems"
@@ -64,13 +64,10 @@ def test_the_batch_read_answers_what_one_read_per_ticket_answers(
     try:
         assert isinstance(src, TicketStatusBatches)
         src.ticket_status(refs[0])  # the session is open before counting
-        before = _calls(fake)
         fake.burst = 1  # a 429 with Retry-After first, waited out
-        many = src.ticket_statuses(asked)
-        batch_calls = _calls(fake) - before
-        before = _calls(fake)
-        singles = answers(src.ticket_status, asked)
-        single_calls = _calls(fake) - before
+        many, batch_calls, singles, single_calls = read_both(
+            lambda: _calls(fake), src.ticket_statuses, src.ticket_status, asked
+        )
     finally:
         src.close()
     assert_same(many, singles)

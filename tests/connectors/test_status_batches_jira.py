@@ -27,7 +27,7 @@ from core.errors import FatalError, RetriableError
 from core.loop.track import _statuses
 from tests.fakes.jira import FakeJira, source_options
 from tests.fakes.server import serve
-from tests.utils.batch_reads import answers, assert_same, retrying_runtime
+from tests.utils.batch_reads import answers, assert_same, read_both, retrying_runtime
 
 T0 = datetime(2026, 10, 20, 8, tzinfo=UTC)
 STATES = ["Open", "In Progress", "Resolved", "Closed", "Canceled", "Done", "Triage",
@@ -64,12 +64,9 @@ def test_the_batch_read_answers_what_one_read_per_issue_answers(
     src = jira_source(tmp_path, url)
     try:
         assert isinstance(src, TicketStatusBatches)
-        before = jira.requests
-        many = src.ticket_statuses(asked)
-        batch_calls = jira.requests - before
-        before = jira.requests
-        singles = answers(src.ticket_status, asked)
-        single_calls = jira.requests - before
+        many, batch_calls, singles, single_calls = read_both(
+            lambda: jira.requests, src.ticket_statuses, src.ticket_status, asked
+        )
     finally:
         src.close()
     assert_same(many, singles)

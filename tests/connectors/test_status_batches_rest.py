@@ -25,7 +25,7 @@ from tests.connectors.itop_batches import itop_ticket, paged, refuse_oql_in, val
 from tests.connectors.rest_examples import source
 from tests.fakes.itop import PASSWORD, FakeItop
 from tests.fakes.server import serve
-from tests.utils.batch_reads import answers, assert_same, retrying_runtime
+from tests.utils.batch_reads import answers, assert_same, read_both, retrying_runtime
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)
 REFS = [str(k) for k in range(1, 13)]
@@ -50,12 +50,9 @@ def test_the_batch_read_answers_what_one_read_per_ticket_answers(
     asked = [*REFS, "999", "3"]  # a ticket iTop does not hold, one asked twice
     try:
         assert isinstance(src, TicketStatusBatches)
-        before = fake.calls["rest"]
-        many = src.ticket_statuses(asked)
-        batch_calls = fake.calls["rest"] - before
-        before = fake.calls["rest"]
-        singles = answers(src.ticket_status, asked)
-        single_calls = fake.calls["rest"] - before
+        many, batch_calls, singles, single_calls = read_both(
+            lambda: fake.calls["rest"], src.ticket_statuses, src.ticket_status, asked
+        )
     finally:
         src.close()
     assert_same(many, singles)

@@ -32,7 +32,7 @@ from tests.complaints.test_read_back_glpi_servicenow import sn_source
 from tests.connectors.test_servicenow import MONTH, deployment
 from tests.fakes.server import serve
 from tests.fakes.servicenow import FakeServiceNow
-from tests.utils.batch_reads import answers, assert_same, retrying_runtime
+from tests.utils.batch_reads import answers, assert_same, read_both, retrying_runtime
 
 track_step = importlib.import_module("core.loop.track")  # the module (core.loop.track is the step)
 T0 = datetime(2026, 10, 29, 12, tzinfo=UTC)
@@ -73,12 +73,9 @@ def test_the_batch_read_answers_what_one_read_per_ticket_answers(
     src = sn_source(tmp_path, url)
     try:
         assert isinstance(src, TicketStatusBatches)
-        before = _calls(fake)
-        many = src.ticket_statuses(asked)
-        batch_calls = _calls(fake) - before
-        before = _calls(fake)
-        singles = answers(src.ticket_status, asked)
-        single_calls = _calls(fake) - before
+        many, batch_calls, singles, single_calls = read_both(
+            lambda: _calls(fake), src.ticket_statuses, src.ticket_status, asked
+        )
     finally:
         src.close()
     assert_same(many, singles)

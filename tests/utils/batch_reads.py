@@ -49,3 +49,19 @@ def assert_same(batch: list[Any], single: list[Any]) -> None:
             assert type(a) is type(b) and str(a) == str(b)
         else:
             assert a == b
+
+
+def read_both(
+    count: Callable[[], int],
+    many: Callable[[list[str]], list[Any]],
+    one: Callable[[str], Any],
+    asked: list[str],
+) -> tuple[list[Any], int, list[Any], int]:
+    """``many(asked)`` then :func:`answers` of ``one``: each read's answers and the requests
+    it cost, as ``count()`` (the fake's request counter) tells."""
+    before = count()
+    batch = many(asked)
+    batch_calls = count() - before
+    before = count()
+    singles = answers(one, asked)
+    return batch, batch_calls, singles, count() - before
