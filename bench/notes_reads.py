@@ -12,24 +12,20 @@ included). Last line: ``requests_per_ticket=…`` of the batch paths.
 
 from __future__ import annotations
 
-import resource
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from tempfile import TemporaryDirectory
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.read_paths import Row, main, measure
 from core.complaints.following import BATCH, _notes_of
-from core.errors import RetriableError
 from core.records import TicketNote
-from core.runtime import Runtime
+from tests.utils.batch_reads import retrying_runtime
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)
 
@@ -41,46 +37,23 @@ class _OneByOne:
         self.ticket_notes = source.ticket_notes
 
 
-def _runtime(source: Any) -> Runtime:
-    def call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except RetriableError:
-            return fn()
-
-    return cast("Runtime", SimpleNamespace(source=lambda _name: source, call=call))
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _read(source: Any, refs: list[str]) -> dict[str, list[TicketNote] | Exception]:
-    rt = _runtime(source)
+    rt = retrying_runtime({"s": source})
     found: dict[str, list[TicketNote] | Exception] = {}
     for start in range(0, len(refs), BATCH):
         found.update(_notes_of(rt, [("s", ref) for ref in refs[start : start + BATCH]]))
     return found
 
 
-def _measure(
-    name: str, source: Any, refs: list[str], count: Callable[[], int]
-) -> Iterator[tuple[str, str, int, float, float]]:
-    results = {}
+def _measure(name: str, source: Any, refs: list[str], count: Callable[[], int]) -> Iterator[Row]:
     paths = [("one per ticket", _OneByOne(source))]
     if hasattr(source, "ticket_notes_many"):
         paths.append(("batch", source))
-    for path, seen_as in paths:
-        before, wall, cpu = count(), time.perf_counter(), _cpu()
-        results[path] = _read(seen_as, refs)
-        yield name, path, count() - before, time.perf_counter() - wall, _cpu() - cpu
-    if len(results) == 2:
-        assert results["batch"] == results["one per ticket"], f"{name}: batch differs"
+    yield from measure(name, paths, _read, refs, count)
 
 
-def servicenow(stack: ExitStack, n: int, tmp: Path) -> Iterator[tuple[str, str, int, float, float]]:
-    from tests.complaints.test_notes_batch_servicenow import sn_source
+def servicenow(stack: ExitStack, n: int, tmp: Path) -> Iterator[Row]:
+    from tests.complaints.test_read_back_glpi_servicenow import sn_source
     from tests.fakes.server import serve
     from tests.fakes.servicenow import FakeServiceNow
 
@@ -96,7 +69,7 @@ def servicenow(stack: ExitStack, n: int, tmp: Path) -> Iterator[tuple[str, str, 
     yield from _measure("servicenow", src, refs, lambda: sum(fake.calls.values()))
 
 
-def glpi(stack: ExitStack, n: int, tmp: Path) -> Iterator[tuple[str, str, int, float, float]]:
+def glpi(stack: ExitStack, n: int, tmp: Path) -> Iterator[Row]:
     from tests.complaints.test_read_back_glpi_servicenow import glpi_source
     from tests.fakes.glpi import FakeGlpi
     from tests.fakes.server import serve
@@ -114,7 +87,7 @@ def glpi(stack: ExitStack, n: int, tmp: Path) -> Iterator[tuple[str, str, int, f
     yield from _measure("glpi", src, refs, lambda: sum(fake.calls.values()))
 
 
-def itop(stack: ExitStack, n: int, tmp: Path) -> Iterator[tuple[str, str, int, float, float]]:
+def itop(stack: ExitStack, n: int, tmp: Path) -> Iterator[Row]:
     from tests.connectors.rest_examples import source
     from tests.fakes.itop import PASSWORD, FakeItop
     from tests.fakes.server import serve
@@ -131,18 +104,5 @@ def itop(stack: ExitStack, n: int, tmp: Path) -> Iterator[tuple[str, str, int, f
     yield from _measure("rest (itop)", src, refs, lambda: fake.calls["rest"])
 
 
-def main(n: int) -> None:
-    rows = []
-    with TemporaryDirectory() as tmp, ExitStack() as stack:
-        for bench in (servicenow, glpi, itop):
-            for row in bench(stack, n, Path(tmp)):
-                rows.append(row)
-                name, path, requests, wall, cpu = row
-                print(f"{name:12} {path:15} {requests:6d} requests {wall:6.2f} s {cpu:6.2f} CPU s")
-    batch = [r for r in rows if r[1] == "batch"]
-    per = " ".join(f"{name}:{requests / n:.3f}" for name, _, requests, _, _ in batch)
-    print(f"tickets={n} requests_per_ticket={per}")
-
-
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    main((servicenow, glpi, itop), int(sys.argv[1]) if len(sys.argv) > 1 else 1000)

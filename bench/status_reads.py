@@ -12,27 +12,23 @@ Last line: ``requests_per_ticket=…`` of the batch paths.
 
 from __future__ import annotations
 
-import resource
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from tempfile import TemporaryDirectory
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.errors import RetriableError
+from bench.read_paths import Row, main, measure
 from core.loop.track import BATCH, _statuses
 from core.records import TicketStatus
-from core.runtime import Runtime
+from tests.utils.batch_reads import retrying_runtime
 
 T0 = datetime(2026, 10, 29, 9, tzinfo=UTC)
-Row = tuple[str, str, int, float, float]
 
 
 class _OneByOne:
@@ -42,23 +38,8 @@ class _OneByOne:
         self.ticket_status = source.ticket_status
 
 
-def _runtime(source: Any) -> Runtime:
-    def call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except RetriableError:
-            return fn()
-
-    return cast("Runtime", SimpleNamespace(source=lambda _name: source, call=call))
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _read(source: Any, refs: list[str]) -> dict[str, Any]:
-    rt = _runtime(source)
+    rt = retrying_runtime({"s": source})
     found: dict[str, TicketStatus | Exception] = {}
     for start in range(0, len(refs), BATCH):
         rows = [SimpleNamespace(ticket_target="s", ticket_ref=r) for r in refs[start:][:BATCH]]
@@ -68,20 +49,14 @@ def _read(source: Any, refs: list[str]) -> dict[str, Any]:
 
 
 def _measure(name: str, source: Any, refs: list[str], count: Callable[[], int]) -> Iterator[Row]:
-    results = {}
-    for path, seen_as in (("one per ticket", _OneByOne(source)), ("batch", source)):
-        before, wall, cpu = count(), time.perf_counter(), _cpu()
-        results[path] = _read(seen_as, refs)
-        yield name, path, count() - before, time.perf_counter() - wall, _cpu() - cpu
-    assert results["batch"] == results["one per ticket"], f"{name}: batch differs"
+    paths = [("one per ticket", _OneByOne(source)), ("batch", source)]
+    yield from measure(name, paths, _read, refs, count)
 
 
 def servicenow(stack: ExitStack, n: int, tmp: Path) -> Iterator[Row]:
-    import mappings
-    from connectors.servicenow import ServiceNowSource
-    from core.connector import ConnectorContext
+    from tests.complaints.test_read_back_glpi_servicenow import sn_source
     from tests.fakes.server import serve
-    from tests.fakes.servicenow import PASSWORD, USER, FakeServiceNow
+    from tests.fakes.servicenow import FakeServiceNow
 
     fake = FakeServiceNow()
     refs = []
@@ -92,10 +67,7 @@ def servicenow(stack: ExitStack, n: int, tmp: Path) -> Iterator[Row]:
             fake.update(ref, T0 + timedelta(minutes=i), state=state)
         refs.append(ref)
     url = stack.enter_context(serve(fake.app()))
-    ctx = ConnectorContext(tmp, mappings.load("servicenow"), sleep=lambda _: None)
-    options = {"base_url": url, "auth": {"username": USER, "password": PASSWORD},
-               "ticket": {"table": "incident"}}  # fmt: skip
-    src = ServiceNowSource("sn", options, ctx)
+    src = sn_source(tmp, url)
     stack.callback(src.close)
     yield from _measure("servicenow", src, refs, lambda: sum(fake.calls.values()))
 
@@ -155,18 +127,5 @@ def itop(stack: ExitStack, n: int, tmp: Path) -> Iterator[Row]:
                         lambda: fake.calls["rest"])  # fmt: skip
 
 
-def main(n: int) -> None:
-    rows = []
-    with TemporaryDirectory() as tmp, ExitStack() as stack:
-        for bench in (servicenow, jira, glpi, itop):
-            for row in bench(stack, n, Path(tmp)):
-                rows.append(row)
-                name, path, requests, wall, cpu = row
-                print(f"{name:12} {path:15} {requests:6d} requests {wall:6.2f} s {cpu:6.2f} CPU s")
-    batch = [r for r in rows if r[1] == "batch"]
-    per = " ".join(f"{name}:{requests / n:.3f}" for name, _, requests, _, _ in batch)
-    print(f"tickets={n} requests_per_ticket={per}")
-
-
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    main((servicenow, jira, glpi, itop), int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
