@@ -7,7 +7,6 @@ leaves with the whole ``evaluate`` step.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,32 +18,17 @@ from sqlalchemy import delete, select
 from api.cli_jobs import error_text
 from core.errors import ConfigError
 from core.export import period_indicators
-from core.loop import collect, evaluate, plan, pull, push, reconcile
+from core.loop import evaluate
 from core.runtime import Runtime
 from core.store.models import ComplianceRecord, IncidentEvaluation
 from tests.utils.loop import FakeClock, sandbox_config
+from tests.utils.partitions import answered, at_once, job, table_rows
 from workers import jobs, queue
 from workers.rq_worker import build_worker
 
-IGNORED = {"id"}
-"""A record's row id depends on the order of the inserts, not on what was measured."""
-
-
-def _loaded(rt: Runtime) -> None:
-    """The month pulled, sent, answered and matched: everything evaluate reads."""
-    pull(rt, "itsm")
-    plan(rt)
-    push(rt)
-    for channel in rt.channel_names():
-        collect(rt, channel)
-    reconcile(rt)
-
 
 def _records(rt: Runtime) -> list[dict[str, Any]]:
-    cols = [c for c in ComplianceRecord.__table__.columns if c.name not in IGNORED]
-    with rt.db.session() as s:
-        rows = s.execute(select(*cols).order_by(ComplianceRecord.incident_id)).mappings()
-        return [dict(r) for r in rows]
+    return table_rows(rt, ComplianceRecord, ("incident_id",))
 
 
 def _incident_marks(rt: Runtime) -> list[tuple[int, int, object]]:
@@ -79,26 +63,13 @@ def test_partitions_run_at_once_give_the_records_of_one_process(
 ) -> None:
     path = sandbox_config(postgres_url, tmp_path, incidents=150, extra={"redis_url": redis_url})
     rt = seeded_runtime(path, FakeClock())
-    _loaded(rt)
+    answered(rt)
 
     # the split run: three partitions, each the RQ entry point under its own lease, at once
-    summaries: list[str] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(3)
-
-    def part(k: int) -> None:
-        try:
-            barrier.wait()
-            summaries.append(queue.run(str(path), "evaluate-part", jobs.part_name(k, 3)))
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=part, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    summaries = [
+        str(x)
+        for x in at_once(*(job(path, "evaluate-part", jobs.part_name(k, 3)) for k in range(3)))
+    ]
     assert sorted(s.split(":")[0] + ":" + s.split(":")[1] for s in summaries) == [
         "evaluate-part:0/3",
         "evaluate-part:1/3",
@@ -127,7 +98,7 @@ def test_enqueued_partitions_are_distinct_jobs_run_by_a_worker(
 ) -> None:
     path = sandbox_config(postgres_url, tmp_path, incidents=40, extra={"redis_url": redis_url})
     rt = seeded_runtime(path, FakeClock())
-    _loaded(rt)
+    answered(rt)
     conn = queue.connect(redis_url)
     try:
         done = queue.enqueue_partitions(conn, str(path), 2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,34 +36,8 @@ from core.store.models import (
     Response,
 )
 from tests.utils.loop import FakeClock, sandbox_config
-from workers import jobs, queue
-
-
-def _at_once(*calls: Callable[[], object]) -> list[object]:
-    """Run ``calls`` in threads released together; their results, in order (errors raised)."""
-    results: list[object] = [None] * len(calls)
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(calls))
-
-    def run(i: int, call: Callable[[], object]) -> None:
-        try:
-            barrier.wait()
-            results[i] = call()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(180)
-    assert not errors, errors
-    return results
-
-
-def _job(path: Path, kind: str, name: str | None = None) -> Callable[[], object]:
-    """The RQ entry point of a job (its lease included), as a thread's call."""
-    return lambda: queue.run(str(path), kind, name)
+from tests.utils.partitions import answered, at_once, job, table_rows
+from workers import jobs
 
 
 def _count_sends(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -88,26 +62,6 @@ def _count_sends(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return sent
 
 
-def _rows(rt: Runtime, model: Any, order: Sequence[str], skip: Sequence[str] = ()) -> list[Any]:
-    """Every row of ``model`` as a dict of its columns but ids and ``skip``, in ``order``."""
-    table = model.__table__
-    cols = [c for c in table.columns if c.name != "id" and c.name not in skip]
-    with rt.db.session() as s:
-        query = select(*cols).order_by(*(table.c[o] for o in order))
-        return [dict(r) for r in s.execute(query).mappings()]
-
-
-def _loaded(rt: Runtime) -> None:
-    """The month pulled, planned, sent, answered, matched and evaluated."""
-    pull(rt, "itsm")
-    plan(rt)
-    push(rt)
-    for channel in rt.channel_names():
-        collect(rt, channel)
-    reconcile(rt)
-    evaluate(rt)
-
-
 def test_dispatch_parts_racing_each_other_and_a_whole_push_send_each_item_once(
     postgres_url: str,
     redis_url: str,
@@ -124,10 +78,10 @@ def test_dispatch_parts_racing_each_other_and_a_whole_push_send_each_item_once(
     assert len(keys) > 50
     sent = _count_sends(monkeypatch)
 
-    summaries = _at_once(
-        _job(path, "dispatch-part", "0/2"),
-        _job(path, "dispatch-part", "0/2"),  # the same partition again: its lease
-        _job(path, "dispatch-part", "1/2"),
+    summaries = at_once(
+        job(path, "dispatch-part", "0/2"),
+        job(path, "dispatch-part", "0/2"),  # the same partition again: its lease
+        job(path, "dispatch-part", "1/2"),
         lambda: push(rt, partition=(0, 2)),  # no lease: only the claim keeps it apart
         lambda: push(rt, partition=(1, 2)),
         lambda: push(rt),  # a whole dispatch at the same time
@@ -151,7 +105,8 @@ def test_dispatch_part_keeps_a_ticket_and_its_comments_in_one_partition(
     path = sandbox_config(postgres_url, tmp_path, incidents=80)
     clock = FakeClock()
     rt = seeded_runtime(path, clock)
-    _loaded(rt)
+    answered(rt)
+    evaluate(rt)
     raise_nonconformities(rt)
     with rt.db.session() as s:
         s.execute(delete(OutboxItem).where(OutboxItem.kind != "ticket"))
@@ -192,13 +147,13 @@ def _raised(rt: Runtime) -> dict[str, Any]:
         keys = {i: k for i, k in s.execute(select(Nonconformity.id, Nonconformity.dedup_key))}
     events = [
         {**e, "nonconformity_id": keys[e["nonconformity_id"]]}
-        for e in _rows(rt, NonconformityEvent, ("nonconformity_id", "revision"))
+        for e in table_rows(rt, NonconformityEvent, ("nonconformity_id", "revision"))
     ]
     return {
-        "ncs": _rows(rt, Nonconformity, ("dedup_key",)),
+        "ncs": table_rows(rt, Nonconformity, ("dedup_key",)),
         "events": sorted(events, key=lambda e: (e["nonconformity_id"], e["revision"])),
-        "items": _rows(rt, OutboxItem, ("idempotency_key",), skip=("entity_id",)),
-        "raised": _rows(rt, ComplianceRecord, ("incident_id",), skip=()),
+        "items": table_rows(rt, OutboxItem, ("idempotency_key",), skip=("entity_id",)),
+        "raised": table_rows(rt, ComplianceRecord, ("incident_id",), skip=()),
     }
 
 
@@ -210,15 +165,16 @@ def test_raise_parts_at_once_leave_what_one_whole_raise_leaves(
 ) -> None:
     path = sandbox_config(postgres_url, tmp_path, incidents=150, extra={"redis_url": redis_url})
     rt = seeded_runtime(path, FakeClock())
-    _loaded(rt)
+    answered(rt)
+    evaluate(rt)
     with rt.db.session() as s:
         s.execute(delete(OutboxItem))  # only the tickets raise queues are compared
 
-    summaries = _at_once(
-        _job(path, "raise-part", "0/3"),
-        _job(path, "raise-part", "1/3"),
-        _job(path, "raise-part", "2/3"),
-        _job(path, "raise-part", "1/3"),  # raced by itself: skipped, or nothing left to do
+    summaries = at_once(
+        job(path, "raise-part", "0/3"),
+        job(path, "raise-part", "1/3"),
+        job(path, "raise-part", "2/3"),
+        job(path, "raise-part", "1/3"),  # raced by itself: skipped, or nothing left to do
     )
     assert sum("skipped" in str(x) for x in summaries) <= 1
     split = _raised(rt)
@@ -245,7 +201,8 @@ def test_track_parts_racing_close_each_ticket_once(
     path = sandbox_config(postgres_url, tmp_path, incidents=150, extra={"redis_url": redis_url})
     clock = FakeClock()
     rt = seeded_runtime(path, clock)
-    _loaded(rt)
+    answered(rt)
+    evaluate(rt)
     raise_nonconformities(rt)
     push(rt)
     with rt.db.session() as s:
@@ -255,10 +212,10 @@ def test_track_parts_racing_close_each_ticket_once(
     assert ticketed
     for _ in range(6):  # the sandbox moves a ticket on at each read, up to done
         clock.advance(days=1)
-        _at_once(
-            _job(path, "track-part", "0/2"),
-            _job(path, "track-part", "1/2"),
-            _job(path, "track-part", "1/2"),
+        at_once(
+            job(path, "track-part", "0/2"),
+            job(path, "track-part", "1/2"),
+            job(path, "track-part", "1/2"),
         )
     with rt.db.session() as s:
         closed = list(s.scalars(select(Nonconformity.id).where(Nonconformity.state == "closed")))
@@ -317,7 +274,7 @@ def test_syncs_of_two_sources_at_once_plan_each_its_own_like_one_plan(
 ) -> None:
     path = _two_sources(postgres_url, tmp_path)
     rt = seeded_runtime(path, FakeClock())
-    summaries = _at_once(_job(path, "sync", "a"), _job(path, "sync", "b"))
+    summaries = at_once(job(path, "sync", "a"), job(path, "sync", "b"))
     assert all("plan: " in str(x) and "waited" not in str(x) for x in summaries)
     split = _planned(rt)
     assert len(split["tasks"]) > 100
@@ -370,7 +327,8 @@ def _matched(rt: Runtime, before: dict[int, int]) -> dict[str, Any]:
     with rt.db.session() as s:
         events = {i: e for i, e in s.execute(select(Response.id, Response.provider_event_id))}
     matches = [
-        {**m, "response_id": events[m["response_id"]]} for m in _rows(rt, Match, ("response_id",))
+        {**m, "response_id": events[m["response_id"]]}
+        for m in table_rows(rt, Match, ("response_id",))
     ]
     bumped = sorted(i for i, r in _revisions(rt).items() if r > before[i])
     return {"matches": sorted(matches, key=lambda m: m["response_id"]), "bumped": bumped}
@@ -389,8 +347,8 @@ def test_collects_of_every_channel_at_once_reconcile_like_one_reconcile(
     push(rt)
     before = _revisions(rt)
     channels = rt.channel_names()
-    _at_once(
-        *(_job(path, "collect", c) for c in channels), *(_job(path, "collect", c) for c in channels)
+    at_once(
+        *(job(path, "collect", c) for c in channels), *(job(path, "collect", c) for c in channels)
     )
     split = _matched(rt, before)
     assert len(split["matches"]) > 50
