@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import select
 
 from connectors.servicenow import readback as sn_readback
@@ -24,10 +23,10 @@ from core.errors import FatalError, RetriableError
 from core.loop import run_once
 from core.store.models import Complaint, OutboxItem
 from tests.complaints.test_read_back_glpi_servicenow import sn_source
+from tests.connectors.test_servicenow import deployment
 from tests.fakes.server import serve
-from tests.fakes.servicenow import PASSWORD, USER, FakeServiceNow
+from tests.fakes.servicenow import FakeServiceNow
 from tests.utils.batch_reads import read_both, retrying_runtime
-from tests.utils.loop import Deployment
 from tests.workers.test_report_webhook import SECRET
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)
@@ -181,7 +180,15 @@ def test_complaints_follow_their_servicenow_tickets_with_batch_reads_notices_onc
     flagged = sorted(fake.tables["incident"])[:3]
     for ref in flagged:
         fake.update(ref, category="complaint")
-    dep = _deployment(database_url, tmp_path, url)
+    notify = [{"via": "webhook", "to": [HOOK], "secret": SECRET}]
+    dep = deployment(
+        database_url,
+        tmp_path,
+        url,
+        {"complaints": {"deadline": "60bd", "notify": notify}},
+        backfill_from="2026-10-01T00:00:00Z",
+        mapping={"complaint": {"flag": {"field": "category", "equals": "complaint"}}},
+    )
     try:
         rt = dep.open()
         assert run_once(rt).errors == []
@@ -206,39 +213,3 @@ def test_complaints_follow_their_servicenow_tickets_with_batch_reads_notices_onc
         assert len(notices) == len(set(notices)) == 3  # one per complaint, never twice
     finally:
         dep.close()
-
-
-def _deployment(database_url: str, tmp_path: Path, url: str) -> Deployment:
-    doc = {
-        "database_url": database_url,
-        "timezone": "Europe/Paris",
-        "state_dir": str(tmp_path / "state"),
-        "calendars": {"fr": {"timezone": "Europe/Paris", "hours": {"mon-fri": "09:00-18:00"}}},
-        "sources": {
-            "sn": {
-                "type": "servicenow",
-                "base_url": url,
-                "auth": {"username": USER, "password": PASSWORD},
-                "ticket": {"table": "incident"},
-                "backfill_from": "2026-10-01T00:00:00Z",
-                "mapping": {"complaint": {"flag": {"field": "category", "equals": "complaint"}}},
-            }
-        },
-        "channels": {"phone": {"type": "sandbox", "role": "callback", "seed": "s"}},
-        "policies": {
-            "default": {
-                "calendar": "fr",
-                "response": {"P1": "15m", "P2": "30m", "P3": "4h", "P4": "1bd"},
-                "resolution": {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"},
-                "callback": {"channel": "phone", "within": "24h"},
-                "nonconformity": {"push_to": "source", "rectify_within": "10bd"},
-            }
-        },
-        "complaints": {
-            "deadline": "60bd",
-            "notify": [{"via": "webhook", "to": [HOOK], "secret": SECRET}],
-        },
-    }
-    path = tmp_path / "qloop.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    return Deployment(path)

@@ -46,7 +46,15 @@ def source(tmp_path: Path, url: str, **extra: Any) -> ServiceNowSource:
     return ServiceNowSource("sn", options(url, **extra), ctx)
 
 
-def deployment(database_url: str, tmp_path: Path, url: str, **extra: Any) -> Deployment:
+def deployment(
+    database_url: str,
+    tmp_path: Path,
+    url: str,
+    settings: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Deployment:
+    """A deployment reading the fake at ``url``: ``extra`` are source options, ``settings``
+    further top-level settings (a ``complaints:`` block…)."""
     doc = {
         "database_url": database_url,
         "timezone": "Europe/Paris",
@@ -63,6 +71,7 @@ def deployment(database_url: str, tmp_path: Path, url: str, **extra: Any) -> Dep
                 "nonconformity": {"push_to": "source", "rectify_within": "10bd"},
             }
         },
+        **(settings or {}),
     }
     path = tmp_path / "qloop.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
